@@ -1,0 +1,217 @@
+//! Agent events (protocol.md section 5): what a run streams to its parent.
+//!
+//! Tagged by `type` in snake_case. An event whose `type` this build does not know
+//! is kept as [`AgentEvent::Unknown`] with its JSON untouched, so a newer worker
+//! can stream events through an older parent without loss.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::status::CompletionStatus;
+
+/// Token accounting reported by a model server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Tokens in the prompt.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Sum of the two, as the server reports it.
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+/// One event of an agent's stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// A piece of generated text.
+    Token {
+        /// The text.
+        content: String,
+    },
+    /// A tool call started.
+    ToolStart {
+        /// Id of the call.
+        tool_call_id: String,
+        /// Name of the tool.
+        tool_name: String,
+        /// Arguments as the model gave them.
+        #[serde(default)]
+        arguments: serde_json::Value,
+    },
+    /// A tool call finished.
+    ToolComplete {
+        /// Id of the call.
+        tool_call_id: String,
+        /// Name of the tool.
+        #[serde(default)]
+        tool_name: String,
+        /// What the tool returned.
+        #[serde(default)]
+        result: String,
+    },
+    /// A tool call failed.
+    ToolError {
+        /// Id of the call.
+        tool_call_id: String,
+        /// Name of the tool.
+        #[serde(default)]
+        tool_name: String,
+        /// Why it failed.
+        #[serde(default)]
+        error: String,
+    },
+    /// The run's answer is complete.
+    Complete {
+        /// Token usage when the model server reported it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<TokenUsage>,
+    },
+    /// The run hit an error.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+    /// Parent side: a child run started.
+    SubAgentStarted {
+        /// The parent session.
+        parent_session_id: String,
+        /// The child session.
+        child_session_id: String,
+        /// The child's title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+    /// Parent side: one event of a child's stream, wrapped.
+    SubAgentEvent {
+        /// The parent session.
+        parent_session_id: String,
+        /// The child session.
+        child_session_id: String,
+        /// The child's event, verbatim.
+        event: Box<AgentEvent>,
+    },
+    /// Parent side: the child is still running (every 5 s).
+    SubAgentHeartbeat {
+        /// The parent session.
+        parent_session_id: String,
+        /// The child session.
+        child_session_id: String,
+        /// When the heartbeat was sent.
+        timestamp: DateTime<Utc>,
+    },
+    /// Parent side: a child run ended.
+    SubAgentCompleted {
+        /// The parent session.
+        parent_session_id: String,
+        /// The child session.
+        child_session_id: String,
+        /// How it ended.
+        status: CompletionStatus,
+        /// Why, when it did not complete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Parent side: a child asks for approval of a gated action.
+    ChildApprovalRequested {
+        /// The child session.
+        child_session_id: String,
+        /// Id to answer the request with.
+        request_id: String,
+        /// The tool that wants to act.
+        tool_name: String,
+        /// The kind of permission asked for.
+        permission: String,
+        /// What the action touches.
+        resource: String,
+    },
+    /// An event type this build does not know, carried through verbatim.
+    #[serde(untagged)]
+    Unknown(serde_json::Value),
+}
+
+impl AgentEvent {
+    /// A `token` event.
+    pub fn token(content: impl Into<String>) -> Self {
+        Self::Token {
+            content: content.into(),
+        }
+    }
+
+    /// The wire `type` tag of this event (`None` for an unknown event without a
+    /// string `type`).
+    pub fn type_name(&self) -> Option<&str> {
+        Some(match self {
+            Self::Token { .. } => "token",
+            Self::ToolStart { .. } => "tool_start",
+            Self::ToolComplete { .. } => "tool_complete",
+            Self::ToolError { .. } => "tool_error",
+            Self::Complete { .. } => "complete",
+            Self::Error { .. } => "error",
+            Self::SubAgentStarted { .. } => "sub_agent_started",
+            Self::SubAgentEvent { .. } => "sub_agent_event",
+            Self::SubAgentHeartbeat { .. } => "sub_agent_heartbeat",
+            Self::SubAgentCompleted { .. } => "sub_agent_completed",
+            Self::ChildApprovalRequested { .. } => "child_approval_requested",
+            Self::Unknown(v) => return v.get("type").and_then(|t| t.as_str()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(json: &str) -> AgentEvent {
+        let ev: AgentEvent = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&ev).unwrap(), json, "round trip of {json}");
+        ev
+    }
+
+    #[test]
+    fn echo_events_match_protocol_literals() {
+        assert_eq!(round_trip(r#"{"type":"token","content":"hi "}"#), AgentEvent::token("hi "));
+        assert_eq!(round_trip(r#"{"type":"complete"}"#), AgentEvent::Complete { usage: None });
+    }
+
+    #[test]
+    fn complete_carries_usage() {
+        let ev = round_trip(
+            r#"{"type":"complete","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        );
+        match ev {
+            AgentEvent::Complete { usage: Some(u) } => assert_eq!(u.total_tokens, 7),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parent_side_wrappers_match_protocol_fields() {
+        round_trip(r#"{"type":"sub_agent_started","parent_session_id":"p","child_session_id":"c","title":"t"}"#);
+        round_trip(
+            r#"{"type":"sub_agent_event","parent_session_id":"p","child_session_id":"c","event":{"type":"token","content":"x"}}"#,
+        );
+        round_trip(r#"{"type":"sub_agent_heartbeat","parent_session_id":"p","child_session_id":"c","timestamp":"2026-01-02T03:04:05Z"}"#);
+        round_trip(r#"{"type":"sub_agent_completed","parent_session_id":"p","child_session_id":"c","status":"timeout","error":"idle"}"#);
+        round_trip(r#"{"type":"child_approval_requested","child_session_id":"c","request_id":"sa-1","tool_name":"bash","permission":"execute","resource":"ls"}"#);
+    }
+
+    #[test]
+    fn unknown_event_types_are_carried_through_verbatim() {
+        let json = r#"{"type":"reasoning_token","content":"hmm","extra":[1,2]}"#;
+        let ev = round_trip(json);
+        assert!(matches!(ev, AgentEvent::Unknown(_)));
+        assert_eq!(ev.type_name(), Some("reasoning_token"));
+        // An unknown event nested in a wrapper survives too.
+        round_trip(r#"{"type":"sub_agent_event","parent_session_id":"p","child_session_id":"c","event":{"type":"plan","steps":[]}}"#);
+    }
+
+    #[test]
+    fn known_events_ignore_unknown_fields() {
+        let ev: AgentEvent = serde_json::from_str(r#"{"type":"token","content":"a","seq":9}"#).unwrap();
+        assert_eq!(ev, AgentEvent::token("a"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Bamboo fleet engine (filled by the engine issue).
