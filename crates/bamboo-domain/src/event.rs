@@ -167,14 +167,24 @@ mod tests {
 
     fn round_trip(json: &str) -> AgentEvent {
         let ev: AgentEvent = serde_json::from_str(json).unwrap();
-        assert_eq!(serde_json::to_string(&ev).unwrap(), json, "round trip of {json}");
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            json,
+            "round trip of {json}"
+        );
         ev
     }
 
     #[test]
     fn echo_events_match_protocol_literals() {
-        assert_eq!(round_trip(r#"{"type":"token","content":"hi "}"#), AgentEvent::token("hi "));
-        assert_eq!(round_trip(r#"{"type":"complete"}"#), AgentEvent::Complete { usage: None });
+        assert_eq!(
+            round_trip(r#"{"type":"token","content":"hi "}"#),
+            AgentEvent::token("hi ")
+        );
+        assert_eq!(
+            round_trip(r#"{"type":"complete"}"#),
+            AgentEvent::Complete { usage: None }
+        );
     }
 
     #[test]
@@ -190,13 +200,21 @@ mod tests {
 
     #[test]
     fn parent_side_wrappers_match_protocol_fields() {
-        round_trip(r#"{"type":"sub_agent_started","parent_session_id":"p","child_session_id":"c","title":"t"}"#);
+        round_trip(
+            r#"{"type":"sub_agent_started","parent_session_id":"p","child_session_id":"c","title":"t"}"#,
+        );
         round_trip(
             r#"{"type":"sub_agent_event","parent_session_id":"p","child_session_id":"c","event":{"type":"token","content":"x"}}"#,
         );
-        round_trip(r#"{"type":"sub_agent_heartbeat","parent_session_id":"p","child_session_id":"c","timestamp":"2026-01-02T03:04:05Z"}"#);
-        round_trip(r#"{"type":"sub_agent_completed","parent_session_id":"p","child_session_id":"c","status":"timeout","error":"idle"}"#);
-        round_trip(r#"{"type":"child_approval_requested","child_session_id":"c","request_id":"sa-1","tool_name":"bash","permission":"execute","resource":"ls"}"#);
+        round_trip(
+            r#"{"type":"sub_agent_heartbeat","parent_session_id":"p","child_session_id":"c","timestamp":"2026-01-02T03:04:05Z"}"#,
+        );
+        round_trip(
+            r#"{"type":"sub_agent_completed","parent_session_id":"p","child_session_id":"c","status":"timeout","error":"idle"}"#,
+        );
+        round_trip(
+            r#"{"type":"child_approval_requested","child_session_id":"c","request_id":"sa-1","tool_name":"bash","permission":"execute","resource":"ls"}"#,
+        );
     }
 
     #[test]
@@ -206,12 +224,15 @@ mod tests {
         assert!(matches!(ev, AgentEvent::Unknown(_)));
         assert_eq!(ev.type_name(), Some("reasoning_token"));
         // An unknown event nested in a wrapper survives too.
-        round_trip(r#"{"type":"sub_agent_event","parent_session_id":"p","child_session_id":"c","event":{"type":"plan","steps":[]}}"#);
+        round_trip(
+            r#"{"type":"sub_agent_event","parent_session_id":"p","child_session_id":"c","event":{"type":"plan","steps":[]}}"#,
+        );
     }
 
     #[test]
     fn known_events_ignore_unknown_fields() {
-        let ev: AgentEvent = serde_json::from_str(r#"{"type":"token","content":"a","seq":9}"#).unwrap();
+        let ev: AgentEvent =
+            serde_json::from_str(r#"{"type":"token","content":"a","seq":9}"#).unwrap();
         assert_eq!(ev, AgentEvent::token("a"));
     }
 }

@@ -79,7 +79,8 @@ mod tests {
 
     #[test]
     fn message_ignores_unknown_fields_and_defaults_time() {
-        let m: Message = serde_json::from_str(r#"{"role":"assistant","content":"x","extra":1}"#).unwrap();
+        let m: Message =
+            serde_json::from_str(r#"{"role":"assistant","content":"x","extra":1}"#).unwrap();
         assert_eq!(m.role, Role::Assistant);
     }
 }

@@ -132,8 +132,14 @@ mod tests {
 
     #[test]
     fn statuses_use_exact_wire_strings() {
-        assert_eq!(serde_json::to_string(&TerminalStatus::Suspended).unwrap(), r#""suspended""#);
-        assert_eq!(serde_json::to_string(&ChildStatus::Timeout).unwrap(), r#""timeout""#);
+        assert_eq!(
+            serde_json::to_string(&TerminalStatus::Suspended).unwrap(),
+            r#""suspended""#
+        );
+        assert_eq!(
+            serde_json::to_string(&ChildStatus::Timeout).unwrap(),
+            r#""timeout""#
+        );
         let s: CompletionStatus = serde_json::from_str(r#""skipped""#).unwrap();
         assert_eq!(s, CompletionStatus::Skipped);
         assert!(serde_json::from_str::<TerminalStatus>(r#""done""#).is_err());
@@ -141,7 +147,10 @@ mod tests {
 
     #[test]
     fn status_parses_from_str_and_displays() {
-        assert_eq!("running".parse::<ChildStatus>().unwrap(), ChildStatus::Running);
+        assert_eq!(
+            "running".parse::<ChildStatus>().unwrap(),
+            ChildStatus::Running
+        );
         assert_eq!(ChildStatus::Error.to_string(), "error");
         assert!("RUNNING".parse::<ChildStatus>().is_err());
         assert!(ChildStatus::Skipped.is_terminal());

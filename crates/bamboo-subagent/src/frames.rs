@@ -1,0 +1,202 @@
+//! Frames (protocol.md section 4): one JSON object per WebSocket text message.
+
+use bamboo_domain::{AgentEvent, Message, TerminalStatus};
+use serde::{Deserialize, Serialize};
+
+/// Parent-to-child frames, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ParentFrame {
+    /// Start a run.
+    Run(RunRequest),
+    /// Cancel the active run.
+    Cancel,
+    /// In-band steering text for the active run.
+    Message {
+        /// The steering text.
+        text: String,
+    },
+    /// Answer to an `approval_request`.
+    ApprovalReply {
+        /// The request's id.
+        id: String,
+        /// The decision.
+        approved: bool,
+    },
+    /// Answer to a `subagent_request` (extension, 4.3).
+    SubagentReply {
+        /// The request's id.
+        id: String,
+        /// Tool result JSON: `{"success":bool,"result":...}`.
+        body: serde_json::Value,
+    },
+}
+
+/// The content of a `run` frame.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// What to do.
+    pub assignment: String,
+    /// Reasoning effort hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// Full prior transcript, oldest first; omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Message>,
+}
+
+impl RunRequest {
+    /// A run of `assignment` with no history.
+    pub fn new(assignment: impl Into<String>) -> Self {
+        Self {
+            assignment: assignment.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Child-to-parent frames, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChildFrame {
+    /// One agent event, verbatim.
+    Event {
+        /// The event.
+        event: AgentEvent,
+    },
+    /// The run asks for approval of a gated action.
+    ApprovalRequest {
+        /// Fresh unguessable id (`sa-<uuid>`).
+        id: String,
+        /// What is asked.
+        body: ApprovalBody,
+    },
+    /// The run asks the parent to spawn a grandchild (extension, 4.3).
+    SubagentRequest {
+        /// Fresh id.
+        id: String,
+        /// The SubAgent tool call body.
+        body: serde_json::Value,
+    },
+    /// The run ended; sent after every event of the run.
+    Terminal(Terminal),
+}
+
+/// What an `approval_request` asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalBody {
+    /// The tool that wants to act.
+    #[serde(default)]
+    pub tool_name: String,
+    /// Kind of permission (`execute`, `write`, ...).
+    #[serde(default)]
+    pub permission_type: String,
+    /// What the action touches.
+    #[serde(default)]
+    pub resource: String,
+    /// A question for a human.
+    #[serde(default)]
+    pub question: String,
+}
+
+/// The end of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Terminal {
+    /// How the run ended.
+    pub status: TerminalStatus,
+    /// The final answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The run's transcript, when the executor keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<Vec<Message>>,
+}
+
+impl ParentFrame {
+    /// Serializes the frame to its wire text.
+    pub fn to_text(&self) -> String {
+        // Serializing these plain enums cannot fail: no maps with non-string keys.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ChildFrame {
+    /// Serializes the frame to its wire text.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent(json: &str) -> ParentFrame {
+        let f: ParentFrame = serde_json::from_str(json).unwrap();
+        assert_eq!(f.to_text(), json);
+        f
+    }
+
+    fn child(json: &str) -> ChildFrame {
+        let f: ChildFrame = serde_json::from_str(json).unwrap();
+        assert_eq!(f.to_text(), json);
+        f
+    }
+
+    #[test]
+    fn parent_frames_match_protocol_literals() {
+        assert_eq!(
+            parent(r#"{"kind":"run","assignment":"hi"}"#),
+            ParentFrame::Run(RunRequest::new("hi"))
+        );
+        let run = parent(
+            r#"{"kind":"run","assignment":"go","reasoning_effort":"high","messages":[{"role":"user","content":"a","created_at":"2026-01-02T03:04:05Z"}]}"#,
+        );
+        assert!(matches!(run, ParentFrame::Run(r) if r.messages.len() == 1));
+        assert_eq!(parent(r#"{"kind":"cancel"}"#), ParentFrame::Cancel);
+        parent(r#"{"kind":"message","text":"steer"}"#);
+        parent(r#"{"kind":"approval_reply","id":"sa-1","approved":true}"#);
+        parent(r#"{"kind":"subagent_reply","id":"x","body":{"success":false,"result":"no"}}"#);
+    }
+
+    #[test]
+    fn child_frames_match_protocol_literals() {
+        child(r#"{"kind":"event","event":{"type":"token","content":"hi "}}"#);
+        child(
+            r#"{"kind":"approval_request","id":"sa-1","body":{"tool_name":"bash","permission_type":"execute","resource":"ls","question":"ok?"}}"#,
+        );
+        child(r#"{"kind":"subagent_request","id":"r","body":{"assignment":"x"}}"#);
+        let t = child(r#"{"kind":"terminal","status":"completed","result":"echo: hi"}"#);
+        assert!(matches!(
+            t,
+            ChildFrame::Terminal(Terminal {
+                status: TerminalStatus::Completed,
+                ..
+            })
+        ));
+        child(r#"{"kind":"terminal","status":"error","error":"boom"}"#);
+        child(r#"{"kind":"terminal","status":"suspended","transcript":[]}"#);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_unknown_kinds_rejected() {
+        let f: ParentFrame = serde_json::from_str(r#"{"kind":"cancel","reason":"x"}"#).unwrap();
+        assert_eq!(f, ParentFrame::Cancel);
+        assert!(serde_json::from_str::<ParentFrame>(r#"{"kind":"dance"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ChildFrame>(r#"{"kind":"terminal","status":"weird"}"#).is_err()
+        );
+        // Unknown event types inside an event frame survive.
+        let f: ChildFrame =
+            serde_json::from_str(r#"{"kind":"event","event":{"type":"new_thing","n":1}}"#).unwrap();
+        assert!(matches!(
+            f,
+            ChildFrame::Event {
+                event: AgentEvent::Unknown(_)
+            }
+        ));
+    }
+}

@@ -1,0 +1,442 @@
+//! The ProvisionSpec (protocol.md section 2): the one JSON document a parent
+//! writes to a worker's stdin.
+
+use bamboo_domain::ModelRef;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest spec a worker reads from stdin.
+pub const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
+/// Default nested-spawn depth cap (protocol.md 4.3).
+pub const DEFAULT_MAX_SPAWN_DEPTH: u32 = 4;
+/// Default idle timeout of a reusable worker, seconds.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn protocol_version() -> u32 {
+    PROTOCOL_VERSION
+}
+
+/// Everything a worker needs to become one actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionSpec {
+    /// Protocol version, `1`.
+    #[serde(default = "protocol_version")]
+    pub version: u32,
+    /// Who this actor is.
+    pub identity: Identity,
+    /// Which engine runs the assignments.
+    pub executor: ExecutorSpec,
+    /// Directory of the discovery fabric to register into.
+    pub fabric_dir: String,
+    /// The actor's own storage root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_dir: Option<String>,
+    /// Working directory for file operations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Model, already resolved by the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRef>,
+    /// Tools hidden from the child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_tools: Option<Vec<String>>,
+    /// Time and round limits.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limits: Limits,
+    /// Credentials and the worker's bearer token. Never logged.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub secrets: Secrets,
+    /// Warm, multi-run worker.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub reusable: bool,
+    /// Where the actor runs.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub placement: Placement,
+    /// What the actor may do.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub capabilities: Capabilities,
+}
+
+/// Who an actor is (protocol.md 2, `identity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Unique id of the child; also the fabric record's name.
+    pub child_id: String,
+    /// The parent session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Project the child belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<String>,
+    /// Sub-agent role.
+    #[serde(default)]
+    pub role: String,
+    /// Spawn depth: root orchestrator 0, its children 1, ...
+    #[serde(default)]
+    pub depth: u32,
+}
+
+/// The engine that runs assignments, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExecutorSpec {
+    /// Echo words back (protocol.md 5).
+    Echo,
+    /// The built-in agent loop over an OpenAI-compatible endpoint.
+    BambooRuntime,
+    /// Wrap an external command-line agent.
+    CliAdapter {
+        /// Program to run.
+        command: String,
+        /// Its arguments; `{assignment}` is replaced by the assignment.
+        #[serde(default)]
+        args: Vec<String>,
+    },
+}
+
+impl ExecutorSpec {
+    /// The wire `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::BambooRuntime => "bamboo_runtime",
+            Self::CliAdapter { .. } => "cli_adapter",
+        }
+    }
+}
+
+/// Time and round limits (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest a run may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout_secs: Option<u64>,
+    /// How long a worker waits for a connection before exiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Most model rounds per run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+}
+
+/// The secrets envelope. Its `Debug` shows no secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Only the credential of the provider this child uses (least privilege).
+    #[serde(default)]
+    pub provider_credentials: Vec<ProviderCredential>,
+    /// Bearer token the worker requires on every WebSocket upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_auth_token: Option<Secret>,
+}
+
+impl Secrets {
+    /// The credential for `provider`, if the envelope carries one.
+    pub fn credential_for(&self, provider: &str) -> Option<&ProviderCredential> {
+        self.provider_credentials
+            .iter()
+            .find(|c| c.provider == provider)
+    }
+}
+
+/// One provider's credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderCredential {
+    /// Provider name, as in `model.provider`.
+    pub provider: String,
+    /// The API key.
+    pub api_key: Secret,
+    /// Base URL of the provider's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Wire dialect of the provider (e.g. `openai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_type: Option<String>,
+}
+
+/// Where the actor runs, tagged by `kind`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Placement {
+    /// A process on this machine.
+    #[default]
+    Local,
+    /// A resident worker reached at `endpoint`.
+    Remote {
+        /// `wss://host:port` or `ws://...`.
+        endpoint: String,
+    },
+    /// Any worker of a named pool.
+    Schedulable {
+        /// Pool name.
+        pool: String,
+    },
+}
+
+/// What the actor may do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// MCP server configuration, opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<serde_json::Value>,
+    /// Directory of skills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills_dir: Option<String>,
+    /// Ask the host before gated actions.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub enforce_permissions: bool,
+    /// May ask the parent to spawn grandchildren.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub nested_spawn: bool,
+    /// Skip approvals entirely.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub bypass: bool,
+    /// No human is available to answer approvals.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub no_human_approver: bool,
+    /// Nested-spawn depth cap (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spawn_depth: Option<u32>,
+}
+
+impl Capabilities {
+    /// The effective depth cap.
+    pub fn spawn_depth_cap(&self) -> u32 {
+        self.max_spawn_depth.unwrap_or(DEFAULT_MAX_SPAWN_DEPTH)
+    }
+}
+
+/// Why a spec was refused. Each message is one line naming the problem.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// Nothing arrived on stdin.
+    #[error(
+        "provision spec is empty: write one JSON ProvisionSpec to the worker's stdin and close it"
+    )]
+    Empty,
+    /// More than [`MAX_SPEC_BYTES`].
+    #[error("provision spec is larger than {limit} bytes: send a smaller spec")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Bytes that are not UTF-8.
+    #[error("provision spec is not valid UTF-8 (at byte {0}): send UTF-8 JSON")]
+    NotUtf8(usize),
+    /// Text that is not JSON.
+    #[error("provision spec is not JSON: {0}")]
+    NotJson(String),
+    /// An unknown `executor.kind`.
+    #[error("unknown executor kind {0:?}: expected one of echo, bamboo_runtime, cli_adapter")]
+    UnknownExecutor(String),
+    /// JSON that does not fit the schema.
+    #[error("invalid provision spec: {0}")]
+    Invalid(String),
+    /// Stdin was not closed in time.
+    #[error("timed out after {0} ms waiting for the provision spec on stdin: the parent must write the spec and close the pipe")]
+    StdinTimeout(u64),
+    /// Reading stdin failed.
+    #[error("could not read the provision spec from stdin: {0}")]
+    Io(String),
+}
+
+impl ProvisionSpec {
+    /// Parses and validates a spec from raw stdin bytes.
+    ///
+    /// ```
+    /// use bamboo_subagent::spec::{ProvisionSpec, SpecError};
+    /// let spec = ProvisionSpec::from_slice(br#"{"version":1,"identity":{"child_id":"c1"},
+    ///     "executor":{"kind":"echo"},"fabric_dir":"/tmp/f"}"#).unwrap();
+    /// assert_eq!(spec.identity.child_id, "c1");
+    /// assert_eq!(ProvisionSpec::from_slice(b"  "), Err(SpecError::Empty));
+    /// ```
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, SpecError> {
+        if bytes.len() > MAX_SPEC_BYTES {
+            return Err(SpecError::TooLarge {
+                limit: MAX_SPEC_BYTES,
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| SpecError::NotUtf8(e.valid_up_to()))?;
+        if text.trim().is_empty() {
+            return Err(SpecError::Empty);
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SpecError::NotJson(e.to_string()))?;
+        if let Some(kind) = value
+            .get("executor")
+            .and_then(|e| e.get("kind"))
+            .and_then(|k| k.as_str())
+        {
+            if !matches!(kind, "echo" | "bamboo_runtime" | "cli_adapter") {
+                return Err(SpecError::UnknownExecutor(kind.to_owned()));
+            }
+        }
+        let spec: Self =
+            serde_json::from_value(value).map_err(|e| SpecError::Invalid(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what serde cannot: version, a child id usable as a file name, a
+    /// fabric directory.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.version != PROTOCOL_VERSION {
+            return Err(SpecError::Invalid(format!(
+                "unsupported protocol version {} (this worker speaks {PROTOCOL_VERSION})",
+                self.version
+            )));
+        }
+        let id = &self.identity.child_id;
+        if id.is_empty() || id.starts_with('.') || id.contains(['/', '\\', '\0']) || id.len() > 200
+        {
+            return Err(SpecError::Invalid(format!(
+                "identity.child_id {id:?} must be 1-200 characters, not start with '.', and contain no path separators"
+            )));
+        }
+        if self.fabric_dir.trim().is_empty() {
+            return Err(SpecError::Invalid("fabric_dir is empty".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"version":1,
+ "identity":{"child_id":"c1","parent_id":"p1","role":"researcher","depth":1},
+ "executor":{"kind":"echo"},
+ "fabric_dir":"/run/user/1000/bamboo/agents",
+ "reusable":true,
+ "limits":{"idle_timeout_secs":300}}"#;
+
+    #[test]
+    fn protocol_example_parses_and_round_trips() {
+        let spec = ProvisionSpec::from_slice(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(spec.identity.child_id, "c1");
+        assert_eq!(spec.identity.parent_id.as_deref(), Some("p1"));
+        assert_eq!(spec.identity.depth, 1);
+        assert_eq!(spec.executor, ExecutorSpec::Echo);
+        assert!(spec.reusable);
+        assert_eq!(spec.limits.idle_timeout_secs, Some(300));
+        assert_eq!(spec.placement, Placement::Local);
+        let back: serde_json::Value = serde_json::to_value(&spec).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+        assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn defaults_apply_and_unknown_fields_are_ignored() {
+        let spec = ProvisionSpec::from_slice(
+            br#"{"identity":{"child_id":"c","future":1},"executor":{"kind":"echo"},"fabric_dir":"/f","new_field":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.version, 1);
+        assert_eq!(spec.identity.role, "");
+        assert_eq!(spec.identity.depth, 0);
+        assert!(!spec.reusable);
+        assert_eq!(spec.capabilities.spawn_depth_cap(), 4);
+        assert!(spec.secrets.provider_credentials.is_empty());
+    }
+
+    #[test]
+    fn every_tagged_shape_matches_protocol_literals() {
+        let cli: ExecutorSpec =
+            serde_json::from_str(r#"{"kind":"cli_adapter","command":"claude","args":["-p"]}"#)
+                .unwrap();
+        assert_eq!(
+            cli,
+            ExecutorSpec::CliAdapter {
+                command: "claude".into(),
+                args: vec!["-p".into()]
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&ExecutorSpec::BambooRuntime).unwrap(),
+            r#"{"kind":"bamboo_runtime"}"#
+        );
+        let remote: Placement =
+            serde_json::from_str(r#"{"kind":"remote","endpoint":"wss://host:9"}"#).unwrap();
+        assert_eq!(
+            remote,
+            Placement::Remote {
+                endpoint: "wss://host:9".into()
+            }
+        );
+        let pool: Placement =
+            serde_json::from_str(r#"{"kind":"schedulable","pool":"gpu"}"#).unwrap();
+        assert_eq!(pool, Placement::Schedulable { pool: "gpu".into() });
+        assert_eq!(
+            serde_json::to_string(&Placement::Local).unwrap(),
+            r#"{"kind":"local"}"#
+        );
+    }
+
+    #[test]
+    fn secrets_and_capabilities_parse_and_hide_in_debug() {
+        let spec = ProvisionSpec::from_slice(
+            br#"{"version":1,"identity":{"child_id":"c"},"executor":{"kind":"bamboo_runtime"},"fabric_dir":"/f",
+            "model":{"provider":"openai","model":"gpt-4o"},
+            "secrets":{"provider_credentials":[{"provider":"openai","api_key":"sk-XYZ","base_url":"http://127.0.0.1:1/v1","provider_type":"openai"}],"worker_auth_token":"tok-ABC"},
+            "capabilities":{"enforce_permissions":true,"nested_spawn":true,"max_spawn_depth":2,"mcp":{"a":1}},
+            "disabled_tools":["bash"],"limits":{"run_timeout_secs":5,"max_rounds":3}}"#,
+        )
+        .unwrap();
+        let dbg = format!("{spec:?}");
+        assert!(!dbg.contains("sk-XYZ") && !dbg.contains("tok-ABC"), "{dbg}");
+        assert_eq!(
+            spec.secrets
+                .credential_for("openai")
+                .unwrap()
+                .api_key
+                .expose(),
+            "sk-XYZ"
+        );
+        assert_eq!(spec.capabilities.spawn_depth_cap(), 2);
+        assert!(spec.capabilities.enforce_permissions && spec.capabilities.nested_spawn);
+        assert_eq!(spec.limits.max_rounds, Some(3));
+    }
+
+    #[test]
+    fn bad_specs_give_one_clear_error_each() {
+        assert_eq!(ProvisionSpec::from_slice(b""), Err(SpecError::Empty));
+        assert!(matches!(
+            ProvisionSpec::from_slice(b"{nope"),
+            Err(SpecError::NotJson(_))
+        ));
+        assert!(matches!(
+            ProvisionSpec::from_slice(b"\xff\xfe"),
+            Err(SpecError::NotUtf8(0))
+        ));
+        let missing = ProvisionSpec::from_slice(
+            br#"{"identity":{},"executor":{"kind":"echo"},"fabric_dir":"/f"}"#,
+        );
+        assert!(
+            matches!(&missing, Err(SpecError::Invalid(m)) if m.contains("child_id")),
+            "{missing:?}"
+        );
+        let unknown = ProvisionSpec::from_slice(
+            br#"{"identity":{"child_id":"c"},"executor":{"kind":"magic"},"fabric_dir":"/f"}"#,
+        );
+        assert_eq!(unknown, Err(SpecError::UnknownExecutor("magic".into())));
+        let big = vec![b' '; MAX_SPEC_BYTES + 1];
+        assert!(matches!(
+            ProvisionSpec::from_slice(&big),
+            Err(SpecError::TooLarge { .. })
+        ));
+        let traversal = ProvisionSpec::from_slice(
+            br#"{"identity":{"child_id":"../x"},"executor":{"kind":"echo"},"fabric_dir":"/f"}"#,
+        );
+        assert!(matches!(traversal, Err(SpecError::Invalid(_))));
+        let version = ProvisionSpec::from_slice(br#"{"version":2,"identity":{"child_id":"c"},"executor":{"kind":"echo"},"fabric_dir":"/f"}"#);
+        assert!(matches!(version, Err(SpecError::Invalid(m)) if m.contains("version")));
+    }
+}
