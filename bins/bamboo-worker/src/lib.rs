@@ -1,0 +1,4 @@
+//! The Bamboo fleet worker as a library: the real executors and the pieces of the
+//! `bamboo-worker` binary, so tests and benchmarks can reach them.
+
+pub mod executors;
