@@ -32,6 +32,9 @@ struct Cli {
     /// Keep running when the parent process dies (default: exit within ~1 s).
     #[arg(long)]
     no_parent_watch: bool,
+    /// Largest WebSocket frame accepted; a larger one closes that connection.
+    #[arg(long, default_value_t = bamboo_subagent::transport::DEFAULT_MAX_FRAME_BYTES, value_name = "BYTES")]
+    max_frame_bytes: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +98,7 @@ fn worker_mode(cli: &Cli) -> ExitCode {
         stdin_timeout: Duration::from_millis(cli.stdin_timeout_ms),
         accept_timeout: Duration::from_secs(cli.accept_timeout_secs),
         watch_parent: !cli.no_parent_watch,
+        max_frame_bytes: cli.max_frame_bytes,
     };
     ExitCode::from(serve::run(settings) as u8)
 }

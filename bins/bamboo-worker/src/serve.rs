@@ -19,6 +19,8 @@ pub struct ServeSettings {
     pub accept_timeout: Duration,
     /// Exit when the parent process dies.
     pub watch_parent: bool,
+    /// Largest accepted frame.
+    pub max_frame_bytes: usize,
 }
 
 /// Exit status of worker mode: 0 after a normal life, 2 for a bad spec or an
@@ -45,6 +47,7 @@ pub fn run(settings: ServeSettings) -> i32 {
     let options = WorkerOptions {
         accept_timeout: settings.accept_timeout,
         watch_parent: settings.watch_parent,
+        max_frame_bytes: settings.max_frame_bytes,
         ..WorkerOptions::default()
     };
     runtime.block_on(async move {
