@@ -53,7 +53,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 fn step(cmd: &mut Command) -> Result<()> {
     cmd.current_dir(root());
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -62,7 +64,14 @@ fn step(cmd: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     e2e_build()?;
     cargo_test(&["test", "--workspace"])?;
     eprintln!("xtask: ci passed");
@@ -87,12 +96,46 @@ fn cargo_test(args: &[&str]) -> Result<()> {
     )
 }
 
-/// Builds the worker and this tool in release, then runs the benchmarks from
-/// the release build so the client side is optimised too.
+/// Builds this tool in release, and the worker as the deployment build: release,
+/// fat LTO, statically linked (`+crt-static` for the host target), which keeps
+/// an idle worker's resident memory small. Then runs the benchmarks from the
+/// release build so the client side is optimised too.
 fn bench_release(args: &[String]) -> Result<()> {
-    cargo(&["build", "--release", "-p", "bamboo-worker", "-p", "xtask"])?;
-    let release = target_dir().join("release");
-    let mut cmd = Command::new(release.join("xtask"));
-    cmd.arg("bench-run").args(args).env("BAMBOO_WORKER_BIN", release.join("bamboo-worker"));
+    cargo(&["build", "--release", "-p", "xtask"])?;
+    let host = host_triple()?;
+    // With an explicit --target, RUSTFLAGS reach only target crates, not build
+    // scripts or proc-macros (which cannot be static).
+    step(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "bamboo-worker",
+                "--target",
+                &host,
+            ])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+    )?;
+    let worker = target_dir()
+        .join(&host)
+        .join("release")
+        .join("bamboo-worker");
+    let mut cmd = Command::new(target_dir().join("release").join("xtask"));
+    cmd.arg("bench-run")
+        .args(args)
+        .env("BAMBOO_WORKER_BIN", worker);
     step(&mut cmd)
+}
+
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("cannot run rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV printed no host line")
 }

@@ -37,12 +37,16 @@ fn spec(id: &str, fabric: &std::path::Path, reusable: bool) -> ProvisionSpec {
 /// Runs `assignment` on a fresh connection; returns the number of event frames.
 async fn run_once(worker: &WorkerHandle, assignment: &str) -> Result<u64> {
     let mut conn = worker.connect().await?;
-    conn.sender.send(ParentFrame::Run(RunRequest::new(assignment))).await?;
+    conn.sender
+        .send(ParentFrame::Run(RunRequest::new(assignment)))
+        .await?;
     let mut events = 0;
     while let Some(frame) = conn.receiver.recv().await {
         match frame? {
             ChildFrame::Event { .. } => events += 1,
-            ChildFrame::Terminal(t) if t.status == bamboo_domain::TerminalStatus::Completed => return Ok(events),
+            ChildFrame::Terminal(t) if t.status == bamboo_domain::TerminalStatus::Completed => {
+                return Ok(events)
+            }
             ChildFrame::Terminal(t) => bail!("run ended {}: {:?}", t.status, t.error),
             _ => {}
         }
@@ -70,7 +74,12 @@ pub async fn run() -> Result<()> {
         w.kill().await;
     }
     let c = median(cold);
-    report("cold: spawn+register+connect+echo+terminal", format!("{:.2} ms", ms(c)), "<= 5 ms", c <= Duration::from_millis(5));
+    report(
+        "cold: spawn+register+connect+echo+terminal",
+        format!("{:.2} ms", ms(c)),
+        "<= 5 ms",
+        c <= Duration::from_millis(5),
+    );
 
     let mut w = spawn_worker(&cmd, &spec("warm", dir.path(), true), patience).await?;
     run_once(&w, "hi").await?;
@@ -81,10 +90,20 @@ pub async fn run() -> Result<()> {
         warm.push(t.elapsed());
     }
     let m = median(warm);
-    report("warm: reconnect+echo+terminal", format!("{:.3} ms", ms(m)), "<= 0.5 ms", m <= Duration::from_micros(500));
+    report(
+        "warm: reconnect+echo+terminal",
+        format!("{:.3} ms", ms(m)),
+        "<= 0.5 ms",
+        m <= Duration::from_micros(500),
+    );
 
     let rss = idle_rss_kib(&w).await?;
-    report("idle reusable worker resident memory", format!("{:.2} MiB", rss as f64 / 1024.0), "<= 4 MiB", rss <= 4096);
+    report(
+        "idle reusable worker resident memory",
+        format!("{:.2} MiB", rss as f64 / 1024.0),
+        "<= 4 MiB",
+        rss <= 4096,
+    );
 
     let words = 1_000_000usize;
     let assignment = "w ".repeat(words);
@@ -99,7 +118,12 @@ pub async fn run() -> Result<()> {
         rates.push(n as f64 / secs);
     }
     let r = median_f(rates);
-    report("stream: echo events per second", format!("{:.0}/s", r), ">= 1,000,000/s", r >= 1_000_000.0);
+    report(
+        "stream: echo events per second",
+        format!("{:.0}/s", r),
+        ">= 1,000,000/s",
+        r >= 1_000_000.0,
+    );
     w.kill().await;
     Ok(())
 }
