@@ -1,1 +1,3 @@
-//! Bamboo fleet engine (filled by the engine issue).
+//! Bamboo fleet engine.
+
+pub mod store;
