@@ -1,3 +1,6 @@
 //! Bamboo fleet engine.
 
+pub mod fingerprint;
+pub mod pool;
+pub mod slots;
 pub mod store;
