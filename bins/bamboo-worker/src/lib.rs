@@ -2,3 +2,6 @@
 //! `bamboo-worker` binary, so tests and benchmarks can reach them.
 
 pub mod executors;
+pub mod front;
+pub mod serve;
+pub mod stdin_spec;

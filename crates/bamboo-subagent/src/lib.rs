@@ -15,3 +15,7 @@ pub mod secret;
 pub mod spec;
 
 pub use secret::Secret;
+pub mod fabric;
+pub mod fleet;
+pub mod transport;
+pub mod worker;

@@ -80,3 +80,34 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
     }
 }
+
+/// True for environment variable names that look like they hold a secret
+/// (`*KEY*`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, `*CREDENTIAL*`, case
+/// insensitive). Such variables are never passed on to child processes.
+pub fn is_secret_env_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::is_secret_env_name;
+
+    #[test]
+    fn secret_env_names_are_recognised() {
+        for n in [
+            "OPENAI_API_KEY",
+            "github_token",
+            "AWS_SECRET_ACCESS_KEY",
+            "DB_PASSWORD",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ] {
+            assert!(is_secret_env_name(n), "{n}");
+        }
+        for n in ["PATH", "HOME", "RUST_LOG", "LANG"] {
+            assert!(!is_secret_env_name(n), "{n}");
+        }
+    }
+}

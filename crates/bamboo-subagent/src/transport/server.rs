@@ -1,0 +1,286 @@
+//! The worker's side of the transport (F7, protocol.md 4.1-4.4).
+//!
+//! One connection at a time is served by [`serve_connection`]: it checks the
+//! bearer token on the upgrade, then routes frames. `run` starts a run (after
+//! cancelling and awaiting any active one, so outputs never interleave),
+//! `cancel` trips the active run's token at once, `message` feeds its steering
+//! inbox, replies resolve pending host calls. A malformed or unknown frame is
+//! skipped; closing the connection cancels the active run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::writer::{write_frames, QUEUE_DEPTH};
+use super::{ws_config, TransportError, DEFAULT_MAX_FRAME_BYTES};
+use crate::executor::{
+    ApprovalBody, EventSink, Executor, HostBridge, HostError, RunContext, RunOutcome, SteeringInbox,
+};
+use crate::frames::{ChildFrame, ParentFrame, RunRequest, Terminal};
+use crate::secret::{constant_time_eq, Secret};
+
+/// How long a cancelled executor may take to wind down before its future is
+/// dropped and the run is reported cancelled anyway.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Server-side settings for one connection.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bearer token required on the upgrade, when set.
+    pub token: Option<Secret>,
+    /// Largest accepted frame.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// Serves one parent connection until it closes. Returns an error only when
+/// the upgrade failed (including a refused token), so callers can tell a
+/// connection that was served from one that was not.
+pub async fn serve_connection(
+    stream: TcpStream,
+    executor: Arc<dyn Executor>,
+    config: &ServerConfig,
+) -> Result<(), TransportError> {
+    let _ = stream.set_nodelay(true);
+    let token = config.token.clone();
+    let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        match &token {
+            Some(t) if !bearer_matches(req, t) => Err(unauthorized()),
+            _ => Ok(resp),
+        }
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check,
+        Some(ws_config(config.max_frame_bytes)),
+    )
+    .await
+    .map_err(|e| TransportError::WebSocket {
+        endpoint: "incoming connection".into(),
+        source: Box::new(e),
+    })?;
+    let (sink, mut stream) = ws.split();
+    let (out_tx, out_rx) = mpsc::channel::<String>(QUEUE_DEPTH);
+    let writer = tokio::spawn(write_frames(sink, out_rx));
+    let mut conn = Connection {
+        executor,
+        out: out_tx,
+        pending: Arc::new(Pending::default()),
+        active: None,
+    };
+    while let Some(msg) = stream.next().await {
+        match msg {
+            Ok(Message::Text(text)) => match serde_json::from_str::<ParentFrame>(&text) {
+                Ok(frame) => conn.handle(frame).await,
+                Err(e) => tracing::debug!(error = %e, "ignoring malformed or unknown frame"),
+            },
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended");
+                break;
+            }
+        }
+    }
+    conn.stop_active().await;
+    drop(conn);
+    let _ = writer.await;
+    Ok(())
+}
+
+fn bearer_matches(req: &Request, token: &Secret) -> bool {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.expose().as_bytes()))
+}
+
+fn unauthorized() -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some("missing or wrong bearer token".into()));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    resp
+}
+
+/// Host calls waiting for the parent's reply, by request id.
+#[derive(Default)]
+struct Pending {
+    approvals: Mutex<HashMap<String, oneshot::Sender<bool>>>,
+    spawns: Mutex<HashMap<String, oneshot::Sender<serde_json::Value>>>,
+}
+
+fn take<T>(map: &Mutex<HashMap<String, T>>, id: &str) -> Option<T> {
+    map.lock().ok()?.remove(id)
+}
+
+fn insert<T>(map: &Mutex<HashMap<String, T>>, id: String, value: T) {
+    if let Ok(mut m) = map.lock() {
+        m.insert(id, value);
+    }
+}
+
+struct ActiveRun {
+    cancel: CancellationToken,
+    steer: mpsc::UnboundedSender<String>,
+    task: JoinHandle<()>,
+}
+
+struct Connection {
+    executor: Arc<dyn Executor>,
+    out: mpsc::Sender<String>,
+    pending: Arc<Pending>,
+    active: Option<ActiveRun>,
+}
+
+impl Connection {
+    async fn handle(&mut self, frame: ParentFrame) {
+        match frame {
+            ParentFrame::Run(request) => {
+                self.stop_active().await;
+                self.start(request);
+            }
+            ParentFrame::Cancel => {
+                if let Some(a) = &self.active {
+                    a.cancel.cancel();
+                }
+            }
+            ParentFrame::Message { text } => {
+                // With no active run the message is dropped (protocol.md 4.1).
+                if let Some(a) = self.active.as_ref().filter(|a| !a.task.is_finished()) {
+                    let _ = a.steer.send(text);
+                }
+            }
+            ParentFrame::ApprovalReply { id, approved } => {
+                if let Some(tx) = take(&self.pending.approvals, &id) {
+                    let _ = tx.send(approved);
+                }
+            }
+            ParentFrame::SubagentReply { id, body } => {
+                if let Some(tx) = take(&self.pending.spawns, &id) {
+                    let _ = tx.send(body);
+                }
+            }
+        }
+    }
+
+    /// Cancels the active run and waits until its terminal frame is queued.
+    async fn stop_active(&mut self) {
+        if let Some(a) = self.active.take() {
+            a.cancel.cancel();
+            let _ = a.task.await;
+        }
+    }
+
+    fn start(&mut self, request: RunRequest) {
+        let cancel = CancellationToken::new();
+        let (steer, steering) = SteeringInbox::channel();
+        let host: Arc<dyn HostBridge> = Arc::new(ConnHost {
+            out: self.out.clone(),
+            pending: self.pending.clone(),
+        });
+        let ctx = RunContext {
+            events: EventSink::frames(self.out.clone(), Some(host)),
+            steering,
+            cancel: cancel.clone(),
+        };
+        let executor = self.executor.clone();
+        let out = self.out.clone();
+        let run_cancel = cancel.clone();
+        let task = tokio::spawn(async move {
+            let outcome = run_to_end(executor, request, ctx, run_cancel).await;
+            let terminal = ChildFrame::Terminal(Terminal {
+                status: outcome.status,
+                result: outcome.result,
+                error: outcome.error,
+                transcript: outcome.transcript,
+            });
+            let _ = out.send(terminal.to_text()).await;
+        });
+        self.active = Some(ActiveRun {
+            cancel,
+            steer,
+            task,
+        });
+    }
+}
+
+/// Runs the executor; once cancelled it gets [`CANCEL_GRACE`] to finish
+/// (it may be blocked on a full event queue) before it is dropped.
+async fn run_to_end(
+    executor: Arc<dyn Executor>,
+    request: RunRequest,
+    ctx: RunContext,
+    cancel: CancellationToken,
+) -> RunOutcome {
+    let run = executor.run(request, ctx);
+    tokio::pin!(run);
+    tokio::select! {
+        outcome = &mut run => outcome,
+        _ = cancel.cancelled() => tokio::time::timeout(CANCEL_GRACE, &mut run)
+            .await
+            .unwrap_or_else(|_| RunOutcome::cancelled()),
+    }
+}
+
+/// The host bridge of one connection: host calls become frames to the parent.
+struct ConnHost {
+    out: mpsc::Sender<String>,
+    pending: Arc<Pending>,
+}
+
+impl ConnHost {
+    async fn call<T>(
+        &self,
+        map: &Mutex<HashMap<String, oneshot::Sender<T>>>,
+        frame: impl FnOnce(String) -> ChildFrame,
+    ) -> Result<T, HostError> {
+        let id = format!("sa-{}", uuid::Uuid::new_v4());
+        let (tx, rx) = oneshot::channel();
+        insert(map, id.clone(), tx);
+        if self.out.send(frame(id.clone()).to_text()).await.is_err() {
+            take(map, &id);
+            return Err(HostError::Disconnected);
+        }
+        rx.await.map_err(|_| HostError::Disconnected)
+    }
+}
+
+#[async_trait]
+impl HostBridge for ConnHost {
+    async fn request_approval(&self, body: ApprovalBody) -> Result<bool, HostError> {
+        self.call(&self.pending.approvals, |id| ChildFrame::ApprovalRequest {
+            id,
+            body,
+        })
+        .await
+    }
+
+    async fn spawn_subagent(
+        &self,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, HostError> {
+        self.call(&self.pending.spawns, |id| ChildFrame::SubagentRequest {
+            id,
+            body,
+        })
+        .await
+    }
+}

@@ -1,0 +1,253 @@
+//! The worker's life after its spec is read (F4, F5, F12): bind, publish,
+//! serve, withdraw.
+//!
+//! A one-shot worker serves one connection, then exits; if nobody connects
+//! within the accept timeout it exits too. A reusable worker serves connection
+//! after connection, one at a time, and exits after the idle timeout without a
+//! connection. Both renew their lease while alive, watch for their parent's
+//! death, and withdraw their record on the way out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::Executor;
+use crate::fabric::{Fabric, FabricError};
+use crate::record::AgentRecord;
+use crate::spec::{ProvisionSpec, DEFAULT_IDLE_TIMEOUT_SECS};
+use crate::transport::server::{serve_connection, ServerConfig};
+use crate::transport::DEFAULT_MAX_FRAME_BYTES;
+
+/// Tunables of the serving loop. Defaults follow the reference: a 60 s lease
+/// renewed every 20 s.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// How long a record stays valid without renewal.
+    pub lease: Duration,
+    /// How often the lease is renewed.
+    pub renew_every: Duration,
+    /// How long a one-shot worker waits for its one connection.
+    pub accept_timeout: Duration,
+    /// Exit soon after the parent process dies (F12).
+    pub watch_parent: bool,
+    /// How often the parent is checked.
+    pub parent_poll: Duration,
+    /// Largest accepted frame.
+    pub max_frame_bytes: usize,
+    /// Version string published in the record.
+    pub version: String,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            renew_every: Duration::from_secs(20),
+            accept_timeout: Duration::from_secs(60),
+            watch_parent: true,
+            parent_poll: Duration::from_millis(200),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// Why a worker stopped serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// A one-shot worker served its connection.
+    Served,
+    /// Nobody connected in time (accept or idle timeout).
+    Idle,
+    /// The parent process died.
+    ParentGone,
+    /// Shutdown was requested.
+    Shutdown,
+}
+
+/// Serving could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Binding the loopback listener failed.
+    #[error("cannot bind a loopback listener: {0}")]
+    Bind(std::io::Error),
+    /// Publishing the discovery record failed.
+    #[error(transparent)]
+    Fabric(#[from] FabricError),
+}
+
+/// A bound, published worker, ready to serve.
+#[derive(Debug)]
+pub struct Worker {
+    listener: TcpListener,
+    fabric: Fabric,
+    record: AgentRecord,
+    spec_reusable: bool,
+    idle_timeout: Duration,
+    options: WorkerOptions,
+    server: ServerConfig,
+}
+
+impl Worker {
+    /// Binds 127.0.0.1 on an OS-chosen port and publishes the record.
+    pub async fn bind(spec: &ProvisionSpec, options: WorkerOptions) -> Result<Self, WorkerError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(WorkerError::Bind)?;
+        let addr = listener.local_addr().map_err(WorkerError::Bind)?;
+        let now = Utc::now();
+        let record = AgentRecord {
+            agent_id: spec.identity.child_id.clone(),
+            role: spec.identity.role.clone(),
+            labels: vec![format!("executor:{}", spec.executor.kind())],
+            endpoint: format!("ws://{addr}"),
+            pid: std::process::id(),
+            version: options.version.clone(),
+            started_at: now,
+            lease_expires_at: now + lease_delta(options.lease),
+        };
+        let fabric = Fabric::new(&spec.fabric_dir);
+        fabric.publish(&record)?;
+        Ok(Self {
+            listener,
+            fabric,
+            record,
+            spec_reusable: spec.reusable,
+            idle_timeout: Duration::from_secs(
+                spec.limits
+                    .idle_timeout_secs
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            ),
+            server: ServerConfig {
+                token: spec.secrets.worker_auth_token.clone(),
+                max_frame_bytes: options.max_frame_bytes,
+            },
+            options,
+        })
+    }
+
+    /// The published record.
+    pub fn record(&self) -> &AgentRecord {
+        &self.record
+    }
+
+    /// Serves until the worker's life ends, then withdraws the record.
+    pub async fn serve(
+        self,
+        executor: Arc<dyn Executor>,
+        shutdown: CancellationToken,
+    ) -> ExitReason {
+        let stop = shutdown.child_token();
+        let renew = tokio::spawn(renew_lease(
+            self.fabric.clone(),
+            self.record.clone(),
+            self.options.clone(),
+            stop.clone(),
+        ));
+        let parent_gone = CancellationToken::new();
+        let parent = self
+            .options
+            .watch_parent
+            .then(|| tokio::spawn(watch_parent(self.options.parent_poll, parent_gone.clone())));
+        let reason = self.accept_loop(executor, &stop, &parent_gone).await;
+        stop.cancel();
+        renew.abort();
+        if let Some(p) = parent {
+            p.abort();
+        }
+        if let Err(e) = self.fabric.withdraw(&self.record.agent_id) {
+            tracing::warn!(error = %e, "could not withdraw the fabric record");
+        }
+        reason
+    }
+
+    async fn accept_loop(
+        &self,
+        executor: Arc<dyn Executor>,
+        stop: &CancellationToken,
+        parent_gone: &CancellationToken,
+    ) -> ExitReason {
+        let wait = if self.spec_reusable {
+            self.idle_timeout
+        } else {
+            self.options.accept_timeout
+        };
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return ExitReason::Shutdown,
+                _ = parent_gone.cancelled() => return ExitReason::ParentGone,
+                r = tokio::time::timeout(wait, self.listener.accept()) => r,
+            };
+            let stream = match accepted {
+                Err(_) => return ExitReason::Idle,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+                Ok(Ok((stream, _))) => stream,
+            };
+            let served = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return ExitReason::Shutdown,
+                _ = parent_gone.cancelled() => return ExitReason::ParentGone,
+                r = serve_connection(stream, executor.clone(), &self.server) => r,
+            };
+            match served {
+                // A refused or broken upgrade does not use up a one-shot worker.
+                Err(e) => tracing::info!(error = %e, "connection not served"),
+                Ok(()) if !self.spec_reusable => return ExitReason::Served,
+                Ok(()) => {}
+            }
+        }
+    }
+}
+
+fn lease_delta(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(60))
+}
+
+async fn renew_lease(
+    fabric: Fabric,
+    mut record: AgentRecord,
+    options: WorkerOptions,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(options.renew_every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        record.lease_expires_at = Utc::now() + lease_delta(options.lease);
+        if let Err(e) = fabric.publish(&record) {
+            tracing::warn!(error = %e, "could not renew the lease");
+        }
+    }
+}
+
+/// Cancels `gone` once this process is re-parented (its parent died). Polling
+/// `getppid` is portable across Unix and, unlike `PR_SET_PDEATHSIG`, is not
+/// fooled by the parent's spawning thread exiting while the parent lives on.
+async fn watch_parent(poll: Duration, gone: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let original = std::os::unix::process::parent_id();
+        loop {
+            tokio::time::sleep(poll).await;
+            if std::os::unix::process::parent_id() != original {
+                tracing::info!("parent process {original} is gone; exiting");
+                gone.cancel();
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (poll, gone);
+    }
+}
