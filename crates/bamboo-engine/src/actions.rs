@@ -99,7 +99,11 @@ impl Engine {
         let live_last = run
             .as_ref()
             .and_then(|r| r.clock.get().map(|c| c.last_wall()));
-        ChildDetail::of(s, run.is_some(), live_last)
+        let pid = run
+            .as_ref()
+            .map(|r| r.pid.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|p| *p != 0);
+        ChildDetail::of(s, run.is_some(), live_last, pid)
     }
 
     /// C4: updates fields; rewriting the assignment replaces the last user

@@ -3,6 +3,7 @@
 //! lets `cancel` wait for the run to finish.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::watch;
@@ -18,6 +19,8 @@ pub(crate) struct RunControl {
     done: watch::Sender<bool>,
     /// Set once the run has a worker; gives C3 its live last-event time.
     pub clock: OnceLock<Arc<ActivityClock>>,
+    /// Pid of the leased worker (0: none yet).
+    pub pid: AtomicU32,
 }
 
 impl RunControl {
@@ -54,12 +57,33 @@ pub(crate) struct Reservation {
     runs: Arc<Mutex<HashMap<String, Arc<RunControl>>>>,
 }
 
+impl Reservation {
+    /// Ends the reservation and runs `publish` (the completion event) under the
+    /// registry lock, so a new run of the child can be reserved only after the
+    /// completion is out, and never before a subscriber could react to it.
+    pub fn complete(self, publish: impl FnOnce()) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        self.remove_own(&mut runs);
+        publish();
+        drop(runs);
+        // Drop wakes the waiters.
+    }
+
+    fn remove_own(&self, runs: &mut HashMap<String, Arc<RunControl>>) {
+        // Only our own entry: a newer reservation of the child stays.
+        if runs
+            .get(&self.child)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.control))
+        {
+            runs.remove(&self.child);
+        }
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.child);
+        let runs = self.runs.clone();
+        self.remove_own(&mut runs.lock().unwrap_or_else(|p| p.into_inner()));
         self.control.done.send_replace(true);
     }
 }
@@ -77,6 +101,7 @@ impl RunRegistry {
             reason: Mutex::new(None),
             done: watch::channel(false).0,
             clock: OnceLock::new(),
+            pid: AtomicU32::new(0),
         });
         runs.insert(child.to_owned(), control.clone());
         Some(Reservation {

@@ -35,6 +35,9 @@ pub struct RunReport {
     /// Why it did not complete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Pid of the worker that served the run, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
 }
 
 /// Resolves with the run's report once `sub_agent_completed` is published.
@@ -80,17 +83,19 @@ async fn run_child(
         }
         Ok(true) => execute(&inner, &parent_id, &reservation).await,
     };
-    inner.hub.publish(
-        &parent_id,
-        AgentEvent::SubAgentCompleted {
-            parent_session_id: parent_id.clone(),
-            child_session_id: child_id.clone(),
-            status: report.status,
-            error: report.error.clone(),
-        },
-    );
+    let pid = reservation.control.pid.load(std::sync::atomic::Ordering::Relaxed);
+    let report = RunReport {
+        worker_pid: (pid != 0).then_some(pid),
+        ..report
+    };
+    let completed = AgentEvent::SubAgentCompleted {
+        parent_session_id: parent_id.clone(),
+        child_session_id: child_id,
+        status: report.status,
+        error: report.error.clone(),
+    };
+    reservation.complete(|| inner.hub.publish(&parent_id, completed));
     let _ = done.send(report);
-    drop(reservation);
 }
 
 /// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it
@@ -140,6 +145,9 @@ async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunR
         Ok(l) => l,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), Some(&clock)).await,
     };
+    if let Some(pid) = lease.worker.pid() {
+        control.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
     tracing::debug!(child = child_id, pid = ?lease.worker.pid(), reused = lease.reused, "worker leased");
     let (run_limit, idle_limit) = limits(inner, &session);
     let steer = inner.steering.register(child_id, lease.link.tx.clone());
@@ -266,5 +274,6 @@ fn report(
         status,
         result,
         error,
+        worker_pid: None,
     }
 }

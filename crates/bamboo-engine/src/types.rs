@@ -199,12 +199,20 @@ pub struct ChildDetail {
     /// The last assistant message, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_result: Option<String>,
+    /// Pid of the worker serving the live run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
     /// What the caller might do next.
     pub guidance: String,
 }
 
 impl ChildDetail {
-    pub(crate) fn of(s: &Session, running: bool, live_last_event: Option<DateTime<Utc>>) -> Self {
+    pub(crate) fn of(
+        s: &Session,
+        running: bool,
+        live_last_event: Option<DateTime<Utc>>,
+        worker_pid: Option<u32>,
+    ) -> Self {
         let c = s.child.clone().unwrap_or_else(|| bamboo_domain::ChildInfo::new("", ""));
         let last_result = s
             .messages
@@ -229,6 +237,7 @@ impl ChildDetail {
             round_count: c.round_count,
             depth: s.spawn_depth,
             last_result,
+            worker_pid,
         }
     }
 
