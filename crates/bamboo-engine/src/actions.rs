@@ -27,6 +27,9 @@ impl Engine {
                 "assignment is empty: say what the child should do".into(),
             ));
         }
+        if input.auto_run && self.inner.shutdown.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
         let parent = self
             .inner
             .store
