@@ -37,6 +37,9 @@ mod types;
 pub mod watchdog;
 pub mod worker;
 
+/// Re-exported so applications can implement [`ApprovalPolicy`] and
+/// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
+pub use async_trait::async_trait;
 pub use approval::{ApprovalPolicy, ApprovalRequest, DecidedBy, Decision};
 pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
