@@ -1,6 +1,8 @@
 //! Approvals through the engine with real workers (E17): policy, human via
 //! the API, timeout, fail closed.
 
+#![allow(clippy::unwrap_used)]
+
 mod engine_support;
 
 use std::sync::Arc;
@@ -32,7 +34,12 @@ impl ApprovalPolicy for Defer {
 
 async fn run_to_result(engine: &Engine, assignment: &str) -> String {
     let (root, child) = root_and_child(engine, assignment).await;
-    let report = engine.run_child(&root, &child, true).await.unwrap().await.unwrap();
+    let report = engine
+        .run_child(&root, &child, true)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
     report.result.unwrap_or_default()
 }
@@ -65,13 +72,28 @@ async fn a_human_answers_through_the_api_after_the_policy_defers() {
         matches!(e, AgentEvent::ChildApprovalRequested { .. })
     })
     .await;
-    let AgentEvent::ChildApprovalRequested { request_id, tool_name, child_session_id, .. } = ev else {
+    let AgentEvent::ChildApprovalRequested {
+        request_id,
+        tool_name,
+        child_session_id,
+        ..
+    } = ev
+    else {
         unreachable!()
     };
-    assert_eq!((tool_name.as_str(), child_session_id.as_str()), ("deploy", child.as_str()));
+    assert_eq!(
+        (tool_name.as_str(), child_session_id.as_str()),
+        ("deploy", child.as_str())
+    );
     engine.answer_approval(&request_id, true).unwrap();
-    assert!(engine.answer_approval(&request_id, true).is_err(), "answered once only");
-    assert_eq!(completion(&mut events, &child).await.0, CompletionStatus::Completed);
+    assert!(
+        engine.answer_approval(&request_id, true).is_err(),
+        "answered once only"
+    );
+    assert_eq!(
+        completion(&mut events, &child).await.0,
+        CompletionStatus::Completed
+    );
     let d = engine.get_child(&root, &child).await.unwrap();
     assert_eq!(d.last_result.as_deref(), Some("echo: approved:deploy done"));
     engine.shutdown().await;
@@ -93,7 +115,11 @@ async fn an_unanswered_request_is_denied_after_the_timeout_without_stalling_even
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_policy_and_no_human_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = builder(dir.path(), 2).human_approvals(false).build().await.unwrap();
+    let engine = builder(dir.path(), 2)
+        .human_approvals(false)
+        .build()
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let out = run_to_result(&engine, "__approve:anything").await;
     assert_eq!(out, "echo: denied:anything");

@@ -1,6 +1,8 @@
 //! Failure paths with real workers: a killed worker, the watchdog, delete while
 //! running, restart recovery, shutdown (E3, E9, E13, E19, C7, C8).
 
+#![allow(clippy::unwrap_used)]
+
 mod engine_support;
 
 use std::time::{Duration, Instant};
@@ -27,17 +29,38 @@ async fn a_worker_killed_mid_run_is_an_error_within_a_second_and_never_reused() 
         tokio::task::yield_now().await;
     };
     let killed_at = Instant::now();
-    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     let (status, error) = completion(&mut events, &child).await;
-    assert!(killed_at.elapsed() < Duration::from_secs(1), "took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        killed_at.elapsed()
+    );
     assert_eq!(status, CompletionStatus::Error);
-    assert!(error.unwrap_or_default().contains("worker"), "reason names the worker");
+    assert!(
+        error.unwrap_or_default().contains("worker"),
+        "reason names the worker"
+    );
     let d = engine.get_child(&root, &child).await.unwrap();
     assert_eq!(d.status, ChildStatus::Error);
     // A fresh run must not land on the dead worker.
     let (_, next) = root_and_child(&engine, "again").await;
-    let root2 = engine.session(&next).await.unwrap().unwrap().parent_id.unwrap();
-    let report = engine.run_child(&root2, &next, true).await.unwrap().await.unwrap();
+    let root2 = engine
+        .session(&next)
+        .await
+        .unwrap()
+        .unwrap()
+        .parent_id
+        .unwrap();
+    let report = engine
+        .run_child(&root2, &next, true)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     assert_eq!(report.status, CompletionStatus::Completed);
     assert_ne!(report.worker_pid, Some(pid));
     engine.shutdown().await;
@@ -69,15 +92,24 @@ async fn cancel_and_delete_stop_a_running_child_first() {
     let (root, child) = root_and_child(&engine, "__sleep_ms:20000 long").await;
     let mut events = engine.subscribe(&root);
     engine.run_child(&root, &child, true).await.unwrap();
-    first_event(&mut events, "started", |e| matches!(e, AgentEvent::SubAgentStarted { .. })).await;
+    first_event(&mut events, "started", |e| {
+        matches!(e, AgentEvent::SubAgentStarted { .. })
+    })
+    .await;
     let out = engine.cancel_child(&root, &child).await.unwrap();
     assert!(out.was_running);
     let d = engine.get_child(&root, &child).await.unwrap();
     assert_eq!(d.status, ChildStatus::Cancelled);
-    assert!(d.last_error.unwrap_or_default().contains("cancelled by the parent"));
+    assert!(d
+        .last_error
+        .unwrap_or_default()
+        .contains("cancelled by the parent"));
 
     engine.run_child(&root, &child, true).await.unwrap();
-    first_event(&mut events, "started", |e| matches!(e, AgentEvent::SubAgentStarted { .. })).await;
+    first_event(&mut events, "started", |e| {
+        matches!(e, AgentEvent::SubAgentStarted { .. })
+    })
+    .await;
     let out = engine.delete_child(&root, &child).await.unwrap();
     assert!(out.cancelled_running);
     assert_eq!(out.deleted, 1);
@@ -93,7 +125,10 @@ async fn a_caller_can_only_touch_its_own_children() {
     let (_, child) = root_and_child(&engine, "x").await;
     let other = engine.create_root("other", None).await.unwrap();
     let err = engine.get_child(&other.id, &child).await.unwrap_err();
-    assert!(matches!(err, bamboo_engine::EngineError::NotYourChild { .. }), "{err}");
+    assert!(
+        matches!(err, bamboo_engine::EngineError::NotYourChild { .. }),
+        "{err}"
+    );
     assert!(engine.delete_child(&other.id, &child).await.is_err());
     assert!(engine.session(&child).await.unwrap().is_some());
     engine.shutdown().await;
@@ -109,8 +144,14 @@ fn restarting_on_the_same_data_dir_marks_an_orphaned_running_child_as_error() {
         let (root, child) = root_and_child(&engine, "__sleep_ms:20000 orphan").await;
         let mut events = engine.subscribe(&root);
         engine.run_child(&root, &child, true).await.unwrap();
-        first_event(&mut events, "started", |e| matches!(e, AgentEvent::SubAgentStarted { .. })).await;
-        assert_eq!(engine.get_child(&root, &child).await.unwrap().status, ChildStatus::Running);
+        first_event(&mut events, "started", |e| {
+            matches!(e, AgentEvent::SubAgentStarted { .. })
+        })
+        .await;
+        assert_eq!(
+            engine.get_child(&root, &child).await.unwrap().status,
+            ChildStatus::Running
+        );
         (root, child)
     });
     drop(rt);
@@ -157,12 +198,24 @@ async fn shutdown_cancels_runs_and_leaves_no_worker_alive() {
     assert!(engine.stats().workers_started >= 2);
     engine.shutdown().await;
     for pid in pids {
-        assert!(!pid_alive(pid), "worker {pid} is still alive after shutdown");
+        assert!(
+            !pid_alive(pid),
+            "worker {pid} is still alive after shutdown"
+        );
     }
     let kids = engine.list_children(&root.id).await.unwrap();
-    assert!(kids.iter().all(|k| k.status != ChildStatus::Running), "{kids:?}");
+    assert!(
+        kids.iter().all(|k| k.status != ChildStatus::Running),
+        "{kids:?}"
+    );
     let late = engine
-        .create_child(CreateChild { auto_run: true, ..CreateChild::new(&root.id, "late") })
+        .create_child(CreateChild {
+            auto_run: true,
+            ..CreateChild::new(&root.id, "late")
+        })
         .await;
-    assert!(matches!(late, Err(bamboo_engine::EngineError::ShuttingDown)), "{late:?}");
+    assert!(
+        matches!(late, Err(bamboo_engine::EngineError::ShuttingDown)),
+        "{late:?}"
+    );
 }

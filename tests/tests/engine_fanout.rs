@@ -1,6 +1,8 @@
 //! Fan-out through the engine with real workers: limits, pooled reuse,
 //! shutdown leaves nothing behind (E2, E5-E7, E10-E14).
 
+#![allow(clippy::unwrap_used)]
+
 mod engine_support;
 
 use std::collections::{HashMap, HashSet};
@@ -18,7 +20,10 @@ async fn fifty_children_at_limit_four_complete_with_pooled_reuse() {
     let mut ids = Vec::new();
     for i in 0..50 {
         let c = engine
-            .create_child(CreateChild::new(&root.id, format!("__sleep_ms:20 child {i}")))
+            .create_child(CreateChild::new(
+                &root.id,
+                format!("__sleep_ms:20 child {i}"),
+            ))
             .await
             .unwrap();
         ids.push(c.id);
@@ -37,7 +42,11 @@ async fn fifty_children_at_limit_four_complete_with_pooled_reuse() {
     let mut completed = HashSet::new();
     while completed.len() < 50 {
         match events.recv().await {
-            Ok(AgentEvent::SubAgentCompleted { child_session_id, status, .. }) => {
+            Ok(AgentEvent::SubAgentCompleted {
+                child_session_id,
+                status,
+                ..
+            }) => {
                 assert_eq!(status, CompletionStatus::Completed);
                 completed.insert(child_session_id);
             }
@@ -59,7 +68,11 @@ async fn fifty_children_at_limit_four_complete_with_pooled_reuse() {
     for id in &ids {
         let d = engine.get_child(&root.id, id).await.unwrap();
         assert_eq!(d.status, ChildStatus::Completed);
-        assert!(d.last_result.as_deref().unwrap_or("").starts_with("echo: child"));
+        assert!(d
+            .last_result
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("echo: child"));
     }
     engine.shutdown().await;
     for pid in pids.keys() {
@@ -83,11 +96,17 @@ async fn events_are_forwarded_wrapped_in_order_with_started_and_completed() {
             break;
         }
     }
-    assert!(matches!(seen[0], AgentEvent::SubAgentStarted { .. }), "{seen:?}");
+    assert!(
+        matches!(seen[0], AgentEvent::SubAgentStarted { .. }),
+        "{seen:?}"
+    );
     let tokens: Vec<_> = seen.iter().filter_map(token_text).collect();
     assert_eq!(tokens, vec!["alpha ", "beta ", "gamma "]);
     let detail = engine.get_child(&root, &child).await.unwrap();
-    assert_eq!(detail.last_result.as_deref(), Some("echo: alpha beta gamma"));
+    assert_eq!(
+        detail.last_result.as_deref(),
+        Some("echo: alpha beta gamma")
+    );
     assert_eq!(detail.round_count, 1);
     engine.shutdown().await;
 }
@@ -104,9 +123,15 @@ async fn nothing_pending_is_skipped_and_a_second_run_is_refused() {
         matches!(again, Err(bamboo_engine::EngineError::AlreadyRunning(_))),
         "{again:?}"
     );
-    assert_eq!(completion(&mut events, &child).await.0, CompletionStatus::Completed);
+    assert_eq!(
+        completion(&mut events, &child).await.0,
+        CompletionStatus::Completed
+    );
     // The last message is now the assistant's: a run without reset has nothing to do.
     engine.run_child(&root, &child, false).await.unwrap();
-    assert_eq!(completion(&mut events, &child).await.0, CompletionStatus::Skipped);
+    assert_eq!(
+        completion(&mut events, &child).await.0,
+        CompletionStatus::Skipped
+    );
     engine.shutdown().await;
 }

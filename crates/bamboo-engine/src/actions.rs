@@ -8,8 +8,8 @@ use crate::error::EngineError;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{enqueue, RunTicket};
 use crate::types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage,
-    SendOutcome, UpdateChild,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
+    UpdateChild,
 };
 
 /// A title from the first words of an assignment.
@@ -92,7 +92,11 @@ impl Engine {
     }
 
     /// C3: one child in detail, with a guidance line.
-    pub async fn get_child(&self, parent_id: &str, child_id: &str) -> Result<ChildDetail, EngineError> {
+    pub async fn get_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+    ) -> Result<ChildDetail, EngineError> {
         let s = self.inner.load_child(parent_id, child_id).await?;
         Ok(self.detail(&s))
     }
@@ -190,7 +194,9 @@ impl Engine {
                 child_id,
                 Box::new(move |s| {
                     match s.child.as_mut() {
-                        Some(c) if c.status == ChildStatus::Running => c.pending_messages.push(owned),
+                        Some(c) if c.status == ChildStatus::Running => {
+                            c.pending_messages.push(owned)
+                        }
                         // Queued, or the run just ended: a plain user message.
                         _ => s.messages.push(Message::user(owned)),
                     }
@@ -221,7 +227,11 @@ impl Engine {
     }
 
     /// C7: cancels the child's run and waits for it to report (E19).
-    pub async fn cancel_child(&self, parent_id: &str, child_id: &str) -> Result<CancelOutcome, EngineError> {
+    pub async fn cancel_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+    ) -> Result<CancelOutcome, EngineError> {
         self.inner.load_child(parent_id, child_id).await?;
         let Some(run) = self.inner.runs.get(child_id) else {
             return Ok(CancelOutcome { was_running: false });
@@ -232,7 +242,11 @@ impl Engine {
     }
 
     /// C8: deletes the child and its descendants, cancelling running ones first.
-    pub async fn delete_child(&self, parent_id: &str, child_id: &str) -> Result<DeleteOutcome, EngineError> {
+    pub async fn delete_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+    ) -> Result<DeleteOutcome, EngineError> {
         self.inner.load_child(parent_id, child_id).await?;
         let mut out = DeleteOutcome {
             cancelled_running: false,

@@ -65,7 +65,9 @@ pub struct Decision {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ApprovalError {
     /// No pending request has this id (answered, timed out, or never existed).
-    #[error("no pending approval with id {0}: it was already answered, timed out, or its run ended")]
+    #[error(
+        "no pending approval with id {0}: it was already answered, timed out, or its run ended"
+    )]
     Unknown(String),
 }
 
@@ -214,7 +216,11 @@ mod tests {
         }
     }
 
-    fn broker(policy: Option<Arc<dyn ApprovalPolicy>>, human: bool, ms: u64) -> Arc<ApprovalBroker> {
+    fn broker(
+        policy: Option<Arc<dyn ApprovalPolicy>>,
+        human: bool,
+        ms: u64,
+    ) -> Arc<ApprovalBroker> {
         Arc::new(ApprovalBroker::new(ApprovalConfig {
             policy,
             human,
@@ -225,8 +231,16 @@ mod tests {
     #[tokio::test]
     async fn policy_answers_first_and_no_human_is_asked() {
         let b = broker(Some(Arc::new(Fixed(Some(true)))), true, 5_000);
-        let d = b.decide(&req(), |_| panic!("human must not be asked")).await;
-        assert_eq!(d, Decision { approved: true, by: DecidedBy::Policy });
+        let d = b
+            .decide(&req(), |_| panic!("human must not be asked"))
+            .await;
+        assert_eq!(
+            d,
+            Decision {
+                approved: true,
+                by: DecidedBy::Policy
+            }
+        );
         let b = broker(Some(Arc::new(Fixed(Some(false)))), true, 5_000);
         assert!(!b.decide(&req(), |_| panic!()).await.approved);
     }
@@ -243,14 +257,28 @@ mod tests {
             .await
         });
         let ev = rx.await.unwrap();
-        let AgentEvent::ChildApprovalRequested { request_id, tool_name, .. } = ev else {
+        let AgentEvent::ChildApprovalRequested {
+            request_id,
+            tool_name,
+            ..
+        } = ev
+        else {
             panic!("expected child_approval_requested, got {ev:?}");
         };
         assert_eq!(tool_name, "bash");
         assert!(request_id.starts_with("ap-"));
         b.answer(&request_id, true).unwrap();
-        assert_eq!(waiter.await.unwrap(), Decision { approved: true, by: DecidedBy::Human });
-        assert_eq!(b.answer(&request_id, true), Err(ApprovalError::Unknown(request_id)));
+        assert_eq!(
+            waiter.await.unwrap(),
+            Decision {
+                approved: true,
+                by: DecidedBy::Human
+            }
+        );
+        assert_eq!(
+            b.answer(&request_id, true),
+            Err(ApprovalError::Unknown(request_id))
+        );
         assert!(b.pending_ids().is_empty());
     }
 
@@ -258,7 +286,13 @@ mod tests {
     async fn unanswered_request_is_denied_after_the_timeout() {
         let b = broker(None, true, 60);
         let d = b.decide(&req(), |_| {}).await;
-        assert_eq!(d, Decision { approved: false, by: DecidedBy::Timeout });
+        assert_eq!(
+            d,
+            Decision {
+                approved: false,
+                by: DecidedBy::Timeout
+            }
+        );
         assert!(b.pending_ids().is_empty(), "timed-out entry is cleaned up");
     }
 
@@ -266,7 +300,13 @@ mod tests {
     async fn slow_policy_is_denied_after_the_timeout() {
         let b = broker(Some(Arc::new(Hang)), true, 60);
         let d = b.decide(&req(), |_| panic!()).await;
-        assert_eq!(d, Decision { approved: false, by: DecidedBy::Timeout });
+        assert_eq!(
+            d,
+            Decision {
+                approved: false,
+                by: DecidedBy::Timeout
+            }
+        );
     }
 
     #[tokio::test]
@@ -274,7 +314,13 @@ mod tests {
         let b = broker(None, false, 60_000);
         let t0 = std::time::Instant::now();
         let d = b.decide(&req(), |_| panic!()).await;
-        assert_eq!(d, Decision { approved: false, by: DecidedBy::FailClosed });
+        assert_eq!(
+            d,
+            Decision {
+                approved: false,
+                by: DecidedBy::FailClosed
+            }
+        );
         assert!(t0.elapsed() < Duration::from_secs(1));
     }
 }

@@ -73,7 +73,11 @@ mod tests {
         assert!(secrets_for(Some(&Vault), Some("mistral"), "c")
             .provider_credentials
             .is_empty());
-        assert!(secrets_for(None, Some("openai"), "c").provider_credentials.is_empty());
-        assert!(secrets_for(Some(&Vault), None, "c").provider_credentials.is_empty());
+        assert!(secrets_for(None, Some("openai"), "c")
+            .provider_credentials
+            .is_empty());
+        assert!(secrets_for(Some(&Vault), None, "c")
+            .provider_credentials
+            .is_empty());
     }
 }

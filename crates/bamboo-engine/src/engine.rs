@@ -44,7 +44,11 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// Loads `child_id` and checks it is a child of `parent_id` (C9).
-    pub async fn load_child(&self, parent_id: &str, child_id: &str) -> Result<Session, EngineError> {
+    pub async fn load_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+    ) -> Result<Session, EngineError> {
         let s = self
             .store
             .load(child_id)
@@ -165,12 +169,17 @@ impl Engine {
     /// no worker process outlives this call. New runs are refused afterwards.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        inner.runs.cancel_all("cancelled: the engine is shutting down");
+        inner
+            .runs
+            .cancel_all("cancelled: the engine is shutting down");
         inner.shutdown.cancel();
         inner.slots.close();
         inner.tasks.close();
         let bound = inner.cfg.timeouts.cancel_grace + Duration::from_secs(5);
-        if tokio::time::timeout(bound, inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(bound, inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some runs did not finish in time; their workers are killed");
         }
         inner.runner.shutdown().await;

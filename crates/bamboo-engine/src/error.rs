@@ -13,7 +13,9 @@ pub enum EngineError {
     #[error("session {0} is a root session, not a child: child actions need a child id")]
     NotAChild(String),
     /// The child belongs to another parent (C9).
-    #[error("session {child} is not a child of {parent}: a caller can only act on its own children")]
+    #[error(
+        "session {child} is not a child of {parent}: a caller can only act on its own children"
+    )]
     NotYourChild {
         /// The child asked for.
         child: String,
@@ -21,7 +23,9 @@ pub enum EngineError {
         parent: String,
     },
     /// A run is queued or in flight (E5).
-    #[error("child {0} is already running: wait for its sub_agent_completed event, or cancel it first")]
+    #[error(
+        "child {0} is already running: wait for its sub_agent_completed event, or cancel it first"
+    )]
     AlreadyRunning(String),
     /// Input that cannot be acted on.
     #[error("invalid input: {0}")]

@@ -119,7 +119,11 @@ mod tests {
         for (axis, edit) in edits {
             let mut s = base();
             edit(&mut s);
-            assert_ne!(Fingerprint::of(&s), reference, "axis {axis} must split the pool");
+            assert_ne!(
+                Fingerprint::of(&s),
+                reference,
+                "axis {axis} must split the pool"
+            );
         }
     }
 }

@@ -53,7 +53,11 @@ impl ActorWorker for FleetWorker {
     }
 
     async fn connect(&self) -> Result<Link, LinkError> {
-        let conn = self.0.connect().await.map_err(|e| LinkError(e.to_string()))?;
+        let conn = self
+            .0
+            .connect()
+            .await
+            .map_err(|e| LinkError(e.to_string()))?;
         Ok(Link {
             tx: Arc::new(Tx(conn.sender)),
             rx: Box::new(Rx(conn.receiver)),
@@ -70,7 +74,10 @@ struct Tx(FrameSender);
 #[async_trait]
 impl FrameTx for Tx {
     async fn send(&self, frame: ParentFrame) -> Result<(), LinkError> {
-        self.0.send(frame).await.map_err(|e| LinkError(e.to_string()))
+        self.0
+            .send(frame)
+            .await
+            .map_err(|e| LinkError(e.to_string()))
     }
 }
 

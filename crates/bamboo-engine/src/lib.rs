@@ -12,6 +12,9 @@
 //! (workers), [`credentials`]; private: the spawn path, the event pump, the
 //! runner, nested spawns, recovery.
 
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod actions;
 pub mod approval;
 mod config;
@@ -37,10 +40,10 @@ mod types;
 pub mod watchdog;
 pub mod worker;
 
+pub use approval::{ApprovalPolicy, ApprovalRequest, DecidedBy, Decision};
 /// Re-exported so applications can implement [`ApprovalPolicy`] and
 /// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
 pub use async_trait::async_trait;
-pub use approval::{ApprovalPolicy, ApprovalRequest, DecidedBy, Decision};
 pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
@@ -48,6 +51,6 @@ pub use pool::PoolLimits;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
 pub use types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage,
-    SendOutcome, UpdateChild,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
+    UpdateChild,
 };

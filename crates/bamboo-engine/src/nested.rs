@@ -15,7 +15,11 @@ use crate::engine::{Engine, Inner};
 use crate::types::CreateChild;
 
 /// Serves one request from `requester`; always yields a reply body.
-pub(crate) fn serve(inner: Arc<Inner>, requester: String, body: Value) -> BoxFuture<'static, Value> {
+pub(crate) fn serve(
+    inner: Arc<Inner>,
+    requester: String,
+    body: Value,
+) -> BoxFuture<'static, Value> {
     async move {
         let engine = Engine { inner };
         // An explicit tool action goes through the tool layer as the requester.

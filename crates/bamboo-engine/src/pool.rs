@@ -80,8 +80,7 @@ impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
     /// for its key or in total (the caller retires it).
     pub fn checkin(&mut self, key: K, worker: W) -> Option<W> {
         let list = self.idle.entry(key).or_default();
-        if list.len() >= self.limits.max_idle_per_key || self.total >= self.limits.max_idle_total
-        {
+        if list.len() >= self.limits.max_idle_per_key || self.total >= self.limits.max_idle_total {
             return Some(worker);
         }
         list.push(worker);
@@ -142,8 +141,20 @@ mod tests {
     fn dead_workers_are_reaped_and_a_live_one_returned() {
         let mut p = WarmPool::new(PoolLimits::default());
         p.checkin("a", w(1));
-        p.checkin("a", Fake { id: 2, alive: false });
-        p.checkin("a", Fake { id: 3, alive: false });
+        p.checkin(
+            "a",
+            Fake {
+                id: 2,
+                alive: false,
+            },
+        );
+        p.checkin(
+            "a",
+            Fake {
+                id: 3,
+                alive: false,
+            },
+        );
         let c = p.checkout(&"a");
         assert_eq!(c.worker, Some(w(1)));
         assert_eq!(c.dead.iter().map(|f| f.id).collect::<Vec<_>>(), vec![3, 2]);

@@ -206,7 +206,10 @@ fn spawn_approval(
 /// Maps a terminal frame to a result. A completed run stays completed even if
 /// a cancel crossed it on the wire: the work is done.
 fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
-    let completed = matches!(t.status, TerminalStatus::Completed | TerminalStatus::Suspended);
+    let completed = matches!(
+        t.status,
+        TerminalStatus::Completed | TerminalStatus::Suspended
+    );
     if let (Some(stop), false) = (stop, completed) {
         return stop.result();
     }

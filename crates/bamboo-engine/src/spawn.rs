@@ -71,7 +71,12 @@ async fn run_child(
 ) {
     let child_id = reservation.child.clone();
     let report = match check(&inner, &parent_id, &child_id).await {
-        Err(e) => report(&child_id, CompletionStatus::Error, None, Some(e.to_string())),
+        Err(e) => report(
+            &child_id,
+            CompletionStatus::Error,
+            None,
+            Some(e.to_string()),
+        ),
         Ok(false) => {
             let r = PumpResult {
                 status: CompletionStatus::Skipped,
@@ -83,7 +88,10 @@ async fn run_child(
         }
         Ok(true) => execute(&inner, &parent_id, &reservation).await,
     };
-    let pid = reservation.control.pid.load(std::sync::atomic::Ordering::Relaxed);
+    let pid = reservation
+        .control
+        .pid
+        .load(std::sync::atomic::Ordering::Relaxed);
     let report = RunReport {
         worker_pid: (pid != 0).then_some(pid),
         ..report

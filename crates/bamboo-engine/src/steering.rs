@@ -37,7 +37,9 @@ pub struct SteerGuard {
 
 impl std::fmt::Debug for SteerGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SteerGuard").field("child", &self.child).finish()
+        f.debug_struct("SteerGuard")
+            .field("child", &self.child)
+            .finish()
     }
 }
 

@@ -213,7 +213,10 @@ impl ChildDetail {
         live_last_event: Option<DateTime<Utc>>,
         worker_pid: Option<u32>,
     ) -> Self {
-        let c = s.child.clone().unwrap_or_else(|| bamboo_domain::ChildInfo::new("", ""));
+        let c = s
+            .child
+            .clone()
+            .unwrap_or_else(|| bamboo_domain::ChildInfo::new("", ""));
         let last_result = s
             .messages
             .iter()
@@ -261,10 +264,14 @@ fn guidance(status: ChildStatus, running: bool, error: Option<&str>) -> String {
     match status {
         ChildStatus::Pending => "not run yet: run it".into(),
         ChildStatus::Running => "marked running but no run is live: run it again".into(),
-        ChildStatus::Completed => "completed: read last_result, or send_message to follow up".into(),
+        ChildStatus::Completed => {
+            "completed: read last_result, or send_message to follow up".into()
+        }
         ChildStatus::Cancelled => "cancelled: run it again to retry".into(),
         ChildStatus::Skipped => "skipped, nothing was pending: send_message to give it work".into(),
-        ChildStatus::Timeout => "stopped by the watchdog: raise its limits or split the work, then run again".into(),
+        ChildStatus::Timeout => {
+            "stopped by the watchdog: raise its limits or split the work, then run again".into()
+        }
         ChildStatus::Error => format!(
             "failed ({}): fix the cause and run it again",
             error.unwrap_or("no reason recorded")

@@ -111,9 +111,7 @@ impl Watchdog {
             if now >= idle_deadline {
                 return Trip::Idle(self.idle_limit);
             }
-            self.sleep
-                .as_mut()
-                .reset(run_deadline.min(idle_deadline));
+            self.sleep.as_mut().reset(run_deadline.min(idle_deadline));
         }
     }
 }

@@ -27,7 +27,10 @@ pub fn builder(dir: &Path, max_running: usize) -> EngineBuilder {
 }
 
 pub async fn engine(dir: &Path, max_running: usize) -> Engine {
-    builder(dir, max_running).build().await.expect("engine builds")
+    builder(dir, max_running)
+        .build()
+        .await
+        .expect("engine builds")
 }
 
 /// Creates a root and one child with `assignment` (not yet run).

@@ -248,7 +248,10 @@ pub(super) async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> Resu
     .await;
     match result {
         Ok(r) => r.map_err(|e| io_err(Path::new(name), e)),
-        Err(join) => Err(io_err(Path::new(name), std::io::Error::other(join.to_string()))),
+        Err(join) => Err(io_err(
+            Path::new(name),
+            std::io::Error::other(join.to_string()),
+        )),
     }
 }
 

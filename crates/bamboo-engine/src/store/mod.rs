@@ -17,7 +17,9 @@ use bamboo_domain::Session;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The id cannot name a file (empty, path separators, leading dot).
-    #[error("session id {0:?} is not valid: use 1-200 characters without '/', '\\' or a leading '.'")]
+    #[error(
+        "session id {0:?} is not valid: use 1-200 characters without '/', '\\' or a leading '.'"
+    )]
     InvalidId(String),
     /// `create` of an id that already exists.
     #[error("session {0} already exists: pick a fresh id")]

@@ -17,10 +17,16 @@ async fn save_load_list_delete_round_trip() {
     let b = Session::new_child(&parent, ChildInfo::new("r", "b"));
     s.create(&a).await.unwrap();
     s.create(&b).await.unwrap();
-    assert!(matches!(s.create(&a).await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        s.create(&a).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
     assert_eq!(s.load(&a.id).await.unwrap(), Some(a.clone()));
     let kids: Vec<_> = s.list_children(&parent.id).await.unwrap();
-    assert_eq!(kids.iter().map(|k| &k.id).collect::<Vec<_>>(), vec![&a.id, &b.id]);
+    assert_eq!(
+        kids.iter().map(|k| &k.id).collect::<Vec<_>>(),
+        vec![&a.id, &b.id]
+    );
     assert!(s.delete(&a.id).await.unwrap());
     assert!(!s.delete(&a.id).await.unwrap());
     assert_eq!(s.load(&a.id).await.unwrap(), None);
@@ -52,7 +58,11 @@ async fn concurrent_updates_of_one_session_lose_nothing() {
         t.await.unwrap();
     }
     let back = s.load(&root.id).await.unwrap().unwrap();
-    assert_eq!(back.messages.len(), 40, "every concurrent update must survive");
+    assert_eq!(
+        back.messages.len(),
+        40,
+        "every concurrent update must survive"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +92,10 @@ async fn writes_are_atomic_and_leave_no_temp_files() {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
-    assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temp files left behind: {leftovers:?}"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +121,10 @@ async fn corrupt_file_and_bad_ids_give_clear_errors() {
     std::fs::write(dir.path().join("sessions/bad.json"), b"{torn").unwrap();
     let err = s.load("bad").await.unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
-    assert!(matches!(s.load("../etc").await, Err(StoreError::InvalidId(_))));
+    assert!(matches!(
+        s.load("../etc").await,
+        Err(StoreError::InvalidId(_))
+    ));
     let missing = s.update("nope", Box::new(|_| true)).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)));
 }
