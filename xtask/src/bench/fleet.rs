@@ -1,0 +1,122 @@
+//! Fleet benchmarks (issue 2): cold spawn-to-terminal, warm reconnect-and-run,
+//! event streaming rate, idle worker memory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bamboo_subagent::fleet::{spawn_worker, WorkerCommand, WorkerHandle};
+use bamboo_subagent::frames::{ChildFrame, ParentFrame, RunRequest};
+use bamboo_subagent::spec::{ExecutorSpec, Identity, ProvisionSpec};
+
+use super::{median, median_f, report, worker_bin};
+
+fn spec(id: &str, fabric: &std::path::Path, reusable: bool) -> ProvisionSpec {
+    ProvisionSpec {
+        version: 1,
+        identity: Identity {
+            child_id: id.into(),
+            parent_id: None,
+            project_key: None,
+            role: "bench".into(),
+            depth: 1,
+        },
+        executor: ExecutorSpec::Echo,
+        fabric_dir: fabric.to_string_lossy().into_owned(),
+        storage_dir: None,
+        workspace: None,
+        model: None,
+        disabled_tools: None,
+        limits: Default::default(),
+        secrets: Default::default(),
+        reusable,
+        placement: Default::default(),
+        capabilities: Default::default(),
+    }
+}
+
+/// Runs `assignment` on a fresh connection; returns the number of event frames.
+async fn run_once(worker: &WorkerHandle, assignment: &str) -> Result<u64> {
+    let mut conn = worker.connect().await?;
+    conn.sender.send(ParentFrame::Run(RunRequest::new(assignment))).await?;
+    let mut events = 0;
+    while let Some(frame) = conn.receiver.recv().await {
+        match frame? {
+            ChildFrame::Event { .. } => events += 1,
+            ChildFrame::Terminal(t) if t.status == bamboo_domain::TerminalStatus::Completed => return Ok(events),
+            ChildFrame::Terminal(t) => bail!("run ended {}: {:?}", t.status, t.error),
+            _ => {}
+        }
+    }
+    bail!("connection closed before the terminal frame")
+}
+
+pub async fn run() -> Result<()> {
+    let cmd = WorkerCommand::new(worker_bin()?);
+    let dir = tempfile::tempdir()?;
+    let patience = Duration::from_secs(10);
+    println!("== fleet (release build, medians) ==");
+
+    // Warm-up: page the binary in.
+    let w = spawn_worker(&cmd, &spec("warmup", dir.path(), false), patience).await?;
+    run_once(&w, "hi").await?;
+
+    let mut cold = Vec::new();
+    for i in 0..60 {
+        let s = spec(&format!("cold-{i}"), dir.path(), false);
+        let t = Instant::now();
+        let mut w = spawn_worker(&cmd, &s, patience).await?;
+        run_once(&w, "hi").await?;
+        cold.push(t.elapsed());
+        w.kill().await;
+    }
+    let c = median(cold);
+    report("cold: spawn+register+connect+echo+terminal", format!("{:.2} ms", ms(c)), "<= 5 ms", c <= Duration::from_millis(5));
+
+    let mut w = spawn_worker(&cmd, &spec("warm", dir.path(), true), patience).await?;
+    run_once(&w, "hi").await?;
+    let mut warm = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        run_once(&w, "hi").await?;
+        warm.push(t.elapsed());
+    }
+    let m = median(warm);
+    report("warm: reconnect+echo+terminal", format!("{:.3} ms", ms(m)), "<= 0.5 ms", m <= Duration::from_micros(500));
+
+    let rss = idle_rss_kib(&w).await?;
+    report("idle reusable worker resident memory", format!("{:.2} MiB", rss as f64 / 1024.0), "<= 4 MiB", rss <= 4096);
+
+    let words = 1_000_000usize;
+    let assignment = "w ".repeat(words);
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let n = run_once(&w, &assignment).await?;
+        let secs = t.elapsed().as_secs_f64();
+        if n != words as u64 + 1 {
+            bail!("expected {} events, got {n}", words + 1);
+        }
+        rates.push(n as f64 / secs);
+    }
+    let r = median_f(rates);
+    report("stream: echo events per second", format!("{:.0}/s", r), ">= 1,000,000/s", r >= 1_000_000.0);
+    w.kill().await;
+    Ok(())
+}
+
+async fn idle_rss_kib(w: &WorkerHandle) -> Result<u64> {
+    let pid = w.pid().context("local worker has a pid")?;
+    // Let the worker settle after its last run.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS not found in /proc/<pid>/status")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
