@@ -1,1 +1,56 @@
-//! Bamboo fleet engine (filled by the engine issue).
+//! Bamboo fleet engine: run an agent's sub-agents as isolated actor worker
+//! processes.
+//!
+//! Build one [`Engine`] with [`Engine::builder`] and share it. It offers the
+//! child actions (C1-C8) as typed calls, per-session event streams, approval
+//! answers and a graceful shutdown; [`tool`] is the thin JSON layer for a tool
+//! interface. See `docs/engine.md` for the life of a child run.
+//!
+//! Module map: [`store`] (sessions on disk), [`fingerprint`] and [`pool`] (warm
+//! pool), [`slots`] (running-actor limit), [`approval`], [`watchdog`],
+//! [`steering`], [`hub`] (event streams), [`worker`] and [`fleet_launcher`]
+//! (workers), [`credentials`]; private: the spawn path, the event pump, the
+//! runner, nested spawns, recovery.
+
+// Tests may unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod actions;
+pub mod approval;
+mod config;
+pub mod credentials;
+mod engine;
+mod error;
+pub mod fingerprint;
+pub mod fleet_launcher;
+pub mod hub;
+mod nested;
+pub mod pool;
+mod provision;
+mod pump;
+pub mod recovery;
+mod runner;
+mod runs;
+pub mod slots;
+mod spawn;
+pub mod steering;
+pub mod store;
+pub mod tool;
+mod types;
+pub mod watchdog;
+pub mod worker;
+
+pub use approval::{ApprovalPolicy, ApprovalRequest, DecidedBy, Decision};
+/// Re-exported so applications can implement [`ApprovalPolicy`] and
+/// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
+pub use async_trait::async_trait;
+pub use config::Timeouts;
+pub use engine::{Engine, EngineBuilder, EngineStats};
+pub use error::EngineError;
+pub use pool::PoolLimits;
+pub use provision::DISABLED_TOOLS_KEY;
+pub use spawn::{RunReport, RunTicket};
+pub use types::{
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
+    UpdateChild,
+};

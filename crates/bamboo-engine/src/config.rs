@@ -1,0 +1,92 @@
+//! Engine configuration: everything the builder collects.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bamboo_subagent::spec::{ExecutorSpec, DEFAULT_MAX_SPAWN_DEPTH};
+
+use crate::approval::ApprovalConfig;
+use crate::credentials::CredentialResolver;
+use crate::pool::PoolLimits;
+
+/// Time limits of the engine. Run and idle caps are per-child overridable
+/// (`ChildInfo::run_timeout_secs`, `ChildInfo::idle_timeout_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Watchdog total-time cap per run (reference: 1 h).
+    pub run: Duration,
+    /// Watchdog idle cap: no child event for this long (reference: 15 min).
+    pub idle: Duration,
+    /// How long a new worker may take to register.
+    pub register: Duration,
+    /// After `cancel`, how long the worker gets to send its terminal frame
+    /// before it is killed.
+    pub cancel_grace: Duration,
+    /// Heartbeat period while a child runs (protocol: 5 s).
+    pub heartbeat: Duration,
+    /// A parked worker exits on its own after this long without a connection.
+    pub worker_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            run: Duration::from_secs(3600),
+            idle: Duration::from_secs(15 * 60),
+            register: Duration::from_secs(10),
+            cancel_grace: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(5),
+            worker_idle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The resolved configuration of one engine.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub max_running: usize,
+    pub pool: PoolLimits,
+    pub approvals: ApprovalConfig,
+    pub timeouts: Timeouts,
+    pub executor: ExecutorSpec,
+    pub credentials: Option<Arc<dyn CredentialResolver>>,
+    pub max_spawn_depth: u32,
+    pub event_capacity: usize,
+    pub role_prompts: HashMap<String, String>,
+    pub enforce_permissions: bool,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            max_running: 8,
+            pool: PoolLimits::default(),
+            approvals: ApprovalConfig::default(),
+            timeouts: Timeouts::default(),
+            executor: ExecutorSpec::BambooRuntime,
+            credentials: None,
+            max_spawn_depth: DEFAULT_MAX_SPAWN_DEPTH,
+            event_capacity: 4096,
+            role_prompts: HashMap::new(),
+            enforce_permissions: false,
+        }
+    }
+
+    /// The system prompt for a role: configured, else a generic one.
+    pub fn system_prompt(&self, role: &str, responsibility: &str) -> String {
+        if let Some(p) = self.role_prompts.get(role) {
+            return p.clone();
+        }
+        let role = if role.is_empty() { "general" } else { role };
+        let mut p = format!("You are a {role} sub-agent working for a parent agent.");
+        if !responsibility.is_empty() {
+            p.push_str(&format!(" Your responsibility: {responsibility}."));
+        }
+        p.push_str(" Do the assignment and answer with the result.");
+        p
+    }
+}

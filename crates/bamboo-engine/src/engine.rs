@@ -1,0 +1,340 @@
+//! The embedding entry point: [`Engine`], built once with [`EngineBuilder`] and
+//! shared (it is a cheap `Clone`). Everything is an explicit handle: two
+//! engines in one process share nothing (E21).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bamboo_domain::{AgentEvent, ModelRef, Session};
+use bamboo_subagent::fleet::WorkerCommand;
+use bamboo_subagent::spec::ExecutorSpec;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::approval::{ApprovalBroker, ApprovalPolicy};
+use crate::config::{EngineConfig, Timeouts};
+use crate::credentials::CredentialResolver;
+use crate::error::EngineError;
+use crate::fleet_launcher::FleetLauncher;
+use crate::hub::EventHub;
+use crate::pool::PoolLimits;
+use crate::runner::ActorRunner;
+use crate::runs::RunRegistry;
+use crate::slots::RunSlots;
+use crate::steering::SteeringRegistry;
+use crate::store::{FileStore, SessionStore};
+use crate::worker::WorkerLauncher;
+
+/// Shared state of one engine.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub store: Arc<dyn SessionStore>,
+    pub hub: EventHub,
+    pub runner: ActorRunner,
+    pub slots: RunSlots,
+    pub approvals: Arc<ApprovalBroker>,
+    pub steering: SteeringRegistry,
+    pub runs: RunRegistry,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Inner {
+    /// Loads `child_id` and checks it is a child of `parent_id` (C9).
+    pub async fn load_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+    ) -> Result<Session, EngineError> {
+        let s = self
+            .store
+            .load(child_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(child_id.to_owned()))?;
+        if s.child.is_none() {
+            return Err(EngineError::NotAChild(child_id.to_owned()));
+        }
+        if s.parent_id.as_deref() != Some(parent_id) {
+            return Err(EngineError::NotYourChild {
+                child: child_id.to_owned(),
+                parent: parent_id.to_owned(),
+            });
+        }
+        Ok(s)
+    }
+}
+
+/// Runs sub-agents as actor worker processes.
+///
+/// ```no_run
+/// use bamboo_engine::{Engine, CreateChild};
+/// use bamboo_subagent::spec::ExecutorSpec;
+///
+/// # async fn demo() -> Result<(), bamboo_engine::EngineError> {
+/// let engine = Engine::builder("/tmp/bamboo-data")
+///     .worker_program("/usr/local/bin/bamboo-worker")
+///     .executor(ExecutorSpec::Echo)
+///     .max_running(4)
+///     .build()
+///     .await?;
+/// let parent = engine.create_root("orchestrator", None).await?;
+/// let mut events = engine.subscribe(&parent.id);
+/// let mut input = CreateChild::new(&parent.id, "summarise the report");
+/// input.auto_run = true;
+/// let child = engine.create_child(input).await?;
+/// while let Ok(ev) = events.recv().await {
+///     println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+///     if matches!(ev, bamboo_domain::AgentEvent::SubAgentCompleted { .. }) { break; }
+/// }
+/// println!("{:?}", engine.get_child(&parent.id, &child.id).await?.status);
+/// engine.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Counters an application (or a test) can watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Runs holding a slot now.
+    pub running: usize,
+    /// Most runs that ever held a slot at once.
+    pub peak_running: usize,
+    /// Worker processes started so far.
+    pub workers_started: usize,
+    /// Idle workers parked in the pool.
+    pub idle_workers: usize,
+    /// Runs queued or in flight.
+    pub reserved: usize,
+}
+
+impl Engine {
+    /// Starts configuring an engine whose data lives under `data_dir`.
+    pub fn builder(data_dir: impl Into<PathBuf>) -> EngineBuilder {
+        EngineBuilder {
+            cfg: EngineConfig::new(data_dir.into()),
+            worker: None,
+            launcher: None,
+            store: None,
+        }
+    }
+
+    /// Creates a root session (a parent for children).
+    pub async fn create_root(
+        &self,
+        title: &str,
+        model: Option<ModelRef>,
+    ) -> Result<Session, EngineError> {
+        let mut s = Session::new_root(title);
+        s.model = model;
+        self.inner.store.create(&s).await?;
+        Ok(s)
+    }
+
+    /// Loads any session.
+    pub async fn session(&self, id: &str) -> Result<Option<Session>, EngineError> {
+        Ok(self.inner.store.load(id).await?)
+    }
+
+    /// Subscribes to a session's event stream. A parent's stream carries its
+    /// children's `sub_agent_*` events; a child's carries its raw events. A
+    /// subscriber that falls behind gets `Lagged` and loses the oldest events.
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<AgentEvent> {
+        self.inner.hub.subscribe(session_id)
+    }
+
+    /// Answers a pending approval by the `request_id` of its
+    /// `child_approval_requested` event (E17).
+    pub fn answer_approval(&self, request_id: &str, approved: bool) -> Result<(), EngineError> {
+        Ok(self.inner.approvals.answer(request_id, approved)?)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            running: self.inner.slots.running(),
+            peak_running: self.inner.slots.peak(),
+            workers_started: self.inner.runner.started(),
+            idle_workers: self.inner.runner.idle(),
+            reserved: self.inner.runs.count(),
+        }
+    }
+
+    /// Cancels every run, waits for them to report, and retires every worker:
+    /// no worker process outlives this call. New runs are refused afterwards.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner
+            .runs
+            .cancel_all("cancelled: the engine is shutting down");
+        inner.shutdown.cancel();
+        inner.slots.close();
+        inner.tasks.close();
+        let bound = inner.cfg.timeouts.cancel_grace + Duration::from_secs(5);
+        if tokio::time::timeout(bound, inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some runs did not finish in time; their workers are killed");
+        }
+        inner.runner.shutdown().await;
+    }
+}
+
+/// Configures an [`Engine`]. Only the worker program is required.
+#[derive(Debug)]
+pub struct EngineBuilder {
+    cfg: EngineConfig,
+    worker: Option<WorkerCommand>,
+    launcher: Option<Arc<dyn WorkerLauncher>>,
+    store: Option<Arc<dyn SessionStore>>,
+}
+
+impl EngineBuilder {
+    /// The worker program (started with fixed arguments only).
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        let args = self.worker.take().map(|w| w.args).unwrap_or_default();
+        self.worker = Some(WorkerCommand {
+            program: program.into(),
+            args,
+        });
+        self
+    }
+
+    /// Fixed arguments for every worker.
+    pub fn worker_args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        let program = self.worker.take().map(|w| w.program).unwrap_or_default();
+        self.worker = Some(WorkerCommand {
+            program,
+            args: args.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
+    /// At most `n` actors run at once (E12; default 8).
+    pub fn max_running(mut self, n: usize) -> Self {
+        self.cfg.max_running = n.max(1);
+        self
+    }
+
+    /// Warm-pool limits (E11; default 4 idle per fingerprint, 32 in total).
+    pub fn pool_limits(mut self, limits: PoolLimits) -> Self {
+        self.cfg.pool = limits;
+        self
+    }
+
+    /// An automatic approval decider, consulted first (E17).
+    pub fn approval_policy(mut self, policy: Arc<dyn ApprovalPolicy>) -> Self {
+        self.cfg.approvals.policy = Some(policy);
+        self
+    }
+
+    /// Whether humans answer approvals through [`Engine::answer_approval`]
+    /// (default true). With no policy and no human, every request is denied.
+    pub fn human_approvals(mut self, enabled: bool) -> Self {
+        self.cfg.approvals.human = enabled;
+        self
+    }
+
+    /// How long an approval may wait before it is denied (default 300 s).
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.approvals.timeout = timeout;
+        self
+    }
+
+    /// Time limits (watchdog, registration, cancel grace, heartbeat).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.cfg.timeouts = timeouts;
+        self
+    }
+
+    /// Which executor workers run (default `bamboo_runtime`).
+    pub fn executor(mut self, executor: ExecutorSpec) -> Self {
+        self.cfg.executor = executor;
+        self
+    }
+
+    /// Supplies per-provider credentials (E20).
+    pub fn credentials(mut self, resolver: Arc<dyn CredentialResolver>) -> Self {
+        self.cfg.credentials = Some(resolver);
+        self
+    }
+
+    /// Nested-spawn depth cap (E18; default 4).
+    pub fn max_spawn_depth(mut self, cap: u32) -> Self {
+        self.cfg.max_spawn_depth = cap;
+        self
+    }
+
+    /// Events buffered per subscriber before a slow one starts losing them.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.cfg.event_capacity = n;
+        self
+    }
+
+    /// The system prompt of children with `role` (C1).
+    pub fn role_prompt(mut self, role: impl Into<String>, prompt: impl Into<String>) -> Self {
+        self.cfg.role_prompts.insert(role.into(), prompt.into());
+        self
+    }
+
+    /// Ask workers to gate actions behind approvals.
+    pub fn enforce_permissions(mut self, on: bool) -> Self {
+        self.cfg.enforce_permissions = on;
+        self
+    }
+
+    /// Starts workers some other way (tests, remote fleets).
+    pub fn launcher(mut self, launcher: Arc<dyn WorkerLauncher>) -> Self {
+        self.launcher = Some(launcher);
+        self
+    }
+
+    /// Keeps sessions somewhere else than the file store.
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Opens the store, recovers children orphaned by a previous engine, and
+    /// returns the engine.
+    pub async fn build(self) -> Result<Engine, EngineError> {
+        let cfg = self.cfg;
+        let launcher: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
+            (Some(l), _) => l,
+            (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
+                Arc::new(FleetLauncher::new(cmd, cfg.timeouts.register))
+            }
+            _ => {
+                return Err(EngineError::Config(
+                    "no worker program: call worker_program(path) on the builder".into(),
+                ))
+            }
+        };
+        let store: Arc<dyn SessionStore> = match self.store {
+            Some(s) => s,
+            None => Arc::new(FileStore::open(&cfg.data_dir).await?),
+        };
+        crate::recovery::mark_orphans(store.as_ref()).await?;
+        let inner = Inner {
+            hub: EventHub::new(cfg.event_capacity),
+            runner: ActorRunner::new(launcher, cfg.pool),
+            slots: RunSlots::new(cfg.max_running),
+            approvals: Arc::new(ApprovalBroker::new(cfg.approvals.clone())),
+            steering: SteeringRegistry::default(),
+            runs: RunRegistry::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            store,
+            cfg,
+        };
+        Ok(Engine {
+            inner: Arc::new(inner),
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! Warm-pool bookkeeping (E10, E11, E13), generic over the worker type so it is
+//! testable without processes. The pool only decides; callers kill what it
+//! hands back (`Checkout::dead`, `checkin`'s overflow) outside any lock.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// What the pool needs to know about a worker.
+pub trait Poolable {
+    /// Non-blocking liveness check (F3).
+    fn is_alive(&mut self) -> bool;
+}
+
+/// Limits of the warm pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Idle workers kept per fingerprint (reference: 4).
+    pub max_idle_per_key: usize,
+    /// Idle workers kept in total across fingerprints.
+    pub max_idle_total: usize,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            max_idle_per_key: 4,
+            max_idle_total: 32,
+        }
+    }
+}
+
+/// Result of asking the pool for a worker.
+#[derive(Debug)]
+pub struct Checkout<W> {
+    /// A live idle worker, when one was parked under the key.
+    pub worker: Option<W>,
+    /// Parked workers found dead on the way; the caller reaps them.
+    pub dead: Vec<W>,
+}
+
+/// Idle workers by key, most recently parked last (reused first: warmest).
+#[derive(Debug)]
+pub struct WarmPool<K, W> {
+    idle: HashMap<K, Vec<W>>,
+    limits: PoolLimits,
+    total: usize,
+}
+
+impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
+    /// An empty pool.
+    pub fn new(limits: PoolLimits) -> Self {
+        Self {
+            idle: HashMap::new(),
+            limits,
+            total: 0,
+        }
+    }
+
+    /// Takes a live idle worker for `key`, reaping dead ones found first.
+    pub fn checkout(&mut self, key: &K) -> Checkout<W> {
+        let mut dead = Vec::new();
+        let mut worker = None;
+        if let Some(list) = self.idle.get_mut(key) {
+            while let Some(mut w) = list.pop() {
+                self.total -= 1;
+                if w.is_alive() {
+                    worker = Some(w);
+                    break;
+                }
+                dead.push(w);
+            }
+            if list.is_empty() {
+                self.idle.remove(key);
+            }
+        }
+        Checkout { worker, dead }
+    }
+
+    /// Parks a worker after a clean run. Returns it back when the pool is full
+    /// for its key or in total (the caller retires it).
+    pub fn checkin(&mut self, key: K, worker: W) -> Option<W> {
+        let list = self.idle.entry(key).or_default();
+        if list.len() >= self.limits.max_idle_per_key || self.total >= self.limits.max_idle_total {
+            return Some(worker);
+        }
+        list.push(worker);
+        self.total += 1;
+        None
+    }
+
+    /// Idle workers parked under `key`.
+    pub fn idle_for(&self, key: &K) -> usize {
+        self.idle.get(key).map_or(0, Vec::len)
+    }
+
+    /// Idle workers in total.
+    pub fn idle_total(&self) -> usize {
+        self.total
+    }
+
+    /// Empties the pool (shutdown); the caller retires everything returned.
+    pub fn drain(&mut self) -> Vec<W> {
+        self.total = 0;
+        self.idle.drain().flat_map(|(_, v)| v).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Fake {
+        id: u32,
+        alive: bool,
+    }
+
+    impl Poolable for Fake {
+        fn is_alive(&mut self) -> bool {
+            self.alive
+        }
+    }
+
+    fn w(id: u32) -> Fake {
+        Fake { id, alive: true }
+    }
+
+    #[test]
+    fn empty_pool_misses_and_parked_worker_is_reused() {
+        let mut p = WarmPool::new(PoolLimits::default());
+        let c = p.checkout(&"a");
+        assert!(c.worker.is_none() && c.dead.is_empty());
+        assert!(p.checkin("a", w(1)).is_none());
+        assert_eq!(p.idle_for(&"a"), 1);
+        assert_eq!(p.checkout(&"b").worker, None, "other keys never share");
+        assert_eq!(p.checkout(&"a").worker, Some(w(1)));
+        assert_eq!(p.idle_total(), 0);
+    }
+
+    #[test]
+    fn dead_workers_are_reaped_and_a_live_one_returned() {
+        let mut p = WarmPool::new(PoolLimits::default());
+        p.checkin("a", w(1));
+        p.checkin(
+            "a",
+            Fake {
+                id: 2,
+                alive: false,
+            },
+        );
+        p.checkin(
+            "a",
+            Fake {
+                id: 3,
+                alive: false,
+            },
+        );
+        let c = p.checkout(&"a");
+        assert_eq!(c.worker, Some(w(1)));
+        assert_eq!(c.dead.iter().map(|f| f.id).collect::<Vec<_>>(), vec![3, 2]);
+        assert_eq!(p.idle_total(), 0);
+    }
+
+    #[test]
+    fn extras_beyond_the_per_key_and_total_caps_are_handed_back() {
+        let mut p = WarmPool::new(PoolLimits {
+            max_idle_per_key: 2,
+            max_idle_total: 3,
+        });
+        assert!(p.checkin("a", w(1)).is_none());
+        assert!(p.checkin("a", w(2)).is_none());
+        assert_eq!(p.checkin("a", w(3)), Some(w(3)), "per-key cap");
+        assert!(p.checkin("b", w(4)).is_none());
+        assert_eq!(p.checkin("c", w(5)), Some(w(5)), "total cap");
+        assert_eq!(p.idle_total(), 3);
+        let mut all: Vec<_> = p.drain().into_iter().map(|f| f.id).collect();
+        all.sort();
+        assert_eq!(all, vec![1, 2, 4]);
+        assert_eq!(p.idle_total(), 0);
+    }
+}

@@ -1,0 +1,130 @@
+//! From a child session to what a worker receives: the ProvisionSpec (baked in
+//! at spawn, so it decides the pool fingerprint) and the `run` request
+//! (rehydration, E14: the whole transcript ships with every run).
+
+use bamboo_domain::{Role, Session};
+use bamboo_subagent::frames::RunRequest;
+use bamboo_subagent::spec::{
+    Capabilities, Identity, Limits, Placement, ProvisionSpec, PROTOCOL_VERSION,
+};
+
+use crate::config::EngineConfig;
+use crate::credentials::secrets_for;
+
+/// Metadata key of a child's disabled tool list (array of strings).
+pub const DISABLED_TOOLS_KEY: &str = "disabled_tools";
+
+/// The spec of a worker able to serve `child`. `worker_id` names the worker in
+/// the fabric; it is not the child id because a pooled worker serves many.
+pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> ProvisionSpec {
+    let info = child.child.as_ref();
+    let role = info.map(|c| c.role.clone()).unwrap_or_default();
+    let depth = child.spawn_depth;
+    let provider = child.model.as_ref().map(|m| m.provider.as_str());
+    let resolver = cfg.credentials.as_deref();
+    ProvisionSpec {
+        version: PROTOCOL_VERSION,
+        identity: Identity {
+            child_id: worker_id.to_owned(),
+            parent_id: child.parent_id.clone(),
+            project_key: None,
+            role,
+            depth,
+        },
+        executor: cfg.executor.clone(),
+        fabric_dir: cfg.data_dir.join("fabric").display().to_string(),
+        storage_dir: Some(cfg.data_dir.join("actors").display().to_string()),
+        workspace: child.workspace.clone(),
+        model: child.model.clone(),
+        disabled_tools: disabled_tools(child),
+        limits: Limits {
+            run_timeout_secs: None,
+            idle_timeout_secs: Some(cfg.timeouts.worker_idle.as_secs().max(1)),
+            max_rounds: None,
+        },
+        secrets: secrets_for(resolver, provider, &child.id),
+        reusable: true,
+        placement: Placement::Local,
+        capabilities: Capabilities {
+            enforce_permissions: cfg.enforce_permissions,
+            nested_spawn: depth < cfg.max_spawn_depth,
+            no_human_approver: !cfg.approvals.human && cfg.approvals.policy.is_none(),
+            max_spawn_depth: Some(cfg.max_spawn_depth),
+            ..Capabilities::default()
+        },
+    }
+}
+
+fn disabled_tools(child: &Session) -> Option<Vec<String>> {
+    let list = child.metadata.get(DISABLED_TOOLS_KEY)?.as_array()?;
+    let tools: Vec<String> = list
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    (!tools.is_empty()).then_some(tools)
+}
+
+/// The `run` frame for `child`: the last user message is the assignment and
+/// everything before it ships as `messages`, so a reused worker needs no state
+/// and a rerun keeps its context.
+pub(crate) fn run_request(child: &Session) -> RunRequest {
+    let last_user = child.messages.iter().rposition(|m| m.role == Role::User);
+    let (assignment, messages) = match last_user {
+        Some(i) => (
+            child.messages[i].content.clone(),
+            child.messages[..i].to_vec(),
+        ),
+        None => (String::new(), child.messages.clone()),
+    };
+    RunRequest {
+        assignment,
+        reasoning_effort: child.reasoning_effort.clone(),
+        messages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bamboo_domain::{ChildInfo, Message, ModelRef};
+
+    #[test]
+    fn run_request_ships_everything_before_the_last_user_message() {
+        let root = Session::new_root("p");
+        let mut c = Session::new_child(&root, ChildInfo::new("r", "first"));
+        c.messages = vec![
+            Message::system("sys"),
+            Message::user("first"),
+            Message::assistant("echo: first"),
+            Message::user("second"),
+        ];
+        c.reasoning_effort = Some("high".into());
+        let r = run_request(&c);
+        assert_eq!(r.assignment, "second");
+        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages[2].content, "echo: first");
+        assert_eq!(r.reasoning_effort.as_deref(), Some("high"));
+    }
+
+    #[test]
+    fn spec_carries_role_depth_model_tools_and_the_depth_cap() {
+        let mut cfg = EngineConfig::new("/data".into());
+        cfg.max_spawn_depth = 2;
+        let mut root = Session::new_root("p");
+        root.model = ModelRef::parse("openai/gpt");
+        root.spawn_depth = 1;
+        let mut c = Session::new_child(&root, ChildInfo::new("coder", "x"));
+        c.metadata
+            .insert(DISABLED_TOOLS_KEY.into(), serde_json::json!(["bash"]));
+        let s = spec_for(&cfg, &c, "w-1");
+        assert_eq!(s.identity.child_id, "w-1");
+        assert_eq!(s.identity.role, "coder");
+        assert_eq!(s.identity.depth, 2);
+        assert!(!s.capabilities.nested_spawn, "depth 2 is at the cap of 2");
+        assert_eq!(s.capabilities.max_spawn_depth, Some(2));
+        assert_eq!(s.disabled_tools, Some(vec!["bash".to_owned()]));
+        assert!(s.reusable);
+        assert_eq!(s.fabric_dir, "/data/fabric");
+        assert!(s.validate().is_ok());
+    }
+}

@@ -1,0 +1,222 @@
+//! The event pump of one run: forwards the child's events to the parent's
+//! stream (E7), sends heartbeats (E8), runs the watchdog (E9), routes approvals
+//! (E17) and nested spawns (E18) to side tasks so they never stall forwarding,
+//! and turns the run's end into a status.
+//!
+//! Hot path per event: one atomic clock stamp, one broadcast send (plus one to
+//! the child's own stream when it has subscribers). No engine lock, no disk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
+use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest, Terminal};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use crate::approval::ApprovalRequest;
+use crate::engine::Inner;
+use crate::runs::RunControl;
+use crate::watchdog::{ActivityClock, Watchdog};
+use crate::worker::{FrameTx, Link};
+
+/// Everything the pump needs besides the connection.
+pub(crate) struct PumpEnv<'a> {
+    pub inner: &'a Arc<Inner>,
+    pub parent_id: &'a str,
+    pub child_id: &'a str,
+    pub control: &'a RunControl,
+    pub clock: Arc<ActivityClock>,
+    pub run_limit: Duration,
+    pub idle_limit: Duration,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PumpResult {
+    pub status: CompletionStatus,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    /// The worker ended the run cleanly and may be parked (E13).
+    pub clean: bool,
+}
+
+/// Why the parent stopped the run.
+#[derive(Debug, Clone)]
+enum Stop {
+    Cancelled(String),
+    Timeout(String),
+}
+
+impl Stop {
+    fn result(self) -> PumpResult {
+        let (status, error) = match self {
+            Self::Cancelled(r) => (CompletionStatus::Cancelled, r),
+            Self::Timeout(r) => (CompletionStatus::Timeout, r),
+        };
+        PumpResult {
+            status,
+            result: None,
+            error: Some(error),
+            clean: false,
+        }
+    }
+}
+
+fn failed(error: String) -> PumpResult {
+    PumpResult {
+        status: CompletionStatus::Error,
+        result: None,
+        error: Some(error),
+        clean: false,
+    }
+}
+
+/// Drives one run on `link` to its end.
+pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest) -> PumpResult {
+    let tx = link.tx.clone();
+    if let Err(e) = tx.send(ParentFrame::Run(request)).await {
+        return failed(format!("could not send the run to the worker: {e}"));
+    }
+    let parent_tx = env.inner.hub.sender(env.parent_id);
+    let child_tx = env.inner.hub.sender(env.child_id);
+    let timeouts = env.inner.cfg.timeouts;
+    let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
+    let mut heartbeat = interval_at(Instant::now() + timeouts.heartbeat, timeouts.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut side: JoinSet<()> = JoinSet::new();
+    let mut stop: Option<Stop> = None;
+    let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    tokio::pin!(grace);
+    // Pinned once: re-creating it per event would take the token's lock each time.
+    let cancelled = env.control.cancel.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut cancelled, if stop.is_none() => {
+                let reason = env.control.reason().unwrap_or_else(|| "cancelled by the parent".into());
+                stop = Some(Stop::Cancelled(reason));
+                let _ = tx.send(ParentFrame::Cancel).await;
+                grace.as_mut().reset(Instant::now() + timeouts.cancel_grace);
+            }
+            trip = watchdog.tripped(), if stop.is_none() => {
+                tracing::warn!(child = env.child_id, reason = %trip.reason(), "watchdog tripped");
+                stop = Some(Stop::Timeout(trip.reason()));
+                let _ = tx.send(ParentFrame::Cancel).await;
+                grace.as_mut().reset(Instant::now() + timeouts.cancel_grace);
+            }
+            _ = &mut grace, if stop.is_some() => {
+                tracing::warn!(child = env.child_id, "worker ignored cancel; it will be killed");
+                return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
+            }
+            _ = heartbeat.tick() => {
+                let _ = parent_tx.send(AgentEvent::SubAgentHeartbeat {
+                    parent_session_id: env.parent_id.to_owned(),
+                    child_session_id: env.child_id.to_owned(),
+                    timestamp: chrono::Utc::now(),
+                });
+            }
+            Some(_) = side.join_next(), if !side.is_empty() => {}
+            frame = link.rx.recv() => match frame {
+                Some(Ok(ChildFrame::Event { event })) => {
+                    env.clock.touch();
+                    forward(&env, &parent_tx, &child_tx, event);
+                }
+                Some(Ok(ChildFrame::ApprovalRequest { id, body })) => {
+                    env.clock.touch();
+                    spawn_approval(&env, &mut side, &tx, &parent_tx, id, body);
+                }
+                Some(Ok(ChildFrame::SubagentRequest { id, body })) => {
+                    env.clock.touch();
+                    let inner = env.inner.clone();
+                    let (child, tx) = (env.child_id.to_owned(), tx.clone());
+                    side.spawn(async move {
+                        let reply = crate::nested::serve(inner, child, body).await;
+                        let _ = tx.send(ParentFrame::SubagentReply { id, body: reply }).await;
+                    });
+                }
+                Some(Ok(ChildFrame::Terminal(t))) => return from_terminal(t, stop),
+                Some(Err(e)) => return stop.map(Stop::result).unwrap_or_else(|| failed(e.to_string())),
+                None => return stop.map(Stop::result).unwrap_or_else(|| failed(
+                    "worker connection closed before the run ended (the worker process exited or was killed)".into(),
+                )),
+            },
+        }
+    }
+}
+
+fn forward(
+    env: &PumpEnv<'_>,
+    parent_tx: &broadcast::Sender<AgentEvent>,
+    child_tx: &broadcast::Sender<AgentEvent>,
+    event: AgentEvent,
+) {
+    if child_tx.receiver_count() > 0 {
+        let _ = child_tx.send(event.clone());
+    }
+    let _ = parent_tx.send(AgentEvent::SubAgentEvent {
+        parent_session_id: env.parent_id.to_owned(),
+        child_session_id: env.child_id.to_owned(),
+        event: Box::new(event),
+    });
+}
+
+fn spawn_approval(
+    env: &PumpEnv<'_>,
+    side: &mut JoinSet<()>,
+    tx: &Arc<dyn FrameTx>,
+    parent_tx: &broadcast::Sender<AgentEvent>,
+    id: String,
+    body: ApprovalBody,
+) {
+    let request = ApprovalRequest {
+        parent_session_id: env.parent_id.to_owned(),
+        child_session_id: env.child_id.to_owned(),
+        tool_name: body.tool_name,
+        permission: body.permission_type,
+        resource: body.resource,
+        question: body.question,
+    };
+    let broker = env.inner.approvals.clone();
+    let (tx, parent_tx) = (tx.clone(), parent_tx.clone());
+    side.spawn(async move {
+        let decision = broker
+            .decide(&request, |ev| {
+                let _ = parent_tx.send(ev);
+            })
+            .await;
+        tracing::info!(
+            child = %request.child_session_id,
+            tool = %request.tool_name,
+            approved = decision.approved,
+            by = ?decision.by,
+            "approval decided"
+        );
+        let _ = tx
+            .send(ParentFrame::ApprovalReply {
+                id,
+                approved: decision.approved,
+            })
+            .await;
+    });
+}
+
+/// Maps a terminal frame to a result. A completed run stays completed even if
+/// a cancel crossed it on the wire: the work is done.
+fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
+    let completed = matches!(
+        t.status,
+        TerminalStatus::Completed | TerminalStatus::Suspended
+    );
+    if let (Some(stop), false) = (stop, completed) {
+        return stop.result();
+    }
+    PumpResult {
+        status: t.status.into(),
+        result: t.result,
+        error: t.error,
+        clean: completed,
+    }
+}

@@ -1,0 +1,49 @@
+//! Start-up recovery: a child persisted as `running` has no live run in a
+//! freshly started engine (the previous one died), so it is marked `error`
+//! with a reason saying so. Steering messages it had queued are kept.
+
+use bamboo_domain::{ChildStatus, Message, Session};
+
+use crate::store::{SessionStore, StoreError};
+
+/// The reason recorded on an orphaned child.
+pub const ORPHAN_REASON: &str =
+    "the engine stopped while this child was running, so the run was lost; run it again";
+
+/// Marks every orphaned running child as error. Returns how many.
+pub async fn mark_orphans(store: &dyn SessionStore) -> Result<usize, StoreError> {
+    let mut marked = 0;
+    for id in store.list_ids().await? {
+        let session = match store.load(&id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "skipping unreadable session during recovery");
+                continue;
+            }
+        };
+        if session.status() != Some(ChildStatus::Running) {
+            continue;
+        }
+        store
+            .update(
+                &id,
+                Box::new(|s: &mut Session| {
+                    let Some(c) = s.child.as_mut() else {
+                        return false;
+                    };
+                    c.status = ChildStatus::Error;
+                    c.last_error = Some(ORPHAN_REASON.into());
+                    c.completed_at = Some(chrono::Utc::now());
+                    for text in c.pending_messages.drain(..) {
+                        s.messages.push(Message::user(text));
+                    }
+                    true
+                }),
+            )
+            .await?;
+        tracing::warn!(child = %id, "marked orphaned running child as error");
+        marked += 1;
+    }
+    Ok(marked)
+}

@@ -1,0 +1,157 @@
+//! The actor runner's worker side (E10, E11, E13): hand a run a connected
+//! worker from the warm pool or a fresh spawn, and park or retire it after.
+//!
+//! Parked workers keep their open connection, so a reused worker costs no
+//! handshake: the next `run` frame goes straight down the same socket.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bamboo_subagent::spec::ProvisionSpec;
+
+use tokio_util::task::TaskTracker;
+
+use crate::fingerprint::Fingerprint;
+use crate::pool::{PoolLimits, Poolable, WarmPool};
+use crate::worker::{ActorWorker, LaunchError, Link, WorkerLauncher};
+
+/// A parked worker with its open connection.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    worker: Box<dyn ActorWorker>,
+    link: Option<Link>,
+}
+
+impl Poolable for Parked {
+    fn is_alive(&mut self) -> bool {
+        self.worker.is_alive()
+    }
+}
+
+/// A worker leased to one run.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub worker: Box<dyn ActorWorker>,
+    pub link: Link,
+    pub fingerprint: Fingerprint,
+    pub reused: bool,
+}
+
+/// Pool plus launcher.
+#[derive(Debug)]
+pub(crate) struct ActorRunner {
+    launcher: Arc<dyn WorkerLauncher>,
+    pool: Mutex<WarmPool<Fingerprint, Parked>>,
+    started: AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+    /// Background kills, awaited by `shutdown` so no process outlives it.
+    retiring: TaskTracker,
+}
+
+impl ActorRunner {
+    pub fn new(launcher: Arc<dyn WorkerLauncher>, limits: PoolLimits) -> Self {
+        Self {
+            launcher,
+            pool: Mutex::new(WarmPool::new(limits)),
+            started: AtomicUsize::new(0),
+            closed: Default::default(),
+            retiring: TaskTracker::new(),
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, WarmPool<Fingerprint, Parked>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Workers started so far.
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Idle workers parked now.
+    pub fn idle(&self) -> usize {
+        self.pool().idle_total()
+    }
+
+    /// A connected worker for `spec`: a live pooled one (a dead or unreachable
+    /// one is reaped and replaced once), else a fresh spawn.
+    pub async fn acquire(&self, spec: &ProvisionSpec) -> Result<Lease, LaunchError> {
+        let fingerprint = Fingerprint::of(spec);
+        let checkout = self.pool().checkout(&fingerprint);
+        self.retire_all(checkout.dead);
+        if let Some(mut parked) = checkout.worker {
+            let link = match parked.link.take() {
+                Some(link) => Ok(link),
+                None => parked.worker.connect().await,
+            };
+            match link {
+                Ok(link) => {
+                    return Ok(Lease {
+                        worker: parked.worker,
+                        link,
+                        fingerprint,
+                        reused: true,
+                    })
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "pooled worker unreachable; replacing it");
+                    self.retire(parked.worker);
+                }
+            }
+        }
+        let mut worker = self.launcher.launch(spec).await?;
+        self.started.fetch_add(1, Ordering::Relaxed);
+        match worker.connect().await {
+            Ok(link) => Ok(Lease {
+                worker,
+                link,
+                fingerprint,
+                reused: false,
+            }),
+            Err(e) => {
+                worker.kill().await;
+                Err(LaunchError(format!("new worker unreachable: {e}")))
+            }
+        }
+    }
+
+    /// After a run: park the worker when the run ended cleanly and it is alive
+    /// (E13), otherwise retire it. Extras beyond the pool caps are retired.
+    pub fn release(&self, mut lease: Lease, clean: bool) {
+        let closed = self.closed.load(Ordering::Acquire);
+        if !clean || closed || !lease.worker.is_alive() {
+            self.retire(lease.worker);
+            return;
+        }
+        let parked = Parked {
+            worker: lease.worker,
+            link: Some(lease.link),
+        };
+        if let Some(extra) = self.pool().checkin(lease.fingerprint, parked) {
+            self.retire(extra.worker);
+        }
+    }
+
+    /// Refuses further parking and kills every idle worker, waiting for each.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let drained = self.pool().drain();
+        for mut p in drained {
+            drop(p.link.take());
+            p.worker.kill().await;
+        }
+        self.retiring.close();
+        self.retiring.wait().await;
+    }
+
+    /// Kills a worker in the background (kill waits for the reap).
+    fn retire(&self, mut worker: Box<dyn ActorWorker>) {
+        self.retiring.spawn(async move { worker.kill().await });
+    }
+
+    fn retire_all(&self, parked: Vec<Parked>) {
+        for p in parked {
+            self.retire(p.worker);
+        }
+    }
+}

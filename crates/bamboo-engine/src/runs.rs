@@ -1,0 +1,173 @@
+//! Runner reservations (E5): at most one run per child. A reservation exists
+//! from enqueue to the completion event; it carries the run's cancellation and
+//! lets `cancel` wait for the run to finish.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::watchdog::ActivityClock;
+
+/// Shared state of one queued or live run.
+#[derive(Debug)]
+pub(crate) struct RunControl {
+    pub cancel: CancellationToken,
+    reason: Mutex<Option<String>>,
+    done: watch::Sender<bool>,
+    /// Set once the run has a worker; gives C3 its live last-event time.
+    pub clock: OnceLock<Arc<ActivityClock>>,
+    /// Pid of the leased worker (0: none yet).
+    pub pid: AtomicU32,
+}
+
+impl RunControl {
+    /// Cancels with a reason (the first reason wins).
+    pub fn cancel(&self, reason: &str) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        r.get_or_insert_with(|| reason.to_owned());
+        self.cancel.cancel();
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until the run has published its completion.
+    pub async fn finished(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+/// Live reservations by child id.
+#[derive(Debug, Default)]
+pub(crate) struct RunRegistry {
+    runs: Arc<Mutex<HashMap<String, Arc<RunControl>>>>,
+}
+
+/// Holds a reservation; dropping it ends the run's registration and wakes
+/// everyone waiting in [`RunControl::finished`].
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    pub child: String,
+    pub control: Arc<RunControl>,
+    runs: Arc<Mutex<HashMap<String, Arc<RunControl>>>>,
+}
+
+impl Reservation {
+    /// Ends the reservation and runs `publish` (the completion event) under the
+    /// registry lock, so a new run of the child can be reserved only after the
+    /// completion is out, and never before a subscriber could react to it.
+    pub fn complete(self, publish: impl FnOnce()) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        self.remove_own(&mut runs);
+        publish();
+        drop(runs);
+        // Drop wakes the waiters.
+    }
+
+    fn remove_own(&self, runs: &mut HashMap<String, Arc<RunControl>>) {
+        // Only our own entry: a newer reservation of the child stays.
+        if runs
+            .get(&self.child)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.control))
+        {
+            runs.remove(&self.child);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let runs = self.runs.clone();
+        self.remove_own(&mut runs.lock().unwrap_or_else(|p| p.into_inner()));
+        self.control.done.send_replace(true);
+    }
+}
+
+impl RunRegistry {
+    /// Reserves `child`; `None` when it already has a run. The run's token is a
+    /// child of `parent_token` so engine shutdown cancels it.
+    pub fn reserve(&self, child: &str, parent_token: &CancellationToken) -> Option<Reservation> {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if runs.contains_key(child) {
+            return None;
+        }
+        let control = Arc::new(RunControl {
+            cancel: parent_token.child_token(),
+            reason: Mutex::new(None),
+            done: watch::channel(false).0,
+            clock: OnceLock::new(),
+            pid: AtomicU32::new(0),
+        });
+        runs.insert(child.to_owned(), control.clone());
+        Some(Reservation {
+            child: child.to_owned(),
+            control,
+            runs: self.runs.clone(),
+        })
+    }
+
+    pub fn get(&self, child: &str) -> Option<Arc<RunControl>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(child)
+            .cloned()
+    }
+
+    /// Cancels every queued and live run with `reason`.
+    pub fn cancel_all(&self, reason: &str) {
+        let all: Vec<_> = self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for c in all {
+            c.cancel(reason);
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_reservation_per_child_and_waiters_wake_on_release() {
+        let reg = RunRegistry::default();
+        let root = CancellationToken::new();
+        let r = reg.reserve("c", &root).unwrap();
+        assert!(reg.reserve("c", &root).is_none(), "second run refused");
+        let control = reg.get("c").unwrap();
+        let waiter = tokio::spawn(async move { control.finished().await });
+        drop(r);
+        waiter.await.unwrap();
+        assert!(reg.reserve("c", &root).is_some());
+    }
+
+    #[test]
+    fn engine_token_cancels_runs_and_first_reason_wins() {
+        let reg = RunRegistry::default();
+        let root = CancellationToken::new();
+        let r = reg.reserve("c", &root).unwrap();
+        r.control.cancel("first");
+        r.control.cancel("second");
+        assert_eq!(r.control.reason().as_deref(), Some("first"));
+        let r2 = reg.reserve("d", &root).unwrap();
+        root.cancel();
+        assert!(r2.control.cancel.is_cancelled());
+    }
+}

@@ -1,0 +1,287 @@
+//! The one canonical spawn path (E1). Every entry point (child actions, the
+//! tool layer, nested spawns) calls [`enqueue`], so event order, statuses and
+//! fields cannot drift between them.
+//!
+//! Life of a run: reserve (E5) → load and check (E3, E4) → wait for a slot
+//! (E12) → persist `running` (E6) → `sub_agent_started` → lease a worker
+//! (E10, E11) → register for steering (E16) → pump (E7-E9, E17, E18) → park or
+//! retire (E13) → write back and persist the final status (E6, E15) →
+//! `sub_agent_completed` (E2) → release the reservation.
+
+use std::sync::Arc;
+
+use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
+use futures::FutureExt;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::engine::Inner;
+use crate::error::EngineError;
+use crate::provision::{run_request, spec_for};
+use crate::pump::{drive, PumpEnv, PumpResult};
+use crate::runs::Reservation;
+use crate::watchdog::ActivityClock;
+
+/// How one run ended, for callers that await it (nested spawns, tests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// The child.
+    pub child_id: String,
+    /// How the run ended.
+    pub status: CompletionStatus,
+    /// The final answer, when it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Why it did not complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Pid of the worker that served the run, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
+}
+
+/// Resolves with the run's report once `sub_agent_completed` is published.
+pub type RunTicket = oneshot::Receiver<RunReport>;
+
+/// Queues a run of `child_id` for `parent_id` and returns at once (E2).
+pub(crate) fn enqueue(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    child_id: &str,
+) -> Result<RunTicket, EngineError> {
+    if inner.shutdown.is_cancelled() {
+        return Err(EngineError::ShuttingDown);
+    }
+    let reservation = inner
+        .runs
+        .reserve(child_id, &inner.shutdown)
+        .ok_or_else(|| EngineError::AlreadyRunning(child_id.to_owned()))?;
+    let (tx, rx) = oneshot::channel();
+    // Boxed: a run can spawn nested runs, so its future type is recursive.
+    let run = run_child(inner.clone(), parent_id.to_owned(), reservation, tx).boxed();
+    inner.tasks.spawn(run);
+    Ok(rx)
+}
+
+async fn run_child(
+    inner: Arc<Inner>,
+    parent_id: String,
+    reservation: Reservation,
+    done: oneshot::Sender<RunReport>,
+) {
+    let child_id = reservation.child.clone();
+    let report = match check(&inner, &parent_id, &child_id).await {
+        Err(e) => report(
+            &child_id,
+            CompletionStatus::Error,
+            None,
+            Some(e.to_string()),
+        ),
+        Ok(false) => {
+            let r = PumpResult {
+                status: CompletionStatus::Skipped,
+                result: None,
+                error: Some("nothing to run: the last message is not from the user".into()),
+                clean: true,
+            };
+            finish(&inner, &child_id, r, None).await
+        }
+        Ok(true) => execute(&inner, &parent_id, &reservation).await,
+    };
+    let pid = reservation
+        .control
+        .pid
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let report = RunReport {
+        worker_pid: (pid != 0).then_some(pid),
+        ..report
+    };
+    let completed = AgentEvent::SubAgentCompleted {
+        parent_session_id: parent_id.clone(),
+        child_session_id: child_id,
+        status: report.status,
+        error: report.error.clone(),
+    };
+    reservation.complete(|| inner.hub.publish(&parent_id, completed));
+    let _ = done.send(report);
+}
+
+/// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it
+/// has nothing pending.
+async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, EngineError> {
+    let session = inner.load_child(parent_id, child_id).await?;
+    Ok(session.has_pending_user_message())
+}
+
+async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunReport {
+    let (child_id, control) = (res.child.as_str(), &res.control);
+    let cancel_reason = || {
+        control
+            .reason()
+            .unwrap_or_else(|| "cancelled: the engine is shutting down".into())
+    };
+    let slot = tokio::select! {
+        s = inner.slots.acquire() => s,
+        _ = control.cancel.cancelled() => None,
+    };
+    let Some(slot) = slot else {
+        return finish(inner, child_id, stopped(cancel_reason()), None).await;
+    };
+    let session = match mark_running(inner, child_id).await {
+        Ok(s) => s,
+        Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
+    };
+    inner.hub.publish(
+        parent_id,
+        AgentEvent::SubAgentStarted {
+            parent_session_id: parent_id.to_owned(),
+            child_session_id: child_id.to_owned(),
+            title: (!session.title.is_empty()).then(|| session.title.clone()),
+        },
+    );
+    let clock = Arc::new(ActivityClock::new());
+    let _ = control.clock.set(clock.clone());
+    let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
+    let spec = spec_for(&inner.cfg, &session, &worker_id);
+    let lease = tokio::select! {
+        l = inner.runner.acquire(&spec) => l,
+        _ = control.cancel.cancelled() => {
+            return finish(inner, child_id, stopped(cancel_reason()), Some(&clock)).await;
+        }
+    };
+    let mut lease = match lease {
+        Ok(l) => l,
+        Err(e) => return finish(inner, child_id, error_result(e.to_string()), Some(&clock)).await,
+    };
+    if let Some(pid) = lease.worker.pid() {
+        control.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+    tracing::debug!(child = child_id, pid = ?lease.worker.pid(), reused = lease.reused, "worker leased");
+    let (run_limit, idle_limit) = limits(inner, &session);
+    let steer = inner.steering.register(child_id, lease.link.tx.clone());
+    let env = PumpEnv {
+        inner,
+        parent_id,
+        child_id,
+        control,
+        clock: clock.clone(),
+        run_limit,
+        idle_limit,
+    };
+    let result = drive(env, &mut lease.link, run_request(&session)).await;
+    drop(steer);
+    inner.runner.release(lease, result.clean);
+    drop(slot);
+    finish(inner, child_id, result, Some(&clock)).await
+}
+
+/// Watchdog caps: the child's overrides, else the engine's (E9).
+fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::Duration) {
+    let t = inner.cfg.timeouts;
+    let info = session.child.as_ref();
+    let secs = std::time::Duration::from_secs;
+    (
+        info.and_then(|c| c.run_timeout_secs).map_or(t.run, secs),
+        info.and_then(|c| c.idle_timeout_secs).map_or(t.idle, secs),
+    )
+}
+
+/// E6: persists `running` and returns the session as stored, including any
+/// message appended while the run was queued.
+async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineError> {
+    let session = inner
+        .store
+        .update(
+            child_id,
+            Box::new(|s: &mut Session| {
+                if let Some(c) = s.child.as_mut() {
+                    c.status = ChildStatus::Running;
+                    c.started_at = Some(chrono::Utc::now());
+                    c.completed_at = None;
+                    c.last_error = None;
+                    c.round_count += 1;
+                }
+                true
+            }),
+        )
+        .await?;
+    Ok(session)
+}
+
+/// E6 + E15: writes the result back as an assistant message, persists the
+/// final status and error, folds steering messages the run may not have seen
+/// into the transcript (C6), and builds the report.
+async fn finish(
+    inner: &Inner,
+    child_id: &str,
+    r: PumpResult,
+    clock: Option<&ActivityClock>,
+) -> RunReport {
+    let last_event = clock.map(ActivityClock::last_wall);
+    let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
+    let persisted = inner
+        .store
+        .update(
+            child_id,
+            Box::new(move |s: &mut Session| {
+                if status == CompletionStatus::Completed {
+                    if let Some(text) = &result {
+                        s.messages.push(Message::assistant(text.clone()));
+                    }
+                }
+                let Some(c) = s.child.as_mut() else {
+                    return false;
+                };
+                c.status = status.into();
+                c.last_error = if status == CompletionStatus::Completed {
+                    None
+                } else {
+                    error
+                };
+                c.completed_at = Some(chrono::Utc::now());
+                c.last_event_at = last_event.or(c.last_event_at);
+                for text in c.pending_messages.drain(..) {
+                    s.messages.push(Message::user(text));
+                }
+                true
+            }),
+        )
+        .await;
+    if let Err(e) = persisted {
+        tracing::error!(child = child_id, error = %e, "could not persist the run's final status");
+    }
+    report(child_id, r.status, r.result, r.error)
+}
+
+fn stopped(reason: String) -> PumpResult {
+    PumpResult {
+        status: CompletionStatus::Cancelled,
+        result: None,
+        error: Some(reason),
+        clean: false,
+    }
+}
+
+fn error_result(error: String) -> PumpResult {
+    PumpResult {
+        status: CompletionStatus::Error,
+        result: None,
+        error: Some(error),
+        clean: false,
+    }
+}
+
+fn report(
+    child_id: &str,
+    status: CompletionStatus,
+    result: Option<String>,
+    error: Option<String>,
+) -> RunReport {
+    RunReport {
+        child_id: child_id.to_owned(),
+        status,
+        result,
+        error,
+        worker_pid: None,
+    }
+}

@@ -1,0 +1,88 @@
+//! Session store (S3): save, load, list children, delete, behind a trait so an
+//! application can bring its own. [`FileStore`] is the default.
+//!
+//! Concurrency contract: every mutation of an existing session goes through
+//! [`SessionStore::update`], a read-modify-write that the store serialises per
+//! session, so two concurrent updates never lose one another.
+
+mod file;
+mod index;
+
+pub use file::FileStore;
+
+use async_trait::async_trait;
+use bamboo_domain::Session;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The id cannot name a file (empty, path separators, leading dot).
+    #[error(
+        "session id {0:?} is not valid: use 1-200 characters without '/', '\\' or a leading '.'"
+    )]
+    InvalidId(String),
+    /// `create` of an id that already exists.
+    #[error("session {0} already exists: pick a fresh id")]
+    AlreadyExists(String),
+    /// `update` of an id that does not exist.
+    #[error("session {0} not found")]
+    NotFound(String),
+    /// A session file exists but does not parse.
+    #[error("session file {path} is corrupt ({reason}): restore it from backup or delete it")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The file system refused.
+    #[error("session store I/O failed on {path}: {source}; check the data directory's permissions and free space")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A mutation applied under the store's per-session lock. Returns `true` to
+/// persist the changed session, `false` to leave the stored one untouched.
+pub type Mutator<'a> = Box<dyn FnOnce(&mut Session) -> bool + Send + 'a>;
+
+/// Where sessions live.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Persists a new session; fails if the id exists.
+    async fn create(&self, session: &Session) -> Result<(), StoreError>;
+    /// Persists a session whole, replacing any stored version (last writer wins;
+    /// prefer [`SessionStore::update`] for changes to an existing session).
+    async fn save(&self, session: &Session) -> Result<(), StoreError>;
+    /// Loads one session; `None` when it does not exist.
+    async fn load(&self, id: &str) -> Result<Option<Session>, StoreError>;
+    /// Atomic read-modify-write of one session, serialised per session. Returns
+    /// the session as stored afterwards.
+    async fn update(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError>;
+    /// The children of `parent_id`, oldest first.
+    async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError>;
+    /// Every stored session id (used by start-up recovery).
+    async fn list_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Removes a session; `false` when it did not exist.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Checks that `id` can safely name a file.
+pub(crate) fn check_id(id: &str) -> Result<(), StoreError> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && !id.contains(['/', '\\', '\0']);
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidId(id.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

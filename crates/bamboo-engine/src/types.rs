@@ -1,0 +1,296 @@
+//! Typed inputs and results of the child actions (C1-C8).
+
+use bamboo_domain::{ChildStatus, ModelRef, Role, Session};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Input of `create_child` (C1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateChild {
+    /// The parent session (the caller).
+    pub parent_id: String,
+    /// Title; defaults to the start of the assignment.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Sub-agent type.
+    #[serde(default)]
+    pub role: String,
+    /// What the child is responsible for.
+    #[serde(default)]
+    pub responsibility: String,
+    /// The assignment: becomes the first user message.
+    pub assignment: String,
+    /// Model override; default is the parent's.
+    #[serde(default)]
+    pub model: Option<ModelRef>,
+    /// Reasoning effort (never inherited).
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
+    /// Workspace override; default is the parent's.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// System prompt override; default is the role's prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Tools hidden from the child.
+    #[serde(default)]
+    pub disabled_tools: Vec<String>,
+    /// Watchdog total-time cap for this child, seconds.
+    #[serde(default)]
+    pub run_timeout_secs: Option<u64>,
+    /// Watchdog idle cap for this child, seconds.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Queue a run right away.
+    #[serde(default)]
+    pub auto_run: bool,
+}
+
+impl CreateChild {
+    /// A child of `parent_id` with `assignment` and defaults elsewhere.
+    pub fn new(parent_id: impl Into<String>, assignment: impl Into<String>) -> Self {
+        Self {
+            parent_id: parent_id.into(),
+            assignment: assignment.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Input of `update_child` (C4). At least one field must be set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateChild {
+    /// New title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// New responsibility.
+    #[serde(default)]
+    pub responsibility: Option<String>,
+    /// New system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// New role.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// New reasoning effort.
+    #[serde(default)]
+    pub reasoning_effort: Option<String>,
+    /// New assignment: replaces the last user message.
+    #[serde(default)]
+    pub assignment: Option<String>,
+    /// Keep the messages after the rewritten assignment (default: drop them).
+    #[serde(default)]
+    pub keep_later_messages: bool,
+}
+
+impl UpdateChild {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.responsibility.is_none()
+            && self.system_prompt.is_none()
+            && self.role.is_none()
+            && self.reasoning_effort.is_none()
+            && self.assignment.is_none()
+    }
+}
+
+/// Input of `send_message` (C6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessage {
+    /// The message.
+    pub text: String,
+    /// Cancel a running run first, then start a new one with the message.
+    #[serde(default)]
+    pub interrupt: bool,
+    /// When idle, run after appending (default true).
+    #[serde(default = "yes")]
+    pub run: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SendMessage {
+    /// A plain message: steer if running, else append and run.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            interrupt: false,
+            run: true,
+        }
+    }
+}
+
+/// What `send_message` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SendOutcome {
+    /// The child was running: the message was queued durably and, when
+    /// `in_band`, also delivered to the live worker.
+    Steered {
+        /// Delivered to the live worker.
+        in_band: bool,
+    },
+    /// The child's run was still queued: the message joins its transcript.
+    JoinedQueuedRun,
+    /// Appended to an idle child.
+    Appended {
+        /// A run was queued.
+        run_queued: bool,
+    },
+    /// The running run was cancelled, the message appended, a new run queued.
+    Interrupted,
+}
+
+/// A child in a list (C2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildSummary {
+    /// Child id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Role.
+    pub role: String,
+    /// Persisted status.
+    pub status: ChildStatus,
+    /// A run is queued or in flight now.
+    pub running: bool,
+    /// Last error text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One child in detail (C3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildDetail {
+    /// Child id.
+    pub id: String,
+    /// Parent id.
+    pub parent_id: String,
+    /// Title.
+    pub title: String,
+    /// Role.
+    pub role: String,
+    /// Responsibility.
+    pub responsibility: String,
+    /// Persisted status.
+    pub status: ChildStatus,
+    /// Last error text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Messages in the transcript.
+    pub message_count: usize,
+    /// A run is queued or in flight now.
+    pub running: bool,
+    /// When the last run started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When the last child event arrived (live while running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// Runs so far.
+    pub round_count: u32,
+    /// Spawn depth.
+    pub depth: u32,
+    /// The last assistant message, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
+    /// Pid of the worker serving the live run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
+    /// What the caller might do next.
+    pub guidance: String,
+}
+
+impl ChildDetail {
+    pub(crate) fn of(
+        s: &Session,
+        running: bool,
+        live_last_event: Option<DateTime<Utc>>,
+        worker_pid: Option<u32>,
+    ) -> Self {
+        let c = s
+            .child
+            .clone()
+            .unwrap_or_else(|| bamboo_domain::ChildInfo::new("", ""));
+        let last_result = s
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant)
+            .map(|m| m.content.clone());
+        Self {
+            id: s.id.clone(),
+            parent_id: s.parent_id.clone().unwrap_or_default(),
+            title: s.title.clone(),
+            guidance: guidance(c.status, running, c.last_error.as_deref()),
+            role: c.role,
+            responsibility: c.responsibility,
+            status: c.status,
+            last_error: c.last_error,
+            message_count: s.messages.len(),
+            running,
+            started_at: c.started_at,
+            completed_at: c.completed_at,
+            last_event_at: live_last_event.or(c.last_event_at),
+            round_count: c.round_count,
+            depth: s.spawn_depth,
+            last_result,
+            worker_pid,
+        }
+    }
+
+    /// The list view of this child.
+    pub fn summary(&self) -> ChildSummary {
+        ChildSummary {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            role: self.role.clone(),
+            status: self.status,
+            running: self.running,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+fn guidance(status: ChildStatus, running: bool, error: Option<&str>) -> String {
+    if running {
+        return "running: wait for its sub_agent_completed event, steer it with send_message, or cancel it".into();
+    }
+    match status {
+        ChildStatus::Pending => "not run yet: run it".into(),
+        ChildStatus::Running => "marked running but no run is live: run it again".into(),
+        ChildStatus::Completed => {
+            "completed: read last_result, or send_message to follow up".into()
+        }
+        ChildStatus::Cancelled => "cancelled: run it again to retry".into(),
+        ChildStatus::Skipped => "skipped, nothing was pending: send_message to give it work".into(),
+        ChildStatus::Timeout => {
+            "stopped by the watchdog: raise its limits or split the work, then run again".into()
+        }
+        ChildStatus::Error => format!(
+            "failed ({}): fix the cause and run it again",
+            error.unwrap_or("no reason recorded")
+        ),
+    }
+}
+
+/// Result of `cancel_child` (C7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CancelOutcome {
+    /// A run was queued or in flight and has been cancelled.
+    pub was_running: bool,
+}
+
+/// Result of `delete_child` (C8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeleteOutcome {
+    /// A running child (or descendant) was cancelled first.
+    pub cancelled_running: bool,
+    /// Sessions removed (the child and its descendants).
+    pub deleted: usize,
+}

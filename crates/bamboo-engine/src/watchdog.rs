@@ -1,0 +1,162 @@
+//! Run watchdog (E9): a total-time cap and an idle cap (no child frame for that
+//! long). The pump stamps activity on an atomic clock (no lock, no timer reset
+//! per event); the watchdog sleeps to the nearest deadline and re-checks lazily.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::{Instant, Sleep};
+
+/// When the run last showed activity, readable from other tasks (C3).
+#[derive(Debug)]
+pub struct ActivityClock {
+    start: Instant,
+    start_wall: DateTime<Utc>,
+    last_nanos: AtomicU64,
+}
+
+impl ActivityClock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            start_wall: Utc::now(),
+            last_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        let n = self.start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.last_nanos.store(n, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Wall-clock time of the last activity.
+    pub fn last_wall(&self) -> DateTime<Utc> {
+        let d = Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed));
+        self.start_wall + chrono::Duration::from_std(d).unwrap_or_default()
+    }
+}
+
+impl Default for ActivityClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which cap tripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trip {
+    /// The run took longer than its total-time cap.
+    RunLimit(Duration),
+    /// No activity for the idle cap.
+    Idle(Duration),
+}
+
+impl Trip {
+    /// The reason recorded on the child.
+    pub fn reason(self) -> String {
+        match self {
+            Self::RunLimit(d) => format!(
+                "watchdog: run exceeded its time limit of {}s; raise run_timeout_secs if the task needs longer",
+                d.as_secs_f64()
+            ),
+            Self::Idle(d) => format!(
+                "watchdog: no event from the child for {}s; raise idle_timeout_secs if it works silently",
+                d.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// Watches one run.
+#[derive(Debug)]
+pub struct Watchdog {
+    clock: Arc<ActivityClock>,
+    run_limit: Duration,
+    idle_limit: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Watchdog {
+    /// Starts watching with the given caps; activity is read from `clock`.
+    pub fn new(clock: Arc<ActivityClock>, run_limit: Duration, idle_limit: Duration) -> Self {
+        clock.touch();
+        let first = clock.start + run_limit.min(idle_limit);
+        Self {
+            clock,
+            run_limit,
+            idle_limit,
+            sleep: Box::pin(tokio::time::sleep_until(first)),
+        }
+    }
+
+    /// Resolves when a cap trips. Cancel-safe: state lives in `self`.
+    pub async fn tripped(&mut self) -> Trip {
+        loop {
+            self.sleep.as_mut().await;
+            let now = Instant::now();
+            let run_deadline = self.clock.start + self.run_limit;
+            let idle_deadline = self.clock.last() + self.idle_limit;
+            if now >= run_deadline {
+                return Trip::RunLimit(self.run_limit);
+            }
+            if now >= idle_deadline {
+                return Trip::Idle(self.idle_limit);
+            }
+            self.sleep.as_mut().reset(run_deadline.min(idle_deadline));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_cap_trips_when_nothing_happens() {
+        let clock = Arc::new(ActivityClock::new());
+        let mut wd = Watchdog::new(clock, Duration::from_secs(30), Duration::from_millis(80));
+        let t0 = std::time::Instant::now();
+        assert_eq!(wd.tripped().await, Trip::Idle(Duration::from_millis(80)));
+        assert!(t0.elapsed() >= Duration::from_millis(75));
+    }
+
+    #[tokio::test]
+    async fn activity_keeps_idle_cap_away_but_run_cap_still_trips() {
+        let clock = Arc::new(ActivityClock::new());
+        let mut wd = Watchdog::new(
+            clock.clone(),
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+        );
+        let toucher = tokio::spawn(async move {
+            loop {
+                clock.touch();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let t0 = std::time::Instant::now();
+        let trip = wd.tripped().await;
+        toucher.abort();
+        assert_eq!(trip, Trip::RunLimit(Duration::from_millis(300)));
+        assert!(t0.elapsed() >= Duration::from_millis(290));
+        assert!(trip.reason().contains("run_timeout_secs"));
+    }
+
+    #[tokio::test]
+    async fn last_wall_moves_with_activity() {
+        let clock = ActivityClock::new();
+        let before = clock.last_wall();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        clock.touch();
+        assert!(clock.last_wall() > before);
+    }
+}

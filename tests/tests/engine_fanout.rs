@@ -1,0 +1,137 @@
+//! Fan-out through the engine with real workers: limits, pooled reuse,
+//! shutdown leaves nothing behind (E2, E5-E7, E10-E14).
+
+#![allow(clippy::unwrap_used)]
+
+mod engine_support;
+
+use std::collections::{HashMap, HashSet};
+
+use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus};
+use bamboo_engine::CreateChild;
+use engine_support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_children_at_limit_four_complete_with_pooled_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 4).await;
+    let root = engine.create_root("fan-out", None).await.unwrap();
+    let mut events = engine.subscribe(&root.id);
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let c = engine
+            .create_child(CreateChild::new(
+                &root.id,
+                format!("__sleep_ms:20 child {i}"),
+            ))
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    let mut tickets = Vec::new();
+    for id in &ids {
+        tickets.push(engine.run_child(&root.id, id, true).await.unwrap());
+    }
+    let mut pids: HashMap<u32, usize> = HashMap::new();
+    for t in tickets {
+        let report = tokio::time::timeout(SOON * 2, t).await.unwrap().unwrap();
+        assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+        *pids.entry(report.worker_pid.unwrap()).or_default() += 1;
+    }
+    // Every completion reached the parent stream.
+    let mut completed = HashSet::new();
+    while completed.len() < 50 {
+        match events.recv().await {
+            Ok(AgentEvent::SubAgentCompleted {
+                child_session_id,
+                status,
+                ..
+            }) => {
+                assert_eq!(status, CompletionStatus::Completed);
+                completed.insert(child_session_id);
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let stats = engine.stats();
+    assert!(stats.peak_running <= 4, "peak {} > 4", stats.peak_running);
+    assert!(
+        stats.workers_started <= 8,
+        "pooling should start far fewer workers than 50 children, started {}",
+        stats.workers_started
+    );
+    assert!(
+        pids.values().any(|n| *n >= 3),
+        "one worker pid should serve several children: {pids:?}"
+    );
+    for id in &ids {
+        let d = engine.get_child(&root.id, id).await.unwrap();
+        assert_eq!(d.status, ChildStatus::Completed);
+        assert!(d
+            .last_result
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("echo: child"));
+    }
+    engine.shutdown().await;
+    for pid in pids.keys() {
+        assert!(wait_dead(*pid).await, "worker {pid} outlived shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_forwarded_wrapped_in_order_with_started_and_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 2).await;
+    let (root, child) = root_and_child(&engine, "alpha beta gamma").await;
+    let mut events = engine.subscribe(&root);
+    engine.run_child(&root, &child, true).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let ev = events.recv().await.unwrap();
+        let done = matches!(ev, AgentEvent::SubAgentCompleted { .. });
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        matches!(seen[0], AgentEvent::SubAgentStarted { .. }),
+        "{seen:?}"
+    );
+    let tokens: Vec<_> = seen.iter().filter_map(token_text).collect();
+    assert_eq!(tokens, vec!["alpha ", "beta ", "gamma "]);
+    let detail = engine.get_child(&root, &child).await.unwrap();
+    assert_eq!(
+        detail.last_result.as_deref(),
+        Some("echo: alpha beta gamma")
+    );
+    assert_eq!(detail.round_count, 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_pending_is_skipped_and_a_second_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 2).await;
+    let (root, child) = root_and_child(&engine, "__sleep_ms:400 hi").await;
+    let mut events = engine.subscribe(&root);
+    engine.run_child(&root, &child, true).await.unwrap();
+    let again = engine.run_child(&root, &child, true).await;
+    assert!(
+        matches!(again, Err(bamboo_engine::EngineError::AlreadyRunning(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        completion(&mut events, &child).await.0,
+        CompletionStatus::Completed
+    );
+    // The last message is now the assistant's: a run without reset has nothing to do.
+    engine.run_child(&root, &child, false).await.unwrap();
+    assert_eq!(
+        completion(&mut events, &child).await.0,
+        CompletionStatus::Skipped
+    );
+    engine.shutdown().await;
+}
