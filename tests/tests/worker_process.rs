@@ -1,6 +1,9 @@
 //! End to end: the worker process itself — bad specs (F4), bearer auth (4.4),
 //! orphan defence (F12), secrets kept out of the fabric, the `run` front door.
 
+// Test code: a panic is how a failure is reported.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! End to end: real worker processes driven over real sockets (F1, F5, F7, F8, F10).
 
+// Test code: a panic is how a failure is reported.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use bamboo_domain::{AgentEvent, TerminalStatus};

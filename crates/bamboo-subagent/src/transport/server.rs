@@ -61,6 +61,8 @@ pub async fn serve_connection(
 ) -> Result<(), TransportError> {
     let _ = stream.set_nodelay(true);
     let token = config.token.clone();
+    // The callback's error type is fixed by tungstenite's handshake API.
+    #[allow(clippy::result_large_err)]
     let check = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         match &token {
             Some(t) if !bearer_matches(req, t) => Err(unauthorized()),
