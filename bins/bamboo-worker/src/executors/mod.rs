@@ -1,5 +1,12 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`.
 
+pub mod cli;
+pub mod env;
+pub mod host;
+pub mod llm;
+pub mod proc;
+pub mod testkit;
+
 use std::sync::Arc;
 
 use bamboo_subagent::executor::echo::EchoExecutor;
@@ -10,9 +17,7 @@ use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
     match &spec.executor {
         ExecutorSpec::Echo => Ok(Arc::new(EchoExecutor)),
-        other => Err(format!(
-            "executor kind {:?} is not supported by this worker build",
-            other.kind()
-        )),
+        ExecutorSpec::CliAdapter { .. } => cli::build(spec).map_err(|e| e.to_string()),
+        ExecutorSpec::BambooRuntime => llm::build(spec).map_err(|e| e.to_string()),
     }
 }
