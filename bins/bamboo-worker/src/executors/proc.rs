@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Child;
 
 /// How long a group gets between SIGTERM and SIGKILL.
@@ -63,4 +64,26 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
     }
+}
+
+/// Reads a stream to its end, keeping only its last `cap` bytes (lossy UTF-8).
+pub async fn read_tail(mut stream: impl AsyncRead + Unpin, cap: usize) -> String {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&chunk[..n]);
+                // Trim at twice the cap so trimming stays amortised O(1).
+                if tail.len() > 2 * cap {
+                    tail.drain(..tail.len() - cap);
+                }
+            }
+        }
+    }
+    if tail.len() > cap {
+        tail.drain(..tail.len() - cap);
+    }
+    String::from_utf8_lossy(&tail).into_owned()
 }

@@ -32,14 +32,14 @@ use bamboo_subagent::executor::{
     ApprovalBody, EventSink, Executor, RunContext, RunOutcome, RunRequest,
 };
 use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::env::{child_env, ProviderKey};
 use super::host::{ask_approval, Approval};
-use super::proc::ProcessGroup;
+use super::proc::{read_tail, ProcessGroup};
 use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
 
 /// The placeholder an argument may contain to receive the assignment.
@@ -196,7 +196,10 @@ impl CliExecutor {
                 let _ = stdin.shutdown().await;
             });
         }
-        let stderr = child.stderr.take().map(|e| tokio::spawn(read_tail(e)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(read_tail(e, STDERR_TAIL_BYTES)));
         let Some(stdout) = child.stdout.take() else {
             return RunOutcome::error("cli_adapter: the program's stdout was not captured");
         };
@@ -337,28 +340,7 @@ async fn pump_stdout(
     collected
 }
 
-/// Reads a stream to its end, keeping its last [`STDERR_TAIL_BYTES`] bytes.
-async fn read_tail(mut stream: impl AsyncRead + Unpin) -> String {
-    let mut tail: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 8192];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                tail.extend_from_slice(&chunk[..n]);
-                if tail.len() > 2 * STDERR_TAIL_BYTES {
-                    tail.drain(..tail.len() - STDERR_TAIL_BYTES);
-                }
-            }
-        }
-    }
-    if tail.len() > STDERR_TAIL_BYTES {
-        tail.drain(..tail.len() - STDERR_TAIL_BYTES);
-    }
-    String::from_utf8_lossy(&tail).into_owned()
-}
-
-/// Shared handle type used by the registry.
+/// Builds the registry entry for a `cli_adapter` spec.
 pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, CliConfigError> {
     Ok(Arc::new(CliExecutor::from_spec(spec)?))
 }
