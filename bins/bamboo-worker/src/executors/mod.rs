@@ -1,5 +1,6 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`.
 
+pub mod bench;
 pub mod cli;
 pub mod env;
 pub mod host;
