@@ -21,6 +21,7 @@ pub mod output;
 #[cfg(test)]
 mod tests;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub struct CliExecutor {
     key: Option<ProviderKey>,
     run_timeout: Option<Duration>,
     ask_first: bool,
+    /// The environment (already stripped of secrets) the child's is derived
+    /// from; `None` = the worker's.
+    base_env: Option<Vec<(OsString, OsString)>>,
 }
 
 impl CliExecutor {
@@ -94,7 +98,16 @@ impl CliExecutor {
             key,
             run_timeout: spec.limits.run_timeout_secs.map(Duration::from_secs),
             ask_first: spec.capabilities.enforce_permissions && !spec.capabilities.bypass,
+            base_env: None,
         })
+    }
+
+    /// Derives the child's environment from `base` instead of the worker's own
+    /// (secrets are still stripped from it). For tests and embedders.
+    pub fn with_base_env(mut self, base: Vec<(OsString, OsString)>) -> Self {
+        // Stripped now, so the executor never holds (or prints) the secrets.
+        self.base_env = Some(child_env(base, None));
+        self
     }
 
     /// The command line as configured (placeholder unexpanded), for approval
@@ -137,7 +150,10 @@ impl CliExecutor {
         let mut cmd = Command::new(&self.command);
         cmd.args(&args)
             .env_clear()
-            .envs(child_env(std::env::vars_os(), self.key.as_ref()))
+            .envs(match &self.base_env {
+                Some(base) => child_env(base.iter().cloned(), self.key.as_ref()),
+                None => child_env(std::env::vars_os(), self.key.as_ref()),
+            })
             .stdin(if via_stdin {
                 Stdio::piped()
             } else {
@@ -159,29 +175,35 @@ impl CliExecutor {
         Ok((child, via_stdin.then(|| assignment.to_owned())))
     }
 
+    /// With enforced permissions, asks the host first; `Some` ends the run.
+    async fn approve(&self, ctx: &RunContext) -> Option<RunOutcome> {
+        if !self.ask_first {
+            return None;
+        }
+        let body = ApprovalBody {
+            tool_name: "cli_adapter".into(),
+            permission_type: "execute".into(),
+            resource: self.command_line(),
+            question: format!("May this agent run `{}`?", self.command_line()),
+        };
+        match ask_approval(ctx, body).await {
+            Approval::Granted => None,
+            Approval::Cancelled => Some(RunOutcome::cancelled()),
+            Approval::Denied(why) => Some(RunOutcome::error(format!(
+                "approval denied for cli_adapter command `{}` ({why})",
+                self.command_line()
+            ))),
+        }
+    }
+
     async fn run_until(
         &self,
         request: RunRequest,
         ctx: &RunContext,
         deadline: Option<Instant>,
     ) -> RunOutcome {
-        if self.ask_first {
-            let body = ApprovalBody {
-                tool_name: "cli_adapter".into(),
-                permission_type: "execute".into(),
-                resource: self.command_line(),
-                question: format!("May this agent run `{}`?", self.command_line()),
-            };
-            match ask_approval(ctx, body).await {
-                Approval::Granted => {}
-                Approval::Cancelled => return RunOutcome::cancelled(),
-                Approval::Denied(why) => {
-                    return RunOutcome::error(format!(
-                        "approval denied for cli_adapter command `{}` ({why})",
-                        self.command_line()
-                    ))
-                }
-            }
+        if let Some(refused) = self.approve(ctx).await {
+            return refused;
         }
         let (mut child, stdin_text) = match self.spawn(&request.assignment) {
             Ok(c) => c,

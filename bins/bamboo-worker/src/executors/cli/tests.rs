@@ -260,9 +260,16 @@ async fn run_timeout_ends_the_run_with_an_error() {
 
 #[tokio::test]
 async fn child_env_has_only_its_provider_key() {
-    // Variables a worker might carry that must not reach the program.
-    std::env::set_var("BAMBOO_CLI_TEST_ANTHROPIC_API_KEY", "leak-1");
-    std::env::set_var("CLI_TEST_GITHUB_TOKEN", "leak-2");
+    // A worker environment carrying secrets that must not reach the program.
+    let mut base: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    for (k, v) in [
+        ("ANTHROPIC_API_KEY", "leak-1"),
+        ("GITHUB_TOKEN", "leak-2"),
+        ("db_password", "leak-3"),
+        ("OPENAI_BASE_URL", "leak-4"),
+    ] {
+        base.push((k.into(), v.into()));
+    }
     let exec = sh(
         "env",
         &[],
@@ -270,7 +277,8 @@ async fn child_env_has_only_its_provider_key() {
             "model": {"provider": "openai", "model": "gpt-x"},
             "secrets": {"provider_credentials": [{"provider": "openai", "api_key": "sk-child-only"}]},
         }),
-    );
+    )
+    .with_base_env(base);
     assert!(!format!("{exec:?}").contains("sk-child-only"));
     let out = exec.run(RunRequest::new(""), test_run(None).ctx).await;
     let env = out.result.unwrap_or_default();

@@ -133,9 +133,9 @@ impl ChatClient {
     }
 
     /// Replaces the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Result<Self, LlmError> {
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
-        Ok(self)
+        self
     }
 
     /// Sets how long a stream may stay silent.

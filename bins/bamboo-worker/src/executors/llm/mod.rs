@@ -119,11 +119,7 @@ impl LlmExecutor {
 
     /// Replaces the retry policy (tests and benchmarks use short delays).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        if let Ok(c) = &self.client {
-            if let Ok(rebuilt) = c.clone().with_retry(retry) {
-                self.client = Ok(rebuilt);
-            }
-        }
+        self.client = self.client.map(|c| c.with_retry(retry));
         self
     }
 
