@@ -22,3 +22,30 @@ pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
         ExecutorSpec::BambooRuntime => llm::build(spec).map_err(|e| e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(executor: serde_json::Value) -> ProvisionSpec {
+        let v = serde_json::json!({"identity": {"child_id": "c"}, "executor": executor, "fabric_dir": "/f"});
+        ProvisionSpec::from_slice(v.to_string().as_bytes()).expect("spec")
+    }
+
+    #[test]
+    fn every_kind_builds_and_bad_cli_specs_say_why() {
+        assert!(build(&spec(serde_json::json!({"kind": "echo"}))).is_ok());
+        assert!(build(&spec(serde_json::json!({"kind": "bamboo_runtime"}))).is_ok());
+        assert!(build(&spec(
+            serde_json::json!({"kind": "cli_adapter", "command": "claude", "args": ["-p"]})
+        ))
+        .is_ok());
+        let err = build(&spec(
+            serde_json::json!({"kind": "cli_adapter", "command": " "}),
+        ))
+        .err();
+        assert!(err
+            .unwrap_or_default()
+            .contains("cli_adapter.command is empty"));
+    }
+}
