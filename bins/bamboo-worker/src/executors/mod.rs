@@ -1,5 +1,13 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`.
 
+pub mod bench;
+pub mod cli;
+pub mod env;
+pub mod host;
+pub mod llm;
+pub mod proc;
+pub mod testkit;
+
 use std::sync::Arc;
 
 use bamboo_subagent::executor::echo::EchoExecutor;
@@ -10,9 +18,34 @@ use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
     match &spec.executor {
         ExecutorSpec::Echo => Ok(Arc::new(EchoExecutor)),
-        other => Err(format!(
-            "executor kind {:?} is not supported by this worker build",
-            other.kind()
-        )),
+        ExecutorSpec::CliAdapter { .. } => cli::build(spec).map_err(|e| e.to_string()),
+        ExecutorSpec::BambooRuntime => llm::build(spec).map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(executor: serde_json::Value) -> ProvisionSpec {
+        let v = serde_json::json!({"identity": {"child_id": "c"}, "executor": executor, "fabric_dir": "/f"});
+        ProvisionSpec::from_slice(v.to_string().as_bytes()).expect("spec")
+    }
+
+    #[test]
+    fn every_kind_builds_and_bad_cli_specs_say_why() {
+        assert!(build(&spec(serde_json::json!({"kind": "echo"}))).is_ok());
+        assert!(build(&spec(serde_json::json!({"kind": "bamboo_runtime"}))).is_ok());
+        assert!(build(&spec(
+            serde_json::json!({"kind": "cli_adapter", "command": "claude", "args": ["-p"]})
+        ))
+        .is_ok());
+        let err = build(&spec(
+            serde_json::json!({"kind": "cli_adapter", "command": " "}),
+        ))
+        .err();
+        assert!(err
+            .unwrap_or_default()
+            .contains("cli_adapter.command is empty"));
     }
 }

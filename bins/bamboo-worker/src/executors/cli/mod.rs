@@ -1,0 +1,368 @@
+//! The `cli_adapter` executor: an external agent CLI (`claude -p`, `codex
+//! exec`, any script) as the child's engine.
+//!
+//! - The assignment replaces `{assignment}` in the arguments; when no argument
+//!   has the placeholder it is written to the program's stdin, which is then
+//!   closed. The working directory is the spec's workspace, when set.
+//! - Each stdout line becomes an event as soon as it is written (see
+//!   [`output::line_event`]). The result is the `result` of the last
+//!   `{"type":"result",...}` line, else stdout, bounded to its last
+//!   [`output::MAX_RESULT_BYTES`] bytes behind a truncation marker.
+//! - Exit 0 completes; any other exit is an error carrying the exit status and
+//!   the tail of stderr ([`STDERR_TAIL_BYTES`]).
+//! - The program runs in its own process group. Cancel, a run timeout or a
+//!   dropped run stop the whole group (SIGTERM, then SIGKILL after
+//!   [`crate::executors::proc::KILL_GRACE`]); when the program exits by itself,
+//!   any grandchildren it left running are killed too.
+//! - The environment is the worker's minus secrets, plus only the child
+//!   provider's key (see [`crate::executors::env`]).
+
+pub mod output;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bamboo_domain::AgentEvent;
+use bamboo_subagent::executor::{
+    ApprovalBody, EventSink, Executor, RunContext, RunOutcome, RunRequest,
+};
+use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::env::{child_env, ProviderKey};
+use super::host::{ask_approval, Approval};
+use super::proc::{read_tail, ProcessGroup};
+use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
+
+/// The placeholder an argument may contain to receive the assignment.
+pub const ASSIGNMENT_PLACEHOLDER: &str = "{assignment}";
+/// How much of stderr's tail an error carries.
+pub const STDERR_TAIL_BYTES: usize = 4096;
+/// Capacity of the stdout reader: large, so a chatty program costs few reads.
+const STDOUT_BUFFER: usize = 256 * 1024;
+
+/// Why a `cli_adapter` spec cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CliConfigError {
+    /// `command` is blank.
+    #[error("cli_adapter.command is empty: name the program to run, e.g. \"claude\"")]
+    EmptyCommand,
+    /// The spec is not a `cli_adapter` spec.
+    #[error("executor kind {0:?} is not cli_adapter")]
+    WrongKind(&'static str),
+}
+
+/// Runs an external program per assignment. `Debug` never shows the key.
+#[derive(Debug, Clone)]
+pub struct CliExecutor {
+    command: String,
+    args: Vec<String>,
+    workspace: Option<PathBuf>,
+    key: Option<ProviderKey>,
+    run_timeout: Option<Duration>,
+    ask_first: bool,
+    /// The environment (already stripped of secrets) the child's is derived
+    /// from; `None` = the worker's.
+    base_env: Option<Vec<(OsString, OsString)>>,
+}
+
+impl CliExecutor {
+    /// Builds the executor from a `cli_adapter` spec.
+    pub fn from_spec(spec: &ProvisionSpec) -> Result<Self, CliConfigError> {
+        let ExecutorSpec::CliAdapter { command, args } = &spec.executor else {
+            return Err(CliConfigError::WrongKind(spec.executor.kind()));
+        };
+        if command.trim().is_empty() {
+            return Err(CliConfigError::EmptyCommand);
+        }
+        let key = spec.model.as_ref().and_then(|m| {
+            let cred = spec.secrets.credential_for(&m.provider);
+            if cred.is_none() {
+                tracing::warn!(provider = %m.provider, "no credential for the child's provider; the program gets no API key");
+            }
+            cred.map(|c| ProviderKey::new(&m.provider, c.api_key.clone()))
+        });
+        Ok(Self {
+            command: command.clone(),
+            args: args.clone(),
+            workspace: spec.workspace.as_ref().map(PathBuf::from),
+            key,
+            run_timeout: spec.limits.run_timeout_secs.map(Duration::from_secs),
+            ask_first: spec.capabilities.enforce_permissions && !spec.capabilities.bypass,
+            base_env: None,
+        })
+    }
+
+    /// Derives the child's environment from `base` instead of the worker's own
+    /// (secrets are still stripped from it). For tests and embedders.
+    pub fn with_base_env(mut self, base: Vec<(OsString, OsString)>) -> Self {
+        // Stripped now, so the executor never holds (or prints) the secrets.
+        self.base_env = Some(child_env(base, None));
+        self
+    }
+
+    /// The command line as configured (placeholder unexpanded), for approval
+    /// questions and error messages.
+    pub fn command_line(&self) -> String {
+        std::iter::once(&self.command)
+            .chain(&self.args)
+            .map(|a| {
+                if a.is_empty() || a.contains(char::is_whitespace) {
+                    format!("{a:?}")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The arguments for `assignment`, and whether it must go to stdin instead.
+    fn argv(&self, assignment: &str) -> (Vec<String>, bool) {
+        let via_arg = self.args.iter().any(|a| a.contains(ASSIGNMENT_PLACEHOLDER));
+        let args = self
+            .args
+            .iter()
+            .map(|a| a.replace(ASSIGNMENT_PLACEHOLDER, assignment))
+            .collect();
+        (args, !via_arg)
+    }
+
+    fn spawn(&self, assignment: &str) -> Result<(Child, Option<String>), String> {
+        if let Some(ws) = &self.workspace {
+            if !ws.is_dir() {
+                return Err(format!(
+                    "cli_adapter workspace {} is not a directory: create it or fix the spec's workspace",
+                    ws.display()
+                ));
+            }
+        }
+        let (args, via_stdin) = self.argv(assignment);
+        let mut cmd = Command::new(&self.command);
+        cmd.args(&args)
+            .env_clear()
+            .envs(match &self.base_env {
+                Some(base) => child_env(base.iter().cloned(), self.key.as_ref()),
+                None => child_env(std::env::vars_os(), self.key.as_ref()),
+            })
+            .stdin(if via_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(ws) = &self.workspace {
+            cmd.current_dir(ws);
+        }
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "could not start cli_adapter program {:?}: {e}: check that it is installed and on PATH",
+                self.command
+            )
+        })?;
+        Ok((child, via_stdin.then(|| assignment.to_owned())))
+    }
+
+    /// With enforced permissions, asks the host first; `Some` ends the run.
+    async fn approve(&self, ctx: &RunContext) -> Option<RunOutcome> {
+        if !self.ask_first {
+            return None;
+        }
+        let body = ApprovalBody {
+            tool_name: "cli_adapter".into(),
+            permission_type: "execute".into(),
+            resource: self.command_line(),
+            question: format!("May this agent run `{}`?", self.command_line()),
+        };
+        match ask_approval(ctx, body).await {
+            Approval::Granted => None,
+            Approval::Cancelled => Some(RunOutcome::cancelled()),
+            Approval::Denied(why) => Some(RunOutcome::error(format!(
+                "approval denied for cli_adapter command `{}` ({why})",
+                self.command_line()
+            ))),
+        }
+    }
+
+    async fn run_until(
+        &self,
+        request: RunRequest,
+        ctx: &RunContext,
+        deadline: Option<Instant>,
+    ) -> RunOutcome {
+        if let Some(refused) = self.approve(ctx).await {
+            return refused;
+        }
+        let (mut child, stdin_text) = match self.spawn(&request.assignment) {
+            Ok(c) => c,
+            Err(e) => return RunOutcome::error(e),
+        };
+        let group = ProcessGroup::of(&child);
+        if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
+            // A separate task, so a program that reads stdin late cannot block
+            // us from reading its stdout. A closed pipe is the program's choice.
+            tokio::spawn(async move {
+                let _ = stdin.write_all(text.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(read_tail(e, STDERR_TAIL_BYTES)));
+        let Some(stdout) = child.stdout.take() else {
+            return RunOutcome::error("cli_adapter: the program's stdout was not captured");
+        };
+        let abort = ctx.cancel.child_token();
+        let finished = {
+            let pump = pump_stdout(stdout, &ctx.events, &abort);
+            let wait = async {
+                let status = child.wait().await;
+                // Grandchildren left behind would keep stdout open: end them.
+                group.signal(nix::sys::signal::Signal::SIGKILL);
+                status
+            };
+            let stop = async {
+                match deadline {
+                    Some(d) => tokio::select! {
+                        _ = abort.cancelled() => Stop::Cancelled,
+                        _ = tokio::time::sleep_until(d) => Stop::TimedOut,
+                    },
+                    None => {
+                        abort.cancelled().await;
+                        Stop::Cancelled
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                s = stop => Err(s),
+                done = async { tokio::join!(pump, wait) } => Ok(done),
+            }
+        };
+        match finished {
+            Err(stop) => {
+                group.terminate(&mut child).await;
+                match stop {
+                    Stop::Cancelled => RunOutcome::cancelled(),
+                    Stop::TimedOut => RunOutcome::error(format!(
+                        "cli_adapter run timed out after {} s running `{}`: raise limits.run_timeout_secs or shorten the assignment",
+                        self.run_timeout.map_or(0, |d| d.as_secs()),
+                        self.command_line()
+                    )),
+                }
+            }
+            Ok((collected, status)) => {
+                group.finish();
+                let tail = match stderr {
+                    Some(task) => tokio::time::timeout(Duration::from_secs(2), task)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                self.conclude(collected, status, &tail, ctx).await
+            }
+        }
+    }
+
+    async fn conclude(
+        &self,
+        collected: OutputCollector,
+        status: std::io::Result<ExitStatus>,
+        stderr_tail: &str,
+        ctx: &RunContext,
+    ) -> RunOutcome {
+        if ctx.cancel.is_cancelled() {
+            return RunOutcome::cancelled();
+        }
+        match status {
+            Ok(s) if s.success() => {
+                if !collected.saw_complete()
+                    && ctx
+                        .events
+                        .emit(AgentEvent::Complete { usage: None })
+                        .await
+                        .is_err()
+                {
+                    return RunOutcome::cancelled();
+                }
+                RunOutcome::completed(collected.into_result())
+            }
+            Ok(s) => {
+                let mut msg = format!("cli_adapter program `{}` failed ({s})", self.command_line());
+                if stderr_tail.trim().is_empty() {
+                    msg.push_str("; it wrote nothing to stderr");
+                } else {
+                    msg.push_str("; stderr tail:\n");
+                    msg.push_str(stderr_tail.trim_end());
+                }
+                RunOutcome::error(msg)
+            }
+            Err(e) => RunOutcome::error(format!(
+                "could not wait for cli_adapter program `{}`: {e}",
+                self.command_line()
+            )),
+        }
+    }
+}
+
+enum Stop {
+    Cancelled,
+    TimedOut,
+}
+
+#[async_trait]
+impl Executor for CliExecutor {
+    async fn run(&self, request: RunRequest, ctx: RunContext) -> RunOutcome {
+        let deadline = self.run_timeout.map(|d| Instant::now() + d);
+        self.run_until(request, &ctx, deadline).await
+    }
+}
+
+/// Streams stdout lines as events; a closed sink trips `abort` (the parent is
+/// gone, so the run stops).
+async fn pump_stdout(
+    stdout: ChildStdout,
+    sink: &EventSink,
+    abort: &CancellationToken,
+) -> OutputCollector {
+    let mut reader = BufReader::with_capacity(STDOUT_BUFFER, stdout);
+    let mut collected = OutputCollector::new(MAX_RESULT_BYTES);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        match read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the cli_adapter program's stdout failed");
+                break;
+            }
+        }
+        let event = collected.push_line(&line);
+        if sink.emit(event).await.is_err() {
+            abort.cancel();
+            break;
+        }
+    }
+    collected
+}
+
+/// Builds the registry entry for a `cli_adapter` spec.
+pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, CliConfigError> {
+    Ok(Arc::new(CliExecutor::from_spec(spec)?))
+}
