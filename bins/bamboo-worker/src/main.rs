@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use bamboo_domain::ModelRef;
+use bamboo_subagent::Secret;
+use bamboo_worker::front::{ApproveMode, ExecutorChoice};
 use bamboo_worker::{front, serve};
 use clap::{Parser, Subcommand};
 
@@ -39,23 +42,77 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run each assignment on its own worker and print the streams.
+    /// Run each assignment as a child through the engine and print the streams.
     ///
+    /// Every assignment becomes one child session; children run on pooled
+    /// worker processes (this binary unless --worker-bin says otherwise).
     /// Exits 0 when every run completed, 1 otherwise.
-    Run {
-        /// Assignments, one child each.
-        #[arg(required = true, value_name = "ASSIGNMENT")]
-        assignments: Vec<String>,
-        /// Worker program to spawn instead of this binary.
-        #[arg(long, value_name = "PATH")]
-        worker_bin: Option<PathBuf>,
-        /// A fixed argument for the worker program (repeatable).
-        #[arg(long = "worker-arg", value_name = "ARG", allow_hyphen_values = true)]
-        worker_args: Vec<String>,
-        /// How long a worker may take to register, in seconds.
-        #[arg(long, default_value_t = 10, value_name = "SECS")]
-        register_timeout_secs: u64,
-    },
+    ///
+    /// Examples:
+    ///   bamboo-worker run "hello world" "second task"
+    ///   bamboo-worker run --executor cli "fix the bug" -- claude -p {assignment}
+    ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Assignments, one child each.
+    #[arg(required = true, value_name = "ASSIGNMENT")]
+    assignments: Vec<String>,
+    /// Which executor the children run.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Echo)]
+    executor: ExecutorKind,
+    /// cli: the agent program to run (or give it after `--`).
+    #[arg(long, value_name = "PROG")]
+    command: Option<String>,
+    /// cli: an argument for the program (repeatable); `{assignment}` is replaced
+    /// by the assignment, otherwise the assignment arrives on its stdin.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// llm: the model as provider/model, e.g. openai/gpt-4o-mini.
+    #[arg(long, value_name = "PROVIDER/MODEL")]
+    model: Option<String>,
+    /// llm: base URL of an OpenAI-compatible API (default: the provider's).
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// llm: environment variable holding the API key [default: <PROVIDER>_API_KEY].
+    /// The key travels only in the worker's stdin spec, never in argv or env.
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+    /// Working directory of the children [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// How gated actions (running a program, writing files) are answered
+    /// [default: ask on a terminal, none otherwise].
+    #[arg(long, value_enum)]
+    approve: Option<ApproveMode>,
+    /// At most this many children run at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_running: usize,
+    /// Keep sessions in this directory [default: a temporary one, removed at exit].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Worker program to spawn instead of this binary (any protocol-v1 worker).
+    #[arg(long, value_name = "PATH")]
+    worker_bin: Option<PathBuf>,
+    /// A fixed argument for the worker program (repeatable).
+    #[arg(long = "worker-arg", value_name = "ARG", allow_hyphen_values = true)]
+    worker_args: Vec<String>,
+    /// cli: the program and its arguments, after `--`.
+    #[arg(last = true, value_name = "PROG ARGS")]
+    trailing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExecutorKind {
+    /// Echo the assignment (no model needed).
+    Echo,
+    /// A command-line agent (claude -p, codex exec, any script).
+    Cli,
+    /// The built-in agent loop over an OpenAI-compatible endpoint.
+    Llm,
 }
 
 fn main() -> ExitCode {
@@ -63,26 +120,90 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => worker_mode(&cli),
-        Some(Command::Run {
-            assignments,
-            worker_bin,
-            worker_args,
-            register_timeout_secs,
-        }) => {
-            let options = front::RunOptions {
-                assignments,
-                worker_bin,
-                worker_args,
-                register_timeout: Duration::from_secs(register_timeout_secs),
-            };
-            match run_front(options) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("bamboo-worker run: {e:#}");
-                    ExitCode::from(1)
-                }
+        Some(Command::Run(args)) => match run_options(args).and_then(run_front) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("bamboo-worker run: {e:#}");
+                ExitCode::from(2)
             }
+        },
+    }
+}
+
+fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
+    let executor = executor_choice(&a)?;
+    if a.max_running == 0 {
+        bail!("--max-running must be at least 1");
+    }
+    let workspace = match a.workspace {
+        Some(w) => w,
+        None => std::env::current_dir()
+            .context("cannot read the current directory; pass --workspace")?,
+    };
+    if !workspace.is_dir() {
+        bail!("--workspace {} is not a directory", workspace.display());
+    }
+    let approve = a.approve.unwrap_or(if std::io::stdin().is_terminal() {
+        ApproveMode::Ask
+    } else {
+        ApproveMode::None
+    });
+    Ok(front::RunOptions {
+        assignments: a.assignments,
+        executor,
+        workspace: Some(workspace),
+        approve,
+        worker_bin: a.worker_bin,
+        worker_args: a.worker_args,
+        max_running: a.max_running,
+        data_dir: a.data_dir,
+    })
+}
+
+fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
+    let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
+    let llm_flags = a.model.is_some() || a.base_url.is_some() || a.api_key_env.is_some();
+    if cli_flags && a.executor != ExecutorKind::Cli {
+        bail!("--command, --arg and `-- PROG` apply only to --executor cli");
+    }
+    if llm_flags && a.executor != ExecutorKind::Llm {
+        bail!("--model, --base-url and --api-key-env apply only to --executor llm");
+    }
+    match a.executor {
+        ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
+        ExecutorKind::Cli => {
+            let (command, args) = match (&a.command, a.trailing.split_first()) {
+                (Some(_), Some(_)) => bail!("give the program either with --command or after `--`, not both"),
+                (Some(c), None) => (c.clone(), a.args.clone()),
+                (None, Some((c, rest))) if a.args.is_empty() => (c.clone(), rest.to_vec()),
+                (None, Some(_)) => bail!("--arg goes with --command; after `--` put the arguments themselves"),
+                (None, None) => bail!("--executor cli needs a program: --command PROG [--arg ARG]... or `-- PROG ARGS...`"),
+            };
+            Ok(ExecutorChoice::Cli { command, args })
+        }
+        ExecutorKind::Llm => {
+            let raw = a
+                .model
+                .as_deref()
+                .context("--executor llm needs --model provider/model")?;
+            let model = ModelRef::parse(raw).with_context(|| {
+                format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
+            })?;
+            let var = a.api_key_env.clone().unwrap_or_else(|| {
+                format!(
+                    "{}_API_KEY",
+                    model.provider.to_ascii_uppercase().replace('-', "_")
+                )
+            });
+            let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
+                format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
+            })?;
+            Ok(ExecutorChoice::Llm {
+                model,
+                base_url: a.base_url.clone(),
+                api_key: Secret::new(key),
+            })
         }
     }
 }

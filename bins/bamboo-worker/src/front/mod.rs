@@ -1,0 +1,207 @@
+//! `bamboo-worker run`: the command-line front door. Builds an engine, creates
+//! one child per assignment under a root session, streams every child's events
+//! to stdout as they arrive, and reports each final result.
+//!
+//! The workers are this very binary unless `--worker-bin` names another
+//! protocol-v1 worker.
+
+pub mod approve;
+mod print;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use bamboo_domain::{AgentEvent, ChildStatus, ModelRef};
+use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::{CreateChild, Engine};
+use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
+use bamboo_subagent::Secret;
+use tokio::sync::broadcast::error::RecvError;
+
+pub use approve::ApproveMode;
+
+/// Which executor the children run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// Echo the assignment back.
+    Echo,
+    /// Run a command-line agent.
+    Cli {
+        /// The program.
+        command: String,
+        /// Its arguments (`{assignment}` is replaced).
+        args: Vec<String>,
+    },
+    /// The agent loop over an OpenAI-compatible endpoint.
+    Llm {
+        /// `provider/model`.
+        model: ModelRef,
+        /// API base URL, when not the provider's default.
+        base_url: Option<String>,
+        /// The API key, read from the environment of `run`.
+        api_key: Secret,
+    },
+}
+
+/// What `run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// One child per assignment.
+    pub assignments: Vec<String>,
+    /// The children's executor.
+    pub executor: ExecutorChoice,
+    /// Working directory of the children.
+    pub workspace: Option<PathBuf>,
+    /// How gated actions are answered.
+    pub approve: ApproveMode,
+    /// Worker program; this binary when absent.
+    pub worker_bin: Option<PathBuf>,
+    /// Fixed arguments for the worker program.
+    pub worker_args: Vec<String>,
+    /// At most this many children run at once.
+    pub max_running: usize,
+    /// Where sessions are kept; a temporary directory when absent.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Runs every assignment; returns how many completed.
+pub async fn run(options: RunOptions) -> anyhow::Result<usize> {
+    let program = match &options.worker_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .context("cannot find this program's own path to spawn workers")?,
+    };
+    let temp = tempfile::Builder::new()
+        .prefix("bamboo-run-")
+        .tempdir()
+        .context("cannot create a temporary data directory (check TMPDIR)")?;
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let engine = build_engine(&options, program, data_dir).await?;
+    let result = drive(&engine, &options).await;
+    engine.shutdown().await;
+    result
+}
+
+async fn build_engine(
+    options: &RunOptions,
+    program: PathBuf,
+    data_dir: PathBuf,
+) -> anyhow::Result<Engine> {
+    let mut builder = Engine::builder(data_dir)
+        .worker_program(program)
+        .worker_args(options.worker_args.clone())
+        .max_running(options.max_running)
+        .approval_policy(approve::policy(options.approve))
+        .enforce_permissions(true);
+    builder = match &options.executor {
+        ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
+        ExecutorChoice::Cli { command, args } => builder.executor(ExecutorSpec::CliAdapter {
+            command: command.clone(),
+            args: args.clone(),
+        }),
+        ExecutorChoice::Llm {
+            model,
+            base_url,
+            api_key,
+        } => builder
+            .executor(ExecutorSpec::BambooRuntime)
+            .credentials(std::sync::Arc::new(OneCredential(ProviderCredential {
+                provider: model.provider.clone(),
+                api_key: api_key.clone(),
+                base_url: base_url.clone(),
+                provider_type: Some("openai".into()),
+            }))),
+    };
+    builder.build().await.context("cannot start the engine")
+}
+
+async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
+    let model = match &options.executor {
+        ExecutorChoice::Llm { model, .. } => Some(model.clone()),
+        _ => None,
+    };
+    let root = engine.create_root("bamboo-worker run", model).await?;
+    let mut events = engine.subscribe(&root.id);
+    let workspace = options
+        .workspace
+        .as_ref()
+        .map(|w| w.to_string_lossy().into_owned());
+    let mut numbers = HashMap::new();
+    for (i, assignment) in options.assignments.iter().enumerate() {
+        let mut input = CreateChild::new(&root.id, assignment);
+        input.role = "cli".into();
+        input.workspace = workspace.clone();
+        input.auto_run = true;
+        let child = engine
+            .create_child(input)
+            .await
+            .with_context(|| format!("cannot create child {}", i + 1))?;
+        numbers.insert(child.id, i + 1);
+    }
+    let mut completed = 0;
+    let mut remaining = numbers.len();
+    while remaining > 0 {
+        match events.recv().await {
+            Ok(AgentEvent::SubAgentEvent {
+                child_session_id,
+                event,
+                ..
+            }) => print::event(numbers.get(&child_session_id).copied().unwrap_or(0), &event),
+            Ok(AgentEvent::ChildApprovalRequested {
+                child_session_id,
+                tool_name,
+                resource,
+                ..
+            }) => {
+                let n = numbers.get(&child_session_id).copied().unwrap_or(0);
+                print::say(
+                    n,
+                    &format!("approval requested: {tool_name} on {resource:?}"),
+                );
+            }
+            Ok(AgentEvent::SubAgentCompleted {
+                child_session_id, ..
+            }) => {
+                let Some(&n) = numbers.get(&child_session_id) else {
+                    continue;
+                };
+                remaining -= 1;
+                let detail = engine.get_child(&root.id, &child_session_id).await?;
+                if detail.status == ChildStatus::Completed {
+                    completed += 1;
+                    print::say(
+                        n,
+                        &format!("completed: {}", detail.last_result.unwrap_or_default()),
+                    );
+                } else {
+                    let why = detail
+                        .last_error
+                        .unwrap_or_else(|| "no reason given".into());
+                    print::say(n, &format!("{}: {why}", detail.status));
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                eprintln!("bamboo-worker run: output fell behind; {n} events not shown")
+            }
+            Err(RecvError::Closed) => {
+                bail!("the engine's event stream closed before every child finished")
+            }
+        }
+    }
+    Ok(completed)
+}
+
+/// Hands out the one credential `run` was given, for its provider only.
+#[derive(Debug)]
+struct OneCredential(ProviderCredential);
+
+impl CredentialResolver for OneCredential {
+    fn credential(&self, provider: &str) -> Option<ProviderCredential> {
+        (provider == self.0.provider).then(|| self.0.clone())
+    }
+}
