@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -232,7 +232,15 @@ async fn run_to_end(
     ctx: RunContext,
     cancel: CancellationToken,
 ) -> RunOutcome {
-    let run = executor.run(request, ctx);
+    // A panicking executor still ends its run with a terminal frame, so the
+    // parent is never left waiting.
+    let run = std::panic::AssertUnwindSafe(executor.run(request, ctx))
+        .catch_unwind()
+        .map(|r| {
+            r.unwrap_or_else(|_| {
+                RunOutcome::error("the executor panicked; see the worker's stderr")
+            })
+        });
     tokio::pin!(run);
     tokio::select! {
         outcome = &mut run => outcome,
@@ -284,5 +292,47 @@ impl HostBridge for ConnHost {
             body,
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::RunOutcome;
+    use crate::transport::client::connect;
+    use bamboo_domain::TerminalStatus;
+
+    struct Panics;
+
+    #[async_trait]
+    impl Executor for Panics {
+        async fn run(&self, _: RunRequest, _: RunContext) -> RunOutcome {
+            panic!("boom");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_executor_still_sends_an_error_terminal() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = serve_connection(stream, Arc::new(Panics), &ServerConfig::default()).await;
+        });
+        let mut conn = connect(&endpoint, None).await.unwrap();
+        conn.sender
+            .send(ParentFrame::Run(RunRequest::new("x")))
+            .await
+            .unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(30), conn.receiver.recv())
+            .await
+            .unwrap();
+        match frame {
+            Some(Ok(ChildFrame::Terminal(t))) => {
+                assert_eq!(t.status, TerminalStatus::Error);
+                assert!(t.error.unwrap().contains("panicked"));
+            }
+            other => panic!("expected an error terminal, got {other:?}"),
+        }
     }
 }
