@@ -1,5 +1,8 @@
-//! The parent's side of the transport (F8): connect to a worker, send frames,
-//! read frames until the terminal frame or close.
+//! The parent's side of the transport (F8): connect to a worker (`ws://`, or
+//! `wss://` over TLS with the bearer token), send frames, read frames until
+//! the terminal frame or close.
+
+use std::sync::Arc;
 
 use futures::stream::SplitStream;
 use futures::StreamExt;
@@ -8,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::writer::{write_frames, QUEUE_DEPTH};
 use super::{ws_config, TransportError, DEFAULT_MAX_FRAME_BYTES};
@@ -52,7 +55,7 @@ impl FrameSender {
 /// Reads child frames, skipping frames this build does not understand.
 #[derive(Debug)]
 pub struct FrameReceiver {
-    stream: SplitStream<WebSocketStream<TcpStream>>,
+    stream: SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
     endpoint: String,
 }
 
@@ -79,22 +82,38 @@ impl FrameReceiver {
     }
 }
 
-/// Connects to a worker's `ws://host:port` endpoint, with a bearer token when given.
-pub async fn connect(endpoint: &str, token: Option<&Secret>) -> Result<Connection, TransportError> {
-    connect_with_limit(endpoint, token, DEFAULT_MAX_FRAME_BYTES).await
+/// Connection settings beyond the endpoint and token.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Largest accepted frame.
+    pub max_frame_bytes: usize,
+    /// Extra trusted root certificates (DER) for `wss://`, e.g. a resident
+    /// worker's self-signed certificate. The public web roots are always trusted.
+    pub extra_root_certs: Vec<Vec<u8>>,
 }
 
-/// [`connect`] with an explicit largest accepted frame.
-pub async fn connect_with_limit(
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            extra_root_certs: Vec::new(),
+        }
+    }
+}
+
+/// Connects to a worker's `ws://host:port` (or `wss://host:port`) endpoint,
+/// with a bearer token when given.
+pub async fn connect(endpoint: &str, token: Option<&Secret>) -> Result<Connection, TransportError> {
+    connect_with(endpoint, token, &ClientOptions::default()).await
+}
+
+/// [`connect`] with explicit [`ClientOptions`].
+pub async fn connect_with(
     endpoint: &str,
     token: Option<&Secret>,
-    max_frame_bytes: usize,
+    options: &ClientOptions,
 ) -> Result<Connection, TransportError> {
-    let authority = endpoint
-        .strip_prefix("ws://")
-        .map(|rest| rest.split('/').next().unwrap_or(rest))
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| TransportError::BadEndpoint(endpoint.to_owned()))?;
+    let (tls, authority) = split_endpoint(endpoint)?;
     let mut request = endpoint
         .into_client_request()
         .map_err(|_| TransportError::BadEndpoint(endpoint.to_owned()))?;
@@ -104,25 +123,32 @@ pub async fn connect_with_limit(
         })?;
         request.headers_mut().insert("authorization", value);
     }
-    let tcp = TcpStream::connect(authority)
+    let tcp = TcpStream::connect(&authority)
         .await
         .map_err(|source| TransportError::Connect {
             endpoint: endpoint.to_owned(),
             source,
         })?;
     tcp.set_nodelay(true)?;
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(request, tcp, Some(ws_config(max_frame_bytes)))
-            .await
-            .map_err(|e| match e {
-                WsError::Http(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-                    TransportError::Unauthorized(endpoint.to_owned())
-                }
-                other => TransportError::WebSocket {
-                    endpoint: endpoint.to_owned(),
-                    source: Box::new(other),
-                },
-            })?;
+    let connector = if tls {
+        Some(Connector::Rustls(Arc::new(tls_config(
+            &options.extra_root_certs,
+        )?)))
+    } else {
+        None
+    };
+    let config = Some(ws_config(options.max_frame_bytes));
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector)
+        .await
+        .map_err(|e| match e {
+            WsError::Http(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                TransportError::Unauthorized(endpoint.to_owned())
+            }
+            other => TransportError::WebSocket {
+                endpoint: endpoint.to_owned(),
+                source: Box::new(other),
+            },
+        })?;
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     tokio::spawn(write_frames(sink, rx));
@@ -133,4 +159,70 @@ pub async fn connect_with_limit(
             endpoint: endpoint.to_owned(),
         },
     })
+}
+
+/// `(is_tls, host:port)` of a `ws://` or `wss://` endpoint; the port defaults
+/// to 80 or 443.
+fn split_endpoint(endpoint: &str) -> Result<(bool, String), TransportError> {
+    let bad = || TransportError::BadEndpoint(endpoint.to_owned());
+    let (tls, rest) = match endpoint.split_once("://") {
+        Some(("ws", rest)) => (false, rest),
+        Some(("wss", rest)) => (true, rest),
+        _ => return Err(bad()),
+    };
+    let authority = rest
+        .split('/')
+        .next()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(bad)?;
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    let authority = if has_port {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{}", if tls { 443 } else { 80 })
+    };
+    Ok((tls, authority))
+}
+
+/// A rustls client config (ring provider) trusting the public web roots plus `extra`.
+fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, TransportError> {
+    let tls_err = |e: rustls::Error| TransportError::Tls(e.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(tls_err)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_default_ports() {
+        assert_eq!(
+            split_endpoint("ws://127.0.0.1:9").unwrap(),
+            (false, "127.0.0.1:9".into())
+        );
+        assert_eq!(
+            split_endpoint("wss://host.example").unwrap(),
+            (true, "host.example:443".into())
+        );
+        assert_eq!(
+            split_endpoint("ws://[::1]:7/path").unwrap(),
+            (false, "[::1]:7".into())
+        );
+        assert!(split_endpoint("http://x:1").is_err());
+        assert!(split_endpoint("ws://").is_err());
+    }
 }

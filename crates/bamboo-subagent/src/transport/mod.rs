@@ -19,8 +19,8 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// A transport operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// The endpoint is not a `ws://host:port` URL this build can reach.
-    #[error("invalid endpoint {0:?}: expected ws://host:port")]
+    /// The endpoint is not a `ws://` or `wss://` URL.
+    #[error("invalid endpoint {0:?}: expected ws://host:port or wss://host:port")]
     BadEndpoint(String),
     /// TCP connect failed.
     #[error("cannot connect to {endpoint}: {source} (is the worker running?)")]
@@ -41,6 +41,9 @@ pub enum TransportError {
         /// The underlying error.
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
+    /// TLS could not be set up (bad root certificate, no protocol versions).
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
