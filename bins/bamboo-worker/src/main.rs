@@ -74,10 +74,11 @@ struct RunArgs {
     /// llm: the model as provider/model, e.g. openai/gpt-4o-mini.
     #[arg(long, value_name = "PROVIDER/MODEL")]
     model: Option<String>,
-    /// llm: base URL of an OpenAI-compatible API (default: the provider's).
+    /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
-    /// llm: environment variable holding the API key [default: <PROVIDER>_API_KEY].
+    /// llm: environment variable holding the API key [default: the provider's usual
+    /// one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else <PROVIDER>_API_KEY].
     /// The key travels only in the worker's stdin spec, never in argv or env.
     #[arg(long, value_name = "VAR")]
     api_key_env: Option<String>,

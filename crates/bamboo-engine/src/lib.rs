@@ -4,7 +4,7 @@
 //! Build one [`Engine`] with [`Engine::builder`] and share it. It offers the
 //! child actions (C1-C8) as typed calls, per-session event streams, approval
 //! answers and a graceful shutdown; [`tool`] is the thin JSON layer for a tool
-//! interface. See `docs/engine.md` for the life of a child run.
+//! interface. See `docs/ARCHITECTURE.md` for the life of a child run.
 //!
 //! Module map: [`store`] (sessions on disk), [`fingerprint`] and [`pool`] (warm
 //! pool), [`slots`] (running-actor limit), [`approval`], [`watchdog`],

@@ -133,6 +133,17 @@ pub struct WorkerHandle {
     pid: Option<u32>,
     record: Option<AgentRecord>,
     stderr_tail: SharedTail,
+    fabric: Option<Fabric>,
+}
+
+impl Drop for WorkerHandle {
+    /// The process is killed by `kill_on_drop`; a killed worker cannot
+    /// withdraw its own record, so the parent does it.
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.withdraw_record();
+        }
+    }
 }
 
 impl WorkerHandle {
@@ -146,6 +157,7 @@ impl WorkerHandle {
             pid: None,
             record: None,
             stderr_tail: SharedTail::default(),
+            fabric: None,
         }
     }
 
@@ -171,11 +183,26 @@ impl WorkerHandle {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Kills a local worker and reaps it; a no-op for a remote one.
+    /// Kills a local worker, reaps it and withdraws its record (a killed
+    /// worker cannot); a no-op for a remote one.
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.start_kill();
             let _ = c.wait().await;
+            self.withdraw_record();
+        }
+    }
+
+    /// Removes this worker's record, unless it now belongs to another process.
+    fn withdraw_record(&self) {
+        let (Some(fabric), Some(record)) = (&self.fabric, &self.record) else {
+            return;
+        };
+        let ours = fabric
+            .resolve(&record.agent_id)
+            .is_none_or(|r| r.pid == record.pid);
+        if ours {
+            let _ = fabric.withdraw(&record.agent_id);
         }
     }
 
@@ -255,6 +282,7 @@ pub async fn spawn_worker(
         pid: Some(pid),
         record: Some(record),
         stderr_tail: tail,
+        fabric: Some(fabric),
     })
 }
 

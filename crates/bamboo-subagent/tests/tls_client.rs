@@ -3,6 +3,8 @@
 
 // Test code: a panic is how a failure is reported.
 #![allow(clippy::unwrap_used)]
+// The handshake callback's error type is fixed by tungstenite.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::time::Duration;

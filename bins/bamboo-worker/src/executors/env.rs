@@ -11,9 +11,6 @@ use std::ffi::OsString;
 
 use bamboo_subagent::Secret;
 
-/// Substrings that mark a variable name as secret (compared upper-case).
-const SECRET_MARKERS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"];
-
 /// Prefixes of model-provider variables (base URLs, org ids, ...), stripped too:
 /// a child must not be steered to another account or endpoint by the worker's
 /// own configuration.
@@ -44,7 +41,7 @@ const PROVIDER_PREFIXES: &[&str] = &[
 /// Whether a variable name must not reach a child.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    SECRET_MARKERS.iter().any(|m| upper.contains(m))
+    bamboo_subagent::secret::is_secret_env_name(name)
         || PROVIDER_PREFIXES.iter().any(|p| upper.starts_with(p))
 }
 
