@@ -182,9 +182,7 @@ fn spawn_approval(
     let broker = env.inner.approvals.clone();
     let (tx, parent_tx) = (tx.clone(), parent_tx.clone());
     side.spawn(async move {
-        let decision = broker
-            .decide(&request, |ev| parent_tx.send(ev))
-            .await;
+        let decision = broker.decide(&request, |ev| parent_tx.send(ev)).await;
         tracing::info!(
             child = %request.child_session_id,
             tool = %request.tool_name,

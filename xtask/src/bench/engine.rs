@@ -16,8 +16,8 @@ use super::{median, median_f, report, worker_bin};
 
 /// Subscriber buffer for the streaming benches: big enough that a subscriber
 /// briefly descheduled on a busy 2-core machine loses nothing (set through the
-/// builder's `event_capacity`; the default is 4096).
-pub const STREAM_CAPACITY: usize = 1 << 18;
+
+pub const STREAM_CAPACITY: usize = 1 << 19;
 
 /// An engine on a fresh data directory with one root session.
 pub struct Bench {
@@ -224,7 +224,7 @@ async fn forwarding() -> Result<()> {
         r >= 500_000.0,
     );
     report(
-        "engine: events lagged (capacity 2^18)",
+        "engine: events lagged (capacity 2^19)",
         lagged.to_string(),
         "0",
         lagged == 0,
