@@ -121,6 +121,7 @@ impl Engine {
             worker: None,
             launcher: None,
             store: None,
+            pool_set: false,
         }
     }
 
@@ -193,6 +194,7 @@ pub struct EngineBuilder {
     worker: Option<WorkerCommand>,
     launcher: Option<Arc<dyn WorkerLauncher>>,
     store: Option<Arc<dyn SessionStore>>,
+    pool_set: bool,
 }
 
 impl EngineBuilder {
@@ -222,9 +224,11 @@ impl EngineBuilder {
         self
     }
 
-    /// Warm-pool limits (E11; default 4 idle per fingerprint, 32 in total).
+    /// Warm-pool limits (E11; default 4 idle per fingerprint, 32 in total,
+    /// each raised to `max_running` when that is larger).
     pub fn pool_limits(mut self, limits: PoolLimits) -> Self {
         self.cfg.pool = limits;
+        self.pool_set = true;
         self
     }
 
@@ -304,7 +308,14 @@ impl EngineBuilder {
     /// Opens the store, recovers children orphaned by a previous engine, and
     /// returns the engine.
     pub async fn build(self) -> Result<Engine, EngineError> {
-        let cfg = self.cfg;
+        let mut cfg = self.cfg;
+        if !self.pool_set {
+            // A burst at the running limit ends with `max_running` clean workers
+            // of one fingerprint; a smaller idle cap would retire some only to
+            // spawn replacements for the next burst.
+            cfg.pool.max_idle_per_key = cfg.pool.max_idle_per_key.max(cfg.max_running);
+            cfg.pool.max_idle_total = cfg.pool.max_idle_total.max(cfg.max_running);
+        }
         let launcher: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
             (Some(l), _) => l,
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
 use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest, Terminal};
-use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use crate::approval::ApprovalRequest;
 use crate::engine::Inner;
+use crate::hub::Stream;
 use crate::runs::RunControl;
 use crate::watchdog::{ActivityClock, Watchdog};
 use crate::worker::{FrameTx, Link};
@@ -79,8 +79,8 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
     if let Err(e) = tx.send(ParentFrame::Run(request)).await {
         return failed(format!("could not send the run to the worker: {e}"));
     }
-    let parent_tx = env.inner.hub.sender(env.parent_id);
-    let child_tx = env.inner.hub.sender(env.child_id);
+    let parent_tx = env.inner.hub.stream(env.parent_id);
+    let child_tx = env.inner.hub.stream(env.child_id);
     let timeouts = env.inner.cfg.timeouts;
     let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
     let mut heartbeat = interval_at(Instant::now() + timeouts.heartbeat, timeouts.heartbeat);
@@ -112,7 +112,7 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
                 return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
             }
             _ = heartbeat.tick() => {
-                let _ = parent_tx.send(AgentEvent::SubAgentHeartbeat {
+                parent_tx.send(AgentEvent::SubAgentHeartbeat {
                     parent_session_id: env.parent_id.to_owned(),
                     child_session_id: env.child_id.to_owned(),
                     timestamp: chrono::Utc::now(),
@@ -147,16 +147,16 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
     }
 }
 
-fn forward(
-    env: &PumpEnv<'_>,
-    parent_tx: &broadcast::Sender<AgentEvent>,
-    child_tx: &broadcast::Sender<AgentEvent>,
-    event: AgentEvent,
-) {
-    if child_tx.receiver_count() > 0 {
-        let _ = child_tx.send(event.clone());
+fn forward(env: &PumpEnv<'_>, parent_tx: &Stream, child_tx: &Stream, event: AgentEvent) {
+    // `is_watched` first: a lock-free check, so an unwatched child stream
+    // costs neither the channel's lock nor a clone.
+    if child_tx.is_watched() && child_tx.has_receivers() {
+        child_tx.send(event.clone());
     }
-    let _ = parent_tx.send(AgentEvent::SubAgentEvent {
+    if !parent_tx.is_watched() {
+        return;
+    }
+    parent_tx.send(AgentEvent::SubAgentEvent {
         parent_session_id: env.parent_id.to_owned(),
         child_session_id: env.child_id.to_owned(),
         event: Box::new(event),
@@ -167,7 +167,7 @@ fn spawn_approval(
     env: &PumpEnv<'_>,
     side: &mut JoinSet<()>,
     tx: &Arc<dyn FrameTx>,
-    parent_tx: &broadcast::Sender<AgentEvent>,
+    parent_tx: &Arc<Stream>,
     id: String,
     body: ApprovalBody,
 ) {
@@ -182,11 +182,7 @@ fn spawn_approval(
     let broker = env.inner.approvals.clone();
     let (tx, parent_tx) = (tx.clone(), parent_tx.clone());
     side.spawn(async move {
-        let decision = broker
-            .decide(&request, |ev| {
-                let _ = parent_tx.send(ev);
-            })
-            .await;
+        let decision = broker.decide(&request, |ev| parent_tx.send(ev)).await;
         tracing::info!(
             child = %request.child_session_id,
             tool = %request.tool_name,

@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: median figures for the targets in the issues. Run from
 //! a release build; timing targets live here, never in pass/fail tests.
 
+mod engine;
+mod executors;
 mod fleet;
 
 use std::path::PathBuf;
@@ -39,6 +41,12 @@ pub fn run(args: &[String]) -> Result<()> {
     runtime.block_on(async {
         if want("fleet") {
             fleet::run().await?;
+        }
+        if want("engine") {
+            engine::run().await?;
+        }
+        if want("executors") {
+            executors::run().await?;
         }
         anyhow::Ok(())
     })

@@ -94,8 +94,10 @@ pub async fn cli_lines(lines: u64) -> Result<Measured, String> {
     Ok(measure(&exec, RunRequest::new("")).await)
 }
 
-/// The llm executor reading a scripted stream of `tokens` tokens.
-pub async fn llm_tokens(tokens: usize) -> Result<Measured, String> {
+/// A `200` SSE reply streaming `tokens` content deltas (`"t<i> "`), then
+/// `stop` and `[DONE]`, written in 64 KiB pieces as a real server's socket
+/// would deliver it.
+pub fn token_stream_reply(tokens: usize) -> Reply {
     let mut body = String::with_capacity(tokens * 64);
     for i in 0..tokens {
         body.push_str(&format!(
@@ -103,19 +105,23 @@ pub async fn llm_tokens(tokens: usize) -> Result<Measured, String> {
         ));
     }
     body.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n");
-    // Written in 64 KiB pieces, as a real server's socket would deliver it.
     let chunks = body
         .as_bytes()
         .chunks(64 * 1024)
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect();
-    let server = ScriptedServer::start(vec![Reply {
+    Reply {
         status: 200,
         chunks,
         hang: false,
-    }])
-    .await
-    .map_err(|e| e.to_string())?;
+    }
+}
+
+/// The llm executor reading a scripted stream of `tokens` tokens.
+pub async fn llm_tokens(tokens: usize) -> Result<Measured, String> {
+    let server = ScriptedServer::start(vec![token_stream_reply(tokens)])
+        .await
+        .map_err(|e| e.to_string())?;
     let s = spec(serde_json::json!({
         "identity": {"child_id": "bench"},
         "executor": {"kind": "bamboo_runtime"},

@@ -1,7 +1,7 @@
 //! The default store: one JSON document per session under `<data>/sessions`,
 //! written atomically and durably (temp file, fsync, rename, fsync dir), plus a
 //! per-parent index under `<data>/children` that can be rebuilt from the
-//! sessions themselves.
+//! sessions themselves (and is, when missing or in the old list-file layout).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -25,10 +25,10 @@ pub struct FileStore {
 
 /// Per-key async locks; entries are dropped on delete.
 #[derive(Debug, Default)]
-pub(super) struct LockMap(SyncMutex<HashMap<String, Arc<Mutex<()>>>>);
+struct LockMap(SyncMutex<HashMap<String, Arc<Mutex<()>>>>);
 
 impl LockMap {
-    pub(super) fn get(&self, key: &str) -> Arc<Mutex<()>> {
+    fn get(&self, key: &str) -> Arc<Mutex<()>> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.to_owned()).or_default().clone()
     }
@@ -56,7 +56,7 @@ impl FileStore {
             index: ChildIndex::new(index_dir),
             locks: LockMap::default(),
         };
-        if rebuild {
+        if rebuild || store.index.is_legacy().await? {
             store.rebuild_index().await?;
         }
         Ok(store)
@@ -103,11 +103,16 @@ impl FileStore {
     }
 
     async fn write(&self, session: &Session) -> Result<(), StoreError> {
+        self.stage(session).await?.commit().await
+    }
+
+    /// The durable temp file of `session`, not yet visible.
+    async fn stage(&self, session: &Session) -> Result<Staged, StoreError> {
         let bytes = serde_json::to_vec_pretty(session).map_err(|e| StoreError::Corrupt {
             path: self.path(&session.id).display().to_string(),
             reason: format!("cannot serialise: {e}"),
         })?;
-        write_atomic(&self.sessions, &format!("{}.json", session.id), bytes).await
+        Staged::write(&self.sessions, &format!("{}.json", session.id), bytes).await
     }
 }
 
@@ -123,13 +128,22 @@ impl SessionStore for FileStore {
         {
             return Err(StoreError::AlreadyExists(session.id.clone()));
         }
-        // Index first: a crash in between leaves a dangling index entry (skipped
-        // on read), never a child missing from its parent's list.
-        if let Some(parent) = &session.parent_id {
-            check_id(parent)?;
-            self.index.add(parent, &session.id).await?;
+        // Index entry durable before the session becomes visible: a crash in
+        // between leaves a dangling entry (skipped on read), never a child
+        // missing from its parent's list. The session's temp file is written
+        // and synced meanwhile, so only the rename waits for the index.
+        let Some(parent) = &session.parent_id else {
+            return self.write(session).await;
+        };
+        check_id(parent)?;
+        let (indexed, staged) =
+            tokio::join!(self.index.add(parent, &session.id), self.stage(session));
+        let staged = staged?;
+        if let Err(e) = indexed {
+            staged.discard().await;
+            return Err(e);
         }
-        self.write(session).await
+        staged.commit().await
     }
 
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
@@ -173,6 +187,7 @@ impl SessionStore for FileStore {
                 _ => {}
             }
         }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
     }
 
@@ -225,28 +240,62 @@ pub(super) fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
-/// Writes `bytes` to `dir/name` so a crash leaves either the old or the new
-/// file, never a torn one: unique temp file, fsync, rename, fsync the directory.
-pub(super) async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-    let dir = dir.to_path_buf();
-    let target = dir.join(name);
-    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &target)?;
-            std::fs::File::open(&dir)?.sync_all()
+/// A session file written to a unique temp name and synced, not yet renamed
+/// into place. Committing is rename + fsync of the directory, so a crash leaves
+/// either the old or the new file, never a torn one.
+#[derive(Debug)]
+pub(super) struct Staged {
+    dir: PathBuf,
+    tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl Staged {
+    pub(super) async fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<Self, StoreError> {
+        let staged = Self {
+            dir: dir.to_path_buf(),
+            tmp: dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple())),
+            target: dir.join(name),
         };
-        let r = write();
-        if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        r
-    })
-    .await;
-    match result {
+        let tmp = staged.tmp.clone();
+        let written = blocking(name, move || {
+            let r = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        })
+        .await;
+        written.map(|()| staged)
+    }
+
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        let name = self.target.display().to_string();
+        blocking(&name, move || {
+            let r = std::fs::rename(&self.tmp, &self.target)
+                .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
+            if r.is_err() {
+                let _ = std::fs::remove_file(&self.tmp);
+            }
+            r
+        })
+        .await
+    }
+
+    pub(super) async fn discard(self) {
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+}
+
+async fn blocking(
+    name: &str,
+    f: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> Result<(), StoreError> {
+    match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| io_err(Path::new(name), e)),
         Err(join) => Err(io_err(
             Path::new(name),
@@ -255,7 +304,7 @@ pub(super) async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> Resu
     }
 }
 
-async fn sync_dir(dir: PathBuf) -> Result<(), StoreError> {
+pub(super) async fn sync_dir(dir: PathBuf) -> Result<(), StoreError> {
     let shown = dir.clone();
     tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
         .await

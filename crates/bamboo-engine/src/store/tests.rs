@@ -128,3 +128,47 @@ async fn corrupt_file_and_bad_ids_give_clear_errors() {
     let missing = s.update("nope", Box::new(|_| true)).await.unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)));
 }
+
+#[tokio::test]
+async fn concurrent_creates_under_one_parent_are_all_listed_oldest_first() {
+    let (_dir, s) = store().await;
+    let parent = Session::new_root("p");
+    s.create(&parent).await.unwrap();
+    let kids: Vec<Session> = (0..20)
+        .map(|i| Session::new_child(&parent, ChildInfo::new("r", format!("a{i}"))))
+        .collect();
+    let creates = kids.iter().map(|k| s.create(k));
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let listed: Vec<String> = s
+        .list_children(&parent.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    let mut expected: Vec<_> = kids.iter().map(|k| (k.created_at, k.id.clone())).collect();
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(listed, expected);
+}
+
+#[tokio::test]
+async fn an_index_in_the_old_list_file_layout_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = Session::new_root("p");
+    let kid = Session::new_child(&parent, ChildInfo::new("r", "a"));
+    {
+        let s = FileStore::open(dir.path()).await.unwrap();
+        s.create(&parent).await.unwrap();
+        s.create(&kid).await.unwrap();
+    }
+    let index = dir.path().join("children");
+    std::fs::remove_dir_all(&index).unwrap();
+    std::fs::create_dir_all(&index).unwrap();
+    std::fs::write(index.join(format!("{}.json", parent.id)), b"[]").unwrap();
+    let s = FileStore::open(dir.path()).await.unwrap();
+    let kids = s.list_children(&parent.id).await.unwrap();
+    assert_eq!(kids.len(), 1);
+}
