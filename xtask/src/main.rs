@@ -97,7 +97,8 @@ fn cargo_test(args: &[&str]) -> Result<()> {
 }
 
 /// Builds this tool in release, and the worker as the deployment build: release,
-/// fat LTO, statically linked (`+crt-static` for the host target), which keeps
+/// fat LTO, statically linked and not position-independent (`+crt-static`,
+/// `relocation-model=static`: no start-up relocations touching pages), which keeps
 /// an idle worker's resident memory small. Then runs the benchmarks from the
 /// release build so the client side is optimised too.
 fn bench_release(args: &[String]) -> Result<()> {
@@ -115,7 +116,10 @@ fn bench_release(args: &[String]) -> Result<()> {
                 "--target",
                 &host,
             ])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+            .env(
+                "RUSTFLAGS",
+                "-C target-feature=+crt-static -C relocation-model=static",
+            ),
     )?;
     let worker = target_dir()
         .join(&host)

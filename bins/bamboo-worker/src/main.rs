@@ -234,10 +234,13 @@ fn run_front(options: front::RunOptions) -> anyhow::Result<bool> {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // Without RUST_LOG a fixed level is enough; the filter parser (and the
+    // regex code behind it) stays out of an idle worker's memory.
+    match std::env::var_os("RUST_LOG") {
+        Some(_) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init(),
+        None => builder.with_max_level(tracing::Level::WARN).init(),
+    }
 }

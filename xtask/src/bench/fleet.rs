@@ -97,12 +97,18 @@ pub async fn run() -> Result<()> {
         m <= Duration::from_micros(500),
     );
 
-    let rss = idle_rss_kib(&w).await?;
+    let (rss, anon, file) = idle_rss_kib(&w).await?;
+    let mib = |k: u64| k as f64 / 1024.0;
     report(
         "idle reusable worker resident memory",
-        format!("{:.2} MiB", rss as f64 / 1024.0),
+        format!("{:.2} MiB", mib(rss)),
         "<= 4 MiB",
         rss <= 4096,
+    );
+    println!(
+        "  (anonymous {:.2} MiB, file-backed {:.2} MiB)",
+        mib(anon),
+        mib(file)
     );
 
     let words = 1_000_000usize;
@@ -128,17 +134,21 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-async fn idle_rss_kib(w: &WorkerHandle) -> Result<u64> {
+/// Resident memory of an idle worker: (total, anonymous, file-backed) KiB.
+async fn idle_rss_kib(w: &WorkerHandle) -> Result<(u64, u64, u64)> {
     let pid = w.pid().context("local worker has a pid")?;
     // Let the worker settle after its last run.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmRSS not found in /proc/<pid>/status")
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} not found in /proc/<pid>/status"))
+    };
+    Ok((field("VmRSS:")?, field("RssAnon:")?, field("RssFile:")?))
 }
 
 fn ms(d: Duration) -> f64 {
