@@ -8,7 +8,7 @@ use std::time::Duration;
 use bamboo_domain::AgentEvent;
 use bamboo_subagent::fleet::{spawn_worker, WorkerCommand, WorkerHandle};
 use bamboo_subagent::frames::{ChildFrame, Terminal};
-use bamboo_subagent::spec::{ExecutorSpec, Identity, ProvisionSpec};
+use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 use bamboo_subagent::transport::client::FrameReceiver;
 
 /// A generous bound for anything a test waits on.
@@ -46,27 +46,12 @@ pub fn worker_command(args: &[&str]) -> WorkerCommand {
 
 /// An echo spec for `child_id` registering into `fabric`.
 pub fn echo_spec(child_id: &str, fabric: &Path, reusable: bool) -> ProvisionSpec {
-    ProvisionSpec {
-        version: 1,
-        identity: Identity {
-            child_id: child_id.into(),
-            parent_id: Some("parent".into()),
-            project_key: None,
-            role: "tester".into(),
-            depth: 1,
-        },
-        executor: ExecutorSpec::Echo,
-        fabric_dir: fabric.to_string_lossy().into_owned(),
-        storage_dir: None,
-        workspace: None,
-        model: None,
-        disabled_tools: None,
-        limits: Default::default(),
-        secrets: Default::default(),
-        reusable,
-        placement: Default::default(),
-        capabilities: Default::default(),
-    }
+    let mut spec = ProvisionSpec::new(child_id, ExecutorSpec::Echo, fabric.to_string_lossy());
+    spec.identity.parent_id = Some("parent".into());
+    spec.identity.role = "tester".into();
+    spec.identity.depth = 1;
+    spec.reusable = reusable;
+    spec
 }
 
 /// Spawns a worker for `spec` with the default command.

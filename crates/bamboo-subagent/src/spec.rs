@@ -248,6 +248,36 @@ pub enum SpecError {
 }
 
 impl ProvisionSpec {
+    /// A spec for `child_id` running `executor`, registering into `fabric_dir`,
+    /// with every optional field at its protocol default (one-shot, local).
+    pub fn new(
+        child_id: impl Into<String>,
+        executor: ExecutorSpec,
+        fabric_dir: impl Into<String>,
+    ) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            identity: Identity {
+                child_id: child_id.into(),
+                parent_id: None,
+                project_key: None,
+                role: String::new(),
+                depth: 0,
+            },
+            executor,
+            fabric_dir: fabric_dir.into(),
+            storage_dir: None,
+            workspace: None,
+            model: None,
+            disabled_tools: None,
+            limits: Limits::default(),
+            secrets: Secrets::default(),
+            reusable: false,
+            placement: Placement::default(),
+            capabilities: Capabilities::default(),
+        }
+    }
+
     /// Parses and validates a spec from raw stdin bytes.
     ///
     /// ```

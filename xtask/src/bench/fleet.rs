@@ -6,32 +6,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bamboo_subagent::fleet::{spawn_worker, WorkerCommand, WorkerHandle};
 use bamboo_subagent::frames::{ChildFrame, ParentFrame, RunRequest};
-use bamboo_subagent::spec::{ExecutorSpec, Identity, ProvisionSpec};
+use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 
 use super::{median, median_f, report, worker_bin};
 
 fn spec(id: &str, fabric: &std::path::Path, reusable: bool) -> ProvisionSpec {
-    ProvisionSpec {
-        version: 1,
-        identity: Identity {
-            child_id: id.into(),
-            parent_id: None,
-            project_key: None,
-            role: "bench".into(),
-            depth: 1,
-        },
-        executor: ExecutorSpec::Echo,
-        fabric_dir: fabric.to_string_lossy().into_owned(),
-        storage_dir: None,
-        workspace: None,
-        model: None,
-        disabled_tools: None,
-        limits: Default::default(),
-        secrets: Default::default(),
-        reusable,
-        placement: Default::default(),
-        capabilities: Default::default(),
-    }
+    let mut spec = ProvisionSpec::new(id, ExecutorSpec::Echo, fabric.to_string_lossy());
+    spec.identity.role = "bench".into();
+    spec.identity.depth = 1;
+    spec.reusable = reusable;
+    spec
 }
 
 /// Runs `assignment` on a fresh connection; returns the number of event frames.
