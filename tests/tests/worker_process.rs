@@ -271,3 +271,37 @@ fn help_answers_for_both_modes() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--worker-bin"));
 }
+
+#[test]
+fn the_run_front_door_drives_another_worker_program_with_fixed_args() {
+    let bin = worker_bin();
+    let out = Command::new(&bin)
+        .args(["run", "--worker-bin"])
+        .arg(&bin)
+        .args([
+            "--worker-arg",
+            "--accept-timeout-secs",
+            "--worker-arg",
+            "30",
+            "via other worker",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("completed: echo: via other worker"), "{text}");
+    // A worker program that rejects the fixed arguments fails the run clearly.
+    let bad = Command::new(&bin)
+        .args(["run", "--worker-bin"])
+        .arg(&bin)
+        .args(["--worker-arg", "--no-such-flag", "x"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("0 of 1 runs completed"), "{text}");
+}
