@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bamboo_domain::AgentEvent;
 use bamboo_subagent::executor::{
-    ApprovalBody, EventSink, HostBridge, HostError, RunContext, SteeringInbox,
+    ApprovalBody, EventSink, HostBridge, HostError, RunContext, RunOutcome, SteeringInbox,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -370,4 +370,20 @@ pub fn drain(rx: &mut mpsc::Receiver<AgentEvent>) -> Vec<AgentEvent> {
         out.push(ev);
     }
     out
+}
+
+/// Cancels a run and waits (up to `limit`) for it to end; returns its outcome
+/// and how long the cancel took to take effect.
+pub async fn cancel_and_wait(
+    cancel: &CancellationToken,
+    run: tokio::task::JoinHandle<RunOutcome>,
+    limit: Duration,
+) -> (RunOutcome, Duration) {
+    let started = std::time::Instant::now();
+    cancel.cancel();
+    let outcome = tokio::time::timeout(limit, run)
+        .await
+        .expect("the run ends after cancel")
+        .expect("the run task does not panic");
+    (outcome, started.elapsed())
 }

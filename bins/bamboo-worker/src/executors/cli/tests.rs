@@ -6,7 +6,7 @@ use bamboo_subagent::executor::{Executor, HostBridge, RunRequest};
 use bamboo_subagent::spec::ProvisionSpec;
 
 use super::CliExecutor;
-use crate::executors::testkit::{drain, events_until, test_run, ScriptedHost};
+use crate::executors::testkit::{cancel_and_wait, drain, events_until, test_run, ScriptedHost};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -217,18 +217,9 @@ async fn cancel_kills_the_whole_process_group() {
     .await;
     let pid: u32 = tokens(&evs).trim().parse().expect("grandchild pid");
     assert!(!process_gone(pid));
-    let started = std::time::Instant::now();
-    cancel.cancel();
-    let out = tokio::time::timeout(LIMIT, run)
-        .await
-        .expect("ends")
-        .expect("join");
+    let (out, took) = cancel_and_wait(&cancel, run, LIMIT).await;
     assert_eq!(out.status, TerminalStatus::Cancelled);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(5), "cancel took {took:?}");
     assert!(wait_gone(pid).await, "grandchild {pid} outlived the run");
 }
 
