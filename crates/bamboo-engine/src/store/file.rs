@@ -1,7 +1,9 @@
-//! The default store: one JSON document per session under `<data>/sessions`,
-//! written atomically and durably (temp file, fsync, rename, fsync dir), plus a
-//! per-parent index under `<data>/children` that can be rebuilt from the
-//! sessions themselves (and is, when missing or in the old list-file layout).
+//! The default store: one file per session under `<data>/sessions`, a short
+//! log of whole JSON documents whose last complete line is the session (see
+//! `log`), created atomically (temp file, fsync, rename, fsync dir) and updated
+//! by a synced append; plus a per-parent index under `<data>/children` that
+//! can be rebuilt from the sessions themselves (and is, when missing or in the
+//! old list-file layout).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,7 +14,8 @@ use async_trait::async_trait;
 use bamboo_domain::Session;
 use tokio::sync::Mutex;
 
-use super::index::ChildIndex;
+use super::index::{self, ChildIndex};
+use super::log::{self, LogError};
 use super::{check_id, Mutator, SessionStore, StoreError};
 
 /// File-backed [`SessionStore`].
@@ -40,12 +43,12 @@ impl LockMap {
 }
 
 impl FileStore {
-    /// Opens (creating if needed) a store under `data_dir`. When the index
-    /// directory is missing it is rebuilt from the session files.
+    /// Opens (creating if needed) a store under `data_dir`, migrating
+    /// sessions of the earlier one-document layout and reconciling the child
+    /// index with the session files. Opening reads every session once.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let sessions = data_dir.as_ref().join("sessions");
         let index_dir = data_dir.as_ref().join("children");
-        let rebuild = !index_dir.exists();
         for dir in [&sessions, &index_dir] {
             tokio::fs::create_dir_all(dir)
                 .await
@@ -56,64 +59,146 @@ impl FileStore {
             index: ChildIndex::new(index_dir),
             locks: LockMap::default(),
         };
-        if rebuild || store.index.is_legacy().await? {
-            store.rebuild_index().await?;
-        }
+        store.migrate_documents().await?;
+        store.rebuild_index().await?;
         Ok(store)
     }
 
-    /// Rewrites every per-parent index from the session files (the sessions
-    /// are the source of truth; the index is a cache).
+    /// Makes the child index match the session files (the sessions are the
+    /// source of truth; the index is a cache). A session that cannot be read
+    /// is left out, with a warning.
     pub async fn rebuild_index(&self) -> Result<(), StoreError> {
-        let mut by_parent: HashMap<String, Vec<(chrono::DateTime<chrono::Utc>, String)>> =
-            HashMap::new();
+        let mut expected = index::Expected::new();
         for id in self.list_ids().await? {
-            if let Some(s) = self.load(&id).await? {
-                if let Some(p) = s.parent_id {
-                    by_parent.entry(p).or_default().push((s.created_at, s.id));
+            match self.read(&id).await {
+                Ok(Some(stored)) => {
+                    if let Some(parent) = stored.doc.parent_id {
+                        expected.entry(parent).or_default().insert(id);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "session left out of the child index")
                 }
             }
         }
-        self.index.clear().await?;
-        for (parent, mut kids) in by_parent {
-            kids.sort();
-            let ids = kids.into_iter().map(|(_, id)| id).collect();
-            self.index.write(&parent, ids).await?;
-        }
-        Ok(())
+        self.index.reconcile(expected).await
     }
 
     fn path(&self, id: &str) -> PathBuf {
-        self.sessions.join(format!("{id}.json"))
+        self.sessions.join(file_name(id))
     }
 
-    async fn read(&self, id: &str) -> Result<Option<Session>, StoreError> {
+    /// The stored session and the length of its log's intact part.
+    async fn read(&self, id: &str) -> Result<Option<log::Newest<Session>>, StoreError> {
         let path = self.path(id);
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&path, e)),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
+        match log::newest(&bytes) {
+            Ok(newest) => Ok(Some(newest)),
+            // A create cut short by a crash: the session never existed.
+            Err(LogError::Empty) => {
+                tracing::debug!(file = %path.display(), "ignoring a session file with no complete line");
+                Ok(None)
+            }
+            Err(LogError::BadLine(reason)) => Err(StoreError::Corrupt {
                 path: path.display().to_string(),
-                reason: e.to_string(),
-            })
+                reason,
+            }),
+        }
     }
 
-    async fn write(&self, session: &Session) -> Result<(), StoreError> {
-        self.stage(session).await?.commit().await
+    /// Persists `session` over a log whose intact part is `intact_len` bytes
+    /// long: a synced append, or an atomic rewrite when the log has grown.
+    async fn write(&self, session: &Session, intact_len: u64) -> Result<(), StoreError> {
+        let line = self.line(session)?;
+        if log::should_compact(intact_len, line.len() as u64) {
+            return self.stage(session.id.as_str(), line).await?.commit().await;
+        }
+        let path = self.path(&session.id);
+        let shown = path.clone();
+        blocking(&shown.display().to_string(), move || {
+            log::append(&path, intact_len, &line)
+        })
+        .await
     }
 
-    /// The durable temp file of `session`, not yet visible.
-    async fn stage(&self, session: &Session) -> Result<Staged, StoreError> {
-        let bytes = serde_json::to_vec_pretty(session).map_err(|e| StoreError::Corrupt {
+    /// `session` as one log line: compact JSON and a newline.
+    fn line(&self, session: &Session) -> Result<Vec<u8>, StoreError> {
+        let mut line = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt {
             path: self.path(&session.id).display().to_string(),
             reason: format!("cannot serialise: {e}"),
         })?;
-        Staged::write(&self.sessions, &format!("{}.json", session.id), bytes).await
+        line.push(b'\n');
+        Ok(line)
     }
+
+    /// The durable temp file of a one-line log, not yet visible.
+    async fn stage(&self, id: &str, line: Vec<u8>) -> Result<Staged, StoreError> {
+        Staged::write(&self.sessions, &file_name(id), line).await
+    }
+
+    /// Turns each `<id>.json` of the earlier one-document layout into a
+    /// one-line log. A document that does not parse is left where it is, with
+    /// a warning, for an operator to look at.
+    async fn migrate_documents(&self) -> Result<(), StoreError> {
+        for (id, path) in self.entries(LEGACY_SUFFIX).await? {
+            let parsed = match tokio::fs::read(&path).await {
+                Ok(bytes) => serde_json::from_slice::<Session>(&bytes).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let session = match parsed {
+                Ok(s) if s.id == id => Ok(s),
+                Ok(_) => Err("its id differs from its file name".to_owned()),
+                Err(why) => Err(why),
+            };
+            let session = match session {
+                Ok(s) => s,
+                Err(why) => {
+                    tracing::warn!(file = %path.display(), why, "session not migrated");
+                    continue;
+                }
+            };
+            let line = self.line(&session)?;
+            self.stage(&id, line).await?.commit().await?;
+            tokio::fs::remove_file(&path)
+                .await
+                .map_err(|e| io_err(&path, e))?;
+        }
+        sync_dir(self.sessions.clone()).await
+    }
+
+    /// `(id, path)` of every visible file in `sessions/` named `<id><suffix>`.
+    async fn entries(&self, suffix: &str) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        let mut dir = tokio::fs::read_dir(&self.sessions)
+            .await
+            .map_err(|e| io_err(&self.sessions, e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir
+            .next_entry()
+            .await
+            .map_err(|e| io_err(&self.sessions, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(suffix) {
+                if !name.starts_with('.') {
+                    out.push((id.to_owned(), entry.path()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+const SUFFIX: &str = ".jsonl";
+const LEGACY_SUFFIX: &str = ".json";
+
+fn file_name(id: &str) -> String {
+    format!("{id}{SUFFIX}")
 }
 
 #[async_trait]
@@ -122,28 +207,30 @@ impl SessionStore for FileStore {
         check_id(&session.id)?;
         let lock = self.locks.get(&session.id);
         let _held = lock.lock().await;
-        if tokio::fs::try_exists(self.path(&session.id))
-            .await
-            .unwrap_or(false)
-        {
+        if self.read(&session.id).await?.is_some() {
             return Err(StoreError::AlreadyExists(session.id.clone()));
         }
-        // Index entry durable before the session becomes visible: a crash in
-        // between leaves a dangling entry (skipped on read), never a child
-        // missing from its parent's list. The session's temp file is written
-        // and synced meanwhile, so only the rename waits for the index.
-        let Some(parent) = &session.parent_id else {
-            return self.write(session).await;
-        };
-        check_id(parent)?;
-        let (indexed, staged) =
-            tokio::join!(self.index.add(parent, &session.id), self.stage(session));
-        let staged = staged?;
-        if let Err(e) = indexed {
-            staged.discard().await;
-            return Err(e);
+        let line = self.line(session)?;
+        if let Some(parent) = &session.parent_id {
+            check_id(parent)?;
         }
-        staged.commit().await
+        // One durable write: the session's. The index entry needs no sync (a
+        // crash loses at most the entry, which the next open restores), but it
+        // is made first so that a listing never misses a live child.
+        let (index, parent) = (self.index.clone(), session.parent_id.clone());
+        let (id, path, dir) = (
+            session.id.clone(),
+            self.path(&session.id),
+            self.sessions.clone(),
+        );
+        let shown = path.display().to_string();
+        blocking(&shown, move || {
+            if let Some(parent) = parent {
+                index.add_blocking(&parent, &id)?;
+            }
+            log::create(&path, &dir, &line)
+        })
+        .await
     }
 
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
@@ -152,27 +239,40 @@ impl SessionStore for FileStore {
         let _held = lock.lock().await;
         if let Some(parent) = &session.parent_id {
             check_id(parent)?;
-            self.index.add(parent, &session.id).await?;
+            let (index, parent, id) = (self.index.clone(), parent.clone(), session.id.clone());
+            blocking(&self.path(&id).display().to_string(), move || {
+                index.add_blocking(&parent, &id)
+            })
+            .await?;
         }
-        self.write(session).await
+        match self.read(&session.id).await {
+            Ok(Some(stored)) => self.write(session, stored.intact_len).await,
+            // Nothing (or nothing usable) stored: a fresh one-line log.
+            Ok(None) | Err(StoreError::Corrupt { .. }) => {
+                let line = self.line(session)?;
+                self.stage(&session.id, line).await?.commit().await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn load(&self, id: &str) -> Result<Option<Session>, StoreError> {
         check_id(id)?;
-        self.read(id).await
+        Ok(self.read(id).await?.map(|n| n.doc))
     }
 
     async fn update(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError> {
         check_id(id)?;
         let lock = self.locks.get(id);
         let _held = lock.lock().await;
-        let mut session = self
+        let stored = self
             .read(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let mut session = stored.doc;
         if mutate(&mut session) {
             session.updated_at = chrono::Utc::now();
-            self.write(&session).await?;
+            self.write(&session, stored.intact_len).await?;
         }
         Ok(session)
     }
@@ -182,7 +282,7 @@ impl SessionStore for FileStore {
         let mut out = Vec::new();
         for id in self.index.read(parent_id).await? {
             // Dangling entries (crash between index and session write) are skipped.
-            match self.read(&id).await? {
+            match self.read(&id).await?.map(|n| n.doc) {
                 Some(s) if s.parent_id.as_deref() == Some(parent_id) => out.push(s),
                 _ => {}
             }
@@ -192,31 +292,15 @@ impl SessionStore for FileStore {
     }
 
     async fn list_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut dir = tokio::fs::read_dir(&self.sessions)
-            .await
-            .map_err(|e| io_err(&self.sessions, e))?;
-        let mut ids = Vec::new();
-        while let Some(entry) = dir
-            .next_entry()
-            .await
-            .map_err(|e| io_err(&self.sessions, e))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(".json") {
-                if !name.starts_with('.') {
-                    ids.push(id.to_owned());
-                }
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        let entries = self.entries(SUFFIX).await?;
+        Ok(entries.into_iter().map(|(id, _)| id).collect())
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         check_id(id)?;
         let lock = self.locks.get(id);
         let held = lock.lock().await;
-        let Some(session) = self.read(id).await? else {
+        let Some(session) = self.read(id).await?.map(|n| n.doc) else {
             return Ok(false);
         };
         let path = self.path(id);
@@ -284,10 +368,6 @@ impl Staged {
             r
         })
         .await
-    }
-
-    pub(super) async fn discard(self) {
-        let _ = tokio::fs::remove_file(&self.tmp).await;
     }
 }
 

@@ -1,18 +1,24 @@
 //! The per-parent child index: `<data>/children/<parent>/<child>`, one empty
-//! marker file per child. A cache over the session files, rebuilt from them
-//! when missing; always a superset of the real children (see
-//! `FileStore::create`).
+//! marker file per child, so listing a parent's children reads one directory
+//! instead of every session.
 //!
-//! Markers instead of one list file per parent: adding a child is one create
-//! plus one directory fsync, with no read-modify-write of the whole list, so
-//! concurrent creates under one parent neither serialise nor cost O(n) each.
+//! The index is a cache over the session files, which are the truth. It is
+//! reconciled with them each time the store opens (missing entries added,
+//! dangling ones removed), so an entry need not be synced when it is written:
+//! whatever a crash loses, the next open puts back. That keeps a create to one
+//! durable write, the session's own.
 
+use std::collections::{HashMap, HashSet};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::file::{io_err, sync_dir};
+use super::file::io_err;
 use super::StoreError;
 
-#[derive(Debug)]
+/// Children expected under each parent: parent id -> child ids.
+pub(super) type Expected = HashMap<String, HashSet<String>>;
+
+#[derive(Debug, Clone)]
 pub(super) struct ChildIndex {
     dir: PathBuf,
 }
@@ -22,30 +28,12 @@ impl ChildIndex {
         Self { dir }
     }
 
-    /// Whether `dir` holds an index of the old layout (`<parent>.json` list
-    /// files), which must be rebuilt.
-    pub(super) async fn is_legacy(&self) -> Result<bool, StoreError> {
-        let mut entries = tokio::fs::read_dir(&self.dir)
-            .await
-            .map_err(|e| io_err(&self.dir, e))?;
-        while let Some(e) = entries
-            .next_entry()
-            .await
-            .map_err(|e| io_err(&self.dir, e))?
-        {
-            if e.file_type().await.is_ok_and(|t| t.is_file()) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// The children recorded under `parent`, in no particular order.
     pub(super) async fn read(&self, parent: &str) -> Result<Vec<String>, StoreError> {
         let dir = self.dir.join(parent);
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&dir, e)),
         };
         let mut ids = Vec::new();
@@ -58,59 +46,102 @@ impl ChildIndex {
         Ok(ids)
     }
 
-    /// Records `child` under `parent`, durably.
-    pub(super) async fn add(&self, parent: &str, child: &str) -> Result<(), StoreError> {
-        let (root, dir) = (self.dir.clone(), self.dir.join(parent));
+    /// Records `child` under `parent` (blocking; not synced, see the module
+    /// docs).
+    pub(super) fn add_blocking(&self, parent: &str, child: &str) -> io::Result<()> {
+        let dir = self.dir.join(parent);
         let marker = dir.join(child);
-        let shown = marker.clone();
-        blocking(&shown, move || {
-            let fresh_dir = !dir.exists();
-            std::fs::create_dir_all(&dir)?;
+        let open = |p: &Path| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&marker)?;
-            std::fs::File::open(&dir)?.sync_all()?;
-            if fresh_dir {
-                std::fs::File::open(&root)?.sync_all()?;
+                .open(p)
+        };
+        match open(&marker) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir)?;
+                open(&marker).map(drop)
             }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Rewrites `parent`'s entries as exactly `ids` (index rebuild).
-    pub(super) async fn write(&self, parent: &str, ids: Vec<String>) -> Result<(), StoreError> {
-        for id in ids {
-            self.add(parent, &id).await?;
+            other => other.map(drop),
         }
-        Ok(())
     }
 
+    /// Removes `child` from `parent`'s entries (not synced either).
     pub(super) async fn remove(&self, parent: &str, child: &str) -> Result<(), StoreError> {
-        let dir = self.dir.join(parent);
-        match tokio::fs::remove_file(dir.join(child)).await {
-            Ok(()) => sync_dir(dir).await,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&dir, e)),
+        let marker = self.dir.join(parent).join(child);
+        match tokio::fs::remove_file(&marker).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&marker, e)),
         }
     }
 
-    pub(super) async fn clear(&self) -> Result<(), StoreError> {
-        let _ = tokio::fs::remove_dir_all(&self.dir).await;
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|e| io_err(&self.dir, e))
+    /// Makes the index hold exactly `expected`, touching only what differs
+    /// (files of the old `<parent>.json` list layout included), and syncs
+    /// every directory it changed.
+    pub(super) async fn reconcile(&self, expected: Expected) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        let shown = dir.clone();
+        match tokio::task::spawn_blocking(move || reconcile(&dir, expected)).await {
+            Ok(r) => r.map_err(|e| io_err(&shown, e)),
+            Err(join) => Err(io_err(&shown, io::Error::other(join.to_string()))),
+        }
     }
 }
 
-async fn blocking(
-    path: &Path,
-    f: impl FnOnce() -> std::io::Result<()> + Send + 'static,
-) -> Result<(), StoreError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| io_err(path, e)),
-        Err(join) => Err(io_err(path, std::io::Error::other(join.to_string()))),
+fn reconcile(root: &Path, mut expected: Expected) -> io::Result<()> {
+    let mut root_changed = false;
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let path = entry.path();
+        if !entry.file_type()?.is_dir() {
+            std::fs::remove_file(&path)?;
+            root_changed = true;
+            continue;
+        }
+        let parent = entry.file_name().to_string_lossy().into_owned();
+        let want = expected.remove(&parent).unwrap_or_default();
+        if want.is_empty() {
+            std::fs::remove_dir_all(&path)?;
+            root_changed = true;
+        } else {
+            sync_children(&path, &want)?;
+        }
     }
+    for (parent, want) in expected {
+        if !want.is_empty() {
+            let path = root.join(parent);
+            std::fs::create_dir_all(&path)?;
+            sync_children(&path, &want)?;
+            root_changed = true;
+        }
+    }
+    if root_changed {
+        std::fs::File::open(root)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Makes the parent directory `dir` hold exactly the markers `want`.
+fn sync_children(dir: &Path, want: &HashSet<String>) -> io::Result<()> {
+    let mut have = HashSet::new();
+    let mut changed = false;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if want.contains(&name) {
+            have.insert(name);
+        } else {
+            std::fs::remove_file(dir.join(&name))?;
+            changed = true;
+        }
+    }
+    for child in want.difference(&have) {
+        std::fs::File::create(dir.join(child))?;
+        changed = true;
+    }
+    if changed {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod file;
 mod index;
+mod log;
 
 pub use file::FileStore;
 

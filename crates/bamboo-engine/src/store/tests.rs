@@ -118,7 +118,7 @@ async fn index_is_rebuilt_from_sessions_when_lost() {
 #[tokio::test]
 async fn corrupt_file_and_bad_ids_give_clear_errors() {
     let (dir, s) = store().await;
-    std::fs::write(dir.path().join("sessions/bad.json"), b"{torn").unwrap();
+    std::fs::write(dir.path().join("sessions/bad.jsonl"), b"{torn\n").unwrap();
     let err = s.load("bad").await.unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
     assert!(matches!(
@@ -171,4 +171,124 @@ async fn an_index_in_the_old_list_file_layout_is_rebuilt() {
     let s = FileStore::open(dir.path()).await.unwrap();
     let kids = s.list_children(&parent.id).await.unwrap();
     assert_eq!(kids.len(), 1);
+}
+
+fn push(text: &str) -> Mutator<'static> {
+    let text = text.to_owned();
+    Box::new(move |s: &mut Session| {
+        s.messages.push(Message::user(text));
+        true
+    })
+}
+
+#[tokio::test]
+async fn a_torn_last_write_yields_the_previous_version_and_is_cut_away() {
+    let (dir, s) = store().await;
+    let root = Session::new_root("p");
+    s.create(&root).await.unwrap();
+    s.update(&root.id, push("kept")).await.unwrap();
+    // A crash mid-append: half a line at the end of the log.
+    let path = dir.path().join(format!("sessions/{}.jsonl", root.id));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"id\":\"half");
+    std::fs::write(&path, &bytes).unwrap();
+    let back = s.load(&root.id).await.unwrap().unwrap();
+    assert_eq!(back.messages.len(), 1, "the last durable version is served");
+    s.update(&root.id, push("next")).await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("half"),
+        "the torn tail is cut before appending"
+    );
+    assert_eq!(s.load(&root.id).await.unwrap().unwrap().messages.len(), 2);
+}
+
+#[tokio::test]
+async fn many_updates_keep_the_log_to_a_few_copies_of_the_session() {
+    let (dir, s) = store().await;
+    let root = Session::new_root("p");
+    s.create(&root).await.unwrap();
+    for i in 0..300 {
+        s.update(&root.id, push(&format!("message {i}")))
+            .await
+            .unwrap();
+    }
+    let back = s.load(&root.id).await.unwrap().unwrap();
+    assert_eq!(back.messages.len(), 300);
+    let one = serde_json::to_vec(&back).unwrap().len() as u64;
+    let path = dir.path().join(format!("sessions/{}.jsonl", root.id));
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        size <= (64 * 1024).max(5 * one),
+        "log is {size} bytes for a {one}-byte session"
+    );
+}
+
+#[tokio::test]
+async fn sessions_of_the_one_document_layout_are_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let parent = Session::new_root("p");
+    let kid = Session::new_child(&parent, ChildInfo::new("r", "a"));
+    for s in [&parent, &kid] {
+        let doc = serde_json::to_vec_pretty(s).unwrap();
+        std::fs::write(sessions.join(format!("{}.json", s.id)), doc).unwrap();
+    }
+    std::fs::write(sessions.join("broken.json"), b"{torn").unwrap();
+    let s = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(s.load(&kid.id).await.unwrap(), Some(kid.clone()));
+    let kids = s.list_children(&parent.id).await.unwrap();
+    assert_eq!(kids, vec![kid.clone()]);
+    assert!(!sessions.join(format!("{}.json", kid.id)).exists());
+    assert!(
+        sessions.join("broken.json").exists(),
+        "an unreadable document is left for the operator"
+    );
+}
+
+#[tokio::test]
+async fn a_create_cut_short_by_a_crash_leaves_no_session() {
+    let (dir, s) = store().await;
+    let root = Session::new_root("p");
+    // What a crash before the create's sync can leave: no complete line.
+    let path = dir.path().join(format!("sessions/{}.jsonl", root.id));
+    std::fs::write(&path, b"{\"id\":\"half").unwrap();
+    assert_eq!(s.load(&root.id).await.unwrap(), None);
+    s.create(&root).await.unwrap();
+    assert_eq!(s.load(&root.id).await.unwrap(), Some(root));
+}
+
+#[tokio::test]
+async fn opening_restores_lost_index_entries_and_drops_dangling_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = Session::new_root("p");
+    let kids: Vec<Session> = (0..3)
+        .map(|i| Session::new_child(&parent, ChildInfo::new("r", format!("a{i}"))))
+        .collect();
+    {
+        let s = FileStore::open(dir.path()).await.unwrap();
+        s.create(&parent).await.unwrap();
+        for k in &kids {
+            s.create(k).await.unwrap();
+        }
+    }
+    // What a crash can leave: an entry lost, one for a session never written.
+    let index = dir.path().join("children").join(&parent.id);
+    std::fs::remove_file(index.join(&kids[1].id)).unwrap();
+    std::fs::write(index.join("ghost"), b"").unwrap();
+    let s = FileStore::open(dir.path()).await.unwrap();
+    let listed: Vec<String> = s
+        .list_children(&parent.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(
+        listed,
+        kids.iter().map(|k| k.id.clone()).collect::<Vec<_>>()
+    );
+    assert!(index.join(&kids[1].id).exists());
+    assert!(!index.join("ghost").exists());
 }
