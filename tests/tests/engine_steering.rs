@@ -152,3 +152,26 @@ async fn nested_spawn_below_the_cap_works_and_at_the_cap_is_refused() {
     assert!(engine.list_children(&gk.id).await.unwrap().is_empty());
     engine.shutdown().await;
 }
+
+/// E12 + E18: a child waiting on its grandchild lends it its slot, so nesting
+/// works even at a running limit of 1, and never more than one actor runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_spawn_works_at_a_running_limit_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = builder(dir.path(), 1).build().await.unwrap();
+    let root = engine.create_root("r", None).await.unwrap();
+    let child = engine
+        .create_child(CreateChild::new(&root.id, "__spawn:__spawn:leaf"))
+        .await
+        .unwrap();
+    let ticket = engine.run_child(&root.id, &child.id, true).await.unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), ticket)
+        .await
+        .expect("a nested spawn at a running limit of 1 must not hang")
+        .unwrap();
+    assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+    let result = report.result.unwrap_or_default();
+    assert!(result.contains("echo: leaf"), "{result}");
+    assert_eq!(engine.stats().peak_running, 1, "{:?}", engine.stats());
+    engine.shutdown().await;
+}

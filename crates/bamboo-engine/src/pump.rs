@@ -18,6 +18,7 @@ use crate::approval::ApprovalRequest;
 use crate::engine::Inner;
 use crate::hub::Stream;
 use crate::runs::RunControl;
+use crate::slots::LendableSlot;
 use crate::watchdog::{ActivityClock, Watchdog};
 use crate::worker::{FrameTx, Link};
 
@@ -27,6 +28,8 @@ pub(crate) struct PumpEnv<'a> {
     pub parent_id: &'a str,
     pub child_id: &'a str,
     pub control: &'a RunControl,
+    /// The run's slot, lent to nested spawns while the run waits on them.
+    pub slot: Arc<LendableSlot>,
     pub clock: Arc<ActivityClock>,
     pub run_limit: Duration,
     pub idle_limit: Duration,
@@ -130,10 +133,13 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
                 }
                 Some(Ok(ChildFrame::SubagentRequest { id, body })) => {
                     env.clock.touch();
-                    let inner = env.inner.clone();
+                    let (inner, slot) = (env.inner.clone(), env.slot.clone());
                     let (child, tx) = (env.child_id.to_owned(), tx.clone());
                     side.spawn(async move {
-                        let reply = crate::nested::serve(inner, child, body).await;
+                        // The child only waits now: its slot goes to the grandchild.
+                        slot.lend();
+                        let reply = crate::nested::serve(inner.clone(), child, body).await;
+                        slot.restore(&inner.slots).await;
                         let _ = tx.send(ParentFrame::SubagentReply { id, body: reply }).await;
                     });
                 }

@@ -1,5 +1,9 @@
 //! Running-actor limit (E12): at most N actors run at once; further runs wait.
 //! Idle pooled workers hold no slot. Counts current and peak for observability.
+//!
+//! A run that only waits for its nested grandchildren (E18) lends its slot to
+//! them ([`LendableSlot`]): otherwise, with every slot held by a waiting
+//! parent, the grandchildren would wait forever (a limit of 1 deadlocked).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,6 +68,67 @@ impl RunSlots {
     }
 }
 
+/// A run's slot, which the run lends out while it waits on nested spawns.
+#[derive(Debug)]
+pub struct LendableSlot(std::sync::Mutex<Lending>);
+
+#[derive(Debug)]
+struct Lending {
+    slot: Option<Slot>,
+    /// Nested spawns the run is waiting on.
+    lent: usize,
+    /// The run is over: never take a slot again.
+    closed: bool,
+}
+
+impl LendableSlot {
+    /// Wraps the slot a run acquired.
+    pub fn new(slot: Slot) -> Self {
+        Self(std::sync::Mutex::new(Lending {
+            slot: Some(slot),
+            lent: 0,
+            closed: false,
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Lending> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the slot up while a nested spawn runs (the first of several
+    /// concurrent ones releases it).
+    pub fn lend(&self) {
+        let mut s = self.state();
+        s.lent += 1;
+        s.slot = None;
+    }
+
+    /// Ends one [`LendableSlot::lend`]; after the last one, waits for a slot
+    /// again so the run resumes within the limit.
+    pub async fn restore(&self, slots: &RunSlots) {
+        {
+            let mut s = self.state();
+            s.lent = s.lent.saturating_sub(1);
+            if s.lent > 0 || s.closed {
+                return;
+            }
+        }
+        let slot = slots.acquire().await;
+        let mut s = self.state();
+        // Lent again, or finished, while we waited: the slot is not ours.
+        if s.lent == 0 && !s.closed {
+            s.slot = slot;
+        }
+    }
+
+    /// The run is over: releases the slot for good.
+    pub fn close(&self) {
+        let mut s = self.state();
+        s.closed = true;
+        s.slot = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +150,24 @@ mod tests {
         }
         assert_eq!(slots.peak(), 3);
         assert_eq!(slots.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_run_lends_its_slot_and_resumes_within_the_limit() {
+        let slots = RunSlots::new(1);
+        let parent = LendableSlot::new(slots.acquire().await.unwrap());
+        parent.lend();
+        parent.lend();
+        assert_eq!(slots.running(), 0, "the first lend releases the slot");
+        let grandchild = slots.acquire().await.unwrap();
+        parent.restore(&slots).await;
+        assert_eq!(slots.running(), 1, "one lend still out: no slot taken");
+        drop(grandchild);
+        parent.restore(&slots).await;
+        assert_eq!(slots.running(), 1, "the parent holds its slot again");
+        parent.close();
+        assert_eq!(slots.running(), 0);
+        assert_eq!(slots.peak(), 1);
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, PumpEnv, PumpResult};
 use crate::runs::Reservation;
+use crate::slots::LendableSlot;
 use crate::watchdog::ActivityClock;
 
 /// How one run ended, for callers that await it (nested spawns, tests).
@@ -127,6 +128,7 @@ async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunR
     let Some(slot) = slot else {
         return finish(inner, child_id, stopped(cancel_reason()), None).await;
     };
+    let slot = Arc::new(LendableSlot::new(slot));
     let session = match mark_running(inner, child_id).await {
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
@@ -164,6 +166,7 @@ async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunR
         parent_id,
         child_id,
         control,
+        slot: slot.clone(),
         clock: clock.clone(),
         run_limit,
         idle_limit,
@@ -171,7 +174,7 @@ async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunR
     let result = drive(env, &mut lease.link, run_request(&session)).await;
     drop(steer);
     inner.runner.release(lease, result.clean);
-    drop(slot);
+    slot.close();
     finish(inner, child_id, result, Some(&clock)).await
 }
 
