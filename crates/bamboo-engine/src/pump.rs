@@ -135,7 +135,9 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
                     env.clock.touch();
                     let (inner, slot) = (env.inner.clone(), env.slot.clone());
                     let (child, tx) = (env.child_id.to_owned(), tx.clone());
+                    let waiting = env.clock.wait();
                     side.spawn(async move {
+                        let _waiting = waiting;
                         // The child only waits now: its slot goes to the grandchild.
                         slot.lend();
                         let reply = crate::nested::serve(inner.clone(), child, body).await;
@@ -187,7 +189,9 @@ fn spawn_approval(
     };
     let broker = env.inner.approvals.clone();
     let (tx, parent_tx) = (tx.clone(), parent_tx.clone());
+    let waiting = env.clock.wait();
     side.spawn(async move {
+        let _waiting = waiting;
         let decision = broker.decide(&request, |ev| parent_tx.send(ev)).await;
         tracing::info!(
             child = %request.child_session_id,

@@ -1,9 +1,11 @@
 //! Run watchdog (E9): a total-time cap and an idle cap (no child frame for that
 //! long). The pump stamps activity on an atomic clock (no lock, no timer reset
 //! per event); the watchdog sleeps to the nearest deadline and re-checks lazily.
+//! A child waiting on its parent (an approval, a nested spawn) is not idle: the
+//! idle cap counts only from the end of the last such wait.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,19 @@ pub struct ActivityClock {
     start: Instant,
     start_wall: DateTime<Utc>,
     last_nanos: AtomicU64,
+    /// Requests of the child that the parent has not answered yet.
+    waiting: AtomicUsize,
+}
+
+/// Marks the child as waiting on its parent until dropped; see [`ActivityClock::wait`].
+#[derive(Debug)]
+pub struct Waiting(Arc<ActivityClock>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ActivityClock {
@@ -25,7 +40,15 @@ impl ActivityClock {
             start: Instant::now(),
             start_wall: Utc::now(),
             last_nanos: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// The child waits on its parent until the guard drops; meanwhile the
+    /// idle cap does not run, and the drop counts as activity.
+    pub fn wait(self: &Arc<Self>) -> Waiting {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(self.clone())
     }
 
     /// Records activity now.
@@ -104,7 +127,11 @@ impl Watchdog {
             self.sleep.as_mut().await;
             let now = Instant::now();
             let run_deadline = self.clock.start + self.run_limit;
-            let idle_deadline = self.clock.last() + self.idle_limit;
+            let idle_deadline = if self.clock.waiting.load(Ordering::Acquire) > 0 {
+                now + self.idle_limit
+            } else {
+                self.clock.last() + self.idle_limit
+            };
             if now >= run_deadline {
                 return Trip::RunLimit(self.run_limit);
             }
@@ -149,6 +176,22 @@ mod tests {
         assert_eq!(trip, Trip::RunLimit(Duration::from_millis(300)));
         assert!(t0.elapsed() >= Duration::from_millis(290));
         assert!(trip.reason().contains("run_timeout_secs"));
+    }
+
+    #[tokio::test]
+    async fn a_child_waiting_on_its_parent_is_not_idle() {
+        let clock = Arc::new(ActivityClock::new());
+        let idle = Duration::from_millis(60);
+        let mut wd = Watchdog::new(clock.clone(), Duration::from_secs(30), idle);
+        let waiting = clock.wait();
+        let t0 = std::time::Instant::now();
+        let early = tokio::time::timeout(Duration::from_millis(250), wd.tripped()).await;
+        assert!(early.is_err(), "idle cap tripped during a wait: {early:?}");
+        drop(waiting);
+        let released = std::time::Instant::now();
+        assert_eq!(wd.tripped().await, Trip::Idle(idle));
+        assert!(released.elapsed() >= Duration::from_millis(55));
+        assert!(t0.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]
