@@ -135,3 +135,31 @@ async fn nothing_pending_is_skipped_and_a_second_run_is_refused() {
     );
     engine.shutdown().await;
 }
+
+/// A worker parked in the pool longer than `worker_idle` is retired: its
+/// process exits and the pool is empty, while a recent one is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_idle_in_the_pool_too_long_is_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = builder(dir.path(), 2)
+        .timeouts(bamboo_engine::Timeouts {
+            worker_idle: std::time::Duration::from_millis(300),
+            ..bamboo_engine::Timeouts::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    let (root, child) = root_and_child(&engine, "hi").await;
+    let report = engine
+        .run_child(&root, &child, true)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+    let pid = report.worker_pid.expect("a local worker has a pid");
+    assert_eq!(engine.stats().idle_workers, 1, "parked after a clean run");
+    assert!(wait_dead(pid).await, "idle worker {pid} was never retired");
+    assert_eq!(engine.stats().idle_workers, 0);
+    engine.shutdown().await;
+}

@@ -26,7 +26,9 @@ pub struct Timeouts {
     pub cancel_grace: Duration,
     /// Heartbeat period while a child runs (protocol: 5 s).
     pub heartbeat: Duration,
-    /// A parked worker exits on its own after this long without a connection.
+    /// A worker parked in the pool this long without a run is retired; a
+    /// worker that has lost its engine's connection exits on its own after
+    /// this long.
     pub worker_idle: Duration,
 }
 

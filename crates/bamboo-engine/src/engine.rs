@@ -344,8 +344,29 @@ impl EngineBuilder {
             store,
             cfg,
         };
-        Ok(Engine {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        spawn_idle_reaper(&inner);
+        Ok(Engine { inner })
     }
+}
+
+/// Retires pooled workers parked longer than `worker_idle`, checking every
+/// quarter of it. Holds the engine only weakly, and stops at shutdown.
+fn spawn_idle_reaper(inner: &Arc<Inner>) {
+    let max_idle = inner.cfg.timeouts.worker_idle;
+    let period = (max_idle / 4).max(std::time::Duration::from_millis(10));
+    let (weak, stop) = (Arc::downgrade(inner), inner.shutdown.clone());
+    inner.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let n = inner.runner.evict_idle(max_idle);
+            if n > 0 {
+                tracing::debug!(retired = n, "retired workers idle in the pool");
+            }
+        }
+    });
 }

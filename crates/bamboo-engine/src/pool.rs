@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::time::Instant;
 
 /// What the pool needs to know about a worker.
 pub trait Poolable {
@@ -38,10 +39,11 @@ pub struct Checkout<W> {
     pub dead: Vec<W>,
 }
 
-/// Idle workers by key, most recently parked last (reused first: warmest).
+/// Idle workers by key with when each was parked, most recently parked last
+/// (reused first: warmest).
 #[derive(Debug)]
 pub struct WarmPool<K, W> {
-    idle: HashMap<K, Vec<W>>,
+    idle: HashMap<K, Vec<(W, Instant)>>,
     limits: PoolLimits,
     total: usize,
 }
@@ -61,7 +63,7 @@ impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
         let mut dead = Vec::new();
         let mut worker = None;
         if let Some(list) = self.idle.get_mut(key) {
-            while let Some(mut w) = list.pop() {
+            while let Some((mut w, _)) = list.pop() {
                 self.total -= 1;
                 if w.is_alive() {
                     worker = Some(w);
@@ -79,13 +81,31 @@ impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
     /// Parks a worker after a clean run. Returns it back when the pool is full
     /// for its key or in total (the caller retires it).
     pub fn checkin(&mut self, key: K, worker: W) -> Option<W> {
+        self.checkin_at(key, worker, Instant::now())
+    }
+
+    fn checkin_at(&mut self, key: K, worker: W, now: Instant) -> Option<W> {
         let list = self.idle.entry(key).or_default();
         if list.len() >= self.limits.max_idle_per_key || self.total >= self.limits.max_idle_total {
             return Some(worker);
         }
-        list.push(worker);
+        list.push((worker, now));
         self.total += 1;
         None
+    }
+
+    /// Takes out every worker parked before `cutoff` (idle too long); the
+    /// caller retires them.
+    pub fn evict_parked_before(&mut self, cutoff: Instant) -> Vec<W> {
+        let mut out = Vec::new();
+        self.idle.retain(|_, list| {
+            // Oldest first: the stale ones are a prefix.
+            let stale = list.partition_point(|(_, since)| *since < cutoff);
+            out.extend(list.drain(..stale).map(|(w, _)| w));
+            !list.is_empty()
+        });
+        self.total -= out.len();
+        out
     }
 
     /// Idle workers parked under `key`.
@@ -101,7 +121,10 @@ impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
     /// Empties the pool (shutdown); the caller retires everything returned.
     pub fn drain(&mut self) -> Vec<W> {
         self.total = 0;
-        self.idle.drain().flat_map(|(_, v)| v).collect()
+        self.idle
+            .drain()
+            .flat_map(|(_, v)| v.into_iter().map(|(w, _)| w))
+            .collect()
     }
 }
 
@@ -177,5 +200,25 @@ mod tests {
         all.sort();
         assert_eq!(all, vec![1, 2, 4]);
         assert_eq!(p.idle_total(), 0);
+    }
+
+    #[test]
+    fn workers_parked_too_long_are_evicted_and_recent_ones_kept() {
+        let mut p = WarmPool::new(PoolLimits::default());
+        let t0 = Instant::now();
+        let at = |ms| t0 + std::time::Duration::from_millis(ms);
+        p.checkin_at("a", w(1), at(0));
+        p.checkin_at("a", w(2), at(100));
+        p.checkin_at("b", w(3), at(10));
+        let mut gone: Vec<_> = p
+            .evict_parked_before(at(50))
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        gone.sort();
+        assert_eq!(gone, vec![1, 3]);
+        assert_eq!(p.idle_total(), 1);
+        assert_eq!(p.idle_for(&"b"), 0);
+        assert_eq!(p.checkout(&"a").worker, Some(w(2)));
     }
 }

@@ -132,6 +132,17 @@ impl ActorRunner {
         }
     }
 
+    /// Retires every worker parked for longer than `max_idle`. Returns how many.
+    pub fn evict_idle(&self, max_idle: std::time::Duration) -> usize {
+        let Some(cutoff) = std::time::Instant::now().checked_sub(max_idle) else {
+            return 0;
+        };
+        let stale = self.pool().evict_parked_before(cutoff);
+        let n = stale.len();
+        self.retire_all(stale);
+        n
+    }
+
     /// Refuses further parking and kills every idle worker, waiting for each.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
