@@ -21,6 +21,10 @@ use super::{check_id, Mutator, SessionStore, StoreError};
 /// File-backed [`SessionStore`].
 #[derive(Debug)]
 pub struct FileStore {
+    /// An exclusive lock on `<data>/engine.lock`, held while the store lives:
+    /// two engines on one directory would mark each other's runs orphaned and
+    /// interleave their writes.
+    _lock: std::fs::File,
     sessions: PathBuf,
     index: ChildIndex,
     locks: LockMap,
@@ -46,6 +50,9 @@ impl FileStore {
     /// Opens (creating if needed) a store under `data_dir`, migrating
     /// sessions of the earlier one-document layout and reconciling the child
     /// index with the session files. Opening reads every session once.
+    ///
+    /// Fails with [`StoreError::InUse`] while another store has `data_dir`
+    /// open, in this process or another.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let sessions = data_dir.as_ref().join("sessions");
         let index_dir = data_dir.as_ref().join("children");
@@ -55,6 +62,7 @@ impl FileStore {
                 .map_err(|e| io_err(dir, e))?;
         }
         let store = Self {
+            _lock: lock_dir(data_dir.as_ref())?,
             sessions,
             index: ChildIndex::new(index_dir),
             locks: LockMap::default(),
@@ -191,6 +199,23 @@ impl FileStore {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// Takes the exclusive lock of the data directory `dir`. The OS drops it when
+/// the file closes, so a crashed engine never leaves the directory locked.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join("engine.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, e)),
     }
 }
 

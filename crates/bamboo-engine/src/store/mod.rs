@@ -22,6 +22,10 @@ pub enum StoreError {
         "session id {0:?} is not valid: use 1-200 characters without '/', '\\' or a leading '.'"
     )]
     InvalidId(String),
+    /// Another store (another engine, maybe in another process) has the data
+    /// directory open.
+    #[error("data directory {0} is in use by another engine: stop that engine, or give this one its own data directory")]
+    InUse(String),
     /// `create` of an id that already exists.
     #[error("session {0} already exists: pick a fresh id")]
     AlreadyExists(String),

@@ -292,3 +292,17 @@ async fn opening_restores_lost_index_entries_and_drops_dangling_ones() {
     assert!(index.join(&kids[1].id).exists());
     assert!(!index.join("ghost").exists());
 }
+
+#[tokio::test]
+async fn a_data_directory_serves_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FileStore::open(dir.path()).await.unwrap();
+    let err = FileStore::open(dir.path()).await.unwrap_err();
+    assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("in use by another engine"),
+        "{err}"
+    );
+    drop(first);
+    FileStore::open(dir.path()).await.unwrap();
+}
