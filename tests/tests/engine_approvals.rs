@@ -34,12 +34,7 @@ impl ApprovalPolicy for Defer {
 
 async fn run_to_result(engine: &Engine, assignment: &str) -> String {
     let (root, child) = root_and_child(engine, assignment).await;
-    let report = engine
-        .run_child(&root, &child, true)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let report = run_report(engine, &root, &child).await;
     assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
     report.result.unwrap_or_default()
 }

@@ -150,12 +150,7 @@ async fn a_worker_idle_in_the_pool_too_long_is_retired() {
         .await
         .unwrap();
     let (root, child) = root_and_child(&engine, "hi").await;
-    let report = engine
-        .run_child(&root, &child, true)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let report = run_report(&engine, &root, &child).await;
     assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
     let pid = report.worker_pid.expect("a local worker has a pid");
     assert_eq!(engine.stats().idle_workers, 1, "parked after a clean run");

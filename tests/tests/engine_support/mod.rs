@@ -43,6 +43,15 @@ pub async fn root_and_child(engine: &Engine, assignment: &str) -> (String, Strin
     (root.id, child.id)
 }
 
+/// Runs `child` of `root` and waits for its report.
+pub async fn run_report(engine: &Engine, root: &str, child: &str) -> bamboo_engine::RunReport {
+    let ticket = engine
+        .run_child(root, child, true)
+        .await
+        .expect("run_child");
+    ticket.await.expect("the run reports")
+}
+
 /// Waits for the `sub_agent_completed` of `child` on a parent stream.
 pub async fn completion(
     rx: &mut broadcast::Receiver<AgentEvent>,

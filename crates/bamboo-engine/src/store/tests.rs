@@ -2,6 +2,11 @@ use super::*;
 use bamboo_domain::{ChildInfo, Message};
 use std::sync::Arc;
 
+async fn child_ids(s: &FileStore, parent: &str) -> Vec<String> {
+    let kids = s.list_children(parent).await.unwrap();
+    kids.into_iter().map(|k| k.id).collect()
+}
+
 async fn store() -> (tempfile::TempDir, Arc<FileStore>) {
     let dir = tempfile::tempdir().unwrap();
     let s = FileStore::open(dir.path()).await.unwrap();
@@ -141,13 +146,7 @@ async fn concurrent_creates_under_one_parent_are_all_listed_oldest_first() {
     for r in futures::future::join_all(creates).await {
         r.unwrap();
     }
-    let listed: Vec<String> = s
-        .list_children(&parent.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.id)
-        .collect();
+    let listed = child_ids(&s, &parent.id).await;
     let mut expected: Vec<_> = kids.iter().map(|k| (k.created_at, k.id.clone())).collect();
     expected.sort();
     let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
@@ -278,13 +277,7 @@ async fn opening_restores_lost_index_entries_and_drops_dangling_ones() {
     std::fs::remove_file(index.join(&kids[1].id)).unwrap();
     std::fs::write(index.join("ghost"), b"").unwrap();
     let s = FileStore::open(dir.path()).await.unwrap();
-    let listed: Vec<String> = s
-        .list_children(&parent.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.id)
-        .collect();
+    let listed = child_ids(&s, &parent.id).await;
     assert_eq!(
         listed,
         kids.iter().map(|k| k.id.clone()).collect::<Vec<_>>()
