@@ -3,5 +3,6 @@
 
 pub mod executors;
 pub mod front;
+pub mod memory;
 pub mod serve;
 pub mod stdin_spec;

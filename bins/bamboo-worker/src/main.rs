@@ -38,6 +38,11 @@ struct Cli {
     /// Largest WebSocket frame accepted; a larger one closes that connection.
     #[arg(long, default_value_t = bamboo_subagent::transport::DEFAULT_MAX_FRAME_BYTES, value_name = "BYTES")]
     max_frame_bytes: usize,
+    /// After this long without a run or lease renewal in flight, give memory
+    /// back: unmap the program's clean pages and trim the heap (the next run
+    /// maps them back, a few tenths of a millisecond once). 0 turns it off.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    idle_trim_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +226,7 @@ fn worker_mode(cli: &Cli) -> ExitCode {
         accept_timeout: Duration::from_secs(cli.accept_timeout_secs),
         watch_parent: !cli.no_parent_watch,
         max_frame_bytes: cli.max_frame_bytes,
+        idle_trim: (cli.idle_trim_ms > 0).then(|| Duration::from_millis(cli.idle_trim_ms)),
     };
     ExitCode::from(serve::run(settings) as u8)
 }

@@ -2,12 +2,15 @@
 //! withdraw (F4).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bamboo_subagent::idle::IdleHook;
 use bamboo_subagent::worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::executors;
+use crate::memory;
 use crate::stdin_spec::read_spec;
 
 /// Settings of worker mode that come from fixed command-line flags.
@@ -21,6 +24,9 @@ pub struct ServeSettings {
     pub watch_parent: bool,
     /// Largest accepted frame.
     pub max_frame_bytes: usize,
+    /// Give memory back after this long without a run or lease renewal in
+    /// flight; `None`: never.
+    pub idle_trim: Option<Duration>,
 }
 
 /// Exit status of worker mode: 0 after a normal life, 2 for a bad spec or an
@@ -48,6 +54,10 @@ pub fn run(settings: ServeSettings) -> i32 {
         accept_timeout: settings.accept_timeout,
         watch_parent: settings.watch_parent,
         max_frame_bytes: settings.max_frame_bytes,
+        idle_hook: settings.idle_trim.map(|after| IdleHook {
+            after,
+            run: Arc::new(memory::trim),
+        }),
         ..WorkerOptions::default()
     };
     runtime.block_on(async move {

@@ -17,5 +17,6 @@ pub mod spec;
 pub use secret::Secret;
 pub mod fabric;
 pub mod fleet;
+pub mod idle;
 pub mod transport;
 pub mod worker;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::Executor;
 use crate::fabric::{Fabric, FabricError};
+use crate::idle::{run_when_quiet, Activity, IdleHook};
 use crate::record::AgentRecord;
 use crate::spec::{ProvisionSpec, DEFAULT_IDLE_TIMEOUT_SECS};
 use crate::transport::server::{serve_connection, ServerConfig};
@@ -39,6 +40,9 @@ pub struct WorkerOptions {
     pub max_frame_bytes: usize,
     /// Version string published in the record.
     pub version: String,
+    /// Runs once per quiet spell (no run or lease renewal in flight), after
+    /// its delay.
+    pub idle_hook: Option<IdleHook>,
 }
 
 impl Default for WorkerOptions {
@@ -51,6 +55,7 @@ impl Default for WorkerOptions {
             parent_poll: Duration::from_millis(200),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            idle_hook: None,
         }
     }
 }
@@ -124,6 +129,7 @@ impl Worker {
             server: ServerConfig {
                 token: spec.secrets.worker_auth_token.clone(),
                 max_frame_bytes: options.max_frame_bytes,
+                activity: options.idle_hook.as_ref().map(|_| Activity::default()),
             },
             options,
         })
@@ -145,6 +151,7 @@ impl Worker {
             self.fabric.clone(),
             self.record.clone(),
             self.options.clone(),
+            self.server.activity.clone(),
             stop.clone(),
         ));
         let parent_gone = CancellationToken::new();
@@ -152,9 +159,20 @@ impl Worker {
             .options
             .watch_parent
             .then(|| tokio::spawn(watch_parent(self.options.parent_poll, parent_gone.clone())));
+        let quiet = match (&self.server.activity, &self.options.idle_hook) {
+            (Some(activity), Some(hook)) => Some(tokio::spawn(run_when_quiet(
+                activity.clone(),
+                hook.clone(),
+                stop.clone(),
+            ))),
+            _ => None,
+        };
         let reason = self.accept_loop(executor, &stop, &parent_gone).await;
         stop.cancel();
         renew.abort();
+        if let Some(q) = quiet {
+            q.abort();
+        }
         if let Some(p) = parent {
             p.abort();
         }
@@ -214,6 +232,7 @@ async fn renew_lease(
     fabric: Fabric,
     mut record: AgentRecord,
     options: WorkerOptions,
+    activity: Option<Activity>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(options.renew_every);
@@ -223,6 +242,9 @@ async fn renew_lease(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // A renewal wakes an idle worker and maps code back in; counting it
+        // as work lets the idle hook give that back too.
+        let _busy = activity.as_ref().map(Activity::begin);
         record.lease_expires_at = Utc::now() + lease_delta(options.lease);
         if let Err(e) = fabric.publish(&record) {
             tracing::warn!(error = %e, "could not renew the lease");
@@ -249,5 +271,83 @@ async fn watch_parent(poll: Duration, gone: CancellationToken) {
     #[cfg(not(unix))]
     {
         let _ = (poll, gone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::echo::EchoExecutor;
+    use crate::frames::{ChildFrame, ParentFrame, RunRequest};
+    use crate::spec::ExecutorSpec;
+    use crate::transport::client::connect;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Options whose idle hook counts its calls; quiet means `after_ms` idle.
+    fn counting(after_ms: u64) -> (WorkerOptions, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let options = WorkerOptions {
+            watch_parent: false,
+            idle_hook: Some(IdleHook {
+                after: Duration::from_millis(after_ms),
+                run: Arc::new(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            }),
+            ..WorkerOptions::default()
+        };
+        (options, calls)
+    }
+
+    #[tokio::test]
+    async fn the_idle_hook_runs_after_a_run_while_the_parent_stays_connected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = ProvisionSpec::new("w", ExecutorSpec::Echo, dir.path().to_string_lossy());
+        spec.reusable = true;
+        let (options, calls) = counting(100);
+        let worker = Worker::bind(&spec, options).await.unwrap();
+        let endpoint = worker.record().endpoint.clone();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(worker.serve(Arc::new(EchoExecutor), shutdown.clone()));
+
+        let mut conn = connect(&endpoint, None).await.unwrap();
+        conn.sender
+            .send(ParentFrame::Run(RunRequest::new("__sleep_ms:300 hi")))
+            .await
+            .unwrap();
+        loop {
+            match conn.receiver.recv().await {
+                Some(Ok(ChildFrame::Terminal(_))) => break,
+                Some(Ok(_)) => {}
+                other => panic!("expected a terminal frame, got {other:?}"),
+            }
+        }
+        // At most the quiet spell before the run frame arrived has counted.
+        let before = calls.load(Ordering::SeqCst);
+        assert!(before <= 1, "the hook ran {before} times");
+        // Parked on the open connection, like a pooled worker: one more call.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), before + 1);
+
+        shutdown.cancel();
+        assert_eq!(served.await.unwrap(), ExitReason::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn a_lease_renewal_counts_as_work_so_the_hook_runs_again_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ProvisionSpec::new("w", ExecutorSpec::Echo, dir.path().to_string_lossy());
+        let (mut options, calls) = counting(50);
+        options.renew_every = Duration::from_millis(300);
+        let worker = Worker::bind(&spec, options).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(worker.serve(Arc::new(EchoExecutor), shutdown.clone()));
+        // Start-up, then renewals at 300, 600 and 900 ms: about four quiet spells.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let n = calls.load(Ordering::SeqCst);
+        assert!(n >= 2, "the hook ran {n} times");
+        shutdown.cancel();
+        assert_eq!(served.await.unwrap(), ExitReason::Shutdown);
     }
 }

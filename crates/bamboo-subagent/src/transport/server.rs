@@ -27,6 +27,7 @@ use crate::executor::{
     ApprovalBody, EventSink, Executor, HostBridge, HostError, RunContext, RunOutcome, SteeringInbox,
 };
 use crate::frames::{ChildFrame, ParentFrame, RunRequest, Terminal};
+use crate::idle::Activity;
 use crate::secret::{constant_time_eq, Secret};
 
 /// How long a cancelled executor may take to wind down before its future is
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     pub token: Option<Secret>,
     /// Largest accepted frame.
     pub max_frame_bytes: usize,
+    /// Counts runs in flight as work, when someone watches for quiet spells.
+    pub activity: Option<Activity>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
         Self {
             token: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            activity: None,
         }
     }
 }
@@ -87,6 +91,7 @@ pub async fn serve_connection(
         out: out_tx,
         pending: Arc::new(Pending::default()),
         active: None,
+        activity: config.activity.clone(),
     };
     while let Some(msg) = stream.next().await {
         match msg {
@@ -150,6 +155,7 @@ struct Connection {
     out: mpsc::Sender<String>,
     pending: Arc<Pending>,
     active: Option<ActiveRun>,
+    activity: Option<Activity>,
 }
 
 impl Connection {
@@ -206,6 +212,8 @@ impl Connection {
         let executor = self.executor.clone();
         let out = self.out.clone();
         let run_cancel = cancel.clone();
+        // Counts from the run frame until the terminal frame is queued.
+        let in_flight = self.activity.as_ref().map(Activity::begin);
         let task = tokio::spawn(async move {
             let outcome = run_to_end(executor, request, ctx, run_cancel).await;
             let terminal = ChildFrame::Terminal(Terminal {
@@ -215,6 +223,7 @@ impl Connection {
                 transcript: outcome.transcript,
             });
             let _ = out.send(terminal.to_text()).await;
+            drop(in_flight);
         });
         self.active = Some(ActiveRun {
             cancel,
