@@ -158,3 +158,34 @@ async fn a_worker_idle_in_the_pool_too_long_is_retired() {
     assert_eq!(engine.stats().idle_workers, 0);
     engine.shutdown().await;
 }
+
+/// E2 + E12: an `auto_run` child is created already running when a slot is
+/// free, and created pending (its run queued) when none is; both complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_run_starts_at_once_with_a_free_slot_and_queues_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 1).await;
+    let root = engine.create_root("r", None).await.unwrap();
+    let mut events = engine.subscribe(&root.id);
+    let auto = |assignment: &str| {
+        let mut input = CreateChild::new(&root.id, assignment);
+        input.auto_run = true;
+        input
+    };
+    let first = engine.create_child(auto("__sleep_ms:300 a")).await.unwrap();
+    assert_eq!(first.status, ChildStatus::Running, "{first:?}");
+    let second = engine.create_child(auto("b")).await.unwrap();
+    assert_eq!(second.status, ChildStatus::Pending, "{second:?}");
+    assert_eq!(
+        completion(&mut events, &first.id).await.0,
+        CompletionStatus::Completed
+    );
+    assert_eq!(
+        completion(&mut events, &second.id).await.0,
+        CompletionStatus::Completed
+    );
+    let stored = engine.session(&first.id).await.unwrap().unwrap();
+    assert_eq!(stored.child.unwrap().round_count, 1);
+    assert_eq!(engine.stats().peak_running, 1);
+    engine.shutdown().await;
+}

@@ -6,7 +6,7 @@ use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::provision::DISABLED_TOOLS_KEY;
-use crate::spawn::{enqueue, RunTicket};
+use crate::spawn::{self, enqueue, RunTicket};
 use crate::types::{
     CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
     UpdateChild,
@@ -44,12 +44,24 @@ impl Engine {
                 cap,
             });
         }
-        let child = self.new_child_session(&parent, &input);
-        self.inner.store.create(&child).await?;
-        if input.auto_run {
-            enqueue(&self.inner, &parent.id, &child.id)?;
+        let mut child = self.new_child_session(&parent, &input);
+        // With a slot free now, the child is created already running: one
+        // durable write instead of two (create, then mark running).
+        let ready = input
+            .auto_run
+            .then(|| spawn::try_start_now(&self.inner, &child.id))
+            .flatten();
+        if ready.is_some() {
+            spawn::set_running(&mut child);
         }
-        self.get_child(&parent.id, &child.id).await
+        self.inner.store.create(&child).await?;
+        let id = child.id.clone();
+        match ready {
+            Some(ready) => drop(spawn::launch(&self.inner, &parent.id, ready, child)),
+            None if input.auto_run => drop(enqueue(&self.inner, &parent.id, &id)?),
+            None => {}
+        }
+        self.get_child(&parent.id, &id).await
     }
 
     fn new_child_session(&self, parent: &Session, input: &CreateChild) -> Session {

@@ -44,12 +44,22 @@ impl RunSlots {
     /// Waits for a slot; `None` once the limiter is closed (shutdown).
     pub async fn acquire(&self) -> Option<Slot> {
         let permit = self.sem.clone().acquire_owned().await.ok()?;
+        Some(self.held(permit))
+    }
+
+    /// A slot if one is free now (and no run is queued for one).
+    pub fn try_acquire(&self) -> Option<Slot> {
+        let permit = self.sem.clone().try_acquire_owned().ok()?;
+        Some(self.held(permit))
+    }
+
+    fn held(&self, permit: OwnedSemaphorePermit) -> Slot {
         let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
         self.peak.fetch_max(now, Ordering::AcqRel);
-        Some(Slot {
+        Slot {
             _permit: permit,
             running: self.running.clone(),
-        })
+        }
     }
 
     /// Refuses every waiting and future `acquire`.
@@ -168,6 +178,23 @@ mod tests {
         parent.close();
         assert_eq!(slots.running(), 0);
         assert_eq!(slots.peak(), 1);
+    }
+
+    #[tokio::test]
+    async fn try_acquire_takes_only_a_free_slot_and_never_jumps_the_queue() {
+        let slots = Arc::new(RunSlots::new(1));
+        let held = slots.try_acquire().unwrap();
+        assert!(slots.try_acquire().is_none());
+        let s = slots.clone();
+        let waiter = tokio::spawn(async move { s.acquire().await.map(drop) });
+        tokio::task::yield_now().await;
+        drop(held);
+        assert!(
+            slots.try_acquire().is_none(),
+            "the queued waiter goes first"
+        );
+        waiter.await.unwrap().unwrap();
+        assert!(slots.try_acquire().is_some());
     }
 
     #[tokio::test]

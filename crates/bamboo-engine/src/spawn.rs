@@ -19,8 +19,8 @@ use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, PumpEnv, PumpResult};
-use crate::runs::Reservation;
-use crate::slots::LendableSlot;
+use crate::runs::{Reservation, RunControl};
+use crate::slots::{LendableSlot, Slot};
 use crate::watchdog::ActivityClock;
 
 /// How one run ended, for callers that await it (nested spawns, tests).
@@ -59,35 +59,67 @@ pub(crate) fn enqueue(
         .ok_or_else(|| EngineError::AlreadyRunning(child_id.to_owned()))?;
     let (tx, rx) = oneshot::channel();
     // Boxed: a run can spawn nested runs, so its future type is recursive.
-    let run = run_child(inner.clone(), parent_id.to_owned(), reservation, tx).boxed();
+    let run = run_child(inner.clone(), parent_id.to_owned(), reservation, None, tx).boxed();
     inner.tasks.spawn(run);
     Ok(rx)
 }
 
+/// A run of a new child that can start at once: reserved, holding a slot.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    reservation: Reservation,
+    slot: Slot,
+}
+
+/// E2's fast path for a child about to be created with `auto_run`: reserves
+/// it and takes a slot, if one is free now. The child is then created already
+/// `running` ([`set_running`]) and handed to [`launch`], which saves the
+/// separate durable write of `running`. `None`: queue it with [`enqueue`].
+/// Dropping the result gives both back.
+pub(crate) fn try_start_now(inner: &Inner, child_id: &str) -> Option<Ready> {
+    if inner.shutdown.is_cancelled() {
+        return None;
+    }
+    let slot = inner.slots.try_acquire()?;
+    let reservation = inner.runs.reserve(child_id, &inner.shutdown)?;
+    Some(Ready { reservation, slot })
+}
+
+/// Runs a child created running with `ready` (see [`try_start_now`]);
+/// `session` is the child as stored.
+pub(crate) fn launch(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    ready: Ready,
+    session: Session,
+) -> RunTicket {
+    let (tx, rx) = oneshot::channel();
+    let started = Some((ready.slot, session));
+    let run = run_child(
+        inner.clone(),
+        parent_id.to_owned(),
+        ready.reservation,
+        started,
+        tx,
+    )
+    .boxed();
+    inner.tasks.spawn(run);
+    rx
+}
+
+/// A run from its reservation to its completion event. `started`: the slot
+/// and stored session of a run that [`launch`] started, else it is queued.
 async fn run_child(
     inner: Arc<Inner>,
     parent_id: String,
     reservation: Reservation,
+    started: Option<(Slot, Session)>,
     done: oneshot::Sender<RunReport>,
 ) {
     let child_id = reservation.child.clone();
-    let report = match check(&inner, &parent_id, &child_id).await {
-        Err(e) => report(
-            &child_id,
-            CompletionStatus::Error,
-            None,
-            Some(e.to_string()),
-        ),
-        Ok(false) => {
-            let r = PumpResult {
-                status: CompletionStatus::Skipped,
-                result: None,
-                error: Some("nothing to run: the last message is not from the user".into()),
-                clean: true,
-            };
-            finish(&inner, &child_id, r, None).await
-        }
-        Ok(true) => execute(&inner, &parent_id, &reservation).await,
+    let report = match started {
+        Some((slot, session)) => run_started(&inner, &parent_id, &reservation, slot, session).await,
+        None => run_queued(&inner, &parent_id, &reservation).await,
     };
     let pid = reservation
         .control
@@ -114,25 +146,54 @@ async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, E
     Ok(session.has_pending_user_message())
 }
 
-async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunReport {
+/// A queued run: checks (E3, E4), waits for a slot (E12), persists
+/// `running` (E6), then runs.
+async fn run_queued(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunReport {
     let (child_id, control) = (res.child.as_str(), &res.control);
-    let cancel_reason = || {
-        control
-            .reason()
-            .unwrap_or_else(|| "cancelled: the engine is shutting down".into())
-    };
+    match check(inner, parent_id, child_id).await {
+        Err(e) => return report(child_id, CompletionStatus::Error, None, Some(e.to_string())),
+        Ok(false) => {
+            let r = PumpResult {
+                status: CompletionStatus::Skipped,
+                result: None,
+                error: Some("nothing to run: the last message is not from the user".into()),
+                clean: true,
+            };
+            return finish(inner, child_id, r, None).await;
+        }
+        Ok(true) => {}
+    }
     let slot = tokio::select! {
         s = inner.slots.acquire() => s,
         _ = control.cancel.cancelled() => None,
     };
     let Some(slot) = slot else {
-        return finish(inner, child_id, stopped(cancel_reason()), None).await;
+        return finish(inner, child_id, stopped(cancel_reason(control)), None).await;
     };
-    let slot = Arc::new(LendableSlot::new(slot));
     let session = match mark_running(inner, child_id).await {
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
     };
+    run_started(inner, parent_id, res, slot, session).await
+}
+
+fn cancel_reason(control: &RunControl) -> String {
+    control
+        .reason()
+        .unwrap_or_else(|| "cancelled: the engine is shutting down".into())
+}
+
+/// A run holding its slot, its child persisted `running` as `session`:
+/// `sub_agent_started`, lease, pump, park or retire, write-back.
+async fn run_started(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    res: &Reservation,
+    slot: Slot,
+    session: Session,
+) -> RunReport {
+    let (child_id, control) = (res.child.as_str(), &res.control);
+    let slot = Arc::new(LendableSlot::new(slot));
     inner.hub.publish(
         parent_id,
         AgentEvent::SubAgentStarted {
@@ -148,7 +209,7 @@ async fn execute(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunR
     let lease = tokio::select! {
         l = inner.runner.acquire(&spec) => l,
         _ = control.cancel.cancelled() => {
-            return finish(inner, child_id, stopped(cancel_reason()), Some(&clock)).await;
+            return finish(inner, child_id, stopped(cancel_reason(control)), Some(&clock)).await;
         }
     };
     let mut lease = match lease {
@@ -197,18 +258,23 @@ async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineEr
         .update(
             child_id,
             Box::new(|s: &mut Session| {
-                if let Some(c) = s.child.as_mut() {
-                    c.status = ChildStatus::Running;
-                    c.started_at = Some(chrono::Utc::now());
-                    c.completed_at = None;
-                    c.last_error = None;
-                    c.round_count += 1;
-                }
+                set_running(s);
                 true
             }),
         )
         .await?;
     Ok(session)
+}
+
+/// E6's `running` mark on a child session, in memory.
+pub(crate) fn set_running(s: &mut Session) {
+    if let Some(c) = s.child.as_mut() {
+        c.status = ChildStatus::Running;
+        c.started_at = Some(chrono::Utc::now());
+        c.completed_at = None;
+        c.last_error = None;
+        c.round_count += 1;
+    }
 }
 
 /// E6 + E15: writes the result back as an assistant message, persists the

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bamboo_domain::Session;
 use tokio::sync::Mutex;
 
+use super::cache::SessionCache;
 use super::index::{self, ChildIndex};
 use super::log::{self, LogError};
 use super::{check_id, Mutator, SessionStore, StoreError};
@@ -26,6 +27,7 @@ pub struct FileStore {
     /// interleave their writes.
     _lock: std::fs::File,
     sessions: PathBuf,
+    cache: SessionCache,
     index: ChildIndex,
     locks: LockMap,
 }
@@ -64,6 +66,7 @@ impl FileStore {
         let store = Self {
             _lock: lock_dir(data_dir.as_ref())?,
             sessions,
+            cache: SessionCache::default(),
             index: ChildIndex::new(index_dir),
             locks: LockMap::default(),
         };
@@ -99,6 +102,9 @@ impl FileStore {
 
     /// The stored session and the length of its log's intact part.
     async fn read(&self, id: &str) -> Result<Option<log::Newest<Session>>, StoreError> {
+        if let Some(cached) = self.cache.get(id) {
+            return Ok(Some(cached));
+        }
         let path = self.path(id);
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
@@ -106,7 +112,10 @@ impl FileStore {
             Err(e) => return Err(io_err(&path, e)),
         };
         match log::newest(&bytes) {
-            Ok(newest) => Ok(Some(newest)),
+            Ok(newest) => {
+                self.cache.put(id, newest.clone());
+                Ok(Some(newest))
+            }
             // A create cut short by a crash: the session never existed.
             Err(LogError::Empty) => {
                 tracing::debug!(file = %path.display(), "ignoring a session file with no complete line");
@@ -123,15 +132,32 @@ impl FileStore {
     /// long: a synced append, or an atomic rewrite when the log has grown.
     async fn write(&self, session: &Session, intact_len: u64) -> Result<(), StoreError> {
         let line = self.line(session)?;
-        if log::should_compact(intact_len, line.len() as u64) {
-            return self.stage(session.id.as_str(), line).await?.commit().await;
-        }
-        let path = self.path(&session.id);
-        let shown = path.clone();
-        blocking(&shown.display().to_string(), move || {
-            log::append(&path, intact_len, &line)
-        })
-        .await
+        let line_len = line.len() as u64;
+        let new_len = if log::should_compact(intact_len, line_len) {
+            self.stage(session.id.as_str(), line)
+                .await?
+                .commit()
+                .await?;
+            line_len
+        } else {
+            let path = self.path(&session.id);
+            let shown = path.clone();
+            blocking(&shown.display().to_string(), move || {
+                log::append(&path, intact_len, &line)
+            })
+            .await?;
+            intact_len + line_len
+        };
+        self.remember(session, new_len);
+        Ok(())
+    }
+
+    fn remember(&self, session: &Session, intact_len: u64) {
+        let stored = log::Newest {
+            doc: session.clone(),
+            intact_len,
+        };
+        self.cache.put(&session.id, stored);
     }
 
     /// `session` as one log line: compact JSON and a newline.
@@ -232,10 +258,11 @@ impl SessionStore for FileStore {
         check_id(&session.id)?;
         let lock = self.locks.get(&session.id);
         let _held = lock.lock().await;
-        if self.read(&session.id).await?.is_some() {
+        if self.cache.get(&session.id).is_some() {
             return Err(StoreError::AlreadyExists(session.id.clone()));
         }
         let line = self.line(session)?;
+        let line_len = line.len() as u64;
         if let Some(parent) = &session.parent_id {
             check_id(parent)?;
         }
@@ -249,13 +276,18 @@ impl SessionStore for FileStore {
             self.sessions.clone(),
         );
         let shown = path.display().to_string();
-        blocking(&shown, move || {
+        let created = blocking(&shown, move || {
             if let Some(parent) = parent {
                 index.add_blocking(&parent, &id)?;
             }
             log::create(&path, &dir, &line)
         })
-        .await
+        .await?;
+        if created == log::Created::AlreadyThere {
+            return Err(StoreError::AlreadyExists(session.id.clone()));
+        }
+        self.remember(session, line_len);
+        Ok(())
     }
 
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
@@ -275,7 +307,10 @@ impl SessionStore for FileStore {
             // Nothing (or nothing usable) stored: a fresh one-line log.
             Ok(None) | Err(StoreError::Corrupt { .. }) => {
                 let line = self.line(session)?;
-                self.stage(&session.id, line).await?.commit().await
+                let line_len = line.len() as u64;
+                self.stage(&session.id, line).await?.commit().await?;
+                self.remember(session, line_len);
+                Ok(())
             }
             Err(e) => Err(e),
         }
@@ -329,6 +364,7 @@ impl SessionStore for FileStore {
             return Ok(false);
         };
         let path = self.path(id);
+        self.cache.forget(id);
         tokio::fs::remove_file(&path)
             .await
             .map_err(|e| io_err(&path, e))?;
@@ -396,10 +432,10 @@ impl Staged {
     }
 }
 
-async fn blocking(
+async fn blocking<T: Send + 'static>(
     name: &str,
-    f: impl FnOnce() -> std::io::Result<()> + Send + 'static,
-) -> Result<(), StoreError> {
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| io_err(Path::new(name), e)),
         Err(join) => Err(io_err(

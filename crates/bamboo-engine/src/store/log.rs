@@ -27,7 +27,7 @@ pub(super) const COMPACT_FLOOR: u64 = 64 * 1024;
 pub(super) const COMPACT_RATIO: u64 = 4;
 
 /// The newest intact document of a log, and where the intact part ends.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Newest<T> {
     /// The document.
     pub(super) doc: T,
@@ -89,25 +89,41 @@ pub(super) fn should_compact(intact_len: u64, line_len: u64) -> bool {
 }
 
 /// Writes a new log holding `line` at `path` (replacing a file left by a
-/// create that a crash cut short), syncs it, then syncs its directory `dir`
-/// so the new name survives too. Until the sync the file may be found empty
+/// create that a crash cut short, but never one with a document), syncs it,
+/// then syncs its directory `dir` so the new name survives too. Until the sync the file may be found empty
 /// or cut short, which [`newest`] reports as [`LogError::Empty`]: a session
 /// that was never created.
-pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<()> {
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        f.write_all(line)?;
-        f.sync_data()
-    })();
+pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<Created> {
+    let mut f = match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let bytes = std::fs::read(path)?;
+            if !matches!(
+                newest::<serde::de::IgnoredAny>(&bytes),
+                Err(LogError::Empty)
+            ) {
+                return Ok(Created::AlreadyThere);
+            }
+            OpenOptions::new().write(true).truncate(true).open(path)?
+        }
+        Err(e) => return Err(e),
+    };
+    let written = f.write_all(line).and_then(|()| f.sync_data());
     if written.is_err() {
         let _ = std::fs::remove_file(path);
     }
     written?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(Created::New)
+}
+
+/// What [`create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Created {
+    /// Wrote the new log.
+    New,
+    /// Left alone a log that already holds a document (or damage).
+    AlreadyThere,
 }
 
 /// Appends `line` (ending in a newline) after the intact part of the log at

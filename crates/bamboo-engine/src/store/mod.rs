@@ -5,6 +5,7 @@
 //! [`SessionStore::update`], a read-modify-write that the store serialises per
 //! session, so two concurrent updates never lose one another.
 
+mod cache;
 mod file;
 mod index;
 mod log;

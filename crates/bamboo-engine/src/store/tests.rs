@@ -299,3 +299,22 @@ async fn a_data_directory_serves_one_store_at_a_time() {
     drop(first);
     FileStore::open(dir.path()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_session_stored_by_an_earlier_engine_cannot_be_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Session::new_root("p");
+    {
+        let s = FileStore::open(dir.path()).await.unwrap();
+        s.create(&root).await.unwrap();
+    }
+    // A fresh store knows nothing of it until it looks at the file.
+    let s = FileStore::open(dir.path()).await.unwrap();
+    let mut other = Session::new_root("other");
+    other.id = root.id.clone();
+    assert!(matches!(
+        s.create(&other).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(s.load(&root.id).await.unwrap(), Some(root));
+}
