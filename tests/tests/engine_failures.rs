@@ -219,3 +219,27 @@ async fn shutdown_cancels_runs_and_leaves_no_worker_alive() {
         "{late:?}"
     );
 }
+
+/// The engine removes stale worker records from its fabric (left by workers
+/// killed with SIGKILL), and leaves live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_removes_stale_records_from_its_fabric() {
+    let dir = tempfile::tempdir().unwrap();
+    let fabric = dir.path().join("fabric");
+    std::fs::create_dir_all(&fabric).unwrap();
+    let stale = serde_json::json!({"agent_id":"w-stale","endpoint":"ws://127.0.0.1:9","pid":1,
+        "started_at":"2020-01-01T00:00:00Z","lease_expires_at":"2020-01-01T00:01:00Z"});
+    std::fs::write(fabric.join("w-stale.json"), stale.to_string()).unwrap();
+    let engine = engine(dir.path(), 2).await;
+    let (root, child) = root_and_child(&engine, "hi").await;
+    let report = run_report(&engine, &root, &child).await;
+    assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+    let deadline = tokio::time::Instant::now() + SOON;
+    while fabric.join("w-stale.json").exists() {
+        assert!(tokio::time::Instant::now() < deadline, "stale record kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live = bamboo_subagent::fabric::Fabric::new(&fabric).discover();
+    assert_eq!(live.len(), 1, "the parked worker's record stays: {live:?}");
+    engine.shutdown().await;
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bamboo_domain::{AgentEvent, ModelRef, Session};
+use bamboo_subagent::fabric::Fabric;
 use bamboo_subagent::fleet::WorkerCommand;
 use bamboo_subagent::spec::ExecutorSpec;
 use tokio::sync::broadcast;
@@ -345,27 +346,35 @@ impl EngineBuilder {
             cfg,
         };
         let inner = Arc::new(inner);
-        spawn_idle_reaper(&inner);
+        spawn_housekeeping(&inner);
         Ok(Engine { inner })
     }
 }
 
-/// Retires pooled workers parked longer than `worker_idle`, checking every
-/// quarter of it. Holds the engine only weakly, and stops at shutdown.
-fn spawn_idle_reaper(inner: &Arc<Inner>) {
+/// Housekeeping every quarter of `worker_idle`: retires pooled workers parked
+/// longer than that, and removes stale worker records from the fabric (the
+/// ones of workers killed with SIGKILL). Holds the engine only weakly, and
+/// stops at shutdown.
+fn spawn_housekeeping(inner: &Arc<Inner>) {
     let max_idle = inner.cfg.timeouts.worker_idle;
     let period = (max_idle / 4).max(std::time::Duration::from_millis(10));
+    let fabric = Fabric::new(crate::provision::fabric_dir(&inner.cfg));
     let (weak, stop) = (Arc::downgrade(inner), inner.shutdown.clone());
     inner.tasks.spawn(async move {
         loop {
+            let Some(inner) = weak.upgrade() else { return };
+            let n = inner.runner.evict_idle(max_idle);
+            drop(inner);
+            if n > 0 {
+                tracing::debug!(retired = n, "retired workers idle in the pool");
+            }
+            let f = fabric.clone();
+            if let Ok(n @ 1..) = tokio::task::spawn_blocking(move || f.gc()).await {
+                tracing::debug!(removed = n, "removed stale fabric records");
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
-            }
-            let Some(inner) = weak.upgrade() else { return };
-            let n = inner.runner.evict_idle(max_idle);
-            if n > 0 {
-                tracing::debug!(retired = n, "retired workers idle in the pool");
             }
         }
     });

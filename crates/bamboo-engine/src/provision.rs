@@ -12,6 +12,11 @@ use crate::config::EngineConfig;
 use crate::credentials::secrets_for;
 
 /// Metadata key of a child's disabled tool list (array of strings).
+/// Where the engine's workers register (F6): `<data>/fabric`.
+pub(crate) fn fabric_dir(cfg: &EngineConfig) -> std::path::PathBuf {
+    cfg.data_dir.join("fabric")
+}
+
 pub const DISABLED_TOOLS_KEY: &str = "disabled_tools";
 
 /// The spec of a worker able to serve `child`. `worker_id` names the worker in
@@ -32,7 +37,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             depth,
         },
         executor: cfg.executor.clone(),
-        fabric_dir: cfg.data_dir.join("fabric").display().to_string(),
+        fabric_dir: fabric_dir(cfg).display().to_string(),
         storage_dir: Some(cfg.data_dir.join("actors").display().to_string()),
         workspace: child.workspace.clone(),
         model: child.model.clone(),
