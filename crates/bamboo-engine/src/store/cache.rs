@@ -3,8 +3,10 @@
 //! few times per run).
 //!
 //! Sound because the store holds the data directory's lock: while it lives,
-//! no one else writes these files, so the cache cannot go stale. Bounded: past
-//! [`CAPACITY`] sessions an arbitrary one is dropped and re-read on demand.
+//! no one else writes these files, so the cache cannot go stale. Bounded by
+//! count ([`CAPACITY`]) and by size ([`BUDGET`] bytes of JSON): past either,
+//! arbitrary sessions are dropped and re-read on demand. A session larger
+//! than [`LARGEST`] is never cached.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,34 +17,59 @@ use super::log::Newest;
 
 /// Sessions kept at most.
 pub(super) const CAPACITY: usize = 1024;
+/// Bytes of session JSON kept at most.
+pub(super) const BUDGET: u64 = 32 * 1024 * 1024;
+/// A session whose JSON is longer than this is not cached.
+pub(super) const LARGEST: u64 = BUDGET / 8;
 
 #[derive(Debug, Default)]
-pub(super) struct SessionCache(Mutex<HashMap<String, Newest<Session>>>);
+pub(super) struct SessionCache(Mutex<Entries>);
+
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<String, Newest<Session>>,
+    /// Sum of the cached `doc_len`s.
+    bytes: u64,
+}
+
+impl Entries {
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.map.remove(id) {
+            self.bytes -= old.doc_len;
+        }
+    }
+}
 
 impl SessionCache {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Newest<Session>>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy of the cached session and its log length, if cached.
     pub(super) fn get(&self, id: &str) -> Option<Newest<Session>> {
-        self.map().get(id).cloned()
+        self.entries().map.get(id).cloned()
     }
 
     /// Remembers `id` as stored now.
     pub(super) fn put(&self, id: &str, stored: Newest<Session>) {
-        let mut map = self.map();
-        if map.len() >= CAPACITY && !map.contains_key(id) {
-            if let Some(victim) = map.keys().next().cloned() {
-                map.remove(&victim);
-            }
+        let mut e = self.entries();
+        e.remove(id);
+        if stored.doc_len > LARGEST {
+            return;
         }
-        map.insert(id.to_owned(), stored);
+        while e.map.len() >= CAPACITY || e.bytes + stored.doc_len > BUDGET {
+            let Some(victim) = e.map.keys().next().cloned() else {
+                break;
+            };
+            e.remove(&victim);
+        }
+        e.bytes += stored.doc_len;
+        e.map.insert(id.to_owned(), stored);
     }
 
     /// Forgets `id` (deleted).
     pub(super) fn forget(&self, id: &str) {
-        self.map().remove(id);
+        self.entries().remove(id);
     }
 }
 
@@ -50,10 +77,11 @@ impl SessionCache {
 mod tests {
     use super::*;
 
-    fn stored(title: &str) -> Newest<Session> {
+    fn stored(doc_len: u64) -> Newest<Session> {
         Newest {
-            doc: Session::new_root(title),
-            intact_len: 1,
+            doc: Session::new_root("t"),
+            intact_len: doc_len,
+            doc_len,
         }
     }
 
@@ -61,11 +89,29 @@ mod tests {
     fn holds_at_most_its_capacity_and_keeps_what_was_just_put() {
         let cache = SessionCache::default();
         for i in 0..CAPACITY + 10 {
-            cache.put(&format!("s{i}"), stored("t"));
+            cache.put(&format!("s{i}"), stored(100));
         }
-        assert_eq!(cache.map().len(), CAPACITY);
+        assert_eq!(cache.entries().map.len(), CAPACITY);
+        assert_eq!(cache.entries().bytes, CAPACITY as u64 * 100);
         assert!(cache.get(&format!("s{}", CAPACITY + 9)).is_some());
         cache.forget(&format!("s{}", CAPACITY + 9));
         assert!(cache.get(&format!("s{}", CAPACITY + 9)).is_none());
+    }
+
+    #[test]
+    fn holds_at_most_its_byte_budget_and_skips_huge_sessions() {
+        let cache = SessionCache::default();
+        for i in 0..20 {
+            cache.put(&format!("s{i}"), stored(LARGEST));
+        }
+        let e = cache.entries();
+        assert!(e.bytes <= BUDGET, "{} bytes cached", e.bytes);
+        assert_eq!(e.map.len() as u64, BUDGET / LARGEST);
+        drop(e);
+        cache.put("huge", stored(LARGEST + 1));
+        assert!(cache.get("huge").is_none());
+        // Replacing an entry does not count it twice.
+        cache.put("s19", stored(LARGEST));
+        assert!(cache.entries().bytes <= BUDGET);
     }
 }

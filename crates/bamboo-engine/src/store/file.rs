@@ -148,14 +148,17 @@ impl FileStore {
             .await?;
             intact_len + line_len
         };
-        self.remember(session, new_len);
+        self.remember(session, new_len, line_len);
         Ok(())
     }
 
-    fn remember(&self, session: &Session, intact_len: u64) {
+    /// Caches `session` as now stored in a log of `intact_len` bytes whose
+    /// last line is `doc_len` bytes long.
+    fn remember(&self, session: &Session, intact_len: u64, doc_len: u64) {
         let stored = log::Newest {
             doc: session.clone(),
             intact_len,
+            doc_len,
         };
         self.cache.put(&session.id, stored);
     }
@@ -286,7 +289,7 @@ impl SessionStore for FileStore {
         if created == log::Created::AlreadyThere {
             return Err(StoreError::AlreadyExists(session.id.clone()));
         }
-        self.remember(session, line_len);
+        self.remember(session, line_len, line_len);
         Ok(())
     }
 
@@ -309,7 +312,7 @@ impl SessionStore for FileStore {
                 let line = self.line(session)?;
                 let line_len = line.len() as u64;
                 self.stage(&session.id, line).await?.commit().await?;
-                self.remember(session, line_len);
+                self.remember(session, line_len, line_len);
                 Ok(())
             }
             Err(e) => Err(e),

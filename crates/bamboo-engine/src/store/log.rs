@@ -34,6 +34,8 @@ pub(super) struct Newest<T> {
     /// Length of the log up to and including the document's newline; anything
     /// after it is a torn tail to cut before appending.
     pub(super) intact_len: u64,
+    /// Length of the document's line (a measure of its size in memory).
+    pub(super) doc_len: u64,
 }
 
 /// Why a log has no usable document.
@@ -78,6 +80,7 @@ fn parse<T: DeserializeOwned>(log: &[u8], start: usize, end: usize) -> Result<Ne
     Ok(Newest {
         doc,
         intact_len: end as u64,
+        doc_len: (end - start) as u64,
     })
 }
 
