@@ -233,6 +233,7 @@ impl FileStore {
 
 /// Takes the exclusive lock of the data directory `dir`. The OS drops it when
 /// the file closes, so a crashed engine never leaves the directory locked.
+/// Where the file system has no locks, it warns and goes on unlocked.
 fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     let path = dir.join("engine.lock");
     let file = std::fs::OpenOptions::new()
@@ -244,7 +245,12 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(dir.display().to_string())),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path, e)),
+        // A file system without locks: run, but say what is no longer checked.
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(file = %path.display(), error = %e,
+                "cannot lock the data directory; make sure no other engine uses it");
+            Ok(file)
+        }
     }
 }
 
