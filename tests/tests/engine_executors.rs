@@ -321,3 +321,73 @@ fn front_door_runs_cli_children_and_gates_them_on_approval() {
         "{text}"
     );
 }
+
+/// `run --executor cli --model P/M`: the program gets P's key under P's usual
+/// variable, and nothing else secret; without `--model` it gets no key.
+#[test]
+fn front_door_gives_a_cli_child_its_providers_key_only_when_asked() {
+    let run = |extra: &[&str]| {
+        let out = Command::new(bamboo_e2e::worker_bin())
+            .args(["run", "--executor", "cli", "--approve", "all"])
+            .args(extra)
+            .args(["go", "--", "sh", "-c"])
+            .arg(r#"echo "anthropic=${ANTHROPIC_API_KEY:-none} other=${OTHER_TOKEN:-none}""#)
+            .env("ANTHROPIC_API_KEY", "sk-ant-from-env")
+            .env("OTHER_TOKEN", "tok-must-not-leak")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let with_key = run(&["--model", "anthropic/claude-test"]);
+    assert!(
+        with_key.contains("anthropic=sk-ant-from-env other=none"),
+        "{with_key}"
+    );
+    let without = run(&[]);
+    assert!(without.contains("anthropic=none other=none"), "{without}");
+}
+
+/// Flags that do not fit the executor are refused with exit 2 and a line that
+/// says which flag goes where.
+#[test]
+fn front_door_refuses_flags_of_another_executor() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--model", "openai/m", "x"],
+            "--model and --api-key-env apply only",
+        ),
+        (
+            &[
+                "--executor",
+                "cli",
+                "--base-url",
+                "http://h",
+                "x",
+                "--",
+                "true",
+            ],
+            "--base-url applies only",
+        ),
+        (
+            &["--executor", "cli", "--api-key-env", "K", "x", "--", "true"],
+            "--api-key-env needs --model",
+        ),
+        (&["--command", "true", "x"], "apply only to --executor cli"),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(bamboo_e2e::worker_bin())
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
 use bamboo_subagent::Secret;
-use bamboo_worker::front::{ApproveMode, ExecutorChoice};
+use bamboo_worker::executors::env::provider_key_var;
+use bamboo_worker::front::{ApproveMode, ExecutorChoice, Provider};
 use bamboo_worker::{front, serve};
 use clap::{Parser, Subcommand};
 
@@ -76,15 +77,18 @@ struct RunArgs {
     /// by the assignment, otherwise the assignment arrives on its stdin.
     #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
     args: Vec<String>,
-    /// llm: the model as provider/model, e.g. openai/gpt-4o-mini.
+    /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
+    /// cli (optional): the provider whose API key the program gets in its
+    /// environment, under its usual variable; without it the program gets no key.
     #[arg(long, value_name = "PROVIDER/MODEL")]
     model: Option<String>,
     /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
-    /// llm: environment variable holding the API key [default: the provider's usual
-    /// one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else <PROVIDER>_API_KEY].
-    /// The key travels only in the worker's stdin spec, never in argv or env.
+    /// llm, cli: environment variable holding the API key [default: the provider's
+    /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
+    /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
+    /// never in their argv or env; a cli program gets it in its own env.
     #[arg(long, value_name = "VAR")]
     api_key_env: Option<String>,
     /// Working directory of the children [default: the current directory].
@@ -169,12 +173,15 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
 
 fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
     let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
-    let llm_flags = a.model.is_some() || a.base_url.is_some() || a.api_key_env.is_some();
     if cli_flags && a.executor != ExecutorKind::Cli {
         bail!("--command, --arg and `-- PROG` apply only to --executor cli");
     }
-    if llm_flags && a.executor != ExecutorKind::Llm {
-        bail!("--model, --base-url and --api-key-env apply only to --executor llm");
+    let model_flags = a.model.is_some() || a.api_key_env.is_some();
+    if model_flags && a.executor == ExecutorKind::Echo {
+        bail!("--model and --api-key-env apply only to --executor llm or cli");
+    }
+    if a.base_url.is_some() && a.executor != ExecutorKind::Llm {
+        bail!("--base-url applies only to --executor llm");
     }
     match a.executor {
         ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
@@ -186,32 +193,46 @@ fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
                 (None, Some(_)) => bail!("--arg goes with --command; after `--` put the arguments themselves"),
                 (None, None) => bail!("--executor cli needs a program: --command PROG [--arg ARG]... or `-- PROG ARGS...`"),
             };
-            Ok(ExecutorChoice::Cli { command, args })
+            if a.api_key_env.is_some() && a.model.is_none() {
+                bail!("--api-key-env needs --model provider/model to say whose key it is");
+            }
+            let provider = a.model.as_deref().map(|raw| provider(a, raw)).transpose()?;
+            Ok(ExecutorChoice::Cli {
+                command,
+                args,
+                provider,
+            })
         }
         ExecutorKind::Llm => {
             let raw = a
                 .model
                 .as_deref()
                 .context("--executor llm needs --model provider/model")?;
-            let model = ModelRef::parse(raw).with_context(|| {
-                format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
-            })?;
-            let var = a.api_key_env.clone().unwrap_or_else(|| {
-                format!(
-                    "{}_API_KEY",
-                    model.provider.to_ascii_uppercase().replace('-', "_")
-                )
-            });
-            let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
-                format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
-            })?;
             Ok(ExecutorChoice::Llm {
-                model,
-                base_url: a.base_url.clone(),
-                api_key: Secret::new(key),
+                provider: provider(a, raw)?,
             })
         }
     }
+}
+
+/// The model `raw` and its key, read from `--api-key-env` or the provider's
+/// usual variable.
+fn provider(a: &RunArgs, raw: &str) -> anyhow::Result<Provider> {
+    let model = ModelRef::parse(raw).with_context(|| {
+        format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
+    })?;
+    let var = a
+        .api_key_env
+        .clone()
+        .unwrap_or_else(|| provider_key_var(&model.provider));
+    let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
+        format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
+    })?;
+    Ok(Provider {
+        model,
+        base_url: a.base_url.clone(),
+        api_key: Secret::new(key),
+    })
 }
 
 fn worker_mode(cli: &Cli) -> ExitCode {

@@ -32,16 +32,36 @@ pub enum ExecutorChoice {
         command: String,
         /// Its arguments (`{assignment}` is replaced).
         args: Vec<String>,
+        /// The provider whose key the program gets in its environment
+        /// (its usual variable, e.g. `ANTHROPIC_API_KEY`); none: no key.
+        provider: Option<Provider>,
     },
     /// The agent loop over an OpenAI-compatible endpoint.
     Llm {
-        /// `provider/model`.
-        model: ModelRef,
-        /// API base URL, when not the provider's default.
-        base_url: Option<String>,
-        /// The API key, read from the environment of `run`.
-        api_key: Secret,
+        /// The model and its key.
+        provider: Provider,
     },
+}
+
+/// A model and the credential of its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// `provider/model`.
+    pub model: ModelRef,
+    /// API base URL, when not the provider's default.
+    pub base_url: Option<String>,
+    /// The API key, read from the environment of `run`.
+    pub api_key: Secret,
+}
+
+impl ExecutorChoice {
+    fn provider(&self) -> Option<&Provider> {
+        match self {
+            Self::Echo => None,
+            Self::Cli { provider, .. } => provider.as_ref(),
+            Self::Llm { provider } => Some(provider),
+        }
+    }
 }
 
 /// What `run` was asked to do.
@@ -99,31 +119,26 @@ async fn build_engine(
         .enforce_permissions(true);
     builder = match &options.executor {
         ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
-        ExecutorChoice::Cli { command, args } => builder.executor(ExecutorSpec::CliAdapter {
+        ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
             command: command.clone(),
             args: args.clone(),
         }),
-        ExecutorChoice::Llm {
-            model,
-            base_url,
-            api_key,
-        } => builder
-            .executor(ExecutorSpec::BambooRuntime)
-            .credentials(std::sync::Arc::new(OneCredential(ProviderCredential {
-                provider: model.provider.clone(),
-                api_key: api_key.clone(),
-                base_url: base_url.clone(),
-                provider_type: Some("openai".into()),
-            }))),
+        ExecutorChoice::Llm { .. } => builder.executor(ExecutorSpec::BambooRuntime),
     };
+    if let Some(p) = options.executor.provider() {
+        builder = builder.credentials(std::sync::Arc::new(OneCredential(ProviderCredential {
+            provider: p.model.provider.clone(),
+            api_key: p.api_key.clone(),
+            base_url: p.base_url.clone(),
+            provider_type: Some("openai".into()),
+        })));
+    }
     builder.build().await.context("cannot start the engine")
 }
 
 async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
-    let model = match &options.executor {
-        ExecutorChoice::Llm { model, .. } => Some(model.clone()),
-        _ => None,
-    };
+    // Children inherit the root's model, which routes the credential (E20).
+    let model = options.executor.provider().map(|p| p.model.clone());
     let root = engine.create_root("bamboo-worker run", model).await?;
     let mut events = engine.subscribe(&root.id);
     let workspace = options
