@@ -7,6 +7,21 @@ async fn child_ids(s: &FileStore, parent: &str) -> Vec<String> {
     kids.into_iter().map(|k| k.id).collect()
 }
 
+/// A data directory holding a root and `n` children, its store closed again.
+async fn stored_family(n: usize) -> (tempfile::TempDir, Session, Vec<Session>) {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = Session::new_root("p");
+    let kids: Vec<Session> = (0..n)
+        .map(|i| Session::new_child(&parent, ChildInfo::new("r", format!("a{i}"))))
+        .collect();
+    let s = FileStore::open(dir.path()).await.unwrap();
+    s.create(&parent).await.unwrap();
+    for k in &kids {
+        s.create(k).await.unwrap();
+    }
+    (dir, parent, kids)
+}
+
 async fn store() -> (tempfile::TempDir, Arc<FileStore>) {
     let dir = tempfile::tempdir().unwrap();
     let s = FileStore::open(dir.path()).await.unwrap();
@@ -105,14 +120,8 @@ async fn writes_are_atomic_and_leave_no_temp_files() {
 
 #[tokio::test]
 async fn index_is_rebuilt_from_sessions_when_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let parent = Session::new_root("p");
-    let kid = Session::new_child(&parent, ChildInfo::new("r", "a"));
-    {
-        let s = FileStore::open(dir.path()).await.unwrap();
-        s.create(&parent).await.unwrap();
-        s.create(&kid).await.unwrap();
-    }
+    let (dir, parent, kids) = stored_family(1).await;
+    let kid = &kids[0];
     std::fs::remove_dir_all(dir.path().join("children")).unwrap();
     let s = FileStore::open(dir.path()).await.unwrap();
     let kids = s.list_children(&parent.id).await.unwrap();
@@ -155,14 +164,8 @@ async fn concurrent_creates_under_one_parent_are_all_listed_oldest_first() {
 
 #[tokio::test]
 async fn an_index_in_the_old_list_file_layout_is_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    let parent = Session::new_root("p");
-    let kid = Session::new_child(&parent, ChildInfo::new("r", "a"));
-    {
-        let s = FileStore::open(dir.path()).await.unwrap();
-        s.create(&parent).await.unwrap();
-        s.create(&kid).await.unwrap();
-    }
+    let (dir, parent, kids) = stored_family(1).await;
+    let kid = &kids[0];
     let index = dir.path().join("children");
     std::fs::remove_dir_all(&index).unwrap();
     std::fs::create_dir_all(&index).unwrap();
@@ -260,18 +263,7 @@ async fn a_create_cut_short_by_a_crash_leaves_no_session() {
 
 #[tokio::test]
 async fn opening_restores_lost_index_entries_and_drops_dangling_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let parent = Session::new_root("p");
-    let kids: Vec<Session> = (0..3)
-        .map(|i| Session::new_child(&parent, ChildInfo::new("r", format!("a{i}"))))
-        .collect();
-    {
-        let s = FileStore::open(dir.path()).await.unwrap();
-        s.create(&parent).await.unwrap();
-        for k in &kids {
-            s.create(k).await.unwrap();
-        }
-    }
+    let (dir, parent, kids) = stored_family(3).await;
     // What a crash can leave: an entry lost, one for a session never written.
     let index = dir.path().join("children").join(&parent.id);
     std::fs::remove_file(index.join(&kids[1].id)).unwrap();
