@@ -81,7 +81,7 @@ impl FileStore {
     pub async fn rebuild_index(&self) -> Result<(), StoreError> {
         let mut expected = index::Expected::new();
         for id in self.list_ids().await? {
-            match self.read(&id).await {
+            match self.read(&id, Fill::Unlocked).await {
                 Ok(Some(stored)) => {
                     if let Some(parent) = stored.doc.parent_id {
                         expected.entry(parent).or_default().insert(id);
@@ -100,8 +100,10 @@ impl FileStore {
         self.sessions.join(file_name(id))
     }
 
-    /// The stored session and the length of its log's intact part.
-    async fn read(&self, id: &str) -> Result<Option<log::Newest<Session>>, StoreError> {
+    /// The stored session and the length of its log's intact part. Only a
+    /// caller holding `id`'s lock may fill the cache from the file: an
+    /// unlocked read can race a write and would cache an older version.
+    async fn read(&self, id: &str, fill: Fill) -> Result<Option<log::Newest<Session>>, StoreError> {
         if let Some(cached) = self.cache.get(id) {
             return Ok(Some(cached));
         }
@@ -113,7 +115,9 @@ impl FileStore {
         };
         match log::newest(&bytes) {
             Ok(newest) => {
-                self.cache.put(id, newest.clone());
+                if fill == Fill::Locked {
+                    self.cache.put(id, newest.clone());
+                }
                 Ok(Some(newest))
             }
             // A create cut short by a crash: the session never existed.
@@ -254,6 +258,13 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
+/// Whether a read holds the session's lock (see `FileStore::read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    Locked,
+    Unlocked,
+}
+
 const SUFFIX: &str = ".jsonl";
 const LEGACY_SUFFIX: &str = ".json";
 
@@ -311,7 +322,7 @@ impl SessionStore for FileStore {
             })
             .await?;
         }
-        match self.read(&session.id).await {
+        match self.read(&session.id, Fill::Locked).await {
             Ok(Some(stored)) => self.write(session, stored.intact_len).await,
             // Nothing (or nothing usable) stored: a fresh one-line log.
             Ok(None) | Err(StoreError::Corrupt { .. }) => {
@@ -327,7 +338,7 @@ impl SessionStore for FileStore {
 
     async fn load(&self, id: &str) -> Result<Option<Session>, StoreError> {
         check_id(id)?;
-        Ok(self.read(id).await?.map(|n| n.doc))
+        Ok(self.read(id, Fill::Unlocked).await?.map(|n| n.doc))
     }
 
     async fn update(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError> {
@@ -335,7 +346,7 @@ impl SessionStore for FileStore {
         let lock = self.locks.get(id);
         let _held = lock.lock().await;
         let stored = self
-            .read(id)
+            .read(id, Fill::Locked)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         let mut session = stored.doc;
@@ -351,7 +362,7 @@ impl SessionStore for FileStore {
         let mut out = Vec::new();
         for id in self.index.read(parent_id).await? {
             // Dangling entries (crash between index and session write) are skipped.
-            match self.read(&id).await?.map(|n| n.doc) {
+            match self.read(&id, Fill::Unlocked).await?.map(|n| n.doc) {
                 Some(s) if s.parent_id.as_deref() == Some(parent_id) => out.push(s),
                 _ => {}
             }
@@ -369,7 +380,7 @@ impl SessionStore for FileStore {
         check_id(id)?;
         let lock = self.locks.get(id);
         let held = lock.lock().await;
-        let Some(session) = self.read(id).await?.map(|n| n.doc) else {
+        let Some(session) = self.read(id, Fill::Locked).await?.map(|n| n.doc) else {
             return Ok(false);
         };
         let path = self.path(id);

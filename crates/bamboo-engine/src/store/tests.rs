@@ -308,3 +308,36 @@ async fn a_session_stored_by_an_earlier_engine_cannot_be_created_again() {
     ));
     assert_eq!(s.load(&root.id).await.unwrap(), Some(root));
 }
+
+/// A load that misses the cache must not fill it: it holds no lock, so it can
+/// read the file just before an update appends and cache the older version
+/// after the update cached its own; the next update would then start from
+/// the old version and drop the one before. Shown here by changing the file
+/// after a load: the next load must see the change, not a pinned copy.
+#[tokio::test]
+async fn a_load_never_pins_an_older_version_in_the_cache() {
+    let (dir, parent, _) = stored_family(0).await;
+    let s = FileStore::open(dir.path()).await.unwrap();
+    assert!(s
+        .load(&parent.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .messages
+        .is_empty());
+    let mut newer = parent.clone();
+    newer.messages.push(Message::user("written in between"));
+    let path = dir.path().join(format!("sessions/{}.jsonl", parent.id));
+    let mut log = std::fs::read(&path).unwrap();
+    log.extend(serde_json::to_vec(&newer).unwrap());
+    log.push(b'\n');
+    std::fs::write(&path, log).unwrap();
+    let back = s.load(&parent.id).await.unwrap().unwrap();
+    assert_eq!(
+        back.messages.len(),
+        1,
+        "a stale copy was cached by the load"
+    );
+    s.update(&parent.id, push("next")).await.unwrap();
+    assert_eq!(s.load(&parent.id).await.unwrap().unwrap().messages.len(), 2);
+}
