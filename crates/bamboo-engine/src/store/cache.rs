@@ -1,9 +1,11 @@
-//! Sessions the file store has read or written, kept in memory so that most
-//! reads skip the file and its parsing (an engine reads a child's session a
-//! few times per run).
+//! Sessions the file store has written, or read while holding the session's
+//! lock, kept in memory so that most reads skip the file and its parsing (an
+//! engine reads a child's session a few times per run).
 //!
-//! Sound because the store holds the data directory's lock: while it lives,
-//! no one else writes these files, so the cache cannot go stale. Bounded by
+//! Sound because the store holds the data directory's lock (no other process
+//! writes these files) and only holders of a session's lock fill its entry
+//! (a lock-free read could otherwise cache a version older than a concurrent
+//! write's), so the cache cannot go stale. Bounded by
 //! count ([`CAPACITY`]) and by size ([`BUDGET`] bytes of JSON): past either,
 //! arbitrary sessions are dropped and re-read on demand. A session larger
 //! than [`LARGEST`] is never cached.
