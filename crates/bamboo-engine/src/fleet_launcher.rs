@@ -91,4 +91,8 @@ impl FrameRx for Rx {
             .await
             .map(|r| r.map_err(|e| LinkError(e.to_string())))
     }
+
+    fn is_closed(&mut self) -> bool {
+        self.0.is_closed()
+    }
 }

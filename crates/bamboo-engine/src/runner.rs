@@ -74,13 +74,20 @@ impl ActorRunner {
     }
 
     /// A connected worker for `spec`: a live pooled one (a dead or unreachable
-    /// one is reaped and replaced once), else a fresh spawn.
+    /// one is reaped and replaced once; a closed parked connection is
+    /// reopened), else a fresh spawn.
     pub async fn acquire(&self, spec: &ProvisionSpec) -> Result<Lease, LaunchError> {
         let fingerprint = Fingerprint::of(spec);
         let checkout = self.pool().checkout(&fingerprint);
         self.retire_all(checkout.dead);
         if let Some(mut parked) = checkout.worker {
-            let link = match parked.link.take() {
+            // A parked connection the worker closed is replaced, not used.
+            let mut open = parked.link.take();
+            if open.as_mut().is_some_and(|l| l.rx.is_closed()) {
+                tracing::debug!(pid = ?parked.worker.pid(), "parked connection closed; reconnecting");
+                open = None;
+            }
+            let link = match open {
                 Some(link) => Ok(link),
                 None => parked.worker.connect().await,
             };

@@ -32,6 +32,13 @@ pub trait FrameTx: Send + Sync {
 pub trait FrameRx: Send {
     /// The next frame; `None` once the connection is closed.
     async fn recv(&mut self) -> Option<Result<ChildFrame, LinkError>>;
+
+    /// Whether the connection is known to be closed, checked without waiting
+    /// (between runs, so a pooled worker's dead connection is replaced before
+    /// a run is sent down it). The default knows nothing: `false`.
+    fn is_closed(&mut self) -> bool {
+        false
+    }
 }
 
 /// An open connection to a worker.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use futures::stream::SplitStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -77,6 +77,18 @@ impl FrameReceiver {
                         source: Box::new(e),
                     }))
                 }
+            }
+        }
+    }
+    /// Whether the worker has closed the connection (or it broke), checked
+    /// without waiting. For a connection between runs, where no frame is
+    /// due: anything that arrived meanwhile is stale and is dropped.
+    pub fn is_closed(&mut self) -> bool {
+        loop {
+            match self.stream.next().now_or_never() {
+                None => return false,
+                Some(None | Some(Ok(Message::Close(_)) | Err(_))) => return true,
+                Some(Some(Ok(_))) => {}
             }
         }
     }
@@ -224,5 +236,27 @@ mod tests {
         );
         assert!(split_endpoint("http://x:1").is_err());
         assert!(split_endpoint("ws://").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_worker_closed_is_seen_closed_without_waiting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            close_rx.await.unwrap();
+            ws.close(None).await.unwrap();
+        });
+        let mut conn = connect(&endpoint, None).await.unwrap();
+        assert!(!conn.receiver.is_closed(), "an open idle connection");
+        close_tx.send(()).unwrap();
+        server.await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !conn.receiver.is_closed() {
+            assert!(std::time::Instant::now() < deadline, "close never seen");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
