@@ -145,11 +145,7 @@ impl FileStore {
             line_len
         } else {
             let path = self.path(&session.id);
-            let shown = path.clone();
-            blocking(&shown.display().to_string(), move || {
-                log::append(&path, intact_len, &line)
-            })
-            .await?;
+            blocking(&path.clone(), move || log::append(&path, intact_len, &line)).await?;
             intact_len + line_len
         };
         self.remember(session, new_len, line_len);
@@ -295,8 +291,7 @@ impl SessionStore for FileStore {
             self.path(&session.id),
             self.sessions.clone(),
         );
-        let shown = path.display().to_string();
-        let created = blocking(&shown, move || {
+        let created = blocking(&path.clone(), move || {
             if let Some(parent) = parent {
                 index.add_blocking(&parent, &id)?;
             }
@@ -317,10 +312,7 @@ impl SessionStore for FileStore {
         if let Some(parent) = &session.parent_id {
             check_id(parent)?;
             let (index, parent, id) = (self.index.clone(), parent.clone(), session.id.clone());
-            blocking(&self.path(&id).display().to_string(), move || {
-                index.add_blocking(&parent, &id)
-            })
-            .await?;
+            blocking(&self.path(&id), move || index.add_blocking(&parent, &id)).await?;
         }
         match self.read(&session.id, Fill::Locked).await {
             Ok(Some(stored)) => self.write(session, stored.intact_len).await,
@@ -423,7 +415,7 @@ impl Staged {
             target: dir.join(name),
         };
         let tmp = staged.tmp.clone();
-        let written = blocking(name, move || {
+        let written = blocking(&staged.target, move || {
             let r = (|| {
                 let mut f = std::fs::File::create(&tmp)?;
                 f.write_all(&bytes)?;
@@ -439,8 +431,8 @@ impl Staged {
     }
 
     pub(super) async fn commit(self) -> Result<(), StoreError> {
-        let name = self.target.display().to_string();
-        blocking(&name, move || {
+        let target = self.target.clone();
+        blocking(&target, move || {
             let r = std::fs::rename(&self.tmp, &self.target)
                 .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
             if r.is_err() {
@@ -452,23 +444,17 @@ impl Staged {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    name: &str,
+/// Runs blocking file work `f` off the async threads; a failure names `path`.
+pub(super) async fn blocking<T: Send + 'static>(
+    path: &Path,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| io_err(Path::new(name), e)),
-        Err(join) => Err(io_err(
-            Path::new(name),
-            std::io::Error::other(join.to_string()),
-        )),
+        Ok(r) => r.map_err(|e| io_err(path, e)),
+        Err(join) => Err(io_err(path, std::io::Error::other(join.to_string()))),
     }
 }
 
 pub(super) async fn sync_dir(dir: PathBuf) -> Result<(), StoreError> {
-    let shown = dir.clone();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
-        .await
-        .map_err(|e| io_err(&shown, std::io::Error::other(e.to_string())))?
-        .map_err(|e| io_err(&shown, e))
+    blocking(&dir.clone(), move || std::fs::File::open(&dir)?.sync_all()).await
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::file::io_err;
+use super::file::{blocking, io_err};
 use super::StoreError;
 
 /// Children expected under each parent: parent id -> child ids.
@@ -82,11 +82,7 @@ impl ChildIndex {
     /// every directory it changed.
     pub(super) async fn reconcile(&self, expected: Expected) -> Result<(), StoreError> {
         let dir = self.dir.clone();
-        let shown = dir.clone();
-        match tokio::task::spawn_blocking(move || reconcile(&dir, expected)).await {
-            Ok(r) => r.map_err(|e| io_err(&shown, e)),
-            Err(join) => Err(io_err(&shown, io::Error::other(join.to_string()))),
-        }
+        blocking(&self.dir, move || reconcile(&dir, expected)).await
     }
 }
 
