@@ -363,6 +363,17 @@ pub async fn events_until(
     out
 }
 
+/// The text of every token event, in order.
+pub fn tokens(events: &[AgentEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Token { content } => Some(content.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Takes every event waiting now.
 pub fn drain(rx: &mut mpsc::Receiver<AgentEvent>) -> Vec<AgentEvent> {
     let mut out = Vec::new();

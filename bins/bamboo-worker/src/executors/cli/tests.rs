@@ -6,7 +6,9 @@ use bamboo_subagent::executor::{Executor, HostBridge, RunRequest};
 use bamboo_subagent::spec::ProvisionSpec;
 
 use super::CliExecutor;
-use crate::executors::testkit::{cancel_and_wait, drain, events_until, test_run, ScriptedHost};
+use crate::executors::testkit::{
+    cancel_and_wait, drain, events_until, test_run, tokens, ScriptedHost,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -37,16 +39,6 @@ fn sh(script: &str, args: &[&str], extra: serde_json::Value) -> CliExecutor {
         );
     }
     CliExecutor::from_spec(&spec(extra)).expect("cli executor")
-}
-
-fn tokens(events: &[AgentEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            AgentEvent::Token { content } => Some(content.as_str()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use super::client::RetryPolicy;
 use super::LlmExecutor;
 use crate::executors::testkit::{
-    cancel_and_wait, drain, events_until, test_run, Received, Reply, ScriptedHost, ScriptedServer,
+    cancel_and_wait, drain, events_until, test_run, tokens, Received, Reply, ScriptedHost,
+    ScriptedServer,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -38,16 +39,6 @@ fn exec(server: &ScriptedServer, extra: Value) -> LlmExecutor {
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(20),
     })
-}
-
-fn tokens(events: &[AgentEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            AgentEvent::Token { content } => Some(content.as_str()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn messages(req: &Received) -> Vec<Value> {
