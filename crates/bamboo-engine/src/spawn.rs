@@ -57,11 +57,28 @@ pub(crate) fn enqueue(
         .runs
         .reserve(child_id, &inner.shutdown)
         .ok_or_else(|| EngineError::AlreadyRunning(child_id.to_owned()))?;
+    Ok(spawn_run(inner, parent_id, reservation, None))
+}
+
+/// Spawns the task of one reserved run; see [`run_child`] for `started`.
+fn spawn_run(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    reservation: Reservation,
+    started: Option<(Slot, Session)>,
+) -> RunTicket {
     let (tx, rx) = oneshot::channel();
     // Boxed: a run can spawn nested runs, so its future type is recursive.
-    let run = run_child(inner.clone(), parent_id.to_owned(), reservation, None, tx).boxed();
+    let run = run_child(
+        inner.clone(),
+        parent_id.to_owned(),
+        reservation,
+        started,
+        tx,
+    )
+    .boxed();
     inner.tasks.spawn(run);
-    Ok(rx)
+    rx
 }
 
 /// A run of a new child that can start at once: reserved, holding a slot.
@@ -93,18 +110,12 @@ pub(crate) fn launch(
     ready: Ready,
     session: Session,
 ) -> RunTicket {
-    let (tx, rx) = oneshot::channel();
-    let started = Some((ready.slot, session));
-    let run = run_child(
-        inner.clone(),
-        parent_id.to_owned(),
+    spawn_run(
+        inner,
+        parent_id,
         ready.reservation,
-        started,
-        tx,
+        Some((ready.slot, session)),
     )
-    .boxed();
-    inner.tasks.spawn(run);
-    rx
 }
 
 /// A run from its reservation to its completion event. `started`: the slot
