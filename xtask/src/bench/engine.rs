@@ -7,18 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bamboo_domain::{AgentEvent, CompletionStatus, ModelRef};
-use bamboo_engine::{CreateChild, Engine, EngineBuilder};
+use bamboo_engine::{CreateChild, Engine, EngineBuilder, EventStream, Since};
 use bamboo_subagent::spec::ExecutorSpec;
+use futures::StreamExt;
 use tempfile::TempDir;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{median, median_f, report, worker_bin};
-
-/// Subscriber buffer for the streaming benches, set with the builder's
-/// `event_capacity` (default 4096): at least one whole 500k-event run, so a
-/// subscriber descheduled on a busy 2-core machine loses nothing. Only
-/// subscribed streams (here the parent's) allocate it.
-pub const STREAM_CAPACITY: usize = 1 << 19;
 
 /// An engine on a fresh data directory with one root session.
 pub struct Bench {
@@ -45,8 +39,7 @@ impl Bench {
         let builder = Engine::builder(dir.path())
             .worker_program(worker_bin()?)
             .executor(executor)
-            .max_running(max_running)
-            .event_capacity(STREAM_CAPACITY);
+            .max_running(max_running);
         let engine = configure(builder).build().await?;
         let parent = engine.create_root("bench", model).await?.id;
         Ok(Self {
@@ -56,8 +49,9 @@ impl Bench {
         })
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
-        self.engine.subscribe(&self.parent)
+    /// The root's events from now on (lossless).
+    pub fn subscribe(&self) -> EventStream {
+        self.engine.events(&self.parent, Since::Now)
     }
 
     /// Creates a child with `assignment` and queues its run; returns its id.
@@ -98,35 +92,47 @@ impl Bench {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Seen {
     pub events: u64,
+    /// Events the log reported lost (`events_truncated`): 0 unless a cap hit.
     pub lagged: u64,
 }
 
 /// Reads the parent stream until `child` completes; counts its forwarded
-/// events and any events the subscriber lost. Errors unless it completed.
-pub async fn until_completed(
-    rx: &mut broadcast::Receiver<AgentEvent>,
-    child: &str,
-) -> Result<Seen> {
+/// events. Errors unless it completed, and on any gap or duplicate in the
+/// sequence numbers.
+pub async fn until_completed(rx: &mut EventStream, child: &str) -> Result<Seen> {
     let mut seen = Seen::default();
+    let mut last_seq = None;
     loop {
-        match rx.recv().await {
-            Ok(AgentEvent::SubAgentEvent {
+        let Some(logged) = rx.next().await else {
+            bail!("parent stream ended before {child} completed");
+        };
+        if let Some(prev) = last_seq {
+            if logged.seq != prev + 1 {
+                bail!("sequence jumped from {prev} to {}", logged.seq);
+            }
+        }
+        last_seq = Some(logged.seq);
+        match logged.event {
+            AgentEvent::SubAgentEvent {
                 child_session_id, ..
-            }) if child_session_id == child => seen.events += 1,
-            Ok(AgentEvent::SubAgentCompleted {
+            } if child_session_id == child => seen.events += 1,
+            AgentEvent::SubAgentCompleted {
                 child_session_id,
                 status,
                 error,
                 ..
-            }) if child_session_id == child => {
+            } if child_session_id == child => {
                 if status != CompletionStatus::Completed {
                     bail!("child {child} ended {status:?}: {error:?}");
                 }
                 return Ok(seen);
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => seen.lagged += n,
-            Err(RecvError::Closed) => bail!("parent stream closed before {child} completed"),
+            AgentEvent::EventsTruncated {
+                first_seq,
+                last_seq,
+                ..
+            } => seen.lagged += last_seq + 1 - first_seq,
+            _ => {}
         }
     }
 }
@@ -186,15 +192,15 @@ async fn hundred_children(b: &Bench) -> Result<(Duration, usize)> {
     let counter = tokio::spawn(async move {
         let mut done = 0;
         while done < N {
-            match events.recv().await {
-                Ok(AgentEvent::SubAgentCompleted { status, error, .. }) => {
+            match events.next().await.map(|l| l.event) {
+                Some(AgentEvent::SubAgentCompleted { status, error, .. }) => {
                     if status != CompletionStatus::Completed {
                         bail!("a child ended {status:?}: {error:?}");
                     }
                     done += 1;
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => bail!("parent stream closed after {done} completions"),
+                Some(_) => {}
+                None => bail!("parent stream closed after {done} completions"),
             }
         }
         Ok(Instant::now())
@@ -217,33 +223,176 @@ impl Bench {
     }
 }
 
-/// 2: one child's echo words forwarded to the parent subscriber.
+/// 2: lossless forwarding. One child streams 1,000,000 events; a live
+/// subscriber reads them as they come, and in half of the runs a slow one
+/// also reads them, pausing 1 s every 100,000 events (so it falls behind
+/// the in-memory ring and continues from the log file). Both must get every
+/// event in order; the child must not be slowed by the slow one; the
+/// engine's memory must not grow with the backlog.
 async fn forwarding() -> Result<()> {
-    const WORDS: u64 = 500_000;
+    const EVENTS: u64 = 1_000_000;
+    const RUNS: usize = 3;
     let b = Bench::new(ExecutorSpec::Echo, 8).await?;
     b.run_one("warm up").await?;
-    let assignment = "w ".repeat(WORDS as usize);
-    let (mut rates, mut lagged) = (Vec::new(), 0);
-    for _ in 0..5 {
-        let (rate, lost) = stream_rate(&b, &assignment, WORDS).await?;
-        rates.push(rate);
-        lagged += lost;
+    let assignment = "w ".repeat(EVENTS as usize);
+    let (mut live_rates, mut alone, mut with_slow, mut growth) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..RUNS {
+        let r = one_stream(&b, &assignment, EVENTS, false).await?;
+        live_rates.push(r.live_rate);
+        alone.push(r.child_run);
+        let r = one_stream(&b, &assignment, EVENTS, true).await?;
+        live_rates.push(r.live_rate);
+        with_slow.push(r.child_run);
+        growth.push(r.rss_growth_mib);
     }
     b.close().await;
-    let r = median_f(rates);
+    let rate = median_f(live_rates);
     report(
-        "engine: child->parent events/s (500k echo)",
-        format!("{r:.0}/s"),
-        ">= 500,000/s",
-        r >= 500_000.0,
+        "engine: child->live subscriber events/s (1M echo, 0 lost, 0 dup)",
+        format!("{rate:.0}/s"),
+        ">= 1,000,000/s",
+        rate >= 1_000_000.0,
     );
+    let (a, w) = (median(alone), median(with_slow));
+    let slower = (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
     report(
-        "engine: events lagged (capacity 2^19)",
-        lagged.to_string(),
-        "0",
-        lagged == 0,
+        "engine: child run time with a slow subscriber vs live only",
+        format!("{:.0} ms vs {:.0} ms ({slower:+.1}%)", ms(w), ms(a)),
+        "within 10%",
+        slower <= 10.0,
+    );
+    let g = median_f(growth);
+    report(
+        "engine: RSS growth while the slow subscriber lags",
+        format!("{g:.1} MiB"),
+        "<= 64 MiB",
+        g <= 64.0,
     );
     Ok(())
+}
+
+/// What one streaming run measured.
+struct StreamRun {
+    /// Events per second seen by the live subscriber, create to completion.
+    live_rate: f64,
+    /// The child's run time, `sub_agent_started` to `sub_agent_completed`
+    /// as logged by the engine.
+    child_run: Duration,
+    /// Peak engine RSS during the run minus RSS before it.
+    rss_growth_mib: f64,
+}
+
+async fn one_stream(b: &Bench, assignment: &str, expect: u64, slow: bool) -> Result<StreamRun> {
+    let before = rss_mib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = tokio::spawn(sample_rss(peak.clone()));
+    let start_seq = b.engine.logged_events(&b.parent, Since::Start).position();
+    let live = b.subscribe();
+    let slow_reader = slow.then(|| b.engine.events(&b.parent, Since::After(start_seq - 1)));
+    let t = Instant::now();
+    let id = b.spawn(assignment).await?;
+    let live = tokio::spawn(read_all(live, id.clone(), expect, None));
+    let slow_task =
+        slow_reader.map(|s| tokio::spawn(read_all(s, id.clone(), expect, Some(100_000))));
+    let (count, times) = live.await??;
+    let live_rate = count as f64 / t.elapsed().as_secs_f64();
+    if let Some(task) = slow_task {
+        let (n, _) = task.await??;
+        if n != expect {
+            bail!("the slow subscriber got {n} of {expect} events");
+        }
+    }
+    sampler.abort();
+    let peak = f64::from_bits(peak.load(std::sync::atomic::Ordering::Relaxed));
+    Ok(StreamRun {
+        live_rate,
+        child_run: times.1 - times.0,
+        rss_growth_mib: (peak - before).max(0.0),
+    })
+}
+
+/// Reads `child`'s run to its completion, checking every sequence number
+/// follows the last and every token is there; pauses 1 s every `pause_every`
+/// events. Returns the count and the run's start and end as logged.
+async fn read_all(
+    mut rx: EventStream,
+    child: String,
+    expect: u64,
+    pause_every: Option<u64>,
+) -> Result<(u64, (Duration, Duration))> {
+    let (mut n, mut last, mut started) = (0u64, None::<u64>, None);
+    let since_epoch = |logged: &bamboo_engine::LoggedEvent| {
+        Duration::from_micros(logged.time.timestamp_micros().max(0) as u64)
+    };
+    while let Some(logged) = rx.next().await {
+        if let Some(prev) = last {
+            if logged.seq != prev + 1 {
+                bail!(
+                    "sequence jumped from {prev} to {} (lost or duplicated)",
+                    logged.seq
+                );
+            }
+        }
+        last = Some(logged.seq);
+        let at = since_epoch(&logged);
+        match logged.event {
+            AgentEvent::SubAgentStarted {
+                child_session_id, ..
+            } if child_session_id == child => {
+                started = Some(at);
+            }
+            AgentEvent::SubAgentEvent {
+                child_session_id, ..
+            } if child_session_id == child => {
+                n += 1;
+                if pause_every.is_some_and(|p| n.is_multiple_of(p)) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            AgentEvent::SubAgentCompleted {
+                child_session_id,
+                status,
+                error,
+                ..
+            } if child_session_id == child => {
+                if status != CompletionStatus::Completed {
+                    bail!("child ended {status:?}: {error:?}");
+                }
+                if n < expect {
+                    bail!("saw {n} of {expect} events");
+                }
+                let start = started.context("no sub_agent_started before the completion")?;
+                return Ok((n, (start, at)));
+            }
+            ev @ AgentEvent::EventsTruncated { .. } => bail!("the log lost events: {ev:?}"),
+            _ => {}
+        }
+    }
+    bail!("the stream ended before the child completed")
+}
+
+/// Records the highest RSS seen, every 20 ms.
+async fn sample_rss(peak: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    loop {
+        let now = rss_mib();
+        let old = f64::from_bits(peak.load(std::sync::atomic::Ordering::Relaxed));
+        if now > old {
+            peak.store(now.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// This process's resident set, MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// 3: sequential create + run + completion on a warm pool.

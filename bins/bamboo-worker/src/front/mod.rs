@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bamboo_domain::{AgentEvent, ChildStatus, ModelRef};
 use bamboo_engine::credentials::CredentialResolver;
-use bamboo_engine::{CreateChild, Engine};
+use bamboo_engine::{CreateChild, Engine, Since};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;
-use tokio::sync::broadcast::error::RecvError;
+use futures::StreamExt;
 
 pub use approve::ApproveMode;
 
@@ -140,7 +140,7 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
     // Children inherit the root's model, which routes the credential (E20).
     let model = options.executor.provider().map(|p| p.model.clone());
     let root = engine.create_root("bamboo-worker run", model).await?;
-    let mut events = engine.subscribe(&root.id);
+    let mut events = engine.events(&root.id, Since::Start);
     let workspace = options
         .workspace
         .as_ref()
@@ -160,13 +160,13 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
     let mut completed = 0;
     let mut remaining = numbers.len();
     while remaining > 0 {
-        match events.recv().await {
-            Ok(AgentEvent::SubAgentEvent {
+        match events.next().await.map(|logged| logged.event) {
+            Some(AgentEvent::SubAgentEvent {
                 child_session_id,
                 event,
                 ..
             }) => print::event(numbers.get(&child_session_id).copied().unwrap_or(0), &event),
-            Ok(AgentEvent::ChildApprovalRequested {
+            Some(AgentEvent::ChildApprovalRequested {
                 child_session_id,
                 tool_name,
                 resource,
@@ -178,7 +178,7 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
                     &format!("approval requested: {tool_name} on {resource:?}"),
                 );
             }
-            Ok(AgentEvent::SubAgentCompleted {
+            Some(AgentEvent::SubAgentCompleted {
                 child_session_id, ..
             }) => {
                 let Some(&n) = numbers.get(&child_session_id) else {
@@ -199,13 +199,8 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
                     print::say(n, &format!("{}: {why}", detail.status));
                 }
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                eprintln!("bamboo-worker run: output fell behind; {n} events not shown")
-            }
-            Err(RecvError::Closed) => {
-                bail!("the engine's event stream closed before every child finished")
-            }
+            Some(_) => {}
+            None => bail!("the engine's event stream closed before every child finished"),
         }
     }
     Ok(completed)
