@@ -97,7 +97,7 @@ async fn a_reader_that_stalls_loses_nothing_and_does_not_slow_the_child() {
         .unwrap();
     let root = engine.create_root("root", None).await.unwrap();
     let mut stalled = engine.events(&root.id, Since::Start);
-    let mut input = CreateChild::new(&root.id, &"x ".repeat(20_000));
+    let mut input = CreateChild::new(&root.id, "x ".repeat(20_000));
     input.auto_run = true;
     let child = engine.create_child(input).await.unwrap().id;
     // The child finishes while nobody reads.
