@@ -22,22 +22,22 @@ pub mod credentials;
 mod engine;
 mod error;
 pub mod events;
-pub mod fingerprint;
+mod fingerprint;
 pub mod fleet_launcher;
 mod nested;
-pub mod pool;
+mod pool;
 mod provision;
 mod pump;
-pub mod recovery;
+mod recovery;
 mod runner;
 mod runs;
-pub mod slots;
+mod slots;
 mod spawn;
-pub mod steering;
+mod steering;
 pub mod store;
 pub mod tool;
 mod types;
-pub mod watchdog;
+mod watchdog;
 pub mod worker;
 
 pub use approval::{

@@ -53,6 +53,9 @@ pub(crate) struct SessionLog {
     path: PathBuf,
     limits: LogLimits,
     state: Mutex<State>,
+    /// One sync at a time; those that queue behind it usually find nothing
+    /// left to sync (runs ending together share one `fdatasync`).
+    syncing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -116,6 +119,7 @@ impl SessionLog {
                 deleted: false,
                 dirty: false,
             }),
+            syncing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -261,6 +265,7 @@ impl SessionLog {
     /// Writes the buffer and syncs the file (end of a run; shutdown). The
     /// sync runs off the async threads and outside the log's lock.
     pub async fn sync(self: &Arc<Self>) {
+        let _one_at_a_time = self.syncing.lock().await;
         let file = {
             let mut st = lock(&self.state);
             if let Some(g) = st.gap_from {
