@@ -63,6 +63,9 @@ mod tests {
             .find(|l| l.starts_with("pub const GROUPS"))
             .expect("bench/src/lib.rs defines GROUPS");
         let quoted: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
-        assert_eq!(quoted, GROUPS, "xtask and bamboo-bench disagree on the groups");
+        assert_eq!(
+            quoted, GROUPS,
+            "xtask and bamboo-bench disagree on the groups"
+        );
     }
 }

@@ -18,7 +18,10 @@ use process::{cargo, root, step, target_dir};
 
 /// `cargo xtask <TASK>`.
 #[derive(Debug, Parser)]
-#[command(bin_name = "cargo xtask", about = "Project automation for Bamboo fleet")]
+#[command(
+    bin_name = "cargo xtask",
+    about = "Project automation for Bamboo fleet"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,

@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn ids_are_whole_words_without_leading_zero() {
-        assert_eq!(cited_ids("// F1, E12 and (S2); see C9."), ["F1", "E12", "S2", "C9"]);
+        assert_eq!(
+            cited_ids("// F1, E12 and (S2); see C9."),
+            ["F1", "E12", "S2", "C9"]
+        );
         assert!(cited_ids("let x = 0xE1; FE12 E12a e12_test E0599 F E").is_empty());
         assert_eq!(cited_ids("E9"), ["E9"]);
     }
@@ -192,7 +195,9 @@ mod tests {
     fn a_module_doc_must_come_first() {
         assert!(has_module_doc("\n//! Does a thing.\nuse x;"));
         assert!(!has_module_doc("use x;\n//! Late."));
-        assert!(!has_module_doc("#![allow(dead_code)]\n//! After an attribute."));
+        assert!(!has_module_doc(
+            "#![allow(dead_code)]\n//! After an attribute."
+        ));
         assert!(!has_module_doc("/// Item doc, not module doc.\nfn f() {}"));
         assert!(!has_module_doc(""));
     }
@@ -203,12 +208,19 @@ mod tests {
         let problems = check_source("crates/x/src/a.rs", text, &glossary());
         assert_eq!(problems.len(), 1, "{problems:?}");
         let line = problems[0].to_string();
-        assert!(line.starts_with("crates/x/src/a.rs:3: cites behaviour E9"), "{line}");
+        assert!(
+            line.starts_with("crates/x/src/a.rs:3: cites behaviour E9"),
+            "{line}"
+        );
         assert!(line.contains("docs/behaviors.md"), "{line}");
 
         let problems = check_source("b.rs", "\n\nuse x;\n", &glossary());
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].to_string().starts_with("b.rs:3: "), "{}", problems[0]);
+        assert!(
+            problems[0].to_string().starts_with("b.rs:3: "),
+            "{}",
+            problems[0]
+        );
         assert!(problems[0].message.contains("`//!`"));
     }
 
