@@ -14,7 +14,7 @@ use bamboo_engine::credentials::CredentialResolver;
 use bamboo_engine::{async_trait, ApprovalPolicy, ApprovalRequest, CreateChild, Engine};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;
-use bamboo_worker::executors::testkit::{Reply, ScriptedServer};
+use bamboo_testkit::{Reply, ScriptedServer};
 use engine_support::*;
 use serde_json::json;
 
