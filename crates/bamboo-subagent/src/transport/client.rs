@@ -3,6 +3,7 @@
 //! the terminal frame or close.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::SplitStream;
 use futures::{FutureExt, StreamExt};
@@ -10,11 +11,13 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use super::keepalive::Silence;
 use super::writer::{write_frames, QUEUE_DEPTH};
-use super::{ws_config, TransportError, DEFAULT_MAX_FRAME_BYTES};
+use super::{ws_config, Keepalive, TransportError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES};
 use crate::frames::{ChildFrame, ParentFrame};
 use crate::secret::Secret;
 
@@ -57,20 +60,46 @@ impl FrameSender {
 pub struct FrameReceiver {
     stream: SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
     endpoint: String,
+    silence: Silence,
+    /// Set once the link is known dead; later reads report it closed.
+    ended: bool,
 }
 
 impl FrameReceiver {
-    /// The next frame; `None` once the worker closed the connection.
+    /// The next frame; `None` once the worker closed the connection or it was
+    /// reset (the worker exited or was killed); an error when the link failed
+    /// otherwise, including [`TransportError::Silent`] when no frame at all
+    /// (not even a pong) arrived for the keepalive limit.
     pub async fn recv(&mut self) -> Option<Result<ChildFrame, TransportError>> {
+        if self.ended {
+            return None;
+        }
+        let out = self.next_frame().await;
+        if !matches!(out, Some(Ok(_))) {
+            self.ended = true;
+        }
+        out
+    }
+
+    async fn next_frame(&mut self) -> Option<Result<ChildFrame, TransportError>> {
         loop {
-            match self.stream.next().await? {
+            let msg = match self.silence.next(&mut self.stream).await {
+                Ok(msg) => msg?,
+                Err(waited) => {
+                    return Some(Err(TransportError::Silent {
+                        endpoint: self.endpoint.clone(),
+                        waited,
+                    }))
+                }
+            };
+            match msg {
                 Ok(Message::Text(text)) => match serde_json::from_str::<ChildFrame>(&text) {
                     Ok(frame) => return Some(Ok(frame)),
                     Err(e) => tracing::debug!(error = %e, "skipping unknown or malformed frame"),
                 },
                 Ok(Message::Close(_)) => return None,
                 Ok(_) => {}
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return None,
+                Err(e) if is_closed_error(&e) => return None,
                 Err(e) => {
                     return Some(Err(TransportError::WebSocket {
                         endpoint: self.endpoint.clone(),
@@ -80,17 +109,41 @@ impl FrameReceiver {
             }
         }
     }
+
     /// Whether the worker has closed the connection (or it broke), checked
     /// without waiting. For a connection between runs, where no frame is
-    /// due: anything that arrived meanwhile is stale and is dropped.
+    /// due: anything that arrived meanwhile is stale and is dropped, and the
+    /// silence clock starts afresh for the next run.
     pub fn is_closed(&mut self) -> bool {
+        self.silence.reset();
         loop {
             match self.stream.next().now_or_never() {
-                None => return false,
-                Some(None | Some(Ok(Message::Close(_)) | Err(_))) => return true,
+                None => return self.ended,
+                Some(None | Some(Ok(Message::Close(_)) | Err(_))) => {
+                    self.ended = true;
+                    return true;
+                }
                 Some(Some(Ok(_))) => {}
             }
         }
+    }
+}
+
+/// Errors that mean the peer went away (closed, reset, or the socket hit
+/// EOF) rather than that the link misbehaved: a killed worker looks like this.
+fn is_closed_error(e: &WsError) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => true,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        WsError::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 
@@ -102,6 +155,14 @@ pub struct ClientOptions {
     /// Extra trusted root certificates (DER) for `wss://`, e.g. a resident
     /// worker's self-signed certificate. The public web roots are always trusted.
     pub extra_root_certs: Vec<Vec<u8>>,
+    /// Bound on the TCP connect.
+    pub connect_timeout: Duration,
+    /// Bound on the TLS and WebSocket handshakes together (the worker checks
+    /// the token during the WebSocket handshake).
+    pub handshake_timeout: Duration,
+    /// Ping period and silence limit of the link; `None` turns keepalive off
+    /// (a frozen worker is then noticed only by the engine's idle watchdog).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +170,9 @@ impl Default for ClientOptions {
         Self {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             extra_root_certs: Vec::new(),
+            connect_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -135,8 +199,14 @@ pub async fn connect_with(
         })?;
         request.headers_mut().insert("authorization", value);
     }
-    let tcp = TcpStream::connect(&authority)
+    let timeout = |step, waited| TransportError::Timeout {
+        step,
+        endpoint: endpoint.to_owned(),
+        waited,
+    };
+    let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect(&authority))
         .await
+        .map_err(|_| timeout("TCP connect", options.connect_timeout))?
         .map_err(|source| TransportError::Connect {
             endpoint: endpoint.to_owned(),
             source,
@@ -150,8 +220,10 @@ pub async fn connect_with(
         None
     };
     let config = Some(ws_config(options.max_frame_bytes));
-    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector)
+    let handshake = tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector);
+    let (ws, _) = tokio::time::timeout(options.handshake_timeout, handshake)
         .await
+        .map_err(|_| timeout("WebSocket handshake", options.handshake_timeout))?
         .map_err(|e| match e {
             WsError::Http(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                 TransportError::Unauthorized(endpoint.to_owned())
@@ -163,12 +235,15 @@ pub async fn connect_with(
         })?;
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-    tokio::spawn(write_frames(sink, rx));
+    let keepalive = options.keepalive;
+    tokio::spawn(write_frames(sink, rx, keepalive.map(|k| k.interval)));
     Ok(Connection {
         sender: FrameSender { tx },
         receiver: FrameReceiver {
             stream,
             endpoint: endpoint.to_owned(),
+            silence: Silence::new(keepalive.map(|k| k.timeout)),
+            ended: false,
         },
     })
 }
