@@ -334,4 +334,110 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
+
+    /// A server that upgrades one connection and hands it to `then`.
+    async fn one_connection<F, Fut>(then: F) -> String
+    where
+        F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            then(tokio_tungstenite::accept_async(tcp).await.unwrap()).await;
+        });
+        endpoint
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_reads_as_closed_like_a_killed_worker() {
+        let endpoint = one_connection(|ws| async move {
+            // Zero linger: dropping the socket sends RST, as a killed process does.
+            ws.get_ref().set_zero_linger().unwrap();
+            drop(ws);
+        })
+        .await;
+        let mut conn = connect(&endpoint, None).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), conn.receiver.recv())
+            .await
+            .unwrap();
+        assert!(got.is_none(), "expected closed, got {got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_is_reported_silent_after_the_limit() {
+        let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+        // The server never reads, so it never pongs, and never pings.
+        let endpoint = one_connection(|ws| async move {
+            let _ = hold_rx.await;
+            drop(ws);
+        })
+        .await;
+        let options = ClientOptions {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(400),
+            }),
+            ..ClientOptions::default()
+        };
+        let mut conn = connect_with(&endpoint, None, &options).await.unwrap();
+        let started = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(30), conn.receiver.recv())
+            .await
+            .unwrap();
+        match got {
+            Some(Err(e @ TransportError::Silent { .. })) => {
+                let text = e.to_string();
+                assert!(text.contains("silent for 0.4s"), "{text}");
+                assert!(text.contains("frozen or unreachable"), "{text}");
+            }
+            other => panic!("expected a silent-link error, got {other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(conn.receiver.recv().await.is_none(), "a dead link stays closed");
+        drop(hold_tx);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_answers_pings_stays_alive_while_sending_nothing() {
+        let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+        // The server only reads: tungstenite answers each ping with a pong.
+        let endpoint = one_connection(|mut ws| async move {
+            tokio::select! {
+                _ = hold_rx => {}
+                _ = async { while ws.next().await.is_some() {} } => {}
+            }
+        })
+        .await;
+        let options = ClientOptions {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(50),
+                timeout: Duration::from_millis(400),
+            }),
+            ..ClientOptions::default()
+        };
+        let mut conn = connect_with(&endpoint, None, &options).await.unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), conn.receiver.recv()).await;
+        assert!(quiet.is_err(), "the link was declared dead: {quiet:?}");
+        drop(hold_tx);
+    }
+
+    #[tokio::test]
+    async fn a_handshake_that_never_completes_times_out_naming_the_bound_and_endpoint() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        // Accepted by the kernel, never answered.
+        let options = ClientOptions {
+            handshake_timeout: Duration::from_millis(300),
+            ..ClientOptions::default()
+        };
+        let err = connect_with(&endpoint, None, &options).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TransportError::Timeout { .. }), "{text}");
+        assert!(text.contains("WebSocket handshake"), "{text}");
+        assert!(text.contains(&endpoint), "{text}");
+        assert!(text.contains("0.3s"), "{text}");
+        drop(listener);
+    }
 }
