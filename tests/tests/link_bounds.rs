@@ -33,11 +33,7 @@ fn signal(pid: u32, sig: &str) {
 async fn start_child(
     engine: &Engine,
     assignment: &str,
-) -> (
-    tokio::sync::broadcast::Receiver<AgentEvent>,
-    String,
-    u32,
-) {
+) -> (tokio::sync::broadcast::Receiver<AgentEvent>, String, u32) {
     let (root, child) = root_and_child(engine, assignment).await;
     let mut events = engine.subscribe(&root);
     engine.run_child(&root, &child, true).await.unwrap();
@@ -75,7 +71,10 @@ async fn a_worker_that_never_answers_the_upgrade_fails_the_child_within_the_hand
     let error = error.unwrap_or_default();
     assert_eq!(status, CompletionStatus::Error, "{error}");
     // Two fresh workers, one handshake bound each, plus their spawns.
-    assert!(took >= Duration::from_secs(2), "retried once: took {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "retried once: took {took:?}"
+    );
     assert!(took < Duration::from_secs(10), "took {took:?}");
     for needle in [
         "WebSocket handshake with ws://127.0.0.1:",

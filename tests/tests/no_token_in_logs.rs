@@ -41,7 +41,10 @@ fn the_front_door_at_trace_level_logs_no_worker_token() {
         "an Authorization header reached the log:\n{stderr}"
     );
     let longest = longest_hex_run(&stderr);
-    assert!(longest < 64, "a {longest}-hex-digit run (a token?) in the log:\n{stderr}");
+    assert!(
+        longest < 64,
+        "a {longest}-hex-digit run (a token?) in the log:\n{stderr}"
+    );
 }
 
 #[test]

@@ -217,7 +217,10 @@ impl WorkerHandle {
     }
 
     /// [`Self::connect`] with explicit bounds and keepalive.
-    pub async fn connect_with(&self, options: &ClientOptions) -> Result<Connection, TransportError> {
+    pub async fn connect_with(
+        &self,
+        options: &ClientOptions,
+    ) -> Result<Connection, TransportError> {
         connect_with(&self.endpoint, self.token.as_ref(), options).await
     }
 }

@@ -10,14 +10,16 @@ use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::keepalive::Silence;
 use super::writer::{write_frames, QUEUE_DEPTH};
-use super::{ws_config, Keepalive, TransportError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES};
+use super::{
+    ws_config, Keepalive, TransportError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+};
 use crate::frames::{ChildFrame, ParentFrame};
 use crate::secret::Secret;
 
@@ -220,7 +222,8 @@ pub async fn connect_with(
         None
     };
     let config = Some(ws_config(options.max_frame_bytes));
-    let handshake = tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector);
+    let handshake =
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector);
     let (ws, _) = tokio::time::timeout(options.handshake_timeout, handshake)
         .await
         .map_err(|_| timeout("WebSocket handshake", options.handshake_timeout))?
@@ -395,7 +398,10 @@ mod tests {
             other => panic!("expected a silent-link error, got {other:?}"),
         }
         assert!(started.elapsed() >= Duration::from_millis(400));
-        assert!(conn.receiver.recv().await.is_none(), "a dead link stays closed");
+        assert!(
+            conn.receiver.recv().await.is_none(),
+            "a dead link stays closed"
+        );
         drop(hold_tx);
     }
 

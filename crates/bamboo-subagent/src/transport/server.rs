@@ -170,7 +170,10 @@ pub async fn serve(ws: Upgraded, executor: Arc<dyn Executor>, config: &ServerCon
         tracing::debug!("the cancelled run could not queue its terminal frame");
     }
     drop(conn);
-    if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
     }
 }
