@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use futures::{Stream, StreamExt};
-use tokio::time::Instant;
+use tokio::time::{sleep_until, Instant, Sleep};
 
 /// Ping period and silence limit of one link. Both sides ping every
 /// `interval`; a side that received no frame at all (pong, ping or data) for
@@ -33,20 +35,26 @@ impl Default for Keepalive {
 /// deadline, while a reader that comes back after doing other things (a parked
 /// connection, a consumer busy with a frame) starts a fresh one, because its
 /// own absence says nothing about the peer.
+///
+/// Hot path: a frame costs one clock read. The one timer is re-armed only
+/// when it fires, to the deadline the latest frame implies.
 #[derive(Debug)]
 pub(crate) struct Silence {
     limit: Option<Duration>,
     last_seen: Instant,
     waiting: bool,
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Silence {
     /// A tracker with `limit`; `None` never declares the link dead.
     pub(crate) fn new(limit: Option<Duration>) -> Self {
+        let now = Instant::now();
         Self {
             limit,
-            last_seen: Instant::now(),
+            last_seen: now,
             waiting: false,
+            timer: Box::pin(sleep_until(now + limit.unwrap_or(Duration::ZERO))),
         }
     }
 
@@ -66,15 +74,28 @@ impl Silence {
             self.last_seen = Instant::now();
             self.waiting = true;
         }
-        let item = match self.limit {
-            Some(limit) => tokio::time::timeout_at(self.last_seen + limit, stream.next())
-                .await
-                .map_err(|_| limit)?,
-            None => stream.next().await,
+        let Some(limit) = self.limit else {
+            let item = stream.next().await;
+            self.waiting = false;
+            return Ok(item);
         };
-        self.last_seen = Instant::now();
-        self.waiting = false;
-        Ok(item)
+        loop {
+            tokio::select! {
+                biased;
+                item = stream.next() => {
+                    self.last_seen = Instant::now();
+                    self.waiting = false;
+                    return Ok(item);
+                }
+                _ = &mut self.timer => {
+                    let deadline = self.last_seen + limit;
+                    if Instant::now() >= deadline {
+                        return Err(limit);
+                    }
+                    self.timer.as_mut().reset(deadline);
+                }
+            }
+        }
     }
 }
 
