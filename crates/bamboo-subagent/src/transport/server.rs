@@ -409,4 +409,55 @@ mod tests {
             other => panic!("expected an error terminal, got {other:?}"),
         }
     }
+
+    /// Runs until cancelled, then reports when that happened.
+    struct WaitsForCancel(Mutex<Option<oneshot::Sender<()>>>);
+
+    #[async_trait]
+    impl Executor for WaitsForCancel {
+        async fn run(&self, _: RunRequest, ctx: RunContext) -> RunOutcome {
+            ctx.cancel.cancelled().await;
+            if let Some(tx) = self.0.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            RunOutcome::cancelled()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_parent_link_is_closed_and_its_run_cancelled() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        let (cancelled_tx, cancelled_rx) = oneshot::channel();
+        let executor = Arc::new(WaitsForCancel(Mutex::new(Some(cancelled_tx))));
+        let config = ServerConfig {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(400),
+            }),
+            ..ServerConfig::default()
+        };
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            serve_connection(stream, executor, &config).await.unwrap();
+        });
+        // A frozen parent: it neither pings nor reads (so it never pongs).
+        let options = crate::transport::client::ClientOptions {
+            keepalive: None,
+            ..Default::default()
+        };
+        let conn = crate::transport::client::connect_with(&endpoint, None, &options)
+            .await
+            .unwrap();
+        conn.sender
+            .send(ParentFrame::Run(RunRequest::new("x")))
+            .await
+            .unwrap();
+        let sent = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(30), cancelled_rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(sent.elapsed() >= Duration::from_millis(400));
+    }
 }
