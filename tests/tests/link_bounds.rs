@@ -99,8 +99,8 @@ fn squat(addr: &str, secs: u32) -> std::process::Child {
     let mut cmd = if as_root && std::path::Path::new("/usr/bin/setpriv").exists() {
         let mut c = Command::new("setpriv");
         c.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
+            "--reuid=65534",
+            "--regid=65534",
             "--clear-groups",
             "bash",
             "-c",
