@@ -1,0 +1,252 @@
+//! Finding what a run started after it left the run's process group (a
+//! `setsid` daemon, say), through `/proc` (Linux; elsewhere these find nothing).
+//!
+//! Two things make that possible. Each run's program gets a unique
+//! [`RunMark`] in its environment, which its descendants inherit. And the
+//! worker is a child subreaper ([`adopt_orphans`]): a descendant whose parent
+//! exits is re-parented to the worker rather than to init, so it stays a
+//! descendant of the worker and can be found by walking parent links.
+//!
+//! Limit: a descendant that both leaves the process group and clears its
+//! environment is not recognised as the run's once its marked parent is gone;
+//! it is ended when the worker exits ([`kill_all_descendants`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The environment variable that carries a run's mark.
+pub const RUN_MARK_VAR: &str = "BAMBOO_RUN_MARK";
+
+/// How many times a sweep re-reads `/proc` for processes forked while it was
+/// signalling their parents.
+const SWEEP_PASSES: usize = 8;
+
+/// A unique mark for one run's processes (the value of [`RUN_MARK_VAR`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMark(String);
+
+impl RunMark {
+    /// A fresh, unguessable mark.
+    pub fn fresh() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The value to put in [`RUN_MARK_VAR`].
+    pub fn value(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a `/proc/<pid>/environ` image holds this mark.
+    fn in_environ(&self, environ: &[u8]) -> bool {
+        let entry = format!("{RUN_MARK_VAR}={}", self.0);
+        environ.split(|b| *b == 0).any(|e| e == entry.as_bytes())
+    }
+}
+
+/// Makes this process a child subreaper, once; `false` where that is not
+/// possible (then orphans go to init and escape [`run_members`]).
+pub fn adopt_orphans() -> bool {
+    static ADOPTING: OnceLock<bool> = OnceLock::new();
+    *ADOPTING.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        {
+            match nix::sys::prctl::set_child_subreaper(true) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot become a child subreaper; programs that leave their process group may outlive their run");
+                    false
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    })
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    ppid: i32,
+    zombie: bool,
+}
+
+fn read_proc(pid: i32) -> Option<Proc> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+fn parse_stat(stat: &str) -> Option<Proc> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Proc {
+        ppid,
+        zombie: state == "Z",
+    })
+}
+
+/// Every process's parent, from one pass over `/proc`.
+fn children_by_parent() -> HashMap<i32, Vec<i32>> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(p) = read_proc(pid) {
+            children.entry(p.ppid).or_default().push(pid);
+        }
+    }
+    children
+}
+
+/// `roots` and everything below them.
+fn with_descendants(children: &HashMap<i32, Vec<i32>>, roots: Vec<i32>) -> HashSet<i32> {
+    let mut seen = HashSet::new();
+    let mut todo = roots;
+    while let Some(pid) = todo.pop() {
+        if seen.insert(pid) {
+            todo.extend(children.get(&pid).into_iter().flatten().copied());
+        }
+    }
+    seen
+}
+
+fn own_pid() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(i32::MAX)
+}
+
+/// This process's descendants that carry `mark`, and everything below them
+/// (marked or not: a child that cleared its environment is still found
+/// while its marked parent lives).
+pub fn run_members(mark: &RunMark) -> HashSet<i32> {
+    let children = children_by_parent();
+    let mut descendants = with_descendants(&children, vec![own_pid()]);
+    descendants.remove(&own_pid());
+    let marked = descendants
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| mark.in_environ(&env))
+        })
+        .collect();
+    with_descendants(&children, marked)
+}
+
+/// Every descendant of this process.
+fn all_descendants() -> HashSet<i32> {
+    let mut all = with_descendants(&children_by_parent(), vec![own_pid()]);
+    all.remove(&own_pid());
+    all
+}
+
+/// Signals what `find` returns, again and again until a pass finds nobody new
+/// (a process may fork while its parent is being signalled). Returns every
+/// pid signalled.
+fn sweep(signal: Signal, passes: usize, find: impl Fn() -> HashSet<i32>) -> HashSet<i32> {
+    let mut signalled = HashSet::new();
+    for _ in 0..passes {
+        let fresh: Vec<i32> = find()
+            .into_iter()
+            .filter(|pid| !signalled.contains(pid))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            if let Err(e) = kill(Pid::from_raw(pid), signal) {
+                if e != nix::errno::Errno::ESRCH {
+                    tracing::warn!(pid, ?signal, error = %e, "could not signal a run's process");
+                }
+            }
+            signalled.insert(pid);
+        }
+    }
+    signalled
+}
+
+/// Sends `signal` to the run's processes outside its group; with SIGKILL,
+/// repeats until none is left to find. Returns the pids signalled.
+pub fn signal_run(mark: &RunMark, signal: Signal) -> HashSet<i32> {
+    let passes = if signal == Signal::SIGKILL {
+        SWEEP_PASSES
+    } else {
+        1
+    };
+    sweep(signal, passes, || run_members(mark))
+}
+
+/// SIGKILLs every descendant of this process (the worker's last act, so
+/// nothing it started outlives it). Returns how many were signalled.
+pub fn kill_all_descendants() -> usize {
+    sweep(Signal::SIGKILL, SWEEP_PASSES, all_descendants).len()
+}
+
+/// Reaps, within `within`, those of `pids` that end up as this process's
+/// zombies (children of killed processes are re-parented here). `skip` is
+/// a child someone else waits for (the run's program, owned by tokio).
+pub async fn reap(mut pids: HashSet<i32>, skip: Option<i32>, within: Duration) {
+    if let Some(s) = skip {
+        pids.remove(&s);
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    let me = own_pid();
+    while !pids.is_empty() {
+        pids.retain(|&pid| match read_proc(pid) {
+            None => false,
+            Some(p) if p.zombie && p.ppid == me => {
+                let _ = nix::sys::wait::waitpid(
+                    Pid::from_raw(pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+                false
+            }
+            Some(_) => true,
+        });
+        if pids.is_empty() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !pids.is_empty() {
+        tracing::debug!(
+            left = pids.len(),
+            "some of a run's killed processes were not reaped in time"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_matches_only_its_own_whole_entry() {
+        let mark = RunMark("abc".into());
+        assert!(mark.in_environ(b"PATH=/bin\0BAMBOO_RUN_MARK=abc\0HOME=/"));
+        assert!(mark.in_environ(b"BAMBOO_RUN_MARK=abc"));
+        assert!(!mark.in_environ(b"BAMBOO_RUN_MARK=abcd\0"));
+        assert!(!mark.in_environ(b"XBAMBOO_RUN_MARK=abc\0"));
+        assert!(!mark.in_environ(b"BAMBOO_RUN_MARK=ab\0"));
+        assert_ne!(RunMark::fresh(), RunMark::fresh());
+    }
+
+    #[test]
+    fn the_stat_line_is_read_past_a_tricky_command_name() {
+        let p = parse_stat("42 (a) Z (b) S 7 42 42 0").expect("parses");
+        assert_eq!(p.ppid, 7);
+        assert!(!p.zombie);
+        let p = parse_stat("43 (sleep) Z 1 43 43 0").expect("parses");
+        assert!(p.zombie);
+        assert!(parse_stat("garbage").is_none());
+        let me = read_proc(own_pid()).expect("own stat");
+        assert!(!me.zombie);
+        assert_eq!(me.ppid as u32, std::os::unix::process::parent_id());
+    }
+}
