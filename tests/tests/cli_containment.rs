@@ -108,3 +108,31 @@ fn nothing_survives_a_kill_of_the_front_door() {
         "the worker {worker} outlived the front door"
     );
 }
+
+#[test]
+fn a_worker_killed_outright_takes_its_program_along() {
+    let tag = unique_sleep();
+    let data = tempfile::tempdir().unwrap();
+    let mut run = front_door(data.path(), &format!("exec sleep {tag}"));
+    let mut program = None;
+    within(PATIENCE, || {
+        program = live_with_arg(&tag).first().copied();
+        program.is_some()
+    });
+    let Some(program) = program else {
+        let _ = run.kill();
+        panic!("the program never started");
+    };
+    let worker = worker_above(program).expect("the worker above the program");
+    let killed = Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // PR_SET_PDEATHSIG(SIGKILL) on the program.
+    let went = within(Duration::from_secs(10), || procs_support::gone(program));
+    let _ = run.kill();
+    let _ = run.wait();
+    kill_leftovers(&tag);
+    assert!(went, "the program {program} outlived its SIGKILLed worker");
+}
