@@ -6,6 +6,7 @@
 pub mod tree;
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -84,6 +85,9 @@ pub struct RunProcesses {
     group: ProcessGroup,
     mark: tree::RunMark,
     leader: Option<i32>,
+    /// What the sweeps killed; `None` until one ran. Once one ran nothing
+    /// of the run is left to fork, so later steps need not scan again.
+    killed: Mutex<Option<HashSet<i32>>>,
     done: bool,
 }
 
@@ -95,23 +99,34 @@ impl RunProcesses {
             group: ProcessGroup::of(child),
             mark,
             leader: child.id().and_then(|id| i32::try_from(id).ok()),
+            killed: Mutex::new(None),
             done: false,
         }
     }
 
     /// SIGKILLs everything the run left running (the program has exited), so
     /// their copies of its output pipes close too. Callable more than once.
-    pub fn kill_leftovers(&self) -> HashSet<i32> {
+    pub fn kill_leftovers(&self) {
         self.group.signal(Signal::SIGKILL);
-        tree::signal_run(&self.mark, Signal::SIGKILL)
+        let killed = tree::signal_run(&self.mark, Signal::SIGKILL);
+        self.lock_killed()
+            .get_or_insert_with(HashSet::new)
+            .extend(killed);
     }
 
-    /// The program exited by itself: ends whatever it left behind and reaps,
-    /// in the background, what is re-parented to the worker.
+    /// The program exited by itself: ends whatever it left behind (unless
+    /// [`RunProcesses::kill_leftovers`] did) and reaps, in the background,
+    /// what is re-parented to the worker.
     pub fn finish(mut self) {
-        let killed = self.kill_leftovers();
+        if self.lock_killed().is_none() {
+            self.kill_leftovers();
+        }
         self.done = true;
-        self.reap_later(killed);
+        self.reap_later();
+    }
+
+    fn lock_killed(&self) -> std::sync::MutexGuard<'_, Option<HashSet<i32>>> {
+        self.killed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops the run: SIGTERM to all, up to [`KILL_GRACE`] for the program
@@ -120,13 +135,14 @@ impl RunProcesses {
         self.group.signal(Signal::SIGTERM);
         tree::signal_run(&self.mark, Signal::SIGTERM);
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-        let killed = self.kill_leftovers();
+        self.kill_leftovers();
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
         self.done = true;
-        self.reap_later(killed);
+        self.reap_later();
     }
 
-    fn reap_later(&self, killed: HashSet<i32>) {
+    fn reap_later(&self) {
+        let killed = self.lock_killed().take().unwrap_or_default();
         if killed.is_empty() {
             return;
         }
@@ -140,8 +156,8 @@ impl RunProcesses {
 impl Drop for RunProcesses {
     fn drop(&mut self) {
         if !self.done {
-            let killed = self.kill_leftovers();
-            self.reap_later(killed);
+            self.kill_leftovers();
+            self.reap_later();
         }
     }
 }

@@ -90,7 +90,37 @@ fn parse_stat(stat: &str) -> Option<Proc> {
     })
 }
 
-/// Every process's parent, from one pass over `/proc`.
+/// Who a process's children are, as `/proc` tells it now.
+enum Children {
+    /// From every process's parent, in one pass over `/proc`.
+    Scanned(HashMap<i32, Vec<i32>>),
+    /// From `/proc/<pid>/task/<tid>/children` (`CONFIG_PROC_CHILDREN`),
+    /// which costs in proportion to the subtree rather than the machine.
+    Listed,
+}
+
+impl Children {
+    fn now() -> Self {
+        static LISTED: OnceLock<bool> = OnceLock::new();
+        let listed = *LISTED.get_or_init(|| {
+            let me = own_pid();
+            std::path::Path::new(&format!("/proc/{me}/task/{me}/children")).exists()
+        });
+        if listed {
+            Self::Listed
+        } else {
+            Self::Scanned(children_by_parent())
+        }
+    }
+
+    fn of(&self, pid: i32) -> Vec<i32> {
+        match self {
+            Self::Scanned(map) => map.get(&pid).cloned().unwrap_or_default(),
+            Self::Listed => listed_children(pid),
+        }
+    }
+}
+
 fn children_by_parent() -> HashMap<i32, Vec<i32>> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -107,43 +137,64 @@ fn children_by_parent() -> HashMap<i32, Vec<i32>> {
     children
 }
 
-/// `roots` and everything below them.
-fn with_descendants(children: &HashMap<i32, Vec<i32>>, roots: Vec<i32>) -> HashSet<i32> {
-    let mut seen = HashSet::new();
-    let mut todo = roots;
-    while let Some(pid) = todo.pop() {
-        if seen.insert(pid) {
-            todo.extend(children.get(&pid).into_iter().flatten().copied());
+/// A process's children are listed per thread (the one that forked them).
+fn listed_children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let path = task.path().join("children");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
-    seen
+    out
 }
 
 fn own_pid() -> i32 {
     i32::try_from(std::process::id()).unwrap_or(i32::MAX)
 }
 
+/// This process's descendants for which `claim` holds, with everything
+/// below them (`claim` is not asked again inside a claimed subtree).
+fn claimed_descendants(claim: impl Fn(i32) -> bool) -> HashSet<i32> {
+    let children = Children::now();
+    let mut seen = HashSet::new();
+    let mut claimed = HashSet::new();
+    let mut todo: Vec<(i32, bool)> = children
+        .of(own_pid())
+        .into_iter()
+        .map(|c| (c, false))
+        .collect();
+    while let Some((pid, inside)) = todo.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        let inside = inside || claim(pid);
+        if inside {
+            claimed.insert(pid);
+        }
+        todo.extend(children.of(pid).into_iter().map(|c| (c, inside)));
+    }
+    claimed
+}
+
 /// This process's descendants that carry `mark`, and everything below them
 /// (marked or not: a child that cleared its environment is still found
 /// while its marked parent lives).
 pub fn run_members(mark: &RunMark) -> HashSet<i32> {
-    let children = children_by_parent();
-    let mut descendants = with_descendants(&children, vec![own_pid()]);
-    descendants.remove(&own_pid());
-    let marked = descendants
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| mark.in_environ(&env))
-        })
-        .collect();
-    with_descendants(&children, marked)
+    claimed_descendants(|pid| {
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| mark.in_environ(&env))
+    })
 }
 
 /// Every descendant of this process.
 fn all_descendants() -> HashSet<i32> {
-    let mut all = with_descendants(&children_by_parent(), vec![own_pid()]);
-    all.remove(&own_pid());
-    all
+    claimed_descendants(|_| true)
 }
 
 /// Signals what `find` returns, again and again until a pass finds nobody new
@@ -248,5 +299,32 @@ mod tests {
         let me = read_proc(own_pid()).expect("own stat");
         assert!(!me.zombie);
         assert_eq!(me.ppid as u32, std::os::unix::process::parent_id());
+    }
+
+    #[test]
+    fn a_marked_program_and_its_unmarked_child_are_members_and_are_killed() {
+        let mark = RunMark::fresh();
+        // The inner sleep drops the mark; it is still found below its parent.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "env -u BAMBOO_RUN_MARK sleep 30 & echo $!; wait"])
+            .env(RUN_MARK_VAR, mark.value())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read pid");
+        let sleep: i32 = line.trim().parse().expect("pid");
+        let sh = child.id() as i32;
+        let members = run_members(&mark);
+        assert!(members.contains(&sh) && members.contains(&sleep), "{members:?}");
+        assert!(run_members(&RunMark::fresh()).is_empty());
+        assert!(all_descendants().contains(&sleep));
+        let killed = signal_run(&mark, Signal::SIGKILL);
+        assert!(killed.contains(&sh) && killed.contains(&sleep), "{killed:?}");
+        assert!(!child.wait().expect("wait").success());
     }
 }
