@@ -143,9 +143,6 @@ impl RunProcesses {
 
     fn reap_later(&self) {
         let killed = self.lock_killed().take().unwrap_or_default();
-        if killed.is_empty() {
-            return;
-        }
         let leader = self.leader;
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(tree::reap(killed, leader, REAP_WITHIN));

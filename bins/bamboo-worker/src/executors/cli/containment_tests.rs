@@ -189,3 +189,27 @@ fn the_approval_names_the_exact_command_of_the_run() {
         "May this agent run `codex exec (assignment on stdin)`?"
     );
 }
+
+/// An orphan adopted by the worker that exits by itself during the run is
+/// reaped at its end, not left a zombie (a pooled worker serves many runs).
+#[tokio::test]
+async fn adopted_descendants_that_exit_during_the_run_are_reaped() {
+    let exec = sh("(setsid sleep 0.2 & echo $!); (sleep 0.2 & echo $!); sleep 0.8; echo done");
+    let out = tokio::time::timeout(LIMIT, exec.run(RunRequest::new(""), test_run(None).ctx))
+        .await
+        .expect("the run ends");
+    assert_eq!(out.status, TerminalStatus::Completed, "{out:?}");
+    let result = out.result.unwrap_or_default();
+    let pids: Vec<u32> = result
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{result}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exists = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    while pids.iter().any(exists) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<&u32> = pids.iter().filter(|p| exists(p)).collect();
+    assert!(left.is_empty(), "not reaped: {left:?}");
+}

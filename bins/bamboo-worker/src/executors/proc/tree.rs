@@ -71,6 +71,8 @@ pub fn adopt_orphans() -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Proc {
     ppid: i32,
+    pgrp: i32,
+    session: i32,
     zombie: bool,
 }
 
@@ -84,8 +86,12 @@ fn parse_stat(stat: &str) -> Option<Proc> {
     let mut fields = rest.split_whitespace();
     let state = fields.next()?;
     let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
     Some(Proc {
         ppid,
+        pgrp,
+        session,
         zombie: state == "Z",
     })
 }
@@ -239,12 +245,31 @@ pub fn kill_all_descendants() -> usize {
     sweep(Signal::SIGKILL, SWEEP_PASSES, all_descendants).len()
 }
 
+/// This process's zombie children that nobody else waits for: those in the
+/// run's process group `group` other than its leader (tokio's child), and
+/// session leaders (adopted `setsid` escapees; the programs we spawn never
+/// lead a session). They exited on their own after being adopted.
+fn adopted_zombies(group: i32) -> Vec<i32> {
+    let me = own_pid();
+    Children::now()
+        .of(me)
+        .into_iter()
+        .filter(|&pid| pid != group)
+        .filter(|&pid| {
+            read_proc(pid)
+                .is_some_and(|p| p.zombie && p.ppid == me && (p.pgrp == group || p.session == pid))
+        })
+        .collect()
+}
+
 /// Reaps, within `within`, those of `pids` that end up as this process's
-/// zombies (children of killed processes are re-parented here). `skip` is
-/// a child someone else waits for (the run's program, owned by tokio).
-pub async fn reap(mut pids: HashSet<i32>, skip: Option<i32>, within: Duration) {
-    if let Some(s) = skip {
-        pids.remove(&s);
+/// zombies (children of killed processes are re-parented here), and the
+/// run's adopted zombies (see `adopted_zombies`). `leader` is the run's
+/// program, which tokio waits for, and leads the run's process group.
+pub async fn reap(mut pids: HashSet<i32>, leader: Option<i32>, within: Duration) {
+    if let Some(l) = leader {
+        pids.extend(adopted_zombies(l));
+        pids.remove(&l);
     }
     let deadline = tokio::time::Instant::now() + within;
     let me = own_pid();
@@ -290,8 +315,8 @@ mod tests {
 
     #[test]
     fn the_stat_line_is_read_past_a_tricky_command_name() {
-        let p = parse_stat("42 (a) Z (b) S 7 42 42 0").expect("parses");
-        assert_eq!(p.ppid, 7);
+        let p = parse_stat("42 (a) Z (b) S 7 40 41 0").expect("parses");
+        assert_eq!((p.ppid, p.pgrp, p.session), (7, 40, 41));
         assert!(!p.zombie);
         let p = parse_stat("43 (sleep) Z 1 43 43 0").expect("parses");
         assert!(p.zombie);
@@ -320,11 +345,17 @@ mod tests {
         let sleep: i32 = line.trim().parse().expect("pid");
         let sh = child.id() as i32;
         let members = run_members(&mark);
-        assert!(members.contains(&sh) && members.contains(&sleep), "{members:?}");
+        assert!(
+            members.contains(&sh) && members.contains(&sleep),
+            "{members:?}"
+        );
         assert!(run_members(&RunMark::fresh()).is_empty());
         assert!(all_descendants().contains(&sleep));
         let killed = signal_run(&mark, Signal::SIGKILL);
-        assert!(killed.contains(&sh) && killed.contains(&sleep), "{killed:?}");
+        assert!(
+            killed.contains(&sh) && killed.contains(&sleep),
+            "{killed:?}"
+        );
         assert!(!child.wait().expect("wait").success());
     }
 }
