@@ -59,9 +59,8 @@ impl FileStore {
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let sessions = data_dir.as_ref().join("sessions");
         let index_dir = data_dir.as_ref().join("children");
-        // A data directory created here is 0700 like these two; one that
-        // already existed is left as it is (it may be shared), the
-        // owner-only subdirectories keep its sessions private anyway.
+        let data = data_dir.as_ref().to_path_buf();
+        blocking(&data.clone(), move || private::claim_data_dir(&data)).await?;
         for dir in [&sessions, &index_dir] {
             let owned = dir.clone();
             blocking(dir, move || private::create_private_dir_all(&owned)).await?;

@@ -38,6 +38,28 @@ pub(crate) fn create_private_dir_all(path: &Path) -> io::Result<()> {
     narrow(path, DIR_MODE)
 }
 
+/// Makes the data directory `path` owner-only where it is the engine's: it
+/// is created 0700 when missing, and narrowed to 0700 when it is empty (made
+/// for us, like a temporary directory) or holds an earlier engine's
+/// `engine.lock`. Any other existing directory may be shared (`$HOME`,
+/// `/tmp`) and keeps its mode; the owner-only subdirectories keep the
+/// sessions private anyway. Narrowing is best effort: a directory we may not
+/// chmod is used as it is, with a warning.
+pub(crate) fn claim_data_dir(path: &Path) -> io::Result<()> {
+    let fresh = match std::fs::read_dir(path) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return create_private_dir_all(path),
+        Err(e) => return Err(e),
+    };
+    if fresh || path.join("engine.lock").exists() {
+        if let Err(e) = narrow(path, DIR_MODE) {
+            tracing::warn!(dir = %path.display(), error = %e,
+                "cannot make the data directory owner-only (0700); its sessions/ stays private");
+        }
+    }
+    Ok(())
+}
+
 /// `OpenOptions` that create files as 0600 (the umask can only narrow it;
 /// [`open_private`] also fixes a file it finds wider).
 pub(crate) fn private_file_options() -> OpenOptions {

@@ -406,9 +406,30 @@ async fn wider_modes_left_by_an_earlier_version_are_narrowed() {
     wide(&sessions, 0o755);
     wide(&dir.path().join("children"), 0o755);
     wide(&file, 0o644);
+    wide(dir.path(), 0o755);
     let s = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(mode(dir.path()), 0o700, "an engine's data directory");
     assert_eq!(mode(&sessions), 0o700);
     assert_eq!(mode(&dir.path().join("children")), 0o700);
     s.update(&parent.id, push("again")).await.unwrap();
     assert_eq!(mode(&file), 0o600);
+}
+
+/// A data directory made for the engine (empty, like the front door's
+/// temporary one) is narrowed; a populated one that is not an engine's may
+/// be shared and keeps its mode.
+#[tokio::test]
+async fn an_empty_data_directory_is_narrowed_and_a_shared_one_is_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(fresh.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(FileStore::open(fresh.path()).await.unwrap());
+    assert_eq!(mode(fresh.path()), 0o700);
+
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("notes.txt"), b"someone else's").unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(FileStore::open(shared.path()).await.unwrap());
+    assert_eq!(mode(shared.path()), 0o755);
+    assert_eq!(mode(&shared.path().join("sessions")), 0o700);
 }
