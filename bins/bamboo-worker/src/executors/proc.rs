@@ -121,6 +121,8 @@ impl RunProcesses {
         if self.lock_killed().is_none() {
             self.kill_leftovers();
         }
+        // Already signalled: a later kill could hit a recycled group id.
+        self.group.pgid = None;
         self.done = true;
         self.reap_later();
     }
@@ -137,6 +139,7 @@ impl RunProcesses {
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
         self.kill_leftovers();
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+        self.group.pgid = None;
         self.done = true;
         self.reap_later();
     }
