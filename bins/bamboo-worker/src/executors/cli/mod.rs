@@ -263,21 +263,9 @@ impl CliExecutor {
                 &abort,
                 &procs,
             );
-            let stop = async {
-                match deadline {
-                    Some(d) => tokio::select! {
-                        _ = abort.cancelled() => Stop::Cancelled,
-                        _ = tokio::time::sleep_until(d) => Stop::TimedOut,
-                    },
-                    None => {
-                        abort.cancelled().await;
-                        Stop::Cancelled
-                    }
-                }
-            };
             tokio::select! {
                 biased;
-                s = stop => Err(s),
+                s = stop_reason(&abort, deadline) => Err(s),
                 status = program => Ok(status),
             }
         };
@@ -295,14 +283,7 @@ impl CliExecutor {
             }
             Ok(status) => {
                 procs.finish();
-                let tail = match stderr {
-                    Some(task) => tokio::time::timeout(OUTPUT_DRAIN, task)
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default(),
-                    None => String::new(),
-                };
+                let tail = stderr_tail(stderr).await;
                 self.conclude(collected, status, &tail, ctx).await
             }
         }
@@ -352,6 +333,33 @@ impl CliExecutor {
 enum Stop {
     Cancelled,
     TimedOut,
+}
+
+/// Resolves when the run must stop before its program ends.
+async fn stop_reason(abort: &CancellationToken, deadline: Option<Instant>) -> Stop {
+    match deadline {
+        Some(d) => tokio::select! {
+            _ = abort.cancelled() => Stop::Cancelled,
+            _ = tokio::time::sleep_until(d) => Stop::TimedOut,
+        },
+        None => {
+            abort.cancelled().await;
+            Stop::Cancelled
+        }
+    }
+}
+
+/// The stderr tail once the program exited; a leftover still holding
+/// stderr gets [`OUTPUT_DRAIN`], not the run.
+async fn stderr_tail(reader: Option<tokio::task::JoinHandle<String>>) -> String {
+    match reader {
+        Some(task) => tokio::time::timeout(OUTPUT_DRAIN, task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => String::new(),
+    }
 }
 
 #[async_trait]
