@@ -310,7 +310,7 @@ fn front_door_runs_cli_children_and_gates_them_on_approval() {
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{text}");
     assert!(
-        text.contains(r#"token "did first\n""#) && text.contains("2 of 2 runs completed"),
+        text.contains("[first] did first\n") && text.contains("2 of 2 runs completed"),
         "{text}"
     );
     let denied = run("none");

@@ -111,7 +111,12 @@ pub async fn drive(
                     break;
                 }
             },
-            _ = tick.tick(), if front.status.is_some() => front.draw(),
+            _ = tick.tick() => {
+                if super::out::stdout_reader_gone() {
+                    front.stop_early(Stop::StdoutClosed);
+                }
+                front.draw();
+            }
         }
     }
     Ok(front.finish())

@@ -61,7 +61,7 @@ pub fn auto_name(assignment: &str) -> String {
         .take(AUTO_WORDS)
         .collect();
     let joined: String = words.join("-").chars().take(MAX_AUTO_CHARS).collect();
-    let trimmed = joined.trim_end_matches(['-', '.']);
+    let trimmed = joined.trim_matches(['-', '.']);
     if trimmed.is_empty() {
         "child".into()
     } else {
@@ -116,5 +116,6 @@ mod tests {
             "supercalifragilistic"
         );
         assert_eq!(auto_name("__fail:x"), "child");
+        assert_eq!(auto_name("-dash"), "dash");
     }
 }

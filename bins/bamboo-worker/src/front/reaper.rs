@@ -28,9 +28,10 @@ pub struct TempData {
 impl TempData {
     /// Creates the directory and starts its reaper.
     pub fn create() -> anyhow::Result<Self> {
-        // tempfile creates directories with mode 0700 on Unix.
+        // Session data is private: 0700 from the start.
         let dir = tempfile::Builder::new()
             .prefix(PREFIX)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .context("cannot create a temporary data directory: check that TMPDIR is writable, or pass --data-dir")?;
         let lifeline = start_reaper(dir.path())?;
