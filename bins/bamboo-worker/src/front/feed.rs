@@ -1,25 +1,10 @@
 //! The engine's streams as the front door consumes them: the root session's
-//! event log and the approval requests under it.
-//!
-//! TEMPORARY (until the lossless event log lands on main): built on the
-//! lossy `Engine::subscribe`; the real version wraps `Engine::events` and
-//! `Engine::approval_requests`.
+//! lossless event log from its start, and the approval requests under it.
 
-use bamboo_domain::AgentEvent;
-use bamboo_engine::Engine;
+use bamboo_engine::{Engine, Since};
 use futures::stream::{BoxStream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
 
-/// One event of the root's log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoggedEvent {
-    /// 1-based position in the log.
-    pub seq: u64,
-    /// When it was logged.
-    pub time: chrono::DateTime<chrono::Utc>,
-    /// The event.
-    pub event: AgentEvent,
-}
+pub use bamboo_engine::LoggedEvent;
 
 /// A request waiting for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,49 +23,24 @@ pub struct PendingAsk {
     pub resource: String,
 }
 
-/// Every event of `root`'s log from the start, in order.
+/// Every event of `root`'s log from the start, in order, without gaps (a
+/// lost stretch is said explicitly by an `events_truncated` event).
 pub fn events(engine: &Engine, root: &str) -> BoxStream<'static, LoggedEvent> {
-    let rx = engine.subscribe(root);
-    futures::stream::unfold((rx, 0u64), |(mut rx, seq)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    let item = LoggedEvent {
-                        seq: seq + 1,
-                        time: chrono::Utc::now(),
-                        event,
-                    };
-                    return Some((item, (rx, seq + 1)));
-                }
-                Err(RecvError::Lagged(n)) => tracing::warn!(lost = n, "event stream lagged"),
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    })
-    .boxed()
+    engine.events(root, Since::Start).boxed()
 }
 
-/// Approval requests under `root` that wait for a person.
+/// Approval requests under `root` that wait for a person: every one open
+/// now, then each new one.
 pub fn approvals(engine: &Engine, root: &str) -> BoxStream<'static, PendingAsk> {
-    events(engine, root)
-        .filter_map(|logged| async move {
-            match logged.event {
-                AgentEvent::ChildApprovalRequested {
-                    child_session_id,
-                    request_id,
-                    tool_name,
-                    permission,
-                    resource,
-                } => Some(PendingAsk {
-                    id: request_id,
-                    child_session_id,
-                    parent_session_id: None,
-                    tool_name,
-                    permission,
-                    resource,
-                }),
-                _ => None,
-            }
+    engine
+        .approval_requests(Some(root))
+        .map(|p| PendingAsk {
+            parent_session_id: p.ancestry.first().cloned(),
+            id: p.id,
+            child_session_id: p.child_session_id,
+            tool_name: p.tool_name,
+            permission: p.permission,
+            resource: p.resource,
         })
         .boxed()
 }
