@@ -448,3 +448,51 @@ fn on_a_terminal_the_status_area_shows_and_a_prompt_answered_a_covers_the_run() 
     );
     assert!(text.contains("2 of 2 runs completed"), "{text}");
 }
+
+/// Issue 8 (6): without a terminal a gated action is denied, and the note
+/// says how to allow it; `--approve-tool` allows exactly that tool.
+#[test]
+fn without_a_terminal_denials_say_how_to_allow_and_approve_tool_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let denied = run_in(tmp.path())
+        .arg("__approve:write_file x")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&denied.stdout),
+        String::from_utf8_lossy(&denied.stderr),
+    );
+    assert!(stdout.contains("denied:write_file"), "{stdout}");
+    assert!(
+        stderr.contains("--approve-tool write_file") && stderr.contains("--approve all"),
+        "{stderr}"
+    );
+    let allowed = run_in(tmp.path())
+        .args(["--approve-tool", "write_file", "__approve:write_file x"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert!(stdout.contains("approved:write_file"), "{stdout}");
+}
+
+/// Issue 9: `--run-timeout` caps each child's run (humane units accepted);
+/// a bad value is a usage error (exit 2) naming the accepted forms.
+#[test]
+fn run_timeout_caps_a_child_and_bad_durations_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path())
+        .args(["--run-timeout", "1s", "--name", "sleepy", "__sleep_ms:30000 x"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[sleepy] timeout"), "{stdout}");
+    let bad = run_in(tmp.path())
+        .args(["--idle-timeout", "soon", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("15m"));
+}

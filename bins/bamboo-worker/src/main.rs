@@ -88,90 +88,105 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    // --- What to run ---
+    // --- Assignments ---
     /// Assignments, one child each.
-    #[arg(value_name = "ASSIGNMENT")]
+    #[arg(help_heading = "Assignments", value_name = "ASSIGNMENT")]
     assignments: Vec<String>,
     /// An assignment (repeatable); may start with `-`.
-    #[arg(long = "assignment", value_name = "TEXT", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Assignments",
+        long = "assignment",
+        value_name = "TEXT",
+        allow_hyphen_values = true
+    )]
     more_assignments: Vec<String>,
     /// Read one assignment per line from FILE (`-`: stdin); empty lines are skipped.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Assignments", long, value_name = "FILE")]
     from: Option<PathBuf>,
     /// A short name for the child of the same position (repeatable; order:
     /// positional assignments, then --assignment, then --from lines)
     /// [default: the assignment's first words].
-    #[arg(long = "name", value_name = "NAME")]
+    #[arg(help_heading = "Assignments", long = "name", value_name = "NAME")]
     names: Vec<String>,
 
     // --- Executor ---
     /// Which executor the children run.
-    #[arg(long, value_enum, default_value_t = ExecutorKind::Echo)]
+    #[arg(help_heading = "Executor", long, value_enum, default_value_t = ExecutorKind::Echo)]
     executor: ExecutorKind,
     /// cli: the agent program to run (or give it after `--`).
-    #[arg(long, value_name = "PROG")]
+    #[arg(help_heading = "Executor", long, value_name = "PROG")]
     command: Option<String>,
     /// cli: an argument for the program (repeatable); `{assignment}` is replaced
     /// by the assignment, otherwise the assignment arrives on its stdin.
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Executor",
+        long = "arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
     args: Vec<String>,
     /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
     /// cli (optional): the provider whose API key the program gets in its
     /// environment, under its usual variable; without it the program gets no key.
-    #[arg(long, value_name = "PROVIDER/MODEL")]
+    #[arg(help_heading = "Executor", long, value_name = "PROVIDER/MODEL")]
     model: Option<String>,
     /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Executor", long, value_name = "URL")]
     base_url: Option<String>,
     /// llm, cli: environment variable holding the API key [default: the provider's
     /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
     /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
     /// never in their argv or env; a cli program gets it in its own env.
-    #[arg(long, value_name = "VAR")]
+    #[arg(help_heading = "Executor", long, value_name = "VAR")]
     api_key_env: Option<String>,
     /// Working directory of the children [default: the current directory].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Executor", long, value_name = "DIR")]
     workspace: Option<PathBuf>,
 
     // --- Approvals ---
     /// How gated actions are answered. The program you name for --executor cli
     /// is approved by naming it (unless `none`). [default: ask on a terminal;
     /// without one, deny with a note saying how to allow]
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Approvals", long, value_enum)]
     approve: Option<ApproveMode>,
     /// Approve every request of this tool, e.g. write_file, run_command,
     /// spawn_subagent (repeatable).
-    #[arg(long = "approve-tool", value_name = "TOOL")]
+    #[arg(help_heading = "Approvals", long = "approve-tool", value_name = "TOOL")]
     approve_tools: Vec<String>,
 
     // --- Limits ---
     /// At most this many children run at once.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(help_heading = "Limits", long, default_value_t = 8, value_name = "N")]
     max_running: usize,
     /// Per-child cap on a run's total time: seconds, or 90s, 15m, 1h [default: 1h].
-    #[arg(long, value_name = "DURATION", value_parser = front::units::parse_duration)]
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
     run_timeout: Option<Duration>,
     /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
-    #[arg(long, value_name = "DURATION", value_parser = front::units::parse_duration)]
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
     idle_timeout: Option<Duration>,
 
     // --- Output ---
     /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
-    #[arg(long, conflicts_with = "quiet")]
+    #[arg(help_heading = "Output", long, conflicts_with = "quiet")]
     json: bool,
     /// Print the results only.
-    #[arg(short, long)]
+    #[arg(help_heading = "Output", short, long)]
     quiet: bool,
 
     // --- Sessions and workers ---
     /// Keep sessions in this directory [default: a temporary one, removed at exit].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Sessions and workers", long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Worker program to spawn instead of this binary (any protocol-v1 worker).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Sessions and workers", long, value_name = "PATH")]
     worker_bin: Option<PathBuf>,
     /// A fixed argument for the worker program (repeatable).
-    #[arg(long = "worker-arg", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Sessions and workers",
+        long = "worker-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
     worker_args: Vec<String>,
 
     /// cli: the program and its arguments, after `--`.

@@ -171,6 +171,7 @@ mod tests {
         ApprovalRequest {
             parent_session_id: "root".into(),
             child_session_id: "c".into(),
+            ancestry: vec!["root".into()],
             tool_name: tool.into(),
             permission: "execute".into(),
             resource: resource.into(),

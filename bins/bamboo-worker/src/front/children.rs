@@ -2,7 +2,9 @@
 //! count and outcome, and the display names of nested (grandchild) sessions.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use bamboo_domain::{AgentEvent, CompletionStatus};
 
@@ -28,10 +30,10 @@ pub struct Child {
     pub name: String,
     /// Current phase.
     pub phase: Phase,
-    /// When its run started.
-    pub started: Option<Instant>,
-    /// When its run ended.
-    pub ended: Option<Instant>,
+    /// When its run started (log time).
+    pub started: Option<DateTime<Utc>>,
+    /// When its run ended (log time).
+    pub ended: Option<DateTime<Utc>>,
     /// `token` events seen.
     pub tokens: u64,
     /// Why it did not complete.
@@ -42,12 +44,13 @@ pub struct Child {
 
 impl Child {
     /// Run time so far (or in total once ended).
-    pub fn elapsed(&self, now: Instant) -> Duration {
-        match (self.started, self.ended) {
-            (Some(s), Some(e)) => e.saturating_duration_since(s),
-            (Some(s), None) => now.saturating_duration_since(s),
-            _ => Duration::ZERO,
-        }
+    pub fn elapsed(&self, now: DateTime<Utc>) -> Duration {
+        let span = match (self.started, self.ended) {
+            (Some(s), Some(e)) => e - s,
+            (Some(s), None) => now - s,
+            _ => chrono::TimeDelta::zero(),
+        };
+        span.to_std().unwrap_or(Duration::ZERO)
     }
 }
 
@@ -156,7 +159,7 @@ impl Children {
 
     /// Updates the phase and counters for one logged event about `who`;
     /// returns true when it ended a top-level child's run.
-    pub fn apply(&mut self, who: &Who, event: &AgentEvent, now: Instant) -> bool {
+    pub fn apply(&mut self, who: &Who, event: &AgentEvent, now: DateTime<Utc>) -> bool {
         let Some(child) = self.list.get_mut(who.top) else {
             return false;
         };
@@ -251,7 +254,7 @@ mod tests {
     fn phases_follow_the_log_and_only_top_completions_close_a_child() {
         let mut c = Children::default();
         c.add("a".into(), "alpha".into());
-        let now = Instant::now();
+        let now = Utc::now();
         let a = c.who("root", "a").unwrap();
         let started = AgentEvent::SubAgentStarted {
             parent_session_id: "root".into(),

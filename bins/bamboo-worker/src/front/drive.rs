@@ -261,7 +261,7 @@ impl<'a> Front<'a> {
         }
         let printed = self.print(&logged, who.as_ref());
         let Some(who) = who else { return };
-        let ended = self.children.apply(&who, &logged.event, Instant::now());
+        let ended = self.children.apply(&who, &logged.event, logged.time);
         if ended {
             self.fetch_result(&who).await;
             let printed =
@@ -295,9 +295,22 @@ impl<'a> Front<'a> {
         }
     }
 
-    /// Events about no child: a note that some of the log was lost.
+    /// Events about no child, e.g. a note that some of the log was lost.
     fn unattributed(&mut self, event: &AgentEvent) -> Result<(), Closed> {
-        let text = serde_json::to_string(event).unwrap_or_default();
+        let text = match event {
+            AgentEvent::EventsTruncated {
+                first_seq,
+                last_seq,
+                reason,
+                ..
+            } => {
+                let text =
+                    format!("events {first_seq}..={last_seq} of this run were lost: {reason}");
+                self.note(&text);
+                text
+            }
+            other => serde_json::to_string(other).unwrap_or_default(),
+        };
         self.out.write(&format!("[bamboo] note: {text}\n"))
     }
 

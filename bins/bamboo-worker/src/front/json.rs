@@ -74,7 +74,7 @@ pub fn summary(
     started: Instant,
 ) -> Result<(), Closed> {
     let now = Instant::now();
-    let lines: Vec<ChildLine<'_>> = children.iter().map(|c| child_line(c, now)).collect();
+    let lines: Vec<ChildLine<'_>> = children.iter().map(child_line).collect();
     let completed = lines.iter().filter(|c| c.status == "completed").count();
     let line = SummaryLine {
         kind: "summary",
@@ -88,7 +88,7 @@ pub fn summary(
     write_line(out, &line)
 }
 
-fn child_line(c: &Child, now: Instant) -> ChildLine<'_> {
+fn child_line(c: &Child) -> ChildLine<'_> {
     let status = match c.phase {
         Phase::Done(s) => s.to_string(),
         Phase::Queued => "queued".into(),
@@ -99,7 +99,7 @@ fn child_line(c: &Child, now: Instant) -> ChildLine<'_> {
         child_id: &c.id,
         name: &c.name,
         status,
-        duration_ms: millis(c.elapsed(now)),
+        duration_ms: millis(c.elapsed(chrono::Utc::now())),
         tokens: c.tokens,
         result: c.result.as_deref(),
         error: c.error.as_deref(),

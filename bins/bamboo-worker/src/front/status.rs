@@ -91,7 +91,7 @@ impl StatusArea {
             lines.push(format!(
                 "   {} {what} {} · {} tokens",
                 self.style.tag(i, &c.name),
-                human_duration(c.elapsed(now)),
+                human_duration(c.elapsed(chrono::Utc::now())),
                 c.tokens
             ));
         }
@@ -121,7 +121,7 @@ mod tests {
                 child_session_id: format!("id{i}"),
                 title: None,
             };
-            c.apply(&w, &started, now);
+            c.apply(&w, &started, chrono::Utc::now());
         }
         let area = StatusArea::new(Style {
             colour: false,

@@ -20,7 +20,7 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
             [
                 c.name.clone(),
                 status(c).to_owned(),
-                human_duration(c.elapsed(now)),
+                human_duration(c.elapsed(chrono::Utc::now())),
                 first_line(c.error.as_deref().unwrap_or(""), 80),
             ]
         })
@@ -114,7 +114,7 @@ mod tests {
             status: CompletionStatus::Error,
             error: Some("kaput\nstderr tail".into()),
         };
-        c.apply(&b, &done, t);
+        c.apply(&b, &done, chrono::Utc::now());
         let lines = table(c.all(), true, t);
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
