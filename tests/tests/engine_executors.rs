@@ -288,7 +288,10 @@ async fn front_door_runs_llm_children_with_the_key_from_its_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The streamed answer is the result: shown once, not printed again.
-    assert!(text.contains("[say-hi] hi from the model\n[say-hi] completed"), "{text}");
+    assert!(
+        text.contains("[say-hi] hi from the model\n[say-hi] completed"),
+        "{text}"
+    );
     let auth = server.received()[0]
         .headers
         .iter()

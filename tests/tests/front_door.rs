@@ -483,7 +483,13 @@ fn without_a_terminal_denials_say_how_to_allow_and_approve_tool_allows() {
 fn run_timeout_caps_a_child_and_bad_durations_are_usage_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run_in(tmp.path())
-        .args(["--run-timeout", "1s", "--name", "sleepy", "__sleep_ms:30000 x"])
+        .args([
+            "--run-timeout",
+            "1s",
+            "--name",
+            "sleepy",
+            "__sleep_ms:30000 x",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

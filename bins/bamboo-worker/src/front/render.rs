@@ -131,8 +131,9 @@ impl Human {
 
     fn flush_partial(&mut self, out: &mut Out, who: &Who) -> Result<(), Closed> {
         match self.partial.remove(&who.session_id) {
-            Some(rest) if !self.quiet => {
-                let text = self.style.clean(&rest).into_owned();
+            // The unterminated rest of the text: trailing blanks say nothing.
+            Some(rest) if !self.quiet && !rest.trim_end().is_empty() => {
+                let text = self.style.clean(rest.trim_end()).into_owned();
                 self.line(out, who, &text)
             }
             _ => Ok(()),
