@@ -99,8 +99,8 @@ fn read_all(r: Option<impl Read>) -> String {
     text
 }
 
-/// Issue 8, lossless: 3000 echo children with stdout to a file all complete,
-/// and every result line is there.
+/// Issue 8, lossless (E7, E12): 3000 echo children with stdout to a file all
+/// complete, and every result line is there.
 #[test]
 fn three_thousand_children_all_complete_with_every_result_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -136,7 +136,7 @@ fn three_thousand_children_all_complete_with_every_result_line() {
     assert!(leftovers(tmp.path()).is_empty());
 }
 
-/// Issue 8, lossless under back-pressure: a cli child printing 200,000 lines,
+/// Issue 8, lossless under back-pressure (E7): a cli child printing 200,000 lines,
 /// read slowly through a pipe, arrives whole and in order.
 #[test]
 fn two_hundred_thousand_lines_arrive_in_order_through_a_slow_pipe() {
@@ -243,7 +243,7 @@ fn json_output_is_one_documented_object_per_line() {
     assert_eq!(kids[1]["error"], "boom");
 }
 
-/// Issue 8 (5): the first SIGINT or SIGTERM to the front door's process
+/// Issue 8 (5), E19: the first SIGINT or SIGTERM to the front door's process
 /// group cancels every child, prints the summary and exits 130; the workers
 /// are gone within a second of its exit, and so is the temporary directory.
 #[test]
@@ -385,7 +385,7 @@ fn sigkill_of_the_front_door_leaves_no_temporary_directory() {
         .all(|p| process_gone(*p))));
 }
 
-/// Issue 8 (3, 6) on a pseudo-terminal (`script`): the status area appears, a
+/// Issue 8 (3, 6), E17, on a pseudo-terminal (`script`): the status area appears, a
 /// gated action prompts with the child's name, and `a` approves that tool for
 /// the rest of the run (the second request is not asked again).
 #[test]
@@ -449,7 +449,7 @@ fn on_a_terminal_the_status_area_shows_and_a_prompt_answered_a_covers_the_run() 
     assert!(text.contains("2 of 2 runs completed"), "{text}");
 }
 
-/// Issue 8 (6): without a terminal a gated action is denied, and the note
+/// Issue 8 (6), E17: without a terminal a gated action is denied, and the note
 /// says how to allow it; `--approve-tool` allows exactly that tool.
 #[test]
 fn without_a_terminal_denials_say_how_to_allow_and_approve_tool_allows() {
@@ -477,7 +477,7 @@ fn without_a_terminal_denials_say_how_to_allow_and_approve_tool_allows() {
     assert!(stdout.contains("approved:write_file"), "{stdout}");
 }
 
-/// Issue 9: `--run-timeout` caps each child's run (humane units accepted);
+/// Issue 9, E9: `--run-timeout` caps each child's run (humane units accepted);
 /// a bad value is a usage error (exit 2) naming the accepted forms.
 #[test]
 fn run_timeout_caps_a_child_and_bad_durations_are_usage_errors() {
@@ -501,4 +501,21 @@ fn run_timeout_caps_a_child_and_bad_durations_are_usage_errors() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("15m"));
+}
+
+/// E18: a child's own spawn is shown under its parent's name (`name/1`).
+#[test]
+fn nested_spawns_are_shown_under_their_parents_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path())
+        .args(["--name", "boss", "__spawn:helper-task"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("[boss/1] helper-task\n"), "{stdout}");
+    assert!(
+        stdout.contains("[boss] completed: echo: spawned:echo: helper-task"),
+        "{stdout}"
+    );
 }
