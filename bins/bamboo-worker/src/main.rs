@@ -218,14 +218,14 @@ fn run_command(args: RunArgs) -> ExitCode {
     let options = match run_options(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("bamboo-worker run: {e:#}");
+            front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
             return ExitCode::from(front::exit::USAGE);
         }
     };
     match run_front(options) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("bamboo-worker run: {e:#}");
+            front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
             ExitCode::from(front::exit::SOME_FAILED)
         }
     }

@@ -358,7 +358,7 @@ impl<'a> Front<'a> {
     /// A line for the person at the terminal, on stderr.
     fn note(&mut self, text: &str) {
         self.hide();
-        eprintln!("bamboo-worker run: {text}");
+        super::out::to_stderr(&format!("bamboo-worker run: {text}"));
     }
 
     fn hide(&mut self) {

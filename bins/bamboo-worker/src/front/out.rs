@@ -70,3 +70,10 @@ pub fn stdout_reader_gone() -> bool {
         _ => false,
     }
 }
+
+/// Writes one line to stderr; a closed stderr is ignored (unlike `eprintln!`,
+/// which would panic).
+pub fn to_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}

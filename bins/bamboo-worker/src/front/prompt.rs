@@ -109,7 +109,7 @@ async fn question(ask: &Ask) -> Option<(bool, bool)> {
         if let Some(answer) = parse_answer(&line) {
             return Some(answer);
         }
-        eprintln!("  please answer y, n, a or N");
+        super::out::to_stderr("  please answer y, n, a or N");
     }
 }
 
