@@ -10,6 +10,7 @@ use anyhow::Context;
 use bamboo_domain::{AgentEvent, CompletionStatus};
 use bamboo_engine::{CreateChild, Engine};
 use futures::stream::{BoxStream, StreamExt};
+use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::approve::Remembered;
@@ -26,6 +27,8 @@ use super::{exit, json, prompt, summary, Fallback, Outcome, OutputMode, RunOptio
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// Status area refresh period.
 const TICK: Duration = Duration::from_millis(150);
+/// Most events printed between two flushes of stdout.
+const BATCH: usize = 256;
 
 /// Why the loop stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,15 +87,9 @@ pub async fn drive(
         tokio::select! {
             biased;
             sig = interrupts.next() => {
-                if front.stop == Some(Stop::Interrupted) {
-                    front.note(&format!("second {sig}: stopping now"));
-                    return Ok(Outcome { exit_code: exit::INTERRUPTED, hard: true });
+                if let Some(hard) = front.interrupted(sig) {
+                    return Ok(hard);
                 }
-                front.note(&format!(
-                    "{sig}: cancelling {} children (again to stop at once)",
-                    front.children.open()
-                ));
-                front.stop_early(Stop::Interrupted);
             }
             _ = sleep_until(deadline) => {
                 front.note("children did not end in time; stopping the engine");
@@ -105,7 +102,17 @@ pub async fn drive(
                 }
             }
             logged = events.next() => match logged {
-                Some(logged) => front.event(logged).await,
+                Some(logged) => {
+                    front.event(logged).await;
+                    // Print what is already there before flushing: one write
+                    // per batch, not per event.
+                    for _ in 0..BATCH {
+                        match events.next().now_or_never() {
+                            Some(Some(more)) => front.event(more).await,
+                            _ => break,
+                        }
+                    }
+                }
                 None => {
                     front.note("the engine's event stream ended before every child finished");
                     break;
@@ -195,6 +202,24 @@ impl<'a> Front<'a> {
             self.children.add(child.id, name.clone());
         }
         Ok(())
+    }
+
+    /// The first interrupt starts the graceful stop; a second one returns
+    /// the outcome to leave with at once.
+    fn interrupted(&mut self, sig: &str) -> Option<Outcome> {
+        if self.stop == Some(Stop::Interrupted) {
+            self.note(&format!("second {sig}: stopping now"));
+            return Some(Outcome {
+                exit_code: exit::INTERRUPTED,
+                hard: true,
+            });
+        }
+        self.note(&format!(
+            "{sig}: cancelling {} children (again to stop at once)",
+            self.children.open()
+        ));
+        self.stop_early(Stop::Interrupted);
+        None
     }
 
     fn stop_early(&mut self, why: Stop) {
