@@ -170,11 +170,11 @@ impl Human {
             let text = self.style.dim("completed");
             return self.line(out, who, &text);
         }
-        let text = self.style.clean(result).into_owned();
-        let mut lines = text.trim_end().lines();
-        let first = lines.next().unwrap_or("");
+        let mut lines = result.trim_end().lines();
+        let first = self.style.clean(lines.next().unwrap_or("")).into_owned();
         self.line(out, who, &format!("completed: {first}"))?;
         for more in lines {
+            let more = self.style.clean(more).into_owned();
             self.line(out, who, &format!("  {more}"))?;
         }
         Ok(())
@@ -188,9 +188,11 @@ impl Human {
         error: Option<&str>,
     ) -> Result<(), Closed> {
         let error = error.unwrap_or("no reason given");
-        let text = self.style.clean(error).into_owned();
-        let mut lines = text.trim_end().lines();
-        let head = format!("{status}: {}", lines.next().unwrap_or(""));
+        let mut lines = error
+            .trim_end()
+            .lines()
+            .map(|l| self.style.clean(l).into_owned());
+        let head = format!("{status}: {}", lines.next().unwrap_or_default());
         if self.quiet {
             let mut err = std::io::stderr().lock();
             let _ = std::io::Write::write_fmt(&mut err, format_args!("[{}] {head}\n", who.label));
@@ -209,7 +211,8 @@ impl Human {
     }
 
     fn quiet_result(&mut self, out: &mut Out, who: &Who, result: &str) -> Result<(), Closed> {
-        if !self.tag_results {
+        if !self.tag_results && !self.style.sanitize {
+            // Not a terminal: the result exactly as the child gave it.
             out.write(result)?;
             return if result.ends_with('\n') {
                 Ok(())
@@ -218,7 +221,13 @@ impl Human {
             };
         }
         for line in result.trim_end().lines() {
-            self.line(out, who, line)?;
+            let line = self.style.clean(line);
+            if self.tag_results {
+                self.line(out, who, &line)?;
+            } else {
+                out.write(&line)?;
+                out.write("\n")?;
+            }
         }
         Ok(())
     }
@@ -247,6 +256,117 @@ fn already_streamed(tail: &str, result: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A Write that keeps what the renderer printed.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn who(label: &str, is_top: bool) -> Who {
+        Who {
+            top: 0,
+            label: label.into(),
+            session_id: label.into(),
+            is_top,
+        }
+    }
+
+    fn wrapped(event: AgentEvent) -> AgentEvent {
+        AgentEvent::SubAgentEvent {
+            parent_session_id: "root".into(),
+            child_session_id: "c".into(),
+            event: Box::new(event),
+        }
+    }
+
+    fn render(events: &[(Who, AgentEvent)], child: Option<Child>) -> String {
+        let buf = Buf::default();
+        let mut out = Out::new(Box::new(buf.clone()));
+        let style = Style {
+            colour: false,
+            sanitize: true,
+        };
+        let mut human = Human::new(style, false, 2);
+        for (w, e) in events {
+            human.event(&mut out, w, e).unwrap();
+        }
+        if let Some(c) = child {
+            human.finished(&mut out, &events[0].0, &c).unwrap();
+        }
+        out.flush().unwrap();
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn done(status: CompletionStatus, result: Option<&str>, error: Option<&str>) -> Child {
+        Child {
+            id: "c".into(),
+            name: "c".into(),
+            phase: Phase::Done(status),
+            started: None,
+            ended: None,
+            tokens: 0,
+            error: error.map(str::to_owned),
+            result: result.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn tokens_become_text_lines_and_tool_calls_one_line_each() {
+        let c = who("c", true);
+        let text = render(
+            &[
+                (c.clone(), wrapped(AgentEvent::token("Hel"))),
+                (c.clone(), wrapped(AgentEvent::token("lo \"you\"\nsecond"))),
+                (
+                    c.clone(),
+                    wrapped(AgentEvent::ToolStart {
+                        tool_call_id: "1".into(),
+                        tool_name: "read_file".into(),
+                        arguments: serde_json::json!({"path": "a.txt"}),
+                    }),
+                ),
+                (c.clone(), wrapped(AgentEvent::token("\u{1b}[2J done\n"))),
+            ],
+            Some(done(CompletionStatus::Completed, Some("the answer"), None)),
+        );
+        assert_eq!(
+            text,
+            "[c] Hello \"you\"\n[c] second\n[c] ⚙ read_file {\"path\":\"a.txt\"}\n[c] \u{fffd}[2J done\n[c] completed: the answer\n"
+        );
+    }
+
+    #[test]
+    fn a_streamed_result_is_not_repeated_and_a_failure_shows_its_stderr_tail() {
+        let c = who("c", true);
+        let text = render(
+            &[(c.clone(), wrapped(AgentEvent::token("all of it\n")))],
+            Some(done(CompletionStatus::Completed, Some("all of it\n"), None)),
+        );
+        assert_eq!(text, "[c] all of it\n[c] completed\n");
+        let text = render(
+            &[(c.clone(), wrapped(AgentEvent::token("x\n")))],
+            Some(done(
+                CompletionStatus::Error,
+                None,
+                Some("program failed\nstderr line"),
+            )),
+        );
+        assert_eq!(
+            text,
+            "[c] x\n[c] error: program failed\n[c]   stderr line\n"
+        );
+    }
 
     #[test]
     fn a_result_already_streamed_is_recognised_even_truncated() {
