@@ -48,6 +48,11 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// Worker processes of the front door `pid` (its children but the reaper).
 fn workers_of(pid: u32) -> Vec<u32> {
+    children_of(pid, false)
+}
+
+/// Children of `pid`: the temp-dir reaper (`reaper`), or all the others.
+fn children_of(pid: u32, reaper: bool) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
         let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -62,7 +67,7 @@ fn workers_of(pid: u32) -> Vec<u32> {
             .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|s| s.parse::<u32>().ok());
         let cmdline = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        if ppid == Some(pid) && !cmdline.contains("__reap-tempdir") && !process_gone(p) {
+        if ppid == Some(pid) && cmdline.contains("__reap-tempdir") == reaper && !process_gone(p) {
             found.push(p);
         }
     }
@@ -354,25 +359,28 @@ fn a_closed_stdout_cancels_the_children_and_exits_quietly() {
 fn sigkill_of_the_front_door_leaves_no_temporary_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = run_in(tmp.path())
-        .args(["__sleep_ms:60000 a", "__sleep_ms:60000 b"])
-        .stdout(Stdio::null())
+        .args(["--json", "__sleep_ms:60000 a", "__sleep_ms:60000 b"])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
-    assert!(eventually(Duration::from_secs(30), || workers_of(pid)
-        .len()
-        >= 2));
-    assert_eq!(
-        leftovers(tmp.path()).len(),
-        1,
-        "the data directory exists while it runs"
-    );
-    let dir = tmp.path().join(&leftovers(tmp.path())[0]);
+    // Both runs started: both workers are serving (and watching their parent).
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut started = 0;
+    while started < 2 {
+        let line = lines.next().expect("stdout ended early").unwrap();
+        started += usize::from(line.contains(r#""type":"sub_agent_started""#));
+    }
+    let found = leftovers(tmp.path());
+    assert_eq!(found.len(), 1, "the data directory exists while it runs");
+    let dir = tmp.path().join(&found[0]);
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o700, "session data is private");
     let workers = workers_of(pid);
+    let reaper = children_of(pid, true);
+    assert_eq!(reaper.len(), 1, "one reaper runs beside the front door");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -380,9 +388,15 @@ fn sigkill_of_the_front_door_leaves_no_temporary_directory() {
         "left {:?}",
         leftovers(tmp.path())
     );
-    assert!(eventually(Duration::from_secs(5), || workers
-        .iter()
-        .all(|p| process_gone(*p))));
+    let all_gone = || workers.iter().all(|p| process_gone(*p));
+    assert!(
+        eventually(Duration::from_secs(5), all_gone),
+        "workers {workers:?} linger"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || process_gone(reaper[0])),
+        "the reaper exits once its job is done"
+    );
 }
 
 /// Issue 8 (3, 6), E17, on a pseudo-terminal (`script`): the status area appears, a
