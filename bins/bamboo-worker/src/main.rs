@@ -17,6 +17,8 @@ use bamboo_worker::front::{ApproveMode, ExecutorChoice, Fallback, Provider};
 use bamboo_worker::{front, serve};
 use clap::{Parser, Subcommand};
 
+mod logging;
+
 /// A Bamboo fleet actor worker, and the `run` front door.
 ///
 /// `bamboo-worker run "assignment" ...` runs each assignment as a child on a
@@ -205,7 +207,7 @@ enum ExecutorKind {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    logging::init();
     let cli = Cli::parse();
     match cli.command {
         None => worker_mode(&cli.worker),
@@ -413,16 +415,4 @@ fn run_front(options: front::RunOptions) -> anyhow::Result<u8> {
         _ => runtime.shutdown_timeout(Duration::from_millis(200)),
     }
     Ok(outcome?.exit_code)
-}
-
-fn init_logging() {
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
-    // Without RUST_LOG a fixed level is enough; the filter parser (and the
-    // regex code behind it) stays out of an idle worker's memory.
-    match std::env::var_os("RUST_LOG") {
-        Some(_) => builder
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init(),
-        None => builder.with_max_level(tracing::Level::WARN).init(),
-    }
 }
