@@ -13,22 +13,34 @@ use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
 use bamboo_subagent::Secret;
 use bamboo_worker::executors::env::provider_key_var;
-use bamboo_worker::front::{ApproveMode, ExecutorChoice, Provider};
+use bamboo_worker::front::{ApproveMode, ExecutorChoice, Fallback, Provider};
 use bamboo_worker::{front, serve};
 use clap::{Parser, Subcommand};
 
 mod logging;
 
-/// A Bamboo fleet actor worker.
+/// A Bamboo fleet actor worker, and the `run` front door.
 ///
-/// Without a subcommand, reads one JSON ProvisionSpec from stdin (the parent
-/// writes it and closes the pipe), binds a WebSocket listener on 127.0.0.1,
-/// registers in the spec's fabric_dir and serves runs. A bad spec exits 2.
+/// `bamboo-worker run "assignment" ...` runs each assignment as a child on a
+/// pooled worker process and prints what they do (see `run --help`).
+///
+/// Without a subcommand it is a worker: it reads one JSON ProvisionSpec from
+/// stdin (the parent writes it and closes the pipe), binds a WebSocket
+/// listener on 127.0.0.1, registers in the spec's fabric_dir and serves runs.
+/// A bad spec exits 2.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    worker: WorkerFlags,
+}
+
+/// Flags of worker mode (no subcommand): plumbing the engine sets.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Worker mode (plumbing; the engine passes these)")]
+struct WorkerFlags {
     /// Longest wait for the spec on stdin, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     stdin_timeout_ms: u64,
@@ -50,68 +62,135 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run each assignment as a child through the engine and print the streams.
+    /// Run each assignment as a child through the engine and show what they do.
     ///
-    /// Every assignment becomes one child session; children run on pooled
-    /// worker processes (this binary unless --worker-bin says otherwise).
-    /// Exits 0 when every run completed, 1 otherwise.
+    /// Every assignment becomes one named child session; children run on
+    /// pooled worker processes (this binary unless --worker-bin says otherwise).
+    /// On a terminal: a colour per child, text as lines, one line per tool
+    /// call, a live status area, and a summary table at the end.
+    ///
+    /// Exit codes: 0 every child completed, 1 some did not (or stdout closed
+    /// early), 2 usage error, 130 interrupted (SIGINT/SIGTERM; a second one
+    /// stops at once).
     ///
     /// Examples:
     ///   bamboo-worker run "hello world" "second task"
     ///   bamboo-worker run --executor cli "fix the bug" -- claude -p {assignment}
+    ///   bamboo-worker run --json --from tasks.txt > events.ndjson
     ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
     #[command(verbatim_doc_comment)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Internal: removes a `run` temporary directory once stdin closes.
+    #[command(name = "__reap-tempdir", hide = true)]
+    ReapTempdir {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    // --- Assignments ---
     /// Assignments, one child each.
-    #[arg(required = true, value_name = "ASSIGNMENT")]
+    #[arg(help_heading = "Assignments", value_name = "ASSIGNMENT")]
     assignments: Vec<String>,
+    /// An assignment (repeatable); may start with `-`.
+    #[arg(
+        help_heading = "Assignments",
+        long = "assignment",
+        value_name = "TEXT",
+        allow_hyphen_values = true
+    )]
+    more_assignments: Vec<String>,
+    /// Read one assignment per line from FILE (`-`: stdin); empty lines are skipped.
+    #[arg(help_heading = "Assignments", long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// A short name for the child of the same position (repeatable; order:
+    /// positional assignments, then --assignment, then --from lines)
+    /// [default: the assignment's first words].
+    #[arg(help_heading = "Assignments", long = "name", value_name = "NAME")]
+    names: Vec<String>,
+
+    // --- Executor ---
     /// Which executor the children run.
-    #[arg(long, value_enum, default_value_t = ExecutorKind::Echo)]
+    #[arg(help_heading = "Executor", long, value_enum, default_value_t = ExecutorKind::Echo)]
     executor: ExecutorKind,
     /// cli: the agent program to run (or give it after `--`).
-    #[arg(long, value_name = "PROG")]
+    #[arg(help_heading = "Executor", long, value_name = "PROG")]
     command: Option<String>,
     /// cli: an argument for the program (repeatable); `{assignment}` is replaced
     /// by the assignment, otherwise the assignment arrives on its stdin.
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Executor",
+        long = "arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
     args: Vec<String>,
     /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
     /// cli (optional): the provider whose API key the program gets in its
     /// environment, under its usual variable; without it the program gets no key.
-    #[arg(long, value_name = "PROVIDER/MODEL")]
+    #[arg(help_heading = "Executor", long, value_name = "PROVIDER/MODEL")]
     model: Option<String>,
     /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Executor", long, value_name = "URL")]
     base_url: Option<String>,
     /// llm, cli: environment variable holding the API key [default: the provider's
     /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
     /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
     /// never in their argv or env; a cli program gets it in its own env.
-    #[arg(long, value_name = "VAR")]
+    #[arg(help_heading = "Executor", long, value_name = "VAR")]
     api_key_env: Option<String>,
     /// Working directory of the children [default: the current directory].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Executor", long, value_name = "DIR")]
     workspace: Option<PathBuf>,
-    /// How gated actions (running a program, writing files) are answered
-    /// [default: ask on a terminal, none otherwise].
-    #[arg(long, value_enum)]
+
+    // --- Approvals ---
+    /// How gated actions are answered. The program you name for --executor cli
+    /// is approved by naming it (unless `none`). [default: ask on a terminal;
+    /// without one, deny with a note saying how to allow]
+    #[arg(help_heading = "Approvals", long, value_enum)]
     approve: Option<ApproveMode>,
+    /// Approve every request of this tool, e.g. write_file, run_command,
+    /// spawn_subagent (repeatable).
+    #[arg(help_heading = "Approvals", long = "approve-tool", value_name = "TOOL")]
+    approve_tools: Vec<String>,
+
+    // --- Limits ---
     /// At most this many children run at once.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(help_heading = "Limits", long, default_value_t = 8, value_name = "N")]
     max_running: usize,
+    /// Per-child cap on a run's total time: seconds, or 90s, 15m, 1h [default: 1h].
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
+    run_timeout: Option<Duration>,
+    /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
+    idle_timeout: Option<Duration>,
+
+    // --- Output ---
+    /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
+    #[arg(help_heading = "Output", long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print the results only.
+    #[arg(help_heading = "Output", short, long)]
+    quiet: bool,
+
+    // --- Sessions and workers ---
     /// Keep sessions in this directory [default: a temporary one, removed at exit].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Sessions and workers", long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Worker program to spawn instead of this binary (any protocol-v1 worker).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Sessions and workers", long, value_name = "PATH")]
     worker_bin: Option<PathBuf>,
     /// A fixed argument for the worker program (repeatable).
-    #[arg(long = "worker-arg", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Sessions and workers",
+        long = "worker-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
     worker_args: Vec<String>,
+
     /// cli: the program and its arguments, after `--`.
     #[arg(last = true, value_name = "PROG ARGS")]
     trailing: Vec<String>,
@@ -131,15 +210,26 @@ fn main() -> ExitCode {
     logging::init();
     let cli = Cli::parse();
     match cli.command {
-        None => worker_mode(&cli),
-        Some(Command::Run(args)) => match run_options(args).and_then(run_front) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("bamboo-worker run: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        None => worker_mode(&cli.worker),
+        Some(Command::Run(args)) => run_command(*args),
+        Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
+    }
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    let options = match run_options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
+            return ExitCode::from(front::exit::USAGE);
+        }
+    };
+    match run_front(options) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
+            ExitCode::from(front::exit::SOME_FAILED)
+        }
     }
 }
 
@@ -148,29 +238,77 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
     if a.max_running == 0 {
         bail!("--max-running must be at least 1");
     }
-    let workspace = match a.workspace {
-        Some(w) => w,
+    let workspace = match &a.workspace {
+        Some(w) => w.clone(),
         None => std::env::current_dir()
             .context("cannot read the current directory; pass --workspace")?,
     };
     if !workspace.is_dir() {
         bail!("--workspace {} is not a directory", workspace.display());
     }
-    let approve = a.approve.unwrap_or(if std::io::stdin().is_terminal() {
-        ApproveMode::Ask
-    } else {
-        ApproveMode::None
-    });
+    let assignments = all_assignments(&a)?;
+    let names = front::names::assign(&assignments, &a.names).map_err(anyhow::Error::msg)?;
+    let output = match (a.json, a.quiet) {
+        (true, _) => front::OutputMode::Json,
+        (_, true) => front::OutputMode::Quiet,
+        _ => front::OutputMode::Human,
+    };
     Ok(front::RunOptions {
-        assignments: a.assignments,
+        assignments,
+        names,
         executor,
         workspace: Some(workspace),
-        approve,
+        approvals: approvals(&a),
         worker_bin: a.worker_bin,
         worker_args: a.worker_args,
         max_running: a.max_running,
         data_dir: a.data_dir,
+        run_timeout: a.run_timeout,
+        idle_timeout: a.idle_timeout,
+        output,
     })
+}
+
+/// Positional assignments, then `--assignment`s, then `--from` lines.
+fn all_assignments(a: &RunArgs) -> anyhow::Result<Vec<String>> {
+    let mut all = a.assignments.clone();
+    all.extend(a.more_assignments.iter().cloned());
+    if let Some(from) = &a.from {
+        let text = if from.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+                .context("cannot read assignments from stdin (--from -)")?
+        } else {
+            std::fs::read_to_string(from).with_context(|| {
+                format!("cannot read assignments from --from {}", from.display())
+            })?
+        };
+        all.extend(
+            text.lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if all.is_empty() {
+        bail!("no assignments: give them as arguments, with --assignment TEXT, or one per line with --from FILE");
+    }
+    Ok(all)
+}
+
+fn approvals(a: &RunArgs) -> front::Approvals {
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let (all, fallback) = match a.approve {
+        Some(ApproveMode::All) => (Some(true), Fallback::Deny),
+        Some(ApproveMode::None) => (Some(false), Fallback::Deny),
+        Some(ApproveMode::Ask) => (None, Fallback::Ask),
+        None if terminal => (None, Fallback::Ask),
+        None => (None, Fallback::Deny),
+    };
+    front::Approvals {
+        all,
+        tools: a.approve_tools.iter().cloned().collect(),
+        fallback,
+    }
 }
 
 fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
@@ -237,7 +375,7 @@ fn provider(a: &RunArgs, raw: &str) -> anyhow::Result<Provider> {
     })
 }
 
-fn worker_mode(cli: &Cli) -> ExitCode {
+fn worker_mode(cli: &WorkerFlags) -> ExitCode {
     if std::io::stdin().is_terminal() {
         use clap::CommandFactory;
         let _ = Cli::command().print_help();
@@ -254,10 +392,27 @@ fn worker_mode(cli: &Cli) -> ExitCode {
     ExitCode::from(serve::run(settings) as u8)
 }
 
-fn run_front(options: front::RunOptions) -> anyhow::Result<bool> {
-    let total = options.assignments.len();
+fn run_front(options: front::RunOptions) -> anyhow::Result<u8> {
+    // The temp dir (and its reaper) exists before anything can be written to it.
+    let mut temp = match &options.data_dir {
+        Some(_) => None,
+        None => Some(front::reaper::TempData::create()?),
+    };
+    let data_dir = match (&options.data_dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path(),
+        (None, None) => bail!("no data directory"),
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let completed = runtime.block_on(front::run(options))?;
-    println!("{completed} of {total} runs completed");
-    Ok(completed == total)
+    let outcome = runtime.block_on(front::run(options, data_dir));
+    if let Some(t) = temp.as_mut() {
+        t.remove_now();
+    }
+    match &outcome {
+        // A second interrupt: leave at once; workers notice their parent is gone.
+        Ok(o) if o.hard => runtime.shutdown_background(),
+        // A prompt may still block on stdin: do not wait for it.
+        _ => runtime.shutdown_timeout(Duration::from_millis(200)),
+    }
+    Ok(outcome?.exit_code)
 }
