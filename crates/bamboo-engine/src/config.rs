@@ -1,11 +1,12 @@
 //! Engine configuration: everything the builder collects.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bamboo_subagent::spec::{ExecutorSpec, DEFAULT_MAX_SPAWN_DEPTH};
+use bamboo_subagent::Secret;
 
 use crate::approval::ApprovalConfig;
 use crate::credentials::CredentialResolver;
@@ -59,6 +60,8 @@ pub(crate) struct EngineConfig {
     pub event_capacity: usize,
     pub role_prompts: HashMap<String, String>,
     pub enforce_permissions: bool,
+    /// Variables passed on purpose to `cli_adapter` programs (`--pass-env`).
+    pub pass_env: BTreeMap<String, Secret>,
 }
 
 impl EngineConfig {
@@ -75,6 +78,7 @@ impl EngineConfig {
             event_capacity: 4096,
             role_prompts: HashMap::new(),
             enforce_permissions: false,
+            pass_env: BTreeMap::new(),
         }
     }
 

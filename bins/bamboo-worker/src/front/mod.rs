@@ -7,6 +7,8 @@
 
 pub mod approve;
 mod print;
+pub mod resume;
+pub mod sessions;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -83,10 +85,15 @@ pub struct RunOptions {
     pub max_running: usize,
     /// Where sessions are kept; a temporary directory when absent.
     pub data_dir: Option<PathBuf>,
+    /// Variables passed on purpose to cli programs (`--pass-env`).
+    pub pass_env: Vec<(String, Secret)>,
+    /// Root session whose unfinished children are rerun (`--resume`).
+    pub resume: Option<String>,
 }
 
-/// Runs every assignment; returns how many completed.
-pub async fn run(options: RunOptions) -> anyhow::Result<usize> {
+/// Runs every assignment (and, with `resume`, reruns the unfinished
+/// children); returns how many completed, of how many.
+pub async fn run(options: RunOptions) -> anyhow::Result<(usize, usize)> {
     let program = match &options.worker_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()
@@ -117,6 +124,9 @@ async fn build_engine(
         .max_running(options.max_running)
         .approval_policy(approve::policy(options.approve))
         .enforce_permissions(true);
+    for (name, value) in &options.pass_env {
+        builder = builder.pass_env(name, value.clone());
+    }
     builder = match &options.executor {
         ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
         ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
@@ -136,17 +146,45 @@ async fn build_engine(
     builder.build().await.context("cannot start the engine")
 }
 
-async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
+async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<(usize, usize)> {
     // Children inherit the root's model, which routes the credential (E20).
     let model = options.executor.provider().map(|p| p.model.clone());
-    let root = engine.create_root("bamboo-worker run", model).await?;
+    let root = match &options.resume {
+        Some(id) => engine
+            .session(id)
+            .await?
+            .with_context(|| format!("--resume {id}: no such session in the data directory"))?,
+        None => engine.create_root("bamboo-worker run", model).await?,
+    };
+    if let Some(dir) = &options.data_dir {
+        eprintln!(
+            "bamboo-worker run: root session {} (resume with --data-dir {} --resume {})",
+            root.id,
+            dir.display(),
+            root.id
+        );
+    }
     let mut events = engine.subscribe(&root.id);
     let workspace = options
         .workspace
         .as_ref()
         .map(|w| w.to_string_lossy().into_owned());
     let mut numbers = HashMap::new();
-    for (i, assignment) in options.assignments.iter().enumerate() {
+    if options.resume.is_some() {
+        for r in resume::rerun(engine, &root.id).await? {
+            let n = numbers.len() + 1;
+            print::say(n, &r.describe());
+            numbers.insert(r.id, n);
+        }
+        if numbers.is_empty() {
+            eprintln!(
+                "bamboo-worker run: nothing to rerun: no child of {} is unfinished",
+                root.id
+            );
+        }
+    }
+    for assignment in &options.assignments {
+        let i = numbers.len();
         let mut input = CreateChild::new(&root.id, assignment);
         input.role = "cli".into();
         input.workspace = workspace.clone();
@@ -158,7 +196,8 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
         numbers.insert(child.id, i + 1);
     }
     let mut completed = 0;
-    let mut remaining = numbers.len();
+    let total = numbers.len();
+    let mut remaining = total;
     while remaining > 0 {
         match events.recv().await {
             Ok(AgentEvent::SubAgentEvent {
@@ -208,7 +247,7 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
             }
         }
     }
-    Ok(completed)
+    Ok((completed, total))
 }
 
 /// Hands out the one credential `run` was given, for its provider only.
