@@ -58,6 +58,8 @@ enum Command {
     ///   bamboo-worker run "hello world" "second task"
     ///   bamboo-worker run --executor cli "fix the bug" -- claude -p {assignment}
     ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
+    ///   GITHUB_TOKEN=... bamboo-worker run --executor cli --pass-env GITHUB_TOKEN "open a PR" -- claude -p {assignment}
+    ///   bamboo-worker run --data-dir ./runs --resume <ROOT>   (rerun what a killed run left unfinished)
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// List the sessions kept in a data directory, or show one.
