@@ -61,7 +61,7 @@ enum Command {
     ///   GITHUB_TOKEN=... bamboo-worker run --executor cli --pass-env GITHUB_TOKEN "open a PR" -- claude -p {assignment}
     ///   bamboo-worker run --data-dir ./runs --resume <ROOT>   (rerun what a killed run left unfinished)
     #[command(verbatim_doc_comment)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the sessions kept in a data directory, or show one.
     ///
     /// Opens the data directory a `run --data-dir DIR` used (it must not be
@@ -198,7 +198,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => worker_mode(&cli),
         Some(Command::Sessions(args)) => sessions(args),
-        Some(Command::Run(args)) => match run_options(args).and_then(run_front) {
+        Some(Command::Run(args)) => match run_options(*args).and_then(run_front) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
