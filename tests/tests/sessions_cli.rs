@@ -138,6 +138,16 @@ fn sessions_names_what_is_wrong_and_exits_2() {
 
     let d = dir.path().to_str().unwrap();
     let out = worker(&["sessions", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no sessions/ folder"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.path().join("engine.lock").exists(), "nothing created");
+
+    std::fs::create_dir(dir.path().join("sessions")).unwrap();
+    let out = worker(&["sessions", "--data-dir", d]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("no sessions"), "{}", text(&out));
     let out = worker(&["sessions", "--data-dir", d, "show", "no-such-id"]);

@@ -67,15 +67,22 @@ impl Opened {
                 dir.display()
             );
         }
+        // Opening would create the store's folders: never in a directory
+        // that is not a data directory (a typo, a home directory).
+        if !dir.join("sessions").is_dir() {
+            bail!(
+                "{} holds no sessions (it has no sessions/ folder): give the --data-dir a `run --data-dir DIR` used",
+                dir.display()
+            );
+        }
         let store = match FileStore::open(dir).await {
             Ok(s) => Arc::new(s),
-            Err(e @ StoreError::InUse(_)) => {
-                return Err(e).context(
-                    "a running `bamboo-worker run` (or another engine) has it open; wait until it ends, then list again",
-                )
-            }
+            Err(e @ StoreError::InUse(_)) => bail!(
+                "{e} (most likely a `bamboo-worker run` that has not ended; `sessions` can read the directory once it has)"
+            ),
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot open the sessions in {}", dir.display()))
+                return Err(e)
+                    .with_context(|| format!("cannot open the sessions in {}", dir.display()))
             }
         };
         // No worker is ever started: the program only satisfies the builder.
@@ -467,5 +474,65 @@ mod shim {
         ) -> futures::stream::Iter<std::vec::IntoIter<LoggedEvent>> {
             futures::stream::iter(Vec::new())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, title: &str, status: Option<ChildStatus>, kids: Vec<Node>) -> Node {
+        Node {
+            id: id.into(),
+            parent_id: status.map(|_| "p".into()),
+            title: title.into(),
+            status,
+            last_error: None,
+            created_at: "2026-01-02T03:04:05Z".into(),
+            updated_at: "2026-01-02T03:04:05Z".into(),
+            children: kids,
+        }
+    }
+
+    #[test]
+    fn the_tree_aligns_siblings_and_indents_grandchildren() {
+        let mut failed = node("c2", "second task", Some(ChildStatus::Error), vec![]);
+        failed.last_error = Some("boom\ndetails".into());
+        let grandchild = node("g1", "sub", Some(ChildStatus::Completed), vec![]);
+        let first = node("c1", "one", Some(ChildStatus::Completed), vec![grandchild]);
+        let root = node("r1", "bamboo-worker run", None, vec![first, failed]);
+        let text = render_tree(&[root]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "bamboo-worker run  r1  created 2026-01-02T03:04:05Z  2 children",
+                "  one          completed  c1",
+                "    sub  completed  g1",
+                "  second task  error      c2  boom",
+            ]
+        );
+    }
+
+    #[test]
+    fn long_or_empty_titles_fit_one_column() {
+        let long = node("x", &"a".repeat(60), None, vec![]);
+        assert_eq!(shown_title(&long).chars().count(), 40);
+        assert_eq!(shown_title(&node("x", "", None, vec![])), "(untitled)");
+        assert_eq!(shown_title(&node("x", "one\ntwo", None, vec![])), "one");
+    }
+
+    #[test]
+    fn a_parent_log_event_concerns_only_its_child() {
+        let ev = |child: &str| AgentEvent::SubAgentEvent {
+            parent_session_id: "p".into(),
+            child_session_id: child.into(),
+            event: Box::new(AgentEvent::token("hi ")),
+        };
+        assert!(concerns(&ev("c1"), "c1"));
+        assert!(!concerns(&ev("c2"), "c1"));
+        let titles = HashMap::from([("c1", "one")]);
+        assert_eq!(describe(&ev("c1"), &titles), r#"[one] token "hi ""#);
+        assert_eq!(describe(&ev("zz"), &titles), r#"[zz] token "hi ""#);
     }
 }
