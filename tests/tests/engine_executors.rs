@@ -14,7 +14,7 @@ use bamboo_engine::credentials::CredentialResolver;
 use bamboo_engine::{async_trait, ApprovalPolicy, ApprovalRequest, CreateChild, Engine};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;
-use bamboo_worker::executors::testkit::{Reply, ScriptedServer};
+use bamboo_testkit::{Reply, ScriptedServer};
 use engine_support::*;
 use serde_json::json;
 
@@ -30,8 +30,15 @@ fn cli(script: &str) -> ExecutorSpec {
     }
 }
 
+/// Permissions are enforced by default (fail closed); these tests are about
+/// the executor, so they opt out explicitly.
 async fn cli_engine(dir: &std::path::Path, script: &str) -> Engine {
-    builder(dir, 2).executor(cli(script)).build().await.unwrap()
+    builder(dir, 2)
+        .executor(cli(script))
+        .enforce_permissions(false)
+        .build()
+        .await
+        .unwrap()
 }
 
 /// Runs one child to completion; returns its parent-stream events and detail.
@@ -44,7 +51,7 @@ async fn run_child(
         .create_root("root", Some(ModelRef::parse("openai/test-model").unwrap()))
         .await
         .unwrap();
-    let mut rx = engine.subscribe(&root.id);
+    let mut rx = engine.events(&root.id, bamboo_engine::Since::Start);
     let mut input = CreateChild::new(&root.id, assignment);
     input.workspace = workspace.map(str::to_owned);
     input.auto_run = true;
@@ -110,7 +117,7 @@ async fn cancelling_a_cli_child_kills_its_whole_process_group() {
     );
     let engine = cli_engine(dir.path(), &script).await;
     let (root, child) = root_and_child(&engine, "x").await;
-    let mut rx = engine.subscribe(&root);
+    let mut rx = engine.events(&root, bamboo_engine::Since::Start);
     engine.run_child(&root, &child, false).await.unwrap();
     first_event(&mut rx, "the started line", |e| {
         matches!(e, AgentEvent::SubAgentEvent { .. })
@@ -182,6 +189,7 @@ async fn llm_engine(dir: &std::path::Path, server: &ScriptedServer) -> Engine {
     builder(dir, 2)
         .executor(ExecutorSpec::BambooRuntime)
         .credentials(Arc::new(Key(server.base_url.clone())))
+        .enforce_permissions(false)
         .build()
         .await
         .unwrap()

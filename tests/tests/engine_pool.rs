@@ -1,7 +1,8 @@
-#![allow(clippy::unwrap_used)]
 //! The warm pool against connections that break while a worker is parked
 //! (E10, E13): real worker processes, with the engine's view of their
 //! connections wrapped so a test can break one between runs.
+
+#![allow(clippy::unwrap_used)]
 
 mod engine_support;
 

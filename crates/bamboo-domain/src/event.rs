@@ -128,6 +128,19 @@ pub enum AgentEvent {
         /// What the action touches.
         resource: String,
     },
+    /// Engine side: a session's event log lost events (its size cap was
+    /// reached, or a write failed). Said explicitly, never silently: the
+    /// events numbered `first_seq..=last_seq` of `session_id`'s log are gone.
+    EventsTruncated {
+        /// The session whose log lost events.
+        session_id: String,
+        /// First lost sequence number.
+        first_seq: u64,
+        /// Last lost sequence number.
+        last_seq: u64,
+        /// Why, and what to do about it.
+        reason: String,
+    },
     /// An event type this build does not know, carried through verbatim.
     #[serde(untagged)]
     Unknown(serde_json::Value),
@@ -156,6 +169,7 @@ impl AgentEvent {
             Self::SubAgentHeartbeat { .. } => "sub_agent_heartbeat",
             Self::SubAgentCompleted { .. } => "sub_agent_completed",
             Self::ChildApprovalRequested { .. } => "child_approval_requested",
+            Self::EventsTruncated { .. } => "events_truncated",
             Self::Unknown(v) => return v.get("type").and_then(|t| t.as_str()),
         })
     }
@@ -214,6 +228,9 @@ mod tests {
         );
         round_trip(
             r#"{"type":"child_approval_requested","child_session_id":"c","request_id":"sa-1","tool_name":"bash","permission":"execute","resource":"ls"}"#,
+        );
+        round_trip(
+            r#"{"type":"events_truncated","session_id":"p","first_seq":3,"last_seq":9,"reason":"cap"}"#,
         );
     }
 

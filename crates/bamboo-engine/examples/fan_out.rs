@@ -1,4 +1,5 @@
-//! A parent fans out children and prints their streams.
+//! A parent fans out children, prints their streams (lossless, in order,
+//! with sequence numbers) and answers their approval requests.
 //!
 //! ```sh
 //! cargo build -p bamboo-worker
@@ -6,8 +7,9 @@
 //! ```
 
 use bamboo_domain::AgentEvent;
-use bamboo_engine::{CreateChild, Engine};
+use bamboo_engine::{CreateChild, Engine, EngineError, Since};
 use bamboo_subagent::spec::ExecutorSpec;
+use futures::StreamExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,12 +24,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let parent = engine.create_root("orchestrator", None).await?;
-    let mut events = engine.subscribe(&parent.id);
+    // From the start: nothing the children do can be missed, however slow
+    // this loop is.
+    let mut events = engine.events(&parent.id, Since::Start);
+    // Approvals are state: answer each open request, wherever it comes from
+    // in the tree under `parent`.
+    let mut approvals = engine.approval_requests(Some(&parent.id));
+    let answerer = engine.clone();
+    tokio::spawn(async move {
+        while let Some(request) = approvals.next().await {
+            println!(
+                "approval {} for {} on {:?}: yes",
+                request.id, request.tool_name, request.resource
+            );
+            // A request that expired or whose run ended meanwhile is not an
+            // error for the parent: the child already has its answer.
+            if let Err(EngineError::Approval(why)) = answerer.answer_approval(&request.id, true) {
+                println!("note: {why}");
+            }
+        }
+    });
     let tasks = [
         "research the topic",
         "draft an outline",
         "__sleep_ms:200 review the draft",
-        "write a summary",
+        "__approve:write_file write a summary",
     ];
     for t in tasks {
         let mut input = CreateChild::new(&parent.id, t);
@@ -37,37 +58,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut done = 0;
     while done < tasks.len() {
-        match events.recv().await {
-            Ok(AgentEvent::SubAgentStarted {
+        let Some(logged) = events.next().await else {
+            break;
+        };
+        match logged.event {
+            AgentEvent::SubAgentStarted {
                 child_session_id,
                 title,
                 ..
-            }) => {
+            } => {
                 println!(
-                    "[{}] started: {}",
+                    "#{} [{}] started: {}",
+                    logged.seq,
                     short(&child_session_id),
                     title.unwrap_or_default()
                 )
             }
-            Ok(AgentEvent::SubAgentEvent {
+            AgentEvent::SubAgentEvent {
                 child_session_id,
                 event,
                 ..
-            }) => {
+            } => {
                 if let AgentEvent::Token { content } = *event {
-                    println!("[{}] {content}", short(&child_session_id));
+                    println!("#{} [{}] {content}", logged.seq, short(&child_session_id));
                 }
             }
-            Ok(AgentEvent::SubAgentCompleted {
+            AgentEvent::SubAgentCompleted {
                 child_session_id,
                 status,
                 ..
-            }) => {
-                println!("[{}] {status}", short(&child_session_id));
+            } => {
+                println!("#{} [{}] {status}", logged.seq, short(&child_session_id));
                 done += 1;
             }
-            Ok(_) => {}
-            Err(e) => eprintln!("stream: {e}"),
+            _ => {}
         }
     }
     for c in engine.list_children(&parent.id).await? {

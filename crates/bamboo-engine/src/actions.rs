@@ -280,7 +280,7 @@ impl Engine {
             if self.inner.store.delete(&id).await? {
                 out.deleted += 1;
             }
-            self.inner.hub.forget(&id);
+            self.inner.events.remove(&id);
         }
         Ok(out)
     }

@@ -57,7 +57,7 @@ pub(crate) struct EngineConfig {
     pub executor: ExecutorSpec,
     pub credentials: Option<Arc<dyn CredentialResolver>>,
     pub max_spawn_depth: u32,
-    pub event_capacity: usize,
+    pub event_log: crate::events::LogLimits,
     pub role_prompts: HashMap<String, String>,
     pub enforce_permissions: bool,
     /// Variables passed on purpose to `cli_adapter` programs (`--pass-env`).
@@ -75,9 +75,9 @@ impl EngineConfig {
             executor: ExecutorSpec::BambooRuntime,
             credentials: None,
             max_spawn_depth: DEFAULT_MAX_SPAWN_DEPTH,
-            event_capacity: 4096,
+            event_log: crate::events::LogLimits::default(),
             role_prompts: HashMap::new(),
-            enforce_permissions: false,
+            enforce_permissions: true,
             pass_env: BTreeMap::new(),
         }
     }

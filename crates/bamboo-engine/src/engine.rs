@@ -6,21 +6,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bamboo_domain::{AgentEvent, ModelRef, Session};
+use bamboo_domain::{ModelRef, Session};
 use bamboo_subagent::fabric::Fabric;
 use bamboo_subagent::fleet::WorkerCommand;
 use bamboo_subagent::spec::ExecutorSpec;
 use bamboo_subagent::Secret;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::approval::{ApprovalBroker, ApprovalPolicy};
+use crate::approval::{ApprovalBroker, ApprovalPolicy, ApprovalStream, PendingApproval};
 use crate::config::{EngineConfig, Timeouts};
 use crate::credentials::CredentialResolver;
 use crate::error::EngineError;
+use crate::events::{EventLogs, EventStream, Since};
 use crate::fleet_launcher::FleetLauncher;
-use crate::hub::EventHub;
 use crate::pool::PoolLimits;
 use crate::runner::ActorRunner;
 use crate::runs::RunRegistry;
@@ -34,7 +33,7 @@ use crate::worker::WorkerLauncher;
 pub(crate) struct Inner {
     pub cfg: EngineConfig,
     pub store: Arc<dyn SessionStore>,
-    pub hub: EventHub,
+    pub events: EventLogs,
     pub runner: ActorRunner,
     pub slots: RunSlots,
     pub approvals: Arc<ApprovalBroker>,
@@ -67,12 +66,31 @@ impl Inner {
         }
         Ok(s)
     }
+
+    /// The sessions whose logs carry a run of a child of `parent_id`: the
+    /// parent, its parent, ... up to the root (E7: the human at the top sees
+    /// the whole tree). Stops at a missing session or a cycle.
+    pub async fn ancestry(&self, parent_id: &str) -> Vec<String> {
+        let mut chain = vec![parent_id.to_owned()];
+        while chain.len() <= 64 {
+            let Some(last) = chain.last() else { break };
+            let Ok(Some(s)) = self.store.load(last).await else {
+                break;
+            };
+            match s.parent_id {
+                Some(p) if !chain.contains(&p) => chain.push(p),
+                _ => break,
+            }
+        }
+        chain
+    }
 }
 
 /// Runs sub-agents as actor worker processes.
 ///
 /// ```no_run
-/// use bamboo_engine::{Engine, CreateChild};
+/// use bamboo_engine::{Engine, CreateChild, Since};
+/// use futures::StreamExt;
 /// use bamboo_subagent::spec::ExecutorSpec;
 ///
 /// # async fn demo() -> Result<(), bamboo_engine::EngineError> {
@@ -83,13 +101,13 @@ impl Inner {
 ///     .build()
 ///     .await?;
 /// let parent = engine.create_root("orchestrator", None).await?;
-/// let mut events = engine.subscribe(&parent.id);
+/// let mut events = engine.events(&parent.id, Since::Start);
 /// let mut input = CreateChild::new(&parent.id, "summarise the report");
 /// input.auto_run = true;
 /// let child = engine.create_child(input).await?;
-/// while let Ok(ev) = events.recv().await {
-///     println!("{}", serde_json::to_string(&ev).unwrap_or_default());
-///     if matches!(ev, bamboo_domain::AgentEvent::SubAgentCompleted { .. }) { break; }
+/// while let Some(logged) = events.next().await {
+///     println!("{} {}", logged.seq, serde_json::to_string(&logged.event).unwrap_or_default());
+///     if matches!(logged.event, bamboo_domain::AgentEvent::SubAgentCompleted { .. }) { break; }
 /// }
 /// println!("{:?}", engine.get_child(&parent.id, &child.id).await?.status);
 /// engine.shutdown().await;
@@ -144,17 +162,41 @@ impl Engine {
         Ok(self.inner.store.load(id).await?)
     }
 
-    /// Subscribes to a session's event stream. A parent's stream carries its
-    /// children's `sub_agent_*` events; a child's carries its raw events. A
-    /// subscriber that falls behind gets `Lagged` and loses the oldest events.
-    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<AgentEvent> {
-        self.inner.hub.subscribe(session_id)
+    /// A session's events, live and lossless (E7): every event of every run
+    /// of its descendants (children, grandchildren, ...), in order, each with
+    /// the log's sequence number, with no gap and no duplicate. A reader that
+    /// falls behind continues from the session's log file; a child is never
+    /// slowed by a reader. The stream ends when the session is deleted or the
+    /// engine shuts down.
+    pub fn events(&self, session_id: &str, since: Since) -> EventStream {
+        self.inner.events.subscribe(session_id, since, false)
+    }
+
+    /// Like [`Engine::events`], but ends at the last event logged at the time
+    /// of the call: the history so far.
+    pub fn logged_events(&self, session_id: &str, since: Since) -> EventStream {
+        self.inner.events.subscribe(session_id, since, true)
     }
 
     /// Answers a pending approval by the `request_id` of its
-    /// `child_approval_requested` event (E17).
+    /// `child_approval_requested` event (E17). A request that is no longer
+    /// open gives [`EngineError::Approval`] saying why (expired, answered,
+    /// withdrawn, unknown): not fatal, the child has its answer already.
     pub fn answer_approval(&self, request_id: &str, approved: bool) -> Result<(), EngineError> {
         Ok(self.inner.approvals.answer(request_id, approved)?)
+    }
+
+    /// Approval requests waiting for a human: all, or those of descendants
+    /// of `under`. Oldest first.
+    pub fn pending_approvals(&self, under: Option<&str>) -> Vec<PendingApproval> {
+        self.inner.approvals.pending(under)
+    }
+
+    /// Approval requests as a lossless stream: every request open now, then
+    /// each new one (all, or those of descendants of `under`: a grandchild's
+    /// request reaches its root's watchers). Ends at shutdown.
+    pub fn approval_requests(&self, under: Option<&str>) -> ApprovalStream {
+        self.inner.approvals.watch(under)
     }
 
     /// Current counters.
@@ -186,6 +228,8 @@ impl Engine {
             tracing::warn!("some runs did not finish in time; their workers are killed");
         }
         inner.runner.shutdown().await;
+        inner.approvals.close();
+        inner.events.close().await;
     }
 }
 
@@ -277,9 +321,18 @@ impl EngineBuilder {
         self
     }
 
-    /// Events buffered per subscriber before a slow one starts losing them.
+    /// Events of each session's log kept in memory for live readers
+    /// (default 4096); readers further behind read the log file.
     pub fn event_capacity(mut self, n: usize) -> Self {
-        self.cfg.event_capacity = n;
+        self.cfg.event_log.ring_events = n;
+        self
+    }
+
+    /// Largest event log file per session (default 1 GiB). Events past it
+    /// are not logged; readers that need them get an `events_truncated`
+    /// event naming the lost sequence numbers.
+    pub fn event_log_cap(mut self, bytes: u64) -> Self {
+        self.cfg.event_log.cap_bytes = bytes;
         self
     }
 
@@ -289,7 +342,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Ask workers to gate actions behind approvals.
+    /// Whether workers gate actions (a cli program's start, an llm child's
+    /// writes and commands, nested spawns) behind approvals. Default: on
+    /// (fail closed); turning it off is an explicit opt-out.
     pub fn enforce_permissions(mut self, on: bool) -> Self {
         self.cfg.enforce_permissions = on;
         self
@@ -343,7 +398,7 @@ impl EngineBuilder {
         };
         crate::recovery::mark_orphans(store.as_ref()).await?;
         let inner = Inner {
-            hub: EventHub::new(cfg.event_capacity),
+            events: EventLogs::new(cfg.data_dir.join("events"), cfg.event_log),
             runner: ActorRunner::new(launcher, cfg.pool),
             slots: RunSlots::new(cfg.max_running),
             approvals: Arc::new(ApprovalBroker::new(cfg.approvals.clone())),

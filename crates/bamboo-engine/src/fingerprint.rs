@@ -49,11 +49,6 @@ impl Fingerprint {
             extras,
         }
     }
-
-    /// The role axis (for logs).
-    pub fn role(&self) -> &str {
-        &self.role
-    }
 }
 
 #[cfg(test)]

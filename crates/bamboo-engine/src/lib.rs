@@ -8,7 +8,7 @@
 //!
 //! Module map: [`store`] (sessions on disk), [`fingerprint`] and [`pool`] (warm
 //! pool), [`slots`] (running-actor limit), [`approval`], [`watchdog`],
-//! [`steering`], [`hub`] (event streams), [`worker`] and [`fleet_launcher`]
+//! [`steering`], [`events`] (the lossless event logs), [`worker`] and [`fleet_launcher`]
 //! (workers), [`credentials`]; private: the spawn path, the event pump, the
 //! runner, nested spawns, recovery.
 
@@ -21,32 +21,36 @@ mod config;
 pub mod credentials;
 mod engine;
 mod error;
-pub mod fingerprint;
+pub mod events;
+mod fingerprint;
 pub mod fleet_launcher;
-pub mod hub;
 mod nested;
-pub mod pool;
+mod pool;
 mod provision;
 mod pump;
-pub mod recovery;
+mod recovery;
 mod runner;
 mod runs;
-pub mod slots;
+mod slots;
 mod spawn;
-pub mod steering;
+mod steering;
 pub mod store;
 pub mod tool;
 mod types;
-pub mod watchdog;
+mod watchdog;
 pub mod worker;
 
-pub use approval::{ApprovalPolicy, ApprovalRequest, DecidedBy, Decision};
+pub use approval::{
+    ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, DecidedBy, Decision,
+    PendingApproval,
+};
 /// Re-exported so applications can implement [`ApprovalPolicy`] and
 /// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
 pub use async_trait::async_trait;
 pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
+pub use events::{EventStream, LogLimits, LoggedEvent, Since};
 pub use pool::PoolLimits;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};

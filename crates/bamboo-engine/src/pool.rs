@@ -109,6 +109,7 @@ impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
     }
 
     /// Idle workers parked under `key`.
+    #[cfg(test)]
     pub fn idle_for(&self, key: &K) -> usize {
         self.idle.get(key).map_or(0, Vec::len)
     }

@@ -3,8 +3,9 @@
 //! (E17) and nested spawns (E18) to side tasks so they never stall forwarding,
 //! and turns the run's end into a status.
 //!
-//! Hot path per event: one atomic clock stamp, one broadcast send (plus one to
-//! the child's own stream when it has subscribers). No engine lock, no disk.
+//! Hot path per event: one atomic clock stamp, one serialization, and one
+//! append per ancestor log (memory, plus a file write per 256 KiB batch).
+//! No engine lock, and never a wait on a reader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +17,10 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use crate::approval::ApprovalRequest;
 use crate::engine::Inner;
-use crate::hub::Stream;
+use crate::events::{ChildEvents, Fanout};
 use crate::runs::RunControl;
 use crate::slots::LendableSlot;
+use crate::spawn::Run;
 use crate::watchdog::{ActivityClock, Watchdog};
 use crate::worker::{FrameTx, Link};
 
@@ -27,6 +29,8 @@ pub(crate) struct PumpEnv<'a> {
     pub inner: &'a Arc<Inner>,
     pub parent_id: &'a str,
     pub child_id: &'a str,
+    /// The run's ancestry and the logs it publishes to.
+    pub out: &'a Run,
     pub control: &'a RunControl,
     /// The run's slot, lent to nested spawns while the run waits on them.
     pub slot: Arc<LendableSlot>,
@@ -82,8 +86,8 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
     if let Err(e) = tx.send(ParentFrame::Run(request)).await {
         return failed(format!("could not send the run to the worker: {e}"));
     }
-    let parent_tx = env.inner.hub.stream(env.parent_id);
-    let child_tx = env.inner.hub.stream(env.child_id);
+    let fanout = &env.out.fanout;
+    let child_events = ChildEvents::new(fanout.clone(), env.parent_id, env.child_id);
     let timeouts = env.inner.cfg.timeouts;
     let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
     let mut heartbeat = interval_at(Instant::now() + timeouts.heartbeat, timeouts.heartbeat);
@@ -115,7 +119,7 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
                 return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
             }
             _ = heartbeat.tick() => {
-                parent_tx.send(AgentEvent::SubAgentHeartbeat {
+                fanout.publish(AgentEvent::SubAgentHeartbeat {
                     parent_session_id: env.parent_id.to_owned(),
                     child_session_id: env.child_id.to_owned(),
                     timestamp: chrono::Utc::now(),
@@ -125,11 +129,11 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
             frame = link.rx.recv() => match frame {
                 Some(Ok(ChildFrame::Event { event })) => {
                     env.clock.touch();
-                    forward(&env, &parent_tx, &child_tx, event);
+                    child_events.publish(event);
                 }
                 Some(Ok(ChildFrame::ApprovalRequest { id, body })) => {
                     env.clock.touch();
-                    spawn_approval(&env, &mut side, &tx, &parent_tx, id, body);
+                    spawn_approval(&env, &mut side, &tx, fanout, id, body);
                 }
                 Some(Ok(ChildFrame::SubagentRequest { id, body })) => {
                     env.clock.touch();
@@ -155,44 +159,29 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
     }
 }
 
-fn forward(env: &PumpEnv<'_>, parent_tx: &Stream, child_tx: &Stream, event: AgentEvent) {
-    // `is_watched` first: a lock-free check, so an unwatched child stream
-    // costs neither the channel's lock nor a clone.
-    if child_tx.is_watched() && child_tx.has_receivers() {
-        child_tx.send(event.clone());
-    }
-    if !parent_tx.is_watched() {
-        return;
-    }
-    parent_tx.send(AgentEvent::SubAgentEvent {
-        parent_session_id: env.parent_id.to_owned(),
-        child_session_id: env.child_id.to_owned(),
-        event: Box::new(event),
-    });
-}
-
 fn spawn_approval(
     env: &PumpEnv<'_>,
     side: &mut JoinSet<()>,
     tx: &Arc<dyn FrameTx>,
-    parent_tx: &Arc<Stream>,
+    fanout: &Fanout,
     id: String,
     body: ApprovalBody,
 ) {
     let request = ApprovalRequest {
         parent_session_id: env.parent_id.to_owned(),
         child_session_id: env.child_id.to_owned(),
+        ancestry: env.out.ancestry.clone(),
         tool_name: body.tool_name,
         permission: body.permission_type,
         resource: body.resource,
         question: body.question,
     };
     let broker = env.inner.approvals.clone();
-    let (tx, parent_tx) = (tx.clone(), parent_tx.clone());
+    let (tx, fanout) = (tx.clone(), fanout.clone());
     let waiting = env.clock.wait();
     side.spawn(async move {
         let _waiting = waiting;
-        let decision = broker.decide(&request, |ev| parent_tx.send(ev)).await;
+        let decision = broker.decide(&request, |ev| fanout.publish(ev)).await;
         tracing::info!(
             child = %request.child_session_id,
             tool = %request.tool_name,

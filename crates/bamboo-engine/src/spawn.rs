@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::Inner;
 use crate::error::EngineError;
+use crate::events::Fanout;
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, PumpEnv, PumpResult};
 use crate::runs::{Reservation, RunControl};
@@ -128,9 +129,17 @@ async fn run_child(
     done: oneshot::Sender<RunReport>,
 ) {
     let child_id = reservation.child.clone();
+    // The run's events go to its parent's log and every further ancestor's.
+    let ancestry = inner.ancestry(&parent_id).await;
+    let out = Run {
+        fanout: Fanout::new(&inner.events, &ancestry),
+        ancestry,
+    };
     let report = match started {
-        Some((slot, session)) => run_started(&inner, &parent_id, &reservation, slot, session).await,
-        None => run_queued(&inner, &parent_id, &reservation).await,
+        Some((slot, session)) => {
+            run_started(&inner, &parent_id, &reservation, &out, slot, session).await
+        }
+        None => run_queued(&inner, &parent_id, &reservation, &out).await,
     };
     let pid = reservation
         .control
@@ -146,8 +155,18 @@ async fn run_child(
         status: report.status,
         error: report.error.clone(),
     };
-    reservation.complete(|| inner.hub.publish(&parent_id, completed));
+    reservation.complete(|| out.fanout.publish(completed));
+    // The end of a run is when its events become durable (coalesced, off
+    // this path: the completion does not wait for the disk).
+    out.fanout.sync_in_background();
     let _ = done.send(report);
+}
+
+/// Where a run reports: its ancestry (parent first) and their logs.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub ancestry: Vec<String>,
+    pub fanout: Fanout,
 }
 
 /// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it
@@ -159,7 +178,12 @@ async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, E
 
 /// A queued run: checks (E3, E4), waits for a slot (E12), persists
 /// `running` (E6), then runs.
-async fn run_queued(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> RunReport {
+async fn run_queued(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    res: &Reservation,
+    out: &Run,
+) -> RunReport {
     let (child_id, control) = (res.child.as_str(), &res.control);
     match check(inner, parent_id, child_id).await {
         Err(e) => return report(child_id, CompletionStatus::Error, None, Some(e.to_string())),
@@ -185,7 +209,7 @@ async fn run_queued(inner: &Arc<Inner>, parent_id: &str, res: &Reservation) -> R
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
     };
-    run_started(inner, parent_id, res, slot, session).await
+    run_started(inner, parent_id, res, out, slot, session).await
 }
 
 fn cancel_reason(control: &RunControl) -> String {
@@ -200,19 +224,17 @@ async fn run_started(
     inner: &Arc<Inner>,
     parent_id: &str,
     res: &Reservation,
+    out: &Run,
     slot: Slot,
     session: Session,
 ) -> RunReport {
     let (child_id, control) = (res.child.as_str(), &res.control);
     let slot = Arc::new(LendableSlot::new(slot));
-    inner.hub.publish(
-        parent_id,
-        AgentEvent::SubAgentStarted {
-            parent_session_id: parent_id.to_owned(),
-            child_session_id: child_id.to_owned(),
-            title: (!session.title.is_empty()).then(|| session.title.clone()),
-        },
-    );
+    out.fanout.publish(AgentEvent::SubAgentStarted {
+        parent_session_id: parent_id.to_owned(),
+        child_session_id: child_id.to_owned(),
+        title: (!session.title.is_empty()).then(|| session.title.clone()),
+    });
     let clock = Arc::new(ActivityClock::new());
     let _ = control.clock.set(clock.clone());
     let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
@@ -237,6 +259,7 @@ async fn run_started(
         inner,
         parent_id,
         child_id,
+        out,
         control,
         slot: slot.clone(),
         clock: clock.clone(),

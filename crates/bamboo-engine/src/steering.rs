@@ -85,6 +85,7 @@ impl SteeringRegistry {
     }
 
     /// True while `child` has a registered live run.
+    #[cfg(test)]
     pub fn is_live(&self, child: &str) -> bool {
         lock(&self.live).contains_key(child)
     }

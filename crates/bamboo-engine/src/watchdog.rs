@@ -145,61 +145,68 @@ impl Watchdog {
 
 #[cfg(test)]
 mod tests {
+    //! On tokio's paused clock: time moves only when every task waits, straight
+    //! to the next timer, so each trip happens at an exact instant.
+
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn idle_cap_trips_when_nothing_happens() {
         let clock = Arc::new(ActivityClock::new());
-        let mut wd = Watchdog::new(clock, Duration::from_secs(30), Duration::from_millis(80));
-        let t0 = std::time::Instant::now();
-        assert_eq!(wd.tripped().await, Trip::Idle(Duration::from_millis(80)));
-        assert!(t0.elapsed() >= Duration::from_millis(75));
+        let idle = Duration::from_millis(80);
+        let mut wd = Watchdog::new(clock, Duration::from_secs(30), idle);
+        let t0 = Instant::now();
+        assert_eq!(wd.tripped().await, Trip::Idle(idle));
+        assert_eq!(t0.elapsed(), idle, "trips exactly at the idle cap");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn activity_keeps_idle_cap_away_but_run_cap_still_trips() {
         let clock = Arc::new(ActivityClock::new());
-        let mut wd = Watchdog::new(
-            clock.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(100),
-        );
+        let run = Duration::from_millis(300);
+        let mut wd = Watchdog::new(clock.clone(), run, Duration::from_millis(100));
+        // Activity every 20 ms, well inside the 100 ms idle cap.
         let toucher = tokio::spawn(async move {
             loop {
                 clock.touch();
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let trip = wd.tripped().await;
         toucher.abort();
-        assert_eq!(trip, Trip::RunLimit(Duration::from_millis(300)));
-        assert!(t0.elapsed() >= Duration::from_millis(290));
+        assert_eq!(trip, Trip::RunLimit(run));
+        assert_eq!(t0.elapsed(), run, "trips exactly at the run cap");
         assert!(trip.reason().contains("run_timeout_secs"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_child_waiting_on_its_parent_is_not_idle() {
         let clock = Arc::new(ActivityClock::new());
         let idle = Duration::from_millis(60);
         let mut wd = Watchdog::new(clock.clone(), Duration::from_secs(30), idle);
         let waiting = clock.wait();
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
+        // Four idle caps pass while the child waits.
         let early = tokio::time::timeout(Duration::from_millis(250), wd.tripped()).await;
         assert!(early.is_err(), "idle cap tripped during a wait: {early:?}");
         drop(waiting);
-        let released = std::time::Instant::now();
+        let released = Instant::now();
         assert_eq!(wd.tripped().await, Trip::Idle(idle));
-        assert!(released.elapsed() >= Duration::from_millis(55));
-        assert!(t0.elapsed() >= Duration::from_millis(300));
+        // The idle cap counts from the end of the wait, not from the start.
+        assert_eq!(released.elapsed(), idle);
+        assert_eq!(t0.elapsed(), Duration::from_millis(250) + idle);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn last_wall_moves_with_activity() {
         let clock = ActivityClock::new();
         let before = clock.last_wall();
         tokio::time::sleep(Duration::from_millis(10)).await;
         clock.touch();
-        assert!(clock.last_wall() > before);
+        assert_eq!(
+            clock.last_wall() - before,
+            chrono::Duration::milliseconds(10)
+        );
     }
 }

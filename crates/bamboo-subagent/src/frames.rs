@@ -82,6 +82,39 @@ pub enum ChildFrame {
     Terminal(Terminal),
 }
 
+impl ChildFrame {
+    /// Parses one frame's text. Same result as `serde_json::from_str`, with a
+    /// fast path for the hot case, an `event` frame as our worker writes it
+    /// (`{"kind":"event","event":...}`, and inside it a plain `token`): the
+    /// derived parser buffers each tagged layer before choosing the variant,
+    /// which is most of the engine's per-event cost. Anything else, or
+    /// anything the fast path is unsure of, takes the derived parser.
+    pub fn from_text(text: &str) -> Result<Self, serde_json::Error> {
+        if let Some(event) = text
+            .strip_prefix(r#"{"kind":"event","event":"#)
+            .and_then(|rest| rest.strip_suffix('}'))
+            .and_then(fast_event)
+        {
+            return Ok(Self::Event { event });
+        }
+        serde_json::from_str(text)
+    }
+}
+
+/// `{"type":"token","content":"..."}` exactly, else the derived parser on the
+/// event alone; `None` when that fails too (the caller then reports the
+/// error of a full parse).
+fn fast_event(text: &str) -> Option<AgentEvent> {
+    let token = text
+        .strip_prefix(r#"{"type":"token","content":"#)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .filter(|s| s.len() >= 2 && s.starts_with('"') && s.ends_with('"'));
+    if let Some(content) = token.and_then(|s| serde_json::from_str::<String>(s).ok()) {
+        return Some(AgentEvent::Token { content });
+    }
+    serde_json::from_str(text).ok()
+}
+
 /// What an `approval_request` asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalBody {
@@ -179,6 +212,32 @@ mod tests {
         ));
         child(r#"{"kind":"terminal","status":"error","error":"boom"}"#);
         child(r#"{"kind":"terminal","status":"suspended","transcript":[]}"#);
+    }
+
+    #[test]
+    fn the_fast_parser_agrees_with_the_derived_one() {
+        for text in [
+            r#"{"kind":"event","event":{"type":"token","content":"hi "}}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"a \"quoted\" \u00e9 }"}}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"x","extra":1}}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"x"},"z":1}"#,
+            r#"{"kind":"event","event":{"type":"tool_start","tool_call_id":"1","tool_name":"t"}}"#,
+            r#"{"kind":"event","event":{"type":"new_thing","n":1}}"#,
+            r#"{"kind":"terminal","status":"completed","result":"r"}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"x"} }"#,
+        ] {
+            let fast = ChildFrame::from_text(text).unwrap();
+            let slow: ChildFrame = serde_json::from_str(text).unwrap();
+            assert_eq!(fast, slow, "{text}");
+        }
+        for bad in [
+            r#"{"kind":"event","event":{"type":"token","content":"x"}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"x}}"#,
+            r#"{"kind":"event","event":}"#,
+        ] {
+            assert!(ChildFrame::from_text(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<ChildFrame>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

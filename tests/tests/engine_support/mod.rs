@@ -7,9 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bamboo_domain::{AgentEvent, CompletionStatus};
+use bamboo_engine::EventStream;
 use bamboo_engine::{CreateChild, Engine, EngineBuilder, Timeouts};
 use bamboo_subagent::spec::ExecutorSpec;
-use tokio::sync::broadcast;
+use futures::StreamExt;
 
 /// Generous bound for anything that should happen "soon".
 pub const SOON: Duration = Duration::from_secs(30);
@@ -52,22 +53,32 @@ pub async fn run_report(engine: &Engine, root: &str, child: &str) -> bamboo_engi
     ticket.await.expect("the run reports")
 }
 
+/// Reads the next event of a session's stream (the stream is lossless).
+#[allow(async_fn_in_trait)]
+pub trait NextEvent {
+    /// The next event; `None` when the stream ended.
+    async fn recv(&mut self) -> Option<AgentEvent>;
+}
+
+impl NextEvent for EventStream {
+    async fn recv(&mut self) -> Option<AgentEvent> {
+        self.next().await.map(|logged| logged.event)
+    }
+}
+
 /// Waits for the `sub_agent_completed` of `child` on a parent stream.
-pub async fn completion(
-    rx: &mut broadcast::Receiver<AgentEvent>,
-    child: &str,
-) -> (CompletionStatus, Option<String>) {
+pub async fn completion(rx: &mut EventStream, child: &str) -> (CompletionStatus, Option<String>) {
     let wait = async {
         loop {
             match rx.recv().await {
-                Ok(AgentEvent::SubAgentCompleted {
+                Some(AgentEvent::SubAgentCompleted {
                     child_session_id,
                     status,
                     error,
                     ..
                 }) if child_session_id == child => return (status, error),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("stream ended before {child} completed: {e}"),
+                Some(_) => {}
+                None => panic!("stream ended before {child} completed"),
             }
         }
     };
@@ -78,16 +89,16 @@ pub async fn completion(
 
 /// Waits for the first event matching `pred` on a stream.
 pub async fn first_event(
-    rx: &mut broadcast::Receiver<AgentEvent>,
+    rx: &mut EventStream,
     what: &str,
     pred: impl Fn(&AgentEvent) -> bool,
 ) -> AgentEvent {
     let wait = async {
         loop {
             match rx.recv().await {
-                Ok(ev) if pred(&ev) => return ev,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("stream ended while waiting for {what}: {e}"),
+                Some(ev) if pred(&ev) => return ev,
+                Some(_) => {}
+                None => panic!("stream ended while waiting for {what}"),
             }
         }
     };

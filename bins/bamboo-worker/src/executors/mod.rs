@@ -1,12 +1,15 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`.
 
-pub mod bench;
 pub mod cli;
 pub mod env;
 pub mod host;
 pub mod llm;
 pub mod proc;
-pub mod testkit;
+
+// The helpers live in the dev-only crate `bamboo-testkit` (so they ship in no
+// build of the worker); the unit tests reach them under their old path.
+#[cfg(test)]
+pub(crate) use bamboo_testkit as testkit;
 
 use std::sync::Arc;
 

@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bamboo_domain::{AgentEvent, ChildStatus, ModelRef};
 use bamboo_engine::credentials::CredentialResolver;
-use bamboo_engine::{CreateChild, Engine};
+use bamboo_engine::{CreateChild, Engine, Since};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;
-use tokio::sync::broadcast::error::RecvError;
+use futures::StreamExt;
 
 pub use approve::ApproveMode;
 
@@ -164,7 +164,12 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<(usize, 
             root.id
         );
     }
-    let mut events = engine.subscribe(&root.id);
+    // A resumed root's log holds the earlier run's events: read only new ones.
+    let since = match options.resume {
+        Some(_) => Since::Now,
+        None => Since::Start,
+    };
+    let mut events = engine.events(&root.id, since);
     let workspace = options
         .workspace
         .as_ref()
@@ -199,13 +204,13 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<(usize, 
     let total = numbers.len();
     let mut remaining = total;
     while remaining > 0 {
-        match events.recv().await {
-            Ok(AgentEvent::SubAgentEvent {
+        match events.next().await.map(|logged| logged.event) {
+            Some(AgentEvent::SubAgentEvent {
                 child_session_id,
                 event,
                 ..
             }) => print::event(numbers.get(&child_session_id).copied().unwrap_or(0), &event),
-            Ok(AgentEvent::ChildApprovalRequested {
+            Some(AgentEvent::ChildApprovalRequested {
                 child_session_id,
                 tool_name,
                 resource,
@@ -217,7 +222,7 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<(usize, 
                     &format!("approval requested: {tool_name} on {resource:?}"),
                 );
             }
-            Ok(AgentEvent::SubAgentCompleted {
+            Some(AgentEvent::SubAgentCompleted {
                 child_session_id, ..
             }) => {
                 let Some(&n) = numbers.get(&child_session_id) else {
@@ -238,13 +243,8 @@ async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<(usize, 
                     print::say(n, &format!("{}: {why}", detail.status));
                 }
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                eprintln!("bamboo-worker run: output fell behind; {n} events not shown")
-            }
-            Err(RecvError::Closed) => {
-                bail!("the engine's event stream closed before every child finished")
-            }
+            Some(_) => {}
+            None => bail!("the engine's event stream closed before every child finished"),
         }
     }
     Ok((completed, total))

@@ -282,9 +282,9 @@ async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
 struct ShowJson<'a> {
     session: &'a Session,
     /// Events about this session, from its parent's log (children only).
-    own_events: &'a [shim::LoggedEvent],
+    own_events: &'a [bamboo_engine::LoggedEvent],
     /// This session's own log: the events of its children and below.
-    descendant_events: &'a [shim::LoggedEvent],
+    descendant_events: &'a [bamboo_engine::LoggedEvent],
 }
 
 /// The logged events that concern one session.
@@ -292,15 +292,15 @@ struct ShowJson<'a> {
 pub struct Logs {
     /// From the parent's log, the events whose `child_session_id` is this
     /// session (a child's own stream). Empty for a root.
-    pub own: Vec<shim::LoggedEvent>,
+    pub own: Vec<bamboo_engine::LoggedEvent>,
     /// The session's own log: every event of its descendants.
-    pub descendants: Vec<shim::LoggedEvent>,
+    pub descendants: Vec<bamboo_engine::LoggedEvent>,
 }
 
 impl Logs {
     async fn read(engine: &Engine, session: &Session) -> Self {
+        use bamboo_engine::Since;
         use futures::StreamExt;
-        use shim::{Logged, Since};
         let mut own = Vec::new();
         if let Some(parent) = &session.parent_id {
             let mut stream = engine.logged_events(parent, Since::Start);
@@ -384,13 +384,17 @@ pub fn render_session(s: &Session, logs: &Logs, titles: &HashMap<&str, &str>) ->
     out
 }
 
-fn render_events(out: &mut String, events: &[shim::LoggedEvent], titles: &HashMap<&str, &str>) {
+fn render_events(
+    out: &mut String,
+    events: &[bamboo_engine::LoggedEvent],
+    titles: &HashMap<&str, &str>,
+) {
     for e in events {
         let _ = writeln!(
             out,
             "  #{:<5} {}  {}",
             e.seq,
-            e.time,
+            e.time.format("%H:%M:%S%.3f"),
             describe(&e.event, titles)
         );
     }
@@ -444,39 +448,6 @@ fn describe(event: &AgentEvent, titles: &HashMap<&str, &str>) -> String {
 fn indent_rest(text: &str, pad: &str) -> String {
     text.replace('\n', &format!("\n{pad}"))
 }
-
-// TEMPORARY until main has the lossless event log; removed at the merge.
-mod shim {
-    #[derive(Debug, Clone, serde::Serialize)]
-    pub struct LoggedEvent {
-        pub seq: u64,
-        pub time: chrono_like::Time,
-        pub event: bamboo_domain::AgentEvent,
-    }
-    pub mod chrono_like {
-        pub type Time = String;
-    }
-    pub enum Since {
-        Start,
-    }
-    pub trait Logged {
-        fn logged_events(
-            &self,
-            id: &str,
-            since: Since,
-        ) -> futures::stream::Iter<std::vec::IntoIter<LoggedEvent>>;
-    }
-    impl Logged for bamboo_engine::Engine {
-        fn logged_events(
-            &self,
-            _: &str,
-            _: Since,
-        ) -> futures::stream::Iter<std::vec::IntoIter<LoggedEvent>> {
-            futures::stream::iter(Vec::new())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

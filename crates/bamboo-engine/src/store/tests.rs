@@ -1,3 +1,5 @@
+//! Tests of the file session store on real files in temporary directories (S3).
+
 use super::*;
 use bamboo_domain::{ChildInfo, Message};
 use std::sync::Arc;

@@ -64,7 +64,7 @@ impl FrameReceiver {
     pub async fn recv(&mut self) -> Option<Result<ChildFrame, TransportError>> {
         loop {
             match self.stream.next().await? {
-                Ok(Message::Text(text)) => match serde_json::from_str::<ChildFrame>(&text) {
+                Ok(Message::Text(text)) => match ChildFrame::from_text(&text) {
                     Ok(frame) => return Some(Ok(frame)),
                     Err(e) => tracing::debug!(error = %e, "skipping unknown or malformed frame"),
                 },

@@ -1,3 +1,5 @@
+//! Tests of the cli_adapter executor with real child processes.
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+//! Tests of the bamboo_runtime executor against a scripted local HTTP server.
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,9 +1,11 @@
-//! `cargo xtask bench`: median figures for the targets in the issues. Run from
-//! a release build; timing targets live here, never in pass/fail tests.
+//! Benchmarks behind `cargo xtask bench`: median figures for the targets in the
+//! issues. Run from a release build; timing targets live here, never in
+//! pass/fail tests.
 
 mod engine;
 mod executors;
 mod fleet;
+pub mod hotpath;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,13 +30,19 @@ pub fn report(name: &str, value: String, target: &str, ok: bool) {
     println!("{name:<44} {value:>18}   target {target:<14} {verdict}");
 }
 
+/// The groups [`run`] knows, in the order it runs them. `cargo xtask bench`
+/// checks names against its own copy of this list before building anything.
+pub const GROUPS: [&str; 3] = ["fleet", "engine", "executors"];
+
+/// The worker binary to benchmark, from `BAMBOO_WORKER_BIN`.
 pub fn worker_bin() -> Result<PathBuf> {
     std::env::var_os("BAMBOO_WORKER_BIN")
         .map(PathBuf::from)
         .context("BAMBOO_WORKER_BIN is not set: run `cargo xtask bench`")
 }
 
-/// Runs the benchmark groups named in `args` (all when empty).
+/// Runs the benchmark groups named in `args` (all when empty); names outside
+/// [`GROUPS`] are ignored here, the binary rejects them first.
 pub fn run(args: &[String]) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let want = |g: &str| args.is_empty() || args.iter().any(|a| a == g);

@@ -1,6 +1,6 @@
-//! Measurements of the executors' hot paths, for `cargo xtask bench` and the
-//! ignored `bench_*` tests (`cargo test --release -p bamboo-worker -- --ignored
-//! --nocapture bench_`). Events go through a real frame sink (serialized to
+//! Measurements of the executors' hot paths in-process, for `cargo xtask bench`
+//! and the ignored `bench_*` tests (`cargo test --release -p bamboo-bench --
+//! --ignored --nocapture bench_`). Events go through a real frame sink (serialized to
 //! `event` frame text) and are counted by a consumer task, as a transport would.
 
 use std::time::{Duration, Instant};
@@ -13,10 +13,10 @@ use bamboo_subagent::spec::ProvisionSpec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::cli::CliExecutor;
-use super::llm::client::RetryPolicy;
-use super::llm::LlmExecutor;
-use super::testkit::{Reply, ScriptedServer};
+use bamboo_testkit::{Reply, ScriptedServer};
+use bamboo_worker::executors::cli::CliExecutor;
+use bamboo_worker::executors::llm::client::RetryPolicy;
+use bamboo_worker::executors::llm::LlmExecutor;
 
 /// One measured run.
 #[derive(Debug, Clone)]

@@ -10,10 +10,10 @@ use bamboo_domain::ModelRef;
 use bamboo_engine::credentials::CredentialResolver;
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;
-use bamboo_worker::executors::bench::token_stream_reply;
-use bamboo_worker::executors::testkit::ScriptedServer;
+use bamboo_testkit::ScriptedServer;
 
 use super::engine::{ms, stream_rate, Bench};
+use super::hotpath::token_stream_reply;
 use super::{median, median_f, report};
 
 pub async fn run() -> Result<()> {

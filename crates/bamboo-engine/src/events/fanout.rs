@@ -1,0 +1,101 @@
+//! What one run publishes to: the logs of its parent and every further
+//! ancestor, taken once per run so the per-event path touches no engine
+//! lock. An event is serialized once, whatever the number of logs.
+
+use std::sync::Arc;
+
+use bamboo_domain::AgentEvent;
+
+use super::log::SessionLog;
+use super::EventLogs;
+
+/// The logs a run publishes to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fanout {
+    logs: Vec<Arc<SessionLog>>,
+}
+
+/// Serialized form of an event that cannot be serialized (not expected:
+/// every event is plain JSON), so a log line is never malformed.
+const UNSERIALIZABLE: &str = r#"{"type":"error","message":"an event could not be serialized"}"#;
+
+impl Fanout {
+    /// The logs of `sessions` (ids that cannot be sessions are skipped).
+    pub fn new(logs: &EventLogs, sessions: &[String]) -> Self {
+        Self {
+            logs: sessions.iter().filter_map(|s| logs.log(s)).collect(),
+        }
+    }
+
+    /// Appends `event` to every log.
+    pub fn publish(&self, event: AgentEvent) {
+        if self.logs.is_empty() {
+            return;
+        }
+        let json = serde_json::to_vec(&event).unwrap_or_else(|_| UNSERIALIZABLE.into());
+        self.append(Arc::new(event), &json);
+    }
+
+    fn append(&self, event: Arc<AgentEvent>, json: &[u8]) {
+        let micros = chrono::Utc::now().timestamp_micros();
+        for log in &self.logs {
+            log.append(micros, &event, json);
+        }
+    }
+
+    /// Syncs every log (a run ended), off the caller's path.
+    pub fn sync_in_background(&self) {
+        for log in &self.logs {
+            let log = log.clone();
+            tokio::spawn(async move { log.sync().await });
+        }
+    }
+}
+
+/// The hot path of one run: wraps each child event as `sub_agent_event`,
+/// with the wrapper's JSON prefix built once.
+#[derive(Debug)]
+pub(crate) struct ChildEvents {
+    fanout: Fanout,
+    parent: String,
+    child: String,
+    prefix: String,
+}
+
+impl ChildEvents {
+    /// Events of `child` (whose parent is `parent`) going to `fanout`.
+    pub fn new(fanout: Fanout, parent: &str, child: &str) -> Self {
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let prefix = format!(
+            r#"{{"type":"sub_agent_event","parent_session_id":{},"child_session_id":{},"event":"#,
+            quote(parent),
+            quote(child)
+        );
+        Self {
+            fanout,
+            parent: parent.to_owned(),
+            child: child.to_owned(),
+            prefix,
+        }
+    }
+
+    /// Publishes one event of the child.
+    pub fn publish(&self, event: AgentEvent) {
+        if self.fanout.logs.is_empty() {
+            return;
+        }
+        let mut json = Vec::with_capacity(self.prefix.len() + 64);
+        json.extend_from_slice(self.prefix.as_bytes());
+        if serde_json::to_writer(&mut json, &event).is_err() {
+            json.truncate(self.prefix.len());
+            json.extend_from_slice(UNSERIALIZABLE.as_bytes());
+        }
+        json.push(b'}');
+        let wrapped = AgentEvent::SubAgentEvent {
+            parent_session_id: self.parent.clone(),
+            child_session_id: self.child.clone(),
+            event: Box::new(event),
+        };
+        self.fanout.append(Arc::new(wrapped), &json);
+    }
+}

@@ -1,0 +1,129 @@
+//! The log file format: one JSON object per line.
+//!
+//! - `{"seq":N,"t":MICROS,"event":{...}}`: event `N`, logged at `MICROS`
+//!   (microseconds since the Unix epoch).
+//! - `{"gap_from":N}`: events from `N` on are not in the file (the cap was
+//!   reached, or a write failed); nothing but `gap_to` lines follows.
+//! - `{"gap_to":M}`: the gap reaches at least `M` (written when the log is
+//!   synced, so a reopened log knows where its numbering stands).
+//!
+//! A line cut short by a crash is ignored and cut away on reopen.
+
+use std::io::Write;
+
+use bamboo_domain::AgentEvent;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::LoggedEvent;
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Line {
+    Event(LoggedEvent),
+    GapFrom(u64),
+    GapTo(u64),
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    seq: Option<u64>,
+    t: Option<i64>,
+    event: Option<AgentEvent>,
+    gap_from: Option<u64>,
+    gap_to: Option<u64>,
+}
+
+/// Appends an event line; `event_json` is the event already serialized.
+pub(crate) fn write_event(buf: &mut Vec<u8>, seq: u64, micros: i64, event_json: &[u8]) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(buf, "{{\"seq\":{seq},\"t\":{micros},\"event\":");
+    buf.extend_from_slice(event_json);
+    buf.extend_from_slice(b"}\n");
+}
+
+/// Appends a `gap_from` line.
+pub(crate) fn write_gap_from(buf: &mut Vec<u8>, seq: u64) {
+    let _ = writeln!(buf, "{{\"gap_from\":{seq}}}");
+}
+
+/// Appends a `gap_to` line.
+pub(crate) fn write_gap_to(buf: &mut Vec<u8>, seq: u64) {
+    let _ = writeln!(buf, "{{\"gap_to\":{seq}}}");
+}
+
+/// Parses one line (without its newline); `None` if it is not a log line.
+pub(crate) fn parse(text: &[u8]) -> Option<Line> {
+    let raw: Raw = serde_json::from_slice(text).ok()?;
+    match raw {
+        Raw {
+            seq: Some(seq),
+            t: Some(t),
+            event: Some(event),
+            ..
+        } => Some(Line::Event(LoggedEvent {
+            seq,
+            time: time_of(t),
+            event,
+        })),
+        Raw {
+            gap_from: Some(n), ..
+        } => Some(Line::GapFrom(n)),
+        Raw {
+            gap_to: Some(n), ..
+        } => Some(Line::GapTo(n)),
+        _ => None,
+    }
+}
+
+/// The time of a microsecond stamp (the epoch for an impossible one).
+pub(crate) fn time_of(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// The newest sequence number a line accounts for.
+pub(crate) fn last_seq(line: &Line) -> u64 {
+    match line {
+        Line::Event(e) => e.seq,
+        Line::GapFrom(n) => n.saturating_sub(1),
+        Line::GapTo(n) => *n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip() {
+        let mut buf = Vec::new();
+        let json = serde_json::to_string(&AgentEvent::token("a\nb")).unwrap();
+        write_event(&mut buf, 7, 1_700_000_000_123_456, json.as_bytes());
+        write_gap_from(&mut buf, 8);
+        write_gap_to(&mut buf, 20);
+        let lines: Vec<_> = buf
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| parse(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                Line::Event(LoggedEvent {
+                    seq: 7,
+                    time: time_of(1_700_000_000_123_456),
+                    event: AgentEvent::token("a\nb"),
+                }),
+                Line::GapFrom(8),
+                Line::GapTo(20),
+            ]
+        );
+        assert_eq!(lines.iter().map(last_seq).collect::<Vec<_>>(), [7, 7, 20]);
+    }
+
+    #[test]
+    fn a_torn_line_is_not_a_line() {
+        assert_eq!(parse(br#"{"seq":1,"t":5,"event":{"type":"tok"#), None);
+        assert_eq!(parse(b""), None);
+    }
+}

@@ -1,0 +1,359 @@
+//! One session's event log: sequence numbers, the ring of newest events for
+//! live readers, and the append-only file behind it.
+//!
+//! Invariant: every event older than the ring is in the file (written, if
+//! not yet synced) or inside the explicit gap (`gap_from`). Eviction from the
+//! ring writes the buffer first when it must, so a reader that falls behind
+//! the ring always finds its next event in the file or learns it is lost.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use bamboo_domain::AgentEvent;
+
+use super::line;
+use super::LogLimits;
+
+/// Bytes buffered before a write to the file.
+const WRITE_BATCH: usize = 256 * 1024;
+/// One sparse index entry per this many events, to seek near a position.
+const INDEX_EVERY: u64 = 1024;
+
+/// One event in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub seq: u64,
+    pub micros: i64,
+    pub event: Arc<AgentEvent>,
+}
+
+/// What a reader at position `next` should do now.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// These events, from memory.
+    Ring(Vec<Entry>),
+    /// Read the file from `offset` for events `next..limit`.
+    Disk { offset: u64, limit: u64 },
+    /// Events `first..=last` are lost (the cap, or a failed write).
+    Gap { first: u64, last: u64 },
+    /// Nothing yet: the waker is registered.
+    Wait,
+    /// The log is closed and fully read, or deleted.
+    End,
+}
+
+/// A session's log.
+#[derive(Debug)]
+pub(crate) struct SessionLog {
+    id: String,
+    path: PathBuf,
+    limits: LogLimits,
+    state: Mutex<State>,
+    /// One sync at a time; those that queue behind it usually find nothing
+    /// left to sync (runs ending together share one `fdatasync`).
+    syncing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Sequence number of the next event.
+    next_seq: u64,
+    /// The newest events: `next_seq - ring.len() .. next_seq`.
+    ring: VecDeque<Entry>,
+    file: Option<Arc<File>>,
+    /// Lines not yet written to the file.
+    buf: Vec<u8>,
+    /// Bytes in the file.
+    file_len: u64,
+    /// Events from here on are not in the file.
+    gap_from: Option<u64>,
+    /// The last `gap_to` written.
+    gap_to_written: u64,
+    /// `(seq, offset)` every `INDEX_EVERY` events written this engine's life.
+    index: Vec<(u64, u64)>,
+    waiters: Vec<Waker>,
+    /// No more events; readers end when they have read everything.
+    closed: bool,
+    /// Removed; readers end at once.
+    deleted: bool,
+    /// Written since the last sync.
+    dirty: bool,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SessionLog {
+    /// Opens `path`, continuing its numbering when it exists. A torn last
+    /// line (a crash mid-write) is cut away. A file that cannot be read is
+    /// left alone and this log keeps new events in memory only, saying so
+    /// to its readers as a gap.
+    pub fn open(id: &str, path: PathBuf, limits: LogLimits) -> Self {
+        let (next_seq, gap_from, file_len) = match recover(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the event log; new events of this session are kept in memory only");
+                (1, Some(1), 0)
+            }
+        };
+        Self {
+            id: id.to_owned(),
+            path,
+            limits,
+            state: Mutex::new(State {
+                next_seq,
+                ring: VecDeque::new(),
+                file: None,
+                buf: Vec::new(),
+                file_len,
+                gap_from,
+                gap_to_written: 0,
+                index: Vec::new(),
+                waiters: Vec::new(),
+                closed: false,
+                deleted: false,
+                dirty: false,
+            }),
+            syncing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The session this log belongs to.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.state).next_seq
+    }
+
+    /// Appends one event; `json` is its serialization. Never waits on a
+    /// reader; writes to the file only when a batch is full.
+    pub fn append(&self, micros: i64, event: &Arc<AgentEvent>, json: &[u8]) {
+        let mut st = lock(&self.state);
+        if st.deleted {
+            return;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        if st.gap_from.is_none() {
+            self.buffer(&mut st, seq, micros, json);
+        }
+        st.ring.push_back(Entry {
+            seq,
+            micros,
+            event: event.clone(),
+        });
+        if st.ring.len() > self.limits.ring_events {
+            self.evict_oldest(&mut st);
+        }
+        for w in st.waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn buffer(&self, st: &mut State, seq: u64, micros: i64, json: &[u8]) {
+        let line_len = json.len() as u64 + 48;
+        if st.file_len + st.buf.len() as u64 + line_len > self.limits.cap_bytes {
+            tracing::warn!(session = %self.id, cap = self.limits.cap_bytes, "event log reached its size cap; later events are not logged");
+            st.gap_from = Some(seq);
+            line::write_gap_from(&mut st.buf, seq);
+            self.write_out(st);
+            return;
+        }
+        if (seq - 1).is_multiple_of(INDEX_EVERY) {
+            let at = st.file_len + st.buf.len() as u64;
+            st.index.push((seq, at));
+        }
+        line::write_event(&mut st.buf, seq, micros, json);
+        if st.buf.len() >= WRITE_BATCH {
+            self.write_out(st);
+        }
+    }
+
+    fn evict_oldest(&self, st: &mut State) {
+        // The evicted event must be readable from the file (or inside the gap).
+        if !st.buf.is_empty() {
+            self.write_out(st);
+        }
+        st.ring.pop_front();
+    }
+
+    /// Writes the buffer to the file. A failed write turns the rest of the
+    /// log into a gap, reported to readers; it never fails the run.
+    fn write_out(&self, st: &mut State) {
+        if st.buf.is_empty() {
+            return;
+        }
+        let result = match &st.file {
+            Some(f) => (&**f).write_all(&st.buf),
+            None => open_for_append(&self.path).and_then(|f| {
+                let f = Arc::new(f);
+                st.file = Some(f.clone());
+                (&*f).write_all(&st.buf)
+            }),
+        };
+        match result {
+            Ok(()) => {
+                st.file_len += st.buf.len() as u64;
+                st.dirty = true;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot write the event log; later events of this session are kept in memory only");
+                // Everything buffered is lost to the file; the ring still has
+                // the newest events, and readers are told about the rest.
+                let first_unwritten = st.ring.front().map_or(st.next_seq, |e| e.seq);
+                let from = st.gap_from.unwrap_or(first_unwritten).min(first_unwritten);
+                st.gap_from = Some(from);
+            }
+        }
+        st.buf.clear();
+    }
+
+    /// What a reader at `next` (and stopping before `until`, if given)
+    /// should do; registers `waker` when it must wait.
+    pub fn plan(&self, next: u64, until: Option<u64>, max: usize, waker: &Waker) -> Plan {
+        let mut st = lock(&self.state);
+        if st.deleted {
+            return Plan::End;
+        }
+        let end = until.map_or(st.next_seq, |u| u.min(st.next_seq));
+        if next >= end {
+            if st.closed || until.is_some_and(|u| next >= u) {
+                return Plan::End;
+            }
+            if !st.waiters.iter().any(|w| w.will_wake(waker)) {
+                st.waiters.push(waker.clone());
+            }
+            return Plan::Wait;
+        }
+        let ring_start = st.next_seq - st.ring.len() as u64;
+        if next >= ring_start {
+            let from = (next - ring_start) as usize;
+            let n = ((end - next) as usize).min(max);
+            return Plan::Ring(st.ring.range(from..from + n).cloned().collect());
+        }
+        if st.gap_from.is_some_and(|g| next >= g) {
+            return Plan::Gap {
+                first: next,
+                last: ring_start - 1,
+            };
+        }
+        let offset = st
+            .index
+            .iter()
+            .rev()
+            .find(|(seq, _)| *seq <= next)
+            .map_or(0, |(_, off)| *off);
+        Plan::Disk {
+            offset,
+            limit: ring_start,
+        }
+    }
+
+    /// Writes the buffer and syncs the file (end of a run; shutdown). The
+    /// sync runs off the async threads and outside the log's lock.
+    pub async fn sync(self: &Arc<Self>) {
+        let _one_at_a_time = self.syncing.lock().await;
+        let file = {
+            let mut st = lock(&self.state);
+            if let Some(g) = st.gap_from {
+                let last = st.next_seq - 1;
+                if last >= g && st.gap_to_written != last && st.file.is_some() {
+                    line::write_gap_to(&mut st.buf, last);
+                    st.gap_to_written = last;
+                }
+            }
+            self.write_out(&mut st);
+            if !std::mem::take(&mut st.dirty) {
+                return;
+            }
+            st.file.clone()
+        };
+        let Some(file) = file else { return };
+        let path = self.path.clone();
+        let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
+        if let Ok(Err(e)) = synced {
+            tracing::error!(path = %path.display(), error = %e, "cannot sync the event log");
+        }
+    }
+
+    /// No more events: readers end once they have read everything.
+    pub fn close(&self) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        for w in st.waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Removes the log: readers end at once, the file is deleted.
+    pub fn delete(&self) {
+        let mut st = lock(&self.state);
+        st.deleted = true;
+        st.closed = true;
+        st.ring.clear();
+        st.buf.clear();
+        st.file = None;
+        for w in st.waiters.drain(..) {
+            w.wake();
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the event log of a deleted session");
+            }
+        }
+    }
+}
+
+/// Opens the log file for appending, creating it (0600) and its directory
+/// (0700) as needed, whatever the umask.
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    File::options()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Where an existing file's numbering stands: `(next_seq, gap_from,
+/// file_len)`. Cuts a torn last line away.
+fn recover(path: &Path) -> std::io::Result<(u64, Option<u64>, u64)> {
+    let file = match File::options().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((1, None, 0)),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let end = super::read::end_of_last_line(&file, len)?;
+    if end < len {
+        file.set_len(end)?;
+    }
+    let Some(last) = super::read::last_line(&file, end)? else {
+        return Ok((1, None, 0));
+    };
+    let next_seq = line::last_seq(&last) + 1;
+    let gap = match last {
+        line::Line::Event(_) => None,
+        line::Line::GapFrom(_) | line::Line::GapTo(_) => Some(next_seq),
+    };
+    Ok((next_seq, gap, end))
+}

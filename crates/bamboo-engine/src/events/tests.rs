@@ -1,0 +1,199 @@
+//! The event log's guarantees, on real files: order, no gap, no duplicate,
+//! a reader far behind the ring, the cap, reopening, delete and close.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::*;
+
+fn logs(dir: &std::path::Path, ring: usize, cap: u64) -> EventLogs {
+    EventLogs::new(
+        dir.join("events"),
+        LogLimits {
+            ring_events: ring,
+            cap_bytes: cap,
+        },
+    )
+}
+
+fn tok(i: u64) -> AgentEvent {
+    AgentEvent::token(format!("t{i}"))
+}
+
+fn publish(l: &EventLogs, session: &str, range: std::ops::Range<u64>) {
+    let out = Fanout::new(l, &[session.to_owned()]);
+    for i in range {
+        out.publish(tok(i));
+    }
+}
+
+async fn take(s: &mut EventStream, n: usize) -> Vec<LoggedEvent> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let e = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on");
+        got.push(e);
+    }
+    got
+}
+
+fn assert_tokens(got: &[LoggedEvent], first_seq: u64) {
+    for (i, e) in got.iter().enumerate() {
+        let seq = first_seq + i as u64;
+        assert_eq!(e.seq, seq, "sequence numbers have no gap and no duplicate");
+        assert_eq!(e.event, tok(seq - 1), "event {seq} is the one published");
+    }
+}
+
+#[tokio::test]
+async fn a_live_reader_gets_every_event_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 64, u64::MAX);
+    let mut live = l.subscribe("p", Since::Start, false);
+    let publisher = {
+        let l = std::sync::Arc::new(l);
+        let l2 = l.clone();
+        (tokio::spawn(async move { publish(&l2, "p", 0..5000) }), l)
+    };
+    let got = take(&mut live, 5000).await;
+    assert_tokens(&got, 1);
+    publisher.0.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reader_far_behind_the_ring_continues_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    let mut slow = l.subscribe("p", Since::Start, false);
+    publish(&l, "p", 0..20_000);
+    // Everything but the last 16 is now only in the file.
+    let got = take(&mut slow, 20_000).await;
+    assert_tokens(&got, 1);
+    // And it goes on live after catching up.
+    publish(&l, "p", 20_000..20_010);
+    assert_tokens(&take(&mut slow, 10).await, 20_001);
+}
+
+#[tokio::test]
+async fn subscriptions_start_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    publish(&l, "p", 0..100);
+    let mut now = l.subscribe("p", Since::Now, false);
+    let mut after = l.subscribe("p", Since::After(40), false);
+    let history = l.subscribe("p", Since::Start, true);
+    publish(&l, "p", 100..110);
+    assert_tokens(&take(&mut now, 10).await, 101);
+    assert_tokens(&take(&mut after, 70).await, 41);
+    let all: Vec<_> = history.collect().await;
+    assert_eq!(
+        all.len(),
+        100,
+        "a history read ends at what was logged at the call"
+    );
+    assert_tokens(&all, 1);
+}
+
+#[tokio::test]
+async fn the_cap_is_reported_as_an_explicit_gap_never_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for a few dozen lines only.
+    let l = logs(dir.path(), 16, 2_000);
+    let mut live = l.subscribe("p", Since::Start, false);
+    publish(&l, "p", 0..200);
+    // A live reader that kept up... here it did not, so it sees the gap.
+    let mut seqs = Vec::new();
+    let mut gap = None;
+    while seqs.len() < 200 {
+        let e = take(&mut live, 1).await.remove(0);
+        match e.event {
+            AgentEvent::EventsTruncated {
+                first_seq,
+                last_seq,
+                ..
+            } => {
+                assert_eq!(e.seq, last_seq);
+                gap = Some((first_seq, last_seq));
+                seqs.extend(first_seq..=last_seq);
+            }
+            _ => {
+                assert_eq!(e.event, tok(e.seq - 1));
+                seqs.push(e.seq);
+            }
+        }
+    }
+    let (first, last) = gap.expect("a truncation event");
+    assert!(first > 1 && last == 184, "lost {first}..={last}");
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<_>>(),
+        "every seq accounted for once"
+    );
+}
+
+#[tokio::test]
+async fn a_reopened_log_continues_its_numbering_and_cuts_a_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let l = logs(dir.path(), 16, u64::MAX);
+        publish(&l, "p", 0..50);
+        l.close().await;
+    }
+    let path = dir.path().join("events/p.ndjson");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, br#"{"seq":51,"t":1,"event":{"ty"#).unwrap();
+    drop(f);
+    let l = logs(dir.path(), 16, u64::MAX);
+    let mut all = l.subscribe("p", Since::Start, false);
+    publish(&l, "p", 50..60);
+    assert_tokens(&take(&mut all, 60).await, 1);
+}
+
+#[tokio::test]
+async fn delete_ends_readers_and_removes_the_file_close_ends_them_after_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    publish(&l, "a", 0..100);
+    publish(&l, "b", 0..100);
+    let mut a = l.subscribe("a", Since::Start, false);
+    let b = l.subscribe("b", Since::Start, false);
+    l.close().await;
+    let path_a = dir.path().join("events/a.ndjson");
+    assert!(path_a.exists());
+    l.remove("a");
+    assert!(!path_a.exists(), "a deleted session's log is removed");
+    assert!(a.next().await.is_none(), "its readers end at once");
+    let rest: Vec<_> = b.collect().await;
+    assert_eq!(
+        rest.len(),
+        100,
+        "at close, readers get everything, then end"
+    );
+}
+
+#[tokio::test]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    publish(&l, "p", 0..10);
+    l.close().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("events")), 0o700);
+    assert_eq!(mode(&dir.path().join("events/p.ndjson")), 0o600);
+}
+
+#[tokio::test]
+async fn an_id_that_cannot_be_a_session_has_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    assert!(l.log("../escape").is_none());
+    let s = l.subscribe("../escape", Since::Start, false);
+    assert_eq!(s.collect::<Vec<_>>().await.len(), 0);
+}
