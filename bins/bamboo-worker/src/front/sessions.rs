@@ -336,8 +336,9 @@ fn concerns(event: &AgentEvent, id: &str) -> bool {
         | AgentEvent::ChildApprovalRequested {
             child_session_id, ..
         } => child_session_id == id,
-        // Lost events (events_truncated) may have been this child's: keep the note.
-        _ => event.type_name() == Some("events_truncated"),
+        // Lost events may have been this child's: keep the note.
+        AgentEvent::EventsTruncated { .. } => true,
+        _ => false,
     }
 }
 
@@ -440,6 +441,12 @@ fn describe(event: &AgentEvent, titles: &HashMap<&str, &str>) -> String {
             "{} approval requested: {tool_name} on {resource:?}",
             who(child_session_id)
         ),
+        AgentEvent::EventsTruncated {
+            first_seq,
+            last_seq,
+            reason,
+            ..
+        } => format!("events #{first_seq}..#{last_seq} were lost: {reason}"),
         other => json(other),
     }
 }
@@ -505,5 +512,13 @@ mod tests {
         let titles = HashMap::from([("c1", "one")]);
         assert_eq!(describe(&ev("c1"), &titles), r#"[one] token "hi ""#);
         assert_eq!(describe(&ev("zz"), &titles), r#"[zz] token "hi ""#);
+        let lost = AgentEvent::EventsTruncated {
+            session_id: "p".into(),
+            first_seq: 3,
+            last_seq: 9,
+            reason: "cap".into(),
+        };
+        assert!(concerns(&lost, "c1"), "a loss is shown to every child");
+        assert_eq!(describe(&lost, &titles), "events #3..#9 were lost: cap");
     }
 }
