@@ -17,6 +17,8 @@ use bamboo_worker::front::{ApproveMode, ExecutorChoice, Provider};
 use bamboo_worker::{front, serve};
 use clap::{Parser, Subcommand};
 
+mod logging;
+
 /// A Bamboo fleet actor worker.
 ///
 /// Without a subcommand, reads one JSON ProvisionSpec from stdin (the parent
@@ -193,7 +195,7 @@ enum ExecutorKind {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    logging::init();
     let cli = Cli::parse();
     match cli.command {
         None => worker_mode(&cli),
@@ -376,16 +378,4 @@ fn run_front(options: front::RunOptions) -> anyhow::Result<bool> {
     let (completed, total) = runtime.block_on(front::run(options))?;
     println!("{completed} of {total} runs completed");
     Ok(completed == total)
-}
-
-fn init_logging() {
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
-    // Without RUST_LOG a fixed level is enough; the filter parser (and the
-    // regex code behind it) stays out of an idle worker's memory.
-    match std::env::var_os("RUST_LOG") {
-        Some(_) => builder
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .init(),
-        None => builder.with_max_level(tracing::Level::WARN).init(),
-    }
 }

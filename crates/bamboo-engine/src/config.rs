@@ -20,8 +20,22 @@ pub struct Timeouts {
     pub run: Duration,
     /// Watchdog idle cap: no child event for this long (reference: 15 min).
     pub idle: Duration,
-    /// How long a new worker may take to register.
+    /// How long a new worker may take to register (spawn to ready).
     pub register: Duration,
+    /// Bound on the TCP connect to a worker.
+    pub connect: Duration,
+    /// Bound on the TLS and WebSocket handshakes with a worker (the worker
+    /// checks its token there). A fresh worker whose handshake times out is
+    /// replaced once; a second timeout fails the child.
+    pub handshake: Duration,
+    /// How often the engine pings a connected worker (the worker pings back
+    /// on its own period).
+    pub keepalive_interval: Duration,
+    /// A worker link with no frame at all (pong, ping or event) for this long
+    /// is dead: its run ends as an error (a frozen or unreachable worker)
+    /// instead of waiting for the idle watchdog. The first frame of a run is
+    /// bounded by this too.
+    pub keepalive_timeout: Duration,
     /// After `cancel`, how long the worker gets to send its terminal frame
     /// before it is killed.
     pub cancel_grace: Duration,
@@ -39,6 +53,10 @@ impl Default for Timeouts {
             run: Duration::from_secs(3600),
             idle: Duration::from_secs(15 * 60),
             register: Duration::from_secs(10),
+            connect: Duration::from_secs(5),
+            handshake: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_timeout: Duration::from_secs(8),
             cancel_grace: Duration::from_secs(5),
             heartbeat: Duration::from_secs(5),
             worker_idle: Duration::from_secs(300),

@@ -384,7 +384,7 @@ impl EngineBuilder {
         let launcher: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
             (Some(l), _) => l,
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
-                Arc::new(FleetLauncher::new(cmd, cfg.timeouts.register))
+                Arc::new(FleetLauncher::with_timeouts(cmd, &cfg.timeouts))
             }
             _ => {
                 return Err(EngineError::Config(

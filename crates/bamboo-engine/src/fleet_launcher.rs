@@ -1,15 +1,19 @@
 //! The default [`WorkerLauncher`]: real worker processes through
-//! `bamboo_subagent::fleet`, connected over the WebSocket transport.
+//! `bamboo_subagent::fleet`, connected over the WebSocket transport with the
+//! engine's link bounds and keepalive. A fresh worker whose handshake times
+//! out is replaced once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bamboo_subagent::fleet::{spawn_worker, WorkerCommand, WorkerHandle};
 use bamboo_subagent::frames::{ChildFrame, ParentFrame};
 use bamboo_subagent::spec::ProvisionSpec;
-use bamboo_subagent::transport::client::{FrameReceiver, FrameSender};
+use bamboo_subagent::transport::client::{ClientOptions, Connection, FrameReceiver, FrameSender};
+use bamboo_subagent::transport::{Keepalive, TransportError};
 
+use crate::config::Timeouts;
 use crate::worker::{ActorWorker, FrameRx, FrameTx, LaunchError, Link, LinkError, WorkerLauncher};
 
 /// Starts local worker processes with a fixed command line.
@@ -17,47 +21,123 @@ use crate::worker::{ActorWorker, FrameRx, FrameTx, LaunchError, Link, LinkError,
 pub struct FleetLauncher {
     command: WorkerCommand,
     register_timeout: Duration,
+    link: ClientOptions,
 }
 
 impl FleetLauncher {
-    /// A launcher for `command`, waiting up to `register_timeout` per worker.
+    /// A launcher for `command`, waiting up to `register_timeout` per worker,
+    /// with the default link bounds and keepalive.
     pub fn new(command: WorkerCommand, register_timeout: Duration) -> Self {
         Self {
             command,
             register_timeout,
+            link: ClientOptions::default(),
+        }
+    }
+
+    /// A launcher for `command` bounded by `timeouts`: registration, TCP
+    /// connect, handshake and link keepalive.
+    pub fn with_timeouts(command: WorkerCommand, timeouts: &Timeouts) -> Self {
+        let link = ClientOptions {
+            connect_timeout: timeouts.connect,
+            handshake_timeout: timeouts.handshake,
+            keepalive: Some(Keepalive {
+                interval: timeouts.keepalive_interval,
+                timeout: timeouts.keepalive_timeout,
+            }),
+            ..ClientOptions::default()
+        };
+        Self {
+            command,
+            register_timeout: timeouts.register,
+            link,
+        }
+    }
+
+    /// Spawns one worker and opens its first connection.
+    async fn start_one(&self, spec: &ProvisionSpec) -> Result<FleetWorker, Started> {
+        let mut handle = spawn_worker(&self.command, spec, self.register_timeout)
+            .await
+            .map_err(|e| Started::Failed(LaunchError(e.to_string())))?;
+        match handle.connect_with(&self.link).await {
+            Ok(conn) => Ok(FleetWorker {
+                handle,
+                first: Mutex::new(Some(conn)),
+                link: self.link.clone(),
+            }),
+            Err(e) => {
+                let tail = handle.stderr_tail();
+                handle.kill().await;
+                Err(match e {
+                    TransportError::Timeout { .. } => Started::TimedOut(format!("{e}{tail}")),
+                    other => Started::Failed(LaunchError(format!(
+                        "new worker unreachable: {other}{tail}"
+                    ))),
+                })
+            }
         }
     }
 }
 
+/// Why one start attempt failed.
+enum Started {
+    /// The handshake (or TCP connect) passed its bound: worth one fresh try.
+    TimedOut(String),
+    /// Anything else: final.
+    Failed(LaunchError),
+}
+
 #[async_trait]
 impl WorkerLauncher for FleetLauncher {
+    /// Spawns a worker and connects to it. A worker whose connect or
+    /// handshake times out is killed and replaced once by a fresh one; a
+    /// second timeout fails with the bound and the endpoint.
     async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
-        let handle = spawn_worker(&self.command, spec, self.register_timeout)
-            .await
-            .map_err(|e| LaunchError(e.to_string()))?;
-        Ok(Box::new(FleetWorker(handle)))
+        let first = match self.start_one(spec).await {
+            Ok(w) => return Ok(Box::new(w)),
+            Err(Started::Failed(e)) => return Err(e),
+            Err(Started::TimedOut(why)) => why,
+        };
+        tracing::warn!(error = %first, "new worker timed out; retrying once on a fresh worker");
+        match self.start_one(spec).await {
+            Ok(w) => Ok(Box::new(w)),
+            Err(Started::Failed(e)) => Err(e),
+            Err(Started::TimedOut(why)) => Err(LaunchError(format!(
+                "{why}; a first fresh worker timed out the same way ({first})"
+            ))),
+        }
     }
 }
 
+/// A worker process; its first connection, opened at launch, is handed out
+/// by the first `connect`.
 #[derive(Debug)]
-struct FleetWorker(WorkerHandle);
+struct FleetWorker {
+    handle: WorkerHandle,
+    first: Mutex<Option<Connection>>,
+    link: ClientOptions,
+}
 
 #[async_trait]
 impl ActorWorker for FleetWorker {
     fn pid(&self) -> Option<u32> {
-        self.0.pid()
+        self.handle.pid()
     }
 
     fn is_alive(&mut self) -> bool {
-        self.0.is_alive()
+        self.handle.is_alive()
     }
 
     async fn connect(&self) -> Result<Link, LinkError> {
-        let conn = self
-            .0
-            .connect()
-            .await
-            .map_err(|e| LinkError(e.to_string()))?;
+        let opened = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let conn = match opened {
+            Some(conn) => conn,
+            None => self
+                .handle
+                .connect_with(&self.link)
+                .await
+                .map_err(|e| LinkError(e.to_string()))?,
+        };
         Ok(Link {
             tx: Arc::new(Tx(conn.sender)),
             rx: Box::new(Rx(conn.receiver)),
@@ -65,7 +145,7 @@ impl ActorWorker for FleetWorker {
     }
 
     async fn kill(&mut self) {
-        self.0.kill().await;
+        self.handle.kill().await;
     }
 }
 

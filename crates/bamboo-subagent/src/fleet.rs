@@ -24,7 +24,7 @@ use crate::fabric::Fabric;
 use crate::record::AgentRecord;
 use crate::secret::Secret;
 use crate::spec::ProvisionSpec;
-use crate::transport::client::{connect, Connection};
+use crate::transport::client::{connect, connect_with, ClientOptions, Connection};
 use crate::transport::TransportError;
 
 /// How many of a worker's last stderr lines are kept for error messages.
@@ -214,6 +214,14 @@ impl WorkerHandle {
     /// Opens a connection with the worker's token.
     pub async fn connect(&self) -> Result<Connection, TransportError> {
         connect(&self.endpoint, self.token.as_ref()).await
+    }
+
+    /// [`Self::connect`] with explicit bounds and keepalive.
+    pub async fn connect_with(
+        &self,
+        options: &ClientOptions,
+    ) -> Result<Connection, TransportError> {
+        connect_with(&self.endpoint, self.token.as_ref(), options).await
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! A one-shot worker serves one connection, then exits; if nobody connects
 //! within the accept timeout it exits too. A reusable worker serves connection
-//! after connection, one at a time, and exits after the idle timeout without a
-//! connection. Both renew their lease while alive, watch for their parent's
+//! after connection, and exits after the idle timeout without a connection. Every connection is upgraded and served on its own task, so a
+//! connection that never completes its handshake cannot block the parent's.
+//! Both renew their lease while alive, watch for their parent's
 //! death, and withdraw their record on the way out.
 
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use crate::fabric::{Fabric, FabricError};
 use crate::idle::{run_when_quiet, Activity, IdleHook};
 use crate::record::AgentRecord;
 use crate::spec::{ProvisionSpec, DEFAULT_IDLE_TIMEOUT_SECS};
-use crate::transport::server::{serve_connection, ServerConfig};
-use crate::transport::DEFAULT_MAX_FRAME_BYTES;
+use crate::transport::accept::{serve_listener, ListenEnd};
+use crate::transport::server::ServerConfig;
+use crate::transport::{Keepalive, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES};
 
 /// Tunables of the serving loop. Defaults follow the reference: a 60 s lease
 /// renewed every 20 s.
@@ -43,6 +45,10 @@ pub struct WorkerOptions {
     /// Runs once per quiet spell (no run or lease renewal in flight), after
     /// its delay.
     pub idle_hook: Option<IdleHook>,
+    /// A connection must finish its handshake (token included) within this.
+    pub handshake_timeout: Duration,
+    /// Link keepalive; `None` turns it off.
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for WorkerOptions {
@@ -56,6 +62,8 @@ impl Default for WorkerOptions {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             idle_hook: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -130,6 +138,8 @@ impl Worker {
                 token: spec.secrets.worker_auth_token.clone(),
                 max_frame_bytes: options.max_frame_bytes,
                 activity: options.idle_hook.as_ref().map(|_| Activity::default()),
+                handshake_timeout: options.handshake_timeout,
+                keepalive: options.keepalive,
             },
             options,
         })
@@ -193,33 +203,16 @@ impl Worker {
         } else {
             self.options.accept_timeout
         };
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return ExitReason::Shutdown,
-                _ = parent_gone.cancelled() => return ExitReason::ParentGone,
-                r = tokio::time::timeout(wait, self.listener.accept()) => r,
-            };
-            let stream = match accepted {
-                Err(_) => return ExitReason::Idle,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-                Ok(Ok((stream, _))) => stream,
-            };
-            let served = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return ExitReason::Shutdown,
-                _ = parent_gone.cancelled() => return ExitReason::ParentGone,
-                r = serve_connection(stream, executor.clone(), &self.server) => r,
-            };
-            match served {
-                // A refused or broken upgrade does not use up a one-shot worker.
-                Err(e) => tracing::info!(error = %e, "connection not served"),
-                Ok(()) if !self.spec_reusable => return ExitReason::Served,
-                Ok(()) => {}
-            }
+        let once = !self.spec_reusable;
+        let served = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return ExitReason::Shutdown,
+            _ = parent_gone.cancelled() => return ExitReason::ParentGone,
+            r = serve_listener(&self.listener, executor, &self.server, once, wait) => r,
+        };
+        match served {
+            ListenEnd::Served => ExitReason::Served,
+            ListenEnd::Idle => ExitReason::Idle,
         }
     }
 }

@@ -3,18 +3,23 @@
 //! the terminal frame or close.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::SplitStream;
 use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use super::keepalive::Silence;
 use super::writer::{write_frames, QUEUE_DEPTH};
-use super::{ws_config, TransportError, DEFAULT_MAX_FRAME_BYTES};
+use super::{
+    ws_config, Keepalive, TransportError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+};
 use crate::frames::{ChildFrame, ParentFrame};
 use crate::secret::Secret;
 
@@ -57,20 +62,46 @@ impl FrameSender {
 pub struct FrameReceiver {
     stream: SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
     endpoint: String,
+    silence: Silence,
+    /// Set once the link is known dead; later reads report it closed.
+    ended: bool,
 }
 
 impl FrameReceiver {
-    /// The next frame; `None` once the worker closed the connection.
+    /// The next frame; `None` once the worker closed the connection or it was
+    /// reset (the worker exited or was killed); an error when the link failed
+    /// otherwise, including [`TransportError::Silent`] when no frame at all
+    /// (not even a pong) arrived for the keepalive limit.
     pub async fn recv(&mut self) -> Option<Result<ChildFrame, TransportError>> {
+        if self.ended {
+            return None;
+        }
+        let out = self.next_frame().await;
+        if !matches!(out, Some(Ok(_))) {
+            self.ended = true;
+        }
+        out
+    }
+
+    async fn next_frame(&mut self) -> Option<Result<ChildFrame, TransportError>> {
         loop {
-            match self.stream.next().await? {
+            let msg = match self.silence.next(&mut self.stream).await {
+                Ok(msg) => msg?,
+                Err(waited) => {
+                    return Some(Err(TransportError::Silent {
+                        endpoint: self.endpoint.clone(),
+                        waited,
+                    }))
+                }
+            };
+            match msg {
                 Ok(Message::Text(text)) => match ChildFrame::from_text(&text) {
                     Ok(frame) => return Some(Ok(frame)),
                     Err(e) => tracing::debug!(error = %e, "skipping unknown or malformed frame"),
                 },
                 Ok(Message::Close(_)) => return None,
                 Ok(_) => {}
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return None,
+                Err(e) if is_closed_error(&e) => return None,
                 Err(e) => {
                     return Some(Err(TransportError::WebSocket {
                         endpoint: self.endpoint.clone(),
@@ -80,17 +111,41 @@ impl FrameReceiver {
             }
         }
     }
+
     /// Whether the worker has closed the connection (or it broke), checked
     /// without waiting. For a connection between runs, where no frame is
-    /// due: anything that arrived meanwhile is stale and is dropped.
+    /// due: anything that arrived meanwhile is stale and is dropped, and the
+    /// silence clock starts afresh for the next run.
     pub fn is_closed(&mut self) -> bool {
+        self.silence.reset();
         loop {
             match self.stream.next().now_or_never() {
-                None => return false,
-                Some(None | Some(Ok(Message::Close(_)) | Err(_))) => return true,
+                None => return self.ended,
+                Some(None | Some(Ok(Message::Close(_)) | Err(_))) => {
+                    self.ended = true;
+                    return true;
+                }
                 Some(Some(Ok(_))) => {}
             }
         }
+    }
+}
+
+/// Errors that mean the peer went away (closed, reset, or the socket hit
+/// EOF) rather than that the link misbehaved: a killed worker looks like this.
+fn is_closed_error(e: &WsError) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => true,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        WsError::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 
@@ -102,6 +157,14 @@ pub struct ClientOptions {
     /// Extra trusted root certificates (DER) for `wss://`, e.g. a resident
     /// worker's self-signed certificate. The public web roots are always trusted.
     pub extra_root_certs: Vec<Vec<u8>>,
+    /// Bound on the TCP connect.
+    pub connect_timeout: Duration,
+    /// Bound on the TLS and WebSocket handshakes together (the worker checks
+    /// the token during the WebSocket handshake).
+    pub handshake_timeout: Duration,
+    /// Ping period and silence limit of the link; `None` turns keepalive off
+    /// (a frozen worker is then noticed only by the engine's idle watchdog).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +172,9 @@ impl Default for ClientOptions {
         Self {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             extra_root_certs: Vec::new(),
+            connect_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -135,8 +201,14 @@ pub async fn connect_with(
         })?;
         request.headers_mut().insert("authorization", value);
     }
-    let tcp = TcpStream::connect(&authority)
+    let timeout = |step, waited| TransportError::Timeout {
+        step,
+        endpoint: endpoint.to_owned(),
+        waited,
+    };
+    let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect(&authority))
         .await
+        .map_err(|_| timeout("TCP connect", options.connect_timeout))?
         .map_err(|source| TransportError::Connect {
             endpoint: endpoint.to_owned(),
             source,
@@ -150,8 +222,11 @@ pub async fn connect_with(
         None
     };
     let config = Some(ws_config(options.max_frame_bytes));
-    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector)
+    let handshake =
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, config, connector);
+    let (ws, _) = tokio::time::timeout(options.handshake_timeout, handshake)
         .await
+        .map_err(|_| timeout("WebSocket handshake", options.handshake_timeout))?
         .map_err(|e| match e {
             WsError::Http(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                 TransportError::Unauthorized(endpoint.to_owned())
@@ -163,12 +238,15 @@ pub async fn connect_with(
         })?;
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-    tokio::spawn(write_frames(sink, rx));
+    let keepalive = options.keepalive;
+    tokio::spawn(write_frames(sink, rx, keepalive.map(|k| k.interval)));
     Ok(Connection {
         sender: FrameSender { tx },
         receiver: FrameReceiver {
             stream,
             endpoint: endpoint.to_owned(),
+            silence: Silence::new(keepalive.map(|k| k.timeout)),
+            ended: false,
         },
     })
 }
@@ -258,5 +336,114 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "close never seen");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+    }
+
+    /// A server that upgrades one connection and hands it to `then`.
+    async fn one_connection<F, Fut>(then: F) -> String
+    where
+        F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            then(tokio_tungstenite::accept_async(tcp).await.unwrap()).await;
+        });
+        endpoint
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_reads_as_closed_like_a_killed_worker() {
+        let endpoint = one_connection(|ws| async move {
+            // Zero linger: dropping the socket sends RST, as a killed process does.
+            ws.get_ref().set_zero_linger().unwrap();
+            drop(ws);
+        })
+        .await;
+        let mut conn = connect(&endpoint, None).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), conn.receiver.recv())
+            .await
+            .unwrap();
+        assert!(got.is_none(), "expected closed, got {got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_is_reported_silent_after_the_limit() {
+        let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+        // The server never reads, so it never pongs, and never pings.
+        let endpoint = one_connection(|ws| async move {
+            let _ = hold_rx.await;
+            drop(ws);
+        })
+        .await;
+        let options = ClientOptions {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(400),
+            }),
+            ..ClientOptions::default()
+        };
+        let mut conn = connect_with(&endpoint, None, &options).await.unwrap();
+        let started = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(30), conn.receiver.recv())
+            .await
+            .unwrap();
+        match got {
+            Some(Err(e @ TransportError::Silent { .. })) => {
+                let text = e.to_string();
+                assert!(text.contains("silent for 0.4s"), "{text}");
+                assert!(text.contains("frozen or unreachable"), "{text}");
+            }
+            other => panic!("expected a silent-link error, got {other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(
+            conn.receiver.recv().await.is_none(),
+            "a dead link stays closed"
+        );
+        drop(hold_tx);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_answers_pings_stays_alive_while_sending_nothing() {
+        let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+        // The server only reads: tungstenite answers each ping with a pong.
+        let endpoint = one_connection(|mut ws| async move {
+            tokio::select! {
+                _ = hold_rx => {}
+                _ = async { while ws.next().await.is_some() {} } => {}
+            }
+        })
+        .await;
+        let options = ClientOptions {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(50),
+                timeout: Duration::from_millis(400),
+            }),
+            ..ClientOptions::default()
+        };
+        let mut conn = connect_with(&endpoint, None, &options).await.unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(1500), conn.receiver.recv()).await;
+        assert!(quiet.is_err(), "the link was declared dead: {quiet:?}");
+        drop(hold_tx);
+    }
+
+    #[tokio::test]
+    async fn a_handshake_that_never_completes_times_out_naming_the_bound_and_endpoint() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        // Accepted by the kernel, never answered.
+        let options = ClientOptions {
+            handshake_timeout: Duration::from_millis(300),
+            ..ClientOptions::default()
+        };
+        let err = connect_with(&endpoint, None, &options).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, TransportError::Timeout { .. }), "{text}");
+        assert!(text.contains("WebSocket handshake"), "{text}");
+        assert!(text.contains(&endpoint), "{text}");
+        assert!(text.contains("0.3s"), "{text}");
+        drop(listener);
     }
 }

@@ -5,12 +5,26 @@
 //! socket's buffer and flushes only when no further frame is queued, and both
 //! set `TCP_NODELAY`: a flush per frame and Nagle's algorithm are what make
 //! small-frame streams slow.
+//!
+//! Every wait is bounded (see docs/operations.md, "Timeouts"): TCP connect and
+//! the TLS + WebSocket handshake on the client, the handshake (with the token
+//! check) on the server, and the link itself by [`Keepalive`]: both sides
+//! ping, and a link with no frame at all for `timeout` is dead.
 
+pub mod accept;
 pub mod client;
+mod keepalive;
 pub mod server;
 mod writer;
 
+use std::time::Duration;
+
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub use keepalive::Keepalive;
+
+/// Default bound on TCP connect, and on the TLS + WebSocket handshake, each.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default largest frame either side accepts: 16 MiB. A larger frame closes
 /// that connection (never the process).
@@ -40,6 +54,26 @@ pub enum TransportError {
         endpoint: String,
         /// The underlying error.
         source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// A bounded step of opening the link (TCP connect, handshake) did not
+    /// finish in time.
+    #[error("{step} with {endpoint} did not finish within {}s: the worker is stalled or unreachable", waited.as_secs_f32())]
+    Timeout {
+        /// What timed out: "TCP connect" or "WebSocket handshake".
+        step: &'static str,
+        /// The endpoint.
+        endpoint: String,
+        /// The bound that passed.
+        waited: Duration,
+    },
+    /// The peer sent no frame at all (no pong, ping or data) for the
+    /// keepalive limit: it is frozen or the network path is cut.
+    #[error("worker link {endpoint} silent for {}s (no pong): the worker is frozen or unreachable", waited.as_secs_f32())]
+    Silent {
+        /// The endpoint.
+        endpoint: String,
+        /// The keepalive limit that passed.
+        waited: Duration,
     },
     /// TLS could not be set up (bad root certificate, no protocol versions).
     #[error("TLS setup failed: {0}")]

@@ -1,11 +1,13 @@
 //! The worker's side of the transport (F7, protocol.md 4.1-4.4).
 //!
-//! One connection at a time is served by [`serve_connection`]: it checks the
-//! bearer token on the upgrade, then routes frames. `run` starts a run (after
+//! A connection is upgraded by [`accept`] (the bearer token is checked during
+//! the handshake, which is bounded) and then served by [`serve`], which routes
+//! frames. `run` starts a run (after
 //! cancelling and awaiting any active one, so outputs never interleave),
 //! `cancel` trips the active run's token at once, `message` feeds its steering
 //! inbox, replies resolve pending host calls. A malformed or unknown frame is
-//! skipped; closing the connection cancels the active run.
+//! skipped; closing the connection cancels the active run, and so does a
+//! parent link silent past the keepalive limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,10 +21,14 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use super::keepalive::Silence;
 use super::writer::{write_frames, QUEUE_DEPTH};
-use super::{ws_config, TransportError, DEFAULT_MAX_FRAME_BYTES};
+use super::{
+    ws_config, Keepalive, TransportError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
+};
 use crate::executor::{
     ApprovalBody, EventSink, Executor, HostBridge, HostError, RunContext, RunOutcome, SteeringInbox,
 };
@@ -34,6 +40,9 @@ use crate::secret::{constant_time_eq, Secret};
 /// dropped and the run is reported cancelled anyway.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a closing connection may take to flush its last frames.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Server-side settings for one connection.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -43,6 +52,12 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Counts runs in flight as work, when someone watches for quiet spells.
     pub activity: Option<Activity>,
+    /// A connection must finish the WebSocket handshake (and pass the token
+    /// check) within this bound, or it is dropped.
+    pub handshake_timeout: Duration,
+    /// Ping period and silence limit; a parent link silent past the limit is
+    /// closed, which cancels its run. `None` turns keepalive off.
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ServerConfig {
@@ -51,18 +66,34 @@ impl Default for ServerConfig {
             token: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             activity: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
 
-/// Serves one parent connection until it closes. Returns an error only when
-/// the upgrade failed (including a refused token), so callers can tell a
-/// connection that was served from one that was not.
+/// A connection that passed the WebSocket handshake and the token check.
+#[derive(Debug)]
+pub struct Upgraded(WebSocketStream<TcpStream>);
+
+/// Serves one parent connection until it closes: [`accept`], then [`serve`].
+/// Returns an error only when the upgrade failed (including a refused token
+/// or a handshake past its bound), so callers can tell a connection that was
+/// served from one that was not.
 pub async fn serve_connection(
     stream: TcpStream,
     executor: Arc<dyn Executor>,
     config: &ServerConfig,
 ) -> Result<(), TransportError> {
+    let ws = accept(stream, config).await?;
+    serve(ws, executor, config).await;
+    Ok(())
+}
+
+/// Upgrades one incoming connection, checking the bearer token, within
+/// `config.handshake_timeout`: a client that sends nothing cannot hold the
+/// worker.
+pub async fn accept(stream: TcpStream, config: &ServerConfig) -> Result<Upgraded, TransportError> {
     let _ = stream.set_nodelay(true);
     let token = config.token.clone();
     // The callback's error type is fixed by tungstenite's handshake API.
@@ -73,19 +104,33 @@ pub async fn serve_connection(
             _ => Ok(resp),
         }
     };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
         check,
         Some(ws_config(config.max_frame_bytes)),
-    )
-    .await
-    .map_err(|e| TransportError::WebSocket {
-        endpoint: "incoming connection".into(),
-        source: Box::new(e),
-    })?;
-    let (sink, mut stream) = ws.split();
+    );
+    let endpoint = || "incoming connection".to_owned();
+    let ws = tokio::time::timeout(config.handshake_timeout, upgrade)
+        .await
+        .map_err(|_| TransportError::Timeout {
+            step: "WebSocket handshake",
+            endpoint: endpoint(),
+            waited: config.handshake_timeout,
+        })?
+        .map_err(|e| TransportError::WebSocket {
+            endpoint: endpoint(),
+            source: Box::new(e),
+        })?;
+    Ok(Upgraded(ws))
+}
+
+/// Serves an upgraded connection until the parent closes it, it breaks, or
+/// it stays silent past the keepalive limit; then cancels the active run.
+pub async fn serve(ws: Upgraded, executor: Arc<dyn Executor>, config: &ServerConfig) {
+    let (sink, mut stream) = ws.0.split();
     let (out_tx, out_rx) = mpsc::channel::<String>(QUEUE_DEPTH);
-    let writer = tokio::spawn(write_frames(sink, out_rx));
+    let pings = config.keepalive.map(|k| k.interval);
+    let mut writer = tokio::spawn(write_frames(sink, out_rx, pings));
     let mut conn = Connection {
         executor,
         out: out_tx,
@@ -93,7 +138,19 @@ pub async fn serve_connection(
         active: None,
         activity: config.activity.clone(),
     };
-    while let Some(msg) = stream.next().await {
+    let mut silence = Silence::new(config.keepalive.map(|k| k.timeout));
+    loop {
+        let msg = match silence.next(&mut stream).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(waited) => {
+                tracing::warn!(
+                    "parent link silent for {}s; closing it and cancelling its run",
+                    waited.as_secs_f32()
+                );
+                break;
+            }
+        };
         match msg {
             Ok(Message::Text(text)) => match serde_json::from_str::<ParentFrame>(&text) {
                 Ok(frame) => conn.handle(frame).await,
@@ -107,10 +164,18 @@ pub async fn serve_connection(
             }
         }
     }
-    conn.stop_active().await;
+    // Bounded: a frozen parent may never take the terminal or close frame.
+    let stopping = tokio::time::timeout(CANCEL_GRACE + CLOSE_GRACE, conn.stop_active());
+    if stopping.await.is_err() {
+        tracing::debug!("the cancelled run could not queue its terminal frame");
+    }
     drop(conn);
-    let _ = writer.await;
-    Ok(())
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 fn bearer_matches(req: &Request, token: &Secret) -> bool {
@@ -343,5 +408,56 @@ mod tests {
             }
             other => panic!("expected an error terminal, got {other:?}"),
         }
+    }
+
+    /// Runs until cancelled, then reports when that happened.
+    struct WaitsForCancel(Mutex<Option<oneshot::Sender<()>>>);
+
+    #[async_trait]
+    impl Executor for WaitsForCancel {
+        async fn run(&self, _: RunRequest, ctx: RunContext) -> RunOutcome {
+            ctx.cancel.cancelled().await;
+            if let Some(tx) = self.0.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            RunOutcome::cancelled()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_parent_link_is_closed_and_its_run_cancelled() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+        let (cancelled_tx, cancelled_rx) = oneshot::channel();
+        let executor = Arc::new(WaitsForCancel(Mutex::new(Some(cancelled_tx))));
+        let config = ServerConfig {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(400),
+            }),
+            ..ServerConfig::default()
+        };
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            serve_connection(stream, executor, &config).await.unwrap();
+        });
+        // A frozen parent: it neither pings nor reads (so it never pongs).
+        let options = crate::transport::client::ClientOptions {
+            keepalive: None,
+            ..Default::default()
+        };
+        let conn = crate::transport::client::connect_with(&endpoint, None, &options)
+            .await
+            .unwrap();
+        conn.sender
+            .send(ParentFrame::Run(RunRequest::new("x")))
+            .await
+            .unwrap();
+        let sent = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(30), cancelled_rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(sent.elapsed() >= Duration::from_millis(400));
     }
 }
