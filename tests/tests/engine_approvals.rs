@@ -61,7 +61,7 @@ async fn a_human_answers_through_the_api_after_the_policy_defers() {
         .await
         .unwrap();
     let (root, child) = root_and_child(&engine, "__approve:deploy done").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     let ev = first_event(&mut events, "child_approval_requested", |e| {
         matches!(e, AgentEvent::ChildApprovalRequested { .. })

@@ -51,7 +51,7 @@ async fn run_child(
         .create_root("root", Some(ModelRef::parse("openai/test-model").unwrap()))
         .await
         .unwrap();
-    let mut rx = engine.events(&root.id, bamboo_engine::Since::Start);
+    let mut rx = engine.events(&root.id, bamboo_engine::Since::Now);
     let mut input = CreateChild::new(&root.id, assignment);
     input.workspace = workspace.map(str::to_owned);
     input.auto_run = true;
@@ -117,7 +117,7 @@ async fn cancelling_a_cli_child_kills_its_whole_process_group() {
     );
     let engine = cli_engine(dir.path(), &script).await;
     let (root, child) = root_and_child(&engine, "x").await;
-    let mut rx = engine.events(&root, bamboo_engine::Since::Start);
+    let mut rx = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, false).await.unwrap();
     first_event(&mut rx, "the started line", |e| {
         matches!(e, AgentEvent::SubAgentEvent { .. })

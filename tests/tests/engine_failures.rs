@@ -16,7 +16,7 @@ async fn a_worker_killed_mid_run_is_an_error_within_a_second_and_never_reused() 
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
     let (root, child) = root_and_child(&engine, "__sleep_ms:20000 never").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     first_event(&mut events, "sub_agent_started", |e| {
         matches!(e, AgentEvent::SubAgentStarted { .. })
@@ -74,7 +74,7 @@ async fn the_idle_watchdog_stops_a_silent_child_with_status_timeout() {
     let mut input = CreateChild::new(&root.id, "__sleep_ms:20000 silent");
     input.idle_timeout_secs = Some(1);
     let child = engine.create_child(input).await.unwrap();
-    let mut events = engine.events(&root.id, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root.id, bamboo_engine::Since::Now);
     engine.run_child(&root.id, &child.id, true).await.unwrap();
     let (status, error) = completion(&mut events, &child.id).await;
     assert_eq!(status, CompletionStatus::Timeout);
@@ -90,7 +90,7 @@ async fn cancel_and_delete_stop_a_running_child_first() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
     let (root, child) = root_and_child(&engine, "__sleep_ms:20000 long").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     first_event(&mut events, "started", |e| {
         matches!(e, AgentEvent::SubAgentStarted { .. })
@@ -142,7 +142,7 @@ fn restarting_on_the_same_data_dir_marks_an_orphaned_running_child_as_error() {
     let (root, child) = rt.block_on(async {
         let engine = engine(dir.path(), 2).await;
         let (root, child) = root_and_child(&engine, "__sleep_ms:20000 orphan").await;
-        let mut events = engine.events(&root, bamboo_engine::Since::Start);
+        let mut events = engine.events(&root, bamboo_engine::Since::Now);
         engine.run_child(&root, &child, true).await.unwrap();
         first_event(&mut events, "started", |e| {
             matches!(e, AgentEvent::SubAgentStarted { .. })
@@ -170,7 +170,7 @@ async fn shutdown_cancels_runs_and_leaves_no_worker_alive() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 4).await;
     let root = engine.create_root("r", None).await.unwrap();
-    let mut events = engine.events(&root.id, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root.id, bamboo_engine::Since::Now);
     let mut pids = Vec::new();
     // Two finished (parked) and two running.
     for assignment in ["a", "b", "__sleep_ms:20000 c", "__sleep_ms:20000 d"] {

@@ -16,7 +16,7 @@ async fn fifty_children_at_limit_four_complete_with_pooled_reuse() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 4).await;
     let root = engine.create_root("fan-out", None).await.unwrap();
-    let mut events = engine.events(&root.id, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root.id, bamboo_engine::Since::Now);
     let mut ids = Vec::new();
     for i in 0..50 {
         let c = engine
@@ -85,7 +85,7 @@ async fn events_are_forwarded_wrapped_in_order_with_started_and_completed() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
     let (root, child) = root_and_child(&engine, "alpha beta gamma").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     let mut seen = Vec::new();
     loop {
@@ -116,7 +116,7 @@ async fn nothing_pending_is_skipped_and_a_second_run_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
     let (root, child) = root_and_child(&engine, "__sleep_ms:400 hi").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     let again = engine.run_child(&root, &child, true).await;
     assert!(
@@ -166,7 +166,7 @@ async fn auto_run_starts_at_once_with_a_free_slot_and_queues_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 1).await;
     let root = engine.create_root("r", None).await.unwrap();
-    let mut events = engine.events(&root.id, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root.id, bamboo_engine::Since::Now);
     let auto = |assignment: &str| {
         let mut input = CreateChild::new(&root.id, assignment);
         input.auto_run = true;

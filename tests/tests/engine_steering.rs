@@ -13,7 +13,7 @@ async fn steering_reaches_a_running_child_in_band() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
     let (root, child) = root_and_child(&engine, "wait __steer").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     // The first token proves the run is live on its worker.
     first_event(&mut events, "first token", |e| {
@@ -51,7 +51,7 @@ async fn a_message_sent_as_the_run_ends_is_kept_durably() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
     let (root, child) = root_and_child(&engine, "one two three").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     // Sent while the run is finishing: it never waits for steering.
     first_event(&mut events, "last token", |e| {
@@ -91,7 +91,7 @@ async fn a_rerun_ships_the_earlier_transcript() {
         .await
         .unwrap();
     assert_eq!(out, SendOutcome::Appended { run_queued: true });
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     completion(&mut events, &child).await;
     let s = engine.session(&child).await.unwrap().unwrap();
     let roles: Vec<_> = s

@@ -35,7 +35,7 @@ async fn start_child(
     assignment: &str,
 ) -> (bamboo_engine::EventStream, String, u32) {
     let (root, child) = root_and_child(engine, assignment).await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, true).await.unwrap();
     first_event(&mut events, "sub_agent_started", |e| {
         matches!(e, AgentEvent::SubAgentStarted { .. })
@@ -63,7 +63,7 @@ async fn a_worker_that_never_answers_the_upgrade_fails_the_child_within_the_hand
         .await
         .unwrap();
     let (root, child) = root_and_child(&engine, "hello").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Start);
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
     let started = Instant::now();
     engine.run_child(&root, &child, true).await.unwrap();
     let (status, error) = completion(&mut events, &child).await;
