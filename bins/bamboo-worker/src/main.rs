@@ -78,13 +78,53 @@ enum Command {
     ///   bamboo-worker run --executor cli "fix the bug" -- claude -p {assignment}
     ///   bamboo-worker run --json --from tasks.txt > events.ndjson
     ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
+    ///   GITHUB_TOKEN=... bamboo-worker run --executor cli --pass-env GITHUB_TOKEN "open a PR" -- claude -p {assignment}
+    ///   bamboo-worker run --data-dir ./runs --resume <ROOT>   (rerun what a killed run left unfinished)
     #[command(verbatim_doc_comment)]
     Run(Box<RunArgs>),
+    /// List the sessions kept in a data directory, or show one.
+    ///
+    /// Opens the data directory a `run --data-dir DIR` used (it must not be
+    /// in use by a running engine) and prints each root session with its
+    /// children (title, status, id, first line of the last error), nested
+    /// children indented. `show ID` prints one session's transcript, status
+    /// and logged events. Exits 0, or 2 when the directory or session cannot
+    /// be read.
+    ///
+    /// Examples:
+    ///   bamboo-worker sessions --data-dir ./runs
+    ///   bamboo-worker sessions --data-dir ./runs show 5f0c2d1e-...
+    ///   bamboo-worker sessions --data-dir ./runs --json
+    #[command(verbatim_doc_comment)]
+    Sessions(SessionsArgs),
     /// Internal: removes a `run` temporary directory once stdin closes.
     #[command(name = "__reap-tempdir", hide = true)]
     ReapTempdir {
         /// The directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SessionsArgs {
+    /// The data directory a `run --data-dir DIR` kept its sessions in.
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Print JSON (one document) instead of text, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<SessionsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Every root session and its children, as a tree (the default).
+    List,
+    /// One session: its messages, status and logged events.
+    Show {
+        /// The session id (a root or a child), as `sessions` lists it.
+        id: String,
     },
 }
 
@@ -144,6 +184,21 @@ struct RunArgs {
     /// Working directory of the children [default: the current directory].
     #[arg(help_heading = "Executor", long, value_name = "DIR")]
     workspace: Option<PathBuf>,
+    /// cli: pass the environment variable NAME from here to the cli program,
+    /// on purpose (repeatable).
+    ///
+    /// A cli program starts with the worker's environment minus (1) every
+    /// variable whose name contains KEY, TOKEN, SECRET, PASSWORD, PASSWD or
+    /// CREDENTIAL, in any case, and (2) every model-provider variable, by
+    /// prefix: OPENAI_, ANTHROPIC_, GEMINI_, GOOGLE_API, GOOGLE_GENAI,
+    /// VERTEX, AZURE_OPENAI, AWS_, MISTRAL_, GROQ_, DEEPSEEK_, OPENROUTER_,
+    /// COHERE_, XAI_, TOGETHER_, FIREWORKS_, PERPLEXITY_, HF_, HUGGINGFACE,
+    /// OLLAMA_, BAMBOO_. `--pass-env NAME` puts NAME back with its value from
+    /// this environment, even when it matches those rules. The value travels
+    /// in the worker's stdin spec, never in argv or a worker's environment.
+    /// A NAME that is not set here is refused (exit 2).
+    #[arg(help_heading = "Executor", long = "pass-env", value_name = "NAME")]
+    pass_env: Vec<String>,
 
     // --- Approvals ---
     /// How gated actions are answered. The program you name for --executor cli
@@ -179,6 +234,23 @@ struct RunArgs {
     /// Keep sessions in this directory [default: a temporary one, removed at exit].
     #[arg(help_heading = "Sessions and workers", long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Rerun the unfinished children of root session ROOT (needs --data-dir).
+    ///
+    /// Reruns every child of ROOT whose status is pending (queued when the
+    /// previous run died), running or error (including children orphaned by
+    /// a crash), cancelled or timeout; completed and skipped children are
+    /// left alone. Each rerun starts again from its last user message.
+    /// Assignments given too become new children of ROOT. The executor is
+    /// not stored with the session: give the same --executor flags (and
+    /// program after `--`) as the first run. `bamboo-worker sessions
+    /// --data-dir DIR` lists the root ids.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "ROOT",
+        requires = "data_dir"
+    )]
+    resume: Option<String>,
     /// Worker program to spawn instead of this binary (any protocol-v1 worker).
     #[arg(help_heading = "Sessions and workers", long, value_name = "PATH")]
     worker_bin: Option<PathBuf>,
@@ -212,6 +284,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => worker_mode(&cli.worker),
         Some(Command::Run(args)) => run_command(*args),
+        Some(Command::Sessions(args)) => sessions(args),
         Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
     }
 }
@@ -266,6 +339,8 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         run_timeout: a.run_timeout,
         idle_timeout: a.idle_timeout,
         output,
+        pass_env: passed_env(&a.pass_env)?,
+        resume: a.resume,
     })
 }
 
@@ -289,7 +364,7 @@ fn all_assignments(a: &RunArgs) -> anyhow::Result<Vec<String>> {
                 .map(str::to_owned),
         );
     }
-    if all.is_empty() {
+    if all.is_empty() && a.resume.is_none() {
         bail!("no assignments: give them as arguments, with --assignment TEXT, or one per line with --from FILE");
     }
     Ok(all)
@@ -311,6 +386,52 @@ fn approvals(a: &RunArgs) -> front::Approvals {
     }
 }
 
+/// The `--pass-env` variables with their values from this environment.
+fn passed_env(names: &[String]) -> anyhow::Result<Vec<(String, Secret)>> {
+    names
+        .iter()
+        .map(|name| {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                bail!("--pass-env {name:?} is not a variable name: give the bare NAME, without `=value`");
+            }
+            match std::env::var_os(name) {
+                None => bail!("--pass-env {name}: the variable is not set in this environment; export it first, or drop the flag"),
+                Some(v) => match v.into_string() {
+                    Ok(v) => Ok((name.clone(), Secret::new(v))),
+                    Err(_) => bail!("--pass-env {name}: its value is not valid UTF-8; only UTF-8 values can be passed"),
+                },
+            }
+        })
+        .collect()
+}
+
+fn sessions(a: SessionsArgs) -> ExitCode {
+    let options = match a.data_dir {
+        Some(data_dir) => front::sessions::SessionsOptions {
+            data_dir,
+            json: a.json,
+            show: match a.command {
+                Some(SessionsCommand::Show { id }) => Some(id),
+                Some(SessionsCommand::List) | None => None,
+            },
+        },
+        None => {
+            eprintln!("bamboo-worker sessions: --data-dir DIR is required: name the directory a `run --data-dir DIR` kept its sessions in");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(front::sessions::run(options)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bamboo-worker sessions: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
     let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
     if cli_flags && a.executor != ExecutorKind::Cli {
@@ -322,6 +443,9 @@ fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
     }
     if a.base_url.is_some() && a.executor != ExecutorKind::Llm {
         bail!("--base-url applies only to --executor llm");
+    }
+    if !a.pass_env.is_empty() && a.executor != ExecutorKind::Cli {
+        bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
     }
     match a.executor {
         ExecutorKind::Echo => Ok(ExecutorChoice::Echo),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bamboo_domain::{AgentEvent, CompletionStatus};
-use bamboo_engine::{CreateChild, Engine};
+use bamboo_engine::{CreateChild, Engine, Since};
 use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -60,12 +60,18 @@ pub async fn drive(
 ) -> anyhow::Result<Outcome> {
     let mut interrupts =
         Interrupts::install().context("cannot install the SIGINT/SIGTERM handlers")?;
-    let model = options.executor.provider().map(|p| p.model.clone());
-    let root = engine.create_root("bamboo-worker run", model).await?;
-    let mut events = feed::events(engine, &root.id);
+    let (root, since) = match &options.resume {
+        Some(id) => (resumed_root(engine, id).await?, Since::Now),
+        None => {
+            let model = options.executor.provider().map(|p| p.model.clone());
+            let root = engine.create_root("bamboo-worker run", model).await?;
+            (root.id, Since::Start)
+        }
+    };
+    let mut events = feed::events(engine, &root, since);
     let mut asks: Option<BoxStream<'static, PendingAsk>> =
-        (options.approvals.fallback == Fallback::Ask).then(|| feed::approvals(engine, &root.id));
-    let mut front = Front::new(engine, options, root.id.clone());
+        (options.approvals.fallback == Fallback::Ask).then(|| feed::approvals(engine, &root));
+    let mut front = Front::new(engine, options, root.clone());
     let prompts = asks.is_some().then(|| {
         let e = engine.clone();
         let answer: prompt::Answer = Arc::new(move |id: &str, ok: bool| {
@@ -73,6 +79,9 @@ pub async fn drive(
         });
         prompt::spawn(answer, remembered, front.status.clone(), notes_tx)
     });
+    if options.resume.is_some() {
+        front.rerun_children().await?;
+    }
     front.create_children(&mut interrupts).await?;
     let mut tick = tokio::time::interval(TICK);
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -129,6 +138,15 @@ pub async fn drive(
     Ok(front.finish())
 }
 
+/// The root session `--resume` names, checked to be a root.
+async fn resumed_root(engine: &Engine, id: &str) -> anyhow::Result<String> {
+    match engine.session(id).await? {
+        Some(s) if s.parent_id.is_none() => Ok(s.id),
+        Some(_) => anyhow::bail!("--resume {id}: that session is a child, not a root; `bamboo-worker sessions --data-dir DIR` lists the roots"),
+        None => anyhow::bail!("--resume {id}: no such session in this data directory; `bamboo-worker sessions --data-dir DIR` lists the roots"),
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -165,6 +183,20 @@ impl<'a> Front<'a> {
             stop: None,
             started: Instant::now(),
         }
+    }
+
+    /// `--resume`: queues the root's unfinished children again and follows
+    /// them like new ones.
+    async fn rerun_children(&mut self) -> anyhow::Result<()> {
+        let resumed = super::resume::rerun(self.engine, &self.root).await?;
+        if resumed.is_empty() {
+            self.note("nothing to rerun: every child of this root completed or was skipped");
+        }
+        for r in resumed {
+            self.note(&r.describe());
+            self.children.add(r.id, r.title);
+        }
+        Ok(())
     }
 
     /// Creates one child per assignment; an interrupt stops creating.

@@ -23,10 +23,12 @@ pub struct PendingAsk {
     pub resource: String,
 }
 
-/// Every event of `root`'s log from the start, in order, without gaps (a
-/// lost stretch is said explicitly by an `events_truncated` event).
-pub fn events(engine: &Engine, root: &str) -> BoxStream<'static, LoggedEvent> {
-    engine.events(root, Since::Start).boxed()
+/// Every event of `root`'s log from `since`, in order, without gaps (a
+/// lost stretch is said explicitly by an `events_truncated` event). A new
+/// root reads from its start; a resumed one from now, so the earlier run's
+/// events are not counted again.
+pub fn events(engine: &Engine, root: &str, since: Since) -> BoxStream<'static, LoggedEvent> {
+    engine.events(root, since).boxed()
 }
 
 /// Approval requests under `root` that wait for a person: every one open

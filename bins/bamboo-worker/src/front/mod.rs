@@ -20,6 +20,8 @@ pub mod out;
 pub mod prompt;
 pub mod reaper;
 pub mod render;
+pub mod resume;
+pub mod sessions;
 mod setup;
 pub mod signals;
 pub mod status;
@@ -129,6 +131,10 @@ pub struct RunOptions {
     pub idle_timeout: Option<Duration>,
     /// Output form.
     pub output: OutputMode,
+    /// Variables passed on purpose to cli programs (`--pass-env`).
+    pub pass_env: Vec<(String, Secret)>,
+    /// Root session whose unfinished children are rerun (`--resume`).
+    pub resume: Option<String>,
 }
 
 /// Exit codes of `run` (documented in docs/operations.md).

@@ -28,6 +28,9 @@ pub async fn build_engine(
         .max_running(options.max_running)
         .approval_policy(policy)
         .enforce_permissions(true);
+    for (name, value) in &options.pass_env {
+        builder = builder.pass_env(name, value.clone());
+    }
     builder = match &options.executor {
         ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
         ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
