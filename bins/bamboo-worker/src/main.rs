@@ -11,18 +11,22 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
+use bamboo_subagent::spec::ExecutorKind;
 use bamboo_subagent::Secret;
 use bamboo_worker::executors::env::provider_key_var;
+use bamboo_worker::executors::registry::ExecutorFlag;
 use bamboo_worker::front::{ApproveMode, ExecutorChoice, Fallback, Provider};
 use bamboo_worker::{front, serve};
 use clap::{Parser, Subcommand};
 
 mod logging;
 
-/// A Bamboo fleet actor worker, and the `run` front door.
+/// A Bamboo fleet actor worker, and the `run` and `sessions` front door.
 ///
 /// `bamboo-worker run "assignment" ...` runs each assignment as a child on a
 /// pooled worker process and prints what they do (see `run --help`).
+/// `bamboo-worker sessions --data-dir DIR` lists what a `run --data-dir DIR`
+/// kept, and `show ID` prints one session (see `sessions --help`).
 ///
 /// Without a subcommand it is a worker: it reads one JSON ProvisionSpec from
 /// stdin (the parent writes it and closes the pipe), binds a WebSocket
@@ -153,8 +157,8 @@ struct RunArgs {
 
     // --- Executor ---
     /// Which executor the children run.
-    #[arg(help_heading = "Executor", long, value_enum, default_value_t = ExecutorKind::Echo)]
-    executor: ExecutorKind,
+    #[arg(help_heading = "Executor", long, value_enum, default_value = "echo")]
+    executor: ExecutorFlag,
     /// cli: the agent program to run (or give it after `--`).
     #[arg(help_heading = "Executor", long, value_name = "PROG")]
     command: Option<String>,
@@ -266,16 +270,6 @@ struct RunArgs {
     /// cli: the program and its arguments, after `--`.
     #[arg(last = true, value_name = "PROG ARGS")]
     trailing: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ExecutorKind {
-    /// Echo the assignment (no model needed).
-    Echo,
-    /// A command-line agent (claude -p, codex exec, any script).
-    Cli,
-    /// The built-in agent loop over an OpenAI-compatible endpoint.
-    Llm,
 }
 
 fn main() -> ExitCode {
@@ -434,22 +428,22 @@ fn sessions(a: SessionsArgs) -> ExitCode {
 
 fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
     let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
-    if cli_flags && a.executor != ExecutorKind::Cli {
+    if cli_flags && a.executor.0 != ExecutorKind::CliAdapter {
         bail!("--command, --arg and `-- PROG` apply only to --executor cli");
     }
     let model_flags = a.model.is_some() || a.api_key_env.is_some();
-    if model_flags && a.executor == ExecutorKind::Echo {
+    if model_flags && a.executor.0 == ExecutorKind::Echo {
         bail!("--model and --api-key-env apply only to --executor llm or cli");
     }
-    if a.base_url.is_some() && a.executor != ExecutorKind::Llm {
+    if a.base_url.is_some() && a.executor.0 != ExecutorKind::BambooRuntime {
         bail!("--base-url applies only to --executor llm");
     }
-    if !a.pass_env.is_empty() && a.executor != ExecutorKind::Cli {
+    if !a.pass_env.is_empty() && a.executor.0 != ExecutorKind::CliAdapter {
         bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
     }
-    match a.executor {
+    match a.executor.0 {
         ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
-        ExecutorKind::Cli => {
+        ExecutorKind::CliAdapter => {
             let (command, args) = match (&a.command, a.trailing.split_first()) {
                 (Some(_), Some(_)) => bail!("give the program either with --command or after `--`, not both"),
                 (Some(c), None) => (c.clone(), a.args.clone()),
@@ -467,7 +461,7 @@ fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
                 provider,
             })
         }
-        ExecutorKind::Llm => {
+        ExecutorKind::BambooRuntime => {
             let raw = a
                 .model
                 .as_deref()

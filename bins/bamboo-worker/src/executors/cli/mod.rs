@@ -100,7 +100,7 @@ impl CliExecutor {
     /// Builds the executor from a `cli_adapter` spec.
     pub fn from_spec(spec: &ProvisionSpec) -> Result<Self, CliConfigError> {
         let ExecutorSpec::CliAdapter { command, args } = &spec.executor else {
-            return Err(CliConfigError::WrongKind(spec.executor.kind()));
+            return Err(CliConfigError::WrongKind(spec.executor.kind().wire()));
         };
         if command.trim().is_empty() {
             return Err(CliConfigError::EmptyCommand);
