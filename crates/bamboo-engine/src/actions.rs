@@ -7,10 +7,14 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
+use crate::assignment::render;
 use crate::types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
-    UpdateChild,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
+    SendOutcome, UpdateChild, UpdateOutcome,
 };
+
+/// C7: the error a cancelled child keeps, idle or running.
+pub(crate) const CANCELLED_BY_PARENT: &str = "Cancelled by parent";
 
 /// A title from the first words of an assignment.
 fn title_of(assignment: &str) -> String {
@@ -25,6 +29,11 @@ impl Engine {
         if input.assignment.trim().is_empty() {
             return Err(EngineError::InvalidInput(
                 "assignment is empty: say what the child should do".into(),
+            ));
+        }
+        if input.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(EngineError::InvalidInput(
+                "title is blank: give the child a title or leave it out".into(),
             ));
         }
         if input.auto_run && self.inner.shutdown.is_cancelled() {
@@ -93,7 +102,14 @@ impl Engine {
                 .system_prompt(&input.role, &input.responsibility)
         });
         s.messages.push(Message::system(prompt));
-        s.messages.push(Message::user(input.assignment.clone()));
+        // C1: the assignment as a labelled block (an explicit title only: a
+        // title derived from the prompt would just repeat it).
+        s.messages.push(Message::user(render(
+            input.title.as_deref().unwrap_or_default(),
+            &input.responsibility,
+            &input.role,
+            &input.assignment,
+        )));
         s
     }
 
@@ -125,72 +141,135 @@ impl Engine {
         ChildDetail::of(s, run.is_some(), live_last, pid)
     }
 
-    /// C4: updates fields; rewriting the assignment replaces the last user
-    /// message and (by default) drops what came after it.
+    /// C4: updates fields. Changing the responsibility, role or assignment
+    /// re-renders the assignment into the last user message, sets the child
+    /// `pending`, clears its error and (unless `keep_later_messages`) drops
+    /// what came after it. Blank fields are refused.
     pub async fn update_child(
         &self,
         parent_id: &str,
         child_id: &str,
         update: UpdateChild,
-    ) -> Result<ChildDetail, EngineError> {
+    ) -> Result<UpdateOutcome, EngineError> {
         if update.is_empty() {
             return Err(EngineError::InvalidInput(
-                "nothing to update: set at least one of title, responsibility, system_prompt, role, reasoning_effort, assignment".into(),
+                "update requires at least one field: title/responsibility/prompt/subagent_type/reasoning_effort".into(),
             ));
         }
+        if let Some(field) = update.blank_field() {
+            return Err(EngineError::InvalidInput(format!(
+                "{field} is blank: give it a value or leave it out"
+            )));
+        }
         self.inner.load_child(parent_id, child_id).await?;
-        if update.assignment.is_some() && self.inner.runs.get(child_id).is_some() {
+        if update.rewrites_assignment() && self.inner.runs.get(child_id).is_some() {
             return Err(EngineError::AlreadyRunning(child_id.to_owned()));
         }
+        let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = removed.clone();
         let s = self
             .inner
             .store
-            .update(child_id, Box::new(move |s| apply_update(s, update)))
+            .update(
+                child_id,
+                Box::new(move |s| {
+                    let n = apply_update(s, update);
+                    counter.store(n, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }),
+            )
             .await?;
-        Ok(self.detail(&s))
+        Ok(UpdateOutcome {
+            child: self.detail(&s),
+            messages_removed: removed.load(std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
-    /// C5: runs the child again. Refuses while running; by default resets the
-    /// transcript to its last user message. Returns at once (E2).
+    /// C5: runs the child again and returns at once (E2). Refuses while
+    /// running; by default resets the transcript to its last user message.
     pub async fn run_child(
         &self,
         parent_id: &str,
         child_id: &str,
         reset_transcript: bool,
     ) -> Result<RunTicket, EngineError> {
+        Ok(self
+            .retry_child(parent_id, child_id, reset_transcript)
+            .await?
+            .ticket)
+    }
+
+    /// C5 with the count of dropped messages: marks the child `pending`,
+    /// optionally drops what came after its last user message (never for a
+    /// suspended child, whose transcript is the state it resumes from), and
+    /// queues the run. [`EngineError::AlreadyRunning`] while a run is live.
+    pub async fn retry_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        reset_transcript: bool,
+    ) -> Result<Retry, EngineError> {
         self.inner.load_child(parent_id, child_id).await?;
         if self.inner.runs.get(child_id).is_some() {
             return Err(EngineError::AlreadyRunning(child_id.to_owned()));
         }
-        if reset_transcript {
-            self.inner
-                .store
-                .update(child_id, Box::new(truncate_after_last_user))
-                .await?;
-        }
-        enqueue(&self.inner, parent_id, child_id)
+        let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = removed.clone();
+        self.inner
+            .store
+            .update(
+                child_id,
+                Box::new(move |s| {
+                    let suspended = s.status() == Some(ChildStatus::Suspended);
+                    if reset_transcript && !suspended {
+                        let n = truncate_after_last_user(s);
+                        counter.store(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Some(c) = s.child.as_mut() {
+                        if c.status != ChildStatus::Running && !suspended {
+                            c.status = ChildStatus::Pending;
+                            c.last_error = None;
+                        }
+                    }
+                    true
+                }),
+            )
+            .await?;
+        let ticket = enqueue(&self.inner, parent_id, child_id)?;
+        Ok(Retry {
+            messages_removed: removed.load(std::sync::atomic::Ordering::Relaxed),
+            ticket,
+        })
     }
 
-    /// C6: sends a message (see [`SendOutcome`] for the paths).
+    /// C6: sends a message (see [`SendOutcome`] for the paths). Empty text
+    /// is refused.
     pub async fn send_message(
         &self,
         parent_id: &str,
         child_id: &str,
         msg: SendMessage,
     ) -> Result<SendOutcome, EngineError> {
+        if msg.text.trim().is_empty() {
+            return Err(EngineError::InvalidInput(
+                "message is empty: say what the child should hear".into(),
+            ));
+        }
         self.inner.load_child(parent_id, child_id).await?;
+        let mut interrupted = false;
         if let Some(run) = self.inner.runs.get(child_id) {
-            if msg.interrupt {
-                run.cancel("interrupted by a new message from the parent");
-                run.finished().await;
-                self.append_user(child_id, &msg.text).await?;
-                enqueue(&self.inner, parent_id, child_id)?;
-                return Ok(SendOutcome::Interrupted);
+            if !msg.interrupt {
+                return self.steer(child_id, &msg.text).await;
             }
-            return self.steer(child_id, &msg.text).await;
+            run.cancel("interrupted by a new message from the parent");
+            run.finished().await;
+            interrupted = true;
         }
         self.append_user(child_id, &msg.text).await?;
         let run_queued = msg.run && enqueue(&self.inner, parent_id, child_id).is_ok();
+        if interrupted {
+            return Ok(SendOutcome::Interrupted { run_queued });
+        }
         Ok(SendOutcome::Appended { run_queued })
     }
 
@@ -231,6 +310,14 @@ impl Engine {
                 child_id,
                 Box::new(move |s| {
                     s.messages.push(Message::user(owned));
+                    // An idle child with new input is pending again (C6);
+                    // a suspended one resumes from here.
+                    if let Some(c) = s.child.as_mut() {
+                        if c.status != ChildStatus::Running {
+                            c.status = ChildStatus::Pending;
+                            c.last_error = None;
+                        }
+                    }
                     true
                 }),
             )
@@ -238,19 +325,42 @@ impl Engine {
         Ok(())
     }
 
-    /// C7: cancels the child's run and waits for it to report (E19).
+    /// C7: cancels the child's run and waits for it to report (E19). An idle
+    /// child is marked `cancelled` too, with "Cancelled by parent".
     pub async fn cancel_child(
         &self,
         parent_id: &str,
         child_id: &str,
     ) -> Result<CancelOutcome, EngineError> {
         self.inner.load_child(parent_id, child_id).await?;
+        if self.cancel_run(child_id).await {
+            return Ok(CancelOutcome { was_running: true });
+        }
+        self.inner
+            .store
+            .update(
+                child_id,
+                Box::new(|s| {
+                    let Some(c) = s.child.as_mut() else {
+                        return false;
+                    };
+                    c.status = ChildStatus::Cancelled;
+                    c.last_error = Some(CANCELLED_BY_PARENT.into());
+                    true
+                }),
+            )
+            .await?;
+        Ok(CancelOutcome { was_running: false })
+    }
+
+    /// Cancels a live run of `child_id` and waits for it; false when none.
+    async fn cancel_run(&self, child_id: &str) -> bool {
         let Some(run) = self.inner.runs.get(child_id) else {
-            return Ok(CancelOutcome { was_running: false });
+            return false;
         };
-        run.cancel("cancelled by the parent");
+        run.cancel(CANCELLED_BY_PARENT);
         run.finished().await;
-        Ok(CancelOutcome { was_running: true })
+        true
     }
 
     /// C8: deletes the child and its descendants, cancelling running ones first.
@@ -265,16 +375,16 @@ impl Engine {
             deleted: 0,
         };
         // Depth-first, leaves before their parents.
-        let mut stack = vec![(parent_id.to_owned(), child_id.to_owned(), false)];
-        while let Some((parent, id, expanded)) = stack.pop() {
+        let mut stack = vec![(child_id.to_owned(), false)];
+        while let Some((id, expanded)) = stack.pop() {
             if !expanded {
-                stack.push((parent, id.clone(), true));
+                stack.push((id.clone(), true));
                 for kid in self.inner.store.list_children(&id).await? {
-                    stack.push((id.clone(), kid.id, false));
+                    stack.push((kid.id, false));
                 }
                 continue;
             }
-            if self.cancel_child(&parent, &id).await?.was_running {
+            if self.cancel_run(&id).await {
                 out.cancelled_running = true;
             }
             if self.inner.store.delete(&id).await? {
@@ -286,7 +396,13 @@ impl Engine {
     }
 }
 
-fn apply_update(s: &mut Session, u: UpdateChild) -> bool {
+/// Applies a C4 update; returns how many messages were dropped.
+fn apply_update(s: &mut Session, u: UpdateChild) -> usize {
+    let rewrites = u.rewrites_assignment();
+    let derived_title = s
+        .child
+        .as_ref()
+        .is_some_and(|c| s.title == title_of(&c.assignment));
     if let Some(t) = u.title {
         s.title = t;
     }
@@ -299,37 +415,50 @@ fn apply_update(s: &mut Session, u: UpdateChild) -> bool {
             None => s.messages.insert(0, Message::system(p)),
         }
     }
+    let Some(c) = s.child.as_mut() else {
+        return 0;
+    };
+    if let Some(r) = u.role {
+        c.role = r;
+    }
+    if let Some(r) = u.responsibility {
+        c.responsibility = r;
+    }
     if let Some(a) = u.assignment {
-        match s.messages.iter().rposition(|m| m.role == Role::User) {
-            Some(i) => {
-                s.messages[i].content = a.clone();
-                if !u.keep_later_messages {
-                    s.messages.truncate(i + 1);
-                }
+        c.assignment = a;
+    }
+    if !rewrites {
+        return 0;
+    }
+    c.status = ChildStatus::Pending;
+    c.last_error = None;
+    let title = if derived_title { "" } else { s.title.as_str() };
+    let text = render(title, &c.responsibility, &c.role, &c.assignment);
+    match s.messages.iter().rposition(|m| m.role == Role::User) {
+        Some(i) => {
+            s.messages[i].content = text;
+            if u.keep_later_messages {
+                return 0;
             }
-            None => s.messages.push(Message::user(a.clone())),
+            let removed = s.messages.len() - (i + 1);
+            s.messages.truncate(i + 1);
+            removed
         }
-        if let Some(c) = s.child.as_mut() {
-            c.assignment = a;
-        }
-    }
-    if let Some(c) = s.child.as_mut() {
-        if let Some(r) = u.role {
-            c.role = r;
-        }
-        if let Some(r) = u.responsibility {
-            c.responsibility = r;
+        None => {
+            s.messages.push(Message::user(text));
+            0
         }
     }
-    true
 }
 
-fn truncate_after_last_user(s: &mut Session) -> bool {
+/// Drops the messages after the last user message; returns how many.
+fn truncate_after_last_user(s: &mut Session) -> usize {
     match s.messages.iter().rposition(|m| m.role == Role::User) {
         Some(i) if i + 1 < s.messages.len() => {
+            let removed = s.messages.len() - (i + 1);
             s.messages.truncate(i + 1);
-            true
+            removed
         }
-        _ => false,
+        _ => 0,
     }
 }

@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod actions;
+mod assignment;
 pub mod approval;
 mod config;
 pub mod credentials;
@@ -55,6 +56,6 @@ pub use pool::PoolLimits;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
 pub use types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
-    UpdateChild,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
+    SendOutcome, UpdateChild, UpdateOutcome,
 };

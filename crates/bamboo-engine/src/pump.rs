@@ -40,13 +40,17 @@ pub(crate) struct PumpEnv<'a> {
 }
 
 /// How the run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PumpResult {
     pub status: CompletionStatus,
     pub result: Option<String>,
     pub error: Option<String>,
     /// The worker ended the run cleanly and may be parked (E13).
     pub clean: bool,
+    /// The worker's terminal was `suspended`: the child is kept resumable.
+    pub suspended: bool,
+    /// The run's transcript from the terminal frame, for write-back (E15).
+    pub transcript: Option<Vec<bamboo_domain::Message>>,
 }
 
 /// Why the parent stopped the run.
@@ -67,6 +71,8 @@ impl Stop {
             result: None,
             error: Some(error),
             clean: false,
+            suspended: false,
+            transcript: None,
         }
     }
 }
@@ -77,6 +83,8 @@ fn failed(error: String) -> PumpResult {
         result: None,
         error: Some(error),
         clean: false,
+        suspended: false,
+        transcript: None,
     }
 }
 
@@ -199,7 +207,8 @@ fn spawn_approval(
 }
 
 /// Maps a terminal frame to a result. A completed run stays completed even if
-/// a cancel crossed it on the wire: the work is done.
+/// a cancel crossed it on the wire: the work is done. A suspended run is
+/// reported as completed on the stream but kept `suspended` on the child.
 fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
     let completed = matches!(
         t.status,
@@ -213,5 +222,7 @@ fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
         result: t.result,
         error: t.error,
         clean: completed,
+        suspended: t.status == TerminalStatus::Suspended,
+        transcript: t.transcript,
     }
 }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
+use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Role, Session};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -170,10 +170,10 @@ pub(crate) struct Run {
 }
 
 /// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it
-/// has nothing pending.
+/// has nothing pending. A suspended child always has: it resumes.
 async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, EngineError> {
     let session = inner.load_child(parent_id, child_id).await?;
-    Ok(session.has_pending_user_message())
+    Ok(session.has_pending_user_message() || session.status() == Some(ChildStatus::Suspended))
 }
 
 /// A queued run: checks (E3, E4), waits for a slot (E12), persists
@@ -193,6 +193,8 @@ async fn run_queued(
                 result: None,
                 error: Some("nothing to run: the last message is not from the user".into()),
                 clean: true,
+                suspended: false,
+                transcript: None,
             };
             return finish(inner, child_id, r, None).await;
         }
@@ -311,9 +313,14 @@ pub(crate) fn set_running(s: &mut Session) {
     }
 }
 
-/// E6 + E15: writes the result back as an assistant message, persists the
-/// final status and error, folds steering messages the run may not have seen
-/// into the transcript (C6), and builds the report.
+/// Largest transcript written back as is (E15). A larger one is not adopted
+/// (the result alone is appended), so its size never fails a completed run.
+const MAX_WRITE_BACK_BYTES: usize = 8 << 20;
+
+/// E6 + E15: writes the run back (the terminal's transcript when it has one,
+/// else the result as an assistant message), persists the final status and
+/// error, folds steering messages the run did not take into the transcript
+/// (C6), and builds the report.
 async fn finish(
     inner: &Inner,
     child_id: &str,
@@ -322,20 +329,25 @@ async fn finish(
 ) -> RunReport {
     let last_event = clock.map(ActivityClock::last_wall);
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
+    let (suspended, transcript) = (r.suspended, r.transcript);
     let persisted = inner
         .store
         .update(
             child_id,
             Box::new(move |s: &mut Session| {
-                if status == CompletionStatus::Completed {
-                    if let Some(text) = &result {
-                        s.messages.push(Message::assistant(text.clone()));
-                    }
-                }
+                let taken = if status == CompletionStatus::Completed {
+                    write_back(s, transcript, result)
+                } else {
+                    Vec::new()
+                };
                 let Some(c) = s.child.as_mut() else {
                     return false;
                 };
-                c.status = status.into();
+                c.status = if suspended {
+                    ChildStatus::Suspended
+                } else {
+                    status.into()
+                };
                 c.last_error = if status == CompletionStatus::Completed {
                     None
                 } else {
@@ -343,7 +355,8 @@ async fn finish(
                 };
                 c.completed_at = Some(chrono::Utc::now());
                 c.last_event_at = last_event.or(c.last_event_at);
-                for text in c.pending_messages.drain(..) {
+                let pending: Vec<String> = c.pending_messages.drain(..).collect();
+                for text in untaken(pending, taken) {
                     s.messages.push(Message::user(text));
                 }
                 true
@@ -356,12 +369,66 @@ async fn finish(
     report(child_id, r.status, r.result, r.error)
 }
 
+/// E15: adopts the run's transcript (keeping our system prompt when the
+/// worker's has none), or appends the result when there is no usable
+/// transcript. Returns the user texts the run added, i.e. the steering
+/// messages it took in-band (C6).
+fn write_back(s: &mut Session, transcript: Option<Vec<Message>>, result: Option<String>) -> Vec<String> {
+    let fits = |t: &Vec<Message>| {
+        serde_json::to_vec(t).map_or(false, |b| b.len() <= MAX_WRITE_BACK_BYTES)
+    };
+    let Some(mut t) = transcript.filter(|t| !t.is_empty() && fits(t)) else {
+        if let Some(text) = result {
+            s.messages.push(Message::assistant(text));
+        }
+        return Vec::new();
+    };
+    let mut before: Vec<&str> = user_texts(&s.messages);
+    let mut added = Vec::new();
+    for text in user_texts(&t) {
+        match before.iter().position(|b| *b == text) {
+            Some(i) => drop(before.swap_remove(i)),
+            None => added.push(text.to_owned()),
+        }
+    }
+    let ours = s.messages.first().filter(|m| m.role == Role::System).cloned();
+    if let (Some(system), false) = (ours, t.iter().any(|m| m.role == Role::System)) {
+        t.insert(0, system);
+    }
+    s.messages = t;
+    added
+}
+
+fn user_texts(messages: &[Message]) -> Vec<&str> {
+    messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+        .collect()
+}
+
+/// The pending steering messages the run did not take (C6), in order.
+fn untaken(pending: Vec<String>, mut taken: Vec<String>) -> Vec<String> {
+    pending
+        .into_iter()
+        .filter(|p| match taken.iter().position(|t| t == p) {
+            Some(i) => {
+                taken.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .collect()
+}
+
 fn stopped(reason: String) -> PumpResult {
     PumpResult {
         status: CompletionStatus::Cancelled,
         result: None,
         error: Some(reason),
         clean: false,
+        suspended: false,
+        transcript: None,
     }
 }
 
@@ -371,6 +438,8 @@ fn error_result(error: String) -> PumpResult {
         result: None,
         error: Some(error),
         clean: false,
+        suspended: false,
+        transcript: None,
     }
 }
 
