@@ -3,11 +3,11 @@
 
 use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 
+use crate::assignment::render;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
-use crate::assignment::render;
 use crate::types::{
     CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
     SendOutcome, UpdateChild, UpdateOutcome,

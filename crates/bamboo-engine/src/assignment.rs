@@ -46,6 +46,9 @@ mod tests {
     #[test]
     fn c1_without_labels_the_prompt_stands_alone() {
         assert_eq!(render("", " ", "", "say hi"), "say hi");
-        assert_eq!(render("", "", "coder", "x"), "Subagent type: coder\n\nAssignment:\nx");
+        assert_eq!(
+            render("", "", "coder", "x"),
+            "Subagent type: coder\n\nAssignment:\nx"
+        );
     }
 }

@@ -16,8 +16,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod actions;
-mod assignment;
 pub mod approval;
+mod assignment;
 mod config;
 pub mod credentials;
 mod engine;

@@ -373,10 +373,13 @@ async fn finish(
 /// worker's has none), or appends the result when there is no usable
 /// transcript. Returns the user texts the run added, i.e. the steering
 /// messages it took in-band (C6).
-fn write_back(s: &mut Session, transcript: Option<Vec<Message>>, result: Option<String>) -> Vec<String> {
-    let fits = |t: &Vec<Message>| {
-        serde_json::to_vec(t).map_or(false, |b| b.len() <= MAX_WRITE_BACK_BYTES)
-    };
+fn write_back(
+    s: &mut Session,
+    transcript: Option<Vec<Message>>,
+    result: Option<String>,
+) -> Vec<String> {
+    let fits =
+        |t: &Vec<Message>| serde_json::to_vec(t).map_or(false, |b| b.len() <= MAX_WRITE_BACK_BYTES);
     let Some(mut t) = transcript.filter(|t| !t.is_empty() && fits(t)) else {
         if let Some(text) = result {
             s.messages.push(Message::assistant(text));
@@ -391,7 +394,11 @@ fn write_back(s: &mut Session, transcript: Option<Vec<Message>>, result: Option<
             None => added.push(text.to_owned()),
         }
     }
-    let ours = s.messages.first().filter(|m| m.role == Role::System).cloned();
+    let ours = s
+        .messages
+        .first()
+        .filter(|m| m.role == Role::System)
+        .cloned();
     if let (Some(system), false) = (ours, t.iter().any(|m| m.role == Role::System)) {
         t.insert(0, system);
     }
