@@ -1,5 +1,5 @@
 //! The event pump of one run: forwards the child's events to the parent's
-//! stream (E7), sends heartbeats (E8), runs the watchdog (E9), routes approvals
+//! stream (E7), runs the watchdog (E9), routes approvals
 //! (E17) and nested spawns (E18) to side tasks so they never stall forwarding,
 //! and turns the run's end into a status.
 //!
@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
+use bamboo_domain::{CompletionStatus, TerminalStatus};
 use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest, Terminal};
 use tokio::task::JoinSet;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::approval::ApprovalRequest;
 use crate::engine::Inner;
@@ -98,8 +98,6 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
     let child_events = ChildEvents::new(fanout.clone(), env.parent_id, env.child_id);
     let timeouts = env.inner.cfg.timeouts;
     let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
-    let mut heartbeat = interval_at(Instant::now() + timeouts.heartbeat, timeouts.heartbeat);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut side: JoinSet<()> = JoinSet::new();
     let mut stop: Option<Stop> = None;
     let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
@@ -125,13 +123,6 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
             _ = &mut grace, if stop.is_some() => {
                 tracing::warn!(child = env.child_id, "worker ignored cancel; it will be killed");
                 return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
-            }
-            _ = heartbeat.tick() => {
-                fanout.publish(AgentEvent::SubAgentHeartbeat {
-                    parent_session_id: env.parent_id.to_owned(),
-                    child_session_id: env.child_id.to_owned(),
-                    timestamp: chrono::Utc::now(),
-                });
             }
             Some(_) = side.join_next(), if !side.is_empty() => {}
             frame = link.rx.recv() => match frame {

@@ -135,12 +135,16 @@ async fn run_child(
         fanout: Fanout::new(&inner.events, &ancestry),
         ancestry,
     };
-    let report = match started {
-        Some((slot, session)) => {
-            run_started(&inner, &parent_id, &reservation, &out, slot, session).await
+    let work = async {
+        match started {
+            Some((slot, session)) => {
+                run_started(&inner, &parent_id, &reservation, &out, slot, session).await
+            }
+            None => run_queued(&inner, &parent_id, &reservation, &out).await,
         }
-        None => run_queued(&inner, &parent_id, &reservation, &out).await,
     };
+    let beat = inner.cfg.timeouts.heartbeat;
+    let report = with_heartbeat(&out.fanout, &parent_id, &child_id, beat, work).await;
     let pid = reservation
         .control
         .pid
@@ -160,6 +164,31 @@ async fn run_child(
     // this path: the completion does not wait for the disk).
     out.fanout.sync_in_background();
     let _ = done.send(report);
+}
+
+/// E8: `sub_agent_heartbeat` every `every` from the moment the run is
+/// reserved (waiting for a slot or a worker included) until it ends.
+async fn with_heartbeat(
+    fanout: &Fanout,
+    parent_id: &str,
+    child_id: &str,
+    every: std::time::Duration,
+    work: impl std::future::Future<Output = RunReport>,
+) -> RunReport {
+    let start = tokio::time::Instant::now() + every;
+    let mut ticks = tokio::time::interval_at(start, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            report = &mut work => return report,
+            _ = ticks.tick() => fanout.publish(AgentEvent::SubAgentHeartbeat {
+                parent_session_id: parent_id.to_owned(),
+                child_session_id: child_id.to_owned(),
+                timestamp: chrono::Utc::now(),
+            }),
+        }
+    }
 }
 
 /// Where a run reports: its ancestry (parent first) and their logs.
