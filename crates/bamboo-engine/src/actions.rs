@@ -13,6 +13,10 @@ use crate::types::{
     SendOutcome, UpdateChild, UpdateOutcome,
 };
 
+/// Metadata flag: the title was given, not derived from the prompt, so the
+/// rendered assignment (C1) shows it.
+const TITLE_GIVEN_KEY: &str = "title_given";
+
 /// C7: the error a cancelled child keeps, idle or running.
 pub(crate) const CANCELLED_BY_PARENT: &str = "Cancelled by parent";
 
@@ -83,6 +87,9 @@ impl Engine {
             .title
             .clone()
             .unwrap_or_else(|| title_of(&input.assignment));
+        if input.title.is_some() {
+            s.metadata.insert(TITLE_GIVEN_KEY.into(), true.into());
+        }
         if input.model.is_some() {
             s.model = input.model.clone();
         }
@@ -399,13 +406,11 @@ impl Engine {
 /// Applies a C4 update; returns how many messages were dropped.
 fn apply_update(s: &mut Session, u: UpdateChild) -> usize {
     let rewrites = u.rewrites_assignment();
-    let derived_title = s
-        .child
-        .as_ref()
-        .is_some_and(|c| s.title == title_of(&c.assignment));
     if let Some(t) = u.title {
         s.title = t;
+        s.metadata.insert(TITLE_GIVEN_KEY.into(), true.into());
     }
+    let title_given = s.metadata.get(TITLE_GIVEN_KEY) == Some(&true.into());
     if let Some(e) = u.reasoning_effort {
         s.reasoning_effort = Some(e);
     }
@@ -432,7 +437,7 @@ fn apply_update(s: &mut Session, u: UpdateChild) -> usize {
     }
     c.status = ChildStatus::Pending;
     c.last_error = None;
-    let title = if derived_title { "" } else { s.title.as_str() };
+    let title = if title_given { s.title.as_str() } else { "" };
     let text = render(title, &c.responsibility, &c.role, &c.assignment);
     match s.messages.iter().rposition(|m| m.role == Role::User) {
         Some(i) => {
