@@ -222,7 +222,7 @@ async fn update_rewrites_in_place_resets_to_pending_and_reports_removed_messages
         &engine,
         &root,
         json!({"action": "update", "child_session_id": id,
-        "prompt": "again", "subagent_type": "critic"}),
+        "prompt": "again", "subagent_type": "critic", "responsibility": "review"}),
     )
     .await;
     assert_eq!(
@@ -241,7 +241,7 @@ async fn update_rewrites_in_place_resets_to_pending_and_reports_removed_messages
     let s = engine.session(&id).await.unwrap().unwrap();
     assert_eq!(
         s.messages.last().unwrap().content,
-        "Subagent type: critic\n\nAssignment:\nagain"
+        "Responsibility: review\nSubagent type: critic\n\nAssignment:\nagain"
     );
     assert_eq!(s.child.as_ref().unwrap().last_error, None);
     // Blank fields and empty updates are refused with the reference's text.

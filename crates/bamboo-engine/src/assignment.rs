@@ -3,7 +3,9 @@
 //! create and update (C4) can never disagree.
 
 /// The assignment block a child reads as its user message. Blank labels are
-/// left out; with no label at all the prompt stands alone.
+/// left out. Without a title or responsibility (a bare typed create, e.g. the
+/// `run` front door's) the prompt stands alone: the block frames a task for a
+/// model, and a role alone frames nothing.
 ///
 /// ```ignore
 /// let text = render("Survey", "find prior art", "researcher", "list 3 papers");
@@ -15,15 +17,15 @@ pub(crate) fn render(title: &str, responsibility: &str, role: &str, prompt: &str
         ("Responsibility", responsibility),
         ("Subagent type", role),
     ];
+    if title.trim().is_empty() && responsibility.trim().is_empty() {
+        return prompt.to_owned();
+    }
     let mut out = String::new();
     for (label, value) in labels {
         let value = value.trim();
         if !value.is_empty() {
             out.push_str(&format!("{label}: {value}\n"));
         }
-    }
-    if out.is_empty() {
-        return prompt.to_owned();
     }
     out.push_str("\nAssignment:\n");
     out.push_str(prompt);
@@ -44,11 +46,12 @@ mod tests {
     }
 
     #[test]
-    fn c1_without_labels_the_prompt_stands_alone() {
+    fn c1_without_title_or_responsibility_the_prompt_stands_alone() {
         assert_eq!(render("", " ", "", "say hi"), "say hi");
+        assert_eq!(render("", "", "coder", "x"), "x");
         assert_eq!(
-            render("", "", "coder", "x"),
-            "Subagent type: coder\n\nAssignment:\nx"
+            render("", "tests", "coder", "x"),
+            "Responsibility: tests\nSubagent type: coder\n\nAssignment:\nx"
         );
     }
 }
