@@ -56,6 +56,8 @@ pub(crate) struct SessionLog {
     /// One sync at a time; those that queue behind it usually find nothing
     /// left to sync (runs ending together share one `fdatasync`).
     syncing: tokio::sync::Mutex<()>,
+    /// Runs publishing to this log now; at zero its ring is given back.
+    writers: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,7 @@ impl SessionLog {
                 dirty: false,
             }),
             syncing: tokio::sync::Mutex::new(()),
+            writers: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -289,6 +292,32 @@ impl SessionLog {
         }
     }
 
+    /// A run starts publishing here.
+    pub fn writer_started(&self) {
+        self.writers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A run stopped publishing here. The last one out writes the buffer and
+    /// empties the ring (everything is in the file then), so a log nobody
+    /// writes to holds no events in memory; its readers continue from the
+    /// file. A log with a gap keeps its ring: those events are nowhere else.
+    pub fn writer_finished(&self) {
+        if self
+            .writers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            != 1
+        {
+            return;
+        }
+        let mut st = lock(&self.state);
+        self.write_out(&mut st);
+        if st.gap_from.is_none() && self.writers.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            st.ring = VecDeque::new();
+            st.buf = Vec::new();
+        }
+    }
+
     /// No more events: readers end once they have read everything.
     pub fn close(&self) {
         let mut st = lock(&self.state);
@@ -320,18 +349,13 @@ impl SessionLog {
 /// Opens the log file for appending, creating it (0600) and its directory
 /// (0700) as needed, whatever the umask.
 fn open_for_append(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use crate::store::private;
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        private::create_private_dir_all(dir)?;
     }
-    File::options()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
+    let mut options = private::private_file_options();
+    options.append(true).create(true);
+    private::open_private(&options, path)
 }
 
 /// Where an existing file's numbering stands: `(next_seq, gap_from,
