@@ -57,6 +57,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             max_spawn_depth: Some(cfg.max_spawn_depth),
             ..Capabilities::default()
         },
+        bus: None,
     }
 }
 

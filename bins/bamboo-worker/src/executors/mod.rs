@@ -21,6 +21,10 @@ use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
     match &spec.executor {
         ExecutorSpec::Echo => Ok(Arc::new(EchoExecutor)),
+        // The external program runs unrestricted: read-only cannot be enforced.
+        ExecutorSpec::CliAdapter { .. } if spec.capabilities.guardian_read_only => Err(
+            "capabilities.guardian_read_only cannot be enforced for a cli_adapter child (its program runs unrestricted): use bamboo_runtime, or unset it".into(),
+        ),
         ExecutorSpec::CliAdapter { .. } => cli::build(spec).map_err(|e| e.to_string()),
         ExecutorSpec::BambooRuntime => llm::build(spec).map_err(|e| e.to_string()),
     }
