@@ -83,6 +83,11 @@ impl Engine {
         info.run_timeout_secs = input.run_timeout_secs;
         info.idle_timeout_secs = input.idle_timeout_secs;
         let mut s = Session::new_child(parent, info);
+        // Bypass mode is inherited (protocol.md 11).
+        if let Some(b) = parent.metadata.get(crate::escalation::BYPASS_KEY) {
+            s.metadata
+                .insert(crate::escalation::BYPASS_KEY.into(), b.clone());
+        }
         s.title = input
             .title
             .clone()

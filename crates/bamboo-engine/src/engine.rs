@@ -290,6 +290,17 @@ impl EngineBuilder {
         self
     }
 
+    /// The reviewer that answers a descendant's approval on behalf of a
+    /// bypassed session below the root (approvals up the chain). Without
+    /// one, every request climbs to the root's policy or human.
+    pub fn child_approval_reviewer(
+        mut self,
+        reviewer: Arc<dyn crate::escalation::ChildApprovalReviewer>,
+    ) -> Self {
+        self.cfg.approvals.reviewer = Some(reviewer);
+        self
+    }
+
     /// How long an approval may wait before it is denied (default 300 s).
     pub fn approval_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.approvals.timeout = timeout;

@@ -55,6 +55,8 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             nested_spawn: depth < cfg.max_spawn_depth,
             no_human_approver: !cfg.approvals.human && cfg.approvals.policy.is_none(),
             max_spawn_depth: Some(cfg.max_spawn_depth),
+            bypass: child.metadata.get(crate::escalation::BYPASS_KEY)
+                == Some(&serde_json::Value::Bool(true)),
             ..Capabilities::default()
         },
         bus: None,

@@ -175,12 +175,16 @@ fn spawn_approval(
         resource: body.resource,
         question: body.question,
     };
-    let broker = env.inner.approvals.clone();
+    let (broker, inner) = (env.inner.approvals.clone(), env.inner.clone());
     let (tx, fanout) = (tx.clone(), fanout.clone());
     let waiting = env.clock.wait();
     side.spawn(async move {
         let _waiting = waiting;
-        let decision = broker.decide(&request, |ev| fanout.publish(ev)).await;
+        // Up the chain first: a bypassed level below the root may answer.
+        let decision = match crate::escalation::climb_engine(&inner, &request).await {
+            Some(d) => d,
+            None => broker.decide(&request, |ev| fanout.publish(ev)).await,
+        };
         tracing::info!(
             child = %request.child_session_id,
             tool = %request.tool_name,
