@@ -26,6 +26,7 @@ pub mod escalation;
 pub mod events;
 mod fingerprint;
 pub mod fleet_launcher;
+pub mod inbox;
 mod nested;
 mod pool;
 mod provision;
