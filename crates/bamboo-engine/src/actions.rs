@@ -6,6 +6,7 @@ use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 use crate::assignment::render;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::inbox::{InboxKind, InboxMessage};
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
 use crate::types::{
@@ -150,7 +151,9 @@ impl Engine {
             .as_ref()
             .map(|r| r.pid.load(std::sync::atomic::Ordering::Relaxed))
             .filter(|p| *p != 0);
-        ChildDetail::of(s, run.is_some(), live_last, pid)
+        // The inbox is a directory listing: a failure only hides the count.
+        let inbox = self.inner.inbox(&s.id).and_then(|i| Ok(i.count()?));
+        ChildDetail::of(s, run.is_some(), live_last, pid, inbox.unwrap_or(0))
     }
 
     /// C4: updates fields. Changing the responsibility, role or assignment
@@ -271,7 +274,7 @@ impl Engine {
         let mut interrupted = false;
         if let Some(run) = self.inner.runs.get(child_id) {
             if !msg.interrupt {
-                return self.steer(child_id, &msg.text).await;
+                return self.steer(parent_id, child_id, &msg.text).await;
             }
             run.cancel("interrupted by a new message from the parent");
             run.finished().await;
@@ -285,29 +288,44 @@ impl Engine {
         Ok(SendOutcome::Appended { run_queued })
     }
 
-    /// The running path of C6: durable first (under the store's lock, decided
-    /// by the persisted status so a run ending right now cannot strand it),
-    /// then in-band (E16).
-    async fn steer(&self, child_id: &str, text: &str) -> Result<SendOutcome, EngineError> {
-        let owned = text.to_owned();
+    /// The running path of C6: durable first, in the child's inbox; then,
+    /// under the store's lock, decided by the persisted status so a run ending
+    /// right now cannot strand it (the run's end takes what is in the inbox,
+    /// or this call turns it into a user message, never both); then in-band
+    /// (E16).
+    async fn steer(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        text: &str,
+    ) -> Result<SendOutcome, EngineError> {
+        let inbox = self.inner.inbox(child_id)?;
+        let msg = InboxMessage::new(InboxKind::Message, parent_id, text);
+        inbox.deliver(&msg)?;
+        let (taker, id) = (inbox.clone(), msg.id.clone());
         let s = self
             .inner
             .store
             .update(
                 child_id,
                 Box::new(move |s| {
-                    match s.child.as_mut() {
-                        Some(c) if c.status == ChildStatus::Running => {
-                            c.pending_messages.push(owned)
-                        }
-                        // Queued, or the run just ended: a plain user message.
-                        _ => s.messages.push(Message::user(owned)),
+                    if s.status() == Some(ChildStatus::Running) {
+                        // Stays in the inbox until the run's end takes it.
+                        return false;
                     }
-                    true
+                    // Queued, or the run just ended: a plain user message.
+                    match taker.take(&id) {
+                        Ok(Some(m)) => {
+                            s.messages.push(Message::user(m.body));
+                            true
+                        }
+                        _ => false,
+                    }
                 }),
             )
             .await?;
         if s.status() != Some(ChildStatus::Running) {
+            inbox.ack(&msg.id)?;
             return Ok(SendOutcome::JoinedQueuedRun);
         }
         let in_band = self.inner.steering.steer(child_id, text).await;
@@ -402,6 +420,8 @@ impl Engine {
             if self.inner.store.delete(&id).await? {
                 out.deleted += 1;
             }
+            // Its inbox goes with it (absent is fine).
+            let _ = std::fs::remove_dir_all(self.inner.cfg.data_dir.join("inbox").join(&id));
             self.inner.events.remove(&id);
         }
         Ok(out)

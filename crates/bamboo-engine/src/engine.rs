@@ -43,6 +43,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The durable inbox of `session_id` (`<data>/inbox/<id>`), recovered at
+    /// engine start.
+    pub fn inbox(&self, session_id: &str) -> Result<crate::inbox::Inbox, EngineError> {
+        crate::store::check_id(session_id)?;
+        Ok(crate::inbox::Inbox::attach(
+            self.cfg.data_dir.join("inbox").join(session_id),
+        )?)
+    }
+
     /// Loads `child_id` and checks it is a child of `parent_id` (C9).
     pub async fn load_child(
         &self,
@@ -399,6 +408,7 @@ impl EngineBuilder {
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),
         };
         crate::recovery::mark_orphans(store.as_ref()).await?;
+        crate::recovery::recover_inboxes(&cfg.data_dir.join("inbox"));
         let inner = Inner {
             events: EventLogs::new(cfg.data_dir.join("events"), cfg.event_log),
             runner: ActorRunner::new(launcher, cfg.pool),

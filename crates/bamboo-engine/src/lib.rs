@@ -17,6 +17,7 @@
 
 mod actions;
 pub mod approval;
+mod ask;
 mod assignment;
 mod config;
 pub mod credentials;
@@ -55,6 +56,7 @@ pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
 pub use escalation::{ChildApprovalReviewer, BYPASS_KEY};
 pub use events::{EventStream, LogLimits, LoggedEvent, Since};
+pub use inbox::{InboxKind, InboxMessage};
 pub use pool::PoolLimits;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};

@@ -370,6 +370,14 @@ async fn finish(
     let last_event = clock.map(ActivityClock::last_wall);
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
     let (suspended, transcript) = (r.suspended, r.transcript);
+    // C6: messages sent while the run ran wait in the child's inbox.
+    let inbox = inner.inbox(child_id);
+    if let Err(e) = &inbox {
+        tracing::error!(child = child_id, error = %e, "could not open the child's inbox");
+    }
+    let inbox = inbox.ok();
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (taker, ids) = (inbox.clone(), claimed.clone());
     let persisted = inner
         .store
         .update(
@@ -395,7 +403,12 @@ async fn finish(
                 };
                 c.completed_at = Some(chrono::Utc::now());
                 c.last_event_at = last_event.or(c.last_event_at);
-                let pending: Vec<String> = c.pending_messages.drain(..).collect();
+                let mut pending: Vec<String> = c.pending_messages.drain(..).collect();
+                let waiting = taker.map(|i| i.claim_all().unwrap_or_default());
+                for m in waiting.unwrap_or_default() {
+                    ids.lock().unwrap_or_else(|p| p.into_inner()).push(m.id);
+                    pending.push(m.body);
+                }
                 for text in untaken(pending, taken) {
                     s.messages.push(Message::user(text));
                 }
@@ -403,10 +416,23 @@ async fn finish(
             }),
         )
         .await;
-    if let Err(e) = persisted {
-        tracing::error!(child = child_id, error = %e, "could not persist the run's final status");
+    match persisted {
+        // Acknowledged only once the transcript holding them is durable.
+        Ok(_) => ack_all(inbox.as_ref(), &claimed),
+        Err(e) => {
+            tracing::error!(child = child_id, error = %e, "could not persist the run's final status")
+        }
     }
     report(child_id, r.status, r.result, r.error)
+}
+
+fn ack_all(inbox: Option<&crate::inbox::Inbox>, ids: &std::sync::Mutex<Vec<String>>) {
+    let Some(inbox) = inbox else { return };
+    for id in ids.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        if let Err(e) = inbox.ack(&id) {
+            tracing::warn!(error = %e, "could not acknowledge an inbox message");
+        }
+    }
 }
 
 /// E15: adopts the run's transcript (keeping our system prompt when the

@@ -218,7 +218,7 @@ pub struct ChildDetail {
     /// The text of the last user message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_user_message: Option<String>,
-    /// Steering messages kept durably until a run takes them (C6).
+    /// Messages kept durably (in the child's inbox) until a run takes them (C6).
     pub pending_messages: usize,
     /// A run is queued or in flight now.
     pub running: bool,
@@ -253,6 +253,7 @@ impl ChildDetail {
         running: bool,
         live_last_event: Option<DateTime<Utc>>,
         worker_pid: Option<u32>,
+        inbox_pending: usize,
     ) -> Self {
         let c = s
             .child
@@ -269,7 +270,7 @@ impl ChildDetail {
             id: s.id.clone(),
             parent_id: s.parent_id.clone().unwrap_or_default(),
             title: s.title.clone(),
-            guidance: guidance(&c, running),
+            guidance: guidance(&c, running, inbox_pending),
             role: c.role,
             responsibility: c.responsibility,
             assignment: c.assignment,
@@ -279,7 +280,7 @@ impl ChildDetail {
             last_error: c.last_error,
             message_count: s.messages.len(),
             latest_user_message: last_of(Role::User),
-            pending_messages: c.pending_messages.len(),
+            pending_messages: c.pending_messages.len() + inbox_pending,
             running,
             started_at: c.started_at,
             completed_at: c.completed_at,
@@ -308,8 +309,8 @@ impl ChildDetail {
 
 /// One sentence telling the parent what to do next (C3), in the SubAgent
 /// tool's verbs.
-fn guidance(c: &bamboo_domain::ChildInfo, running: bool) -> String {
-    let pending = c.pending_messages.len();
+fn guidance(c: &bamboo_domain::ChildInfo, running: bool, inbox_pending: usize) -> String {
+    let pending = c.pending_messages.len() + inbox_pending;
     if running && pending > 0 {
         return format!("The child is running with {pending} message(s) waiting for its next turn boundary: wait for its sub_agent_completed event, or use action=cancel to stop it.");
     }

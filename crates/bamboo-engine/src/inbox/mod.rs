@@ -107,13 +107,51 @@ impl Inbox {
     /// Opens (creating) the inbox at `root` and recovers what a crash left
     /// claimed but unacknowledged (`cur/` → `new/`).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, InboxError> {
+        let inbox = Self::attach(root)?;
+        inbox.recover()?;
+        Ok(inbox)
+    }
+
+    /// Opens (creating) the inbox at `root` without recovery: for a process
+    /// that already recovered it at start, where `cur/` holds claims in
+    /// flight that must stay claimed.
+    pub fn attach(root: impl Into<PathBuf>) -> Result<Self, InboxError> {
         let inbox = Self { root: root.into() };
         for dir in ["tmp", "new", "cur", "corrupt"] {
             let d = inbox.root.join(dir);
             create_private_dir_all(&d).map_err(io_err(&d))?;
         }
-        inbox.recover()?;
         Ok(inbox)
+    }
+
+    /// Claims the unclaimed message `id`, if it is still there.
+    pub fn take(&self, id: &str) -> Result<Option<InboxMessage>, InboxError> {
+        check_id(id)?;
+        let Some(name) = self.find("new", id)? else {
+            return Ok(None);
+        };
+        let (from, to) = (self.dir("new").join(&name), self.dir("cur").join(&name));
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&from)(e)),
+        }
+        let bytes = fs::read(&to).map_err(io_err(&to))?;
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Claims every unclaimed message, oldest first.
+    pub fn claim_all(&self) -> Result<Vec<InboxMessage>, InboxError> {
+        let mut out = Vec::new();
+        while let Some(m) = self.claim()? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    /// How many messages wait unclaimed.
+    pub fn count(&self) -> Result<usize, InboxError> {
+        Ok(self.names("new")?.len())
     }
 
     fn dir(&self, name: &str) -> PathBuf {
