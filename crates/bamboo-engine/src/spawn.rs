@@ -445,7 +445,7 @@ fn write_back(
     result: Option<String>,
 ) -> Vec<String> {
     let fits =
-        |t: &Vec<Message>| serde_json::to_vec(t).map_or(false, |b| b.len() <= MAX_WRITE_BACK_BYTES);
+        |t: &Vec<Message>| serde_json::to_vec(t).is_ok_and(|b| b.len() <= MAX_WRITE_BACK_BYTES);
     let Some(mut t) = transcript.filter(|t| !t.is_empty() && fits(t)) else {
         if let Some(text) = result {
             s.messages.push(Message::assistant(text));
