@@ -43,6 +43,7 @@ pub mod tool;
 mod types;
 mod watchdog;
 pub mod worker;
+mod writeback;
 
 pub use approval::{
     ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, DecidedBy, Decision,

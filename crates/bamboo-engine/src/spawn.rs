@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Role, Session};
+use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -23,6 +23,7 @@ use crate::pump::{drive, PumpEnv, PumpResult};
 use crate::runs::{Reservation, RunControl};
 use crate::slots::{LendableSlot, Slot};
 use crate::watchdog::ActivityClock;
+use crate::writeback::{untaken, write_back};
 
 /// How one run ended, for callers that await it (nested spawns, tests).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -353,10 +354,6 @@ pub(crate) fn set_running(s: &mut Session) {
     }
 }
 
-/// Largest transcript written back as is (E15). A larger one is not adopted
-/// (the result alone is appended), so its size never fails a completed run.
-const MAX_WRITE_BACK_BYTES: usize = 8 << 20;
-
 /// E6 + E15: writes the run back (the terminal's transcript when it has one,
 /// else the result as an assistant message), persists the final status and
 /// error, folds steering messages the run did not take into the transcript
@@ -433,65 +430,6 @@ fn ack_all(inbox: Option<&crate::inbox::Inbox>, ids: &std::sync::Mutex<Vec<Strin
             tracing::warn!(error = %e, "could not acknowledge an inbox message");
         }
     }
-}
-
-/// E15: adopts the run's transcript (keeping our system prompt when the
-/// worker's has none), or appends the result when there is no usable
-/// transcript. Returns the user texts the run added, i.e. the steering
-/// messages it took in-band (C6).
-fn write_back(
-    s: &mut Session,
-    transcript: Option<Vec<Message>>,
-    result: Option<String>,
-) -> Vec<String> {
-    let fits =
-        |t: &Vec<Message>| serde_json::to_vec(t).is_ok_and(|b| b.len() <= MAX_WRITE_BACK_BYTES);
-    let Some(mut t) = transcript.filter(|t| !t.is_empty() && fits(t)) else {
-        if let Some(text) = result {
-            s.messages.push(Message::assistant(text));
-        }
-        return Vec::new();
-    };
-    let mut before: Vec<&str> = user_texts(&s.messages);
-    let mut added = Vec::new();
-    for text in user_texts(&t) {
-        match before.iter().position(|b| *b == text) {
-            Some(i) => drop(before.swap_remove(i)),
-            None => added.push(text.to_owned()),
-        }
-    }
-    let ours = s
-        .messages
-        .first()
-        .filter(|m| m.role == Role::System)
-        .cloned();
-    if let (Some(system), false) = (ours, t.iter().any(|m| m.role == Role::System)) {
-        t.insert(0, system);
-    }
-    s.messages = t;
-    added
-}
-
-fn user_texts(messages: &[Message]) -> Vec<&str> {
-    messages
-        .iter()
-        .filter(|m| m.role == Role::User)
-        .map(|m| m.content.as_str())
-        .collect()
-}
-
-/// The pending steering messages the run did not take (C6), in order.
-fn untaken(pending: Vec<String>, mut taken: Vec<String>) -> Vec<String> {
-    pending
-        .into_iter()
-        .filter(|p| match taken.iter().position(|t| t == p) {
-            Some(i) => {
-                taken.swap_remove(i);
-                false
-            }
-            None => true,
-        })
-        .collect()
 }
 
 fn stopped(reason: String) -> PumpResult {
