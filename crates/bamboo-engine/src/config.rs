@@ -1,11 +1,12 @@
 //! Engine configuration: everything the builder collects.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bamboo_subagent::spec::{ExecutorSpec, DEFAULT_MAX_SPAWN_DEPTH};
+use bamboo_subagent::Secret;
 
 use crate::approval::ApprovalConfig;
 use crate::credentials::CredentialResolver;
@@ -77,6 +78,8 @@ pub(crate) struct EngineConfig {
     pub event_log: crate::events::LogLimits,
     pub role_prompts: HashMap<String, String>,
     pub enforce_permissions: bool,
+    /// Variables passed on purpose to `cli_adapter` programs (`--pass-env`).
+    pub pass_env: BTreeMap<String, Secret>,
 }
 
 impl EngineConfig {
@@ -93,6 +96,7 @@ impl EngineConfig {
             event_log: crate::events::LogLimits::default(),
             role_prompts: HashMap::new(),
             enforce_permissions: true,
+            pass_env: BTreeMap::new(),
         }
     }
 

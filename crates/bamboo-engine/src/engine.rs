@@ -10,6 +10,7 @@ use bamboo_domain::{ModelRef, Session};
 use bamboo_subagent::fabric::Fabric;
 use bamboo_subagent::fleet::WorkerCommand;
 use bamboo_subagent::spec::ExecutorSpec;
+use bamboo_subagent::Secret;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -366,6 +367,14 @@ impl EngineBuilder {
     /// (fail closed); turning it off is an explicit opt-out.
     pub fn enforce_permissions(mut self, on: bool) -> Self {
         self.cfg.enforce_permissions = on;
+        self
+    }
+
+    /// Passes the variable `name` with `value` on purpose into the environment
+    /// of every `cli_adapter` program, after the secret scrub (repeatable). It
+    /// travels in the spec's secrets envelope, never in argv or a worker's env.
+    pub fn pass_env(mut self, name: impl Into<String>, value: Secret) -> Self {
+        self.cfg.pass_env.insert(name.into(), value);
         self
     }
 

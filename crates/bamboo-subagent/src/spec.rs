@@ -1,6 +1,8 @@
 //! The ProvisionSpec (protocol.md section 2): the one JSON document a parent
 //! writes to a worker's stdin.
 
+use std::collections::BTreeMap;
+
 use bamboo_domain::ModelRef;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +89,55 @@ pub struct Identity {
     pub depth: u32,
 }
 
+/// Declares the executor kinds once: each kind's Rust name and wire tag.
+/// [`ExecutorSpec::kind`] matches every variant exhaustively, so a new
+/// executor cannot compile without its line here, and the spec parser's
+/// list of known kinds is this list.
+macro_rules! executor_kinds {
+    ($($(#[$doc:meta])* $variant:ident => $wire:literal),* $(,)?) => {
+        /// The kind of an executor, without its configuration.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ExecutorKind {
+            $($(#[$doc])* $variant),*
+        }
+
+        impl ExecutorKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ExecutorKind] = &[$(ExecutorKind::$variant),*];
+
+            /// The wire `kind` tag.
+            pub fn wire(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire),*
+                }
+            }
+
+            /// The kind of a wire tag, if this build knows it.
+            pub fn from_wire(tag: &str) -> Option<Self> {
+                match tag {
+                    $($wire => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+executor_kinds! {
+    /// `echo`: words back (protocol.md 5).
+    Echo => "echo",
+    /// `bamboo_runtime`: the built-in agent loop.
+    BambooRuntime => "bamboo_runtime",
+    /// `cli_adapter`: an external command-line agent.
+    CliAdapter => "cli_adapter",
+}
+
+impl std::fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire())
+    }
+}
+
 /// The engine that runs assignments, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -106,12 +157,12 @@ pub enum ExecutorSpec {
 }
 
 impl ExecutorSpec {
-    /// The wire `kind` tag.
-    pub fn kind(&self) -> &'static str {
+    /// Its kind (`kind().wire()` is the wire tag).
+    pub fn kind(&self) -> ExecutorKind {
         match self {
-            Self::Echo => "echo",
-            Self::BambooRuntime => "bamboo_runtime",
-            Self::CliAdapter { .. } => "cli_adapter",
+            Self::Echo => ExecutorKind::Echo,
+            Self::BambooRuntime => ExecutorKind::BambooRuntime,
+            Self::CliAdapter { .. } => ExecutorKind::CliAdapter,
         }
     }
 }
@@ -139,6 +190,11 @@ pub struct Secrets {
     /// Bearer token the worker requires on every WebSocket upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_auth_token: Option<Secret>,
+    /// Environment variables the parent passes on purpose to `cli_adapter`
+    /// programs (name → value), set after the secret scrub. Optional; a worker
+    /// that does not know it ignores it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pass_env: BTreeMap<String, Secret>,
 }
 
 impl Secrets {
@@ -317,7 +373,7 @@ impl ProvisionSpec {
             .and_then(|e| e.get("kind"))
             .and_then(|k| k.as_str())
         {
-            if !matches!(kind, "echo" | "bamboo_runtime" | "cli_adapter") {
+            if ExecutorKind::from_wire(kind).is_none() {
                 return Err(SpecError::UnknownExecutor(kind.to_owned()));
             }
         }
@@ -407,6 +463,28 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_is_its_specs_serde_tag() {
+        let samples = [
+            ExecutorSpec::Echo,
+            ExecutorSpec::BambooRuntime,
+            ExecutorSpec::CliAdapter {
+                command: "c".into(),
+                args: vec![],
+            },
+        ];
+        assert_eq!(samples.len(), ExecutorKind::ALL.len());
+        for spec in samples {
+            let json = serde_json::to_value(&spec).unwrap();
+            assert_eq!(json["kind"], spec.kind().wire());
+            assert_eq!(
+                ExecutorKind::from_wire(spec.kind().wire()),
+                Some(spec.kind())
+            );
+        }
+        assert_eq!(ExecutorKind::from_wire("mcp"), None);
+    }
+
+    #[test]
     fn protocol_example_parses_and_round_trips() {
         let spec = ProvisionSpec::from_slice(EXAMPLE.as_bytes()).unwrap();
         assert_eq!(spec.identity.child_id, "c1");
@@ -473,13 +551,17 @@ mod tests {
         let spec = ProvisionSpec::from_slice(
             br#"{"version":1,"identity":{"child_id":"c"},"executor":{"kind":"bamboo_runtime"},"fabric_dir":"/f",
             "model":{"provider":"openai","model":"gpt-4o"},
-            "secrets":{"provider_credentials":[{"provider":"openai","api_key":"sk-XYZ","base_url":"http://127.0.0.1:1/v1","provider_type":"openai"}],"worker_auth_token":"tok-ABC"},
+            "secrets":{"provider_credentials":[{"provider":"openai","api_key":"sk-XYZ","base_url":"http://127.0.0.1:1/v1","provider_type":"openai"}],"worker_auth_token":"tok-ABC","pass_env":{"FOO_TOKEN":"tok-PASS"}},
             "capabilities":{"enforce_permissions":true,"nested_spawn":true,"max_spawn_depth":2,"mcp":{"a":1}},
             "disabled_tools":["bash"],"limits":{"run_timeout_secs":5,"max_rounds":3}}"#,
         )
         .unwrap();
         let dbg = format!("{spec:?}");
-        assert!(!dbg.contains("sk-XYZ") && !dbg.contains("tok-ABC"), "{dbg}");
+        assert!(
+            !dbg.contains("sk-XYZ") && !dbg.contains("tok-ABC") && !dbg.contains("tok-PASS"),
+            "{dbg}"
+        );
+        assert_eq!(spec.secrets.pass_env["FOO_TOKEN"].expose(), "tok-PASS");
         assert_eq!(
             spec.secrets
                 .credential_for("openai")
