@@ -3,9 +3,10 @@
 //! create and update (C4) can never disagree.
 
 /// The assignment block a child reads as its user message. Blank labels are
-/// left out. Without a title or responsibility (a bare typed create, e.g. the
-/// `run` front door's) the prompt stands alone: the block frames a task for a
-/// model, and a role alone frames nothing.
+/// left out. Without a responsibility (a bare typed create, e.g. the `run`
+/// front door's, which names children by title only) the prompt stands
+/// alone: the block frames a delegated task, and a name or role alone frames
+/// nothing. Every SubAgent `create` has one (it is required there).
 ///
 /// ```ignore
 /// let text = render("Survey", "find prior art", "researcher", "list 3 papers");
@@ -17,7 +18,7 @@ pub(crate) fn render(title: &str, responsibility: &str, role: &str, prompt: &str
         ("Responsibility", responsibility),
         ("Subagent type", role),
     ];
-    if title.trim().is_empty() && responsibility.trim().is_empty() {
+    if responsibility.trim().is_empty() {
         return prompt.to_owned();
     }
     let mut out = String::new();
@@ -46,9 +47,10 @@ mod tests {
     }
 
     #[test]
-    fn c1_without_title_or_responsibility_the_prompt_stands_alone() {
+    fn c1_without_a_responsibility_the_prompt_stands_alone() {
         assert_eq!(render("", " ", "", "say hi"), "say hi");
         assert_eq!(render("", "", "coder", "x"), "x");
+        assert_eq!(render("named", "", "coder", "x"), "x");
         assert_eq!(
             render("", "tests", "coder", "x"),
             "Responsibility: tests\nSubagent type: coder\n\nAssignment:\nx"
