@@ -100,10 +100,12 @@ async fn cancel_and_delete_stop_a_running_child_first() {
     assert!(out.was_running);
     let d = engine.get_child(&root, &child).await.unwrap();
     assert_eq!(d.status, ChildStatus::Cancelled);
-    assert!(d
-        .last_error
-        .unwrap_or_default()
-        .contains("cancelled by the parent"));
+    assert!(
+        d.last_error
+            .unwrap_or_default()
+            .contains("Cancelled by parent"),
+        "C7: the reference's reason"
+    );
 
     engine.run_child(&root, &child, true).await.unwrap();
     first_event(&mut events, "started", |e| {

@@ -15,16 +15,23 @@ pub enum Role {
     Assistant,
     /// The result of a tool call.
     Tool,
+    /// A role this version does not know (e.g. `developer`). Kept so a
+    /// transcript from another implementation never rejects a frame (F7, F8);
+    /// written back as `other`.
+    #[serde(other)]
+    Other,
 }
 
 /// One message of a transcript. Shipped verbatim to workers in the `run` frame's
 /// `messages` array (protocol.md 4), oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
-    /// Author of the message.
+    /// Author of the message (missing reads as [`Role::Other`]).
+    #[serde(default = "unknown_role")]
     pub role: Role,
-    /// Text of the message.
-    #[serde(default)]
+    /// Text of the message. Lenient on input (F7, F8): `null` reads as empty,
+    /// an array of parts as their texts joined by newlines.
+    #[serde(default, deserialize_with = "lenient_text")]
     pub content: String,
     /// When the message was written.
     #[serde(default = "Utc::now")]
@@ -35,6 +42,36 @@ pub struct Message {
     /// For a `tool` message: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+}
+
+fn unknown_role() -> Role {
+    Role::Other
+}
+
+/// Reads any JSON value as message text, so no content shape rejects a frame.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(text_of(&v))
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            let texts: Vec<String> = parts
+                .iter()
+                .map(|p| match p {
+                    Value::Object(o) => o.get("text").map(text_of).unwrap_or_default(),
+                    other => text_of(other),
+                })
+                .filter(|t| !t.is_empty())
+                .collect();
+            texts.join("\n")
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Message {
@@ -75,6 +112,19 @@ mod tests {
         let m: Message = serde_json::from_str(json).unwrap();
         assert_eq!(m.role, Role::User);
         assert_eq!(serde_json::to_string(&m).unwrap(), json);
+    }
+
+    #[test]
+    fn f7_unknown_roles_and_null_or_array_content_are_read_not_rejected() {
+        let m: Message = serde_json::from_str(r#"{"role":"developer","content":null}"#).unwrap();
+        assert_eq!((m.role, m.content.as_str()), (Role::Other, ""));
+        let m: Message = serde_json::from_str(
+            r#"{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{}},{"type":"text","text":"b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((m.role, m.content.as_str()), (Role::User, "a\nb"));
+        let m: Message = serde_json::from_str(r#"{"role":"tool","content":{"ok":true}}"#).unwrap();
+        assert_eq!(m.content, r#"{"ok":true}"#);
     }
 
     #[test]

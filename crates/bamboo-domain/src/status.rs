@@ -77,6 +77,9 @@ wire_enum!(
         Skipped => "skipped",
         /// The watchdog stopped the last run.
         Timeout => "timeout",
+        /// The last run paused itself (terminal `suspended`): the transcript is
+        /// kept and the child resumes on its next run or message.
+        Suspended => "suspended",
     }
 );
 

@@ -3,14 +3,23 @@
 
 use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 
+use crate::assignment::render;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::inbox::{InboxKind, InboxMessage};
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
 use crate::types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
-    UpdateChild,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
+    SendOutcome, UpdateChild, UpdateOutcome,
 };
+
+/// Metadata flag: the title was given, not derived from the prompt, so the
+/// rendered assignment (C1) shows it.
+const TITLE_GIVEN_KEY: &str = "title_given";
+
+/// C7: the error a cancelled child keeps, idle or running.
+pub(crate) const CANCELLED_BY_PARENT: &str = "Cancelled by parent";
 
 /// A title from the first words of an assignment.
 fn title_of(assignment: &str) -> String {
@@ -25,6 +34,11 @@ impl Engine {
         if input.assignment.trim().is_empty() {
             return Err(EngineError::InvalidInput(
                 "assignment is empty: say what the child should do".into(),
+            ));
+        }
+        if input.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(EngineError::InvalidInput(
+                "title is blank: give the child a title or leave it out".into(),
             ));
         }
         if input.auto_run && self.inner.shutdown.is_cancelled() {
@@ -70,10 +84,18 @@ impl Engine {
         info.run_timeout_secs = input.run_timeout_secs;
         info.idle_timeout_secs = input.idle_timeout_secs;
         let mut s = Session::new_child(parent, info);
+        // Bypass mode is inherited (protocol.md 11).
+        if let Some(b) = parent.metadata.get(crate::escalation::BYPASS_KEY) {
+            s.metadata
+                .insert(crate::escalation::BYPASS_KEY.into(), b.clone());
+        }
         s.title = input
             .title
             .clone()
             .unwrap_or_else(|| title_of(&input.assignment));
+        if input.title.is_some() {
+            s.metadata.insert(TITLE_GIVEN_KEY.into(), true.into());
+        }
         if input.model.is_some() {
             s.model = input.model.clone();
         }
@@ -93,7 +115,14 @@ impl Engine {
                 .system_prompt(&input.role, &input.responsibility)
         });
         s.messages.push(Message::system(prompt));
-        s.messages.push(Message::user(input.assignment.clone()));
+        // C1: the assignment as a labelled block (an explicit title only: a
+        // title derived from the prompt would just repeat it).
+        s.messages.push(Message::user(render(
+            input.title.as_deref().unwrap_or_default(),
+            &input.responsibility,
+            &input.role,
+            &input.assignment,
+        )));
         s
     }
 
@@ -122,101 +151,181 @@ impl Engine {
             .as_ref()
             .map(|r| r.pid.load(std::sync::atomic::Ordering::Relaxed))
             .filter(|p| *p != 0);
-        ChildDetail::of(s, run.is_some(), live_last, pid)
+        // The inbox is a directory listing: a failure only hides the count.
+        let inbox = self.inner.inbox(&s.id).and_then(|i| Ok(i.count()?));
+        ChildDetail::of(s, run.is_some(), live_last, pid, inbox.unwrap_or(0))
     }
 
-    /// C4: updates fields; rewriting the assignment replaces the last user
-    /// message and (by default) drops what came after it.
+    /// C4: updates fields. Changing the responsibility, role or assignment
+    /// re-renders the assignment into the last user message, sets the child
+    /// `pending`, clears its error and (unless `keep_later_messages`) drops
+    /// what came after it. Blank fields are refused.
     pub async fn update_child(
         &self,
         parent_id: &str,
         child_id: &str,
         update: UpdateChild,
-    ) -> Result<ChildDetail, EngineError> {
+    ) -> Result<UpdateOutcome, EngineError> {
         if update.is_empty() {
             return Err(EngineError::InvalidInput(
-                "nothing to update: set at least one of title, responsibility, system_prompt, role, reasoning_effort, assignment".into(),
+                "update requires at least one field: title/responsibility/prompt/subagent_type/reasoning_effort".into(),
             ));
         }
+        if let Some(field) = update.blank_field() {
+            return Err(EngineError::InvalidInput(format!(
+                "{field} is blank: give it a value or leave it out"
+            )));
+        }
         self.inner.load_child(parent_id, child_id).await?;
-        if update.assignment.is_some() && self.inner.runs.get(child_id).is_some() {
+        if update.rewrites_assignment() && self.inner.runs.get(child_id).is_some() {
             return Err(EngineError::AlreadyRunning(child_id.to_owned()));
         }
-        let s = self
-            .inner
-            .store
-            .update(child_id, Box::new(move |s| apply_update(s, update)))
-            .await?;
-        Ok(self.detail(&s))
-    }
-
-    /// C5: runs the child again. Refuses while running; by default resets the
-    /// transcript to its last user message. Returns at once (E2).
-    pub async fn run_child(
-        &self,
-        parent_id: &str,
-        child_id: &str,
-        reset_transcript: bool,
-    ) -> Result<RunTicket, EngineError> {
-        self.inner.load_child(parent_id, child_id).await?;
-        if self.inner.runs.get(child_id).is_some() {
-            return Err(EngineError::AlreadyRunning(child_id.to_owned()));
-        }
-        if reset_transcript {
-            self.inner
-                .store
-                .update(child_id, Box::new(truncate_after_last_user))
-                .await?;
-        }
-        enqueue(&self.inner, parent_id, child_id)
-    }
-
-    /// C6: sends a message (see [`SendOutcome`] for the paths).
-    pub async fn send_message(
-        &self,
-        parent_id: &str,
-        child_id: &str,
-        msg: SendMessage,
-    ) -> Result<SendOutcome, EngineError> {
-        self.inner.load_child(parent_id, child_id).await?;
-        if let Some(run) = self.inner.runs.get(child_id) {
-            if msg.interrupt {
-                run.cancel("interrupted by a new message from the parent");
-                run.finished().await;
-                self.append_user(child_id, &msg.text).await?;
-                enqueue(&self.inner, parent_id, child_id)?;
-                return Ok(SendOutcome::Interrupted);
-            }
-            return self.steer(child_id, &msg.text).await;
-        }
-        self.append_user(child_id, &msg.text).await?;
-        let run_queued = msg.run && enqueue(&self.inner, parent_id, child_id).is_ok();
-        Ok(SendOutcome::Appended { run_queued })
-    }
-
-    /// The running path of C6: durable first (under the store's lock, decided
-    /// by the persisted status so a run ending right now cannot strand it),
-    /// then in-band (E16).
-    async fn steer(&self, child_id: &str, text: &str) -> Result<SendOutcome, EngineError> {
-        let owned = text.to_owned();
+        let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = removed.clone();
         let s = self
             .inner
             .store
             .update(
                 child_id,
                 Box::new(move |s| {
-                    match s.child.as_mut() {
-                        Some(c) if c.status == ChildStatus::Running => {
-                            c.pending_messages.push(owned)
+                    let n = apply_update(s, update);
+                    counter.store(n, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }),
+            )
+            .await?;
+        Ok(UpdateOutcome {
+            child: self.detail(&s),
+            messages_removed: removed.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// C5: runs the child again and returns at once (E2). Refuses while
+    /// running; by default resets the transcript to its last user message.
+    pub async fn run_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        reset_transcript: bool,
+    ) -> Result<RunTicket, EngineError> {
+        Ok(self
+            .retry_child(parent_id, child_id, reset_transcript)
+            .await?
+            .ticket)
+    }
+
+    /// C5 with the count of dropped messages: marks the child `pending`,
+    /// optionally drops what came after its last user message (never for a
+    /// suspended child, whose transcript is the state it resumes from), and
+    /// queues the run. [`EngineError::AlreadyRunning`] while a run is live.
+    pub async fn retry_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        reset_transcript: bool,
+    ) -> Result<Retry, EngineError> {
+        self.inner.load_child(parent_id, child_id).await?;
+        if self.inner.runs.get(child_id).is_some() {
+            return Err(EngineError::AlreadyRunning(child_id.to_owned()));
+        }
+        let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = removed.clone();
+        self.inner
+            .store
+            .update(
+                child_id,
+                Box::new(move |s| {
+                    let suspended = s.status() == Some(ChildStatus::Suspended);
+                    if reset_transcript && !suspended {
+                        let n = truncate_after_last_user(s);
+                        counter.store(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Some(c) = s.child.as_mut() {
+                        if c.status != ChildStatus::Running && !suspended {
+                            c.status = ChildStatus::Pending;
+                            c.last_error = None;
                         }
-                        // Queued, or the run just ended: a plain user message.
-                        _ => s.messages.push(Message::user(owned)),
                     }
                     true
                 }),
             )
             .await?;
+        let ticket = enqueue(&self.inner, parent_id, child_id)?;
+        Ok(Retry {
+            messages_removed: removed.load(std::sync::atomic::Ordering::Relaxed),
+            ticket,
+        })
+    }
+
+    /// C6: sends a message (see [`SendOutcome`] for the paths). Empty text
+    /// is refused.
+    pub async fn send_message(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        msg: SendMessage,
+    ) -> Result<SendOutcome, EngineError> {
+        if msg.text.trim().is_empty() {
+            return Err(EngineError::InvalidInput(
+                "message is empty: say what the child should hear".into(),
+            ));
+        }
+        self.inner.load_child(parent_id, child_id).await?;
+        let mut interrupted = false;
+        if let Some(run) = self.inner.runs.get(child_id) {
+            if !msg.interrupt {
+                return self.steer(parent_id, child_id, &msg.text).await;
+            }
+            run.cancel("interrupted by a new message from the parent");
+            run.finished().await;
+            interrupted = true;
+        }
+        self.append_user(child_id, &msg.text).await?;
+        let run_queued = msg.run && enqueue(&self.inner, parent_id, child_id).is_ok();
+        if interrupted {
+            return Ok(SendOutcome::Interrupted { run_queued });
+        }
+        Ok(SendOutcome::Appended { run_queued })
+    }
+
+    /// The running path of C6: durable first, in the child's inbox; then,
+    /// under the store's lock, decided by the persisted status so a run ending
+    /// right now cannot strand it (the run's end takes what is in the inbox,
+    /// or this call turns it into a user message, never both); then in-band
+    /// (E16).
+    async fn steer(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+        text: &str,
+    ) -> Result<SendOutcome, EngineError> {
+        let inbox = self.inner.inbox(child_id)?;
+        let msg = InboxMessage::new(InboxKind::Message, parent_id, text);
+        inbox.deliver(&msg)?;
+        let (taker, id) = (inbox.clone(), msg.id.clone());
+        let s = self
+            .inner
+            .store
+            .update(
+                child_id,
+                Box::new(move |s| {
+                    if s.status() == Some(ChildStatus::Running) {
+                        // Stays in the inbox until the run's end takes it.
+                        return false;
+                    }
+                    // Queued, or the run just ended: a plain user message.
+                    match taker.take(&id) {
+                        Ok(Some(m)) => {
+                            s.messages.push(Message::user(m.body));
+                            true
+                        }
+                        _ => false,
+                    }
+                }),
+            )
+            .await?;
         if s.status() != Some(ChildStatus::Running) {
+            inbox.ack(&msg.id)?;
             return Ok(SendOutcome::JoinedQueuedRun);
         }
         let in_band = self.inner.steering.steer(child_id, text).await;
@@ -231,6 +340,14 @@ impl Engine {
                 child_id,
                 Box::new(move |s| {
                     s.messages.push(Message::user(owned));
+                    // An idle child with new input is pending again (C6);
+                    // a suspended one resumes from here.
+                    if let Some(c) = s.child.as_mut() {
+                        if c.status != ChildStatus::Running {
+                            c.status = ChildStatus::Pending;
+                            c.last_error = None;
+                        }
+                    }
                     true
                 }),
             )
@@ -238,19 +355,42 @@ impl Engine {
         Ok(())
     }
 
-    /// C7: cancels the child's run and waits for it to report (E19).
+    /// C7: cancels the child's run and waits for it to report (E19). An idle
+    /// child is marked `cancelled` too, with "Cancelled by parent".
     pub async fn cancel_child(
         &self,
         parent_id: &str,
         child_id: &str,
     ) -> Result<CancelOutcome, EngineError> {
         self.inner.load_child(parent_id, child_id).await?;
+        if self.cancel_run(child_id).await {
+            return Ok(CancelOutcome { was_running: true });
+        }
+        self.inner
+            .store
+            .update(
+                child_id,
+                Box::new(|s| {
+                    let Some(c) = s.child.as_mut() else {
+                        return false;
+                    };
+                    c.status = ChildStatus::Cancelled;
+                    c.last_error = Some(CANCELLED_BY_PARENT.into());
+                    true
+                }),
+            )
+            .await?;
+        Ok(CancelOutcome { was_running: false })
+    }
+
+    /// Cancels a live run of `child_id` and waits for it; false when none.
+    async fn cancel_run(&self, child_id: &str) -> bool {
         let Some(run) = self.inner.runs.get(child_id) else {
-            return Ok(CancelOutcome { was_running: false });
+            return false;
         };
-        run.cancel("cancelled by the parent");
+        run.cancel(CANCELLED_BY_PARENT);
         run.finished().await;
-        Ok(CancelOutcome { was_running: true })
+        true
     }
 
     /// C8: deletes the child and its descendants, cancelling running ones first.
@@ -265,31 +405,37 @@ impl Engine {
             deleted: 0,
         };
         // Depth-first, leaves before their parents.
-        let mut stack = vec![(parent_id.to_owned(), child_id.to_owned(), false)];
-        while let Some((parent, id, expanded)) = stack.pop() {
+        let mut stack = vec![(child_id.to_owned(), false)];
+        while let Some((id, expanded)) = stack.pop() {
             if !expanded {
-                stack.push((parent, id.clone(), true));
+                stack.push((id.clone(), true));
                 for kid in self.inner.store.list_children(&id).await? {
-                    stack.push((id.clone(), kid.id, false));
+                    stack.push((kid.id, false));
                 }
                 continue;
             }
-            if self.cancel_child(&parent, &id).await?.was_running {
+            if self.cancel_run(&id).await {
                 out.cancelled_running = true;
             }
             if self.inner.store.delete(&id).await? {
                 out.deleted += 1;
             }
+            // Its inbox goes with it (absent is fine).
+            let _ = std::fs::remove_dir_all(self.inner.cfg.data_dir.join("inbox").join(&id));
             self.inner.events.remove(&id);
         }
         Ok(out)
     }
 }
 
-fn apply_update(s: &mut Session, u: UpdateChild) -> bool {
+/// Applies a C4 update; returns how many messages were dropped.
+fn apply_update(s: &mut Session, u: UpdateChild) -> usize {
+    let rewrites = u.rewrites_assignment();
     if let Some(t) = u.title {
         s.title = t;
+        s.metadata.insert(TITLE_GIVEN_KEY.into(), true.into());
     }
+    let title_given = s.metadata.get(TITLE_GIVEN_KEY) == Some(&true.into());
     if let Some(e) = u.reasoning_effort {
         s.reasoning_effort = Some(e);
     }
@@ -299,37 +445,50 @@ fn apply_update(s: &mut Session, u: UpdateChild) -> bool {
             None => s.messages.insert(0, Message::system(p)),
         }
     }
+    let Some(c) = s.child.as_mut() else {
+        return 0;
+    };
+    if let Some(r) = u.role {
+        c.role = r;
+    }
+    if let Some(r) = u.responsibility {
+        c.responsibility = r;
+    }
     if let Some(a) = u.assignment {
-        match s.messages.iter().rposition(|m| m.role == Role::User) {
-            Some(i) => {
-                s.messages[i].content = a.clone();
-                if !u.keep_later_messages {
-                    s.messages.truncate(i + 1);
-                }
+        c.assignment = a;
+    }
+    if !rewrites {
+        return 0;
+    }
+    c.status = ChildStatus::Pending;
+    c.last_error = None;
+    let title = if title_given { s.title.as_str() } else { "" };
+    let text = render(title, &c.responsibility, &c.role, &c.assignment);
+    match s.messages.iter().rposition(|m| m.role == Role::User) {
+        Some(i) => {
+            s.messages[i].content = text;
+            if u.keep_later_messages {
+                return 0;
             }
-            None => s.messages.push(Message::user(a.clone())),
+            let removed = s.messages.len() - (i + 1);
+            s.messages.truncate(i + 1);
+            removed
         }
-        if let Some(c) = s.child.as_mut() {
-            c.assignment = a;
-        }
-    }
-    if let Some(c) = s.child.as_mut() {
-        if let Some(r) = u.role {
-            c.role = r;
-        }
-        if let Some(r) = u.responsibility {
-            c.responsibility = r;
+        None => {
+            s.messages.push(Message::user(text));
+            0
         }
     }
-    true
 }
 
-fn truncate_after_last_user(s: &mut Session) -> bool {
+/// Drops the messages after the last user message; returns how many.
+fn truncate_after_last_user(s: &mut Session) -> usize {
     match s.messages.iter().rposition(|m| m.role == Role::User) {
         Some(i) if i + 1 < s.messages.len() => {
+            let removed = s.messages.len() - (i + 1);
             s.messages.truncate(i + 1);
-            true
+            removed
         }
-        _ => false,
+        _ => 0,
     }
 }

@@ -91,6 +91,8 @@ pub enum DecidedBy {
     Timeout,
     /// No policy answer and no human approver: denied.
     FailClosed,
+    /// The [`crate::ChildApprovalReviewer`] of a bypassed ancestor below the root.
+    Reviewer,
 }
 
 /// The outcome of one approval.
@@ -129,6 +131,8 @@ pub struct ApprovalConfig {
     pub human: bool,
     /// How long a decision may take before it is denied (reference: 300 s).
     pub timeout: Duration,
+    /// Answers for bypassed levels below the root (approvals up the chain).
+    pub reviewer: Option<Arc<dyn crate::escalation::ChildApprovalReviewer>>,
 }
 
 impl Default for ApprovalConfig {
@@ -137,6 +141,7 @@ impl Default for ApprovalConfig {
             policy: None,
             human: true,
             timeout: Duration::from_secs(300),
+            reviewer: None,
         }
     }
 }
@@ -404,6 +409,7 @@ mod tests {
             policy,
             human,
             timeout: Duration::from_millis(ms),
+            reviewer: None,
         }))
     }
 

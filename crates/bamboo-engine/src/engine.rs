@@ -44,6 +44,15 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The durable inbox of `session_id` (`<data>/inbox/<id>`), recovered at
+    /// engine start.
+    pub fn inbox(&self, session_id: &str) -> Result<crate::inbox::Inbox, EngineError> {
+        crate::store::check_id(session_id)?;
+        Ok(crate::inbox::Inbox::attach(
+            self.cfg.data_dir.join("inbox").join(session_id),
+        )?)
+    }
+
     /// Loads `child_id` and checks it is a child of `parent_id` (C9).
     pub async fn load_child(
         &self,
@@ -291,6 +300,17 @@ impl EngineBuilder {
         self
     }
 
+    /// The reviewer that answers a descendant's approval on behalf of a
+    /// bypassed session below the root (approvals up the chain). Without
+    /// one, every request climbs to the root's policy or human.
+    pub fn child_approval_reviewer(
+        mut self,
+        reviewer: Arc<dyn crate::escalation::ChildApprovalReviewer>,
+    ) -> Self {
+        self.cfg.approvals.reviewer = Some(reviewer);
+        self
+    }
+
     /// How long an approval may wait before it is denied (default 300 s).
     pub fn approval_timeout(mut self, timeout: Duration) -> Self {
         self.cfg.approvals.timeout = timeout;
@@ -397,6 +417,7 @@ impl EngineBuilder {
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),
         };
         crate::recovery::mark_orphans(store.as_ref()).await?;
+        crate::recovery::recover_inboxes(&cfg.data_dir.join("inbox"));
         let inner = Inner {
             events: EventLogs::new(cfg.data_dir.join("events"), cfg.event_log),
             runner: ActorRunner::new(launcher, cfg.pool),

@@ -49,6 +49,9 @@ pub enum EngineError {
     /// The session store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A session's durable inbox failed.
+    #[error(transparent)]
+    Inbox(#[from] crate::inbox::InboxError),
     /// Answering an approval failed.
     #[error(transparent)]
     Approval(#[from] ApprovalError),

@@ -17,13 +17,17 @@
 
 mod actions;
 pub mod approval;
+mod ask;
+mod assignment;
 mod config;
 pub mod credentials;
 mod engine;
 mod error;
+pub mod escalation;
 pub mod events;
 mod fingerprint;
 pub mod fleet_launcher;
+pub mod inbox;
 mod nested;
 mod pool;
 mod provision;
@@ -39,6 +43,7 @@ pub mod tool;
 mod types;
 mod watchdog;
 pub mod worker;
+mod writeback;
 
 pub use approval::{
     ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, DecidedBy, Decision,
@@ -50,11 +55,13 @@ pub use async_trait::async_trait;
 pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
+pub use escalation::{ChildApprovalReviewer, BYPASS_KEY};
 pub use events::{EventStream, LogLimits, LoggedEvent, Since};
+pub use inbox::{InboxKind, InboxMessage};
 pub use pool::PoolLimits;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
 pub use types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, SendMessage, SendOutcome,
-    UpdateChild,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
+    SendOutcome, UpdateChild, UpdateOutcome,
 };

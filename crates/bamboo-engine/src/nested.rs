@@ -22,6 +22,10 @@ pub(crate) fn serve(
 ) -> BoxFuture<'static, Value> {
     async move {
         let engine = Engine { inner };
+        // Inbox questions (ask, reply, inbox) between the requester and its kin.
+        if let Some(reply) = crate::ask::serve(&engine, &requester, &body).await {
+            return reply;
+        }
         // An explicit tool action goes through the tool layer as the requester.
         if body.get("action").is_some() {
             return crate::tool::call(&engine, &requester, body).await;

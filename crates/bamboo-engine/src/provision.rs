@@ -60,8 +60,11 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             nested_spawn: depth < cfg.max_spawn_depth,
             no_human_approver: !cfg.approvals.human && cfg.approvals.policy.is_none(),
             max_spawn_depth: Some(cfg.max_spawn_depth),
+            bypass: child.metadata.get(crate::escalation::BYPASS_KEY)
+                == Some(&serde_json::Value::Bool(true)),
             ..Capabilities::default()
         },
+        bus: None,
     }
 }
 
@@ -74,22 +77,23 @@ fn disabled_tools(child: &Session) -> Option<Vec<String>> {
     (!tools.is_empty()).then_some(tools)
 }
 
-/// The `run` frame for `child`: the last user message is the assignment and
-/// everything before it ships as `messages`, so a reused worker needs no state
-/// and a rerun keeps its context.
+/// The `run` frame for `child` (E14): the last user message is the
+/// assignment, and `messages` is the whole transcript, oldest first, including
+/// that message (what the reference parent sends, protocol.md 4), so a reused
+/// worker needs no state, a rerun keeps its context and a suspended child
+/// resumes from everything it had.
 pub(crate) fn run_request(child: &Session) -> RunRequest {
-    let last_user = child.messages.iter().rposition(|m| m.role == Role::User);
-    let (assignment, messages) = match last_user {
-        Some(i) => (
-            child.messages[i].content.clone(),
-            child.messages[..i].to_vec(),
-        ),
-        None => (String::new(), child.messages.clone()),
-    };
+    let assignment = child
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
     RunRequest {
         assignment,
         reasoning_effort: child.reasoning_effort.clone(),
-        messages,
+        messages: child.messages.clone(),
     }
 }
 
@@ -99,7 +103,7 @@ mod tests {
     use bamboo_domain::{ChildInfo, Message, ModelRef};
 
     #[test]
-    fn run_request_ships_everything_before_the_last_user_message() {
+    fn e14_run_request_ships_the_whole_transcript_including_the_assignment() {
         let root = Session::new_root("p");
         let mut c = Session::new_child(&root, ChildInfo::new("r", "first"));
         c.messages = vec![
@@ -111,8 +115,9 @@ mod tests {
         c.reasoning_effort = Some("high".into());
         let r = run_request(&c);
         assert_eq!(r.assignment, "second");
-        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages.len(), 4);
         assert_eq!(r.messages[2].content, "echo: first");
+        assert_eq!(r.messages[3].content, "second");
         assert_eq!(r.reasoning_effort.as_deref(), Some("high"));
     }
 

@@ -1,5 +1,5 @@
 //! The event pump of one run: forwards the child's events to the parent's
-//! stream (E7), sends heartbeats (E8), runs the watchdog (E9), routes approvals
+//! stream (E7), runs the watchdog (E9), routes approvals
 //! (E17) and nested spawns (E18) to side tasks so they never stall forwarding,
 //! and turns the run's end into a status.
 //!
@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
+use bamboo_domain::{CompletionStatus, TerminalStatus};
 use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest, Terminal};
 use tokio::task::JoinSet;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::approval::ApprovalRequest;
 use crate::engine::Inner;
@@ -40,13 +40,17 @@ pub(crate) struct PumpEnv<'a> {
 }
 
 /// How the run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PumpResult {
     pub status: CompletionStatus,
     pub result: Option<String>,
     pub error: Option<String>,
     /// The worker ended the run cleanly and may be parked (E13).
     pub clean: bool,
+    /// The worker's terminal was `suspended`: the child is kept resumable.
+    pub suspended: bool,
+    /// The run's transcript from the terminal frame, for write-back (E15).
+    pub transcript: Option<Vec<bamboo_domain::Message>>,
 }
 
 /// Why the parent stopped the run.
@@ -67,6 +71,8 @@ impl Stop {
             result: None,
             error: Some(error),
             clean: false,
+            suspended: false,
+            transcript: None,
         }
     }
 }
@@ -77,6 +83,8 @@ fn failed(error: String) -> PumpResult {
         result: None,
         error: Some(error),
         clean: false,
+        suspended: false,
+        transcript: None,
     }
 }
 
@@ -90,8 +98,6 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
     let child_events = ChildEvents::new(fanout.clone(), env.parent_id, env.child_id);
     let timeouts = env.inner.cfg.timeouts;
     let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
-    let mut heartbeat = interval_at(Instant::now() + timeouts.heartbeat, timeouts.heartbeat);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut side: JoinSet<()> = JoinSet::new();
     let mut stop: Option<Stop> = None;
     let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
@@ -117,13 +123,6 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest
             _ = &mut grace, if stop.is_some() => {
                 tracing::warn!(child = env.child_id, "worker ignored cancel; it will be killed");
                 return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
-            }
-            _ = heartbeat.tick() => {
-                fanout.publish(AgentEvent::SubAgentHeartbeat {
-                    parent_session_id: env.parent_id.to_owned(),
-                    child_session_id: env.child_id.to_owned(),
-                    timestamp: chrono::Utc::now(),
-                });
             }
             Some(_) = side.join_next(), if !side.is_empty() => {}
             frame = link.rx.recv() => match frame {
@@ -176,12 +175,16 @@ fn spawn_approval(
         resource: body.resource,
         question: body.question,
     };
-    let broker = env.inner.approvals.clone();
+    let (broker, inner) = (env.inner.approvals.clone(), env.inner.clone());
     let (tx, fanout) = (tx.clone(), fanout.clone());
     let waiting = env.clock.wait();
     side.spawn(async move {
         let _waiting = waiting;
-        let decision = broker.decide(&request, |ev| fanout.publish(ev)).await;
+        // Up the chain first: a bypassed level below the root may answer.
+        let decision = match crate::escalation::climb_engine(&inner, &request).await {
+            Some(d) => d,
+            None => broker.decide(&request, |ev| fanout.publish(ev)).await,
+        };
         tracing::info!(
             child = %request.child_session_id,
             tool = %request.tool_name,
@@ -199,7 +202,8 @@ fn spawn_approval(
 }
 
 /// Maps a terminal frame to a result. A completed run stays completed even if
-/// a cancel crossed it on the wire: the work is done.
+/// a cancel crossed it on the wire: the work is done. A suspended run is
+/// reported as completed on the stream but kept `suspended` on the child.
 fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
     let completed = matches!(
         t.status,
@@ -213,5 +217,7 @@ fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
         result: t.result,
         error: t.error,
         clean: completed,
+        suspended: t.status == TerminalStatus::Suspended,
+        transcript: t.transcript,
     }
 }

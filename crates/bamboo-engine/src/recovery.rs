@@ -1,6 +1,7 @@
 //! Start-up recovery: a child persisted as `running` has no live run in a
 //! freshly started engine (the previous one died), so it is marked `error`
-//! with a reason saying so. Steering messages it had queued are kept.
+//! with a reason saying so. Steering messages it had queued are kept, and
+//! inbox messages claimed but not acknowledged are put back.
 
 use bamboo_domain::{ChildStatus, Message, Session};
 
@@ -46,4 +47,20 @@ pub async fn mark_orphans(store: &dyn SessionStore) -> Result<usize, StoreError>
         marked += 1;
     }
     Ok(marked)
+}
+
+/// Puts back every inbox message a dead engine had claimed but not
+/// acknowledged (cur/ → new/), so it is delivered again (at least once).
+pub fn recover_inboxes(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        match crate::inbox::Inbox::open(entry.path()) {
+            Ok(inbox) => drop(inbox),
+            Err(e) => {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "could not recover an inbox")
+            }
+        }
+    }
 }

@@ -23,6 +23,7 @@ use crate::pump::{drive, PumpEnv, PumpResult};
 use crate::runs::{Reservation, RunControl};
 use crate::slots::{LendableSlot, Slot};
 use crate::watchdog::ActivityClock;
+use crate::writeback::{untaken, write_back};
 
 /// How one run ended, for callers that await it (nested spawns, tests).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,12 +133,16 @@ async fn run_child(
     // The run's events go to its parent's log and every further ancestor's.
     let ancestry = inner.ancestry(&parent_id).await;
     let out = Run::new(Fanout::new(&inner.events, &ancestry), ancestry);
-    let report = match started {
-        Some((slot, session)) => {
-            run_started(&inner, &parent_id, &reservation, &out, slot, session).await
+    let work = async {
+        match started {
+            Some((slot, session)) => {
+                run_started(&inner, &parent_id, &reservation, &out, slot, session).await
+            }
+            None => run_queued(&inner, &parent_id, &reservation, &out).await,
         }
-        None => run_queued(&inner, &parent_id, &reservation, &out).await,
     };
+    let beat = inner.cfg.timeouts.heartbeat;
+    let report = with_heartbeat(&out.fanout, &parent_id, &child_id, beat, work).await;
     let pid = reservation
         .control
         .pid
@@ -157,6 +162,31 @@ async fn run_child(
     // this path: the completion does not wait for the disk).
     out.fanout.sync_in_background();
     let _ = done.send(report);
+}
+
+/// E8: `sub_agent_heartbeat` every `every` from the moment the run is
+/// reserved (waiting for a slot or a worker included) until it ends.
+async fn with_heartbeat(
+    fanout: &Fanout,
+    parent_id: &str,
+    child_id: &str,
+    every: std::time::Duration,
+    work: impl std::future::Future<Output = RunReport>,
+) -> RunReport {
+    let start = tokio::time::Instant::now() + every;
+    let mut ticks = tokio::time::interval_at(start, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            report = &mut work => return report,
+            _ = ticks.tick() => fanout.publish(AgentEvent::SubAgentHeartbeat {
+                parent_session_id: parent_id.to_owned(),
+                child_session_id: child_id.to_owned(),
+                timestamp: chrono::Utc::now(),
+            }),
+        }
+    }
 }
 
 /// Where a run reports: its ancestry (parent first) and their logs, which
@@ -181,10 +211,10 @@ impl Drop for Run {
 }
 
 /// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it
-/// has nothing pending.
+/// has nothing pending. A suspended child always has: it resumes.
 async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, EngineError> {
     let session = inner.load_child(parent_id, child_id).await?;
-    Ok(session.has_pending_user_message())
+    Ok(session.has_pending_user_message() || session.status() == Some(ChildStatus::Suspended))
 }
 
 /// A queued run: checks (E3, E4), waits for a slot (E12), persists
@@ -204,6 +234,8 @@ async fn run_queued(
                 result: None,
                 error: Some("nothing to run: the last message is not from the user".into()),
                 clean: true,
+                suspended: false,
+                transcript: None,
             };
             return finish(inner, child_id, r, None).await;
         }
@@ -322,9 +354,10 @@ pub(crate) fn set_running(s: &mut Session) {
     }
 }
 
-/// E6 + E15: writes the result back as an assistant message, persists the
-/// final status and error, folds steering messages the run may not have seen
-/// into the transcript (C6), and builds the report.
+/// E6 + E15: writes the run back (the terminal's transcript when it has one,
+/// else the result as an assistant message), persists the final status and
+/// error, folds steering messages the run did not take into the transcript
+/// (C6), and builds the report.
 async fn finish(
     inner: &Inner,
     child_id: &str,
@@ -333,20 +366,33 @@ async fn finish(
 ) -> RunReport {
     let last_event = clock.map(ActivityClock::last_wall);
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
+    let (suspended, transcript) = (r.suspended, r.transcript);
+    // C6: messages sent while the run ran wait in the child's inbox.
+    let inbox = inner.inbox(child_id);
+    if let Err(e) = &inbox {
+        tracing::error!(child = child_id, error = %e, "could not open the child's inbox");
+    }
+    let inbox = inbox.ok();
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (taker, ids) = (inbox.clone(), claimed.clone());
     let persisted = inner
         .store
         .update(
             child_id,
             Box::new(move |s: &mut Session| {
-                if status == CompletionStatus::Completed {
-                    if let Some(text) = &result {
-                        s.messages.push(Message::assistant(text.clone()));
-                    }
-                }
+                let taken = if status == CompletionStatus::Completed {
+                    write_back(s, transcript, result)
+                } else {
+                    Vec::new()
+                };
                 let Some(c) = s.child.as_mut() else {
                     return false;
                 };
-                c.status = status.into();
+                c.status = if suspended {
+                    ChildStatus::Suspended
+                } else {
+                    status.into()
+                };
                 c.last_error = if status == CompletionStatus::Completed {
                     None
                 } else {
@@ -354,17 +400,36 @@ async fn finish(
                 };
                 c.completed_at = Some(chrono::Utc::now());
                 c.last_event_at = last_event.or(c.last_event_at);
-                for text in c.pending_messages.drain(..) {
+                let mut pending: Vec<String> = c.pending_messages.drain(..).collect();
+                let waiting = taker.map(|i| i.claim_all().unwrap_or_default());
+                for m in waiting.unwrap_or_default() {
+                    ids.lock().unwrap_or_else(|p| p.into_inner()).push(m.id);
+                    pending.push(m.body);
+                }
+                for text in untaken(pending, taken) {
                     s.messages.push(Message::user(text));
                 }
                 true
             }),
         )
         .await;
-    if let Err(e) = persisted {
-        tracing::error!(child = child_id, error = %e, "could not persist the run's final status");
+    match persisted {
+        // Acknowledged only once the transcript holding them is durable.
+        Ok(_) => ack_all(inbox.as_ref(), &claimed),
+        Err(e) => {
+            tracing::error!(child = child_id, error = %e, "could not persist the run's final status")
+        }
     }
     report(child_id, r.status, r.result, r.error)
+}
+
+fn ack_all(inbox: Option<&crate::inbox::Inbox>, ids: &std::sync::Mutex<Vec<String>>) {
+    let Some(inbox) = inbox else { return };
+    for id in ids.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        if let Err(e) = inbox.ack(&id) {
+            tracing::warn!(error = %e, "could not acknowledge an inbox message");
+        }
+    }
 }
 
 fn stopped(reason: String) -> PumpResult {
@@ -373,6 +438,8 @@ fn stopped(reason: String) -> PumpResult {
         result: None,
         error: Some(reason),
         clean: false,
+        suspended: false,
+        transcript: None,
     }
 }
 
@@ -382,6 +449,8 @@ fn error_result(error: String) -> PumpResult {
         result: None,
         error: Some(error),
         clean: false,
+        suspended: false,
+        transcript: None,
     }
 }
 

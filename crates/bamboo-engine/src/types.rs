@@ -84,6 +84,27 @@ pub struct UpdateChild {
 }
 
 impl UpdateChild {
+    /// True when the update changes what the assignment renders from (C4).
+    pub(crate) fn rewrites_assignment(&self) -> bool {
+        self.responsibility.is_some() || self.role.is_some() || self.assignment.is_some()
+    }
+
+    /// The first field set to a blank string, by its tool name (C4).
+    pub(crate) fn blank_field(&self) -> Option<&'static str> {
+        let fields = [
+            ("title", &self.title),
+            ("responsibility", &self.responsibility),
+            ("system_prompt", &self.system_prompt),
+            ("subagent_type", &self.role),
+            ("reasoning_effort", &self.reasoning_effort),
+            ("prompt", &self.assignment),
+        ];
+        fields
+            .into_iter()
+            .find(|(_, v)| v.as_deref().is_some_and(|v| v.trim().is_empty()))
+            .map(|(name, _)| name)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.title.is_none()
             && self.responsibility.is_none()
@@ -139,8 +160,12 @@ pub enum SendOutcome {
         /// A run was queued.
         run_queued: bool,
     },
-    /// The running run was cancelled, the message appended, a new run queued.
-    Interrupted,
+    /// The running run was cancelled and awaited, then the message was
+    /// appended as to an idle child.
+    Interrupted {
+        /// A run was queued.
+        run_queued: bool,
+    },
 }
 
 /// A child in a list (C2).
@@ -159,6 +184,8 @@ pub struct ChildSummary {
     /// Last error text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Last time the child session was written.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// One child in detail (C3).
@@ -174,6 +201,13 @@ pub struct ChildDetail {
     pub role: String,
     /// Responsibility.
     pub responsibility: String,
+    /// The assignment (the parent's prompt, before rendering, C1).
+    pub assignment: String,
+    /// Model the child talks to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRef>,
+    /// Pinned by the user.
+    pub pinned: bool,
     /// Persisted status.
     pub status: ChildStatus,
     /// Last error text.
@@ -181,6 +215,11 @@ pub struct ChildDetail {
     pub last_error: Option<String>,
     /// Messages in the transcript.
     pub message_count: usize,
+    /// The text of the last user message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_user_message: Option<String>,
+    /// Messages kept durably (in the child's inbox) until a run takes them (C6).
+    pub pending_messages: usize,
     /// A run is queued or in flight now.
     pub running: bool,
     /// When the last run started.
@@ -192,6 +231,8 @@ pub struct ChildDetail {
     /// When the last child event arrived (live while running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Last time the child session was written.
+    pub updated_at: DateTime<Utc>,
     /// Runs so far.
     pub round_count: u32,
     /// Spawn depth.
@@ -202,7 +243,7 @@ pub struct ChildDetail {
     /// Pid of the worker serving the live run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_pid: Option<u32>,
-    /// What the caller might do next.
+    /// What the caller might do next, in one sentence.
     pub guidance: String,
 }
 
@@ -212,34 +253,42 @@ impl ChildDetail {
         running: bool,
         live_last_event: Option<DateTime<Utc>>,
         worker_pid: Option<u32>,
+        inbox_pending: usize,
     ) -> Self {
         let c = s
             .child
             .clone()
             .unwrap_or_else(|| bamboo_domain::ChildInfo::new("", ""));
-        let last_result = s
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::Assistant)
-            .map(|m| m.content.clone());
+        let last_of = |role: Role| {
+            s.messages
+                .iter()
+                .rev()
+                .find(|m| m.role == role)
+                .map(|m| m.content.clone())
+        };
         Self {
             id: s.id.clone(),
             parent_id: s.parent_id.clone().unwrap_or_default(),
             title: s.title.clone(),
-            guidance: guidance(c.status, running, c.last_error.as_deref()),
+            guidance: guidance(&c, running, inbox_pending),
             role: c.role,
             responsibility: c.responsibility,
+            assignment: c.assignment,
+            model: s.model.clone(),
+            pinned: s.pinned,
             status: c.status,
             last_error: c.last_error,
             message_count: s.messages.len(),
+            latest_user_message: last_of(Role::User),
+            pending_messages: c.pending_messages.len() + inbox_pending,
             running,
             started_at: c.started_at,
             completed_at: c.completed_at,
             last_event_at: live_last_event.or(c.last_event_at),
+            updated_at: s.updated_at,
             round_count: c.round_count,
             depth: s.spawn_depth,
-            last_result,
+            last_result: last_of(Role::Assistant),
             worker_pid,
         }
     }
@@ -253,28 +302,32 @@ impl ChildDetail {
             status: self.status,
             running: self.running,
             last_error: self.last_error.clone(),
+            updated_at: self.updated_at,
         }
     }
 }
 
-fn guidance(status: ChildStatus, running: bool, error: Option<&str>) -> String {
-    if running {
-        return "running: wait for its sub_agent_completed event, steer it with send_message, or cancel it".into();
+/// One sentence telling the parent what to do next (C3), in the SubAgent
+/// tool's verbs.
+fn guidance(c: &bamboo_domain::ChildInfo, running: bool, inbox_pending: usize) -> String {
+    let pending = c.pending_messages.len() + inbox_pending;
+    if running && pending > 0 {
+        return format!("The child is running with {pending} message(s) waiting for its next turn boundary: wait for its sub_agent_completed event, or use action=cancel to stop it.");
     }
-    match status {
-        ChildStatus::Pending => "not run yet: run it".into(),
-        ChildStatus::Running => "marked running but no run is live: run it again".into(),
-        ChildStatus::Completed => {
-            "completed: read last_result, or send_message to follow up".into()
-        }
-        ChildStatus::Cancelled => "cancelled: run it again to retry".into(),
-        ChildStatus::Skipped => "skipped, nothing was pending: send_message to give it work".into(),
-        ChildStatus::Timeout => {
-            "stopped by the watchdog: raise its limits or split the work, then run again".into()
-        }
+    if running {
+        return "The child is running: wait for its sub_agent_completed event, steer it with action=send_message, or stop it with action=cancel.".into();
+    }
+    match c.status {
+        ChildStatus::Pending => "The child has not run its latest input yet: use action=run to execute it.".into(),
+        ChildStatus::Running => "The child is marked running but no run is live (the engine restarted): use action=run to run it again.".into(),
+        ChildStatus::Completed => "The child completed: read its result with action=get, or use action=send_message to follow up.".into(),
+        ChildStatus::Suspended => "The child suspended itself with its transcript kept: use action=run or action=send_message to resume it.".into(),
+        ChildStatus::Cancelled => "The child was cancelled: use action=run to retry it in place, or action=delete to remove it.".into(),
+        ChildStatus::Skipped => "The child had nothing to answer: use action=send_message to give it work.".into(),
+        ChildStatus::Timeout => "The watchdog stopped the child: narrow the prompt with action=update, then use action=run again.".into(),
         ChildStatus::Error => format!(
-            "failed ({}): fix the cause and run it again",
-            error.unwrap_or("no reason recorded")
+            "The child failed ({}): fix the cause (action=update), then use action=run to retry in place.",
+            c.last_error.as_deref().unwrap_or("no reason recorded")
         ),
     }
 }
@@ -293,4 +346,22 @@ pub struct DeleteOutcome {
     pub cancelled_running: bool,
     /// Sessions removed (the child and its descendants).
     pub deleted: usize,
+}
+
+/// Result of `update_child` (C4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateOutcome {
+    /// The child after the update.
+    pub child: ChildDetail,
+    /// Messages dropped after the rewritten assignment.
+    pub messages_removed: usize,
+}
+
+/// Result of `retry_child` (C5): the run is queued.
+#[derive(Debug)]
+pub struct Retry {
+    /// Messages dropped after the last user message.
+    pub messages_removed: usize,
+    /// Resolves when the queued run reports.
+    pub ticket: crate::spawn::RunTicket,
 }

@@ -215,6 +215,24 @@ mod tests {
     }
 
     #[test]
+    fn f7_f8_unknown_roles_and_null_or_array_content_never_reject_a_frame() {
+        let odd = r#"[{"role":"developer","content":"rules"},{"role":"user","content":null},{"role":"assistant","content":[{"type":"text","text":"ok"}]},{"content":"no role"}]"#;
+        // Read, not round-tripped: the odd shapes are normalised on the way in.
+        let run: ParentFrame = serde_json::from_str(&format!(
+            r#"{{"kind":"run","assignment":"go","messages":{odd}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(run, ParentFrame::Run(r) if r.messages.len() == 4));
+        let t: ChildFrame = serde_json::from_str(&format!(
+            r#"{{"kind":"terminal","status":"completed","result":"r","transcript":{odd}}}"#
+        ))
+        .unwrap();
+        assert!(
+            matches!(t, ChildFrame::Terminal(t) if t.transcript.as_ref().map(Vec::len) == Some(4))
+        );
+    }
+
+    #[test]
     fn the_fast_parser_agrees_with_the_derived_one() {
         for text in [
             r#"{"kind":"event","event":{"type":"token","content":"hi "}}"#,

@@ -64,6 +64,10 @@ pub struct ProvisionSpec {
     /// What the actor may do.
     #[serde(default, skip_serializing_if = "is_default")]
     pub capabilities: Capabilities,
+    /// The reference's mailbox bus (the worker dials home instead of
+    /// listening). Not implemented here: a spec that sets it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<serde_json::Value>,
 }
 
 /// Who an actor is (protocol.md 2, `identity`).
@@ -260,6 +264,14 @@ pub struct Capabilities {
     /// Nested-spawn depth cap (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_spawn_depth: Option<u32>,
+    /// The reference's MCP proxy over its bus. Not implemented here: a spec
+    /// that sets it is refused (and with `mcp` too it is invalid anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_proxy: Option<serde_json::Value>,
+    /// A read-only reviewer: commands only from a read-only allow-list, no
+    /// file writes. Executors that cannot enforce it refuse the spec.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub guardian_read_only: bool,
 }
 
 impl Capabilities {
@@ -331,6 +343,7 @@ impl ProvisionSpec {
             reusable: false,
             placement: Placement::default(),
             capabilities: Capabilities::default(),
+            bus: None,
         }
     }
 
@@ -389,6 +402,29 @@ impl ProvisionSpec {
         if self.fabric_dir.trim().is_empty() {
             return Err(SpecError::Invalid("fabric_dir is empty".into()));
         }
+        self.refuse_unimplemented()
+    }
+
+    /// Spec fields this worker does not implement are refused, not ignored:
+    /// a parent relying on them must learn at once that they do nothing here.
+    fn refuse_unimplemented(&self) -> Result<(), SpecError> {
+        let caps = &self.capabilities;
+        if caps.mcp.is_some() && caps.mcp_proxy.is_some() {
+            return Err(SpecError::Invalid(
+                "capabilities.mcp and capabilities.mcp_proxy are mutually exclusive: set one"
+                    .into(),
+            ));
+        }
+        if caps.mcp_proxy.is_some() {
+            return Err(SpecError::Invalid(
+                "capabilities.mcp_proxy is not supported by this worker (no MCP proxy over a bus): leave it unset".into(),
+            ));
+        }
+        if self.bus.is_some() {
+            return Err(SpecError::Invalid(
+                "bus is not supported by this worker: it listens on its own endpoint and publishes it in fabric_dir; leave bus unset".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -403,6 +439,28 @@ mod tests {
  "fabric_dir":"/run/user/1000/bamboo/agents",
  "reusable":true,
  "limits":{"idle_timeout_secs":300}}"#;
+
+    #[test]
+    fn spec_fields_we_do_not_implement_are_refused_by_name() {
+        let with = |extra: &str| {
+            ProvisionSpec::from_slice(
+                format!(r#"{{"identity":{{"child_id":"c"}},"executor":{{"kind":"echo"}},"fabric_dir":"/f",{extra}}}"#)
+                    .as_bytes(),
+            )
+        };
+        let refused = |extra: &str, name: &str| match with(extra) {
+            Err(SpecError::Invalid(m)) => assert!(m.contains(name), "{m}"),
+            other => panic!("{extra} was not refused: {other:?}"),
+        };
+        refused(r#""bus":{"url":"ws://x"}"#, "bus");
+        refused(r#""capabilities":{"mcp_proxy":{}}"#, "mcp_proxy");
+        refused(
+            r#""capabilities":{"mcp":{},"mcp_proxy":{}}"#,
+            "mutually exclusive",
+        );
+        let guardian = with(r#""capabilities":{"guardian_read_only":true}"#).unwrap();
+        assert!(guardian.capabilities.guardian_read_only);
+    }
 
     #[test]
     fn every_kind_is_its_specs_serde_tag() {

@@ -16,11 +16,17 @@ pub(crate) use bamboo_testkit as testkit;
 use std::sync::Arc;
 
 use bamboo_subagent::executor::Executor;
-use bamboo_subagent::spec::ProvisionSpec;
+use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 
 /// Builds the executor a spec asks for, or says in one line why it cannot
 /// (through [`registry`], where each kind is declared once).
 pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
+    // The external program runs unrestricted: read-only cannot be enforced.
+    if spec.capabilities.guardian_read_only
+        && matches!(spec.executor, ExecutorSpec::CliAdapter { .. })
+    {
+        return Err("capabilities.guardian_read_only cannot be enforced for a cli_adapter child (its program runs unrestricted): use bamboo_runtime, or unset it".into());
+    }
     registry::build(spec)
 }
 

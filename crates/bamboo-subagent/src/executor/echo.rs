@@ -11,9 +11,15 @@
 //! - `__spawn:<assignment>`: ask the host to run a grandchild with that
 //!   assignment; echoes `spawned:<result>` or `spawn-failed:<reason>`.
 //! - `__fail:<text>`: end with status error and `<text>`.
+//! - `__suspend`: end with status suspended (the run pauses itself).
+//!
+//! Given a transcript (`messages`), the outcome carries the transcript after
+//! the run: the messages, the assignment's user message (unless they end with
+//! it), each steering message it took as a user message, and the result as an
+//! assistant message.
 
 use async_trait::async_trait;
-use bamboo_domain::AgentEvent;
+use bamboo_domain::{AgentEvent, Message, Role, TerminalStatus};
 use std::time::Duration;
 
 use super::{ApprovalBody, Executor, HostError, RunContext, RunOutcome, RunRequest};
@@ -41,15 +47,24 @@ impl Executor for EchoExecutor {
             }
         }
         let mut echoed: Vec<String> = Vec::new();
+        let mut steered: Vec<String> = Vec::new();
+        let mut suspend = false;
         for word in words {
             if ctx.cancel.is_cancelled() {
                 return RunOutcome::cancelled();
+            }
+            if word == "__suspend" {
+                suspend = true;
+                break;
             }
             let text = match directive(word, &mut ctx).await {
                 Step::Continue(Some(text)) => text,
                 Step::Continue(None) => continue,
                 Step::End(outcome) => return outcome,
             };
+            if word == "__steer" {
+                steered.push(text.clone());
+            }
             let token = format!("{text} ");
             if ctx
                 .events
@@ -70,8 +85,34 @@ impl Executor for EchoExecutor {
         {
             return RunOutcome::cancelled();
         }
-        RunOutcome::completed(format!("echo: {}", echoed.join(" ")))
+        let mut out = RunOutcome::completed(format!("echo: {}", echoed.join(" ")));
+        if suspend {
+            out.status = TerminalStatus::Suspended;
+        }
+        out.transcript = transcript(&request, &steered, out.result.as_deref());
+        out
     }
+}
+
+/// The transcript after a run, when the request carried one.
+fn transcript(
+    request: &RunRequest,
+    steered: &[String],
+    result: Option<&str>,
+) -> Option<Vec<Message>> {
+    if request.messages.is_empty() {
+        return None;
+    }
+    let mut t = request.messages.clone();
+    let ends_with_assignment = t
+        .last()
+        .is_some_and(|m| m.role == Role::User && m.content == request.assignment);
+    if !ends_with_assignment {
+        t.push(Message::user(request.assignment.clone()));
+    }
+    t.extend(steered.iter().map(|s| Message::user(s.clone())));
+    t.extend(result.map(Message::assistant));
+    Some(t)
 }
 
 /// Interprets one word: plain words echo as themselves.

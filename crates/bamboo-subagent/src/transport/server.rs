@@ -281,13 +281,7 @@ impl Connection {
         let in_flight = self.activity.as_ref().map(Activity::begin);
         let task = tokio::spawn(async move {
             let outcome = run_to_end(executor, request, ctx, run_cancel).await;
-            let terminal = ChildFrame::Terminal(Terminal {
-                status: outcome.status,
-                result: outcome.result,
-                error: outcome.error,
-                transcript: outcome.transcript,
-            });
-            let _ = out.send(terminal.to_text()).await;
+            let _ = out.send(terminal_text(outcome)).await;
             drop(in_flight);
         });
         self.active = Some(ActiveRun {
@@ -367,6 +361,32 @@ impl HostBridge for ConnHost {
         })
         .await
     }
+}
+
+/// Largest terminal frame sent with its transcript: well under the peer's
+/// frame cap ([`super::DEFAULT_MAX_FRAME_BYTES`]), so a long transcript never
+/// turns a completed run into a failed read on the parent (E15).
+const MAX_TERMINAL_BYTES: usize = 12 << 20;
+
+/// The terminal frame of `outcome`; without its transcript when that would
+/// make the frame too large (the result and status always go through).
+fn terminal_text(outcome: crate::executor::RunOutcome) -> String {
+    let mut terminal = Terminal {
+        status: outcome.status,
+        result: outcome.result,
+        error: outcome.error,
+        transcript: outcome.transcript,
+    };
+    let text = ChildFrame::Terminal(terminal.clone()).to_text();
+    if text.len() <= MAX_TERMINAL_BYTES || terminal.transcript.is_none() {
+        return text;
+    }
+    tracing::warn!(
+        bytes = text.len(),
+        "terminal transcript too large to send; sending the result alone"
+    );
+    terminal.transcript = None;
+    ChildFrame::Terminal(terminal).to_text()
 }
 
 #[cfg(test)]
@@ -459,5 +479,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(sent.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn e15_an_oversized_transcript_is_dropped_but_the_result_goes_through() {
+        let mut outcome = crate::executor::RunOutcome::completed("done");
+        let big = "x".repeat(MAX_TERMINAL_BYTES);
+        outcome.transcript = Some(vec![bamboo_domain::Message::assistant(big)]);
+        let text = terminal_text(outcome);
+        assert!(text.len() < MAX_TERMINAL_BYTES);
+        assert!(text.contains(r#""result":"done""#) && !text.contains("transcript"));
+        let small = terminal_text(crate::executor::RunOutcome::completed("ok"));
+        assert!(small.contains(r#""status":"completed""#));
     }
 }

@@ -14,6 +14,7 @@
 //! messages included, the built-in system prompt excluded).
 
 pub mod client;
+pub mod guardian;
 pub mod sse;
 #[cfg(test)]
 mod tests;
@@ -409,6 +410,8 @@ fn wire_message(m: &Message) -> Value {
         Role::User => "user",
         Role::Assistant => "assistant",
         Role::Tool => "tool",
+        // A role from another implementation's transcript: shown as user text.
+        Role::Other => "user",
     };
     let mut v = json!({"role": role, "content": m.content});
     if let Some(calls) = &m.tool_calls {

@@ -660,3 +660,40 @@ async fn unreachable_server_names_the_provider_and_url() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_guardian_reviewer_reads_but_never_writes() {
+    let ws = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ws.path().join("a.txt"), "content").expect("seed file");
+    let server = ScriptedServer::start(vec![
+        Reply::tool_calls(&[
+            ("c1", "run_command", json!({"command": "cat a.txt"})),
+            ("c2", "run_command", json!({"command": "echo x > b.txt"})),
+        ]),
+        text_with_usage("reviewed"),
+    ])
+    .await
+    .expect("server");
+    let e = exec(
+        &server,
+        json!({"workspace": ws.path(), "capabilities": {"guardian_read_only": true}}),
+    );
+    let (out, events) = run(&e, RunRequest::new("review"), None).await;
+    assert_eq!(out.status, TerminalStatus::Completed);
+    assert!(!ws.path().join("b.txt").exists(), "a write ran");
+    let results: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ToolComplete { result, .. } => Some(result.clone()),
+            AgentEvent::ToolError { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(results.iter().any(|r| r.contains("content")), "{results:?}");
+    assert!(
+        results.iter().any(|r| r.contains("read-only")),
+        "{results:?}"
+    );
+    let offered = tool_names(&server.received()[0]);
+    assert!(!offered.contains(&"write_file".to_owned()), "{offered:?}");
+}

@@ -120,6 +120,9 @@ pub struct ToolPolicy {
     pub nested_spawn: bool,
     /// Ask the host before `write_file` and `run_command`.
     pub ask_first: bool,
+    /// A read-only reviewer (`capabilities.guardian_read_only`): no
+    /// `write_file`, `run_command` only from the read-only allow-list.
+    pub read_only: bool,
 }
 
 impl ToolPolicy {
@@ -129,6 +132,7 @@ impl ToolPolicy {
             disabled: spec.disabled_tools.clone().unwrap_or_default(),
             nested_spawn: spec.capabilities.nested_spawn,
             ask_first: spec.capabilities.enforce_permissions && !spec.capabilities.bypass,
+            read_only: spec.capabilities.guardian_read_only,
         }
     }
 }
@@ -139,6 +143,7 @@ pub struct Toolbox {
     workspace: Option<Workspace>,
     enabled: Vec<ToolName>,
     ask_first: bool,
+    read_only: bool,
 }
 
 impl Toolbox {
@@ -149,11 +154,13 @@ impl Toolbox {
             .filter(|t| !policy.disabled.iter().any(|d| d == t.as_str()))
             .filter(|t| !t.needs_workspace() || workspace.is_some())
             .filter(|t| *t != ToolName::SpawnSubagent || policy.nested_spawn)
+            .filter(|t| *t != ToolName::WriteFile || !policy.read_only)
             .collect();
         Self {
             workspace,
             enabled,
             ask_first: policy.ask_first,
+            read_only: policy.read_only,
         }
     }
 
@@ -238,6 +245,11 @@ impl Toolbox {
             .and_then(Value::as_u64)
             .map(|s| Duration::from_secs(s.clamp(1, MAX_COMMAND_TIMEOUT_SECS)))
             .unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+        if self.read_only && !super::guardian::read_only_command(command) {
+            return ToolOutcome::Failed(format!(
+                "denied: this reviewer is read-only and `{command}` is not on its read-only allow-list (listing, reading, diffs, tests); use such a command instead"
+            ));
+        }
         let body = ApprovalBody {
             tool_name: "run_command".into(),
             permission_type: "execute".into(),

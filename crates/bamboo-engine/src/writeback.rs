@@ -1,0 +1,144 @@
+//! E15 write-back: what a finished run leaves on its child. The terminal's
+//! transcript is adopted when there is one (so tool calls and their results
+//! reach the next run), bounded so its size never fails a completed run; and
+//! the steering messages the run took in-band are told apart from those it
+//! never saw (C6), so none is answered twice and none is lost.
+
+use bamboo_domain::{Message, Role, Session};
+
+/// Largest transcript written back as is (E15). A larger one is not adopted
+/// (the result alone is appended), so its size never fails a completed run.
+pub(crate) const MAX_WRITE_BACK_BYTES: usize = 8 << 20;
+
+/// E15: adopts the run's transcript (keeping our system prompt when the
+/// worker's has none), or appends the result when there is no usable
+/// transcript. Returns the user texts the run added, i.e. the steering
+/// messages it took in-band (C6).
+pub(crate) fn write_back(
+    s: &mut Session,
+    transcript: Option<Vec<Message>>,
+    result: Option<String>,
+) -> Vec<String> {
+    let fits =
+        |t: &Vec<Message>| serde_json::to_vec(t).is_ok_and(|b| b.len() <= MAX_WRITE_BACK_BYTES);
+    let Some(mut t) = transcript.filter(|t| !t.is_empty() && fits(t)) else {
+        if let Some(text) = result {
+            s.messages.push(Message::assistant(text));
+        }
+        return Vec::new();
+    };
+    let mut before: Vec<&str> = user_texts(&s.messages);
+    let mut added = Vec::new();
+    for text in user_texts(&t) {
+        match before.iter().position(|b| *b == text) {
+            Some(i) => drop(before.swap_remove(i)),
+            None => added.push(text.to_owned()),
+        }
+    }
+    let ours = s
+        .messages
+        .first()
+        .filter(|m| m.role == Role::System)
+        .cloned();
+    if let (Some(system), false) = (ours, t.iter().any(|m| m.role == Role::System)) {
+        t.insert(0, system);
+    }
+    s.messages = t;
+    added
+}
+
+fn user_texts(messages: &[Message]) -> Vec<&str> {
+    messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+        .collect()
+}
+
+/// The pending steering messages the run did not take (C6), in order.
+pub(crate) fn untaken(pending: Vec<String>, mut taken: Vec<String>) -> Vec<String> {
+    pending
+        .into_iter()
+        .filter(|p| match taken.iter().position(|t| t == p) {
+            Some(i) => {
+                taken.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bamboo_domain::ChildInfo;
+
+    fn child(messages: Vec<Message>) -> Session {
+        let root = Session::new_root("r");
+        let mut s = Session::new_child(&root, ChildInfo::new("", "go"));
+        s.messages = messages;
+        s
+    }
+
+    #[test]
+    fn e15_the_transcript_replaces_the_messages_and_keeps_our_system_prompt() {
+        let mut s = child(vec![Message::system("ours"), Message::user("go")]);
+        let mut call = Message::assistant("");
+        call.tool_calls = Some(serde_json::json!([{"id": "c1"}]));
+        let mut result = Message::new(Role::Tool, "file text");
+        result.tool_call_id = Some("c1".into());
+        let t = vec![
+            Message::user("go"),
+            call,
+            result,
+            Message::assistant("done"),
+        ];
+        let added = write_back(&mut s, Some(t), Some("done".into()));
+        assert!(added.is_empty());
+        let roles: Vec<Role> = s.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::Assistant
+            ]
+        );
+    }
+
+    #[test]
+    fn e15_without_a_transcript_the_result_is_appended() {
+        let mut s = child(vec![Message::user("go")]);
+        write_back(&mut s, None, Some("echo: go".into()));
+        assert_eq!(s.messages.last().unwrap().content, "echo: go");
+    }
+
+    #[test]
+    fn e15_an_oversized_transcript_falls_back_to_the_result() {
+        let mut s = child(vec![Message::user("go")]);
+        let big = vec![
+            Message::user("go"),
+            Message::assistant("x".repeat(MAX_WRITE_BACK_BYTES + 1)),
+        ];
+        write_back(&mut s, Some(big), Some("short".into()));
+        assert_eq!(s.messages.len(), 2);
+        assert_eq!(s.messages[1].content, "short");
+    }
+
+    #[test]
+    fn c6_messages_the_run_took_are_not_queued_again() {
+        let mut s = child(vec![Message::user("go")]);
+        let t = vec![
+            Message::user("go"),
+            Message::user("left"),
+            Message::assistant("ok"),
+        ];
+        let taken = write_back(&mut s, Some(t), Some("ok".into()));
+        assert_eq!(taken, ["left"]);
+        let pending = vec!["left".to_owned(), "right".to_owned()];
+        assert_eq!(untaken(pending, taken), ["right"]);
+    }
+}
