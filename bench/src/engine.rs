@@ -286,11 +286,15 @@ async fn one_stream(b: &Bench, assignment: &str, expect: u64, slow: bool) -> Res
     let before = rss_mib();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = tokio::spawn(sample_rss(peak.clone()));
-    let start_seq = b.engine.logged_events(&b.parent, Since::Start).position();
-    let live = b.subscribe();
-    let slow_reader = slow.then(|| b.engine.events(&b.parent, Since::After(start_seq - 1)));
+    // A root per run: each session's log has its own size cap (1 GiB by
+    // default), and six million-event runs would pass it.
+    let root = b.engine.create_root("stream", None).await?.id;
+    let live = b.engine.events(&root, Since::Start);
+    let slow_reader = slow.then(|| b.engine.events(&root, Since::Start));
     let t = Instant::now();
-    let id = b.spawn(assignment).await?;
+    let mut input = CreateChild::new(&root, assignment);
+    input.auto_run = true;
+    let id = b.engine.create_child(input).await?.id;
     let live = tokio::spawn(read_all(live, id.clone(), expect, None));
     let slow_task =
         slow_reader.map(|s| tokio::spawn(read_all(s, id.clone(), expect, Some(100_000))));
