@@ -71,6 +71,8 @@ struct State {
     buf: Vec<u8>,
     /// Bytes in the file.
     file_len: u64,
+    /// Every event up to this one is in the file (written, maybe not synced).
+    written_through: u64,
     /// Events from here on are not in the file.
     gap_from: Option<u64>,
     /// The last `gap_to` written.
@@ -113,6 +115,7 @@ impl SessionLog {
                 file: None,
                 buf: Vec::new(),
                 file_len,
+                written_through: next_seq - 1,
                 gap_from,
                 gap_to_written: 0,
                 index: Vec::new(),
@@ -186,8 +189,12 @@ impl SessionLog {
     }
 
     fn evict_oldest(&self, st: &mut State) {
-        // The evicted event must be readable from the file (or inside the gap).
-        if !st.buf.is_empty() {
+        // The evicted event must be readable from the file (or inside the
+        // gap). It almost always is already: the ring holds several write
+        // batches, so this writes only when the buffer is that far behind.
+        let oldest = st.ring.front().map_or(0, |e| e.seq);
+        let in_gap = st.gap_from.is_some_and(|g| oldest >= g);
+        if oldest > st.written_through && !in_gap {
             self.write_out(st);
         }
         st.ring.pop_front();
@@ -210,6 +217,7 @@ impl SessionLog {
         match result {
             Ok(()) => {
                 st.file_len += st.buf.len() as u64;
+                st.written_through = st.next_seq - 1;
                 st.dirty = true;
             }
             Err(e) => {
