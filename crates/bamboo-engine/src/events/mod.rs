@@ -38,7 +38,7 @@ pub(crate) use fanout::{ChildEvents, Fanout};
 pub use stream::EventStream;
 
 /// Events kept in memory per log by default (the newest ones).
-pub const DEFAULT_RING_EVENTS: usize = 4096;
+pub const DEFAULT_RING_EVENTS: usize = 65_536;
 /// Default size cap of one session's log file: 1 GiB.
 pub const DEFAULT_LOG_CAP_BYTES: u64 = 1 << 30;
 
