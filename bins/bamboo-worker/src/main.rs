@@ -14,7 +14,7 @@ use bamboo_domain::ModelRef;
 use bamboo_subagent::Secret;
 use bamboo_worker::executors::env::provider_key_var;
 use bamboo_worker::front::{ApproveMode, ExecutorChoice, Provider};
-use bamboo_worker::{front, serve};
+use bamboo_worker::{front, resident, serve};
 use clap::{Parser, Subcommand};
 
 mod logging;
@@ -62,6 +62,13 @@ enum Command {
     ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
+    /// Serve as a resident worker that engines reach over the network (F11).
+    ///
+    /// Example:
+    ///   bamboo-worker serve --listen 0.0.0.0:7300 --token-file /etc/bamboo/token \
+    ///     --tls-cert cert.pem --tls-key key.pem --max-runs 8
+    #[command(verbatim_doc_comment)]
+    Serve(resident::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +139,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => worker_mode(&cli),
+        Some(Command::Serve(args)) => match resident::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bamboo-worker serve: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::Run(args)) => match run_options(args).and_then(run_front) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
