@@ -5,6 +5,7 @@ use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::placement::PLACEMENT_KEY;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
 use crate::types::{
@@ -29,6 +30,9 @@ impl Engine {
         }
         if input.auto_run && self.inner.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
+        }
+        if let Some(p) = &input.placement {
+            self.inner.cfg.routing.check(p).map_err(EngineError::InvalidInput)?;
         }
         let parent = self
             .inner
@@ -86,6 +90,10 @@ impl Engine {
                 DISABLED_TOOLS_KEY.into(),
                 serde_json::json!(input.disabled_tools),
             );
+        }
+        if let Some(p) = &input.placement {
+            s.metadata
+                .insert(PLACEMENT_KEY.into(), serde_json::json!(p));
         }
         let prompt = input.system_prompt.clone().unwrap_or_else(|| {
             self.inner

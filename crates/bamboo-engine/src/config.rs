@@ -77,6 +77,7 @@ pub(crate) struct EngineConfig {
     pub event_log: crate::events::LogLimits,
     pub role_prompts: HashMap<String, String>,
     pub enforce_permissions: bool,
+    pub routing: crate::placement::Routing,
 }
 
 impl EngineConfig {
@@ -93,6 +94,7 @@ impl EngineConfig {
             event_log: crate::events::LogLimits::default(),
             role_prompts: HashMap::new(),
             enforce_permissions: true,
+            routing: crate::placement::Routing::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bamboo_domain::{ModelRef, Session};
 use bamboo_subagent::fabric::Fabric;
 use bamboo_subagent::fleet::WorkerCommand;
-use bamboo_subagent::spec::ExecutorSpec;
+use bamboo_subagent::spec::{ExecutorSpec, Placement};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +19,9 @@ use crate::credentials::CredentialResolver;
 use crate::error::EngineError;
 use crate::events::{EventLogs, EventStream, Since};
 use crate::fleet_launcher::FleetLauncher;
+use crate::placement::{PlacementLauncher, RemoteEndpoint};
 use crate::pool::PoolLimits;
+use crate::remote_launcher::RemoteLauncher;
 use crate::runner::ActorRunner;
 use crate::runs::RunRegistry;
 use crate::slots::RunSlots;
@@ -90,7 +92,7 @@ impl Inner {
 /// ```no_run
 /// use bamboo_engine::{Engine, CreateChild, Since};
 /// use futures::StreamExt;
-/// use bamboo_subagent::spec::ExecutorSpec;
+/// use bamboo_subagent::spec::{ExecutorSpec, Placement};
 ///
 /// # async fn demo() -> Result<(), bamboo_engine::EngineError> {
 /// let engine = Engine::builder("/tmp/bamboo-data")
@@ -349,7 +351,29 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts workers some other way (tests, remote fleets).
+    /// A resident worker children may be placed on (`Placement::Remote`
+    /// with this `endpoint`, e.g. `wss://host:7300`), with its token, CA
+    /// certificates and connection cap.
+    pub fn remote_worker(mut self, endpoint: impl Into<String>, remote: RemoteEndpoint) -> Self {
+        self.cfg.routing.remotes.insert(endpoint.into(), remote);
+        self
+    }
+
+    /// Children with `role` run at `placement` unless their create call says
+    /// otherwise.
+    pub fn route(mut self, role: impl Into<String>, placement: Placement) -> Self {
+        self.cfg.routing.routes.insert(role.into(), placement);
+        self
+    }
+
+    /// Where children without a route or a create-time placement run
+    /// (default: local).
+    pub fn default_placement(mut self, placement: Placement) -> Self {
+        self.cfg.routing.default = placement;
+        self
+    }
+
+    /// Starts local workers some other way (tests, custom fleets).
     pub fn launcher(mut self, launcher: Arc<dyn WorkerLauncher>) -> Self {
         self.launcher = Some(launcher);
         self
@@ -372,7 +396,7 @@ impl EngineBuilder {
             cfg.pool.max_idle_per_key = cfg.pool.max_idle_per_key.max(cfg.max_running);
             cfg.pool.max_idle_total = cfg.pool.max_idle_total.max(cfg.max_running);
         }
-        let launcher: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
+        let local: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
             (Some(l), _) => l,
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
                 Arc::new(FleetLauncher::with_timeouts(cmd, &cfg.timeouts))
@@ -383,6 +407,12 @@ impl EngineBuilder {
                 ))
             }
         };
+        let routing = &cfg.routing;
+        for p in routing.routes.values().chain([&routing.default]) {
+            routing.check(p).map_err(EngineError::Config)?;
+        }
+        let remote = RemoteLauncher::new(&cfg.routing.remotes, &cfg.timeouts);
+        let launcher: Arc<dyn WorkerLauncher> = Arc::new(PlacementLauncher::new(local, remote));
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),

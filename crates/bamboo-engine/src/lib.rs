@@ -25,10 +25,12 @@ pub mod events;
 mod fingerprint;
 pub mod fleet_launcher;
 mod nested;
+pub mod placement;
 mod pool;
 mod provision;
 mod pump;
 mod recovery;
+mod remote_launcher;
 mod runner;
 mod runs;
 mod slots;
@@ -51,7 +53,10 @@ pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
 pub use events::{EventStream, LogLimits, LoggedEvent, Since};
+pub use placement::{RemoteEndpoint, PLACEMENT_KEY};
 pub use pool::PoolLimits;
+/// Re-exported: where a child runs.
+pub use bamboo_subagent::spec::Placement;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
 pub use types::{

@@ -16,7 +16,7 @@ pub struct LinkError(pub String);
 
 /// Starting a worker failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("could not start a worker: {0}; check the worker program path and its stderr")]
+#[error("could not start a worker: {0}")]
 pub struct LaunchError(pub String);
 
 /// Sends frames to a worker. Cloned freely (approval and spawn replies run on
