@@ -131,10 +131,7 @@ async fn run_child(
     let child_id = reservation.child.clone();
     // The run's events go to its parent's log and every further ancestor's.
     let ancestry = inner.ancestry(&parent_id).await;
-    let out = Run {
-        fanout: Fanout::new(&inner.events, &ancestry),
-        ancestry,
-    };
+    let out = Run::new(Fanout::new(&inner.events, &ancestry), ancestry);
     let report = match started {
         Some((slot, session)) => {
             run_started(&inner, &parent_id, &reservation, &out, slot, session).await
@@ -162,11 +159,25 @@ async fn run_child(
     let _ = done.send(report);
 }
 
-/// Where a run reports: its ancestry (parent first) and their logs.
+/// Where a run reports: its ancestry (parent first) and their logs, which
+/// count it as a writer while it lives.
 #[derive(Debug)]
 pub(crate) struct Run {
     pub ancestry: Vec<String>,
     pub fanout: Fanout,
+}
+
+impl Run {
+    fn new(fanout: Fanout, ancestry: Vec<String>) -> Self {
+        fanout.start_run();
+        Self { ancestry, fanout }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.fanout.finish_run();
+    }
 }
 
 /// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it

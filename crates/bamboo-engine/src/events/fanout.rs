@@ -43,6 +43,21 @@ impl Fanout {
         }
     }
 
+    /// Marks a run as publishing to these logs until [`Fanout::finish_run`].
+    pub fn start_run(&self) {
+        for log in &self.logs {
+            log.writer_started();
+        }
+    }
+
+    /// The run started with [`Fanout::start_run`] ended: idle logs give their
+    /// memory back.
+    pub fn finish_run(&self) {
+        for log in &self.logs {
+            log.writer_finished();
+        }
+    }
+
     /// Syncs every log (a run ended), off the caller's path.
     pub fn sync_in_background(&self) {
         for log in &self.logs {

@@ -56,6 +56,8 @@ pub(crate) struct SessionLog {
     /// One sync at a time; those that queue behind it usually find nothing
     /// left to sync (runs ending together share one `fdatasync`).
     syncing: tokio::sync::Mutex<()>,
+    /// Runs publishing to this log now; at zero its ring is given back.
+    writers: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,7 @@ impl SessionLog {
                 dirty: false,
             }),
             syncing: tokio::sync::Mutex::new(()),
+            writers: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -286,6 +289,32 @@ impl SessionLog {
         let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
         if let Ok(Err(e)) = synced {
             tracing::error!(path = %path.display(), error = %e, "cannot sync the event log");
+        }
+    }
+
+    /// A run starts publishing here.
+    pub fn writer_started(&self) {
+        self.writers
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A run stopped publishing here. The last one out writes the buffer and
+    /// empties the ring (everything is in the file then), so a log nobody
+    /// writes to holds no events in memory; its readers continue from the
+    /// file. A log with a gap keeps its ring: those events are nowhere else.
+    pub fn writer_finished(&self) {
+        if self
+            .writers
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            != 1
+        {
+            return;
+        }
+        let mut st = lock(&self.state);
+        self.write_out(&mut st);
+        if st.gap_from.is_none() && self.writers.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            st.ring = VecDeque::new();
+            st.buf = Vec::new();
         }
     }
 
