@@ -29,9 +29,15 @@ fn tls_client(pki: &Pki) -> ClientOptions {
     }
 }
 
-async fn connect_err(endpoint: &str, token: Option<&str>, options: &ClientOptions) -> TransportError {
+async fn connect_err(
+    endpoint: &str,
+    token: Option<&str>,
+    options: &ClientOptions,
+) -> TransportError {
     let token = token.map(Secret::new);
-    connect_with(endpoint, token.as_ref(), options).await.unwrap_err()
+    connect_with(endpoint, token.as_ref(), options)
+        .await
+        .unwrap_err()
 }
 
 /// Creates a child of `root` at `placement` with `assignment` and runs it.
@@ -54,7 +60,10 @@ async fn the_gate_answers_healthz_refuses_bad_tokens_plain_clients_and_extra_con
         let err = connect_err(&worker.endpoint, token, &options).await;
         let text = err.to_string();
         assert!(matches!(err, TransportError::Unauthorized(_)), "{text}");
-        assert!(text.contains("401") && text.contains(&worker.endpoint), "{text}");
+        assert!(
+            text.contains("401") && text.contains(&worker.endpoint),
+            "{text}"
+        );
     }
     // Plain ws:// to the TLS listener: told to use wss://.
     let plain = worker.endpoint.replace("wss://", "ws://");
@@ -67,13 +76,18 @@ async fn the_gate_answers_healthz_refuses_bad_tokens_plain_clients_and_extra_con
 
     // One run slot: the second connection is refused busy at once.
     let token = Secret::new(TOKEN);
-    let first = connect_with(&worker.endpoint, Some(&token), &options).await.unwrap();
+    let first = connect_with(&worker.endpoint, Some(&token), &options)
+        .await
+        .unwrap();
     let started = Instant::now();
     let err = connect_err(&worker.endpoint, Some(TOKEN), &options).await;
     let text = err.to_string();
     assert!(matches!(err, TransportError::Busy { .. }), "{text}");
     assert!(text.contains("busy") && text.contains("503"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(3), "busy is never a wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "busy is never a wait"
+    );
     drop(first);
 }
 
@@ -89,7 +103,8 @@ async fn healthz_needs_no_token_and_reveals_nothing() {
     let addr = worker.endpoint.trim_start_matches("ws://").to_owned();
     let answer = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -122,7 +137,10 @@ fn a_readable_token_file_and_a_public_plain_listener_are_refused() {
     assert!(!err.contains(TOKEN), "the token leaked: {err}");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = serve_fails(&["--listen", "0.0.0.0:0", "--token-file", &shown]);
-    assert!(err.contains("--insecure-no-tls") && err.contains("--tls-cert"), "{err}");
+    assert!(
+        err.contains("--insecure-no-tls") && err.contains("--tls-cert"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +173,10 @@ async fn a_hundred_children_run_across_two_tls_resident_workers() {
     }
     assert!(engine.stats().peak_running <= 16);
     let opened = engine.stats().workers_started;
-    assert!((2..=16).contains(&opened), "{opened} connections: at most 8 per worker, reused");
+    assert!(
+        (2..=16).contains(&opened),
+        "{opened} connections: at most 8 per worker, reused"
+    );
     engine.shutdown().await;
 }
 
@@ -166,10 +187,16 @@ async fn a_killed_and_a_frozen_worker_fail_their_children_within_ten_seconds_and
     let killed = Resident::tls(dir.path(), &pki, 0, &[]);
     let frozen = Resident::tls(dir.path(), &pki, 0, &[]);
     let healthy = Resident::tls(dir.path(), &pki, 0, &[]);
-    let engine = engine_builder(&dir.path().join("data"), 12, &pki, &[&killed, &frozen, &healthy], 4)
-        .build()
-        .await
-        .unwrap();
+    let engine = engine_builder(
+        &dir.path().join("data"),
+        12,
+        &pki,
+        &[&killed, &frozen, &healthy],
+        4,
+    )
+    .build()
+    .await
+    .unwrap();
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
     let mut doomed = Vec::new();
@@ -199,13 +226,23 @@ async fn a_killed_and_a_frozen_worker_fail_their_children_within_ten_seconds_and
             .await
             .unwrap()
             .unwrap();
-        let AgentEvent::SubAgentCompleted { child_session_id, status, error, .. } = ev else {
+        let AgentEvent::SubAgentCompleted {
+            child_session_id,
+            status,
+            error,
+            ..
+        } = ev
+        else {
             continue;
         };
         ended += 1;
         if doomed.contains(&child_session_id) {
             assert_eq!(status, CompletionStatus::Error, "{error:?}");
-            assert!(hit.elapsed() < Duration::from_secs(10), "took {:?}", hit.elapsed());
+            assert!(
+                hit.elapsed() < Duration::from_secs(10),
+                "took {:?}",
+                hit.elapsed()
+            );
         } else {
             assert!(fine.contains(&child_session_id));
             assert_eq!(status, CompletionStatus::Completed, "{error:?}");
@@ -220,27 +257,48 @@ async fn cancel_steering_and_an_approval_cross_a_remote_link_and_the_token_stays
     let pki = Pki::new(dir.path());
     let worker = Resident::tls(dir.path(), &pki, 0, &[]);
     let data = dir.path().join("data");
-    let engine = engine_builder(&data, 4, &pki, &[&worker], 4).build().await.unwrap();
+    let engine = engine_builder(&data, 4, &pki, &[&worker], 4)
+        .build()
+        .await
+        .unwrap();
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
 
     // Cancel.
     let sleeper = start(&engine, &root.id, "__sleep_ms:60000 x", &worker).await;
-    first_event(&mut events, "started", |e| matches!(e, AgentEvent::SubAgentStarted { .. })).await;
+    first_event(&mut events, "started", |e| {
+        matches!(e, AgentEvent::SubAgentStarted { .. })
+    })
+    .await;
     let began = Instant::now();
-    assert!(engine.cancel_child(&root.id, &sleeper).await.unwrap().was_running);
+    assert!(
+        engine
+            .cancel_child(&root.id, &sleeper)
+            .await
+            .unwrap()
+            .was_running
+    );
     assert!(began.elapsed() < Duration::from_secs(5));
-    assert_eq!(completion(&mut events, &sleeper).await.0, CompletionStatus::Cancelled);
+    assert_eq!(
+        completion(&mut events, &sleeper).await.0,
+        CompletionStatus::Cancelled
+    );
 
     // Steering, in band.
     let steered = start(&engine, &root.id, "wait __steer", &worker).await;
-    first_event(&mut events, "first token", |e| token_text(e) == Some("wait ")).await;
+    first_event(&mut events, "first token", |e| {
+        token_text(e) == Some("wait ")
+    })
+    .await;
     let out = engine
         .send_message(&root.id, &steered, SendMessage::new("turn-left"))
         .await
         .unwrap();
     assert_eq!(out, SendOutcome::Steered { in_band: true });
-    assert_eq!(completion(&mut events, &steered).await.0, CompletionStatus::Completed);
+    assert_eq!(
+        completion(&mut events, &steered).await.0,
+        CompletionStatus::Completed
+    );
     let detail = engine.get_child(&root.id, &steered).await.unwrap();
     assert!(detail.last_result.unwrap_or_default().contains("turn-left"));
 
@@ -250,16 +308,25 @@ async fn cancel_steering_and_an_approval_cross_a_remote_link_and_the_token_stays
         matches!(e, AgentEvent::ChildApprovalRequested { .. })
     })
     .await;
-    let AgentEvent::ChildApprovalRequested { request_id, .. } = ev else { unreachable!() };
+    let AgentEvent::ChildApprovalRequested { request_id, .. } = ev else {
+        unreachable!()
+    };
     engine.answer_approval(&request_id, true).unwrap();
-    assert_eq!(completion(&mut events, &asking).await.0, CompletionStatus::Completed);
+    assert_eq!(
+        completion(&mut events, &asking).await.0,
+        CompletionStatus::Completed
+    );
     engine.shutdown().await;
 
     // The token is nowhere in the engine's files (sessions, event logs, fabric).
     for entry in walk(&data) {
         let bytes = std::fs::read(&entry).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(TOKEN), "token written to {}", entry.display());
+        assert!(
+            !text.contains(TOKEN),
+            "token written to {}",
+            entry.display()
+        );
     }
 }
 
@@ -294,7 +361,10 @@ async fn a_wrong_token_fails_the_child_naming_the_endpoint_and_401() {
     let (status, error) = completion(&mut events, &child).await;
     assert_eq!(status, CompletionStatus::Error);
     let error = error.unwrap();
-    assert!(error.contains(&worker.endpoint) && error.contains("401"), "{error}");
+    assert!(
+        error.contains(&worker.endpoint) && error.contains("401"),
+        "{error}"
+    );
     engine.shutdown().await;
 }
 
@@ -311,7 +381,10 @@ async fn a_resident_worker_restarted_between_runs_is_reached_again() {
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
     let one = start(&engine, &root.id, "one", &first).await;
-    assert_eq!(completion(&mut events, &one).await.0, CompletionStatus::Completed);
+    assert_eq!(
+        completion(&mut events, &one).await.0,
+        CompletionStatus::Completed
+    );
     first.signal("-TERM");
     assert!(first.wait_exit(Duration::from_secs(30)).await.success());
     let second = Resident::tls(dir.path(), &pki, port, &[]);
@@ -334,7 +407,10 @@ async fn sigterm_lets_a_run_in_flight_finish_and_exits_zero() {
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
     let child = start(&engine, &root.id, "__sleep_ms:1500 finishing", &worker).await;
-    first_event(&mut events, "started", |e| matches!(e, AgentEvent::SubAgentStarted { .. })).await;
+    first_event(&mut events, "started", |e| {
+        matches!(e, AgentEvent::SubAgentStarted { .. })
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     worker.signal("-TERM");
     let (status, error) = completion(&mut events, &child).await;
@@ -355,7 +431,10 @@ async fn sigterm_cancels_a_run_past_the_grace_period_and_exits_zero() {
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
     let child = start(&engine, &root.id, "__sleep_ms:60000 long", &worker).await;
-    first_event(&mut events, "started", |e| matches!(e, AgentEvent::SubAgentStarted { .. })).await;
+    first_event(&mut events, "started", |e| {
+        matches!(e, AgentEvent::SubAgentStarted { .. })
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     worker.signal("-TERM");
     let (status, _) = completion(&mut events, &child).await;

@@ -91,10 +91,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ResidentConfig> {
             let read = |p: &Path, what: &str| {
                 std::fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))
             };
-            let config = tls::server_config(
-                &read(cert, "--tls-cert")?,
-                &read(key, "--tls-key")?,
-            )?;
+            let config = tls::server_config(&read(cert, "--tls-cert")?, &read(key, "--tls-key")?)?;
             Some(config)
         }
         _ => None,
@@ -120,7 +117,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<ResidentConfig> {
 /// Reads the token file, refusing one that group or others may read.
 pub fn read_token(path: &Path) -> anyhow::Result<Secret> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read the token file {shown}"))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read the token file {shown}"))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -132,7 +130,8 @@ pub fn read_token(path: &Path) -> anyhow::Result<Secret> {
         }
     }
     let _ = meta;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {shown}"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {shown}"))?;
     let token = text.trim();
     if token.is_empty() {
         bail!("the token file {shown} is empty: put a long random token in it (e.g. openssl rand -hex 32)");

@@ -32,7 +32,11 @@ impl Engine {
             return Err(EngineError::ShuttingDown);
         }
         if let Some(p) = &input.placement {
-            self.inner.cfg.routing.check(p).map_err(EngineError::InvalidInput)?;
+            self.inner
+                .cfg
+                .routing
+                .check(p)
+                .map_err(EngineError::InvalidInput)?;
         }
         let parent = self
             .inner

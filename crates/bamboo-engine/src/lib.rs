@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod actions;
+mod api_nested;
 pub mod approval;
 mod config;
 pub mod credentials;
@@ -33,6 +34,7 @@ mod recovery;
 mod remote_launcher;
 mod runner;
 mod runs;
+mod runtime;
 mod slots;
 mod spawn;
 mod steering;
@@ -49,14 +51,14 @@ pub use approval::{
 /// Re-exported so applications can implement [`ApprovalPolicy`] and
 /// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
 pub use async_trait::async_trait;
+/// Re-exported: where a child runs.
+pub use bamboo_subagent::spec::Placement;
 pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
 pub use events::{EventStream, LogLimits, LoggedEvent, Since};
 pub use placement::{RemoteEndpoint, PLACEMENT_KEY};
 pub use pool::PoolLimits;
-/// Re-exported: where a child runs.
-pub use bamboo_subagent::spec::Placement;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
 pub use types::{

@@ -131,9 +131,7 @@ mod tests {
 
     #[test]
     fn create_time_placement_beats_the_role_route_which_beats_the_default() {
-        let remote = |e: &str| Placement::Remote {
-            endpoint: e.into(),
-        };
+        let remote = |e: &str| Placement::Remote { endpoint: e.into() };
         let mut r = Routing::default();
         r.routes.insert("coder".into(), remote("wss://a:1"));
         let root = Session::new_root("p");
@@ -146,6 +144,9 @@ mod tests {
         assert_eq!(r.placement_of(&c), remote("wss://b:2"));
         let other = Session::new_child(&root, ChildInfo::new("writer", "x"));
         assert_eq!(r.placement_of(&other), Placement::Local);
-        assert!(r.check(&remote("wss://a:1")).unwrap_err().contains("no resident worker is configured at wss://a:1"));
+        assert!(r
+            .check(&remote("wss://a:1"))
+            .unwrap_err()
+            .contains("no resident worker is configured at wss://a:1"));
     }
 }

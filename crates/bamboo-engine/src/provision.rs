@@ -4,9 +4,7 @@
 
 use bamboo_domain::{Role, Session};
 use bamboo_subagent::frames::RunRequest;
-use bamboo_subagent::spec::{
-    Capabilities, Identity, Limits, ProvisionSpec, PROTOCOL_VERSION,
-};
+use bamboo_subagent::spec::{Capabilities, Identity, Limits, ProvisionSpec, PROTOCOL_VERSION};
 
 use crate::config::EngineConfig;
 use crate::credentials::secrets_for;

@@ -70,9 +70,12 @@ impl RemoteLauncher {
                 "no resident worker is configured at {endpoint}; add it to the engine with its token"
             ))
         })?;
-        let permit = target.slots.clone().acquire_owned().await.map_err(|_| {
-            LaunchError(format!("the connection cap of {endpoint} is closed"))
-        })?;
+        let permit = target
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| LaunchError(format!("the connection cap of {endpoint} is closed")))?;
         let conn = target.open().await?;
         Ok(Box::new(RemoteWorker {
             target: target.clone(),
@@ -86,7 +89,12 @@ impl Target {
     async fn open(&self) -> Result<Connection, LaunchError> {
         connect_with(&self.endpoint, Some(&self.token), &self.link)
             .await
-            .map_err(|e| LaunchError(format!("resident worker {} unreachable: {e}", self.endpoint)))
+            .map_err(|e| {
+                LaunchError(format!(
+                    "resident worker {} unreachable: {e}",
+                    self.endpoint
+                ))
+            })
     }
 }
 

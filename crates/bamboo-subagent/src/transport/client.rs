@@ -252,7 +252,13 @@ fn handshake_error(endpoint: &str, e: WsError) -> TransportError {
             let detail = resp
                 .body()
                 .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().chars().take(200).collect())
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim()
+                        .chars()
+                        .take(200)
+                        .collect()
+                })
                 .unwrap_or_default();
             match resp.status() {
                 StatusCode::UNAUTHORIZED => TransportError::Unauthorized(endpoint),
@@ -268,7 +274,11 @@ fn handshake_error(endpoint: &str, e: WsError) -> TransportError {
             endpoint,
             detail: tls.to_string(),
         },
-        WsError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+        WsError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
             TransportError::TlsHandshake {
                 endpoint,
                 detail: io.to_string(),

@@ -120,7 +120,10 @@ pub async fn accept(stream: TcpStream, config: &ServerConfig) -> Result<Upgraded
 }
 
 /// Upgrades an already accepted stream (plain or TLS) like [`accept`].
-pub async fn upgrade(stream: Box<dyn Io>, config: &ServerConfig) -> Result<Upgraded, TransportError> {
+pub async fn upgrade(
+    stream: Box<dyn Io>,
+    config: &ServerConfig,
+) -> Result<Upgraded, TransportError> {
     let token = config.token.clone();
     // The callback's error type is fixed by tungstenite's handshake API.
     #[allow(clippy::result_large_err)]
