@@ -1,5 +1,7 @@
-//! Worker mode: read the spec, build the executor, bind, publish, serve,
-//! withdraw (F4).
+//! Worker mode: watch the parent, read the spec, build the executor, bind,
+//! publish, serve, withdraw (F4), and leave no process behind (F12).
+
+mod parent;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -10,8 +12,14 @@ use bamboo_subagent::worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::executors;
+use crate::executors::proc::tree::kill_all_descendants;
 use crate::memory;
 use crate::stdin_spec::read_spec;
+
+pub use parent::Parent;
+
+/// How often the parent is polled, besides the parent-death signal.
+const PARENT_POLL: Duration = Duration::from_millis(200);
 
 /// Settings of worker mode that come from fixed command-line flags.
 #[derive(Debug, Clone)]
@@ -30,16 +38,12 @@ pub struct ServeSettings {
 }
 
 /// Exit status of worker mode: 0 after a normal life, 2 for a bad spec or an
-/// unsupported executor, 1 when serving could not start.
+/// unsupported executor, 1 when serving could not start or the parent died
+/// before it did. Whatever the worker started is killed before it returns.
 pub fn run(settings: ServeSettings) -> i32 {
-    let spec = match read_spec(settings.stdin_timeout) {
-        Ok(spec) => spec,
-        Err(e) => return refuse(&e.to_string()),
-    };
-    let executor = match executors::build(&spec) {
-        Ok(x) => x,
-        Err(e) => return refuse(&e),
-    };
+    // First, before anything that takes time: a parent that dies after this
+    // is noticed (F12).
+    let parent = Parent::at_start();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,9 +54,42 @@ pub fn run(settings: ServeSettings) -> i32 {
             return 1;
         }
     };
+    let code = runtime.block_on(live(settings, parent));
+    // Nothing the worker started outlives it, whatever ended its life.
+    let killed = kill_all_descendants();
+    if killed > 0 {
+        tracing::info!(killed, "ended the processes the worker's runs left behind");
+    }
+    code
+}
+
+async fn live(settings: ServeSettings, parent: Parent) -> i32 {
+    let parent_gone = settings.watch_parent.then(|| parent.watch(PARENT_POLL));
+    let read = read_spec(settings.stdin_timeout);
+    let spec = match &parent_gone {
+        Some(gone) => tokio::select! {
+            r = read => r,
+            _ = gone.cancelled() => {
+                eprintln!("bamboo-worker: the parent process {} died before the spec was read; exiting", parent.pid());
+                return 1;
+            }
+        },
+        None => read.await,
+    };
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    let executor = match executors::build(&spec) {
+        Ok(x) => x,
+        Err(e) => return refuse(&e),
+    };
     let options = WorkerOptions {
         accept_timeout: settings.accept_timeout,
-        watch_parent: settings.watch_parent,
+        // `parent_gone` already watches, signal and polling, from the start.
+        watch_parent: false,
+        parent_pid: Some(parent.pid()),
+        parent_gone,
         max_frame_bytes: settings.max_frame_bytes,
         idle_hook: settings.idle_trim.map(|after| IdleHook {
             after,
@@ -60,31 +97,54 @@ pub fn run(settings: ServeSettings) -> i32 {
         }),
         ..WorkerOptions::default()
     };
-    runtime.block_on(async move {
-        let worker = match Worker::bind(&spec, options).await {
-            Ok(w) => w,
+    let worker = match Worker::bind(&spec, options).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("bamboo-worker: {e}");
+            return 1;
+        }
+    };
+    tracing::info!(endpoint = %worker.record().endpoint, child_id = %spec.identity.child_id, "worker ready");
+    // A readiness line lets our fleet stop waiting at once; the fabric
+    // record stays the source of truth.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ready {}", worker.record().endpoint).and_then(|_| out.flush());
+    drop(out);
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        stop_requested().await;
+        signal.cancel();
+    });
+    let reason = worker.serve(executor, shutdown).await;
+    tracing::info!(?reason, "worker exiting");
+    0
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so `kill <worker>` also ends its runs'
+/// programs rather than orphaning them.
+async fn stop_requested() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
             Err(e) => {
-                eprintln!("bamboo-worker: {e}");
-                return 1;
+                tracing::warn!(error = %e, "cannot handle SIGTERM");
+                std::future::pending::<()>().await;
             }
-        };
-        tracing::info!(endpoint = %worker.record().endpoint, child_id = %spec.identity.child_id, "worker ready");
-        // A readiness line lets our fleet stop waiting at once; the fabric
-        // record stays the source of truth.
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "ready {}", worker.record().endpoint).and_then(|_| out.flush());
-        drop(out);
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                signal.cancel();
-            }
-        });
-        let reason = worker.serve(executor, shutdown).await;
-        tracing::info!(?reason, "worker exiting");
-        0
-    })
+        }
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = interrupt => {}
+    }
 }
 
 fn refuse(message: &str) -> i32 {

@@ -2,15 +2,15 @@
 //! (protocol.md 1.3), so a parent that never closes the pipe cannot hang us.
 
 use std::io::Read;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bamboo_subagent::spec::{ProvisionSpec, SpecError, MAX_SPEC_BYTES};
 
 /// Reads stdin to EOF (at most [`MAX_SPEC_BYTES`] + 1 bytes, to detect an
-/// oversized spec) within `timeout`, then parses and validates it.
-pub fn read_spec(timeout: Duration) -> Result<ProvisionSpec, SpecError> {
-    let (tx, rx) = mpsc::channel();
+/// oversized spec) within `timeout`, then parses and validates it. Async, so
+/// the worker can watch its parent meanwhile (F12).
+pub async fn read_spec(timeout: Duration) -> Result<ProvisionSpec, SpecError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
     // A plain thread: a blocked read cannot be interrupted, and on timeout the
     // process exits anyway.
     std::thread::spawn(move || {
@@ -23,9 +23,12 @@ pub fn read_spec(timeout: Duration) -> Result<ProvisionSpec, SpecError> {
             .map(|_| buf);
         let _ = tx.send(result);
     });
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(bytes)) => ProvisionSpec::from_slice(&bytes),
-        Ok(Err(e)) => Err(SpecError::Io(e.to_string())),
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(bytes))) => ProvisionSpec::from_slice(&bytes),
+        Ok(Ok(Err(e))) => Err(SpecError::Io(e.to_string())),
+        Ok(Err(_)) => Err(SpecError::Io(
+            "the stdin reader thread stopped without an answer".into(),
+        )),
         Err(_) => Err(SpecError::StdinTimeout(timeout.as_millis() as u64)),
     }
 }

@@ -36,6 +36,14 @@ pub struct WorkerOptions {
     pub accept_timeout: Duration,
     /// Exit soon after the parent process dies (F12).
     pub watch_parent: bool,
+    /// The parent's pid as seen when the process started (F12). A parent
+    /// that dies before serving starts re-parents the worker, so reading it
+    /// only then would watch the wrong process. `None`: read it when serving
+    /// starts.
+    pub parent_pid: Option<u32>,
+    /// Cancelled by the embedder when it learns first that the parent died
+    /// (for example from `PR_SET_PDEATHSIG`); honoured besides the polling.
+    pub parent_gone: Option<CancellationToken>,
     /// How often the parent is checked.
     pub parent_poll: Duration,
     /// Largest accepted frame.
@@ -58,6 +66,8 @@ impl Default for WorkerOptions {
             renew_every: Duration::from_secs(20),
             accept_timeout: Duration::from_secs(60),
             watch_parent: true,
+            parent_pid: None,
+            parent_gone: None,
             parent_poll: Duration::from_millis(200),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -165,11 +175,14 @@ impl Worker {
             self.server.activity.clone(),
             stop.clone(),
         ));
-        let parent_gone = CancellationToken::new();
-        let parent = self
-            .options
-            .watch_parent
-            .then(|| tokio::spawn(watch_parent(self.options.parent_poll, parent_gone.clone())));
+        let parent_gone = self.options.parent_gone.clone().unwrap_or_default();
+        let parent = self.options.watch_parent.then(|| {
+            tokio::spawn(watch_parent(
+                self.options.parent_pid,
+                self.options.parent_poll,
+                parent_gone.clone(),
+            ))
+        });
         let quiet = match (&self.server.activity, &self.options.idle_hook) {
             (Some(activity), Some(hook)) => Some(tokio::spawn(run_when_quiet(
                 activity.clone(),
@@ -246,25 +259,27 @@ async fn renew_lease(
     }
 }
 
-/// Cancels `gone` once this process is re-parented (its parent died). Polling
-/// `getppid` is portable across Unix and, unlike `PR_SET_PDEATHSIG`, is not
-/// fooled by the parent's spawning thread exiting while the parent lives on.
-async fn watch_parent(poll: Duration, gone: CancellationToken) {
+/// Cancels `gone` once this process is no longer the child of `original`
+/// (default: its parent now), checking at once and then every `poll`: a
+/// parent that died earlier re-parented us already. Polling `getppid` is
+/// portable across Unix and, unlike `PR_SET_PDEATHSIG`, is not fooled by the
+/// parent's spawning thread exiting while the parent lives on.
+async fn watch_parent(original: Option<u32>, poll: Duration, gone: CancellationToken) {
     #[cfg(unix)]
     {
-        let original = std::os::unix::process::parent_id();
+        let original = original.unwrap_or_else(std::os::unix::process::parent_id);
         loop {
-            tokio::time::sleep(poll).await;
             if std::os::unix::process::parent_id() != original {
                 tracing::info!("parent process {original} is gone; exiting");
                 gone.cancel();
                 return;
             }
+            tokio::time::sleep(poll).await;
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (poll, gone);
+        let _ = (original, poll, gone);
     }
 }
 
@@ -321,6 +336,10 @@ mod tests {
         let before = calls.load(Ordering::SeqCst);
         assert!(before <= 1, "the hook ran {before} times");
         // Parked on the open connection, like a pooled worker: one more call.
+        // The run used the real clock (its frames cross a real socket); the
+        // quiet spell after it is pure timing, so the clock stops here and
+        // the sleep advances it without waiting.
+        tokio::time::pause();
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(calls.load(Ordering::SeqCst), before + 1);
 
@@ -328,7 +347,7 @@ mod tests {
         assert_eq!(served.await.unwrap(), ExitReason::Shutdown);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_lease_renewal_counts_as_work_so_the_hook_runs_again_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ProvisionSpec::new("w", ExecutorSpec::Echo, dir.path().to_string_lossy());
@@ -337,11 +356,58 @@ mod tests {
         let worker = Worker::bind(&spec, options).await.unwrap();
         let shutdown = CancellationToken::new();
         let served = tokio::spawn(worker.serve(Arc::new(EchoExecutor), shutdown.clone()));
-        // Start-up, then renewals at 300, 600 and 900 ms: about four quiet spells.
+        // Start-up, then renewals at 300, 600 and 900 ms: four quiet spells,
+        // exactly, on the paused clock.
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let n = calls.load(Ordering::SeqCst);
-        assert!(n >= 2, "the hook ran {n} times");
+        assert_eq!(n, 4, "the hook ran {n} times");
         shutdown.cancel();
         assert_eq!(served.await.unwrap(), ExitReason::Shutdown);
+    }
+
+    fn one_shot(dir: &tempfile::TempDir) -> ProvisionSpec {
+        ProvisionSpec::new("w", ExecutorSpec::Echo, dir.path().to_string_lossy())
+    }
+
+    /// F12: the parent noted at start-up is the one watched. Our own pid is
+    /// never our parent, so this worker's parent counts as already gone: it
+    /// must exit at once, not wait out its 60 s accept timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_parent_gone_before_serving_started_ends_the_worker_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WorkerOptions {
+            parent_pid: Some(std::process::id()),
+            ..WorkerOptions::default()
+        };
+        let worker = Worker::bind(&one_shot(&dir), options).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let reason = worker
+            .serve(Arc::new(EchoExecutor), CancellationToken::new())
+            .await;
+        assert_eq!(reason, ExitReason::ParentGone);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(
+            Fabric::new(dir.path()).resolve("w").is_none(),
+            "record withdrawn"
+        );
+    }
+
+    /// F12: news of the parent's death from outside (PR_SET_PDEATHSIG in the
+    /// binary) ends the worker without waiting for the next poll.
+    #[tokio::test(start_paused = true)]
+    async fn an_external_parent_death_notice_ends_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = CancellationToken::new();
+        let options = WorkerOptions {
+            parent_gone: Some(gone.clone()),
+            parent_poll: Duration::from_secs(3600),
+            ..WorkerOptions::default()
+        };
+        let worker = Worker::bind(&one_shot(&dir), options).await.unwrap();
+        let served = tokio::spawn(worker.serve(Arc::new(EchoExecutor), CancellationToken::new()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!served.is_finished(), "the real parent lives: keep serving");
+        gone.cancel();
+        assert_eq!(served.await.unwrap(), ExitReason::ParentGone);
     }
 }

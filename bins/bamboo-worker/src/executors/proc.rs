@@ -1,6 +1,12 @@
 //! Child processes in their own process group, so a run can stop everything it
-//! started (the program and any grandchildren) and nothing outlives it.
+//! started (the program and any grandchildren) and nothing outlives it; and,
+//! for the cli executor, the descendants that left the group ([`RunProcesses`],
+//! [`tree`]).
 
+pub mod tree;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -63,6 +69,134 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
+    }
+}
+
+/// How long a run's killed processes are waited for, to reap the ones
+/// re-parented to the worker.
+const REAP_WITHIN: Duration = Duration::from_secs(2);
+
+/// Everything one run's program started: its process group, plus the
+/// descendants that left the group but carry the run's [`tree::RunMark`].
+/// Dropping it SIGKILLs them all unless [`RunProcesses::finish`] or
+/// [`RunProcesses::terminate`] already did.
+#[derive(Debug)]
+pub struct RunProcesses {
+    group: ProcessGroup,
+    mark: tree::RunMark,
+    leader: Option<i32>,
+    /// What the sweeps killed; `None` until one ran. Once one ran nothing
+    /// of the run is left to fork, so later steps need not scan again.
+    killed: Mutex<Option<HashSet<i32>>>,
+    done: bool,
+}
+
+impl RunProcesses {
+    /// The processes of `child`, spawned with `process_group(0)` and `mark`
+    /// in its environment.
+    pub fn of(child: &Child, mark: tree::RunMark) -> Self {
+        Self {
+            group: ProcessGroup::of(child),
+            mark,
+            leader: child.id().and_then(|id| i32::try_from(id).ok()),
+            killed: Mutex::new(None),
+            done: false,
+        }
+    }
+
+    /// SIGKILLs everything the run left running (the program has exited), so
+    /// their copies of its output pipes close too. Callable more than once.
+    pub fn kill_leftovers(&self) {
+        self.group.signal(Signal::SIGKILL);
+        let killed = tree::signal_run(&self.mark, Signal::SIGKILL);
+        self.lock_killed()
+            .get_or_insert_with(HashSet::new)
+            .extend(killed);
+    }
+
+    /// The program exited by itself: ends whatever it left behind (unless
+    /// [`RunProcesses::kill_leftovers`] did) and reaps, in the background,
+    /// what is re-parented to the worker.
+    pub fn finish(mut self) {
+        if self.lock_killed().is_none() {
+            self.kill_leftovers();
+        }
+        // Already signalled: a later kill could hit a recycled group id.
+        self.group.pgid = None;
+        self.done = true;
+        self.reap_later();
+    }
+
+    fn lock_killed(&self) -> std::sync::MutexGuard<'_, Option<HashSet<i32>>> {
+        self.killed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the run: SIGTERM to all, up to [`KILL_GRACE`] for the program
+    /// to exit, then SIGKILL for whatever is left; reaps the program.
+    pub async fn terminate(mut self, child: &mut Child) {
+        self.group.signal(Signal::SIGTERM);
+        tree::signal_run(&self.mark, Signal::SIGTERM);
+        let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+        self.kill_leftovers();
+        let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+        self.group.pgid = None;
+        self.done = true;
+        self.reap_later();
+    }
+
+    fn reap_later(&self) {
+        let killed = self.lock_killed().take().unwrap_or_default();
+        let leader = self.leader;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(tree::reap(killed, leader, REAP_WITHIN));
+        }
+    }
+}
+
+impl Drop for RunProcesses {
+    fn drop(&mut self) {
+        if !self.done {
+            self.kill_leftovers();
+            self.reap_later();
+        }
+    }
+}
+
+/// Arranges for the program `cmd` starts to get SIGKILL when the thread
+/// that spawns it dies (PR_SET_PDEATHSIG), so a worker killed outright does
+/// not leave its program running. Only on a current-thread runtime, whose
+/// thread lives as long as the runs it drives: on a multi-thread runtime the
+/// spawning thread may exit while the worker lives on. The signal does not
+/// reach the program's own children (it is cleared on fork).
+pub fn die_with_worker(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if current_thread {
+            arm_parent_death_kill(cmd, nix::unistd::getpid());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn arm_parent_death_kill(cmd: &mut tokio::process::Command, worker: Pid) {
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes two raw system calls
+    // (prctl, getppid) and builds an io::Error from an errno, which does not
+    // allocate. It touches no lock and no memory shared with other threads.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The worker may have died before the prctl took effect.
+            if nix::unistd::getppid() != worker {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

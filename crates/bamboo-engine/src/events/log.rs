@@ -349,18 +349,13 @@ impl SessionLog {
 /// Opens the log file for appending, creating it (0600) and its directory
 /// (0700) as needed, whatever the umask.
 fn open_for_append(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use crate::store::private;
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        private::create_private_dir_all(dir)?;
     }
-    File::options()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
+    let mut options = private::private_file_options();
+    options.append(true).create(true);
+    private::open_private(&options, path)
 }
 
 /// Where an existing file's numbering stands: `(next_seq, gap_from,

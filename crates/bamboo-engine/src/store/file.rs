@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use super::cache::SessionCache;
 use super::index::{self, ChildIndex};
 use super::log::{self, LogError};
+use super::private;
 use super::{check_id, Mutator, SessionStore, StoreError};
 
 /// File-backed [`SessionStore`].
@@ -58,10 +59,11 @@ impl FileStore {
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let sessions = data_dir.as_ref().join("sessions");
         let index_dir = data_dir.as_ref().join("children");
+        let data = data_dir.as_ref().to_path_buf();
+        blocking(&data.clone(), move || private::claim_data_dir(&data)).await?;
         for dir in [&sessions, &index_dir] {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| io_err(dir, e))?;
+            let owned = dir.clone();
+            blocking(dir, move || private::create_private_dir_all(&owned)).await?;
         }
         let store = Self {
             _lock: lock_dir(data_dir.as_ref())?,
@@ -236,12 +238,9 @@ impl FileStore {
 /// Where the file system has no locks, it warns and goes on unlocked.
 fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     let path = dir.join("engine.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_err(&path, e))?;
+    let mut options = private::private_file_options();
+    options.create(true).truncate(false).write(true);
+    let file = private::open_private(&options, &path).map_err(|e| io_err(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(dir.display().to_string())),
@@ -417,7 +416,7 @@ impl Staged {
         let tmp = staged.tmp.clone();
         let written = blocking(&staged.target, move || {
             let r = (|| {
-                let mut f = std::fs::File::create(&tmp)?;
+                let mut f = private::create_private_file(&tmp)?;
                 f.write_all(&bytes)?;
                 f.sync_all()
             })();

@@ -13,6 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::file::{blocking, io_err};
+use super::private::{
+    create_private_dir_all, create_private_file, open_private, private_file_options,
+};
 use super::StoreError;
 
 /// Children expected under each parent: parent id -> child ids.
@@ -52,15 +55,13 @@ impl ChildIndex {
         let dir = self.dir.join(parent);
         let marker = dir.join(child);
         let open = |p: &Path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(p)
+            let mut options = private_file_options();
+            options.create(true).truncate(false).write(true);
+            open_private(&options, p)
         };
         match open(&marker) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir)?;
+                create_private_dir_all(&dir)?;
                 open(&marker).map(drop)
             }
             other => other.map(drop),
@@ -108,7 +109,7 @@ fn reconcile(root: &Path, mut expected: Expected) -> io::Result<()> {
     for (parent, want) in expected {
         if !want.is_empty() {
             let path = root.join(parent);
-            std::fs::create_dir_all(&path)?;
+            create_private_dir_all(&path)?;
             sync_children(&path, &want)?;
             root_changed = true;
         }
@@ -133,7 +134,7 @@ fn sync_children(dir: &Path, want: &HashSet<String>) -> io::Result<()> {
         }
     }
     for child in want.difference(&have) {
-        std::fs::File::create(dir.join(child))?;
+        create_private_file(&dir.join(child))?;
         changed = true;
     }
     if changed {

@@ -14,11 +14,12 @@
 //! away before the next append. A bad line anywhere else is corruption and is
 //! reported, never skipped silently.
 
-use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+
+use super::private::{open_private, private_file_options};
 
 /// A log longer than this, and than [`COMPACT_RATIO`] times its newest line,
 /// is rewritten as one line (temp file + rename) instead of appended to.
@@ -97,7 +98,9 @@ pub(super) fn should_compact(intact_len: u64, line_len: u64) -> bool {
 /// or cut short, which [`newest`] reports as [`LogError::Empty`]: a session
 /// that was never created.
 pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<Created> {
-    let mut f = match OpenOptions::new().write(true).create_new(true).open(path) {
+    let mut options = private_file_options();
+    options.write(true).create_new(true);
+    let mut f = match open_private(&options, path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let bytes = std::fs::read(path)?;
@@ -107,7 +110,9 @@ pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<Cr
             ) {
                 return Ok(Created::AlreadyThere);
             }
-            OpenOptions::new().write(true).truncate(true).open(path)?
+            let mut options = private_file_options();
+            options.write(true).truncate(true);
+            open_private(&options, path)?
         }
         Err(e) => return Err(e),
     };
@@ -132,7 +137,9 @@ pub(super) enum Created {
 /// Appends `line` (ending in a newline) after the intact part of the log at
 /// `path`, cutting any torn tail first, and syncs the data before returning.
 pub(super) fn append(path: &Path, intact_len: u64, line: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().write(true).open(path)?;
+    let mut options = private_file_options();
+    options.write(true);
+    let mut f = open_private(&options, path)?;
     if f.metadata()?.len() != intact_len {
         f.set_len(intact_len)?;
     }

@@ -9,6 +9,7 @@ mod cache;
 mod file;
 mod index;
 mod log;
+pub(crate) mod private;
 
 pub use file::FileStore;
 

@@ -343,3 +343,95 @@ async fn a_load_never_pins_an_older_version_in_the_cache() {
     s.update(&parent.id, push("next")).await.unwrap();
     assert_eq!(s.load(&parent.id).await.unwrap().unwrap().messages.len(), 2);
 }
+
+/// Every directory and file a path holds, itself included.
+fn walk(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    out.push(path.to_path_buf());
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            walk(&entry.unwrap().path(), out);
+        }
+    }
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Sessions are private: under the usual umask 022 (which leaves created
+/// files 0644 and directories 0755 unless the code says otherwise) every
+/// directory the store creates is 0700 and every file 0600.
+#[tokio::test]
+async fn everything_the_store_creates_is_owner_only_under_umask_022() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("nested/data");
+    let s = FileStore::open(&data).await.unwrap();
+    let root = Session::new_root("p");
+    s.create(&root).await.unwrap();
+    let kid = Session::new_child(&root, ChildInfo::new("r", "a"));
+    s.create(&kid).await.unwrap();
+    s.save(&kid).await.unwrap();
+    // Enough growth to compact the log through a temp file and a rename.
+    let big = "x".repeat(40 * 1024);
+    for _ in 0..4 {
+        s.update(&root.id, push(&big)).await.unwrap();
+    }
+    drop(s);
+    // Reopening rebuilds the index (its directories and markers) from scratch.
+    std::fs::remove_dir_all(data.join("children")).unwrap();
+    let s = FileStore::open(&data).await.unwrap();
+    assert_eq!(child_ids(&s, &root.id).await, vec![kid.id.clone()]);
+
+    let mut all = Vec::new();
+    walk(&top.path().join("nested"), &mut all);
+    assert!(all.len() >= 8, "{all:?}");
+    for path in &all {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(path), want, "{} is {:o}", path.display(), mode(path));
+    }
+}
+
+/// A data directory left by an earlier version, with group- and
+/// world-readable subdirectories and session files, is narrowed: the
+/// subdirectories at open, a session file when it is next written.
+#[tokio::test]
+async fn wider_modes_left_by_an_earlier_version_are_narrowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, parent, _) = stored_family(1).await;
+    let sessions = dir.path().join("sessions");
+    let file = sessions.join(format!("{}.jsonl", parent.id));
+    let wide = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    wide(&sessions, 0o755);
+    wide(&dir.path().join("children"), 0o755);
+    wide(&file, 0o644);
+    wide(dir.path(), 0o755);
+    let s = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(mode(dir.path()), 0o700, "an engine's data directory");
+    assert_eq!(mode(&sessions), 0o700);
+    assert_eq!(mode(&dir.path().join("children")), 0o700);
+    s.update(&parent.id, push("again")).await.unwrap();
+    assert_eq!(mode(&file), 0o600);
+}
+
+/// A data directory made for the engine (empty, like the front door's
+/// temporary one) is narrowed; a populated one that is not an engine's may
+/// be shared and keeps its mode.
+#[tokio::test]
+async fn an_empty_data_directory_is_narrowed_and_a_shared_one_is_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(fresh.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(FileStore::open(fresh.path()).await.unwrap());
+    assert_eq!(mode(fresh.path()), 0o700);
+
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("notes.txt"), b"someone else's").unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(FileStore::open(shared.path()).await.unwrap());
+    assert_eq!(mode(shared.path()), 0o755);
+    assert_eq!(mode(&shared.path().join("sessions")), 0o700);
+}

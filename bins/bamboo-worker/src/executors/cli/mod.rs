@@ -10,13 +10,20 @@
 //!   [`output::MAX_RESULT_BYTES`] bytes behind a truncation marker.
 //! - Exit 0 completes; any other exit is an error carrying the exit status and
 //!   the tail of stderr ([`STDERR_TAIL_BYTES`]).
-//! - The program runs in its own process group. Cancel, a run timeout or a
-//!   dropped run stop the whole group (SIGTERM, then SIGKILL after
-//!   [`crate::executors::proc::KILL_GRACE`]); when the program exits by itself,
-//!   any grandchildren it left running are killed too.
+//! - The program runs in its own process group, with a unique
+//!   [`RUN_MARK_VAR`] in its environment, under a worker that adopts orphans
+//!   (see [`crate::executors::proc::tree`]). Cancel, a run timeout or a
+//!   dropped run stop the group and every marked descendant, `setsid` ones
+//!   included (SIGTERM, then SIGKILL after
+//!   [`crate::executors::proc::KILL_GRACE`]). The run ends when the program
+//!   exits: what it left running is killed, and stdout is read for at most
+//!   [`OUTPUT_DRAIN`] more, so a descendant holding it open cannot hold the
+//!   run. A worker killed outright takes its program along (PR_SET_PDEATHSIG).
 //! - The environment is the worker's minus secrets, plus only the child
 //!   provider's key (see [`crate::executors::env`]).
 
+#[cfg(test)]
+mod containment_tests;
 pub mod output;
 #[cfg(test)]
 mod tests;
@@ -40,13 +47,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::env::{child_env, ProviderKey};
 use super::host::{ask_approval, Approval};
-use super::proc::{read_tail, ProcessGroup};
+use super::proc::tree::{self, RunMark};
+use super::proc::{die_with_worker, read_tail, RunProcesses};
+
+pub use super::proc::tree::RUN_MARK_VAR;
 use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
 
 /// The placeholder an argument may contain to receive the assignment.
 pub const ASSIGNMENT_PLACEHOLDER: &str = "{assignment}";
 /// How much of stderr's tail an error carries.
 pub const STDERR_TAIL_BYTES: usize = 4096;
+/// How long stdout and stderr are still read after the program exited (its
+/// last output is already in the pipe; only an escaped descendant can keep
+/// them open longer).
+pub const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 /// Capacity of the stdout reader: large, so a chatty program costs few reads.
 const STDOUT_BUFFER: usize = 256 * 1024;
 
@@ -113,17 +127,19 @@ impl CliExecutor {
     /// The command line as configured (placeholder unexpanded), for approval
     /// questions and error messages.
     pub fn command_line(&self) -> String {
-        std::iter::once(&self.command)
-            .chain(&self.args)
-            .map(|a| {
-                if a.is_empty() || a.contains(char::is_whitespace) {
-                    format!("{a:?}")
-                } else {
-                    a.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        quote_line(std::iter::once(&self.command).chain(&self.args))
+    }
+
+    /// The exact command line a run of `assignment` executes (placeholders
+    /// replaced), as the approval question shows it to a human.
+    pub fn command_line_for(&self, assignment: &str) -> String {
+        let (args, via_stdin) = self.argv(assignment);
+        let line = quote_line(std::iter::once(&self.command).chain(&args));
+        if via_stdin {
+            format!("{line} (assignment on stdin)")
+        } else {
+            line
+        }
     }
 
     /// The arguments for `assignment`, and whether it must go to stdin instead.
@@ -137,7 +153,7 @@ impl CliExecutor {
         (args, !via_arg)
     }
 
-    fn spawn(&self, assignment: &str) -> Result<(Child, Option<String>), String> {
+    fn spawn(&self, assignment: &str, mark: &RunMark) -> Result<(Child, Option<String>), String> {
         if let Some(ws) = &self.workspace {
             if !ws.is_dir() {
                 return Err(format!(
@@ -161,11 +177,15 @@ impl CliExecutor {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .env(RUN_MARK_VAR, mark.value())
             .process_group(0)
             .kill_on_drop(true);
         if let Some(ws) = &self.workspace {
             cmd.current_dir(ws);
         }
+        // Orphaned descendants must stay ours to be found at run end.
+        tree::adopt_orphans();
+        die_with_worker(&mut cmd);
         let child = cmd.spawn().map_err(|e| {
             format!(
                 "could not start cli_adapter program {:?}: {e}: check that it is installed and on PATH",
@@ -176,23 +196,29 @@ impl CliExecutor {
     }
 
     /// With enforced permissions, asks the host first; `Some` ends the run.
-    async fn approve(&self, ctx: &RunContext) -> Option<RunOutcome> {
+    async fn approve(&self, ctx: &RunContext, assignment: &str) -> Option<RunOutcome> {
         if !self.ask_first {
             return None;
         }
-        let body = ApprovalBody {
-            tool_name: "cli_adapter".into(),
-            permission_type: "execute".into(),
-            resource: self.command_line(),
-            question: format!("May this agent run `{}`?", self.command_line()),
-        };
+        let body = self.approval_body(assignment);
         match ask_approval(ctx, body).await {
             Approval::Granted => None,
             Approval::Cancelled => Some(RunOutcome::cancelled()),
             Approval::Denied(why) => Some(RunOutcome::error(format!(
                 "approval denied for cli_adapter command `{}` ({why})",
-                self.command_line()
+                self.command_line_for(assignment)
             ))),
+        }
+    }
+
+    /// What the human is asked: the exact command this run would execute.
+    fn approval_body(&self, assignment: &str) -> ApprovalBody {
+        let exact = self.command_line_for(assignment);
+        ApprovalBody {
+            tool_name: "cli_adapter".into(),
+            permission_type: "execute".into(),
+            question: format!("May this agent run `{exact}`?"),
+            resource: exact,
         }
     }
 
@@ -202,14 +228,15 @@ impl CliExecutor {
         ctx: &RunContext,
         deadline: Option<Instant>,
     ) -> RunOutcome {
-        if let Some(refused) = self.approve(ctx).await {
+        if let Some(refused) = self.approve(ctx, &request.assignment).await {
             return refused;
         }
-        let (mut child, stdin_text) = match self.spawn(&request.assignment) {
+        let mark = RunMark::fresh();
+        let (mut child, stdin_text) = match self.spawn(&request.assignment, &mark) {
             Ok(c) => c,
             Err(e) => return RunOutcome::error(e),
         };
-        let group = ProcessGroup::of(&child);
+        let procs = RunProcesses::of(&child, mark);
         if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
             // A separate task, so a program that reads stdin late cannot block
             // us from reading its stdout. A closed pipe is the program's choice.
@@ -226,35 +253,25 @@ impl CliExecutor {
             return RunOutcome::error("cli_adapter: the program's stdout was not captured");
         };
         let abort = ctx.cancel.child_token();
+        let mut collected = OutputCollector::new(MAX_RESULT_BYTES);
         let finished = {
-            let pump = pump_stdout(stdout, &ctx.events, &abort);
-            let wait = async {
-                let status = child.wait().await;
-                // Grandchildren left behind would keep stdout open: end them.
-                group.signal(nix::sys::signal::Signal::SIGKILL);
-                status
-            };
-            let stop = async {
-                match deadline {
-                    Some(d) => tokio::select! {
-                        _ = abort.cancelled() => Stop::Cancelled,
-                        _ = tokio::time::sleep_until(d) => Stop::TimedOut,
-                    },
-                    None => {
-                        abort.cancelled().await;
-                        Stop::Cancelled
-                    }
-                }
-            };
+            let program = watch_program(
+                &mut child,
+                stdout,
+                &mut collected,
+                &ctx.events,
+                &abort,
+                &procs,
+            );
             tokio::select! {
                 biased;
-                s = stop => Err(s),
-                done = async { tokio::join!(pump, wait) } => Ok(done),
+                s = stop_reason(&abort, deadline) => Err(s),
+                status = program => Ok(status),
             }
         };
         match finished {
             Err(stop) => {
-                group.terminate(&mut child).await;
+                procs.terminate(&mut child).await;
                 match stop {
                     Stop::Cancelled => RunOutcome::cancelled(),
                     Stop::TimedOut => RunOutcome::error(format!(
@@ -264,16 +281,9 @@ impl CliExecutor {
                     )),
                 }
             }
-            Ok((collected, status)) => {
-                group.finish();
-                let tail = match stderr {
-                    Some(task) => tokio::time::timeout(Duration::from_secs(2), task)
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default(),
-                    None => String::new(),
-                };
+            Ok(status) => {
+                procs.finish();
+                let tail = stderr_tail(stderr).await;
                 self.conclude(collected, status, &tail, ctx).await
             }
         }
@@ -325,6 +335,33 @@ enum Stop {
     TimedOut,
 }
 
+/// Resolves when the run must stop before its program ends.
+async fn stop_reason(abort: &CancellationToken, deadline: Option<Instant>) -> Stop {
+    match deadline {
+        Some(d) => tokio::select! {
+            _ = abort.cancelled() => Stop::Cancelled,
+            _ = tokio::time::sleep_until(d) => Stop::TimedOut,
+        },
+        None => {
+            abort.cancelled().await;
+            Stop::Cancelled
+        }
+    }
+}
+
+/// The stderr tail once the program exited; a leftover still holding
+/// stderr gets [`OUTPUT_DRAIN`], not the run.
+async fn stderr_tail(reader: Option<tokio::task::JoinHandle<String>>) -> String {
+    match reader {
+        Some(task) => tokio::time::timeout(OUTPUT_DRAIN, task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
 #[async_trait]
 impl Executor for CliExecutor {
     async fn run(&self, request: RunRequest, ctx: RunContext) -> RunOutcome {
@@ -333,15 +370,41 @@ impl Executor for CliExecutor {
     }
 }
 
-/// Streams stdout lines as events; a closed sink trips `abort` (the parent is
-/// gone, so the run stops).
-async fn pump_stdout(
+/// Streams stdout until the program exits, then ends what it left running
+/// and reads what is left of stdout for at most [`OUTPUT_DRAIN`]: the run
+/// ends with the program, not when the last copy of its stdout closes.
+async fn watch_program(
+    child: &mut Child,
     stdout: ChildStdout,
+    collected: &mut OutputCollector,
     sink: &EventSink,
     abort: &CancellationToken,
-) -> OutputCollector {
+    procs: &RunProcesses,
+) -> std::io::Result<ExitStatus> {
+    let mut pump = std::pin::pin!(pump_stdout(stdout, collected, sink, abort));
+    let (status, drained) = tokio::select! {
+        status = child.wait() => (status, false),
+        () = &mut pump => (child.wait().await, true),
+    };
+    // Left running, they would keep the pipes open (and outlive the run).
+    procs.kill_leftovers();
+    if !drained && tokio::time::timeout(OUTPUT_DRAIN, pump).await.is_err() {
+        tracing::warn!(
+            "a process the cli_adapter program left behind still holds its stdout; the run ends without it"
+        );
+    }
+    status
+}
+
+/// Streams stdout lines as events into `collected`; a closed sink trips
+/// `abort` (the parent is gone, so the run stops).
+async fn pump_stdout(
+    stdout: ChildStdout,
+    collected: &mut OutputCollector,
+    sink: &EventSink,
+    abort: &CancellationToken,
+) {
     let mut reader = BufReader::with_capacity(STDOUT_BUFFER, stdout);
-    let mut collected = OutputCollector::new(MAX_RESULT_BYTES);
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
@@ -359,7 +422,19 @@ async fn pump_stdout(
             break;
         }
     }
-    collected
+}
+
+/// `argv` as one line, arguments that are empty or hold whitespace quoted.
+fn quote_line<'a>(argv: impl Iterator<Item = &'a String>) -> String {
+    argv.map(|a| {
+        if a.is_empty() || a.contains(char::is_whitespace) {
+            format!("{a:?}")
+        } else {
+            a.clone()
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// Builds the registry entry for a `cli_adapter` spec.
