@@ -137,7 +137,12 @@ impl Resident {
         let mut child = Command::new(worker_bin()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--max-runs", "64"])
             .args(["--token-file", &path("token")])
-            .args(["--tls-cert", &path("cert.pem"), "--tls-key", &path("key.pem")])
+            .args([
+                "--tls-cert",
+                &path("cert.pem"),
+                "--tls-key",
+                &path("key.pem"),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

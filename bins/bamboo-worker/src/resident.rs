@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor_flags::{self_spec, ExecutorArgs};
 use crate::executors;
+use crate::executors::proc::tree::kill_all_descendants;
 
 /// Flags of `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,7 +62,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let spec = self_spec(&choice, &workspace, "resident");
     let executor = executors::build(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -78,8 +79,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 tracing::warn!("resident worker stopped; runs past the grace period were cancelled")
             }
         }
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    // Nothing the runs started outlives the worker.
+    let killed = kill_all_descendants();
+    if killed > 0 {
+        tracing::info!(killed, "ended the processes the runs left behind");
+    }
+    served
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<ResidentConfig> {

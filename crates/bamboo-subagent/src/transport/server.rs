@@ -170,10 +170,14 @@ pub async fn serve(ws: Upgraded, executor: Arc<dyn Executor>, config: &ServerCon
     };
     let mut silence = Silence::new(config.keepalive.map(|k| k.timeout));
     let mut drain_check = tokio::time::interval(DRAIN_POLL);
+    drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Pinned once: re-creating it per frame would take the token's lock each time.
+    let stop = config.stop.cancelled();
+    tokio::pin!(stop);
     loop {
         let next = tokio::select! {
             biased;
-            _ = config.stop.cancelled() => {
+            _ = &mut stop => {
                 tracing::info!("worker stopping: cancelling the connection's run");
                 break;
             }
