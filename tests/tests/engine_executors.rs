@@ -287,7 +287,11 @@ async fn front_door_runs_llm_children_with_the_key_from_its_environment() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("completed: hi from the model"), "{text}");
+    // The streamed answer is the result: shown once, not printed again.
+    assert!(
+        text.contains("[say-hi] hi from the model\n[say-hi] completed"),
+        "{text}"
+    );
     let auth = server.received()[0]
         .headers
         .iter()
@@ -318,7 +322,7 @@ fn front_door_runs_cli_children_and_gates_them_on_approval() {
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{text}");
     assert!(
-        text.contains(r#"token "did first\n""#) && text.contains("2 of 2 runs completed"),
+        text.contains("[first] did first\n") && text.contains("2 of 2 runs completed"),
         "{text}"
     );
     let denied = run("none");

@@ -442,3 +442,47 @@ async fn sigterm_cancels_a_run_past_the_grace_period_and_exits_zero() {
     assert!(worker.wait_exit(Duration::from_secs(30)).await.success());
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_door_runs_children_on_a_resident_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let worker = Resident::tls(dir.path(), &pki, 0, &[]);
+    let token = token_file(dir.path(), TOKEN).display().to_string();
+    let ca = pki.ca_pem.display().to_string();
+    let endpoint = worker.endpoint.clone();
+    let run = move |extra: &[&str]| {
+        let mut cmd = Command::new(bamboo_e2e::worker_bin());
+        cmd.args(["run", "--remote", &endpoint, "--token-file", &token])
+            .args(extra)
+            .args(["remote-alpha", "remote-beta"])
+            .stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let (run, ca) = (run.clone(), ca.clone());
+        move || run(&["--ca-cert", &ca])
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("remote-alpha") && stdout.contains("remote-beta"),
+        "{stdout}"
+    );
+    // Without the CA the certificate is not trusted: the children fail, saying why.
+    let out = tokio::task::spawn_blocking(move || run(&[])).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("TLS handshake"), "{all}");
+}

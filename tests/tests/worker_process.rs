@@ -242,7 +242,7 @@ fn the_run_front_door_streams_results_and_reports_failure() {
         .unwrap();
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{text}");
-    assert!(text.contains(r#"token "hello ""#), "{text}");
+    assert!(text.contains("[hello-world] hello world"), "{text}");
     assert!(text.contains("completed: echo: hello world"), "{text}");
     assert!(text.contains("completed: echo: second"), "{text}");
     assert!(text.contains("2 of 2 runs completed"), "{text}");

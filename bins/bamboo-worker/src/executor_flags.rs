@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
-use bamboo_subagent::spec::{
-    Capabilities, ExecutorSpec, ProviderCredential, ProvisionSpec, Secrets,
-};
+use bamboo_subagent::spec::{Capabilities, ExecutorSpec, ProviderCredential, ProvisionSpec};
 use bamboo_subagent::Secret;
 
 use crate::executors::env::provider_key_var;
@@ -25,33 +23,56 @@ pub enum ExecutorKind {
     Llm,
 }
 
-/// Executor flags.
+/// Executor flags, shared by `run` and `serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorArgs {
     /// Which executor runs the assignments.
-    #[arg(long, value_enum, default_value_t = ExecutorKind::Echo)]
+    #[arg(help_heading = "Executor", long, value_enum, default_value_t = ExecutorKind::Echo)]
     pub executor: ExecutorKind,
     /// cli: the agent program to run (or give it after `--`).
-    #[arg(long, value_name = "PROG")]
+    #[arg(help_heading = "Executor", long, value_name = "PROG")]
     pub command: Option<String>,
     /// cli: an argument for the program (repeatable); `{assignment}` is replaced
     /// by the assignment, otherwise the assignment arrives on its stdin.
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Executor",
+        long = "arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
     pub args: Vec<String>,
     /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
-    /// cli (optional): the provider whose API key the program gets.
-    #[arg(long, value_name = "PROVIDER/MODEL")]
+    /// cli (optional): the provider whose API key the program gets in its
+    /// environment, under its usual variable; without it the program gets no key.
+    #[arg(help_heading = "Executor", long, value_name = "PROVIDER/MODEL")]
     pub model: Option<String>,
     /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Executor", long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// llm, cli: environment variable holding the API key [default: the
-    /// provider's usual one, e.g. OPENAI_API_KEY]. Read once at start.
-    #[arg(long, value_name = "VAR")]
+    /// llm, cli: environment variable holding the API key [default: the provider's
+    /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
+    /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
+    /// never in their argv or env; a cli program gets it in its own env.
+    #[arg(help_heading = "Executor", long, value_name = "VAR")]
     pub api_key_env: Option<String>,
     /// Working directory of the runs [default: the current directory].
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Executor", long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// cli: pass the environment variable NAME from here to the cli program,
+    /// on purpose (repeatable).
+    ///
+    /// A cli program starts with the worker's environment minus (1) every
+    /// variable whose name contains KEY, TOKEN, SECRET, PASSWORD, PASSWD or
+    /// CREDENTIAL, in any case, and (2) every model-provider variable, by
+    /// prefix: OPENAI_, ANTHROPIC_, GEMINI_, GOOGLE_API, GOOGLE_GENAI,
+    /// VERTEX, AZURE_OPENAI, AWS_, MISTRAL_, GROQ_, DEEPSEEK_, OPENROUTER_,
+    /// COHERE_, XAI_, TOGETHER_, FIREWORKS_, PERPLEXITY_, HF_, HUGGINGFACE,
+    /// OLLAMA_, BAMBOO_. `--pass-env NAME` puts NAME back with its value from
+    /// this environment, even when it matches those rules. The value travels
+    /// in the worker's stdin spec, never in argv or a worker's environment.
+    /// A NAME that is not set here is refused (exit 2).
+    #[arg(help_heading = "Executor", long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
     /// cli: the program and its arguments, after `--`.
     #[arg(last = true, value_name = "PROG ARGS")]
     pub trailing: Vec<String>,
@@ -71,6 +92,9 @@ impl ExecutorArgs {
         }
         if a.base_url.is_some() && a.executor != ExecutorKind::Llm {
             bail!("--base-url applies only to --executor llm");
+        }
+        if !a.pass_env.is_empty() && a.executor != ExecutorKind::Cli {
+            bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
         }
         match a.executor {
             ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
@@ -138,12 +162,32 @@ impl ExecutorArgs {
     }
 }
 
+/// The `--pass-env` variables with their values from this environment.
+pub fn passed_env(names: &[String]) -> anyhow::Result<Vec<(String, Secret)>> {
+    names
+        .iter()
+        .map(|name| {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                bail!("--pass-env {name:?} is not a variable name: give the bare NAME, without `=value`");
+            }
+            match std::env::var_os(name) {
+                None => bail!("--pass-env {name}: the variable is not set in this environment; export it first, or drop the flag"),
+                Some(v) => match v.into_string() {
+                    Ok(v) => Ok((name.clone(), Secret::new(v))),
+                    Err(_) => bail!("--pass-env {name}: its value is not valid UTF-8; only UTF-8 values can be passed"),
+                },
+            }
+        })
+        .collect()
+}
+
 /// The spec a worker process builds its executor from when no parent
 /// provisions it (a resident worker): the executor, model, key, workspace;
 /// gated actions ask the connected parent (fail closed).
 pub fn self_spec(
     choice: &ExecutorChoice,
     workspace: &std::path::Path,
+    pass_env: Vec<(String, Secret)>,
     name: &str,
 ) -> ProvisionSpec {
     let executor = match choice {
@@ -164,16 +208,14 @@ pub fn self_spec(
     spec.reusable = true;
     if let Some(p) = provider {
         spec.model = Some(p.model.clone());
-        spec.secrets = Secrets {
-            provider_credentials: vec![ProviderCredential {
-                provider: p.model.provider.clone(),
-                api_key: p.api_key.clone(),
-                base_url: p.base_url.clone(),
-                provider_type: Some("openai".into()),
-            }],
-            worker_auth_token: None,
-        };
+        spec.secrets.provider_credentials = vec![ProviderCredential {
+            provider: p.model.provider.clone(),
+            api_key: p.api_key.clone(),
+            base_url: p.base_url.clone(),
+            provider_type: Some("openai".into()),
+        }];
     }
+    spec.secrets.pass_env = pass_env.into_iter().collect();
     spec.capabilities = Capabilities {
         enforce_permissions: true,
         nested_spawn: true,

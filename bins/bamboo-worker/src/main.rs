@@ -10,25 +10,35 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bamboo_domain::ModelRef;
-use bamboo_subagent::Secret;
-use bamboo_worker::executors::env::provider_key_var;
-use bamboo_worker::front::{ApproveMode, ExecutorChoice, Provider};
+use bamboo_worker::executor_flags::{passed_env, ExecutorArgs, ExecutorKind};
+use bamboo_worker::front::{ApproveMode, Fallback};
 use bamboo_worker::{front, resident, serve};
 use clap::{Parser, Subcommand};
 
 mod logging;
 
-/// A Bamboo fleet actor worker.
+/// A Bamboo fleet actor worker, and the `run` front door.
 ///
-/// Without a subcommand, reads one JSON ProvisionSpec from stdin (the parent
-/// writes it and closes the pipe), binds a WebSocket listener on 127.0.0.1,
-/// registers in the spec's fabric_dir and serves runs. A bad spec exits 2.
+/// `bamboo-worker run "assignment" ...` runs each assignment as a child on a
+/// pooled worker process and prints what they do (see `run --help`).
+///
+/// Without a subcommand it is a worker: it reads one JSON ProvisionSpec from
+/// stdin (the parent writes it and closes the pipe), binds a WebSocket
+/// listener on 127.0.0.1, registers in the spec's fabric_dir and serves runs.
+/// A bad spec exits 2.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    worker: WorkerFlags,
+}
+
+/// Flags of worker mode (no subcommand): plumbing the engine sets.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Worker mode (plumbing; the engine passes these)")]
+struct WorkerFlags {
     /// Longest wait for the spec on stdin, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     stdin_timeout_ms: u64,
@@ -50,18 +60,41 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run each assignment as a child through the engine and print the streams.
+    /// Run each assignment as a child through the engine and show what they do.
     ///
-    /// Every assignment becomes one child session; children run on pooled
-    /// worker processes (this binary unless --worker-bin says otherwise).
-    /// Exits 0 when every run completed, 1 otherwise.
+    /// Every assignment becomes one named child session; children run on
+    /// pooled worker processes (this binary unless --worker-bin says otherwise).
+    /// On a terminal: a colour per child, text as lines, one line per tool
+    /// call, a live status area, and a summary table at the end.
+    ///
+    /// Exit codes: 0 every child completed, 1 some did not (or stdout closed
+    /// early), 2 usage error, 130 interrupted (SIGINT/SIGTERM; a second one
+    /// stops at once).
     ///
     /// Examples:
     ///   bamboo-worker run "hello world" "second task"
     ///   bamboo-worker run --executor cli "fix the bug" -- claude -p {assignment}
+    ///   bamboo-worker run --json --from tasks.txt > events.ndjson
     ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
+    ///   GITHUB_TOKEN=... bamboo-worker run --executor cli --pass-env GITHUB_TOKEN "open a PR" -- claude -p {assignment}
+    ///   bamboo-worker run --data-dir ./runs --resume <ROOT>   (rerun what a killed run left unfinished)
     #[command(verbatim_doc_comment)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// List the sessions kept in a data directory, or show one.
+    ///
+    /// Opens the data directory a `run --data-dir DIR` used (it must not be
+    /// in use by a running engine) and prints each root session with its
+    /// children (title, status, id, first line of the last error), nested
+    /// children indented. `show ID` prints one session's transcript, status
+    /// and logged events. Exits 0, or 2 when the directory or session cannot
+    /// be read.
+    ///
+    /// Examples:
+    ///   bamboo-worker sessions --data-dir ./runs
+    ///   bamboo-worker sessions --data-dir ./runs show 5f0c2d1e-...
+    ///   bamboo-worker sessions --data-dir ./runs --json
+    #[command(verbatim_doc_comment)]
+    Sessions(SessionsArgs),
     /// Serve as a resident worker that engines reach over the network (F11).
     ///
     /// Example:
@@ -69,76 +102,161 @@ enum Command {
     ///     --tls-cert cert.pem --tls-key key.pem --max-runs 8
     #[command(verbatim_doc_comment)]
     Serve(resident::ServeArgs),
+    /// Internal: removes a `run` temporary directory once stdin closes.
+    #[command(name = "__reap-tempdir", hide = true)]
+    ReapTempdir {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SessionsArgs {
+    /// The data directory a `run --data-dir DIR` kept its sessions in.
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Print JSON (one document) instead of text, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<SessionsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Every root session and its children, as a tree (the default).
+    List,
+    /// One session: its messages, status and logged events.
+    Show {
+        /// The session id (a root or a child), as `sessions` lists it.
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    // --- Assignments ---
     /// Assignments, one child each.
-    #[arg(required = true, value_name = "ASSIGNMENT")]
+    #[arg(help_heading = "Assignments", value_name = "ASSIGNMENT")]
     assignments: Vec<String>,
-    /// Which executor the children run.
-    #[arg(long, value_enum, default_value_t = ExecutorKind::Echo)]
-    executor: ExecutorKind,
-    /// cli: the agent program to run (or give it after `--`).
-    #[arg(long, value_name = "PROG")]
-    command: Option<String>,
-    /// cli: an argument for the program (repeatable); `{assignment}` is replaced
-    /// by the assignment, otherwise the assignment arrives on its stdin.
-    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
-    args: Vec<String>,
-    /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
-    /// cli (optional): the provider whose API key the program gets in its
-    /// environment, under its usual variable; without it the program gets no key.
-    #[arg(long, value_name = "PROVIDER/MODEL")]
-    model: Option<String>,
-    /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
-    #[arg(long, value_name = "URL")]
-    base_url: Option<String>,
-    /// llm, cli: environment variable holding the API key [default: the provider's
-    /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
-    /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
-    /// never in their argv or env; a cli program gets it in its own env.
-    #[arg(long, value_name = "VAR")]
-    api_key_env: Option<String>,
-    /// Working directory of the children [default: the current directory].
-    #[arg(long, value_name = "DIR")]
-    workspace: Option<PathBuf>,
-    /// How gated actions (running a program, writing files) are answered
-    /// [default: ask on a terminal, none otherwise].
-    #[arg(long, value_enum)]
-    approve: Option<ApproveMode>,
-    /// At most this many children run at once.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    max_running: usize,
-    /// Keep sessions in this directory [default: a temporary one, removed at exit].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Worker program to spawn instead of this binary (any protocol-v1 worker).
-    #[arg(long, value_name = "PATH")]
-    worker_bin: Option<PathBuf>,
-    /// A fixed argument for the worker program (repeatable).
-    #[arg(long = "worker-arg", value_name = "ARG", allow_hyphen_values = true)]
-    worker_args: Vec<String>,
-    /// cli: the program and its arguments, after `--`.
-    #[arg(last = true, value_name = "PROG ARGS")]
-    trailing: Vec<String>,
-}
+    /// An assignment (repeatable); may start with `-`.
+    #[arg(
+        help_heading = "Assignments",
+        long = "assignment",
+        value_name = "TEXT",
+        allow_hyphen_values = true
+    )]
+    more_assignments: Vec<String>,
+    /// Read one assignment per line from FILE (`-`: stdin); empty lines are skipped.
+    #[arg(help_heading = "Assignments", long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// A short name for the child of the same position (repeatable; order:
+    /// positional assignments, then --assignment, then --from lines)
+    /// [default: the assignment's first words].
+    #[arg(help_heading = "Assignments", long = "name", value_name = "NAME")]
+    names: Vec<String>,
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ExecutorKind {
-    /// Echo the assignment (no model needed).
-    Echo,
-    /// A command-line agent (claude -p, codex exec, any script).
-    Cli,
-    /// The built-in agent loop over an OpenAI-compatible endpoint.
-    Llm,
+    // --- Executor ---
+    #[command(flatten)]
+    exec: ExecutorArgs,
+
+    // --- Approvals ---
+    /// How gated actions are answered. The program you name for --executor cli
+    /// is approved by naming it (unless `none`). [default: ask on a terminal;
+    /// without one, deny with a note saying how to allow]
+    #[arg(help_heading = "Approvals", long, value_enum)]
+    approve: Option<ApproveMode>,
+    /// Approve every request of this tool, e.g. write_file, run_command,
+    /// spawn_subagent (repeatable).
+    #[arg(help_heading = "Approvals", long = "approve-tool", value_name = "TOOL")]
+    approve_tools: Vec<String>,
+
+    // --- Limits ---
+    /// At most this many children run at once.
+    #[arg(help_heading = "Limits", long, default_value_t = 8, value_name = "N")]
+    max_running: usize,
+    /// Per-child cap on a run's total time: seconds, or 90s, 15m, 1h [default: 1h].
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
+    run_timeout: Option<Duration>,
+    /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
+    #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
+    idle_timeout: Option<Duration>,
+
+    // --- Output ---
+    /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
+    #[arg(help_heading = "Output", long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print the results only.
+    #[arg(help_heading = "Output", short, long)]
+    quiet: bool,
+
+    // --- Sessions and workers ---
+    /// Keep sessions in this directory [default: a temporary one, removed at exit].
+    #[arg(help_heading = "Sessions and workers", long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Rerun the unfinished children of root session ROOT (needs --data-dir).
+    ///
+    /// Reruns every child of ROOT whose status is pending (queued when the
+    /// previous run died), running or error (including children orphaned by
+    /// a crash), cancelled or timeout; completed and skipped children are
+    /// left alone. Each rerun starts again from its last user message.
+    /// Assignments given too become new children of ROOT. The executor is
+    /// not stored with the session: give the same --executor flags (and
+    /// program after `--`) as the first run. `bamboo-worker sessions
+    /// --data-dir DIR` lists the root ids.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "ROOT",
+        requires = "data_dir"
+    )]
+    resume: Option<String>,
+    /// Worker program to spawn instead of this binary (any protocol-v1 worker).
+    #[arg(help_heading = "Sessions and workers", long, value_name = "PATH")]
+    worker_bin: Option<PathBuf>,
+    /// Run the children on the resident worker at URL (`bamboo-worker serve`)
+    /// instead of local worker processes; needs --token-file. Its own flags
+    /// decide the executor, so --executor and its flags do not apply.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "wss://HOST:PORT",
+        requires = "token_file"
+    )]
+    remote: Option<String>,
+    /// --remote: file holding the resident worker's bearer token (mode 600).
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "FILE",
+        requires = "remote"
+    )]
+    token_file: Option<PathBuf>,
+    /// --remote: a PEM file of CA certificates to trust for its wss:// certificate.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "PEM",
+        requires = "remote"
+    )]
+    ca_cert: Option<PathBuf>,
+    /// A fixed argument for the worker program (repeatable).
+    #[arg(
+        help_heading = "Sessions and workers",
+        long = "worker-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    worker_args: Vec<String>,
 }
 
 fn main() -> ExitCode {
     logging::init();
     let cli = Cli::parse();
     match cli.command {
-        None => worker_mode(&cli),
+        None => worker_mode(&cli.worker),
+        Some(Command::Run(args)) => run_command(*args),
+        Some(Command::Sessions(args)) => sessions(args),
         Some(Command::Serve(args)) => match resident::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -146,112 +264,157 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Some(Command::Run(args)) => match run_options(args).and_then(run_front) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("bamboo-worker run: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
+    }
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    let options = match run_options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
+            return ExitCode::from(front::exit::USAGE);
+        }
+    };
+    match run_front(options) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
+            ExitCode::from(front::exit::SOME_FAILED)
+        }
     }
 }
 
 fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
-    let executor = executor_choice(&a)?;
+    let executor = a.exec.choice()?;
+    let remote = remote_target(&a)?;
     if a.max_running == 0 {
         bail!("--max-running must be at least 1");
     }
-    let workspace = match a.workspace {
-        Some(w) => w,
-        None => std::env::current_dir()
-            .context("cannot read the current directory; pass --workspace")?,
+    let workspace = a.exec.workspace()?;
+    let assignments = all_assignments(&a)?;
+    let names = front::names::assign(&assignments, &a.names).map_err(anyhow::Error::msg)?;
+    let output = match (a.json, a.quiet) {
+        (true, _) => front::OutputMode::Json,
+        (_, true) => front::OutputMode::Quiet,
+        _ => front::OutputMode::Human,
     };
-    if !workspace.is_dir() {
-        bail!("--workspace {} is not a directory", workspace.display());
-    }
-    let approve = a.approve.unwrap_or(if std::io::stdin().is_terminal() {
-        ApproveMode::Ask
-    } else {
-        ApproveMode::None
-    });
     Ok(front::RunOptions {
-        assignments: a.assignments,
+        assignments,
+        names,
         executor,
         workspace: Some(workspace),
-        approve,
+        approvals: approvals(&a),
         worker_bin: a.worker_bin,
         worker_args: a.worker_args,
         max_running: a.max_running,
         data_dir: a.data_dir,
+        run_timeout: a.run_timeout,
+        idle_timeout: a.idle_timeout,
+        output,
+        pass_env: passed_env(&a.exec.pass_env)?,
+        resume: a.resume,
+        remote,
     })
 }
 
-fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
-    let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
-    if cli_flags && a.executor != ExecutorKind::Cli {
-        bail!("--command, --arg and `-- PROG` apply only to --executor cli");
+/// The resident worker of `--remote`, its token and CA certificates.
+fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
+    let (Some(endpoint), Some(token_file)) = (&a.remote, &a.token_file) else {
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("wss://") || endpoint.starts_with("ws://")) {
+        bail!("--remote {endpoint:?} is not a wss://HOST:PORT (or ws://) URL");
     }
-    let model_flags = a.model.is_some() || a.api_key_env.is_some();
-    if model_flags && a.executor == ExecutorKind::Echo {
-        bail!("--model and --api-key-env apply only to --executor llm or cli");
+    if a.exec.executor != ExecutorKind::Echo || !a.exec.pass_env.is_empty() {
+        bail!("with --remote the resident worker's own flags decide the executor: drop --executor and --pass-env here, give them to `bamboo-worker serve`");
     }
-    if a.base_url.is_some() && a.executor != ExecutorKind::Llm {
-        bail!("--base-url applies only to --executor llm");
-    }
-    match a.executor {
-        ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
-        ExecutorKind::Cli => {
-            let (command, args) = match (&a.command, a.trailing.split_first()) {
-                (Some(_), Some(_)) => bail!("give the program either with --command or after `--`, not both"),
-                (Some(c), None) => (c.clone(), a.args.clone()),
-                (None, Some((c, rest))) if a.args.is_empty() => (c.clone(), rest.to_vec()),
-                (None, Some(_)) => bail!("--arg goes with --command; after `--` put the arguments themselves"),
-                (None, None) => bail!("--executor cli needs a program: --command PROG [--arg ARG]... or `-- PROG ARGS...`"),
-            };
-            if a.api_key_env.is_some() && a.model.is_none() {
-                bail!("--api-key-env needs --model provider/model to say whose key it is");
-            }
-            let provider = a.model.as_deref().map(|raw| provider(a, raw)).transpose()?;
-            Ok(ExecutorChoice::Cli {
-                command,
-                args,
-                provider,
-            })
+    let ca_certs = match &a.ca_cert {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+            bamboo_subagent::resident::tls::root_certs(&pem)
+                .with_context(|| format!("--ca-cert {}", path.display()))?
         }
-        ExecutorKind::Llm => {
-            let raw = a
-                .model
-                .as_deref()
-                .context("--executor llm needs --model provider/model")?;
-            Ok(ExecutorChoice::Llm {
-                provider: provider(a, raw)?,
-            })
+    };
+    Ok(Some(front::RemoteTarget {
+        endpoint: endpoint.clone(),
+        token: resident::read_token(token_file)?,
+        ca_certs,
+    }))
+}
+
+/// Positional assignments, then `--assignment`s, then `--from` lines.
+fn all_assignments(a: &RunArgs) -> anyhow::Result<Vec<String>> {
+    let mut all = a.assignments.clone();
+    all.extend(a.more_assignments.iter().cloned());
+    if let Some(from) = &a.from {
+        let text = if from.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+                .context("cannot read assignments from stdin (--from -)")?
+        } else {
+            std::fs::read_to_string(from).with_context(|| {
+                format!("cannot read assignments from --from {}", from.display())
+            })?
+        };
+        all.extend(
+            text.lines()
+                .map(|l| l.trim_end_matches('\r'))
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if all.is_empty() && a.resume.is_none() {
+        bail!("no assignments: give them as arguments, with --assignment TEXT, or one per line with --from FILE");
+    }
+    Ok(all)
+}
+
+fn approvals(a: &RunArgs) -> front::Approvals {
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let (all, fallback) = match a.approve {
+        Some(ApproveMode::All) => (Some(true), Fallback::Deny),
+        Some(ApproveMode::None) => (Some(false), Fallback::Deny),
+        Some(ApproveMode::Ask) => (None, Fallback::Ask),
+        None if terminal => (None, Fallback::Ask),
+        None => (None, Fallback::Deny),
+    };
+    front::Approvals {
+        all,
+        tools: a.approve_tools.iter().cloned().collect(),
+        fallback,
+    }
+}
+
+fn sessions(a: SessionsArgs) -> ExitCode {
+    let options = match a.data_dir {
+        Some(data_dir) => front::sessions::SessionsOptions {
+            data_dir,
+            json: a.json,
+            show: match a.command {
+                Some(SessionsCommand::Show { id }) => Some(id),
+                Some(SessionsCommand::List) | None => None,
+            },
+        },
+        None => {
+            eprintln!("bamboo-worker sessions: --data-dir DIR is required: name the directory a `run --data-dir DIR` kept its sessions in");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(front::sessions::run(options)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bamboo-worker sessions: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
 
-/// The model `raw` and its key, read from `--api-key-env` or the provider's
-/// usual variable.
-fn provider(a: &RunArgs, raw: &str) -> anyhow::Result<Provider> {
-    let model = ModelRef::parse(raw).with_context(|| {
-        format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
-    })?;
-    let var = a
-        .api_key_env
-        .clone()
-        .unwrap_or_else(|| provider_key_var(&model.provider));
-    let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
-        format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
-    })?;
-    Ok(Provider {
-        model,
-        base_url: a.base_url.clone(),
-        api_key: Secret::new(key),
-    })
-}
-
-fn worker_mode(cli: &Cli) -> ExitCode {
+fn worker_mode(cli: &WorkerFlags) -> ExitCode {
     if std::io::stdin().is_terminal() {
         use clap::CommandFactory;
         let _ = Cli::command().print_help();
@@ -268,10 +431,27 @@ fn worker_mode(cli: &Cli) -> ExitCode {
     ExitCode::from(serve::run(settings) as u8)
 }
 
-fn run_front(options: front::RunOptions) -> anyhow::Result<bool> {
-    let total = options.assignments.len();
+fn run_front(options: front::RunOptions) -> anyhow::Result<u8> {
+    // The temp dir (and its reaper) exists before anything can be written to it.
+    let mut temp = match &options.data_dir {
+        Some(_) => None,
+        None => Some(front::reaper::TempData::create()?),
+    };
+    let data_dir = match (&options.data_dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path(),
+        (None, None) => bail!("no data directory"),
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let completed = runtime.block_on(front::run(options))?;
-    println!("{completed} of {total} runs completed");
-    Ok(completed == total)
+    let outcome = runtime.block_on(front::run(options, data_dir));
+    if let Some(t) = temp.as_mut() {
+        t.remove_now();
+    }
+    match &outcome {
+        // A second interrupt: leave at once; workers notice their parent is gone.
+        Ok(o) if o.hard => runtime.shutdown_background(),
+        // A prompt may still block on stdin: do not wait for it.
+        _ => runtime.shutdown_timeout(Duration::from_millis(200)),
+    }
+    Ok(outcome?.exit_code)
 }

@@ -11,7 +11,7 @@ use bamboo_subagent::transport::Keepalive;
 use bamboo_subagent::Secret;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor_flags::{self_spec, ExecutorArgs};
+use crate::executor_flags::{passed_env, self_spec, ExecutorArgs};
 use crate::executors;
 use crate::executors::proc::tree::kill_all_descendants;
 
@@ -59,7 +59,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     let choice = args.executor.choice()?;
     let workspace = args.executor.workspace()?;
-    let spec = self_spec(&choice, &workspace, "resident");
+    let pass_env = passed_env(&args.executor.pass_env)?;
+    let spec = self_spec(&choice, &workspace, pass_env, "resident");
     let executor = executors::build(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let served = runtime.block_on(async move {

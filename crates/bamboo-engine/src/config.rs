@@ -1,11 +1,12 @@
 //! Engine configuration: everything the builder collects.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bamboo_subagent::spec::{ExecutorSpec, DEFAULT_MAX_SPAWN_DEPTH};
+use bamboo_subagent::Secret;
 
 use crate::approval::ApprovalConfig;
 use crate::credentials::CredentialResolver;
@@ -78,6 +79,8 @@ pub(crate) struct EngineConfig {
     pub role_prompts: HashMap<String, String>,
     pub enforce_permissions: bool,
     pub routing: crate::placement::Routing,
+    /// Variables passed on purpose to `cli_adapter` programs (`--pass-env`).
+    pub pass_env: BTreeMap<String, Secret>,
 }
 
 impl EngineConfig {
@@ -95,6 +98,7 @@ impl EngineConfig {
             role_prompts: HashMap::new(),
             enforce_permissions: true,
             routing: crate::placement::Routing::default(),
+            pass_env: BTreeMap::new(),
         }
     }
 

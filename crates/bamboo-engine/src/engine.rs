@@ -13,6 +13,7 @@ use std::time::Duration;
 use bamboo_domain::{ModelRef, Session};
 use bamboo_subagent::fleet::WorkerCommand;
 use bamboo_subagent::spec::{ExecutorSpec, Placement};
+use bamboo_subagent::Secret;
 
 use crate::api_nested::FacadeSpawner;
 use crate::approval::{ApprovalPolicy, ApprovalStream, PendingApproval};
@@ -295,6 +296,14 @@ impl EngineBuilder {
     /// (default: local).
     pub fn default_placement(mut self, placement: Placement) -> Self {
         self.cfg.routing.default = placement;
+        self
+    }
+
+    /// Passes the variable `name` with `value` on purpose into the environment
+    /// of every `cli_adapter` program, after the secret scrub (repeatable). It
+    /// travels in the spec's secrets envelope, never in argv or a worker's env.
+    pub fn pass_env(mut self, name: impl Into<String>, value: Secret) -> Self {
+        self.cfg.pass_env.insert(name.into(), value);
         self
     }
 

@@ -4,7 +4,9 @@
 
 use bamboo_domain::{Role, Session};
 use bamboo_subagent::frames::RunRequest;
-use bamboo_subagent::spec::{Capabilities, Identity, Limits, ProvisionSpec, PROTOCOL_VERSION};
+use bamboo_subagent::spec::{
+    Capabilities, ExecutorSpec, Identity, Limits, ProvisionSpec, PROTOCOL_VERSION,
+};
 
 use crate::config::EngineConfig;
 use crate::credentials::secrets_for;
@@ -25,6 +27,11 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
     let depth = child.spawn_depth;
     let provider = child.model.as_ref().map(|m| m.provider.as_str());
     let resolver = cfg.credentials.as_deref();
+    let mut secrets = secrets_for(resolver, provider, &child.id);
+    // Only a cli_adapter program reads them: no other executor gets them.
+    if matches!(cfg.executor, ExecutorSpec::CliAdapter { .. }) {
+        secrets.pass_env = cfg.pass_env.clone();
+    }
     ProvisionSpec {
         version: PROTOCOL_VERSION,
         identity: Identity {
@@ -45,7 +52,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             idle_timeout_secs: Some(cfg.timeouts.worker_idle.as_secs().max(1)),
             max_rounds: None,
         },
-        secrets: secrets_for(resolver, provider, &child.id),
+        secrets,
         reusable: true,
         placement: cfg.routing.placement_of(child),
         capabilities: Capabilities {
@@ -129,5 +136,21 @@ mod tests {
         assert!(s.reusable);
         assert_eq!(s.fabric_dir, "/data/fabric");
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn passed_variables_reach_only_cli_adapter_specs() {
+        let mut cfg = EngineConfig::new("/data".into());
+        cfg.pass_env
+            .insert("FOO_TOKEN".into(), bamboo_subagent::Secret::new("v"));
+        let root = Session::new_root("p");
+        let c = Session::new_child(&root, ChildInfo::new("cli", "x"));
+        assert!(spec_for(&cfg, &c, "w").secrets.pass_env.is_empty());
+        cfg.executor = ExecutorSpec::CliAdapter {
+            command: "sh".into(),
+            args: vec![],
+        };
+        let s = spec_for(&cfg, &c, "w");
+        assert_eq!(s.secrets.pass_env["FOO_TOKEN"].expose(), "v");
     }
 }

@@ -1,6 +1,8 @@
 //! The ProvisionSpec (protocol.md section 2): the one JSON document a parent
 //! writes to a worker's stdin.
 
+use std::collections::BTreeMap;
+
 use bamboo_domain::ModelRef;
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +137,11 @@ pub struct Secrets {
     /// Bearer token the worker requires on every WebSocket upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_auth_token: Option<Secret>,
+    /// Environment variables the parent passes on purpose to `cli_adapter`
+    /// programs (name → value), set after the secret scrub. Optional; a worker
+    /// that does not know it ignores it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pass_env: BTreeMap<String, Secret>,
 }
 
 impl Secrets {
@@ -415,13 +422,17 @@ mod tests {
         let spec = ProvisionSpec::from_slice(
             br#"{"version":1,"identity":{"child_id":"c"},"executor":{"kind":"bamboo_runtime"},"fabric_dir":"/f",
             "model":{"provider":"openai","model":"gpt-4o"},
-            "secrets":{"provider_credentials":[{"provider":"openai","api_key":"sk-XYZ","base_url":"http://127.0.0.1:1/v1","provider_type":"openai"}],"worker_auth_token":"tok-ABC"},
+            "secrets":{"provider_credentials":[{"provider":"openai","api_key":"sk-XYZ","base_url":"http://127.0.0.1:1/v1","provider_type":"openai"}],"worker_auth_token":"tok-ABC","pass_env":{"FOO_TOKEN":"tok-PASS"}},
             "capabilities":{"enforce_permissions":true,"nested_spawn":true,"max_spawn_depth":2,"mcp":{"a":1}},
             "disabled_tools":["bash"],"limits":{"run_timeout_secs":5,"max_rounds":3}}"#,
         )
         .unwrap();
         let dbg = format!("{spec:?}");
-        assert!(!dbg.contains("sk-XYZ") && !dbg.contains("tok-ABC"), "{dbg}");
+        assert!(
+            !dbg.contains("sk-XYZ") && !dbg.contains("tok-ABC") && !dbg.contains("tok-PASS"),
+            "{dbg}"
+        );
+        assert_eq!(spec.secrets.pass_env["FOO_TOKEN"].expose(), "tok-PASS");
         assert_eq!(
             spec.secrets
                 .credential_for("openai")

@@ -5,8 +5,11 @@
 //! **the one place a secret enters a child environment**: only the credential
 //! of the child's own provider, under that provider's usual variable name, and
 //! only when the caller passes it (the `cli_adapter` does; model-driven shell
-//! commands do not).
+//! commands do not). [`pass_through`] then adds the variables the parent passed
+//! on purpose (`run --pass-env NAME`, spec `secrets.pass_env`), for
+//! `cli_adapter` programs only.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 
 use bamboo_subagent::Secret;
@@ -108,6 +111,22 @@ pub fn child_env(
     out
 }
 
+/// Adds the variables passed on purpose (spec `secrets.pass_env`) to `env`,
+/// after the scrub, so even a secret-looking name gets through. A passed
+/// variable replaces one of the same name. A name no environment can hold
+/// (empty, or with `=` or NUL) or a value with NUL is skipped with a warning.
+pub fn pass_through(env: &mut Vec<(OsString, OsString)>, passed: &BTreeMap<String, Secret>) {
+    for (name, value) in passed {
+        if name.is_empty() || name.contains(['=', '\0']) || value.expose().contains('\0') {
+            tracing::warn!(variable = %name.escape_debug(), "skipping a passed environment variable that cannot be set (empty name, '=' or NUL)");
+            continue;
+        }
+        env.retain(|(n, _)| n.to_str() != Some(name.as_str()));
+        // Set on purpose by whoever started the run (see module docs).
+        env.push((name.into(), value.expose().into()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +162,44 @@ mod tests {
         let out = child_env(env(&[("ANTHROPIC_API_KEY", "old")]), Some(&key));
         assert_eq!(out, env(&[("ANTHROPIC_API_KEY", "sk-ant")]));
         assert!(!format!("{key:?}").contains("sk-ant"));
+    }
+
+    fn passed(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), Secret::new(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn passed_variables_survive_the_scrub_and_replace_inherited_ones() {
+        let base = env(&[
+            ("PATH", "/bin"),
+            ("FOO_TOKEN", "scrubbed"),
+            ("MY_VAR", "old"),
+        ]);
+        let mut out = child_env(base, None);
+        assert_eq!(out, env(&[("PATH", "/bin"), ("MY_VAR", "old")]));
+        pass_through(
+            &mut out,
+            &passed(&[("FOO_TOKEN", "tok-1"), ("MY_VAR", "new")]),
+        );
+        assert_eq!(
+            out,
+            env(&[("PATH", "/bin"), ("FOO_TOKEN", "tok-1"), ("MY_VAR", "new")])
+        );
+    }
+
+    #[test]
+    fn passing_nothing_changes_nothing_and_bad_names_are_skipped() {
+        let mut out = env(&[("PATH", "/bin")]);
+        pass_through(&mut out, &BTreeMap::new());
+        assert_eq!(out, env(&[("PATH", "/bin")]));
+        pass_through(
+            &mut out,
+            &passed(&[("", "x"), ("A=B", "x"), ("NUL", "a\0b")]),
+        );
+        assert_eq!(out, env(&[("PATH", "/bin")]));
     }
 
     #[test]

@@ -1,63 +1,237 @@
-//! How `run` answers approvals for gated actions (`--approve ask|all|none`).
+//! How `run` answers approvals for gated actions. The program named after
+//! `--` (or with `--command`) is approved by naming it; `--approve-tool T`
+//! approves every request of tool T; `--approve all|none` answers everything;
+//! otherwise requests go to the prompt on a terminal, or are denied with a
+//! note saying how to allow them.
 
-use std::io::{BufRead, Write};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use bamboo_engine::{async_trait, ApprovalPolicy, ApprovalRequest};
-use tokio::sync::Mutex;
 
 /// The `--approve` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ApproveMode {
-    /// Ask on the terminal for each gated action.
+    /// Ask on the terminal for each gated action (the named cli program is
+    /// approved by naming it).
     Ask,
     /// Approve every gated action.
     All,
-    /// Deny every gated action.
+    /// Deny every gated action, the named cli program included.
     None,
 }
 
-/// The approval policy for a mode.
-pub fn policy(mode: ApproveMode) -> Arc<dyn ApprovalPolicy> {
-    match mode {
-        ApproveMode::All => Arc::new(Fixed(true)),
-        ApproveMode::None => Arc::new(Fixed(false)),
-        ApproveMode::Ask => Arc::new(TerminalPrompt::default()),
-    }
+/// What to do with a request nothing else answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Leave it to the human path (the prompt).
+    Ask,
+    /// Deny it, with a note saying how to allow it.
+    Deny,
 }
 
+/// Answers remembered for the rest of the run (`a` / `N` at a prompt).
+pub type Remembered = Arc<Mutex<HashMap<String, bool>>>;
+
+/// The front door's approval policy.
 #[derive(Debug)]
-struct Fixed(bool);
+pub struct FrontPolicy {
+    /// `cli_adapter` resources that are the program the user named.
+    named_program: HashSet<String>,
+    all: Option<bool>,
+    tools: HashSet<String>,
+    fallback: Fallback,
+    remembered: Remembered,
+    notes: tokio::sync::mpsc::UnboundedSender<String>,
+    hinted: Mutex<HashSet<String>>,
+}
 
-#[async_trait]
-impl ApprovalPolicy for Fixed {
-    async fn decide(&self, _: &ApprovalRequest) -> Option<bool> {
-        Some(self.0)
+impl FrontPolicy {
+    /// A policy: `named_program` approves those exact `cli_adapter`
+    /// resources, `all` answers everything, `tools` approves those tools,
+    /// `fallback` handles the rest; denials send a note through `notes`.
+    pub fn new(
+        named_program: HashSet<String>,
+        all: Option<bool>,
+        tools: HashSet<String>,
+        fallback: Fallback,
+        notes: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Self {
+        Self {
+            named_program,
+            all,
+            tools,
+            fallback,
+            remembered: Remembered::default(),
+            notes,
+            hinted: Mutex::default(),
+        }
+    }
+
+    /// The answers a prompt remembers (`a`, `N`), shared with the prompt.
+    pub fn remembered(&self) -> Remembered {
+        self.remembered.clone()
+    }
+
+    fn answer(&self, request: &ApprovalRequest) -> Option<bool> {
+        if let Some(all) = self.all {
+            return Some(all);
+        }
+        if request.tool_name == "cli_adapter" && self.named_program.contains(&request.resource) {
+            return Some(true);
+        }
+        if self.tools.contains(&request.tool_name) {
+            return Some(true);
+        }
+        let remembered = self
+            .remembered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&request.tool_name)
+            .copied();
+        if remembered.is_some() {
+            return remembered;
+        }
+        match self.fallback {
+            Fallback::Ask => None,
+            Fallback::Deny => {
+                self.hint(request);
+                Some(false)
+            }
+        }
+    }
+
+    /// Once per tool: says what was denied and how to allow it.
+    fn hint(&self, request: &ApprovalRequest) {
+        let first = self
+            .hinted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request.tool_name.clone());
+        if first {
+            let _ = self.notes.send(format!(
+                "denied {} on {:?}: no terminal to ask; allow it with --approve-tool {} (or every gated action with --approve all)",
+                request.tool_name, request.resource, request.tool_name
+            ));
+        }
     }
 }
 
-/// Asks on stderr and reads y/N from stdin, one question at a time.
-#[derive(Debug, Default)]
-struct TerminalPrompt {
-    one_at_a_time: Mutex<()>,
+#[async_trait]
+impl ApprovalPolicy for FrontPolicy {
+    async fn decide(&self, request: &ApprovalRequest) -> Option<bool> {
+        self.answer(request)
+    }
 }
 
-#[async_trait]
-impl ApprovalPolicy for TerminalPrompt {
-    async fn decide(&self, request: &ApprovalRequest) -> Option<bool> {
-        let _turn = self.one_at_a_time.lock().await;
-        let question = format!(
-            "approve {} ({}) on {:?}? [y/N] ",
-            request.tool_name, request.permission, request.resource
-        );
-        let answer = tokio::task::spawn_blocking(move || {
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(question.as_bytes()).and_then(|_| err.flush());
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map(|_| line)
+/// The `cli_adapter` resources that mean "the program the user named": the
+/// command line as the cli executor shows it (placeholder unexpanded), and
+/// with each assignment substituted.
+pub fn named_program_resources(
+    command: &str,
+    args: &[String],
+    assignments: &[String],
+) -> HashSet<String> {
+    let mut set = HashSet::new();
+    set.insert(command_line(command, args, None));
+    if args.iter().any(|a| a.contains(PLACEHOLDER)) {
+        for a in assignments {
+            set.insert(command_line(command, args, Some(a)));
+        }
+    }
+    set
+}
+
+const PLACEHOLDER: &str = "{assignment}";
+
+/// Mirrors the cli executor's rendering: arguments that are empty or hold
+/// whitespace are quoted.
+fn command_line(command: &str, args: &[String], assignment: Option<&str>) -> String {
+    std::iter::once(command.to_owned())
+        .chain(args.iter().map(|a| match assignment {
+            Some(s) => a.replace(PLACEHOLDER, s),
+            None => a.clone(),
+        }))
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("{a:?}")
+            } else {
+                a
+            }
         })
-        .await;
-        // No answer (closed stdin, a failed read) is a denial: fail closed.
-        Some(matches!(answer, Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(tool: &str, resource: &str) -> ApprovalRequest {
+        ApprovalRequest {
+            parent_session_id: "root".into(),
+            child_session_id: "c".into(),
+            ancestry: vec!["root".into()],
+            tool_name: tool.into(),
+            permission: "execute".into(),
+            resource: resource.into(),
+            question: "?".into(),
+        }
+    }
+
+    fn policy(
+        all: Option<bool>,
+        tools: &[&str],
+        fallback: Fallback,
+    ) -> (FrontPolicy, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let args = vec!["-c".to_owned(), "echo hi {assignment}".to_owned()];
+        let named = named_program_resources("sh", &args, &["x y".to_owned()]);
+        let tools = tools.iter().map(|t| t.to_string()).collect();
+        (FrontPolicy::new(named, all, tools, fallback, tx), rx)
+    }
+
+    #[test]
+    fn the_named_program_is_approved_and_nothing_else_by_default() {
+        let (p, _rx) = policy(None, &[], Fallback::Ask);
+        assert_eq!(
+            p.answer(&request("cli_adapter", r#"sh -c "echo hi {assignment}""#)),
+            Some(true)
+        );
+        assert_eq!(
+            p.answer(&request("cli_adapter", r#"sh -c "echo hi x y""#)),
+            Some(true)
+        );
+        assert_eq!(p.answer(&request("cli_adapter", "rm -rf /")), None);
+        assert_eq!(p.answer(&request("write_file", "a.txt")), None);
+    }
+
+    #[test]
+    fn without_a_terminal_a_denial_says_how_to_allow_it_once_per_tool() {
+        let (p, mut rx) = policy(None, &["run_command"], Fallback::Deny);
+        assert_eq!(p.answer(&request("run_command", "ls")), Some(true));
+        assert_eq!(p.answer(&request("write_file", "a")), Some(false));
+        assert_eq!(p.answer(&request("write_file", "b")), Some(false));
+        let note = rx.try_recv().unwrap();
+        assert!(
+            note.contains("--approve-tool write_file") && note.contains("--approve all"),
+            "{note}"
+        );
+        assert!(rx.try_recv().is_err(), "one note per tool");
+    }
+
+    #[test]
+    fn approve_all_or_none_overrides_everything_and_remembered_answers_apply() {
+        let (p, _rx) = policy(Some(false), &[], Fallback::Ask);
+        assert_eq!(
+            p.answer(&request("cli_adapter", r#"sh -c "echo hi {assignment}""#)),
+            Some(false)
+        );
+        let (p, _rx) = policy(None, &[], Fallback::Ask);
+        p.remembered()
+            .lock()
+            .unwrap()
+            .insert("write_file".into(), true);
+        assert_eq!(p.answer(&request("write_file", "a")), Some(true));
     }
 }

@@ -1,25 +1,43 @@
 //! `bamboo-worker run`: the command-line front door. Builds an engine, creates
-//! one child per assignment under a root session, streams every child's events
-//! to stdout as they arrive, and reports each final result.
+//! one named child per assignment under a root session, prints the root's
+//! event log as it grows (for people, or as NDJSON with `--json`), answers or
+//! asks about approvals, and ends with a summary.
 //!
-//! The workers are this very binary unless `--worker-bin` names another
-//! protocol-v1 worker.
+//! Modules: [`names`] (child names), [`units`] (durations), [`children`]
+//! (per-child state), [`render`] and [`style`] (human output), [`json`]
+//! (NDJSON), [`status`] (live status area), [`summary`] (final table),
+//! [`approve`] and [`prompt`] (approvals), [`signals`], [`reaper`] (temp
+//! dir), [`out`] (stdout that survives a closed pipe), `feed` (engine
+//! streams), `setup` (engine), `drive` (the loop).
 
 pub mod approve;
-mod print;
+pub mod children;
+mod drive;
+mod feed;
+pub mod json;
+pub mod names;
+pub mod out;
+pub mod prompt;
+pub mod reaper;
+pub mod render;
+pub mod resume;
+pub mod sessions;
+mod setup;
+pub mod signals;
+pub mod status;
+pub mod style;
+pub mod summary;
+pub mod units;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{bail, Context};
-use bamboo_domain::{AgentEvent, ChildStatus, ModelRef};
-use bamboo_engine::credentials::CredentialResolver;
-use bamboo_engine::{CreateChild, Engine, Since};
-use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
+use bamboo_domain::ModelRef;
 use bamboo_subagent::Secret;
-use futures::StreamExt;
 
-pub use approve::ApproveMode;
+pub use approve::{ApproveMode, Fallback};
 
 /// Which executor the children run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,17 +82,41 @@ impl ExecutorChoice {
     }
 }
 
+/// How gated actions are answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvals {
+    /// `--approve all|none`: answer everything this way.
+    pub all: Option<bool>,
+    /// `--approve-tool`: tools approved for the whole run.
+    pub tools: HashSet<String>,
+    /// What happens to the other requests.
+    pub fallback: Fallback,
+}
+
+/// How output looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// For people: tagged lines, status area on a terminal, summary.
+    Human,
+    /// Results only.
+    Quiet,
+    /// NDJSON events and a summary object.
+    Json,
+}
+
 /// What `run` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// One child per assignment.
     pub assignments: Vec<String>,
+    /// One unique display name per assignment.
+    pub names: Vec<String>,
     /// The children's executor.
     pub executor: ExecutorChoice,
     /// Working directory of the children.
     pub workspace: Option<PathBuf>,
     /// How gated actions are answered.
-    pub approve: ApproveMode,
+    pub approvals: Approvals,
     /// Worker program; this binary when absent.
     pub worker_bin: Option<PathBuf>,
     /// Fixed arguments for the worker program.
@@ -83,135 +125,74 @@ pub struct RunOptions {
     pub max_running: usize,
     /// Where sessions are kept; a temporary directory when absent.
     pub data_dir: Option<PathBuf>,
+    /// Per-child watchdog total-time cap.
+    pub run_timeout: Option<Duration>,
+    /// Per-child watchdog idle cap.
+    pub idle_timeout: Option<Duration>,
+    /// Output form.
+    pub output: OutputMode,
+    /// Variables passed on purpose to cli programs (`--pass-env`).
+    pub pass_env: Vec<(String, Secret)>,
+    /// Root session whose unfinished children are rerun (`--resume`).
+    pub resume: Option<String>,
+    /// Run the children on this resident worker instead of local processes.
+    pub remote: Option<RemoteTarget>,
 }
 
-/// Runs every assignment; returns how many completed.
-pub async fn run(options: RunOptions) -> anyhow::Result<usize> {
-    let program = match &options.worker_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .context("cannot find this program's own path to spawn workers")?,
-    };
-    let temp = tempfile::Builder::new()
-        .prefix("bamboo-run-")
-        .tempdir()
-        .context("cannot create a temporary data directory (check TMPDIR)")?;
-    let data_dir = options
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let engine = build_engine(&options, program, data_dir).await?;
-    let result = drive(&engine, &options).await;
-    engine.shutdown().await;
-    result
+/// A resident worker (`bamboo-worker serve`) `run --remote` sends children to.
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    /// `wss://host:port` (or `ws://` on loopback).
+    pub endpoint: String,
+    /// Its bearer token, read from `--token-file`.
+    pub token: Secret,
+    /// Extra trusted CA certificates (DER), from `--ca-cert`.
+    pub ca_certs: Vec<Vec<u8>>,
 }
 
-async fn build_engine(
-    options: &RunOptions,
-    program: PathBuf,
-    data_dir: PathBuf,
-) -> anyhow::Result<Engine> {
-    let mut builder = Engine::builder(data_dir)
-        .worker_program(program)
-        .worker_args(options.worker_args.clone())
-        .max_running(options.max_running)
-        .approval_policy(approve::policy(options.approve))
-        .enforce_permissions(true);
-    builder = match &options.executor {
-        ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
-        ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
-            command: command.clone(),
-            args: args.clone(),
-        }),
-        ExecutorChoice::Llm { .. } => builder.executor(ExecutorSpec::BambooRuntime),
-    };
-    if let Some(p) = options.executor.provider() {
-        builder = builder.credentials(std::sync::Arc::new(OneCredential(ProviderCredential {
-            provider: p.model.provider.clone(),
-            api_key: p.api_key.clone(),
-            base_url: p.base_url.clone(),
-            provider_type: Some("openai".into()),
-        })));
-    }
-    builder.build().await.context("cannot start the engine")
+/// Exit codes of `run` (documented in docs/operations.md).
+pub mod exit {
+    /// Every child completed.
+    pub const ALL_COMPLETED: u8 = 0;
+    /// Some child did not complete (or stdout closed before the end).
+    pub const SOME_FAILED: u8 = 1;
+    /// Bad usage.
+    pub const USAGE: u8 = 2;
+    /// Interrupted by SIGINT or SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
 }
 
-async fn drive(engine: &Engine, options: &RunOptions) -> anyhow::Result<usize> {
-    // Children inherit the root's model, which routes the credential (E20).
-    let model = options.executor.provider().map(|p| p.model.clone());
-    let root = engine.create_root("bamboo-worker run", model).await?;
-    let mut events = engine.events(&root.id, Since::Start);
-    let workspace = options
-        .workspace
-        .as_ref()
-        .map(|w| w.to_string_lossy().into_owned());
-    let mut numbers = HashMap::new();
-    for (i, assignment) in options.assignments.iter().enumerate() {
-        let mut input = CreateChild::new(&root.id, assignment);
-        input.role = "cli".into();
-        input.workspace = workspace.clone();
-        input.auto_run = true;
-        let child = engine
-            .create_child(input)
-            .await
-            .with_context(|| format!("cannot create child {}", i + 1))?;
-        numbers.insert(child.id, i + 1);
-    }
-    let mut completed = 0;
-    let mut remaining = numbers.len();
-    while remaining > 0 {
-        match events.next().await.map(|logged| logged.event) {
-            Some(AgentEvent::SubAgentEvent {
-                child_session_id,
-                event,
-                ..
-            }) => print::event(numbers.get(&child_session_id).copied().unwrap_or(0), &event),
-            Some(AgentEvent::ChildApprovalRequested {
-                child_session_id,
-                tool_name,
-                resource,
-                ..
-            }) => {
-                let n = numbers.get(&child_session_id).copied().unwrap_or(0);
-                print::say(
-                    n,
-                    &format!("approval requested: {tool_name} on {resource:?}"),
-                );
-            }
-            Some(AgentEvent::SubAgentCompleted {
-                child_session_id, ..
-            }) => {
-                let Some(&n) = numbers.get(&child_session_id) else {
-                    continue;
-                };
-                remaining -= 1;
-                let detail = engine.get_child(&root.id, &child_session_id).await?;
-                if detail.status == ChildStatus::Completed {
-                    completed += 1;
-                    print::say(
-                        n,
-                        &format!("completed: {}", detail.last_result.unwrap_or_default()),
-                    );
-                } else {
-                    let why = detail
-                        .last_error
-                        .unwrap_or_else(|| "no reason given".into());
-                    print::say(n, &format!("{}: {why}", detail.status));
-                }
-            }
-            Some(_) => {}
-            None => bail!("the engine's event stream closed before every child finished"),
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The process exit code.
+    pub exit_code: u8,
+    /// A second interrupt: exit now, skip the graceful engine shutdown.
+    pub hard: bool,
+}
+
+/// Runs every assignment with data under `data_dir`.
+pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outcome> {
+    let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let named = match &options.executor {
+        ExecutorChoice::Cli { command, args, .. } if options.approvals.all.is_none() => {
+            approve::named_program_resources(command, args, &options.assignments)
         }
+        _ => HashSet::new(),
+    };
+    let policy = Arc::new(approve::FrontPolicy::new(
+        named,
+        options.approvals.all,
+        options.approvals.tools.clone(),
+        options.approvals.fallback,
+        notes_tx.clone(),
+    ));
+    let remembered = policy.remembered();
+    let engine = setup::build_engine(&options, data_dir, policy).await?;
+    let outcome = drive::drive(&engine, &options, remembered, notes_tx, notes_rx).await;
+    if !matches!(outcome, Ok(Outcome { hard: true, .. })) {
+        // Bounded: a stuck worker must not keep the front door alive.
+        let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;
     }
-    Ok(completed)
-}
-
-/// Hands out the one credential `run` was given, for its provider only.
-#[derive(Debug)]
-struct OneCredential(ProviderCredential);
-
-impl CredentialResolver for OneCredential {
-    fn credential(&self, provider: &str) -> Option<ProviderCredential> {
-        (provider == self.0.provider).then(|| self.0.clone())
-    }
+    outcome
 }

@@ -45,7 +45,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::env::{child_env, ProviderKey};
+use super::env::{child_env, pass_through, ProviderKey};
 use super::host::{ask_approval, Approval};
 use super::proc::tree::{self, RunMark};
 use super::proc::{die_with_worker, read_tail, RunProcesses};
@@ -82,6 +82,8 @@ pub struct CliExecutor {
     args: Vec<String>,
     workspace: Option<PathBuf>,
     key: Option<ProviderKey>,
+    /// Variables passed on purpose (spec `secrets.pass_env`); `Secret` values.
+    passed: std::collections::BTreeMap<String, bamboo_subagent::Secret>,
     run_timeout: Option<Duration>,
     ask_first: bool,
     /// The environment (already stripped of secrets) the child's is derived
@@ -110,6 +112,7 @@ impl CliExecutor {
             args: args.clone(),
             workspace: spec.workspace.as_ref().map(PathBuf::from),
             key,
+            passed: spec.secrets.pass_env.clone(),
             run_timeout: spec.limits.run_timeout_secs.map(Duration::from_secs),
             ask_first: spec.capabilities.enforce_permissions && !spec.capabilities.bypass,
             base_env: None,
@@ -163,13 +166,15 @@ impl CliExecutor {
             }
         }
         let (args, via_stdin) = self.argv(assignment);
+        let mut env = match &self.base_env {
+            Some(base) => child_env(base.iter().cloned(), self.key.as_ref()),
+            None => child_env(std::env::vars_os(), self.key.as_ref()),
+        };
+        pass_through(&mut env, &self.passed);
         let mut cmd = Command::new(&self.command);
         cmd.args(&args)
             .env_clear()
-            .envs(match &self.base_env {
-                Some(base) => child_env(base.iter().cloned(), self.key.as_ref()),
-                None => child_env(std::env::vars_os(), self.key.as_ref()),
-            })
+            .envs(env)
             .stdin(if via_stdin {
                 Stdio::piped()
             } else {

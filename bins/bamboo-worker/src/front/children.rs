@@ -1,0 +1,282 @@
+//! What the front door knows about each child: its name, phase, timing, token
+//! count and outcome, and the display names of nested (grandchild) sessions.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use bamboo_domain::{AgentEvent, CompletionStatus};
+
+/// Where a child is in its life, as the status area shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Created, waiting for a slot.
+    Queued,
+    /// Its run started.
+    Running,
+    /// Waiting for an approval.
+    Awaiting,
+    /// Its run ended with this status.
+    Done(CompletionStatus),
+}
+
+/// One child the front door created.
+#[derive(Debug, Clone)]
+pub struct Child {
+    /// Session id.
+    pub id: String,
+    /// Short unique display name.
+    pub name: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// When its run started (log time).
+    pub started: Option<DateTime<Utc>>,
+    /// When its run ended (log time).
+    pub ended: Option<DateTime<Utc>>,
+    /// `token` events seen.
+    pub tokens: u64,
+    /// Why it did not complete.
+    pub error: Option<String>,
+    /// Its final answer.
+    pub result: Option<String>,
+}
+
+impl Child {
+    /// Run time so far (or in total once ended).
+    pub fn elapsed(&self, now: DateTime<Utc>) -> Duration {
+        let span = match (self.started, self.ended) {
+            (Some(s), Some(e)) => e - s,
+            (Some(s), None) => now - s,
+            _ => chrono::TimeDelta::zero(),
+        };
+        span.to_std().unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Who an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    /// Index of the top-level child (colour, state) it belongs to.
+    pub top: usize,
+    /// Display name: the child's, or `name/1` for its first nested session.
+    pub label: String,
+    /// The session the event is about.
+    pub session_id: String,
+    /// It is the top-level child itself, not a nested session.
+    pub is_top: bool,
+}
+
+/// Every child of the run, by index and by id.
+#[derive(Debug, Default)]
+pub struct Children {
+    list: Vec<Child>,
+    by_id: HashMap<String, usize>,
+    nested: HashMap<String, (usize, String)>,
+    nested_count: HashMap<String, usize>,
+    open: usize,
+}
+
+impl Children {
+    /// Registers a created child.
+    pub fn add(&mut self, id: String, name: String) {
+        self.by_id.insert(id.clone(), self.list.len());
+        self.list.push(Child {
+            id,
+            name,
+            phase: Phase::Queued,
+            started: None,
+            ended: None,
+            tokens: 0,
+            error: None,
+            result: None,
+        });
+        self.open += 1;
+    }
+
+    /// All children, in creation order.
+    pub fn all(&self) -> &[Child] {
+        &self.list
+    }
+
+    /// Child number `i`.
+    pub fn get(&self, i: usize) -> Option<&Child> {
+        self.list.get(i)
+    }
+
+    /// Child number `i`, mutably.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Child> {
+        self.list.get_mut(i)
+    }
+
+    /// Children whose run has not ended.
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    /// Ids of children whose run has not ended.
+    pub fn open_ids(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|c| !matches!(c.phase, Phase::Done(_)))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// Who session `id` is: a child, or a nested session under `parent`
+    /// (named after its parent the first time it is seen). `None`: not ours.
+    pub fn who(&mut self, parent: &str, id: &str) -> Option<Who> {
+        if let Some(&top) = self.by_id.get(id) {
+            return Some(Who {
+                top,
+                label: self.list[top].name.clone(),
+                session_id: id.to_owned(),
+                is_top: true,
+            });
+        }
+        if let Some((top, label)) = self.nested.get(id) {
+            return Some(self.nested_who(*top, label.clone(), id));
+        }
+        let (top, parent_label) = match self.by_id.get(parent) {
+            Some(&top) => (top, self.list[top].name.clone()),
+            None => self.nested.get(parent).cloned()?,
+        };
+        let n = self.nested_count.entry(parent.to_owned()).or_insert(0);
+        *n += 1;
+        let label = format!("{parent_label}/{n}");
+        self.nested.insert(id.to_owned(), (top, label.clone()));
+        Some(self.nested_who(top, label, id))
+    }
+
+    fn nested_who(&self, top: usize, label: String, id: &str) -> Who {
+        Who {
+            top,
+            label,
+            session_id: id.to_owned(),
+            is_top: false,
+        }
+    }
+
+    /// Updates the phase and counters for one logged event about `who`;
+    /// returns true when it ended a top-level child's run.
+    pub fn apply(&mut self, who: &Who, event: &AgentEvent, now: DateTime<Utc>) -> bool {
+        let Some(child) = self.list.get_mut(who.top) else {
+            return false;
+        };
+        match event {
+            AgentEvent::SubAgentStarted { .. } if who.is_top => {
+                if child.started.is_none() {
+                    child.started = Some(now);
+                }
+                if child.phase == Phase::Queued {
+                    child.phase = Phase::Running;
+                }
+            }
+            AgentEvent::SubAgentEvent { event, .. } => {
+                if matches!(**event, AgentEvent::Token { .. }) {
+                    child.tokens += 1;
+                }
+                if child.phase == Phase::Awaiting && who.is_top {
+                    child.phase = Phase::Running;
+                }
+            }
+            AgentEvent::ChildApprovalRequested { .. } if !matches!(child.phase, Phase::Done(_)) => {
+                child.phase = Phase::Awaiting;
+            }
+            AgentEvent::SubAgentCompleted { status, error, .. } if who.is_top => {
+                if matches!(child.phase, Phase::Done(_)) {
+                    return false;
+                }
+                child.phase = Phase::Done(*status);
+                child.ended = Some(now);
+                child.started.get_or_insert(now);
+                child.error.clone_from(error);
+                self.open -= 1;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// Counts per phase: (queued, running, awaiting, completed, not completed).
+    pub fn counts(&self) -> [usize; 5] {
+        let mut c = [0; 5];
+        for child in &self.list {
+            let i = match child.phase {
+                Phase::Queued => 0,
+                Phase::Running => 1,
+                Phase::Awaiting => 2,
+                Phase::Done(CompletionStatus::Completed) => 3,
+                Phase::Done(_) => 4,
+            };
+            c[i] += 1;
+        }
+        c
+    }
+
+    /// Children that completed.
+    pub fn completed(&self) -> usize {
+        self.counts()[3]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(parent: &str, child: &str, status: CompletionStatus) -> AgentEvent {
+        AgentEvent::SubAgentCompleted {
+            parent_session_id: parent.into(),
+            child_session_id: child.into(),
+            status,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn nested_sessions_are_named_under_their_parent() {
+        let mut c = Children::default();
+        c.add("a".into(), "alpha".into());
+        assert_eq!(c.who("root", "a").unwrap().label, "alpha");
+        let g1 = c.who("a", "g1").unwrap();
+        assert_eq!(
+            (g1.label.as_str(), g1.top, g1.is_top),
+            ("alpha/1", 0, false)
+        );
+        assert_eq!(c.who("a", "g2").unwrap().label, "alpha/2");
+        assert_eq!(c.who("g1", "gg").unwrap().label, "alpha/1/1");
+        assert_eq!(c.who("a", "g1").unwrap().label, "alpha/1", "stable");
+        assert!(c.who("stranger", "x").is_none());
+    }
+
+    #[test]
+    fn phases_follow_the_log_and_only_top_completions_close_a_child() {
+        let mut c = Children::default();
+        c.add("a".into(), "alpha".into());
+        let now = Utc::now();
+        let a = c.who("root", "a").unwrap();
+        let started = AgentEvent::SubAgentStarted {
+            parent_session_id: "root".into(),
+            child_session_id: "a".into(),
+            title: None,
+        };
+        c.apply(&a, &started, now);
+        assert_eq!(c.get(0).unwrap().phase, Phase::Running);
+        let g = c.who("a", "g").unwrap();
+        assert!(!c.apply(&g, &completed("a", "g", CompletionStatus::Error), now));
+        assert_eq!(c.open(), 1);
+        assert!(c.apply(
+            &a,
+            &completed("root", "a", CompletionStatus::Completed),
+            now
+        ));
+        assert!(!c.apply(
+            &a,
+            &completed("root", "a", CompletionStatus::Completed),
+            now
+        ));
+        assert_eq!(c.open(), 0);
+        assert_eq!(c.counts(), [0, 0, 0, 1, 0]);
+    }
+}

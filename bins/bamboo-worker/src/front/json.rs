@@ -1,0 +1,120 @@
+//! `--json`: NDJSON on stdout, one object per logged event, then one summary
+//! object. The schema is documented in docs/operations.md ("JSON output").
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::children::{Child, Phase, Who};
+use super::out::{Closed, Out};
+
+/// One event line.
+#[derive(Debug, Serialize)]
+struct EventLine<'a> {
+    kind: &'static str,
+    seq: u64,
+    time: chrono::DateTime<chrono::Utc>,
+    child_id: Option<&'a str>,
+    name: Option<&'a str>,
+    event: &'a bamboo_domain::AgentEvent,
+}
+
+/// One child in the summary.
+#[derive(Debug, Serialize)]
+struct ChildLine<'a> {
+    child_id: &'a str,
+    name: &'a str,
+    status: String,
+    duration_ms: u64,
+    tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// The last line.
+#[derive(Debug, Serialize)]
+struct SummaryLine<'a> {
+    kind: &'static str,
+    exit_code: u8,
+    interrupted: bool,
+    total: usize,
+    completed: usize,
+    duration_ms: u64,
+    children: Vec<ChildLine<'a>>,
+}
+
+/// Writes one event line; `who` is `None` for events about no child
+/// (e.g. `events_truncated`).
+pub fn event(
+    out: &mut Out,
+    seq: u64,
+    time: chrono::DateTime<chrono::Utc>,
+    who: Option<&Who>,
+    event: &bamboo_domain::AgentEvent,
+) -> Result<(), Closed> {
+    let line = EventLine {
+        kind: "event",
+        seq,
+        time,
+        child_id: who.map(|w| w.session_id.as_str()),
+        name: who.map(|w| w.label.as_str()),
+        event,
+    };
+    write_line(out, &line)
+}
+
+/// Writes the summary line.
+pub fn summary(
+    out: &mut Out,
+    children: &[Child],
+    exit_code: u8,
+    interrupted: bool,
+    started: Instant,
+) -> Result<(), Closed> {
+    let now = Instant::now();
+    let lines: Vec<ChildLine<'_>> = children.iter().map(child_line).collect();
+    let completed = lines.iter().filter(|c| c.status == "completed").count();
+    let line = SummaryLine {
+        kind: "summary",
+        exit_code,
+        interrupted,
+        total: children.len(),
+        completed,
+        duration_ms: millis(now.saturating_duration_since(started)),
+        children: lines,
+    };
+    write_line(out, &line)
+}
+
+fn child_line(c: &Child) -> ChildLine<'_> {
+    let status = match c.phase {
+        Phase::Done(s) => s.to_string(),
+        Phase::Queued => "queued".into(),
+        Phase::Running => "running".into(),
+        Phase::Awaiting => "awaiting_approval".into(),
+    };
+    ChildLine {
+        child_id: &c.id,
+        name: &c.name,
+        status,
+        duration_ms: millis(c.elapsed(chrono::Utc::now())),
+        tokens: c.tokens,
+        result: c.result.as_deref(),
+        error: c.error.as_deref(),
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn write_line(out: &mut Out, value: &impl Serialize) -> Result<(), Closed> {
+    // Our own structs always serialise; a failure would be a bug, not input.
+    let text = serde_json::to_string(value).unwrap_or_else(|e| {
+        format!(r#"{{"kind":"error","message":"cannot serialise a line: {e}"}}"#)
+    });
+    out.write(&text)?;
+    out.write("\n")
+}

@@ -1,0 +1,524 @@
+//! `bamboo-worker sessions`: what a data directory holds after the run. Lists
+//! root sessions with their children as a tree, or shows one session's
+//! transcript, status and logged events.
+//!
+//! The directory is opened through an engine (with the file store handed to
+//! it, so the listing can read every session id), which takes the directory's
+//! lock: while a `run` has it open, this fails with "in use" instead of
+//! reading half-written state. Opening also marks children orphaned by a dead
+//! engine as `error`, so the listing shows what a resume would find.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bamboo_domain::{AgentEvent, ChildStatus, Session};
+use bamboo_engine::store::{FileStore, SessionStore, StoreError};
+use bamboo_engine::Engine;
+use serde::Serialize;
+
+/// How times are printed: UTC, to the second.
+const TIME: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// What `sessions` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SessionsOptions {
+    /// The data directory of an earlier `run --data-dir`.
+    pub data_dir: PathBuf,
+    /// One JSON document instead of text.
+    pub json: bool,
+    /// Show this session instead of listing all.
+    pub show: Option<String>,
+}
+
+/// Runs `sessions`: prints the listing or one session to stdout.
+pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
+    let opened = Opened::open(&options.data_dir).await?;
+    let text = match &options.show {
+        None => list(&opened, options.json).await,
+        Some(id) => show(&opened, id, options.json).await,
+    };
+    opened.engine.shutdown().await;
+    emit(&text?);
+    Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// An engine on the data directory, and the sessions it holds.
+struct Opened {
+    engine: Engine,
+    /// Every readable session, by id.
+    sessions: HashMap<String, Session>,
+}
+
+impl Opened {
+    async fn open(dir: &Path) -> anyhow::Result<Self> {
+        if !dir.is_dir() {
+            bail!(
+                "no data directory at {}: give the --data-dir a `run --data-dir DIR` used",
+                dir.display()
+            );
+        }
+        // Opening would create the store's folders: never in a directory
+        // that is not a data directory (a typo, a home directory).
+        if !dir.join("sessions").is_dir() {
+            bail!(
+                "{} holds no sessions (it has no sessions/ folder): give the --data-dir a `run --data-dir DIR` used",
+                dir.display()
+            );
+        }
+        let store = match FileStore::open(dir).await {
+            Ok(s) => Arc::new(s),
+            Err(e @ StoreError::InUse(_)) => bail!(
+                "{e} (most likely a `bamboo-worker run` that has not ended; `sessions` can read the directory once it has)"
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the sessions in {}", dir.display()))
+            }
+        };
+        // No worker is ever started: the program only satisfies the builder.
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bamboo-worker"));
+        let engine = Engine::builder(dir)
+            .worker_program(program)
+            .store(store.clone())
+            .build()
+            .await
+            .with_context(|| format!("cannot open the engine on {}", dir.display()))?;
+        let mut sessions = HashMap::new();
+        let ids = store.list_ids().await.context("cannot list the sessions")?;
+        for id in ids {
+            match store.load(&id).await {
+                Ok(Some(s)) => {
+                    sessions.insert(id, s);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "skipping an unreadable session")
+                }
+            }
+        }
+        Ok(Self { engine, sessions })
+    }
+
+    /// The children of `id` among the loaded sessions, oldest first.
+    fn children_of(&self, id: &str) -> Vec<&Session> {
+        let mut kids: Vec<&Session> = self
+            .sessions
+            .values()
+            .filter(|s| s.parent_id.as_deref() == Some(id))
+            .collect();
+        kids.sort_by_key(|s| (s.created_at, s.id.clone()));
+        kids
+    }
+
+    /// Sessions with no parent, and those whose parent is gone, oldest first.
+    fn roots(&self) -> Vec<&Session> {
+        let mut roots: Vec<&Session> = self
+            .sessions
+            .values()
+            .filter(|s| {
+                s.parent_id
+                    .as_deref()
+                    .is_none_or(|p| !self.sessions.contains_key(p))
+            })
+            .collect();
+        roots.sort_by_key(|s| (s.created_at, s.id.clone()));
+        roots
+    }
+
+    fn node(&self, s: &Session) -> Node {
+        Node {
+            id: s.id.clone(),
+            parent_id: s.parent_id.clone(),
+            title: s.title.clone(),
+            status: s.status(),
+            last_error: s.child.as_ref().and_then(|c| c.last_error.clone()),
+            created_at: s.created_at.format(TIME).to_string(),
+            updated_at: s.updated_at.format(TIME).to_string(),
+            children: self
+                .children_of(&s.id)
+                .into_iter()
+                .map(|k| self.node(k))
+                .collect(),
+        }
+    }
+}
+
+/// One session of the listing, with its children.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    /// Session id.
+    pub id: String,
+    /// Parent id; `None` for a root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Title (a child's name).
+    pub title: String,
+    /// Run status; `None` for a root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<ChildStatus>,
+    /// Why the last run did not complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Creation time, UTC, `2026-01-02T03:04:05Z`.
+    pub created_at: String,
+    /// Last update time, UTC.
+    pub updated_at: String,
+    /// Children, oldest first.
+    pub children: Vec<Node>,
+}
+
+async fn list(opened: &Opened, json: bool) -> anyhow::Result<String> {
+    let roots: Vec<Node> = opened.roots().into_iter().map(|r| opened.node(r)).collect();
+    if json {
+        let mut text = serde_json::to_string_pretty(&roots).context("cannot encode the listing")?;
+        text.push('\n');
+        return Ok(text);
+    }
+    if roots.is_empty() {
+        return Ok("no sessions in this data directory\n".into());
+    }
+    Ok(render_tree(&roots))
+}
+
+/// The human listing: each root as `title  id  created ...`, then its
+/// children as aligned `title  status  id  first line of the error` rows,
+/// nested children indented two more spaces.
+pub fn render_tree(roots: &[Node]) -> String {
+    let mut out = String::new();
+    for root in roots {
+        let kind = if root.parent_id.is_some() {
+            " (its parent is gone)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{}  {}  created {}  {} children{kind}",
+            root.title,
+            root.id,
+            root.created_at,
+            root.children.len()
+        );
+        render_children(&mut out, &root.children, 1);
+    }
+    out
+}
+
+fn render_children(out: &mut String, kids: &[Node], depth: usize) {
+    let width = kids
+        .iter()
+        .map(|k| shown_title(k).chars().count())
+        .max()
+        .unwrap_or(0);
+    let indent = "  ".repeat(depth);
+    for k in kids {
+        let status = k.status.map(|s| s.as_str()).unwrap_or("-");
+        let error = k
+            .last_error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .map(|e| format!("  {e}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{indent}{:width$}  {status:<9}  {}{error}",
+            shown_title(k),
+            k.id
+        );
+        render_children(out, &k.children, depth + 1);
+    }
+}
+
+/// A title fit for one column: its first line, at most 40 characters.
+fn shown_title(n: &Node) -> String {
+    let first = n.title.lines().next().unwrap_or_default();
+    let title = if first.is_empty() {
+        "(untitled)"
+    } else {
+        first
+    };
+    if title.chars().count() > 40 {
+        let cut: String = title.chars().take(39).collect();
+        format!("{cut}…")
+    } else {
+        title.to_owned()
+    }
+}
+
+async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
+    let Some(session) = opened.sessions.get(id) else {
+        bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
+    };
+    let logs = Logs::read(&opened.engine, session).await;
+    if json {
+        let doc = ShowJson {
+            session,
+            own_events: &logs.own,
+            descendant_events: &logs.descendants,
+        };
+        let mut text = serde_json::to_string_pretty(&doc).context("cannot encode the session")?;
+        text.push('\n');
+        return Ok(text);
+    }
+    let titles: HashMap<&str, &str> = opened
+        .sessions
+        .values()
+        .map(|s| (s.id.as_str(), s.title.as_str()))
+        .collect();
+    Ok(render_session(session, &logs, &titles))
+}
+
+#[derive(Serialize)]
+struct ShowJson<'a> {
+    session: &'a Session,
+    /// Events about this session, from its parent's log (children only).
+    own_events: &'a [bamboo_engine::LoggedEvent],
+    /// This session's own log: the events of its children and below.
+    descendant_events: &'a [bamboo_engine::LoggedEvent],
+}
+
+/// The logged events that concern one session.
+#[derive(Debug, Default)]
+pub struct Logs {
+    /// From the parent's log, the events whose `child_session_id` is this
+    /// session (a child's own stream). Empty for a root.
+    pub own: Vec<bamboo_engine::LoggedEvent>,
+    /// The session's own log: every event of its descendants.
+    pub descendants: Vec<bamboo_engine::LoggedEvent>,
+}
+
+impl Logs {
+    async fn read(engine: &Engine, session: &Session) -> Self {
+        use bamboo_engine::Since;
+        use futures::StreamExt;
+        let mut own = Vec::new();
+        if let Some(parent) = &session.parent_id {
+            let mut stream = engine.logged_events(parent, Since::Start);
+            while let Some(e) = stream.next().await {
+                if concerns(&e.event, &session.id) {
+                    own.push(e);
+                }
+            }
+        }
+        let descendants = engine
+            .logged_events(&session.id, Since::Start)
+            .collect()
+            .await;
+        Self { own, descendants }
+    }
+}
+
+/// Whether a parent-log event is about child `id`.
+fn concerns(event: &AgentEvent, id: &str) -> bool {
+    match event {
+        AgentEvent::SubAgentStarted {
+            child_session_id, ..
+        }
+        | AgentEvent::SubAgentEvent {
+            child_session_id, ..
+        }
+        | AgentEvent::SubAgentHeartbeat {
+            child_session_id, ..
+        }
+        | AgentEvent::SubAgentCompleted {
+            child_session_id, ..
+        }
+        | AgentEvent::ChildApprovalRequested {
+            child_session_id, ..
+        } => child_session_id == id,
+        // Lost events may have been this child's: keep the note.
+        AgentEvent::EventsTruncated { .. } => true,
+        _ => false,
+    }
+}
+
+/// The human view of one session.
+pub fn render_session(s: &Session, logs: &Logs, titles: &HashMap<&str, &str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "session  {}", s.id);
+    let _ = writeln!(out, "title    {}", s.title);
+    match (&s.parent_id, &s.child) {
+        (Some(p), Some(c)) => {
+            let _ = writeln!(out, "parent   {p}");
+            let _ = writeln!(out, "status   {}", c.status);
+            if let Some(e) = &c.last_error {
+                let _ = writeln!(out, "error    {}", indent_rest(e, "         "));
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "kind     root");
+        }
+    }
+    let _ = writeln!(out, "created  {}", s.created_at.format(TIME));
+    let _ = writeln!(out, "\nmessages ({}):", s.messages.len());
+    for m in &s.messages {
+        let role = serde_json::to_value(m.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {role}: {}", indent_rest(&m.content, "    "));
+    }
+    if s.parent_id.is_some() {
+        let _ = writeln!(
+            out,
+            "\nevents of this child ({}, from its parent's log):",
+            logs.own.len()
+        );
+        render_events(&mut out, &logs.own, titles);
+    }
+    let _ = writeln!(
+        out,
+        "\nevents of its children and below ({}, its own log):",
+        logs.descendants.len()
+    );
+    render_events(&mut out, &logs.descendants, titles);
+    out
+}
+
+fn render_events(
+    out: &mut String,
+    events: &[bamboo_engine::LoggedEvent],
+    titles: &HashMap<&str, &str>,
+) {
+    for e in events {
+        let _ = writeln!(
+            out,
+            "  #{:<5} {}  {}",
+            e.seq,
+            e.time.format("%H:%M:%S%.3f"),
+            describe(&e.event, titles)
+        );
+    }
+}
+
+/// One event as a short line: who (the child's title) and what.
+fn describe(event: &AgentEvent, titles: &HashMap<&str, &str>) -> String {
+    let who = |id: &str| match titles.get(id) {
+        Some(t) if !t.is_empty() => format!("[{t}]"),
+        _ => format!("[{id}]"),
+    };
+    let json = |e: &AgentEvent| serde_json::to_string(e).unwrap_or_default();
+    match event {
+        AgentEvent::SubAgentStarted {
+            child_session_id, ..
+        } => format!("{} started", who(child_session_id)),
+        AgentEvent::SubAgentEvent {
+            child_session_id,
+            event,
+            ..
+        } => match event.as_ref() {
+            AgentEvent::Token { content } => format!("{} token {content:?}", who(child_session_id)),
+            inner => format!("{} {}", who(child_session_id), json(inner)),
+        },
+        AgentEvent::SubAgentHeartbeat {
+            child_session_id, ..
+        } => format!("{} heartbeat", who(child_session_id)),
+        AgentEvent::SubAgentCompleted {
+            child_session_id,
+            status,
+            error,
+            ..
+        } => match error {
+            Some(e) => format!("{} {status}: {e}", who(child_session_id)),
+            None => format!("{} {status}", who(child_session_id)),
+        },
+        AgentEvent::ChildApprovalRequested {
+            child_session_id,
+            tool_name,
+            resource,
+            ..
+        } => format!(
+            "{} approval requested: {tool_name} on {resource:?}",
+            who(child_session_id)
+        ),
+        AgentEvent::EventsTruncated {
+            first_seq,
+            last_seq,
+            reason,
+            ..
+        } => format!("events #{first_seq}..#{last_seq} were lost: {reason}"),
+        other => json(other),
+    }
+}
+
+/// `text` with every line after the first indented by `pad`.
+fn indent_rest(text: &str, pad: &str) -> String {
+    text.replace('\n', &format!("\n{pad}"))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, title: &str, status: Option<ChildStatus>, kids: Vec<Node>) -> Node {
+        Node {
+            id: id.into(),
+            parent_id: status.map(|_| "p".into()),
+            title: title.into(),
+            status,
+            last_error: None,
+            created_at: "2026-01-02T03:04:05Z".into(),
+            updated_at: "2026-01-02T03:04:05Z".into(),
+            children: kids,
+        }
+    }
+
+    #[test]
+    fn the_tree_aligns_siblings_and_indents_grandchildren() {
+        let mut failed = node("c2", "second task", Some(ChildStatus::Error), vec![]);
+        failed.last_error = Some("boom\ndetails".into());
+        let grandchild = node("g1", "sub", Some(ChildStatus::Completed), vec![]);
+        let first = node("c1", "one", Some(ChildStatus::Completed), vec![grandchild]);
+        let root = node("r1", "bamboo-worker run", None, vec![first, failed]);
+        let text = render_tree(&[root]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "bamboo-worker run  r1  created 2026-01-02T03:04:05Z  2 children",
+                "  one          completed  c1",
+                "    sub  completed  g1",
+                "  second task  error      c2  boom",
+            ]
+        );
+    }
+
+    #[test]
+    fn long_or_empty_titles_fit_one_column() {
+        let long = node("x", &"a".repeat(60), None, vec![]);
+        assert_eq!(shown_title(&long).chars().count(), 40);
+        assert_eq!(shown_title(&node("x", "", None, vec![])), "(untitled)");
+        assert_eq!(shown_title(&node("x", "one\ntwo", None, vec![])), "one");
+    }
+
+    #[test]
+    fn a_parent_log_event_concerns_only_its_child() {
+        let ev = |child: &str| AgentEvent::SubAgentEvent {
+            parent_session_id: "p".into(),
+            child_session_id: child.into(),
+            event: Box::new(AgentEvent::token("hi ")),
+        };
+        assert!(concerns(&ev("c1"), "c1"));
+        assert!(!concerns(&ev("c2"), "c1"));
+        let titles = HashMap::from([("c1", "one")]);
+        assert_eq!(describe(&ev("c1"), &titles), r#"[one] token "hi ""#);
+        assert_eq!(describe(&ev("zz"), &titles), r#"[zz] token "hi ""#);
+        let lost = AgentEvent::EventsTruncated {
+            session_id: "p".into(),
+            first_seq: 3,
+            last_seq: 9,
+            reason: "cap".into(),
+        };
+        assert!(concerns(&lost, "c1"), "a loss is shown to every child");
+        assert_eq!(describe(&lost, &titles), "events #3..#9 were lost: cap");
+    }
+}

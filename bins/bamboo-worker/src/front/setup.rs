@@ -1,0 +1,72 @@
+//! Building the engine `run` drives: worker program, executor, approvals,
+//! credentials, and with `--remote` the resident worker every child runs on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::{ApprovalPolicy, Engine, Placement, RemoteEndpoint};
+use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
+
+use super::{ExecutorChoice, RunOptions};
+
+/// Starts the engine with data under `data_dir`.
+pub async fn build_engine(
+    options: &RunOptions,
+    data_dir: PathBuf,
+    policy: Arc<dyn ApprovalPolicy>,
+) -> anyhow::Result<Engine> {
+    let program = match &options.worker_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .context("cannot find this program's own path to spawn workers; pass --worker-bin")?,
+    };
+    let mut builder = Engine::builder(data_dir)
+        .worker_program(program)
+        .worker_args(options.worker_args.clone())
+        .max_running(options.max_running)
+        .approval_policy(policy)
+        .enforce_permissions(true);
+    for (name, value) in &options.pass_env {
+        builder = builder.pass_env(name, value.clone());
+    }
+    builder = match &options.executor {
+        ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
+        ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
+            command: command.clone(),
+            args: args.clone(),
+        }),
+        ExecutorChoice::Llm { .. } => builder.executor(ExecutorSpec::BambooRuntime),
+    };
+    if let Some(p) = options.executor.provider() {
+        builder = builder.credentials(Arc::new(OneCredential(ProviderCredential {
+            provider: p.model.provider.clone(),
+            api_key: p.api_key.clone(),
+            base_url: p.base_url.clone(),
+            provider_type: Some("openai".into()),
+        })));
+    }
+    if let Some(r) = &options.remote {
+        let mut remote = RemoteEndpoint::new(r.token.clone());
+        remote.ca_certs = r.ca_certs.clone();
+        remote.max_connections = options.max_running;
+        let placement = Placement::Remote {
+            endpoint: r.endpoint.clone(),
+        };
+        builder = builder
+            .remote_worker(r.endpoint.clone(), remote)
+            .default_placement(placement);
+    }
+    builder.build().await.context("cannot start the engine")
+}
+
+/// Hands out the one credential `run` was given, for its provider only.
+#[derive(Debug)]
+struct OneCredential(ProviderCredential);
+
+impl CredentialResolver for OneCredential {
+    fn credential(&self, provider: &str) -> Option<ProviderCredential> {
+        (provider == self.0.provider).then(|| self.0.clone())
+    }
+}

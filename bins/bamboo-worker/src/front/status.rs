@@ -1,0 +1,139 @@
+//! The live status area on a terminal's stderr: counts per phase, elapsed
+//! time, and one line per running child with its tokens. It is erased before
+//! anything else is written to the same terminal and redrawn on the next tick;
+//! while an approval prompt is shown it stays hidden.
+
+use std::io::Write;
+use std::time::Instant;
+
+use super::children::{Children, Phase};
+use super::style::Style;
+use super::summary::human_duration;
+
+/// Most child lines shown under the counts.
+const MAX_CHILD_LINES: usize = 6;
+
+/// The status area's drawing state.
+#[derive(Debug)]
+pub struct StatusArea {
+    drawn: usize,
+    paused: bool,
+    started: Instant,
+    style: Style,
+}
+
+impl StatusArea {
+    /// An area started now.
+    pub fn new(style: Style) -> Self {
+        Self {
+            drawn: 0,
+            paused: false,
+            started: Instant::now(),
+            style,
+        }
+    }
+
+    /// Erases the area (before stdout writes to the same terminal, or a prompt).
+    pub fn hide(&mut self) {
+        if self.drawn == 0 {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        // Up to the first line drawn, then clear to the end of the screen.
+        let _ = write!(err, "\r\x1b[{}A\x1b[J", self.drawn);
+        let _ = err.flush();
+        self.drawn = 0;
+    }
+
+    /// Hides the area until [`StatusArea::resume`] (an approval prompt is shown).
+    pub fn pause(&mut self) {
+        self.hide();
+        self.paused = true;
+    }
+
+    /// Lets the area be drawn again.
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// Redraws the area from the children's state.
+    pub fn draw(&mut self, children: &Children) {
+        if self.paused {
+            return;
+        }
+        let lines = self.lines(children, Instant::now());
+        self.hide();
+        let mut err = std::io::stderr().lock();
+        for line in &lines {
+            let _ = writeln!(err, "\x1b[2K{line}");
+        }
+        let _ = err.flush();
+        self.drawn = lines.len();
+    }
+
+    fn lines(&self, children: &Children, now: Instant) -> Vec<String> {
+        let [queued, running, awaiting, done, failed] = children.counts();
+        let mut lines = vec![self.style.dim(&format!(
+            "── {queued} queued · {running} running · {awaiting} awaiting approval · {done} done · {failed} failed · {}",
+            human_duration(now.saturating_duration_since(self.started))
+        ))];
+        let active = children
+            .all()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.phase, Phase::Running | Phase::Awaiting));
+        for (i, c) in active.take(MAX_CHILD_LINES) {
+            let what = if c.phase == Phase::Awaiting {
+                "awaiting approval"
+            } else {
+                "running"
+            };
+            lines.push(format!(
+                "   {} {what} {} · {} tokens",
+                self.style.tag(i, &c.name),
+                human_duration(c.elapsed(chrono::Utc::now())),
+                c.tokens
+            ));
+        }
+        let shown = lines.len() - 1;
+        if running + awaiting > shown {
+            lines.push(format!("   … and {} more", running + awaiting - shown));
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_area_counts_phases_and_lists_running_children() {
+        let mut c = Children::default();
+        for i in 0..8 {
+            c.add(format!("id{i}"), format!("c{i}"));
+        }
+        let now = Instant::now();
+        for i in 0..7 {
+            let w = c.who("root", &format!("id{i}")).unwrap();
+            let started = bamboo_domain::AgentEvent::SubAgentStarted {
+                parent_session_id: "root".into(),
+                child_session_id: format!("id{i}"),
+                title: None,
+            };
+            c.apply(&w, &started, chrono::Utc::now());
+        }
+        let area = StatusArea::new(Style {
+            colour: false,
+            sanitize: true,
+        });
+        let lines = area.lines(&c, now);
+        assert!(
+            lines[0].contains("1 queued · 7 running · 0 awaiting approval"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("[c0] running"), "{lines:?}");
+        assert_eq!(lines.len(), 1 + MAX_CHILD_LINES + 1);
+        assert!(lines[7].contains("and 1 more"));
+    }
+}

@@ -1,0 +1,132 @@
+//! The table printed at the end: name, status, duration, first line of the error.
+
+use std::time::{Duration, Instant};
+
+use bamboo_domain::CompletionStatus;
+
+use super::children::{Child, Phase};
+use super::style::first_line;
+
+/// Above this many children only the ones that did not complete get a row.
+const FULL_TABLE_MAX: usize = 40;
+
+/// The summary as text lines (no trailing newline per line).
+pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<String> {
+    let now = Instant::now();
+    let rows: Vec<[String; 4]> = children
+        .iter()
+        .filter(|c| children.len() <= FULL_TABLE_MAX || !completed(c))
+        .map(|c| {
+            [
+                c.name.clone(),
+                status(c).to_owned(),
+                human_duration(c.elapsed(chrono::Utc::now())),
+                first_line(c.error.as_deref().unwrap_or(""), 80),
+            ]
+        })
+        .collect();
+    let mut lines = Vec::new();
+    if !rows.is_empty() {
+        let header = ["NAME", "STATUS", "DURATION", "ERROR"].map(String::from);
+        let mut widths = [0; 3];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let line = format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+            lines.push(line.trim_end().to_owned());
+        }
+    }
+    let done = children.iter().filter(|c| completed(c)).count();
+    if children.len() > FULL_TABLE_MAX && done > 0 {
+        lines.push(format!("({done} completed children not listed)"));
+    }
+    let mut last = format!(
+        "{done} of {} runs completed in {}",
+        children.len(),
+        human_duration(now.saturating_duration_since(started))
+    );
+    if interrupted {
+        last.push_str(" (interrupted)");
+    }
+    lines.push(last);
+    lines
+}
+
+fn completed(c: &Child) -> bool {
+    c.phase == Phase::Done(CompletionStatus::Completed)
+}
+
+fn status(c: &Child) -> &'static str {
+    match c.phase {
+        Phase::Done(s) => s.as_str(),
+        Phase::Queued => "queued",
+        Phase::Running => "running",
+        Phase::Awaiting => "awaiting approval",
+    }
+}
+
+/// `0.4s`, `12.0s`, `3m05s`, `1h02m`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::children::Children;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_millis(400)), "0.4s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn the_table_lists_each_child_and_the_first_error_line() {
+        let mut c = Children::default();
+        c.add("a".into(), "alpha".into());
+        c.add("b".into(), "beta".into());
+        let t = Instant::now();
+        let b = c.who("root", "b").unwrap();
+        let done = bamboo_domain::AgentEvent::SubAgentCompleted {
+            parent_session_id: "root".into(),
+            child_session_id: "b".into(),
+            status: CompletionStatus::Error,
+            error: Some("kaput\nstderr tail".into()),
+        };
+        c.apply(&b, &done, chrono::Utc::now());
+        let lines = table(c.all(), true, t);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["NAME", "STATUS", "DURATION", "ERROR"]
+        );
+        assert!(lines[1].starts_with("alpha  queued"), "{lines:?}");
+        assert!(
+            lines[2].starts_with("beta   error") && lines[2].ends_with("kaput"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[3].starts_with("0 of 2 runs completed") && lines[3].ends_with("(interrupted)")
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! Humane durations for `--run-timeout` and `--idle-timeout`: `90`, `90s`,
+//! `15m`, `2h`, `1h30m`.
+
+use std::time::Duration;
+
+/// Parses seconds (`90`) or number-unit pairs (`90s`, `15m`, `1h30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not a duration: write seconds (90) or use units s, m, h (90s, 15m, 1h30m)"
+        )
+    };
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return positive(secs).ok_or_else(bad);
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let scale = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        total = n
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !number.is_empty() {
+        return Err(bad());
+    }
+    positive(total).ok_or_else(bad)
+}
+
+fn positive(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_and_units_parse() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    }
+
+    #[test]
+    fn nonsense_and_zero_are_refused_with_the_accepted_forms() {
+        for bad in ["", "0", "abc", "5x", "m", "10m5", "-3"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("units s, m, h"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Sessions after the run, through the real front door: `sessions` lists and
+//! shows what `run --data-dir` kept, `run --resume ROOT` reruns what a killed
+//! run left unfinished, and `run --pass-env NAME` hands a variable to cli
+//! programs on purpose (S3, E4, E20; issue 8 parts 7 and 8).
+
+// Test code: a panic is how a failure is reported.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bamboo_domain::ChildStatus;
+use bamboo_engine::{CreateChild, Engine};
+use bamboo_subagent::spec::ExecutorSpec;
+use bamboo_worker::front::resume::children_to_resume;
+use serde_json::Value;
+
+/// Generous bound for anything that should happen "soon".
+const SOON: Duration = Duration::from_secs(30);
+
+fn worker(args: &[&str]) -> Output {
+    Command::new(bamboo_e2e::worker_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `sessions --data-dir D --json`, parsed.
+fn listing(dir: &Path) -> Value {
+    let out = worker(&["sessions", "--data-dir", dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The (title, status) of each child of the only root in `listing`.
+fn children(listing: &Value) -> Vec<(String, String)> {
+    let roots = listing.as_array().unwrap();
+    assert_eq!(roots.len(), 1, "{listing:#}");
+    roots[0]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["title"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn echo_engine(dir: &Path) -> bamboo_engine::EngineBuilder {
+    Engine::builder(dir)
+        .worker_program(bamboo_e2e::worker_bin())
+        .executor(ExecutorSpec::Echo)
+}
+
+#[test]
+fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = worker(&["run", "--data-dir", d, "alpha one", "beta two"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let human = worker(&["sessions", "--data-dir", d]);
+    let list = stdout(&human);
+    assert!(human.status.success(), "{}", text(&human));
+    assert!(list.starts_with("bamboo-worker run  "), "{list}");
+    for title in ["alpha one", "beta two"] {
+        let row = list.lines().find(|l| l.contains(title)).unwrap_or_default();
+        assert!(row.starts_with("  ") && row.contains("completed"), "{list}");
+    }
+
+    let json = listing(dir.path());
+    assert_eq!(
+        children(&json),
+        vec![
+            ("alpha one".to_owned(), "completed".to_owned()),
+            ("beta two".to_owned(), "completed".to_owned())
+        ]
+    );
+    let root = json[0]["id"].as_str().unwrap().to_owned();
+    let alpha = json[0]["children"][0]["id"].as_str().unwrap().to_owned();
+
+    let shown = worker(&["sessions", "--data-dir", d, "show", &alpha]);
+    let child = stdout(&shown);
+    assert!(shown.status.success(), "{}", text(&shown));
+    assert!(child.contains("status   completed"), "{child}");
+    assert!(child.contains("  user: alpha one"), "{child}");
+    assert!(child.contains("  assistant: echo: alpha one"), "{child}");
+    assert!(child.contains(r#"[alpha one] token "alpha ""#), "{child}");
+    assert!(child.contains("[alpha one] completed"), "{child}");
+    assert!(!child.contains("beta"), "only this child's events: {child}");
+
+    let shown = worker(&["sessions", "show", &root, "--data-dir", d, "--json"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let doc: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(doc["session"]["id"], root.as_str());
+    let events = doc["descendant_events"].as_array().unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap");
+    let completions = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "sub_agent_completed")
+        .count();
+    assert_eq!(completions, 2, "{doc:#}");
+}
+
+#[test]
+fn sessions_names_what_is_wrong_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = worker(&["sessions", "--data-dir", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no data directory at"),
+        "{}",
+        text(&out)
+    );
+
+    let out = worker(&["sessions"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--data-dir DIR is required"));
+
+    let d = dir.path().to_str().unwrap();
+    let out = worker(&["sessions", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no sessions/ folder"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.path().join("engine.lock").exists(), "nothing created");
+
+    std::fs::create_dir(dir.path().join("sessions")).unwrap();
+    let out = worker(&["sessions", "--data-dir", d]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("no sessions"), "{}", text(&out));
+    let out = worker(&["sessions", "--data-dir", d, "show", "no-such-id"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no session no-such-id"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn sessions_refuses_a_directory_an_engine_has_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = echo_engine(dir.path()).build().await.unwrap();
+    let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
+        .args(["sessions", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("in use"), "{}", text(&out));
+    engine.shutdown().await;
+}
+
+/// `children_to_resume` picks the unfinished children, oldest first, and
+/// `run --resume` reruns exactly those (a failing one fails again: exit 1).
+#[tokio::test]
+async fn resume_selects_pending_and_errored_children_but_not_completed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = echo_engine(dir.path()).build().await.unwrap();
+    let root = engine.create_root("crafted", None).await.unwrap().id;
+    let mut ids = Vec::new();
+    for assignment in ["done", "__fail:boom", "queued"] {
+        let c = engine
+            .create_child(CreateChild::new(&root, assignment))
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    for id in &ids[..2] {
+        let ticket = engine.run_child(&root, id, true).await.unwrap();
+        tokio::time::timeout(SOON, ticket).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        engine.get_child(&root, &ids[1]).await.unwrap().status,
+        ChildStatus::Error
+    );
+    let chosen = children_to_resume(&engine, &root).await.unwrap();
+    assert_eq!(chosen, vec![ids[1].clone(), ids[2].clone()]);
+    let err = children_to_resume(&engine, &ids[0]).await.unwrap_err();
+    assert!(err.to_string().contains("is a child, not a root"), "{err}");
+    let err = children_to_resume(&engine, "nope").await.unwrap_err();
+    assert!(err.to_string().contains("no session nope"), "{err}");
+    engine.shutdown().await;
+    drop(engine);
+
+    let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--resume", &root])
+        .output()
+        .await
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(r#"rerunning "__fail:boom" (was error: boom)"#),
+        "{all}"
+    );
+    assert!(all.contains(r#"rerunning "queued" (was pending)"#), "{all}");
+    assert!(!all.contains(r#"rerunning "done""#), "{all}");
+    assert!(all.contains("1 of 2 runs completed"), "{all}");
+}
+
+/// The crash story: `run --max-running 1` is SIGKILLed while its first child
+/// runs and its second is queued. The next engine finds one orphan (`error`)
+/// and one `pending` child; `run --resume ROOT` completes both, exit 0.
+#[test]
+fn resume_after_sigkill_completes_the_orphaned_and_the_queued_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut front = Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--data-dir", d, "--max-running", "1"])
+        .args(["__sleep_ms:4000 slow first", "queued second"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_sessions(dir.path(), 3);
+    front.kill().unwrap();
+    front.wait().unwrap();
+
+    let json = listing(dir.path());
+    assert_eq!(
+        children(&json),
+        vec![
+            ("__sleep_ms:4000 slow first".to_owned(), "error".to_owned()),
+            ("queued second".to_owned(), "pending".to_owned())
+        ],
+        "{json:#}"
+    );
+    let orphan_error = json[0]["children"][0]["last_error"].as_str().unwrap();
+    assert!(orphan_error.contains("engine stopped"), "{orphan_error}");
+    let root = json[0]["id"].as_str().unwrap().to_owned();
+
+    let out = worker(&["run", "--data-dir", d, "--resume", &root]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(r#"rerunning "__sleep_ms:4000 slow first" (was error"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"rerunning "queued second" (was pending)"#),
+        "{all}"
+    );
+    assert!(all.contains("2 of 2 runs completed"), "{all}");
+    assert_eq!(
+        children(&listing(dir.path())),
+        vec![
+            (
+                "__sleep_ms:4000 slow first".to_owned(),
+                "completed".to_owned()
+            ),
+            ("queued second".to_owned(), "completed".to_owned())
+        ]
+    );
+
+    let again = worker(&["run", "--data-dir", d, "--resume", &root]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("nothing to rerun"),
+        "{}",
+        text(&again)
+    );
+}
+
+/// Waits until `dir` holds `n` sessions, one of them a running child.
+fn wait_for_sessions(dir: &Path, n: usize) {
+    let deadline = Instant::now() + SOON;
+    let sessions = dir.join("sessions");
+    loop {
+        let texts: Vec<String> = std::fs::read_dir(&sessions)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        let running = texts.iter().any(|t| t.contains(r#""status":"running""#));
+        if texts.len() == n && running {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} sessions with one running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A cli child printing three variables, run with `extra` flags.
+fn cli_env_run(extra: &[&str]) -> Output {
+    Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--executor", "cli", "--approve", "all"])
+        .args(extra)
+        .args(["go", "--", "sh", "-c"])
+        .arg(r#"echo "my=${MY_VAR:-none} foo=${FOO_TOKEN:-none} base=${OPENAI_BASE_URL:-none}""#)
+        .env("MY_VAR", "plain-value")
+        .env("FOO_TOKEN", "tok-passed-on-purpose")
+        .env("OPENAI_BASE_URL", "http://passed.invalid")
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pass_env_hands_scrubbed_variables_to_cli_programs_only_when_named() {
+    let without = cli_env_run(&[]);
+    assert!(without.status.success(), "{}", text(&without));
+    assert!(
+        stdout(&without).contains("my=plain-value foo=none base=none"),
+        "a plain name is inherited; secret-looking and provider names are scrubbed: {}",
+        text(&without)
+    );
+
+    let with = cli_env_run(&[
+        "--pass-env",
+        "MY_VAR",
+        "--pass-env",
+        "FOO_TOKEN",
+        "--pass-env",
+        "OPENAI_BASE_URL",
+    ]);
+    let all = text(&with);
+    assert!(with.status.success(), "{all}");
+    assert!(
+        stdout(&with)
+            .contains("my=plain-value foo=tok-passed-on-purpose base=http://passed.invalid"),
+        "{all}"
+    );
+    // Debug logs of the front door and its workers never show the value.
+    let stderr = String::from_utf8_lossy(&with.stderr);
+    assert!(!stderr.contains("tok-passed-on-purpose"), "{stderr}");
+}
+
+#[test]
+fn pass_env_of_an_unset_variable_or_without_cli_is_a_usage_error() {
+    let out = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--executor",
+            "cli",
+            "--pass-env",
+            "SURELY_UNSET_VAR_42",
+        ])
+        .args(["go", "--", "true"])
+        .env_remove("SURELY_UNSET_VAR_42")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--pass-env SURELY_UNSET_VAR_42: the variable is not set"),
+        "{}",
+        text(&out)
+    );
+    let out = worker(&["run", "--pass-env", "PATH", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--pass-env applies only to --executor cli"));
+    let out = worker(&["run", "--resume", "r"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--data-dir"), "{}", text(&out));
+}
