@@ -41,6 +41,10 @@ use throttle::Throttle;
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 
+/// Connections still in the gate (TLS, request head, a throttled 401) at
+/// once; more are closed at once, so a flood cannot exhaust file descriptors.
+const MAX_IN_GATE: usize = 256;
+
 /// Settings of a resident worker.
 #[derive(Clone)]
 pub struct ResidentConfig {
@@ -133,14 +137,19 @@ pub async fn serve_resident(
         executor,
     });
     let mut conns: JoinSet<()> = JoinSet::new();
+    let in_gate = Arc::new(Semaphore::new(MAX_IN_GATE));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(gating) = in_gate.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many connections in the gate; closing this one");
+                        continue;
+                    };
                     let gate = gate.clone();
-                    conns.spawn(async move { gate.admit(stream, peer).await });
+                    conns.spawn(async move { gate.admit(stream, peer, gating).await });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -195,7 +204,9 @@ enum Verdict {
 }
 
 impl Gate {
-    async fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
+    /// Takes one connection through the gate; `gating` is given back once
+    /// it is admitted or answered.
+    async fn admit(&self, tcp: TcpStream, peer: SocketAddr, gating: OwnedSemaphorePermit) {
         let _ = tcp.set_nodelay(true);
         let bound = self.config.handshake_timeout;
         let opened = tokio::time::timeout(bound, self.open(tcp)).await;
@@ -210,7 +221,9 @@ impl Gate {
                 return;
             }
         };
-        match self.judge(&head, peer).await {
+        let verdict = self.judge(&head, peer).await;
+        drop(gating);
+        match verdict {
             Verdict::Health => respond(&mut io, "200 OK", "ok").await,
             Verdict::Unauthorized => {
                 tracing::info!(%peer, "refused an upgrade: missing or wrong bearer token");
