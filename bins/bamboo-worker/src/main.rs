@@ -101,7 +101,7 @@ enum Command {
     ///   bamboo-worker serve --listen 0.0.0.0:7300 --token-file /etc/bamboo/token \
     ///     --tls-cert cert.pem --tls-key key.pem --max-runs 8
     #[command(verbatim_doc_comment)]
-    Serve(resident::ServeArgs),
+    Serve(Box<resident::ServeArgs>),
     /// Internal: removes a `run` temporary directory once stdin closes.
     #[command(name = "__reap-tempdir", hide = true)]
     ReapTempdir {
@@ -257,7 +257,7 @@ fn main() -> ExitCode {
         None => worker_mode(&cli.worker),
         Some(Command::Run(args)) => run_command(*args),
         Some(Command::Sessions(args)) => sessions(args),
-        Some(Command::Serve(args)) => match resident::run(args) {
+        Some(Command::Serve(args)) => match resident::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bamboo-worker serve: {e:#}");
