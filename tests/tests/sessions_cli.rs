@@ -80,7 +80,9 @@ fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
     let list = stdout(&human);
     assert!(human.status.success(), "{}", text(&human));
     assert!(list.starts_with("bamboo-worker run  "), "{list}");
-    for title in ["alpha one", "beta two"] {
+    // Children are titled with their short names (`run` derives them from
+    // the first words of each assignment).
+    for title in ["alpha-one", "beta-two"] {
         let row = list.lines().find(|l| l.contains(title)).unwrap_or_default();
         assert!(row.starts_with("  ") && row.contains("completed"), "{list}");
     }
@@ -89,8 +91,8 @@ fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
     assert_eq!(
         children(&json),
         vec![
-            ("alpha one".to_owned(), "completed".to_owned()),
-            ("beta two".to_owned(), "completed".to_owned())
+            ("alpha-one".to_owned(), "completed".to_owned()),
+            ("beta-two".to_owned(), "completed".to_owned())
         ]
     );
     let root = json[0]["id"].as_str().unwrap().to_owned();
@@ -102,8 +104,8 @@ fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
     assert!(child.contains("status   completed"), "{child}");
     assert!(child.contains("  user: alpha one"), "{child}");
     assert!(child.contains("  assistant: echo: alpha one"), "{child}");
-    assert!(child.contains(r#"[alpha one] token "alpha ""#), "{child}");
-    assert!(child.contains("[alpha one] completed"), "{child}");
+    assert!(child.contains(r#"[alpha-one] token "alpha ""#), "{child}");
+    assert!(child.contains("[alpha-one] completed"), "{child}");
     assert!(!child.contains("beta"), "only this child's events: {child}");
 
     let shown = worker(&["sessions", "show", &root, "--data-dir", d, "--json"]);
@@ -244,8 +246,8 @@ fn resume_after_sigkill_completes_the_orphaned_and_the_queued_child() {
     assert_eq!(
         children(&json),
         vec![
-            ("__sleep_ms:4000 slow first".to_owned(), "error".to_owned()),
-            ("queued second".to_owned(), "pending".to_owned())
+            ("slow-first".to_owned(), "error".to_owned()),
+            ("queued-second".to_owned(), "pending".to_owned())
         ],
         "{json:#}"
     );
@@ -257,22 +259,19 @@ fn resume_after_sigkill_completes_the_orphaned_and_the_queued_child() {
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(
-        all.contains(r#"rerunning "__sleep_ms:4000 slow first" (was error"#),
+        all.contains(r#"rerunning "slow-first" (was error"#),
         "{all}"
     );
     assert!(
-        all.contains(r#"rerunning "queued second" (was pending)"#),
+        all.contains(r#"rerunning "queued-second" (was pending)"#),
         "{all}"
     );
     assert!(all.contains("2 of 2 runs completed"), "{all}");
     assert_eq!(
         children(&listing(dir.path())),
         vec![
-            (
-                "__sleep_ms:4000 slow first".to_owned(),
-                "completed".to_owned()
-            ),
-            ("queued second".to_owned(), "completed".to_owned())
+            ("slow-first".to_owned(), "completed".to_owned()),
+            ("queued-second".to_owned(), "completed".to_owned())
         ]
     );
 

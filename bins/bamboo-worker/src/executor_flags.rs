@@ -1,34 +1,26 @@
-//! The executor flags a worker front end takes (`serve`; `run` has the same
-//! set), and how they become an [`ExecutorChoice`] and a worker spec.
+//! The executor flags of the front ends (`run` and `serve` flatten the same
+//! struct), and how they become an [`ExecutorChoice`] and a worker spec.
 //! Provider keys are read from this process's environment, once, here.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
-use bamboo_subagent::spec::{Capabilities, ExecutorSpec, ProviderCredential, ProvisionSpec};
+use bamboo_subagent::spec::{
+    Capabilities, ExecutorKind, ExecutorSpec, ProviderCredential, ProvisionSpec,
+};
 use bamboo_subagent::Secret;
 
 use crate::executors::env::provider_key_var;
+use crate::executors::registry::ExecutorFlag;
 use crate::front::{ExecutorChoice, Provider};
-
-/// Which executor runs the assignments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExecutorKind {
-    /// Echo the assignment (no model needed).
-    Echo,
-    /// A command-line agent (claude -p, codex exec, any script).
-    Cli,
-    /// The built-in agent loop over an OpenAI-compatible endpoint.
-    Llm,
-}
 
 /// Executor flags, shared by `run` and `serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorArgs {
     /// Which executor runs the assignments.
-    #[arg(help_heading = "Executor", long, value_enum, default_value_t = ExecutorKind::Echo)]
-    pub executor: ExecutorKind,
+    #[arg(help_heading = "Executor", long, value_enum, default_value = "echo")]
+    pub executor: ExecutorFlag,
     /// cli: the agent program to run (or give it after `--`).
     #[arg(help_heading = "Executor", long, value_name = "PROG")]
     pub command: Option<String>,
@@ -83,22 +75,22 @@ impl ExecutorArgs {
     pub fn choice(&self) -> anyhow::Result<ExecutorChoice> {
         let a = self;
         let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
-        if cli_flags && a.executor != ExecutorKind::Cli {
+        if cli_flags && a.executor.0 != ExecutorKind::CliAdapter {
             bail!("--command, --arg and `-- PROG` apply only to --executor cli");
         }
         let model_flags = a.model.is_some() || a.api_key_env.is_some();
-        if model_flags && a.executor == ExecutorKind::Echo {
+        if model_flags && a.executor.0 == ExecutorKind::Echo {
             bail!("--model and --api-key-env apply only to --executor llm or cli");
         }
-        if a.base_url.is_some() && a.executor != ExecutorKind::Llm {
+        if a.base_url.is_some() && a.executor.0 != ExecutorKind::BambooRuntime {
             bail!("--base-url applies only to --executor llm");
         }
-        if !a.pass_env.is_empty() && a.executor != ExecutorKind::Cli {
+        if !a.pass_env.is_empty() && a.executor.0 != ExecutorKind::CliAdapter {
             bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
         }
-        match a.executor {
+        match a.executor.0 {
             ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
-            ExecutorKind::Cli => {
+            ExecutorKind::CliAdapter => {
                 let (command, args) = match (&a.command, a.trailing.split_first()) {
                     (Some(_), Some(_)) => bail!("give the program either with --command or after `--`, not both"),
                     (Some(c), None) => (c.clone(), a.args.clone()),
@@ -116,7 +108,7 @@ impl ExecutorArgs {
                     provider,
                 })
             }
-            ExecutorKind::Llm => {
+            ExecutorKind::BambooRuntime => {
                 let raw = a
                     .model
                     .as_deref()

@@ -10,17 +10,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bamboo_worker::executor_flags::{passed_env, ExecutorArgs, ExecutorKind};
+use bamboo_subagent::spec::ExecutorKind;
+use bamboo_worker::executor_flags::{passed_env, ExecutorArgs};
 use bamboo_worker::front::{ApproveMode, Fallback};
 use bamboo_worker::{front, resident, serve};
 use clap::{Parser, Subcommand};
 
 mod logging;
 
-/// A Bamboo fleet actor worker, and the `run` front door.
+/// A Bamboo fleet actor worker, and the `run` and `sessions` front door.
 ///
 /// `bamboo-worker run "assignment" ...` runs each assignment as a child on a
 /// pooled worker process and prints what they do (see `run --help`).
+/// `bamboo-worker sessions --data-dir DIR` lists what a `run --data-dir DIR`
+/// kept, and `show ID` prints one session (see `sessions --help`).
 ///
 /// Without a subcommand it is a worker: it reads one JSON ProvisionSpec from
 /// stdin (the parent writes it and closes the pipe), binds a WebSocket
@@ -326,7 +329,7 @@ fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
     if !(endpoint.starts_with("wss://") || endpoint.starts_with("ws://")) {
         bail!("--remote {endpoint:?} is not a wss://HOST:PORT (or ws://) URL");
     }
-    if a.exec.executor != ExecutorKind::Echo || !a.exec.pass_env.is_empty() {
+    if a.exec.executor.0 != ExecutorKind::Echo || !a.exec.pass_env.is_empty() {
         bail!("with --remote the resident worker's own flags decide the executor: drop --executor and --pass-env here, give them to `bamboo-worker serve`");
     }
     let ca_certs = match &a.ca_cert {

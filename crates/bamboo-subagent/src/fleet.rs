@@ -301,6 +301,11 @@ fn start(command: &WorkerCommand) -> Result<Child, FleetError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Its own process group: a Ctrl-C at the parent's terminal goes to the
+    // parent, which cancels the runs and retires its workers; the workers
+    // never see it (they still end with their parent: F12).
+    #[cfg(unix)]
+    cmd.process_group(0);
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(crate::secret::is_secret_env_name) {
             cmd.env_remove(&name);

@@ -85,6 +85,55 @@ pub struct Identity {
     pub depth: u32,
 }
 
+/// Declares the executor kinds once: each kind's Rust name and wire tag.
+/// [`ExecutorSpec::kind`] matches every variant exhaustively, so a new
+/// executor cannot compile without its line here, and the spec parser's
+/// list of known kinds is this list.
+macro_rules! executor_kinds {
+    ($($(#[$doc:meta])* $variant:ident => $wire:literal),* $(,)?) => {
+        /// The kind of an executor, without its configuration.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ExecutorKind {
+            $($(#[$doc])* $variant),*
+        }
+
+        impl ExecutorKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ExecutorKind] = &[$(ExecutorKind::$variant),*];
+
+            /// The wire `kind` tag.
+            pub fn wire(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire),*
+                }
+            }
+
+            /// The kind of a wire tag, if this build knows it.
+            pub fn from_wire(tag: &str) -> Option<Self> {
+                match tag {
+                    $($wire => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+executor_kinds! {
+    /// `echo`: words back (protocol.md 5).
+    Echo => "echo",
+    /// `bamboo_runtime`: the built-in agent loop.
+    BambooRuntime => "bamboo_runtime",
+    /// `cli_adapter`: an external command-line agent.
+    CliAdapter => "cli_adapter",
+}
+
+impl std::fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.wire())
+    }
+}
+
 /// The engine that runs assignments, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -104,12 +153,12 @@ pub enum ExecutorSpec {
 }
 
 impl ExecutorSpec {
-    /// The wire `kind` tag.
-    pub fn kind(&self) -> &'static str {
+    /// Its kind (`kind().wire()` is the wire tag).
+    pub fn kind(&self) -> ExecutorKind {
         match self {
-            Self::Echo => "echo",
-            Self::BambooRuntime => "bamboo_runtime",
-            Self::CliAdapter { .. } => "cli_adapter",
+            Self::Echo => ExecutorKind::Echo,
+            Self::BambooRuntime => ExecutorKind::BambooRuntime,
+            Self::CliAdapter { .. } => ExecutorKind::CliAdapter,
         }
     }
 }
@@ -311,7 +360,7 @@ impl ProvisionSpec {
             .and_then(|e| e.get("kind"))
             .and_then(|k| k.as_str())
         {
-            if !matches!(kind, "echo" | "bamboo_runtime" | "cli_adapter") {
+            if ExecutorKind::from_wire(kind).is_none() {
                 return Err(SpecError::UnknownExecutor(kind.to_owned()));
             }
         }
@@ -354,6 +403,28 @@ mod tests {
  "fabric_dir":"/run/user/1000/bamboo/agents",
  "reusable":true,
  "limits":{"idle_timeout_secs":300}}"#;
+
+    #[test]
+    fn every_kind_is_its_specs_serde_tag() {
+        let samples = [
+            ExecutorSpec::Echo,
+            ExecutorSpec::BambooRuntime,
+            ExecutorSpec::CliAdapter {
+                command: "c".into(),
+                args: vec![],
+            },
+        ];
+        assert_eq!(samples.len(), ExecutorKind::ALL.len());
+        for spec in samples {
+            let json = serde_json::to_value(&spec).unwrap();
+            assert_eq!(json["kind"], spec.kind().wire());
+            assert_eq!(
+                ExecutorKind::from_wire(spec.kind().wire()),
+                Some(spec.kind())
+            );
+        }
+        assert_eq!(ExecutorKind::from_wire("mcp"), None);
+    }
 
     #[test]
     fn protocol_example_parses_and_round_trips() {

@@ -1,10 +1,12 @@
-//! Executors the worker can run, chosen by the spec's `executor.kind`.
+//! Executors the worker can run, chosen by the spec's `executor.kind`
+//! through the [`registry`].
 
 pub mod cli;
 pub mod env;
 pub mod host;
 pub mod llm;
 pub mod proc;
+pub mod registry;
 
 // The helpers live in the dev-only crate `bamboo-testkit` (so they ship in no
 // build of the worker); the unit tests reach them under their old path.
@@ -13,17 +15,13 @@ pub(crate) use bamboo_testkit as testkit;
 
 use std::sync::Arc;
 
-use bamboo_subagent::executor::echo::EchoExecutor;
 use bamboo_subagent::executor::Executor;
-use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
+use bamboo_subagent::spec::ProvisionSpec;
 
-/// Builds the executor a spec asks for, or says in one line why it cannot.
+/// Builds the executor a spec asks for, or says in one line why it cannot
+/// (through [`registry`], where each kind is declared once).
 pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
-    match &spec.executor {
-        ExecutorSpec::Echo => Ok(Arc::new(EchoExecutor)),
-        ExecutorSpec::CliAdapter { .. } => cli::build(spec).map_err(|e| e.to_string()),
-        ExecutorSpec::BambooRuntime => llm::build(spec).map_err(|e| e.to_string()),
-    }
+    registry::build(spec)
 }
 
 #[cfg(test)]

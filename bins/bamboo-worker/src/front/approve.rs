@@ -36,8 +36,8 @@ pub type Remembered = Arc<Mutex<HashMap<String, bool>>>;
 /// The front door's approval policy.
 #[derive(Debug)]
 pub struct FrontPolicy {
-    /// `cli_adapter` resources that are the program the user named.
-    named_program: HashSet<String>,
+    /// The program the user named.
+    named_program: NamedProgram,
     all: Option<bool>,
     tools: HashSet<String>,
     fallback: Fallback,
@@ -47,11 +47,11 @@ pub struct FrontPolicy {
 }
 
 impl FrontPolicy {
-    /// A policy: `named_program` approves those exact `cli_adapter`
-    /// resources, `all` answers everything, `tools` approves those tools,
-    /// `fallback` handles the rest; denials send a note through `notes`.
+    /// A policy: `named_program` approves its own `cli_adapter` requests,
+    /// `all` answers everything, `tools` approves those tools, `fallback`
+    /// handles the rest; denials send a note through `notes`.
     pub fn new(
-        named_program: HashSet<String>,
+        named_program: NamedProgram,
         all: Option<bool>,
         tools: HashSet<String>,
         fallback: Fallback,
@@ -68,6 +68,11 @@ impl FrontPolicy {
         }
     }
 
+    /// The named program also runs on `assignment` (a resumed child).
+    pub fn name_assignment(&self, assignment: &str) {
+        self.named_program.add_assignment(assignment);
+    }
+
     /// The answers a prompt remembers (`a`, `N`), shared with the prompt.
     pub fn remembered(&self) -> Remembered {
         self.remembered.clone()
@@ -77,7 +82,7 @@ impl FrontPolicy {
         if let Some(all) = self.all {
             return Some(all);
         }
-        if request.tool_name == "cli_adapter" && self.named_program.contains(&request.resource) {
+        if request.tool_name == "cli_adapter" && self.named_program.matches(&request.resource) {
             return Some(true);
         }
         if self.tools.contains(&request.tool_name) {
@@ -124,43 +129,51 @@ impl ApprovalPolicy for FrontPolicy {
     }
 }
 
-/// The `cli_adapter` resources that mean "the program the user named": the
-/// command line as the cli executor shows it (placeholder unexpanded), and
-/// with each assignment substituted.
-pub fn named_program_resources(
-    command: &str,
-    args: &[String],
-    assignments: &[String],
-) -> HashSet<String> {
-    let mut set = HashSet::new();
-    set.insert(command_line(command, args, None));
-    if args.iter().any(|a| a.contains(PLACEHOLDER)) {
-        for a in assignments {
-            set.insert(command_line(command, args, Some(a)));
-        }
-    }
-    set
+/// The program the user named after `--`: naming it approves it. A
+/// `cli_adapter` request is that program when its resource is the exact
+/// command line of a run of one of this run's assignments, rendered by the
+/// cli executor's own function (so the two cannot drift).
+#[derive(Debug, Default)]
+pub struct NamedProgram {
+    program: Option<(String, Vec<String>)>,
+    lines: Mutex<HashSet<String>>,
 }
 
-const PLACEHOLDER: &str = "{assignment}";
+impl NamedProgram {
+    /// `command args` run on each of `assignments`.
+    pub fn new(command: &str, args: &[String], assignments: &[String]) -> Self {
+        let named = Self {
+            program: Some((command.to_owned(), args.to_vec())),
+            lines: Mutex::default(),
+        };
+        for a in assignments {
+            named.add_assignment(a);
+        }
+        named
+    }
 
-/// Mirrors the cli executor's rendering: arguments that are empty or hold
-/// whitespace are quoted.
-fn command_line(command: &str, args: &[String], assignment: Option<&str>) -> String {
-    std::iter::once(command.to_owned())
-        .chain(args.iter().map(|a| match assignment {
-            Some(s) => a.replace(PLACEHOLDER, s),
-            None => a.clone(),
-        }))
-        .map(|a| {
-            if a.is_empty() || a.contains(char::is_whitespace) {
-                format!("{a:?}")
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    /// No named program (another executor, or `--approve` decides).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// One more assignment the program runs on (a resumed child's).
+    pub fn add_assignment(&self, assignment: &str) {
+        if let Some((command, args)) = &self.program {
+            let line = crate::executors::cli::command_line_for(command, args, assignment);
+            self.lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(line);
+        }
+    }
+
+    fn matches(&self, resource: &str) -> bool {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(resource)
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +199,7 @@ mod tests {
     ) -> (FrontPolicy, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let args = vec!["-c".to_owned(), "echo hi {assignment}".to_owned()];
-        let named = named_program_resources("sh", &args, &["x y".to_owned()]);
+        let named = NamedProgram::new("sh", &args, &["x y".to_owned()]);
         let tools = tools.iter().map(|t| t.to_string()).collect();
         (FrontPolicy::new(named, all, tools, fallback, tx), rx)
     }
@@ -195,15 +208,29 @@ mod tests {
     fn the_named_program_is_approved_and_nothing_else_by_default() {
         let (p, _rx) = policy(None, &[], Fallback::Ask);
         assert_eq!(
-            p.answer(&request("cli_adapter", r#"sh -c "echo hi {assignment}""#)),
-            Some(true)
-        );
-        assert_eq!(
             p.answer(&request("cli_adapter", r#"sh -c "echo hi x y""#)),
             Some(true)
         );
+        assert_eq!(
+            p.answer(&request("cli_adapter", r#"sh -c "echo hi z""#)),
+            None,
+            "not one of this run's assignments"
+        );
+        p.name_assignment("z");
+        assert_eq!(
+            p.answer(&request("cli_adapter", r#"sh -c "echo hi z""#)),
+            Some(true),
+            "a resumed child's assignment"
+        );
         assert_eq!(p.answer(&request("cli_adapter", "rm -rf /")), None);
         assert_eq!(p.answer(&request("write_file", "a.txt")), None);
+    }
+
+    #[test]
+    fn a_program_reading_its_assignment_on_stdin_is_recognised() {
+        let named = NamedProgram::new("seq", &["1".into(), "3".into()], &["count".into()]);
+        assert!(named.matches("seq 1 3 (assignment on stdin)"));
+        assert!(!named.matches("seq 1 3"));
     }
 
     #[test]
@@ -224,7 +251,7 @@ mod tests {
     fn approve_all_or_none_overrides_everything_and_remembered_answers_apply() {
         let (p, _rx) = policy(Some(false), &[], Fallback::Ask);
         assert_eq!(
-            p.answer(&request("cli_adapter", r#"sh -c "echo hi {assignment}""#)),
+            p.answer(&request("cli_adapter", r#"sh -c "echo hi x y""#)),
             Some(false)
         );
         let (p, _rx) = policy(None, &[], Fallback::Ask);

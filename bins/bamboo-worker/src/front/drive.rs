@@ -13,7 +13,7 @@ use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
-use super::approve::Remembered;
+use super::approve::FrontPolicy;
 use super::children::{Children, Who};
 use super::feed::{self, LoggedEvent, PendingAsk};
 use super::out::{Closed, Out};
@@ -54,7 +54,7 @@ struct Front<'a> {
 pub async fn drive(
     engine: &Engine,
     options: &RunOptions,
-    remembered: Remembered,
+    policy: Arc<FrontPolicy>,
     notes_tx: mpsc::UnboundedSender<String>,
     mut notes: mpsc::UnboundedReceiver<String>,
 ) -> anyhow::Result<Outcome> {
@@ -77,10 +77,10 @@ pub async fn drive(
         let answer: prompt::Answer = Arc::new(move |id: &str, ok: bool| {
             e.answer_approval(id, ok).map_err(|e| e.to_string())
         });
-        prompt::spawn(answer, remembered, front.status.clone(), notes_tx)
+        prompt::spawn(answer, policy.remembered(), front.status.clone(), notes_tx)
     });
     if options.resume.is_some() {
-        front.rerun_children().await?;
+        front.rerun_children(&policy).await?;
     }
     front.create_children(&mut interrupts).await?;
     let mut tick = tokio::time::interval(TICK);
@@ -187,7 +187,21 @@ impl<'a> Front<'a> {
 
     /// `--resume`: queues the root's unfinished children again and follows
     /// them like new ones.
-    async fn rerun_children(&mut self) -> anyhow::Result<()> {
+    async fn rerun_children(&mut self, policy: &FrontPolicy) -> anyhow::Result<()> {
+        // The named program is approved for the resumed children's own
+        // assignments too (their last user messages).
+        for id in super::resume::children_to_resume(self.engine, &self.root).await? {
+            if let Some(s) = self.engine.session(&id).await? {
+                if let Some(m) = s
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == bamboo_domain::Role::User)
+                {
+                    policy.name_assignment(&m.content);
+                }
+            }
+        }
         let resumed = super::resume::rerun(self.engine, &self.root).await?;
         if resumed.is_empty() {
             self.note("nothing to rerun: every child of this root completed or was skipped");

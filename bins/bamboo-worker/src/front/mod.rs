@@ -176,9 +176,9 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let named = match &options.executor {
         ExecutorChoice::Cli { command, args, .. } if options.approvals.all.is_none() => {
-            approve::named_program_resources(command, args, &options.assignments)
+            approve::NamedProgram::new(command, args, &options.assignments)
         }
-        _ => HashSet::new(),
+        _ => approve::NamedProgram::none(),
     };
     let policy = Arc::new(approve::FrontPolicy::new(
         named,
@@ -187,9 +187,8 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         options.approvals.fallback,
         notes_tx.clone(),
     ));
-    let remembered = policy.remembered();
-    let engine = setup::build_engine(&options, data_dir, policy).await?;
-    let outcome = drive::drive(&engine, &options, remembered, notes_tx, notes_rx).await;
+    let engine = setup::build_engine(&options, data_dir, policy.clone()).await?;
+    let outcome = drive::drive(&engine, &options, policy, notes_tx, notes_rx).await;
     if !matches!(outcome, Ok(Outcome { hard: true, .. })) {
         // Bounded: a stuck worker must not keep the front door alive.
         let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;

@@ -16,9 +16,10 @@
 //!   dropped run stop the group and every marked descendant, `setsid` ones
 //!   included (SIGTERM, then SIGKILL after
 //!   [`crate::executors::proc::KILL_GRACE`]). The run ends when the program
-//!   exits: what it left running is killed, and stdout is read for at most
-//!   [`OUTPUT_DRAIN`] more, so a descendant holding it open cannot hold the
-//!   run. A worker killed outright takes its program along (PR_SET_PDEATHSIG).
+//!   exits: what it left running is killed, and the rest of stdout is read
+//!   while it flows (no line for [`OUTPUT_DRAIN`] ends it, [`DRAIN_CAP`] at
+//!   most), so a descendant holding it open cannot hold the run and a slow
+//!   parent loses no line. A worker killed outright takes its program along (PR_SET_PDEATHSIG).
 //! - The environment is the worker's minus secrets, plus only the child
 //!   provider's key (see [`crate::executors::env`]).
 
@@ -57,10 +58,14 @@ use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTE
 pub const ASSIGNMENT_PLACEHOLDER: &str = "{assignment}";
 /// How much of stderr's tail an error carries.
 pub const STDERR_TAIL_BYTES: usize = 4096;
-/// How long stdout and stderr are still read after the program exited (its
-/// last output is already in the pipe; only an escaped descendant can keep
-/// them open longer).
+/// After the program exited: how long stdout may bring no new line before
+/// the rest is given up (an escaped descendant holds it open), and how long
+/// stderr is still read. Its last output is already in the pipe, and what it
+/// left running is killed first, so the end normally comes at once.
 pub const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
+/// The longest the rest of stdout is read after the program exited, however
+/// steadily it comes (an escaped process writing without end).
+pub const DRAIN_CAP: Duration = Duration::from_secs(30);
 /// Capacity of the stdout reader: large, so a chatty program costs few reads.
 const STDOUT_BUFFER: usize = 256 * 1024;
 
@@ -95,7 +100,7 @@ impl CliExecutor {
     /// Builds the executor from a `cli_adapter` spec.
     pub fn from_spec(spec: &ProvisionSpec) -> Result<Self, CliConfigError> {
         let ExecutorSpec::CliAdapter { command, args } = &spec.executor else {
-            return Err(CliConfigError::WrongKind(spec.executor.kind()));
+            return Err(CliConfigError::WrongKind(spec.executor.kind().wire()));
         };
         if command.trim().is_empty() {
             return Err(CliConfigError::EmptyCommand);
@@ -136,24 +141,12 @@ impl CliExecutor {
     /// The exact command line a run of `assignment` executes (placeholders
     /// replaced), as the approval question shows it to a human.
     pub fn command_line_for(&self, assignment: &str) -> String {
-        let (args, via_stdin) = self.argv(assignment);
-        let line = quote_line(std::iter::once(&self.command).chain(&args));
-        if via_stdin {
-            format!("{line} (assignment on stdin)")
-        } else {
-            line
-        }
+        command_line_for(&self.command, &self.args, assignment)
     }
 
     /// The arguments for `assignment`, and whether it must go to stdin instead.
     fn argv(&self, assignment: &str) -> (Vec<String>, bool) {
-        let via_arg = self.args.iter().any(|a| a.contains(ASSIGNMENT_PLACEHOLDER));
-        let args = self
-            .args
-            .iter()
-            .map(|a| a.replace(ASSIGNMENT_PLACEHOLDER, assignment))
-            .collect();
-        (args, !via_arg)
+        argv(&self.args, assignment)
     }
 
     fn spawn(&self, assignment: &str, mark: &RunMark) -> Result<(Child, Option<String>), String> {
@@ -376,8 +369,12 @@ impl Executor for CliExecutor {
 }
 
 /// Streams stdout until the program exits, then ends what it left running
-/// and reads what is left of stdout for at most [`OUTPUT_DRAIN`]: the run
-/// ends with the program, not when the last copy of its stdout closes.
+/// and reads the rest of stdout: to its end, which comes as soon as the pipe
+/// is empty (every writer is gone), or until no line has come for
+/// [`OUTPUT_DRAIN`] (a process that escaped the sweep still holds it open),
+/// at most [`DRAIN_CAP`] in all. An idle bound, not a total one: a slow
+/// parent makes the reading slow, and a line written before the program
+/// exited is never dropped for that.
 async fn watch_program(
     child: &mut Child,
     stdout: ChildStdout,
@@ -386,28 +383,55 @@ async fn watch_program(
     abort: &CancellationToken,
     procs: &RunProcesses,
 ) -> std::io::Result<ExitStatus> {
-    let mut pump = std::pin::pin!(pump_stdout(stdout, collected, sink, abort));
+    let lines = std::sync::atomic::AtomicU64::new(0);
+    let mut pump = std::pin::pin!(pump_stdout(stdout, collected, sink, abort, &lines));
     let (status, drained) = tokio::select! {
         status = child.wait() => (status, false),
         () = &mut pump => (child.wait().await, true),
     };
     // Left running, they would keep the pipes open (and outlive the run).
     procs.kill_leftovers();
-    if !drained && tokio::time::timeout(OUTPUT_DRAIN, pump).await.is_err() {
-        tracing::warn!(
-            "a process the cli_adapter program left behind still holds its stdout; the run ends without it"
-        );
+    if !drained {
+        drain(pump, &lines).await;
     }
     status
 }
 
-/// Streams stdout lines as events into `collected`; a closed sink trips
-/// `abort` (the parent is gone, so the run stops).
+/// Waits for `pump` to reach the end of stdout while it makes progress.
+async fn drain(
+    mut pump: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    lines: &std::sync::atomic::AtomicU64,
+) {
+    let cap = tokio::time::sleep(DRAIN_CAP);
+    tokio::pin!(cap);
+    let mut seen = lines.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            () = &mut pump => return,
+            () = &mut cap => break,
+            () = tokio::time::sleep(OUTPUT_DRAIN) => {
+                let now = lines.load(std::sync::atomic::Ordering::Relaxed);
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
+        }
+    }
+    tracing::warn!(
+        "a process the cli_adapter program left behind still holds its stdout; the run ends without it"
+    );
+}
+
+/// Streams stdout lines as events into `collected`, counting them in
+/// `lines`; a closed sink trips `abort` (the parent is gone, so the run
+/// stops).
 async fn pump_stdout(
     stdout: ChildStdout,
     collected: &mut OutputCollector,
     sink: &EventSink,
     abort: &CancellationToken,
+    lines: &std::sync::atomic::AtomicU64,
 ) {
     let mut reader = BufReader::with_capacity(STDOUT_BUFFER, stdout);
     let mut line = Vec::with_capacity(256);
@@ -421,6 +445,7 @@ async fn pump_stdout(
                 break;
             }
         }
+        lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let event = collected.push_line(&line);
         if sink.emit(event).await.is_err() {
             abort.cancel();
@@ -430,6 +455,31 @@ async fn pump_stdout(
 }
 
 /// `argv` as one line, arguments that are empty or hold whitespace quoted.
+/// The exact command line a run of `assignment` executes with `command` and
+/// `args` (placeholders replaced; "(assignment on stdin)" when no argument
+/// takes it), as the approval request shows it. One function, so the front
+/// door recognises the program its user named by the same text.
+pub fn command_line_for(command: &str, args: &[String], assignment: &str) -> String {
+    let command = command.to_owned();
+    let (args, via_stdin) = argv(args, assignment);
+    let line = quote_line(std::iter::once(&command).chain(&args));
+    if via_stdin {
+        format!("{line} (assignment on stdin)")
+    } else {
+        line
+    }
+}
+
+/// `args` for `assignment`, and whether it must go to stdin instead.
+fn argv(args: &[String], assignment: &str) -> (Vec<String>, bool) {
+    let via_arg = args.iter().any(|a| a.contains(ASSIGNMENT_PLACEHOLDER));
+    let args = args
+        .iter()
+        .map(|a| a.replace(ASSIGNMENT_PLACEHOLDER, assignment))
+        .collect();
+    (args, !via_arg)
+}
+
 fn quote_line<'a>(argv: impl Iterator<Item = &'a String>) -> String {
     argv.map(|a| {
         if a.is_empty() || a.contains(char::is_whitespace) {
