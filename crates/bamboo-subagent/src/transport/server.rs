@@ -88,10 +88,12 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-/// A connection that passed the WebSocket handshake and the token check.
-pub struct Upgraded(WebSocketStream<Box<dyn Io>>);
+/// A connection that passed the WebSocket handshake and the token check,
+/// over plain TCP unless said otherwise (a resident worker's connections are
+/// boxed: TLS or not).
+pub struct Upgraded<S = TcpStream>(WebSocketStream<S>);
 
-impl std::fmt::Debug for Upgraded {
+impl<S> std::fmt::Debug for Upgraded<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Upgraded")
     }
@@ -116,14 +118,14 @@ pub async fn serve_connection(
 /// worker.
 pub async fn accept(stream: TcpStream, config: &ServerConfig) -> Result<Upgraded, TransportError> {
     let _ = stream.set_nodelay(true);
-    upgrade(Box::new(stream), config).await
+    upgrade(stream, config).await
 }
 
 /// Upgrades an already accepted stream (plain or TLS) like [`accept`].
-pub async fn upgrade(
-    stream: Box<dyn Io>,
+pub async fn upgrade<S: Io>(
+    stream: S,
     config: &ServerConfig,
-) -> Result<Upgraded, TransportError> {
+) -> Result<Upgraded<S>, TransportError> {
     let token = config.token.clone();
     // The callback's error type is fixed by tungstenite's handshake API.
     #[allow(clippy::result_large_err)]
@@ -155,7 +157,7 @@ pub async fn upgrade(
 
 /// Serves an upgraded connection until the parent closes it, it breaks, or
 /// it stays silent past the keepalive limit; then cancels the active run.
-pub async fn serve(ws: Upgraded, executor: Arc<dyn Executor>, config: &ServerConfig) {
+pub async fn serve<S: Io>(ws: Upgraded<S>, executor: Arc<dyn Executor>, config: &ServerConfig) {
     let (sink, mut stream) = ws.0.split();
     let (out_tx, out_rx) = mpsc::channel::<String>(QUEUE_DEPTH);
     let pings = config.keepalive.map(|k| k.interval);
