@@ -113,6 +113,13 @@ impl PlacementLauncher {
 
 #[async_trait]
 impl WorkerLauncher for PlacementLauncher {
+    async fn admit(&self, spec: &ProvisionSpec) -> Option<crate::worker::Admission> {
+        match &spec.placement {
+            Placement::Remote { endpoint } => self.remote.admit(endpoint).await,
+            _ => self.local.admit(spec).await,
+        }
+    }
+
     async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
         match &spec.placement {
             Placement::Local => self.local.launch(spec).await,

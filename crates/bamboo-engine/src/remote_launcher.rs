@@ -12,14 +12,17 @@ use async_trait::async_trait;
 use bamboo_subagent::transport::client::{connect_with, ClientOptions, Connection};
 use bamboo_subagent::transport::Keepalive;
 use bamboo_subagent::Secret;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::Timeouts;
 use crate::fleet_launcher::link_of;
 use crate::placement::RemoteEndpoint;
 use crate::worker::{ActorWorker, LaunchError, Link, LinkError};
 
-/// One configured endpoint: how to reach it, and its connection cap.
+/// One configured endpoint: how to reach it, and its cap. A run takes a slot
+/// (`admit`) before it asks the pool, and holds it until it ends; a parked
+/// connection holds none, but a new one is opened only when none is parked,
+/// so open connections never exceed the cap.
 #[derive(Debug)]
 struct Target {
     endpoint: String,
@@ -62,25 +65,25 @@ impl RemoteLauncher {
         Self { targets }
     }
 
-    /// Opens a connection to the resident worker at `endpoint`, waiting for
-    /// a free connection under its cap first.
+    /// Waits for one of `endpoint`'s connection slots (held by the run).
+    pub async fn admit(&self, endpoint: &str) -> Option<crate::worker::Admission> {
+        let target = self.targets.get(endpoint)?;
+        let permit = target.slots.clone().acquire_owned().await.ok()?;
+        Some(Box::new(permit))
+    }
+
+    /// Opens a connection to the resident worker at `endpoint`.
     pub async fn reach(&self, endpoint: &str) -> Result<Box<dyn ActorWorker>, LaunchError> {
         let target = self.targets.get(endpoint).ok_or_else(|| {
             LaunchError(format!(
                 "no resident worker is configured at {endpoint}; add it to the engine with its token"
             ))
         })?;
-        let permit = target
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| LaunchError(format!("the connection cap of {endpoint} is closed")))?;
         let conn = target.open().await?;
         Ok(Box::new(RemoteWorker {
             target: target.clone(),
             first: Mutex::new(Some(conn)),
-            permit: Some(permit),
+            retired: false,
         }))
     }
 }
@@ -103,8 +106,7 @@ impl Target {
 struct RemoteWorker {
     target: Arc<Target>,
     first: Mutex<Option<Connection>>,
-    /// Held for the handle's life: one of the endpoint's connections.
-    permit: Option<OwnedSemaphorePermit>,
+    retired: bool,
 }
 
 #[async_trait]
@@ -116,7 +118,7 @@ impl ActorWorker for RemoteWorker {
     /// Alive until retired: a resident worker's health shows on its link
     /// (keepalive, closed-connection checks), not in a process table.
     fn is_alive(&mut self) -> bool {
-        self.permit.is_some()
+        !self.retired
     }
 
     async fn connect(&self) -> Result<Link, LinkError> {
@@ -128,9 +130,9 @@ impl ActorWorker for RemoteWorker {
         Ok(link_of(conn))
     }
 
-    /// Nothing to kill: gives the connection slot back.
+    /// Nothing to kill: drops the connection.
     async fn kill(&mut self) {
         self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.permit.take();
+        self.retired = true;
     }
 }
