@@ -28,8 +28,8 @@ pub struct RemoteEndpoint {
     pub token: Secret,
     /// Extra trusted CA certificates (DER) for its `wss://` certificate.
     pub ca_certs: Vec<Vec<u8>>,
-    /// At most this many connections to it at once (each serves one run at a
-    /// time, parked ones included); keep it at or below its `--max-runs`.
+    /// At most this many runs on it at once, and so at most this many open
+    /// connections; keep it at or below its `--max-runs`.
     pub max_connections: usize,
 }
 
