@@ -6,6 +6,7 @@ mod engine;
 mod executors;
 mod fleet;
 pub mod hotpath;
+mod remote;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,7 +33,7 @@ pub fn report(name: &str, value: String, target: &str, ok: bool) {
 
 /// The groups [`run`] knows, in the order it runs them. `cargo xtask bench`
 /// checks names against its own copy of this list before building anything.
-pub const GROUPS: [&str; 3] = ["fleet", "engine", "executors"];
+pub const GROUPS: [&str; 4] = ["fleet", "engine", "executors", "remote"];
 
 /// The worker binary to benchmark, from `BAMBOO_WORKER_BIN`.
 pub fn worker_bin() -> Result<PathBuf> {
@@ -55,6 +56,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         if want("executors") {
             executors::run().await?;
+        }
+        if want("remote") {
+            remote::run().await?;
         }
         anyhow::Ok(())
     })

@@ -10,13 +10,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bamboo_domain::ModelRef;
 use bamboo_subagent::spec::ExecutorKind;
-use bamboo_subagent::Secret;
-use bamboo_worker::executors::env::provider_key_var;
-use bamboo_worker::executors::registry::ExecutorFlag;
-use bamboo_worker::front::{ApproveMode, ExecutorChoice, Fallback, Provider};
-use bamboo_worker::{front, serve};
+use bamboo_worker::executor_flags::{passed_env, ExecutorArgs};
+use bamboo_worker::front::{ApproveMode, Fallback};
+use bamboo_worker::{front, resident, serve};
 use clap::{Parser, Subcommand};
 
 mod logging;
@@ -101,6 +98,13 @@ enum Command {
     ///   bamboo-worker sessions --data-dir ./runs --json
     #[command(verbatim_doc_comment)]
     Sessions(SessionsArgs),
+    /// Serve as a resident worker that engines reach over the network (F11).
+    ///
+    /// Example:
+    ///   bamboo-worker serve --listen 0.0.0.0:7300 --token-file /etc/bamboo/token \
+    ///     --tls-cert cert.pem --tls-key key.pem --max-runs 8
+    #[command(verbatim_doc_comment)]
+    Serve(Box<resident::ServeArgs>),
     /// Internal: removes a `run` temporary directory once stdin closes.
     #[command(name = "__reap-tempdir", hide = true)]
     ReapTempdir {
@@ -156,53 +160,8 @@ struct RunArgs {
     names: Vec<String>,
 
     // --- Executor ---
-    /// Which executor the children run.
-    #[arg(help_heading = "Executor", long, value_enum, default_value = "echo")]
-    executor: ExecutorFlag,
-    /// cli: the agent program to run (or give it after `--`).
-    #[arg(help_heading = "Executor", long, value_name = "PROG")]
-    command: Option<String>,
-    /// cli: an argument for the program (repeatable); `{assignment}` is replaced
-    /// by the assignment, otherwise the assignment arrives on its stdin.
-    #[arg(
-        help_heading = "Executor",
-        long = "arg",
-        value_name = "ARG",
-        allow_hyphen_values = true
-    )]
-    args: Vec<String>,
-    /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
-    /// cli (optional): the provider whose API key the program gets in its
-    /// environment, under its usual variable; without it the program gets no key.
-    #[arg(help_heading = "Executor", long, value_name = "PROVIDER/MODEL")]
-    model: Option<String>,
-    /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
-    #[arg(help_heading = "Executor", long, value_name = "URL")]
-    base_url: Option<String>,
-    /// llm, cli: environment variable holding the API key [default: the provider's
-    /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
-    /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
-    /// never in their argv or env; a cli program gets it in its own env.
-    #[arg(help_heading = "Executor", long, value_name = "VAR")]
-    api_key_env: Option<String>,
-    /// Working directory of the children [default: the current directory].
-    #[arg(help_heading = "Executor", long, value_name = "DIR")]
-    workspace: Option<PathBuf>,
-    /// cli: pass the environment variable NAME from here to the cli program,
-    /// on purpose (repeatable).
-    ///
-    /// A cli program starts with the worker's environment minus (1) every
-    /// variable whose name contains KEY, TOKEN, SECRET, PASSWORD, PASSWD or
-    /// CREDENTIAL, in any case, and (2) every model-provider variable, by
-    /// prefix: OPENAI_, ANTHROPIC_, GEMINI_, GOOGLE_API, GOOGLE_GENAI,
-    /// VERTEX, AZURE_OPENAI, AWS_, MISTRAL_, GROQ_, DEEPSEEK_, OPENROUTER_,
-    /// COHERE_, XAI_, TOGETHER_, FIREWORKS_, PERPLEXITY_, HF_, HUGGINGFACE,
-    /// OLLAMA_, BAMBOO_. `--pass-env NAME` puts NAME back with its value from
-    /// this environment, even when it matches those rules. The value travels
-    /// in the worker's stdin spec, never in argv or a worker's environment.
-    /// A NAME that is not set here is refused (exit 2).
-    #[arg(help_heading = "Executor", long = "pass-env", value_name = "NAME")]
-    pass_env: Vec<String>,
+    #[command(flatten)]
+    exec: ExecutorArgs,
 
     // --- Approvals ---
     /// How gated actions are answered. The program you name for --executor cli
@@ -258,6 +217,32 @@ struct RunArgs {
     /// Worker program to spawn instead of this binary (any protocol-v1 worker).
     #[arg(help_heading = "Sessions and workers", long, value_name = "PATH")]
     worker_bin: Option<PathBuf>,
+    /// Run the children on the resident worker at URL (`bamboo-worker serve`)
+    /// instead of local worker processes; needs --token-file. Its own flags
+    /// decide the executor, so --executor and its flags do not apply.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "wss://HOST:PORT",
+        requires = "token_file"
+    )]
+    remote: Option<String>,
+    /// --remote: file holding the resident worker's bearer token (mode 600).
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "FILE",
+        requires = "remote"
+    )]
+    token_file: Option<PathBuf>,
+    /// --remote: a PEM file of CA certificates to trust for its wss:// certificate.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "PEM",
+        requires = "remote"
+    )]
+    ca_cert: Option<PathBuf>,
     /// A fixed argument for the worker program (repeatable).
     #[arg(
         help_heading = "Sessions and workers",
@@ -266,10 +251,6 @@ struct RunArgs {
         allow_hyphen_values = true
     )]
     worker_args: Vec<String>,
-
-    /// cli: the program and its arguments, after `--`.
-    #[arg(last = true, value_name = "PROG ARGS")]
-    trailing: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -279,6 +260,13 @@ fn main() -> ExitCode {
         None => worker_mode(&cli.worker),
         Some(Command::Run(args)) => run_command(*args),
         Some(Command::Sessions(args)) => sessions(args),
+        Some(Command::Serve(args)) => match resident::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bamboo-worker serve: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
     }
 }
@@ -301,18 +289,12 @@ fn run_command(args: RunArgs) -> ExitCode {
 }
 
 fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
-    let executor = executor_choice(&a)?;
+    let executor = a.exec.choice()?;
+    let remote = remote_target(&a)?;
     if a.max_running == 0 {
         bail!("--max-running must be at least 1");
     }
-    let workspace = match &a.workspace {
-        Some(w) => w.clone(),
-        None => std::env::current_dir()
-            .context("cannot read the current directory; pass --workspace")?,
-    };
-    if !workspace.is_dir() {
-        bail!("--workspace {} is not a directory", workspace.display());
-    }
+    let workspace = a.exec.workspace()?;
     let assignments = all_assignments(&a)?;
     let names = front::names::assign(&assignments, &a.names).map_err(anyhow::Error::msg)?;
     let output = match (a.json, a.quiet) {
@@ -333,9 +315,37 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         run_timeout: a.run_timeout,
         idle_timeout: a.idle_timeout,
         output,
-        pass_env: passed_env(&a.pass_env)?,
+        pass_env: passed_env(&a.exec.pass_env)?,
         resume: a.resume,
+        remote,
     })
+}
+
+/// The resident worker of `--remote`, its token and CA certificates.
+fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
+    let (Some(endpoint), Some(token_file)) = (&a.remote, &a.token_file) else {
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("wss://") || endpoint.starts_with("ws://")) {
+        bail!("--remote {endpoint:?} is not a wss://HOST:PORT (or ws://) URL");
+    }
+    if a.exec.executor.0 != ExecutorKind::Echo || !a.exec.pass_env.is_empty() {
+        bail!("with --remote the resident worker's own flags decide the executor: drop --executor and --pass-env here, give them to `bamboo-worker serve`");
+    }
+    let ca_certs = match &a.ca_cert {
+        None => Vec::new(),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+            bamboo_subagent::resident::tls::root_certs(&pem)
+                .with_context(|| format!("--ca-cert {}", path.display()))?
+        }
+    };
+    Ok(Some(front::RemoteTarget {
+        endpoint: endpoint.clone(),
+        token: resident::read_token(token_file)?,
+        ca_certs,
+    }))
 }
 
 /// Positional assignments, then `--assignment`s, then `--from` lines.
@@ -380,25 +390,6 @@ fn approvals(a: &RunArgs) -> front::Approvals {
     }
 }
 
-/// The `--pass-env` variables with their values from this environment.
-fn passed_env(names: &[String]) -> anyhow::Result<Vec<(String, Secret)>> {
-    names
-        .iter()
-        .map(|name| {
-            if name.is_empty() || name.contains(['=', '\0']) {
-                bail!("--pass-env {name:?} is not a variable name: give the bare NAME, without `=value`");
-            }
-            match std::env::var_os(name) {
-                None => bail!("--pass-env {name}: the variable is not set in this environment; export it first, or drop the flag"),
-                Some(v) => match v.into_string() {
-                    Ok(v) => Ok((name.clone(), Secret::new(v))),
-                    Err(_) => bail!("--pass-env {name}: its value is not valid UTF-8; only UTF-8 values can be passed"),
-                },
-            }
-        })
-        .collect()
-}
-
 fn sessions(a: SessionsArgs) -> ExitCode {
     let options = match a.data_dir {
         Some(data_dir) => front::sessions::SessionsOptions {
@@ -424,73 +415,6 @@ fn sessions(a: SessionsArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn executor_choice(a: &RunArgs) -> anyhow::Result<ExecutorChoice> {
-    let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
-    if cli_flags && a.executor.0 != ExecutorKind::CliAdapter {
-        bail!("--command, --arg and `-- PROG` apply only to --executor cli");
-    }
-    let model_flags = a.model.is_some() || a.api_key_env.is_some();
-    if model_flags && a.executor.0 == ExecutorKind::Echo {
-        bail!("--model and --api-key-env apply only to --executor llm or cli");
-    }
-    if a.base_url.is_some() && a.executor.0 != ExecutorKind::BambooRuntime {
-        bail!("--base-url applies only to --executor llm");
-    }
-    if !a.pass_env.is_empty() && a.executor.0 != ExecutorKind::CliAdapter {
-        bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
-    }
-    match a.executor.0 {
-        ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
-        ExecutorKind::CliAdapter => {
-            let (command, args) = match (&a.command, a.trailing.split_first()) {
-                (Some(_), Some(_)) => bail!("give the program either with --command or after `--`, not both"),
-                (Some(c), None) => (c.clone(), a.args.clone()),
-                (None, Some((c, rest))) if a.args.is_empty() => (c.clone(), rest.to_vec()),
-                (None, Some(_)) => bail!("--arg goes with --command; after `--` put the arguments themselves"),
-                (None, None) => bail!("--executor cli needs a program: --command PROG [--arg ARG]... or `-- PROG ARGS...`"),
-            };
-            if a.api_key_env.is_some() && a.model.is_none() {
-                bail!("--api-key-env needs --model provider/model to say whose key it is");
-            }
-            let provider = a.model.as_deref().map(|raw| provider(a, raw)).transpose()?;
-            Ok(ExecutorChoice::Cli {
-                command,
-                args,
-                provider,
-            })
-        }
-        ExecutorKind::BambooRuntime => {
-            let raw = a
-                .model
-                .as_deref()
-                .context("--executor llm needs --model provider/model")?;
-            Ok(ExecutorChoice::Llm {
-                provider: provider(a, raw)?,
-            })
-        }
-    }
-}
-
-/// The model `raw` and its key, read from `--api-key-env` or the provider's
-/// usual variable.
-fn provider(a: &RunArgs, raw: &str) -> anyhow::Result<Provider> {
-    let model = ModelRef::parse(raw).with_context(|| {
-        format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
-    })?;
-    let var = a
-        .api_key_env
-        .clone()
-        .unwrap_or_else(|| provider_key_var(&model.provider));
-    let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
-        format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
-    })?;
-    Ok(Provider {
-        model,
-        base_url: a.base_url.clone(),
-        api_key: Secret::new(key),
-    })
 }
 
 fn worker_mode(cli: &WorkerFlags) -> ExitCode {

@@ -7,6 +7,7 @@ use crate::assignment::render;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::inbox::{InboxKind, InboxMessage};
+use crate::placement::PLACEMENT_KEY;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
 use crate::types::{
@@ -43,6 +44,13 @@ impl Engine {
         }
         if input.auto_run && self.inner.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
+        }
+        if let Some(p) = &input.placement {
+            self.inner
+                .cfg
+                .routing
+                .check(p)
+                .map_err(EngineError::InvalidInput)?;
         }
         let parent = self
             .inner
@@ -108,6 +116,10 @@ impl Engine {
                 DISABLED_TOOLS_KEY.into(),
                 serde_json::json!(input.disabled_tools),
             );
+        }
+        if let Some(p) = &input.placement {
+            s.metadata
+                .insert(PLACEMENT_KEY.into(), serde_json::json!(p));
         }
         let prompt = input.system_prompt.clone().unwrap_or_else(|| {
             self.inner

@@ -78,6 +78,7 @@ pub(crate) struct EngineConfig {
     pub event_log: crate::events::LogLimits,
     pub role_prompts: HashMap<String, String>,
     pub enforce_permissions: bool,
+    pub routing: crate::placement::Routing,
     /// Variables passed on purpose to `cli_adapter` programs (`--pass-env`).
     pub pass_env: BTreeMap<String, Secret>,
 }
@@ -96,6 +97,7 @@ impl EngineConfig {
             event_log: crate::events::LogLimits::default(),
             role_prompts: HashMap::new(),
             enforce_permissions: true,
+            routing: crate::placement::Routing::default(),
             pass_env: BTreeMap::new(),
         }
     }

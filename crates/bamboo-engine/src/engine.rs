@@ -1,106 +1,40 @@
 //! The embedding entry point: [`Engine`], built once with [`EngineBuilder`] and
 //! shared (it is a cheap `Clone`). Everything is an explicit handle: two
 //! engines in one process share nothing (E21).
+//!
+//! The engine is a thin facade over the run path's [`Runtime`]: it turns
+//! calls into runtime operations and injects itself, as a
+//! [`crate::nested::NestedSpawner`], for children's nested spawn requests.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bamboo_domain::{ModelRef, Session};
-use bamboo_subagent::fabric::Fabric;
 use bamboo_subagent::fleet::WorkerCommand;
-use bamboo_subagent::spec::ExecutorSpec;
+use bamboo_subagent::spec::{ExecutorSpec, Placement};
 use bamboo_subagent::Secret;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::approval::{ApprovalBroker, ApprovalPolicy, ApprovalStream, PendingApproval};
+use crate::api_nested::FacadeSpawner;
+use crate::approval::{ApprovalPolicy, ApprovalStream, PendingApproval};
 use crate::config::{EngineConfig, Timeouts};
 use crate::credentials::CredentialResolver;
 use crate::error::EngineError;
-use crate::events::{EventLogs, EventStream, Since};
+use crate::events::{EventStream, Since};
 use crate::fleet_launcher::FleetLauncher;
+use crate::placement::{PlacementLauncher, RemoteEndpoint};
 use crate::pool::PoolLimits;
-use crate::runner::ActorRunner;
-use crate::runs::RunRegistry;
-use crate::slots::RunSlots;
-use crate::steering::SteeringRegistry;
+use crate::remote_launcher::RemoteLauncher;
+use crate::runtime::Runtime;
 use crate::store::{FileStore, SessionStore};
 use crate::worker::WorkerLauncher;
-
-/// Shared state of one engine.
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub cfg: EngineConfig,
-    pub store: Arc<dyn SessionStore>,
-    pub events: EventLogs,
-    pub runner: ActorRunner,
-    pub slots: RunSlots,
-    pub approvals: Arc<ApprovalBroker>,
-    pub steering: SteeringRegistry,
-    pub runs: RunRegistry,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-}
-
-impl Inner {
-    /// The durable inbox of `session_id` (`<data>/inbox/<id>`), recovered at
-    /// engine start.
-    pub fn inbox(&self, session_id: &str) -> Result<crate::inbox::Inbox, EngineError> {
-        crate::store::check_id(session_id)?;
-        Ok(crate::inbox::Inbox::attach(
-            self.cfg.data_dir.join("inbox").join(session_id),
-        )?)
-    }
-
-    /// Loads `child_id` and checks it is a child of `parent_id` (C9).
-    pub async fn load_child(
-        &self,
-        parent_id: &str,
-        child_id: &str,
-    ) -> Result<Session, EngineError> {
-        let s = self
-            .store
-            .load(child_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(child_id.to_owned()))?;
-        if s.child.is_none() {
-            return Err(EngineError::NotAChild(child_id.to_owned()));
-        }
-        if s.parent_id.as_deref() != Some(parent_id) {
-            return Err(EngineError::NotYourChild {
-                child: child_id.to_owned(),
-                parent: parent_id.to_owned(),
-            });
-        }
-        Ok(s)
-    }
-
-    /// The sessions whose logs carry a run of a child of `parent_id`: the
-    /// parent, its parent, ... up to the root (E7: the human at the top sees
-    /// the whole tree). Stops at a missing session or a cycle.
-    pub async fn ancestry(&self, parent_id: &str) -> Vec<String> {
-        let mut chain = vec![parent_id.to_owned()];
-        while chain.len() <= 64 {
-            let Some(last) = chain.last() else { break };
-            let Ok(Some(s)) = self.store.load(last).await else {
-                break;
-            };
-            match s.parent_id {
-                Some(p) if !chain.contains(&p) => chain.push(p),
-                _ => break,
-            }
-        }
-        chain
-    }
-}
 
 /// Runs sub-agents as actor worker processes.
 ///
 /// ```no_run
 /// use bamboo_engine::{Engine, CreateChild, Since};
 /// use futures::StreamExt;
-/// use bamboo_subagent::spec::ExecutorSpec;
+/// use bamboo_subagent::spec::{ExecutorSpec, Placement};
 ///
 /// # async fn demo() -> Result<(), bamboo_engine::EngineError> {
 /// let engine = Engine::builder("/tmp/bamboo-data")
@@ -124,7 +58,7 @@ impl Inner {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Runtime>,
 }
 
 /// Counters an application (or a test) can watch.
@@ -222,23 +156,7 @@ impl Engine {
     /// Cancels every run, waits for them to report, and retires every worker:
     /// no worker process outlives this call. New runs are refused afterwards.
     pub async fn shutdown(&self) {
-        let inner = &self.inner;
-        inner
-            .runs
-            .cancel_all("cancelled: the engine is shutting down");
-        inner.shutdown.cancel();
-        inner.slots.close();
-        inner.tasks.close();
-        let bound = inner.cfg.timeouts.cancel_grace + Duration::from_secs(5);
-        if tokio::time::timeout(bound, inner.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some runs did not finish in time; their workers are killed");
-        }
-        inner.runner.shutdown().await;
-        inner.approvals.close();
-        inner.events.close().await;
+        self.inner.shutdown().await;
     }
 }
 
@@ -370,6 +288,28 @@ impl EngineBuilder {
         self
     }
 
+    /// A resident worker children may be placed on (`Placement::Remote`
+    /// with this `endpoint`, e.g. `wss://host:7300`), with its token, CA
+    /// certificates and connection cap.
+    pub fn remote_worker(mut self, endpoint: impl Into<String>, remote: RemoteEndpoint) -> Self {
+        self.cfg.routing.remotes.insert(endpoint.into(), remote);
+        self
+    }
+
+    /// Children with `role` run at `placement` unless their create call says
+    /// otherwise.
+    pub fn route(mut self, role: impl Into<String>, placement: Placement) -> Self {
+        self.cfg.routing.routes.insert(role.into(), placement);
+        self
+    }
+
+    /// Where children without a route or a create-time placement run
+    /// (default: local).
+    pub fn default_placement(mut self, placement: Placement) -> Self {
+        self.cfg.routing.default = placement;
+        self
+    }
+
     /// Passes the variable `name` with `value` on purpose into the environment
     /// of every `cli_adapter` program, after the secret scrub (repeatable). It
     /// travels in the spec's secrets envelope, never in argv or a worker's env.
@@ -378,7 +318,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts workers some other way (tests, remote fleets).
+    /// Starts local workers some other way (tests, custom fleets).
     pub fn launcher(mut self, launcher: Arc<dyn WorkerLauncher>) -> Self {
         self.launcher = Some(launcher);
         self
@@ -401,7 +341,7 @@ impl EngineBuilder {
             cfg.pool.max_idle_per_key = cfg.pool.max_idle_per_key.max(cfg.max_running);
             cfg.pool.max_idle_total = cfg.pool.max_idle_total.max(cfg.max_running);
         }
-        let launcher: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
+        let local: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
             (Some(l), _) => l,
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
                 Arc::new(FleetLauncher::with_timeouts(cmd, &cfg.timeouts))
@@ -412,55 +352,19 @@ impl EngineBuilder {
                 ))
             }
         };
+        let routing = &cfg.routing;
+        for p in routing.routes.values().chain([&routing.default]) {
+            routing.check(p).map_err(EngineError::Config)?;
+        }
+        let remote = RemoteLauncher::new(&cfg.routing.remotes, &cfg.timeouts);
+        let launcher: Arc<dyn WorkerLauncher> = Arc::new(PlacementLauncher::new(local, remote));
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),
         };
         crate::recovery::mark_orphans(store.as_ref()).await?;
         crate::recovery::recover_inboxes(&cfg.data_dir.join("inbox"));
-        let inner = Inner {
-            events: EventLogs::new(cfg.data_dir.join("events"), cfg.event_log),
-            runner: ActorRunner::new(launcher, cfg.pool),
-            slots: RunSlots::new(cfg.max_running),
-            approvals: Arc::new(ApprovalBroker::new(cfg.approvals.clone())),
-            steering: SteeringRegistry::default(),
-            runs: RunRegistry::default(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            store,
-            cfg,
-        };
-        let inner = Arc::new(inner);
-        spawn_housekeeping(&inner);
+        let inner = Runtime::new(cfg, store, launcher, |weak| Arc::new(FacadeSpawner(weak)));
         Ok(Engine { inner })
     }
-}
-
-/// Housekeeping every quarter of `worker_idle`: retires pooled workers parked
-/// longer than that, and removes stale worker records from the fabric (the
-/// ones of workers killed with SIGKILL). Holds the engine only weakly, and
-/// stops at shutdown.
-fn spawn_housekeeping(inner: &Arc<Inner>) {
-    let max_idle = inner.cfg.timeouts.worker_idle;
-    let period = (max_idle / 4).max(std::time::Duration::from_millis(10));
-    let fabric = Fabric::new(crate::provision::fabric_dir(&inner.cfg));
-    let (weak, stop) = (Arc::downgrade(inner), inner.shutdown.clone());
-    inner.tasks.spawn(async move {
-        loop {
-            let Some(inner) = weak.upgrade() else { return };
-            let n = inner.runner.evict_idle(max_idle);
-            drop(inner);
-            if n > 0 {
-                tracing::debug!(retired = n, "retired workers idle in the pool");
-            }
-            let f = fabric.clone();
-            if let Ok(n @ 1..) = tokio::task::spawn_blocking(move || f.gc()).await {
-                tracing::debug!(removed = n, "removed stale fabric records");
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(period) => {}
-            }
-        }
-    });
 }

@@ -84,7 +84,7 @@ impl crate::Engine {
 
 /// [`climb`] over the engine's sessions and configured reviewer.
 pub(crate) async fn climb_engine(
-    inner: &crate::engine::Inner,
+    inner: &crate::runtime::Runtime,
     request: &ApprovalRequest,
 ) -> Option<Decision> {
     let cfg = &inner.cfg.approvals;

@@ -30,6 +30,9 @@ impl Fingerprint {
     /// The fingerprint of a spec. Ignores identity ids, limits and secrets:
     /// secrets follow from the provider, which is an axis.
     pub fn of(spec: &ProvisionSpec) -> Self {
+        if let Placement::Remote { .. } = spec.placement {
+            return Self::remote(spec);
+        }
         let caps = &spec.capabilities;
         let extras = serde_json::json!([caps.mcp, caps.skills_dir]).to_string();
         Self {
@@ -47,6 +50,31 @@ impl Fingerprint {
             no_human_approver: caps.no_human_approver,
             depth_cap: caps.spawn_depth_cap(),
             extras,
+        }
+    }
+}
+
+impl Fingerprint {
+    /// A connection to a resident worker has nothing baked in (it never sees
+    /// the spec; its executor is fixed by its own flags), so any child placed
+    /// on the endpoint may reuse any parked connection to it: the placement
+    /// is the whole key.
+    fn remote(spec: &ProvisionSpec) -> Self {
+        Self {
+            executor: ExecutorSpec::Echo,
+            placement: spec.placement.clone(),
+            role: String::new(),
+            provider: None,
+            model: None,
+            workspace: None,
+            disabled_tools: BTreeSet::new(),
+            depth: 0,
+            nested_spawn: false,
+            bypass: false,
+            enforce_permissions: false,
+            no_human_approver: false,
+            depth_cap: 0,
+            extras: String::new(),
         }
     }
 }
@@ -93,6 +121,22 @@ mod tests {
     }
 
     #[test]
+    fn remote_connections_are_keyed_by_endpoint_only() {
+        let on = |endpoint: &str, edit: fn(&mut ProvisionSpec)| {
+            let mut s = base();
+            s.placement = Placement::Remote {
+                endpoint: endpoint.into(),
+            };
+            edit(&mut s);
+            Fingerprint::of(&s)
+        };
+        let plain = on("wss://a:1", |_| {});
+        assert_eq!(plain, on("wss://a:1", |s| s.identity.role = "coder".into()));
+        assert_eq!(plain, on("wss://a:1", |s| s.identity.depth = 3));
+        assert_ne!(plain, on("wss://b:1", |_| {}));
+    }
+
+    #[test]
     fn every_axis_splits() {
         type Edit = fn(&mut ProvisionSpec);
         let edits: Vec<(&str, Edit)> = vec![
@@ -109,6 +153,11 @@ mod tests {
             ("depth cap", |s| s.capabilities.max_spawn_depth = Some(2)),
             ("executor", |s| s.executor = ExecutorSpec::BambooRuntime),
             ("no human", |s| s.capabilities.no_human_approver = true),
+            ("placement", |s| {
+                s.placement = Placement::Remote {
+                    endpoint: "wss://a:1".into(),
+                }
+            }),
         ];
         let reference = Fingerprint::of(&base());
         for (axis, edit) in edits {

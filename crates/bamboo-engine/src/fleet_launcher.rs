@@ -58,7 +58,11 @@ impl FleetLauncher {
     async fn start_one(&self, spec: &ProvisionSpec) -> Result<FleetWorker, Started> {
         let mut handle = spawn_worker(&self.command, spec, self.register_timeout)
             .await
-            .map_err(|e| Started::Failed(LaunchError(e.to_string())))?;
+            .map_err(|e| {
+                Started::Failed(LaunchError(format!(
+                    "{e}; check the worker program path and its stderr"
+                )))
+            })?;
         match handle.connect_with(&self.link).await {
             Ok(conn) => Ok(FleetWorker {
                 handle,
@@ -138,14 +142,19 @@ impl ActorWorker for FleetWorker {
                 .await
                 .map_err(|e| LinkError(e.to_string()))?,
         };
-        Ok(Link {
-            tx: Arc::new(Tx(conn.sender)),
-            rx: Box::new(Rx(conn.receiver)),
-        })
+        Ok(link_of(conn))
     }
 
     async fn kill(&mut self) {
         self.handle.kill().await;
+    }
+}
+
+/// The engine's view of a transport connection.
+pub(crate) fn link_of(conn: Connection) -> Link {
+    Link {
+        tx: Arc::new(Tx(conn.sender)),
+        rx: Box::new(Rx(conn.receiver)),
     }
 }
 

@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod actions;
+mod api_nested;
 pub mod approval;
 mod ask;
 mod assignment;
@@ -29,12 +30,15 @@ mod fingerprint;
 pub mod fleet_launcher;
 pub mod inbox;
 mod nested;
+pub mod placement;
 mod pool;
 mod provision;
 mod pump;
 mod recovery;
+mod remote_launcher;
 mod runner;
 mod runs;
+mod runtime;
 mod slots;
 mod spawn;
 mod steering;
@@ -52,12 +56,15 @@ pub use approval::{
 /// Re-exported so applications can implement [`ApprovalPolicy`] and
 /// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
 pub use async_trait::async_trait;
+/// Re-exported: where a child runs.
+pub use bamboo_subagent::spec::Placement;
 pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
 pub use escalation::{ChildApprovalReviewer, BYPASS_KEY};
 pub use events::{EventStream, LogLimits, LoggedEvent, Since};
 pub use inbox::{InboxKind, InboxMessage};
+pub use placement::{RemoteEndpoint, PLACEMENT_KEY};
 pub use pool::PoolLimits;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};

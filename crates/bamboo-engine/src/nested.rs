@@ -1,75 +1,28 @@
 //! Nested spawn (E18): a child asks, over `subagent_request`, for a grandchild.
-//! The grandchild is created under the requesting child and run through the
-//! canonical spawn path; the reply is the tool result JSON. The depth cap is
-//! enforced by `create_child` at every level, and every failure is answered
-//! (`success: false`) rather than leaving the child waiting.
+//! The run path does not serve it itself: it hands the request to the
+//! [`NestedSpawner`] injected into the runtime (the facade, see
+//! `api_nested.rs`), which creates the grandchild under the requesting child
+//! and runs it through the canonical spawn path. Every request is answered
+//! (`success: false` on failure) rather than leaving the child waiting.
 
 use std::sync::Arc;
 
-use bamboo_domain::CompletionStatus;
 use futures::future::BoxFuture;
-use futures::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::engine::{Engine, Inner};
-use crate::types::CreateChild;
+use crate::runtime::Runtime;
 
-/// Serves one request from `requester`; always yields a reply body.
+/// Serves a child's nested spawn request; always yields the reply body.
+pub(crate) trait NestedSpawner: Send + Sync + std::fmt::Debug {
+    /// Serves one request from `requester` (its tool-result JSON body).
+    fn serve(&self, requester: String, body: Value) -> BoxFuture<'static, Value>;
+}
+
+/// Serves one request from `requester` through the runtime's spawner.
 pub(crate) fn serve(
-    inner: Arc<Inner>,
+    inner: Arc<Runtime>,
     requester: String,
     body: Value,
 ) -> BoxFuture<'static, Value> {
-    async move {
-        let engine = Engine { inner };
-        // Inbox questions (ask, reply, inbox) between the requester and its kin.
-        if let Some(reply) = crate::ask::serve(&engine, &requester, &body).await {
-            return reply;
-        }
-        // An explicit tool action goes through the tool layer as the requester.
-        if body.get("action").is_some() {
-            return crate::tool::call(&engine, &requester, body).await;
-        }
-        match spawn_and_wait(&engine, &requester, &body).await {
-            Ok(result) => json!({"success": true, "result": result}),
-            Err(reason) => json!({"success": false, "result": reason}),
-        }
-    }
-    .boxed()
-}
-
-async fn spawn_and_wait(engine: &Engine, requester: &str, body: &Value) -> Result<String, String> {
-    let assignment = body
-        .get("assignment")
-        .and_then(Value::as_str)
-        .ok_or("subagent request has no \"assignment\" string")?;
-    let mut input = CreateChild::new(requester, assignment);
-    input.role = str_field(body, "subagent_type")
-        .or_else(|| str_field(body, "role"))
-        .unwrap_or_default();
-    input.title = str_field(body, "title");
-    input.responsibility = str_field(body, "responsibility").unwrap_or_default();
-    let child = engine
-        .create_child(input)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ticket = engine
-        .run_child(requester, &child.id, false)
-        .await
-        .map_err(|e| e.to_string())?;
-    let report = ticket
-        .await
-        .map_err(|_| "the grandchild's run was dropped before it reported".to_owned())?;
-    match report.status {
-        CompletionStatus::Completed => Ok(report.result.unwrap_or_default()),
-        other => Err(format!(
-            "grandchild {} ended with status {other}: {}",
-            child.id,
-            report.error.unwrap_or_default()
-        )),
-    }
-}
-
-fn str_field(body: &Value, key: &str) -> Option<String> {
-    body.get(key).and_then(Value::as_str).map(str::to_owned)
+    inner.nested.serve(requester, body)
 }

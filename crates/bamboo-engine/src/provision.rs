@@ -5,7 +5,7 @@
 use bamboo_domain::{Role, Session};
 use bamboo_subagent::frames::RunRequest;
 use bamboo_subagent::spec::{
-    Capabilities, ExecutorSpec, Identity, Limits, Placement, ProvisionSpec, PROTOCOL_VERSION,
+    Capabilities, ExecutorSpec, Identity, Limits, ProvisionSpec, PROTOCOL_VERSION,
 };
 
 use crate::config::EngineConfig;
@@ -54,7 +54,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
         },
         secrets,
         reusable: true,
-        placement: Placement::Local,
+        placement: cfg.routing.placement_of(child),
         capabilities: Capabilities {
             enforce_permissions: cfg.enforce_permissions,
             nested_spawn: depth < cfg.max_spawn_depth,

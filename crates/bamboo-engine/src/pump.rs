@@ -16,9 +16,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::approval::ApprovalRequest;
-use crate::engine::Inner;
 use crate::events::{ChildEvents, Fanout};
 use crate::runs::RunControl;
+use crate::runtime::Runtime as Inner;
 use crate::slots::LendableSlot;
 use crate::spawn::Run;
 use crate::watchdog::{ActivityClock, Watchdog};

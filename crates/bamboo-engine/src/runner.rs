@@ -35,6 +35,8 @@ pub(crate) struct Lease {
     pub link: Link,
     pub fingerprint: Fingerprint,
     pub reused: bool,
+    /// The launcher's admission (a per-endpoint cap), held for the run.
+    pub admission: Option<crate::worker::Admission>,
 }
 
 /// Pool plus launcher.
@@ -78,6 +80,8 @@ impl ActorRunner {
     /// reopened), else a fresh spawn.
     pub async fn acquire(&self, spec: &ProvisionSpec) -> Result<Lease, LaunchError> {
         let fingerprint = Fingerprint::of(spec);
+        // Before the pool: a worker parked while this run waited is reused.
+        let admission = self.launcher.admit(spec).await;
         let checkout = self.pool().checkout(&fingerprint);
         self.retire_all(checkout.dead);
         if let Some(mut parked) = checkout.worker {
@@ -98,6 +102,7 @@ impl ActorRunner {
                         link,
                         fingerprint,
                         reused: true,
+                        admission,
                     })
                 }
                 Err(e) => {
@@ -114,6 +119,7 @@ impl ActorRunner {
                 link,
                 fingerprint,
                 reused: false,
+                admission,
             }),
             Err(e) => {
                 worker.kill().await;
@@ -125,6 +131,9 @@ impl ActorRunner {
     /// After a run: park the worker when the run ended cleanly and it is alive
     /// (E13), otherwise retire it. Extras beyond the pool caps are retired.
     pub fn release(&self, mut lease: Lease, clean: bool) {
+        // Given back at the end, once the worker is parked: a run woken by
+        // it then finds the parked worker instead of opening another.
+        let _admission = lease.admission.take();
         let closed = self.closed.load(Ordering::Acquire);
         if !clean || closed || !lease.worker.is_alive() {
             self.retire(lease.worker);

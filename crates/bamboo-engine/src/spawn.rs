@@ -15,12 +15,12 @@ use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::engine::Inner;
 use crate::error::EngineError;
 use crate::events::Fanout;
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, PumpEnv, PumpResult};
 use crate::runs::{Reservation, RunControl};
+use crate::runtime::Runtime as Inner;
 use crate::slots::{LendableSlot, Slot};
 use crate::watchdog::ActivityClock;
 use crate::writeback::{untaken, write_back};

@@ -44,6 +44,9 @@ pub struct CreateChild {
     /// Queue a run right away.
     #[serde(default)]
     pub auto_run: bool,
+    /// Where the child runs; default: the engine's routing by role.
+    #[serde(default)]
+    pub placement: Option<bamboo_subagent::spec::Placement>,
 }
 
 impl CreateChild {

@@ -16,7 +16,7 @@ pub struct LinkError(pub String);
 
 /// Starting a worker failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("could not start a worker: {0}; check the worker program path and its stderr")]
+#[error("could not start a worker: {0}")]
 pub struct LaunchError(pub String);
 
 /// Sends frames to a worker. Cloned freely (approval and spawn replies run on
@@ -73,4 +73,15 @@ pub trait ActorWorker: Send + Sync + fmt::Debug {
 pub trait WorkerLauncher: Send + Sync + fmt::Debug {
     /// Starts one worker provisioned with `spec` and waits until it is reachable.
     async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError>;
+
+    /// Waits until a run for `spec` may use a worker (a per-endpoint cap);
+    /// the run holds what this returns until it ends. Taken before the pool
+    /// is asked, so a parked worker freed meanwhile is reused, not doubled.
+    /// Default: no cap.
+    async fn admit(&self, _spec: &ProvisionSpec) -> Option<Admission> {
+        None
+    }
 }
+
+/// A run's admission under a launcher's cap; dropping it gives it back.
+pub type Admission = Box<dyn std::any::Any + Send + Sync>;

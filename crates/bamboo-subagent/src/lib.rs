@@ -11,6 +11,7 @@
 pub mod executor;
 pub mod frames;
 pub mod record;
+pub mod resident;
 pub mod secret;
 pub mod spec;
 

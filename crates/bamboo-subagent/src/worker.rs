@@ -150,6 +150,7 @@ impl Worker {
                 activity: options.idle_hook.as_ref().map(|_| Activity::default()),
                 handshake_timeout: options.handshake_timeout,
                 keepalive: options.keepalive,
+                ..ServerConfig::default()
             },
             options,
         })

@@ -135,6 +135,19 @@ pub struct RunOptions {
     pub pass_env: Vec<(String, Secret)>,
     /// Root session whose unfinished children are rerun (`--resume`).
     pub resume: Option<String>,
+    /// Run the children on this resident worker instead of local processes.
+    pub remote: Option<RemoteTarget>,
+}
+
+/// A resident worker (`bamboo-worker serve`) `run --remote` sends children to.
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    /// `wss://host:port` (or `ws://` on loopback).
+    pub endpoint: String,
+    /// Its bearer token, read from `--token-file`.
+    pub token: Secret,
+    /// Extra trusted CA certificates (DER), from `--ca-cert`.
+    pub ca_certs: Vec<Vec<u8>>,
 }
 
 /// Exit codes of `run` (documented in docs/operations.md).

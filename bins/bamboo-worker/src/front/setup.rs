@@ -1,12 +1,12 @@
 //! Building the engine `run` drives: worker program, executor, approvals,
-//! credentials.
+//! credentials, and with `--remote` the resident worker every child runs on.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use bamboo_engine::credentials::CredentialResolver;
-use bamboo_engine::{ApprovalPolicy, Engine};
+use bamboo_engine::{ApprovalPolicy, Engine, Placement, RemoteEndpoint};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 
 use super::{ExecutorChoice, RunOptions};
@@ -46,6 +46,17 @@ pub async fn build_engine(
             base_url: p.base_url.clone(),
             provider_type: Some("openai".into()),
         })));
+    }
+    if let Some(r) = &options.remote {
+        let mut remote = RemoteEndpoint::new(r.token.clone());
+        remote.ca_certs = r.ca_certs.clone();
+        remote.max_connections = options.max_running;
+        let placement = Placement::Remote {
+            endpoint: r.endpoint.clone(),
+        };
+        builder = builder
+            .remote_worker(r.endpoint.clone(), remote)
+            .default_placement(placement);
     }
     builder.build().await.context("cannot start the engine")
 }

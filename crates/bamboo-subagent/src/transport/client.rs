@@ -227,15 +227,7 @@ pub async fn connect_with(
     let (ws, _) = tokio::time::timeout(options.handshake_timeout, handshake)
         .await
         .map_err(|_| timeout("WebSocket handshake", options.handshake_timeout))?
-        .map_err(|e| match e {
-            WsError::Http(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-                TransportError::Unauthorized(endpoint.to_owned())
-            }
-            other => TransportError::WebSocket {
-                endpoint: endpoint.to_owned(),
-                source: Box::new(other),
-            },
-        })?;
+        .map_err(|e| handshake_error(endpoint, e))?;
     let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let keepalive = options.keepalive;
@@ -249,6 +241,54 @@ pub async fn connect_with(
             ended: false,
         },
     })
+}
+
+/// Names what went wrong in the handshake: refused token, busy worker, any
+/// other HTTP refusal (with the worker's one-line reason), or TLS.
+fn handshake_error(endpoint: &str, e: WsError) -> TransportError {
+    let endpoint = endpoint.to_owned();
+    match e {
+        WsError::Http(resp) => {
+            let detail = resp
+                .body()
+                .as_deref()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim()
+                        .chars()
+                        .take(200)
+                        .collect()
+                })
+                .unwrap_or_default();
+            match resp.status() {
+                StatusCode::UNAUTHORIZED => TransportError::Unauthorized(endpoint),
+                StatusCode::SERVICE_UNAVAILABLE => TransportError::Busy { endpoint, detail },
+                status => TransportError::Refused {
+                    endpoint,
+                    status: status.as_u16(),
+                    detail,
+                },
+            }
+        }
+        WsError::Tls(tls) => TransportError::TlsHandshake {
+            endpoint,
+            detail: tls.to_string(),
+        },
+        WsError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            TransportError::TlsHandshake {
+                endpoint,
+                detail: io.to_string(),
+            }
+        }
+        other => TransportError::WebSocket {
+            endpoint,
+            source: Box::new(other),
+        },
+    }
 }
 
 /// `(is_tls, host:port)` of a `ws://` or `wss://` endpoint; the port defaults

@@ -47,6 +47,33 @@ pub enum TransportError {
     /// The worker refused the bearer token.
     #[error("worker at {0} refused the connection: missing or wrong bearer token (401)")]
     Unauthorized(String),
+    /// A resident worker is serving as many runs as it may (HTTP 503).
+    #[error("worker at {endpoint} is busy: {detail} (503); retry later, raise its --max-runs, or lower this endpoint's connection cap")]
+    Busy {
+        /// The endpoint.
+        endpoint: String,
+        /// What the worker said.
+        detail: String,
+    },
+    /// The worker answered the upgrade with another HTTP error.
+    #[error("worker at {endpoint} refused the upgrade with HTTP {status}: {detail}")]
+    Refused {
+        /// The endpoint.
+        endpoint: String,
+        /// The HTTP status code.
+        status: u16,
+        /// What the worker said.
+        detail: String,
+    },
+    /// The TLS handshake failed (untrusted certificate, wrong name, or the
+    /// other side does not speak TLS).
+    #[error("TLS handshake with {endpoint} failed: {detail}; check the CA certificate (--ca-cert) and that the worker serves TLS (or use ws:// for a plain listener)")]
+    TlsHandshake {
+        /// The endpoint.
+        endpoint: String,
+        /// The TLS error.
+        detail: String,
+    },
     /// The WebSocket handshake or stream failed.
     #[error("websocket error with {endpoint}: {source}")]
     WebSocket {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -43,6 +44,9 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// How often a draining connection checks whether its run has ended.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 /// Server-side settings for one connection.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -58,6 +62,11 @@ pub struct ServerConfig {
     /// Ping period and silence limit; a parent link silent past the limit is
     /// closed, which cancels its run. `None` turns keepalive off.
     pub keepalive: Option<Keepalive>,
+    /// Once cancelled, connections take no new run (a `run` frame is answered
+    /// with an error terminal) and close as soon as their active run ends.
+    pub drain: CancellationToken,
+    /// Once cancelled, connections cancel their active run and close.
+    pub stop: CancellationToken,
 }
 
 impl Default for ServerConfig {
@@ -68,13 +77,27 @@ impl Default for ServerConfig {
             activity: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             keepalive: Some(Keepalive::default()),
+            drain: CancellationToken::new(),
+            stop: CancellationToken::new(),
         }
     }
 }
 
-/// A connection that passed the WebSocket handshake and the token check.
-#[derive(Debug)]
-pub struct Upgraded(WebSocketStream<TcpStream>);
+/// A byte stream a connection can be served over: plain TCP, or TLS on TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A connection that passed the WebSocket handshake and the token check,
+/// over plain TCP unless said otherwise (a resident worker's connections are
+/// boxed: TLS or not).
+pub struct Upgraded<S = TcpStream>(WebSocketStream<S>);
+
+impl<S> std::fmt::Debug for Upgraded<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upgraded")
+    }
+}
 
 /// Serves one parent connection until it closes: [`accept`], then [`serve`].
 /// Returns an error only when the upgrade failed (including a refused token
@@ -95,6 +118,14 @@ pub async fn serve_connection(
 /// worker.
 pub async fn accept(stream: TcpStream, config: &ServerConfig) -> Result<Upgraded, TransportError> {
     let _ = stream.set_nodelay(true);
+    upgrade(stream, config).await
+}
+
+/// Upgrades an already accepted stream (plain or TLS) like [`accept`].
+pub async fn upgrade<S: Io>(
+    stream: S,
+    config: &ServerConfig,
+) -> Result<Upgraded<S>, TransportError> {
     let token = config.token.clone();
     // The callback's error type is fixed by tungstenite's handshake API.
     #[allow(clippy::result_large_err)]
@@ -126,7 +157,7 @@ pub async fn accept(stream: TcpStream, config: &ServerConfig) -> Result<Upgraded
 
 /// Serves an upgraded connection until the parent closes it, it breaks, or
 /// it stays silent past the keepalive limit; then cancels the active run.
-pub async fn serve(ws: Upgraded, executor: Arc<dyn Executor>, config: &ServerConfig) {
+pub async fn serve<S: Io>(ws: Upgraded<S>, executor: Arc<dyn Executor>, config: &ServerConfig) {
     let (sink, mut stream) = ws.0.split();
     let (out_tx, out_rx) = mpsc::channel::<String>(QUEUE_DEPTH);
     let pings = config.keepalive.map(|k| k.interval);
@@ -137,10 +168,31 @@ pub async fn serve(ws: Upgraded, executor: Arc<dyn Executor>, config: &ServerCon
         pending: Arc::new(Pending::default()),
         active: None,
         activity: config.activity.clone(),
+        draining: false,
     };
     let mut silence = Silence::new(config.keepalive.map(|k| k.timeout));
+    let mut drain_check = tokio::time::interval(DRAIN_POLL);
+    drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Pinned once: re-creating it per frame would take the token's lock each time.
+    let stop = config.stop.cancelled();
+    tokio::pin!(stop);
     loop {
-        let msg = match silence.next(&mut stream).await {
+        let next = tokio::select! {
+            biased;
+            _ = &mut stop => {
+                tracing::info!("worker stopping: cancelling the connection's run");
+                break;
+            }
+            _ = drain_check.tick(), if config.drain.is_cancelled() => {
+                conn.draining = true;
+                if conn.is_idle() {
+                    break;
+                }
+                continue;
+            }
+            next = silence.next(&mut stream) => next,
+        };
+        let msg = match next {
             Ok(Some(msg)) => msg,
             Ok(None) => break,
             Err(waited) => {
@@ -221,11 +273,30 @@ struct Connection {
     pending: Arc<Pending>,
     active: Option<ActiveRun>,
     activity: Option<Activity>,
+    /// The worker is shutting down: no new run starts on this connection.
+    draining: bool,
 }
 
 impl Connection {
+    /// No run is in flight (none started, or its terminal frame is queued).
+    fn is_idle(&self) -> bool {
+        self.active.as_ref().is_none_or(|a| a.task.is_finished())
+    }
+
     async fn handle(&mut self, frame: ParentFrame) {
         match frame {
+            ParentFrame::Run(_) if self.draining => {
+                let refused = ChildFrame::Terminal(Terminal {
+                    status: bamboo_domain::TerminalStatus::Error,
+                    result: None,
+                    error: Some(
+                        "the worker is shutting down and takes no new run; run it on another worker"
+                            .into(),
+                    ),
+                    transcript: None,
+                });
+                let _ = self.out.send(refused.to_text()).await;
+            }
             ParentFrame::Run(request) => {
                 self.stop_active().await;
                 self.start(request);

@@ -1,0 +1,217 @@
+//! The executor flags of the front ends (`run` and `serve` flatten the same
+//! struct), and how they become an [`ExecutorChoice`] and a worker spec.
+//! Provider keys are read from this process's environment, once, here.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use bamboo_domain::ModelRef;
+use bamboo_subagent::spec::{
+    Capabilities, ExecutorKind, ExecutorSpec, ProviderCredential, ProvisionSpec,
+};
+use bamboo_subagent::Secret;
+
+use crate::executors::env::provider_key_var;
+use crate::executors::registry::ExecutorFlag;
+use crate::front::{ExecutorChoice, Provider};
+
+/// Executor flags, shared by `run` and `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutorArgs {
+    /// Which executor runs the assignments.
+    #[arg(help_heading = "Executor", long, value_enum, default_value = "echo")]
+    pub executor: ExecutorFlag,
+    /// cli: the agent program to run (or give it after `--`).
+    #[arg(help_heading = "Executor", long, value_name = "PROG")]
+    pub command: Option<String>,
+    /// cli: an argument for the program (repeatable); `{assignment}` is replaced
+    /// by the assignment, otherwise the assignment arrives on its stdin.
+    #[arg(
+        help_heading = "Executor",
+        long = "arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+    /// llm (required): the model as provider/model, e.g. openai/gpt-4o-mini.
+    /// cli (optional): the provider whose API key the program gets in its
+    /// environment, under its usual variable; without it the program gets no key.
+    #[arg(help_heading = "Executor", long, value_name = "PROVIDER/MODEL")]
+    pub model: Option<String>,
+    /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
+    #[arg(help_heading = "Executor", long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// llm, cli: environment variable holding the API key [default: the provider's
+    /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
+    /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
+    /// never in their argv or env; a cli program gets it in its own env.
+    #[arg(help_heading = "Executor", long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Working directory of the runs [default: the current directory].
+    #[arg(help_heading = "Executor", long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// cli: pass the environment variable NAME from here to the cli program,
+    /// on purpose (repeatable).
+    ///
+    /// A cli program starts with the worker's environment minus (1) every
+    /// variable whose name contains KEY, TOKEN, SECRET, PASSWORD, PASSWD or
+    /// CREDENTIAL, in any case, and (2) every model-provider variable, by
+    /// prefix: OPENAI_, ANTHROPIC_, GEMINI_, GOOGLE_API, GOOGLE_GENAI,
+    /// VERTEX, AZURE_OPENAI, AWS_, MISTRAL_, GROQ_, DEEPSEEK_, OPENROUTER_,
+    /// COHERE_, XAI_, TOGETHER_, FIREWORKS_, PERPLEXITY_, HF_, HUGGINGFACE,
+    /// OLLAMA_, BAMBOO_. `--pass-env NAME` puts NAME back with its value from
+    /// this environment, even when it matches those rules. The value travels
+    /// in the worker's stdin spec, never in argv or a worker's environment.
+    /// A NAME that is not set here is refused (exit 2).
+    #[arg(help_heading = "Executor", long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// cli: the program and its arguments, after `--`.
+    #[arg(last = true, value_name = "PROG ARGS")]
+    pub trailing: Vec<String>,
+}
+
+impl ExecutorArgs {
+    /// The executor the flags describe, with its key read from the environment.
+    pub fn choice(&self) -> anyhow::Result<ExecutorChoice> {
+        let a = self;
+        let cli_flags = a.command.is_some() || !a.args.is_empty() || !a.trailing.is_empty();
+        if cli_flags && a.executor.0 != ExecutorKind::CliAdapter {
+            bail!("--command, --arg and `-- PROG` apply only to --executor cli");
+        }
+        let model_flags = a.model.is_some() || a.api_key_env.is_some();
+        if model_flags && a.executor.0 == ExecutorKind::Echo {
+            bail!("--model and --api-key-env apply only to --executor llm or cli");
+        }
+        if a.base_url.is_some() && a.executor.0 != ExecutorKind::BambooRuntime {
+            bail!("--base-url applies only to --executor llm");
+        }
+        if !a.pass_env.is_empty() && a.executor.0 != ExecutorKind::CliAdapter {
+            bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
+        }
+        match a.executor.0 {
+            ExecutorKind::Echo => Ok(ExecutorChoice::Echo),
+            ExecutorKind::CliAdapter => {
+                let (command, args) = match (&a.command, a.trailing.split_first()) {
+                    (Some(_), Some(_)) => bail!("give the program either with --command or after `--`, not both"),
+                    (Some(c), None) => (c.clone(), a.args.clone()),
+                    (None, Some((c, rest))) if a.args.is_empty() => (c.clone(), rest.to_vec()),
+                    (None, Some(_)) => bail!("--arg goes with --command; after `--` put the arguments themselves"),
+                    (None, None) => bail!("--executor cli needs a program: --command PROG [--arg ARG]... or `-- PROG ARGS...`"),
+                };
+                if a.api_key_env.is_some() && a.model.is_none() {
+                    bail!("--api-key-env needs --model provider/model to say whose key it is");
+                }
+                let provider = a.model.as_deref().map(|raw| a.provider(raw)).transpose()?;
+                Ok(ExecutorChoice::Cli {
+                    command,
+                    args,
+                    provider,
+                })
+            }
+            ExecutorKind::BambooRuntime => {
+                let raw = a
+                    .model
+                    .as_deref()
+                    .context("--executor llm needs --model provider/model")?;
+                Ok(ExecutorChoice::Llm {
+                    provider: a.provider(raw)?,
+                })
+            }
+        }
+    }
+
+    /// The model `raw` and its key, from `--api-key-env` or the provider's
+    /// usual variable.
+    fn provider(&self, raw: &str) -> anyhow::Result<Provider> {
+        let model = ModelRef::parse(raw).with_context(|| {
+            format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
+        })?;
+        let var = self
+            .api_key_env
+            .clone()
+            .unwrap_or_else(|| provider_key_var(&model.provider));
+        let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
+            format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
+        })?;
+        Ok(Provider {
+            model,
+            base_url: self.base_url.clone(),
+            api_key: Secret::new(key),
+        })
+    }
+
+    /// The workspace: the flag, else the current directory; it must exist.
+    pub fn workspace(&self) -> anyhow::Result<PathBuf> {
+        let workspace = match &self.workspace {
+            Some(w) => w.clone(),
+            None => std::env::current_dir()
+                .context("cannot read the current directory; pass --workspace")?,
+        };
+        if !workspace.is_dir() {
+            bail!("--workspace {} is not a directory", workspace.display());
+        }
+        Ok(workspace)
+    }
+}
+
+/// The `--pass-env` variables with their values from this environment.
+pub fn passed_env(names: &[String]) -> anyhow::Result<Vec<(String, Secret)>> {
+    names
+        .iter()
+        .map(|name| {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                bail!("--pass-env {name:?} is not a variable name: give the bare NAME, without `=value`");
+            }
+            match std::env::var_os(name) {
+                None => bail!("--pass-env {name}: the variable is not set in this environment; export it first, or drop the flag"),
+                Some(v) => match v.into_string() {
+                    Ok(v) => Ok((name.clone(), Secret::new(v))),
+                    Err(_) => bail!("--pass-env {name}: its value is not valid UTF-8; only UTF-8 values can be passed"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The spec a worker process builds its executor from when no parent
+/// provisions it (a resident worker): the executor, model, key, workspace;
+/// gated actions ask the connected parent (fail closed).
+pub fn self_spec(
+    choice: &ExecutorChoice,
+    workspace: &std::path::Path,
+    pass_env: Vec<(String, Secret)>,
+    name: &str,
+) -> ProvisionSpec {
+    let executor = match choice {
+        ExecutorChoice::Echo => ExecutorSpec::Echo,
+        ExecutorChoice::Cli { command, args, .. } => ExecutorSpec::CliAdapter {
+            command: command.clone(),
+            args: args.clone(),
+        },
+        ExecutorChoice::Llm { .. } => ExecutorSpec::BambooRuntime,
+    };
+    let provider = match choice {
+        ExecutorChoice::Echo => None,
+        ExecutorChoice::Cli { provider, .. } => provider.as_ref(),
+        ExecutorChoice::Llm { provider } => Some(provider),
+    };
+    let mut spec = ProvisionSpec::new(name, executor, "");
+    spec.workspace = Some(workspace.to_string_lossy().into_owned());
+    spec.reusable = true;
+    if let Some(p) = provider {
+        spec.model = Some(p.model.clone());
+        spec.secrets.provider_credentials = vec![ProviderCredential {
+            provider: p.model.provider.clone(),
+            api_key: p.api_key.clone(),
+            base_url: p.base_url.clone(),
+            provider_type: Some("openai".into()),
+        }];
+    }
+    spec.secrets.pass_env = pass_env.into_iter().collect();
+    spec.capabilities = Capabilities {
+        enforce_permissions: true,
+        nested_spawn: true,
+        ..Capabilities::default()
+    };
+    spec
+}

@@ -1,0 +1,138 @@
+//! The launcher of `Placement::Remote`: reaches a resident worker that is
+//! already running (F11) instead of starting a process. The handle is a
+//! record only (no pid, nothing to kill but the connection); it counts as
+//! alive until retired, so the pool parks it between runs, and a parked
+//! connection the worker closed is reopened to the same endpoint. A run is
+//! never moved to another endpoint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bamboo_subagent::transport::client::{connect_with, ClientOptions, Connection};
+use bamboo_subagent::transport::Keepalive;
+use bamboo_subagent::Secret;
+use tokio::sync::Semaphore;
+
+use crate::config::Timeouts;
+use crate::fleet_launcher::link_of;
+use crate::placement::RemoteEndpoint;
+use crate::worker::{ActorWorker, LaunchError, Link, LinkError};
+
+/// One configured endpoint: how to reach it, and its cap. A run takes a slot
+/// (`admit`) before it asks the pool, and holds it until it ends; a parked
+/// connection holds none, but a new one is opened only when none is parked,
+/// so open connections never exceed the cap.
+#[derive(Debug)]
+struct Target {
+    endpoint: String,
+    token: Secret,
+    link: ClientOptions,
+    slots: Arc<Semaphore>,
+}
+
+/// Reaches the configured resident workers.
+#[derive(Debug, Default)]
+pub(crate) struct RemoteLauncher {
+    targets: HashMap<String, Arc<Target>>,
+}
+
+impl RemoteLauncher {
+    /// A launcher for `remotes`, with the engine's link bounds and keepalive.
+    pub fn new(remotes: &HashMap<String, RemoteEndpoint>, timeouts: &Timeouts) -> Self {
+        let targets = remotes
+            .iter()
+            .map(|(endpoint, r)| {
+                let link = ClientOptions {
+                    extra_root_certs: r.ca_certs.clone(),
+                    connect_timeout: timeouts.connect,
+                    handshake_timeout: timeouts.handshake,
+                    keepalive: Some(Keepalive {
+                        interval: timeouts.keepalive_interval,
+                        timeout: timeouts.keepalive_timeout,
+                    }),
+                    ..ClientOptions::default()
+                };
+                let target = Target {
+                    endpoint: endpoint.clone(),
+                    token: r.token.clone(),
+                    link,
+                    slots: Arc::new(Semaphore::new(r.max_connections.max(1))),
+                };
+                (endpoint.clone(), Arc::new(target))
+            })
+            .collect();
+        Self { targets }
+    }
+
+    /// Waits for one of `endpoint`'s connection slots (held by the run).
+    pub async fn admit(&self, endpoint: &str) -> Option<crate::worker::Admission> {
+        let target = self.targets.get(endpoint)?;
+        let permit = target.slots.clone().acquire_owned().await.ok()?;
+        Some(Box::new(permit))
+    }
+
+    /// Opens a connection to the resident worker at `endpoint`.
+    pub async fn reach(&self, endpoint: &str) -> Result<Box<dyn ActorWorker>, LaunchError> {
+        let target = self.targets.get(endpoint).ok_or_else(|| {
+            LaunchError(format!(
+                "no resident worker is configured at {endpoint}; add it to the engine with its token"
+            ))
+        })?;
+        let conn = target.open().await?;
+        Ok(Box::new(RemoteWorker {
+            target: target.clone(),
+            first: Mutex::new(Some(conn)),
+            retired: false,
+        }))
+    }
+}
+
+impl Target {
+    async fn open(&self) -> Result<Connection, LaunchError> {
+        connect_with(&self.endpoint, Some(&self.token), &self.link)
+            .await
+            .map_err(|e| {
+                LaunchError(format!(
+                    "resident worker {} unreachable: {e}",
+                    self.endpoint
+                ))
+            })
+    }
+}
+
+/// A connection slot at a resident worker.
+#[derive(Debug)]
+struct RemoteWorker {
+    target: Arc<Target>,
+    first: Mutex<Option<Connection>>,
+    retired: bool,
+}
+
+#[async_trait]
+impl ActorWorker for RemoteWorker {
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    /// Alive until retired: a resident worker's health shows on its link
+    /// (keepalive, closed-connection checks), not in a process table.
+    fn is_alive(&mut self) -> bool {
+        !self.retired
+    }
+
+    async fn connect(&self) -> Result<Link, LinkError> {
+        let opened = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let conn = match opened {
+            Some(conn) => conn,
+            None => self.target.open().await.map_err(|e| LinkError(e.0))?,
+        };
+        Ok(link_of(conn))
+    }
+
+    /// Nothing to kill: drops the connection.
+    async fn kill(&mut self) {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.retired = true;
+    }
+}

@@ -1,0 +1,263 @@
+//! The run path's own type: [`Runtime`] owns everything a run needs (store,
+//! event logs, runner and pool, slots, approvals, steering, the run
+//! registry) and knows nothing of the public API. [`crate::Engine`] is a thin
+//! facade over it; the one way back up, a child's nested spawn request,
+//! goes through the injected [`NestedSpawner`], so spawn, pump, runner and
+//! pool can change and be tested without the facade.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bamboo_domain::Session;
+use bamboo_subagent::fabric::Fabric;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::approval::ApprovalBroker;
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::events::EventLogs;
+use crate::nested::NestedSpawner;
+use crate::runner::ActorRunner;
+use crate::runs::RunRegistry;
+use crate::slots::RunSlots;
+use crate::steering::SteeringRegistry;
+use crate::store::SessionStore;
+use crate::worker::WorkerLauncher;
+
+/// Shared state of one engine's run path.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub cfg: EngineConfig,
+    pub store: Arc<dyn SessionStore>,
+    pub events: EventLogs,
+    pub runner: ActorRunner,
+    pub slots: RunSlots,
+    pub approvals: Arc<ApprovalBroker>,
+    pub steering: SteeringRegistry,
+    pub runs: RunRegistry,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    /// Where a child's nested spawn request goes (the facade, injected).
+    pub nested: Arc<dyn NestedSpawner>,
+}
+
+impl Runtime {
+    /// A runtime over `store` whose workers come from `launcher`; `nested`
+    /// gets a weak handle to it (it must not keep the runtime alive).
+    pub fn new(
+        cfg: EngineConfig,
+        store: Arc<dyn SessionStore>,
+        launcher: Arc<dyn WorkerLauncher>,
+        nested: impl FnOnce(Weak<Runtime>) -> Arc<dyn NestedSpawner>,
+    ) -> Arc<Self> {
+        let rt = Arc::new_cyclic(|weak| Runtime {
+            events: EventLogs::new(cfg.data_dir.join("events"), cfg.event_log),
+            runner: crate::runner::ActorRunner::new(launcher, cfg.pool),
+            slots: RunSlots::new(cfg.max_running),
+            approvals: Arc::new(ApprovalBroker::new(cfg.approvals.clone())),
+            steering: SteeringRegistry::default(),
+            runs: RunRegistry::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            nested: nested(weak.clone()),
+            store,
+            cfg,
+        });
+        spawn_housekeeping(&rt);
+        rt
+    }
+
+    /// The durable inbox of `session_id` (`<data>/inbox/<id>`), recovered at
+    /// engine start.
+    pub fn inbox(&self, session_id: &str) -> Result<crate::inbox::Inbox, EngineError> {
+        crate::store::check_id(session_id)?;
+        Ok(crate::inbox::Inbox::attach(
+            self.cfg.data_dir.join("inbox").join(session_id),
+        )?)
+    }
+
+    /// Loads `child_id` and checks it is a child of `parent_id` (C9).
+    pub async fn load_child(
+        &self,
+        parent_id: &str,
+        child_id: &str,
+    ) -> Result<Session, EngineError> {
+        let s = self
+            .store
+            .load(child_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(child_id.to_owned()))?;
+        if s.child.is_none() {
+            return Err(EngineError::NotAChild(child_id.to_owned()));
+        }
+        if s.parent_id.as_deref() != Some(parent_id) {
+            return Err(EngineError::NotYourChild {
+                child: child_id.to_owned(),
+                parent: parent_id.to_owned(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// The sessions whose logs carry a run of a child of `parent_id`: the
+    /// parent, its parent, ... up to the root (E7: the human at the top sees
+    /// the whole tree). Stops at a missing session or a cycle.
+    pub async fn ancestry(&self, parent_id: &str) -> Vec<String> {
+        let mut chain = vec![parent_id.to_owned()];
+        while chain.len() <= 64 {
+            let Some(last) = chain.last() else { break };
+            let Ok(Some(s)) = self.store.load(last).await else {
+                break;
+            };
+            match s.parent_id {
+                Some(p) if !chain.contains(&p) => chain.push(p),
+                _ => break,
+            }
+        }
+        chain
+    }
+
+    /// Cancels every run, waits for them to report, and retires every worker.
+    pub async fn shutdown(&self) {
+        self.runs
+            .cancel_all("cancelled: the engine is shutting down");
+        self.shutdown.cancel();
+        self.slots.close();
+        self.tasks.close();
+        let bound = self.cfg.timeouts.cancel_grace + Duration::from_secs(5);
+        if tokio::time::timeout(bound, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some runs did not finish in time; their workers are killed");
+        }
+        self.runner.shutdown().await;
+        self.approvals.close();
+        self.events.close().await;
+    }
+}
+
+/// Housekeeping every quarter of `worker_idle`: retires pooled workers parked
+/// longer than that, and removes stale worker records from the fabric (the
+/// ones of workers killed with SIGKILL). Holds the runtime only weakly, and
+/// stops at shutdown.
+fn spawn_housekeeping(rt: &Arc<Runtime>) {
+    let max_idle = rt.cfg.timeouts.worker_idle;
+    let period = (max_idle / 4).max(Duration::from_millis(10));
+    let fabric = Fabric::new(crate::provision::fabric_dir(&rt.cfg));
+    let (weak, stop) = (Arc::downgrade(rt), rt.shutdown.clone());
+    rt.tasks.spawn(async move {
+        loop {
+            let Some(rt) = weak.upgrade() else { return };
+            let n = rt.runner.evict_idle(max_idle);
+            drop(rt);
+            if n > 0 {
+                tracing::debug!(retired = n, "retired workers idle in the pool");
+            }
+            let f = fabric.clone();
+            if let Ok(n @ 1..) = tokio::task::spawn_blocking(move || f.gc()).await {
+                tracing::debug!(removed = n, "removed stale fabric records");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::{ActorWorker, LaunchError, Link, LinkError};
+    use async_trait::async_trait;
+    use bamboo_domain::{ChildInfo, CompletionStatus, Message};
+    use bamboo_subagent::executor::echo::EchoExecutor;
+    use bamboo_subagent::spec::ProvisionSpec;
+    use bamboo_subagent::transport::client::{connect, Connection};
+    use bamboo_subagent::transport::server::{serve_connection, ServerConfig};
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use std::sync::Mutex;
+
+    /// An echo worker served in this process over a loopback socket.
+    #[derive(Debug)]
+    struct Loopback;
+
+    #[derive(Debug)]
+    struct LoopWorker(Mutex<Option<Connection>>);
+
+    #[async_trait]
+    impl WorkerLauncher for Loopback {
+        async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                let (stream, _) = listener.accept().await.unwrap();
+                let _ = serve_connection(stream, Arc::new(EchoExecutor), &ServerConfig::default())
+                    .await;
+            });
+            let conn = connect(&endpoint, None).await.unwrap();
+            Ok(Box::new(LoopWorker(Mutex::new(Some(conn)))))
+        }
+    }
+
+    #[async_trait]
+    impl ActorWorker for LoopWorker {
+        fn pid(&self) -> Option<u32> {
+            None
+        }
+        fn is_alive(&mut self) -> bool {
+            true
+        }
+        async fn connect(&self) -> Result<Link, LinkError> {
+            let conn = self
+                .0
+                .lock()
+                .unwrap()
+                .take()
+                .ok_or(LinkError("used".into()))?;
+            Ok(crate::fleet_launcher::link_of(conn))
+        }
+        async fn kill(&mut self) {}
+    }
+
+    /// Answers every nested spawn request with a canned result.
+    #[derive(Debug)]
+    struct Canned;
+
+    impl NestedSpawner for Canned {
+        fn serve(
+            &self,
+            requester: String,
+            body: serde_json::Value,
+        ) -> BoxFuture<'static, serde_json::Value> {
+            let text = format!("{requester} asked for {}", body["assignment"]);
+            async move { serde_json::json!({"success": true, "result": text}) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_and_its_nested_spawn_need_no_facade() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = EngineConfig::new(dir.path().to_path_buf());
+        cfg.enforce_permissions = false;
+        let store = Arc::new(crate::store::FileStore::open(dir.path()).await.unwrap());
+        let rt = Runtime::new(cfg, store.clone(), Arc::new(Loopback), |_| Arc::new(Canned));
+        let root = Session::new_root("p");
+        let mut child = Session::new_child(&root, ChildInfo::new("r", "__spawn:sub"));
+        child.messages.push(Message::user("__spawn:sub"));
+        store.create(&root).await.unwrap();
+        store.create(&child).await.unwrap();
+        let ticket = crate::spawn::enqueue(&rt, &root.id, &child.id).unwrap();
+        let report = ticket.await.unwrap();
+        assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+        let result = report.result.unwrap_or_default();
+        assert!(
+            result.contains(&format!("spawned:{} asked for \"sub\"", child.id)),
+            "{result}"
+        );
+        rt.shutdown().await;
+    }
+}
