@@ -294,6 +294,11 @@ pub async fn spawn_worker(
     })
 }
 
+/// Environment variable with the pid of the process that started a worker
+/// (not a secret; removed from cli programs' environment with every
+/// `BAMBOO_` variable).
+pub const PARENT_PID_VAR: &str = "BAMBOO_PARENT_PID";
+
 fn start(command: &WorkerCommand) -> Result<Child, FleetError> {
     let mut cmd = Command::new(&command.program);
     cmd.args(&command.args)
@@ -306,6 +311,10 @@ fn start(command: &WorkerCommand) -> Result<Child, FleetError> {
     // never see it (they still end with their parent: F12).
     #[cfg(unix)]
     cmd.process_group(0);
+    // Who the parent is, said before the worker runs a single instruction:
+    // a parent that dies while the worker is still starting is then noticed
+    // (getppid alone would already show the re-parenting and look fine).
+    cmd.env(PARENT_PID_VAR, std::process::id().to_string());
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(crate::secret::is_secret_env_name) {
             cmd.env_remove(&name);

@@ -25,8 +25,14 @@ impl Parent {
     /// The parent now; call this first thing, before anything that takes
     /// time, since a parent that dies earlier goes unnoticed.
     pub fn at_start() -> Self {
+        // The fleet names the parent; a worker it started whose parent died
+        // before this line ran has been re-parented already, and getppid
+        // alone would take the new parent for the real one.
+        let named = std::env::var(bamboo_subagent::fleet::PARENT_PID_VAR)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok());
         Self {
-            pid: std::os::unix::process::parent_id(),
+            pid: named.unwrap_or_else(std::os::unix::process::parent_id),
         }
     }
 
