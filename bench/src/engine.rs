@@ -96,6 +96,18 @@ pub struct Seen {
     pub lagged: u64,
 }
 
+/// Checks that `seq` follows the last sequence number seen (nothing lost,
+/// nothing duplicated) and records it.
+fn follows(last: &mut Option<u64>, seq: u64) -> Result<()> {
+    if let Some(prev) = *last {
+        if seq != prev + 1 {
+            bail!("sequence jumped from {prev} to {seq} (lost or duplicated)");
+        }
+    }
+    *last = Some(seq);
+    Ok(())
+}
+
 /// Reads the parent stream until `child` completes; counts its forwarded
 /// events. Errors unless it completed, and on any gap or duplicate in the
 /// sequence numbers.
@@ -106,12 +118,7 @@ pub async fn until_completed(rx: &mut EventStream, child: &str) -> Result<Seen> 
         let Some(logged) = rx.next().await else {
             bail!("parent stream ended before {child} completed");
         };
-        if let Some(prev) = last_seq {
-            if logged.seq != prev + 1 {
-                bail!("sequence jumped from {prev} to {}", logged.seq);
-            }
-        }
-        last_seq = Some(logged.seq);
+        follows(&mut last_seq, logged.seq)?;
         match logged.event {
             AgentEvent::SubAgentEvent {
                 child_session_id, ..
@@ -330,15 +337,7 @@ async fn read_all(
         Duration::from_micros(logged.time.timestamp_micros().max(0) as u64)
     };
     while let Some(logged) = rx.next().await {
-        if let Some(prev) = last {
-            if logged.seq != prev + 1 {
-                bail!(
-                    "sequence jumped from {prev} to {} (lost or duplicated)",
-                    logged.seq
-                );
-            }
-        }
-        last = Some(logged.seq);
+        follows(&mut last, logged.seq)?;
         let at = since_epoch(&logged);
         match logged.event {
             AgentEvent::SubAgentStarted {
