@@ -6,6 +6,7 @@ mod engine;
 mod executors;
 mod fleet;
 pub mod hotpath;
+mod pool;
 mod remote;
 
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ pub fn report(name: &str, value: String, target: &str, ok: bool) {
 
 /// The groups [`run`] knows, in the order it runs them. `cargo xtask bench`
 /// checks names against its own copy of this list before building anything.
-pub const GROUPS: [&str; 4] = ["fleet", "engine", "executors", "remote"];
+pub const GROUPS: [&str; 5] = ["fleet", "engine", "executors", "remote", "pool"];
 
 /// The worker binary to benchmark, from `BAMBOO_WORKER_BIN`.
 pub fn worker_bin() -> Result<PathBuf> {
@@ -59,6 +60,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         if want("remote") {
             remote::run().await?;
+        }
+        if want("pool") {
+            pool::run().await?;
         }
         anyhow::Ok(())
     })

@@ -11,6 +11,8 @@ use bamboo_subagent::frames::{ChildFrame, Terminal};
 use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 use bamboo_subagent::transport::client::FrameReceiver;
 
+pub mod nats;
+
 /// A generous bound for anything a test waits on.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 

@@ -7,7 +7,7 @@ use crate::process::{cargo, command, output, step, target_dir};
 
 /// The bench groups, as `bamboo_bench::GROUPS` names them; checked here so a
 /// wrong name fails before two release builds (a test keeps the lists equal).
-pub const GROUPS: [&str; 4] = ["fleet", "engine", "executors", "remote"];
+pub const GROUPS: [&str; 5] = ["fleet", "engine", "executors", "remote", "pool"];
 
 /// Builds, then runs `groups` (all when empty). The worker is the deployment
 /// build: release, fat LTO, statically linked and not position-independent
@@ -36,11 +36,12 @@ pub fn run(groups: &[String]) -> Result<()> {
         .join(&host)
         .join("release")
         .join("bamboo-worker");
-    step(
-        command(target_dir().join("release").join("bamboo-bench"))
-            .args(groups)
-            .env("BAMBOO_WORKER_BIN", worker),
-    )
+    let mut bench = command(target_dir().join("release").join("bamboo-bench"));
+    bench.args(groups).env("BAMBOO_WORKER_BIN", worker);
+    if groups.is_empty() || groups.iter().any(|g| g == "pool") {
+        bench.env("BAMBOO_NATS_SERVER", crate::nats::ensure()?);
+    }
+    step(&mut bench)
 }
 
 fn host_triple() -> Result<String> {

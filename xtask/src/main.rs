@@ -3,10 +3,13 @@
 //! - `cargo xtask ci`: tidy, fmt check, clippy (warnings denied), every test
 //!   including the end-to-end suite.
 //! - `cargo xtask e2e`: builds the worker and runs the cross-process suite.
+//!   Both find `nats-server` for the pool tests first, installing it with
+//!   apt-get when missing and root (else they stop and say how).
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
 //! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs.
 
 mod bench;
+mod nats;
 mod process;
 mod tidy;
 
@@ -65,14 +68,16 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     build_worker()?;
-    step(&mut with_worker(cargo(&["test", "--workspace"])))?;
+    let nats = nats::ensure()?;
+    step(with_worker(cargo(&["test", "--workspace"])).env("BAMBOO_NATS_SERVER", &nats))?;
     eprintln!("xtask: ci passed");
     Ok(())
 }
 
 fn e2e() -> Result<()> {
     build_worker()?;
-    step(&mut with_worker(cargo(&["test", "-p", "bamboo-e2e"])))
+    let nats = nats::ensure()?;
+    step(with_worker(cargo(&["test", "-p", "bamboo-e2e"])).env("BAMBOO_NATS_SERVER", &nats))
 }
 
 /// The debug worker the end-to-end suite starts.

@@ -16,6 +16,7 @@ use bamboo_worker::front::{ApproveMode, Fallback};
 use bamboo_worker::{front, resident, serve};
 use clap::{Parser, Subcommand};
 
+mod join;
 mod logging;
 
 /// A Bamboo fleet actor worker, and the `run` and `sessions` front door.
@@ -105,6 +106,13 @@ enum Command {
     ///     --tls-cert cert.pem --tls-key key.pem --max-runs 8
     #[command(verbatim_doc_comment)]
     Serve(Box<resident::ServeArgs>),
+    /// Join a worker pool on NATS JetStream and serve its runs (dials out; no
+    /// listening port). SIGTERM: stop taking runs, finish them, leave, exit 0.
+    ///
+    /// Example:
+    ///   bamboo-worker join --nats nats://bus:4222 --pool gpu --token-file /run/secrets/nats --max-runs 4
+    #[command(verbatim_doc_comment)]
+    Join(Box<join::JoinArgs>),
     /// Internal: removes a `run` temporary directory once stdin closes.
     #[command(name = "__reap-tempdir", hide = true)]
     ReapTempdir {
@@ -251,6 +259,49 @@ struct RunArgs {
         allow_hyphen_values = true
     )]
     worker_args: Vec<String>,
+
+    // --- Pool on NATS ---
+    /// Run the children on the workers of a pool on NATS JetStream (started
+    /// with `bamboo-worker join`) instead of local processes.
+    #[arg(
+        help_heading = "Pool on NATS",
+        long,
+        value_name = "URL",
+        requires = "pool"
+    )]
+    nats: Option<String>,
+    /// The pool the children run on (with --nats).
+    #[arg(
+        help_heading = "Pool on NATS",
+        long,
+        value_name = "NAME",
+        requires = "nats"
+    )]
+    pool: Option<String>,
+    /// A file whose first line is the NATS token.
+    #[arg(
+        help_heading = "Pool on NATS",
+        long,
+        value_name = "FILE",
+        requires = "nats"
+    )]
+    nats_token_file: Option<PathBuf>,
+    /// A NATS credentials file (user JWT and seed).
+    #[arg(
+        help_heading = "Pool on NATS",
+        long,
+        value_name = "FILE",
+        requires = "nats"
+    )]
+    nats_creds: Option<PathBuf>,
+    /// PEM file of CA certificates for the NATS server's TLS certificate.
+    #[arg(
+        help_heading = "Pool on NATS",
+        long,
+        value_name = "PEM",
+        requires = "nats"
+    )]
+    nats_tls_ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -267,6 +318,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Join(args)) => join::main(*args),
         Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
     }
 }
@@ -302,6 +354,7 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         (_, true) => front::OutputMode::Quiet,
         _ => front::OutputMode::Human,
     };
+    let pool = pool_target(&a)?;
     Ok(front::RunOptions {
         assignments,
         names,
@@ -318,6 +371,7 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         pass_env: passed_env(&a.exec.pass_env)?,
         resume: a.resume,
         remote,
+        pool,
     })
 }
 
@@ -345,6 +399,23 @@ fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
         endpoint: endpoint.clone(),
         token: resident::read_token(token_file)?,
         ca_certs,
+    }))
+}
+
+/// `--nats URL --pool NAME` and the NATS login, when given.
+fn pool_target(a: &RunArgs) -> anyhow::Result<Option<front::PoolTarget>> {
+    let (Some(url), Some(pool)) = (&a.nats, &a.pool) else {
+        return Ok(None);
+    };
+    let nats = join::nats_options(
+        url,
+        a.nats_token_file.as_deref(),
+        a.nats_creds.as_deref(),
+        a.nats_tls_ca.as_deref(),
+    )?;
+    Ok(Some(front::PoolTarget {
+        nats,
+        pool: bamboo_pool::PoolName::new(pool)?.to_string(),
     }))
 }
 

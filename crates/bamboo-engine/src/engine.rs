@@ -85,6 +85,7 @@ impl Engine {
             launcher: None,
             store: None,
             pool_set: false,
+            nats_pool: None,
         }
     }
 
@@ -168,6 +169,7 @@ pub struct EngineBuilder {
     launcher: Option<Arc<dyn WorkerLauncher>>,
     store: Option<Arc<dyn SessionStore>>,
     pool_set: bool,
+    nats_pool: Option<bamboo_pool::PoolClient>,
 }
 
 impl EngineBuilder {
@@ -324,6 +326,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Runs placed `schedulable` go to worker pools on NATS through
+    /// `client` (issue 12); see [`crate::pool_launcher`].
+    pub fn nats_pool(mut self, client: bamboo_pool::PoolClient) -> Self {
+        self.nats_pool = Some(client);
+        self.cfg.routing.pools = true;
+        self
+    }
+
     /// Keeps sessions somewhere else than the file store.
     pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
         self.store = Some(store);
@@ -346,6 +356,8 @@ impl EngineBuilder {
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
                 Arc::new(FleetLauncher::with_timeouts(cmd, &cfg.timeouts))
             }
+            // A pool-only engine needs no local worker program.
+            _ if self.nats_pool.is_some() => Arc::new(crate::pool_launcher::NoLocalLauncher),
             _ => {
                 return Err(EngineError::Config(
                     "no worker program: call worker_program(path) on the builder".into(),
@@ -358,6 +370,16 @@ impl EngineBuilder {
         }
         let remote = RemoteLauncher::new(&cfg.routing.remotes, &cfg.timeouts);
         let launcher: Arc<dyn WorkerLauncher> = Arc::new(PlacementLauncher::new(local, remote));
+        let launcher: Arc<dyn WorkerLauncher> = match self.nats_pool {
+            Some(client) => {
+                let pool = crate::pool_launcher::NatsPoolLauncher::new(client);
+                Arc::new(crate::pool_launcher::PlacementLauncher::new(
+                    launcher,
+                    Some(Arc::new(pool)),
+                ))
+            }
+            None => launcher,
+        };
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),

@@ -32,6 +32,7 @@ pub mod inbox;
 mod nested;
 pub mod placement;
 mod pool;
+pub mod pool_launcher;
 mod provision;
 mod pump;
 mod recovery;

@@ -63,6 +63,9 @@ pub(crate) struct Routing {
     pub default: Placement,
     /// Configured resident workers, by endpoint.
     pub remotes: HashMap<String, RemoteEndpoint>,
+    /// Whether a worker pool on NATS takes `schedulable` runs
+    /// (`EngineBuilder::nats_pool`).
+    pub pools: bool,
 }
 
 impl Routing {
@@ -91,8 +94,9 @@ impl Routing {
             Placement::Remote { endpoint } => Err(format!(
                 "no resident worker is configured at {endpoint}: add it to the engine (EngineBuilder::remote_worker) with its token"
             )),
+            Placement::Schedulable { .. } if self.pools => Ok(()),
             Placement::Schedulable { pool } => Err(format!(
-                "placement schedulable (pool {pool:?}) is not supported by this engine; use local or remote"
+                "placement schedulable (pool {pool:?}) needs a worker pool on NATS: give the engine one with EngineBuilder::nats_pool"
             )),
         }
     }

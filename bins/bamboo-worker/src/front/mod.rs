@@ -137,6 +137,8 @@ pub struct RunOptions {
     pub resume: Option<String>,
     /// Run the children on this resident worker instead of local processes.
     pub remote: Option<RemoteTarget>,
+    /// Run the children on a pool on NATS instead of local workers.
+    pub pool: Option<PoolTarget>,
 }
 
 /// A resident worker (`bamboo-worker serve`) `run --remote` sends children to.
@@ -148,6 +150,15 @@ pub struct RemoteTarget {
     pub token: Secret,
     /// Extra trusted CA certificates (DER), from `--ca-cert`.
     pub ca_certs: Vec<Vec<u8>>,
+}
+
+/// `run --nats URL --pool NAME`: where pool children go.
+#[derive(Debug, Clone)]
+pub struct PoolTarget {
+    /// The server and login.
+    pub nats: bamboo_pool::NatsOptions,
+    /// The pool.
+    pub pool: String,
 }
 
 /// Exit codes of `run` (documented in docs/operations.md).

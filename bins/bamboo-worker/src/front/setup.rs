@@ -58,6 +58,16 @@ pub async fn build_engine(
             .remote_worker(r.endpoint.clone(), remote)
             .default_placement(placement);
     }
+    if let Some(target) = &options.pool {
+        let client =
+            bamboo_pool::PoolClient::connect(&target.nats, bamboo_pool::ClientSettings::default())
+                .await?;
+        builder = builder.nats_pool(client).default_placement(
+            bamboo_subagent::spec::Placement::Schedulable {
+                pool: target.pool.clone(),
+            },
+        );
+    }
     builder.build().await.context("cannot start the engine")
 }
 
