@@ -651,3 +651,79 @@ async fn the_front_door_runs_children_on_a_pool() {
     assert!(stdout.contains("echo: second task"), "{stdout}");
     drop(worker);
 }
+
+/// Issue 12: the engine (here the front door's) is SIGKILLed while its child
+/// runs on a pool worker; a new engine on the same data directory
+/// reattaches to the run at its recorded position: the child completes
+/// (steered through the new engine) and the parent's event log holds every
+/// token of the run once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_killed_mid_run_reattaches_after_a_restart() {
+    use std::io::BufRead;
+    let nats = NatsServer::start();
+    let _worker = PoolWorker::join(&nats.url(), "crash", 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<String> = (0..150).map(|i| format!("a{i}")).collect();
+    let second: Vec<String> = (0..150).map(|i| format!("b{i}")).collect();
+    let assignment = format!("{} __steer {}", first.join(" "), second.join(" "));
+    let mut front = std::process::Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--json", "--nats", &nats.url(), "--pool", "crash"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg(&assignment)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = front.stdout.take().unwrap();
+    // The last token before the pause: then the engine dies.
+    let (root, child) = tokio::task::spawn_blocking(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if !line.contains("\"a149 \"") {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let ev = &v["event"];
+            return (
+                ev["parent_session_id"].as_str().unwrap().to_owned(),
+                ev["child_session_id"].as_str().unwrap().to_owned(),
+            );
+        }
+        panic!("the front door ended before the run paused");
+    })
+    .await
+    .unwrap();
+    front.kill().unwrap();
+    front.wait().unwrap();
+
+    let engine = pool_engine(dir.path(), &nats.url(), "crash", 2).await;
+    let mut events = engine.events(&root, Since::Start);
+    engine
+        .send_message(&root, &child, SendMessage::new("steered"))
+        .await
+        .expect("the reattached child takes a steering message");
+    let mut tokens = Vec::new();
+    let status = loop {
+        let e = tokio::time::timeout(SOON, events.next())
+            .await
+            .expect("the reattached run reports in time")
+            .expect("the stream goes on");
+        if let Some(t) = token_text(&e.event) {
+            tokens.push(t.trim().to_owned());
+        }
+        if let AgentEvent::SubAgentCompleted { status, error, .. } = &e.event {
+            break (*status, error.clone());
+        }
+    };
+    assert_eq!(status, (CompletionStatus::Completed, None));
+    let mut expected = first;
+    expected.push("steered".into());
+    expected.extend(second);
+    assert_eq!(tokens, expected, "every token of the run once, in order");
+    engine.shutdown().await;
+    let left = std::fs::read_dir(dir.path().join("pool-runs"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "the ended run's record is removed");
+}

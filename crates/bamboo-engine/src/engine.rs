@@ -370,23 +370,36 @@ impl EngineBuilder {
         }
         let remote = RemoteLauncher::new(&cfg.routing.remotes, &cfg.timeouts);
         let launcher: Arc<dyn WorkerLauncher> = Arc::new(PlacementLauncher::new(local, remote));
-        let launcher: Arc<dyn WorkerLauncher> = match self.nats_pool {
-            Some(client) => {
-                let pool = crate::pool_launcher::NatsPoolLauncher::new(client);
-                Arc::new(crate::pool_launcher::PlacementLauncher::new(
-                    launcher,
-                    Some(Arc::new(pool)),
-                ))
-            }
+        let journal = Arc::new(crate::pool_journal::PoolJournal::new(&cfg.data_dir));
+        let pool_runs = self.nats_pool.map(|client| {
+            Arc::new(
+                crate::pool_launcher::NatsPoolLauncher::new(client).with_journal(journal.clone()),
+            )
+        });
+        let launcher: Arc<dyn WorkerLauncher> = match &pool_runs {
+            Some(pool) => Arc::new(crate::pool_launcher::PlacementLauncher::new(
+                launcher,
+                Some(pool.clone() as Arc<dyn WorkerLauncher>),
+            )),
             None => launcher,
         };
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),
         };
-        crate::recovery::mark_orphans(store.as_ref()).await?;
+        let resumable =
+            crate::recovery::pool_runs(store.as_ref(), &journal, pool_runs.is_some()).await;
+        let keep = resumable.iter().map(|(r, _)| r.child_id.clone()).collect();
+        crate::recovery::mark_orphans(store.as_ref(), &keep).await?;
         crate::recovery::recover_inboxes(&cfg.data_dir.join("inbox"));
         let inner = Runtime::new(cfg, store, launcher, |weak| Arc::new(FacadeSpawner(weak)));
+        if let Some(pool) = pool_runs {
+            for (rec, parent) in resumable {
+                // Nobody awaits these runs; their events and final status
+                // reach the parent like any run's.
+                drop(crate::spawn::reattach(&inner, &parent, pool.clone(), rec));
+            }
+        }
         Ok(Engine { inner })
     }
 }

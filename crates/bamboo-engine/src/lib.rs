@@ -32,6 +32,7 @@ pub mod inbox;
 mod nested;
 pub mod placement;
 mod pool;
+mod pool_journal;
 pub mod pool_launcher;
 mod provision;
 mod pump;

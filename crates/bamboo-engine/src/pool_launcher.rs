@@ -11,22 +11,53 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bamboo_pool::{PoolClient, PoolName, RunReader, RunSender};
+use bamboo_pool::{PoolClient, PoolName, RunPosition, RunReader, RunSender};
 use bamboo_subagent::frames::{ChildFrame, ParentFrame};
 use bamboo_subagent::spec::{Placement, ProvisionSpec};
+use tokio::time::Instant;
 
-use crate::worker::{ActorWorker, FrameRx, FrameTx, LaunchError, Link, LinkError, WorkerLauncher};
+use crate::pool_journal::{PoolJournal, PoolRunRecord, CHECKPOINT_EVERY};
+use crate::worker::{
+    ActorWorker, FrameRx, FrameTx, LaunchError, Link, LinkError, LogWriter, WorkerLauncher,
+};
 
 /// Starts pool runs on NATS.
 #[derive(Debug, Clone)]
 pub struct NatsPoolLauncher {
     client: PoolClient,
+    journal: Option<Arc<PoolJournal>>,
 }
 
 impl NatsPoolLauncher {
     /// A launcher over a connected pool client.
     pub fn new(client: PoolClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            journal: None,
+        }
+    }
+
+    /// Records each run in flight in `journal`, so a restarted engine
+    /// reattaches to it ([`NatsPoolLauncher::reattach`]).
+    pub(crate) fn with_journal(mut self, journal: Arc<PoolJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The run of `rec`, read on from its recorded position: a run a
+    /// previous engine started and did not see end.
+    pub(crate) async fn reattach(
+        &self,
+        rec: PoolRunRecord,
+    ) -> Result<Box<dyn ActorWorker>, LaunchError> {
+        let name = PoolName::new(&rec.pool).map_err(|e| LaunchError(e.to_string()))?;
+        let (sender, reader) = self
+            .client
+            .attach(&name, &rec.run_id, rec.position)
+            .await
+            .map_err(|e| LaunchError(e.to_string()))?;
+        let journal = self.journal.clone().map(|j| Checkpoints::new(j, rec));
+        Ok(Box::new(PoolRun::new(sender, reader, journal)))
     }
 }
 
@@ -44,11 +75,17 @@ impl WorkerLauncher for NatsPoolLauncher {
             .prepare(&name, spec)
             .await
             .map_err(|e| LaunchError(e.to_string()))?;
-        Ok(Box::new(PoolRun {
-            sender: Arc::new(sender),
-            reader: Mutex::new(Some(reader)),
-            ended: Arc::new(AtomicBool::new(false)),
-        }))
+        let journal = self.journal.clone().map(|j| {
+            let rec = PoolRunRecord {
+                // The session id comes with `bind_run`, before the run is sent.
+                child_id: String::new(),
+                pool: pool.clone(),
+                run_id: sender.run_id().to_owned(),
+                position: RunPosition::default(),
+            };
+            Checkpoints::new(j, rec)
+        });
+        Ok(Box::new(PoolRun::new(sender, reader, journal)))
     }
 }
 
@@ -59,6 +96,18 @@ struct PoolRun {
     sender: Arc<RunSender>,
     reader: Mutex<Option<RunReader>>,
     ended: Arc<AtomicBool>,
+    journal: Arc<Mutex<Option<Checkpoints>>>,
+}
+
+impl PoolRun {
+    fn new(sender: RunSender, reader: RunReader, journal: Option<Checkpoints>) -> Self {
+        Self {
+            sender: Arc::new(sender),
+            reader: Mutex::new(Some(reader)),
+            ended: Arc::new(AtomicBool::new(false)),
+            journal: Arc::new(Mutex::new(journal)),
+        }
+    }
 }
 
 #[async_trait]
@@ -79,10 +128,15 @@ impl ActorWorker for PoolRun {
             .take()
             .ok_or_else(|| LinkError("a pool run has exactly one link".into()))?;
         Ok(Link {
-            tx: Arc::new(Tx(self.sender.clone())),
+            tx: Arc::new(Tx {
+                sender: self.sender.clone(),
+                journal: self.journal.clone(),
+            }),
             rx: Box::new(Rx {
                 reader,
                 ended: self.ended.clone(),
+                journal: self.journal.clone(),
+                write_logs: None,
             }),
         })
     }
@@ -93,38 +147,143 @@ impl ActorWorker for PoolRun {
         if !self.ended.swap(true, Ordering::AcqRel) {
             self.sender.abandon().await;
         }
+        if let Some(j) = lock(&self.journal).take() {
+            j.forget();
+        }
     }
 }
 
-struct Tx(Arc<RunSender>);
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A run's record in the journal and when it was last written.
+#[derive(Debug)]
+struct Checkpoints {
+    journal: Arc<PoolJournal>,
+    rec: PoolRunRecord,
+    written: Option<Instant>,
+}
+
+impl Checkpoints {
+    fn new(journal: Arc<PoolJournal>, rec: PoolRunRecord) -> Self {
+        Self {
+            journal,
+            rec,
+            written: None,
+        }
+    }
+
+    /// Records that every frame up to `position` is in the event logs
+    /// (`write_logs` makes that true first). Skipped when nothing moved or
+    /// the last record is recent, unless `now`.
+    fn record(&mut self, position: RunPosition, write_logs: Option<&LogWriter>, now: bool) {
+        let recent = self.written.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY);
+        if self.written.is_some() && (position == self.rec.position || (recent && !now)) {
+            return;
+        }
+        if self.rec.child_id.is_empty() {
+            return;
+        }
+        if let Some(write) = write_logs {
+            write();
+        }
+        self.rec.position = position;
+        self.written = Some(Instant::now());
+        if let Err(e) = self.journal.save(&self.rec) {
+            tracing::warn!(child = %self.rec.child_id, error = %e, "cannot record the pool run's position; an engine restart would lose the run");
+        }
+    }
+
+    fn forget(self) {
+        if !self.rec.child_id.is_empty() {
+            self.journal.remove(&self.rec.child_id);
+        }
+    }
+}
+
+struct Tx {
+    sender: Arc<RunSender>,
+    journal: Arc<Mutex<Option<Checkpoints>>>,
+}
 
 #[async_trait]
 impl FrameTx for Tx {
     async fn send(&self, frame: ParentFrame) -> Result<(), LinkError> {
-        self.0
+        let queues = matches!(frame, ParentFrame::Run(_));
+        self.sender
             .send(frame)
             .await
-            .map_err(|e| LinkError(e.to_string()))
+            .map_err(|e| LinkError(e.to_string()))?;
+        if queues {
+            // From now on the run exists without this engine.
+            if let Some(j) = lock(&self.journal).as_mut() {
+                j.record(RunPosition::default(), None, true);
+            }
+        }
+        Ok(())
     }
 }
 
 struct Rx {
     reader: RunReader,
     ended: Arc<AtomicBool>,
+    journal: Arc<Mutex<Option<Checkpoints>>>,
+    write_logs: Option<LogWriter>,
+}
+
+impl Rx {
+    /// Every frame handed out before this call is published (the pump asks
+    /// for the next only after handling the last), so its position may be
+    /// recorded once the logs are written.
+    fn checkpoint(&self, position: RunPosition, now: bool) {
+        if let Some(j) = lock(&self.journal).as_mut() {
+            j.record(position, self.write_logs.as_ref(), now);
+        }
+    }
 }
 
 #[async_trait]
 impl FrameRx for Rx {
     async fn recv(&mut self) -> Option<Result<ChildFrame, LinkError>> {
-        let next = self.reader.recv().await;
+        let handed_out = self.reader.position();
+        self.checkpoint(handed_out, false);
+        // A run that goes quiet (waiting for steering, thinking) still gets
+        // its last position recorded.
+        let mut quiet = tokio::time::interval(CHECKPOINT_EVERY);
+        quiet.reset();
+        let next = {
+            let reading = self.reader.recv();
+            tokio::pin!(reading);
+            loop {
+                tokio::select! {
+                    next = &mut reading => break next,
+                    _ = quiet.tick() => {
+                        if let Some(j) = lock(&self.journal).as_mut() {
+                            j.record(handed_out, self.write_logs.as_ref(), true);
+                        }
+                    }
+                }
+            }
+        };
         if self.reader.is_done() {
             self.ended.store(true, Ordering::Release);
+            if let Some(j) = lock(&self.journal).take() {
+                j.forget();
+            }
         }
         next.map(|r| r.map_err(|e| LinkError(e.to_string())))
     }
 
     fn is_closed(&mut self) -> bool {
         self.reader.is_done()
+    }
+
+    fn bind_run(&mut self, child_id: &str, write_logs: LogWriter) {
+        self.write_logs = Some(write_logs);
+        if let Some(j) = lock(&self.journal).as_mut() {
+            j.rec.child_id = child_id.to_owned();
+        }
     }
 }
 

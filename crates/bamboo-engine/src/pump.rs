@@ -88,11 +88,21 @@ fn failed(error: String) -> PumpResult {
     }
 }
 
-/// Drives one run on `link` to its end.
-pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, request: RunRequest) -> PumpResult {
+/// Drives one run on `link` to its end. `request: None` continues a run
+/// that is already going (a pool run an engine reattached to after a restart).
+pub(crate) async fn drive(
+    env: PumpEnv<'_>,
+    link: &mut Link,
+    request: Option<RunRequest>,
+) -> PumpResult {
     let tx = link.tx.clone();
-    if let Err(e) = tx.send(ParentFrame::Run(request)).await {
-        return failed(format!("could not send the run to the worker: {e}"));
+    let logs = env.out.fanout.clone();
+    link.rx
+        .bind_run(env.child_id, Arc::new(move || logs.write_pending()));
+    if let Some(request) = request {
+        if let Err(e) = tx.send(ParentFrame::Run(request)).await {
+            return failed(format!("could not send the run to the worker: {e}"));
+        }
     }
     let fanout = &env.out.fanout;
     let child_events = ChildEvents::new(fanout.clone(), env.parent_id, env.child_id);

@@ -5,14 +5,21 @@
 
 use bamboo_domain::{ChildStatus, Message, Session};
 
+use std::collections::HashSet;
+
+use crate::pool_journal::{PoolJournal, PoolRunRecord};
 use crate::store::{SessionStore, StoreError};
 
 /// The reason recorded on an orphaned child.
 pub const ORPHAN_REASON: &str =
     "the engine stopped while this child was running, so the run was lost; run it again";
 
-/// Marks every orphaned running child as error. Returns how many.
-pub async fn mark_orphans(store: &dyn SessionStore) -> Result<usize, StoreError> {
+/// Marks every orphaned running child as error, except those in `keep`
+/// (pool runs this engine reattaches to). Returns how many.
+pub async fn mark_orphans(
+    store: &dyn SessionStore,
+    keep: &HashSet<String>,
+) -> Result<usize, StoreError> {
     let mut marked = 0;
     for id in store.list_ids().await? {
         let session = match store.load(&id).await {
@@ -23,7 +30,7 @@ pub async fn mark_orphans(store: &dyn SessionStore) -> Result<usize, StoreError>
                 continue;
             }
         };
-        if session.status() != Some(ChildStatus::Running) {
+        if session.status() != Some(ChildStatus::Running) || keep.contains(&id) {
             continue;
         }
         store
@@ -47,6 +54,35 @@ pub async fn mark_orphans(store: &dyn SessionStore) -> Result<usize, StoreError>
         marked += 1;
     }
     Ok(marked)
+}
+
+/// The pool runs a previous engine left in flight whose child is still
+/// `running`, with the child's parent: the runs go on on their pool
+/// workers, so an engine with a pool client reattaches to them (issue 12).
+/// Every other record is dropped; without a pool client the child is then
+/// marked orphaned like a local one.
+pub(crate) async fn pool_runs(
+    store: &dyn SessionStore,
+    journal: &PoolJournal,
+    have_pool: bool,
+) -> Vec<(PoolRunRecord, String)> {
+    let mut out = Vec::new();
+    for rec in journal.load_all() {
+        let session = store.load(&rec.child_id).await.ok().flatten();
+        let parent = session
+            .filter(|s| s.status() == Some(ChildStatus::Running))
+            .and_then(|s| s.parent_id);
+        match parent {
+            Some(parent) if have_pool => out.push((rec, parent)),
+            Some(_) => {
+                tracing::warn!(child = %rec.child_id, pool = %rec.pool, run = %rec.run_id,
+                    "a pool run of a previous engine may still be going, but this engine has no NATS pool client; the child is marked as error");
+                journal.remove(&rec.child_id);
+            }
+            None => journal.remove(&rec.child_id),
+        }
+    }
+    out
 }
 
 /// Puts back every inbox message a dead engine had claimed but not

@@ -11,12 +11,15 @@
 use std::sync::Arc;
 
 use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
+use bamboo_subagent::frames::ParentFrame;
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::error::EngineError;
 use crate::events::Fanout;
+use crate::pool_journal::PoolRunRecord;
+use crate::pool_launcher::NatsPoolLauncher;
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, PumpEnv, PumpResult};
 use crate::runs::{Reservation, RunControl};
@@ -59,15 +62,25 @@ pub(crate) fn enqueue(
         .runs
         .reserve(child_id, &inner.shutdown)
         .ok_or_else(|| EngineError::AlreadyRunning(child_id.to_owned()))?;
-    Ok(spawn_run(inner, parent_id, reservation, None))
+    Ok(spawn_run(inner, parent_id, reservation, Start::Queued))
 }
 
-/// Spawns the task of one reserved run; see [`run_child`] for `started`.
+/// How a reserved run begins.
+enum Start {
+    /// Queued: wait for a slot, then run.
+    Queued,
+    /// Started by [`launch`]: holding its slot, the child stored `running`.
+    Now(Slot, Session),
+    /// A pool run a previous engine started, read on from its record.
+    Reattach(Arc<NatsPoolLauncher>, PoolRunRecord),
+}
+
+/// Spawns the task of one reserved run.
 fn spawn_run(
     inner: &Arc<Inner>,
     parent_id: &str,
     reservation: Reservation,
-    started: Option<(Slot, Session)>,
+    started: Start,
 ) -> RunTicket {
     let (tx, rx) = oneshot::channel();
     // Boxed: a run can spawn nested runs, so its future type is recursive.
@@ -116,17 +129,35 @@ pub(crate) fn launch(
         inner,
         parent_id,
         ready.reservation,
-        Some((ready.slot, session)),
+        Start::Now(ready.slot, session),
     )
 }
 
-/// A run from its reservation to its completion event. `started`: the slot
-/// and stored session of a run that [`launch`] started, else it is queued.
+/// Continues the pool run of `rec` that a previous engine started and did
+/// not see end (issue 12): the child, still `running` on disk, is reserved
+/// and its run read on from the recorded position. `None` when the child is
+/// already reserved.
+pub(crate) fn reattach(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    launcher: Arc<NatsPoolLauncher>,
+    rec: PoolRunRecord,
+) -> Option<RunTicket> {
+    let reservation = inner.runs.reserve(&rec.child_id, &inner.shutdown)?;
+    Some(spawn_run(
+        inner,
+        parent_id,
+        reservation,
+        Start::Reattach(launcher, rec),
+    ))
+}
+
+/// A run from its reservation to its completion event.
 async fn run_child(
     inner: Arc<Inner>,
     parent_id: String,
     reservation: Reservation,
-    started: Option<(Slot, Session)>,
+    started: Start,
     done: oneshot::Sender<RunReport>,
 ) {
     let child_id = reservation.child.clone();
@@ -135,10 +166,13 @@ async fn run_child(
     let out = Run::new(Fanout::new(&inner.events, &ancestry), ancestry);
     let work = async {
         match started {
-            Some((slot, session)) => {
+            Start::Now(slot, session) => {
                 run_started(&inner, &parent_id, &reservation, &out, slot, session).await
             }
-            None => run_queued(&inner, &parent_id, &reservation, &out).await,
+            Start::Queued => run_queued(&inner, &parent_id, &reservation, &out).await,
+            Start::Reattach(launcher, rec) => {
+                run_reattached(&inner, &parent_id, &reservation, &out, &launcher, rec).await
+            }
         }
     };
     let beat = inner.cfg.timeouts.heartbeat;
@@ -309,11 +343,97 @@ async fn run_started(
         run_limit,
         idle_limit,
     };
-    let result = drive(env, &mut lease.link, run_request(&session)).await;
+    let result = drive(env, &mut lease.link, Some(run_request(&session))).await;
     drop(steer);
     inner.runner.release(lease, result.clean);
     slot.close();
     finish(inner, child_id, result, Some(&clock)).await
+}
+
+/// A reattached pool run: waits for a slot (it counts against the running
+/// limit like any run), attaches to the run and pumps it on without sending
+/// it again.
+async fn run_reattached(
+    inner: &Arc<Inner>,
+    parent_id: &str,
+    res: &Reservation,
+    out: &Run,
+    launcher: &NatsPoolLauncher,
+    rec: PoolRunRecord,
+) -> RunReport {
+    let (child_id, control) = (res.child.as_str(), &res.control);
+    let run_id = rec.run_id.clone();
+    let session = match inner.load_child(parent_id, child_id).await {
+        Ok(s) => s,
+        Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
+    };
+    let attached = async {
+        let worker = launcher.reattach(rec).await?;
+        let link = worker
+            .connect()
+            .await
+            .map_err(|e| crate::worker::LaunchError(e.to_string()))?;
+        Ok::<_, crate::worker::LaunchError>((worker, link))
+    };
+    let (mut worker, mut link) = match attached.await {
+        Ok(w) => w,
+        Err(e) => {
+            let why =
+                format!("the engine restarted and could not reattach to pool run {run_id}: {e}");
+            return finish(inner, child_id, error_result(why), None).await;
+        }
+    };
+    tracing::info!(child = child_id, run = %run_id, "reattached to a pool run after a restart");
+    let slot = tokio::select! {
+        s = inner.slots.acquire() => s,
+        _ = control.cancel.cancelled() => None,
+    };
+    let Some(slot) = slot else {
+        worker.kill().await;
+        return finish(inner, child_id, stopped(cancel_reason(control)), None).await;
+    };
+    let slot = Arc::new(LendableSlot::new(slot));
+    let clock = Arc::new(ActivityClock::new());
+    let _ = control.clock.set(clock.clone());
+    let (run_limit, idle_limit) = limits(inner, &session);
+    let waiting = steering_in_inbox(inner, child_id);
+    let steer = inner.steering.register(child_id, link.tx.clone());
+    for text in waiting {
+        let _ = link.tx.send(ParentFrame::Message { text }).await;
+    }
+    let env = PumpEnv {
+        inner,
+        parent_id,
+        child_id,
+        out,
+        control,
+        slot: slot.clone(),
+        clock: clock.clone(),
+        run_limit,
+        idle_limit,
+    };
+    let result = drive(env, &mut link, None).await;
+    drop(steer);
+    drop(link);
+    worker.kill().await;
+    slot.close();
+    finish(inner, child_id, result, Some(&clock)).await
+}
+
+/// Steering messages sent while no engine carried the run (they wait in the
+/// child's inbox): a reattached run passes them on in-band. Their durable
+/// copies stay until the run's end, as for any steering (C6).
+fn steering_in_inbox(inner: &Inner, child_id: &str) -> Vec<String> {
+    let Ok(inbox) = inner.inbox(child_id) else {
+        return Vec::new();
+    };
+    inbox
+        .peek()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.kind == crate::inbox::InboxKind::Message)
+        .map(|m| m.body)
+        .collect()
 }
 
 /// Watchdog caps: the child's overrides, else the engine's (E9).

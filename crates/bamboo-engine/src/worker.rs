@@ -39,7 +39,17 @@ pub trait FrameRx: Send {
     fn is_closed(&mut self) -> bool {
         false
     }
+
+    /// Called by the pump before it sends the run, with the child's session
+    /// id and a function that writes every event published so far to the
+    /// event logs' files. A link that records how far it read (a pool run,
+    /// so a restarted engine can continue) calls it before each record. The
+    /// default ignores both.
+    fn bind_run(&mut self, _child_id: &str, _write_logs: LogWriter) {}
 }
+
+/// See [`FrameRx::bind_run`].
+pub type LogWriter = Arc<dyn Fn() + Send + Sync>;
 
 /// An open connection to a worker.
 pub struct Link {

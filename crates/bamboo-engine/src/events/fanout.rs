@@ -43,6 +43,14 @@ impl Fanout {
         }
     }
 
+    /// Writes every log's buffered lines to its file (see
+    /// [`SessionLog::write_pending`]).
+    pub fn write_pending(&self) {
+        for log in &self.logs {
+            log.write_pending();
+        }
+    }
+
     /// Marks a run as publishing to these logs until [`Fanout::finish_run`].
     pub fn start_run(&self) {
         for log in &self.logs {

@@ -273,6 +273,14 @@ impl SessionLog {
         }
     }
 
+    /// Writes the buffered lines to the file now, without syncing: a pool
+    /// run does this before it records how far it read, so a restarted
+    /// engine that continues from there finds no gap in the file.
+    pub fn write_pending(&self) {
+        let mut st = lock(&self.state);
+        self.write_out(&mut st);
+    }
+
     /// Writes the buffer and syncs the file (end of a run; shutdown). The
     /// sync runs off the async threads and outside the log's lock.
     pub async fn sync(self: &Arc<Self>) {
