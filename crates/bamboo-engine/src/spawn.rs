@@ -70,7 +70,7 @@ enum Start {
     /// Queued: wait for a slot, then run.
     Queued,
     /// Started by [`launch`]: holding its slot, the child stored `running`.
-    Now(Slot, Session),
+    Now(Slot, Box<Session>),
     /// A pool run a previous engine started, read on from its record.
     Reattach(Arc<NatsPoolLauncher>, PoolRunRecord),
 }
@@ -129,7 +129,7 @@ pub(crate) fn launch(
         inner,
         parent_id,
         ready.reservation,
-        Start::Now(ready.slot, session),
+        Start::Now(ready.slot, Box::new(session)),
     )
 }
 
@@ -167,7 +167,7 @@ async fn run_child(
     let work = async {
         match started {
             Start::Now(slot, session) => {
-                run_started(&inner, &parent_id, &reservation, &out, slot, session).await
+                run_started(&inner, &parent_id, &reservation, &out, slot, *session).await
             }
             Start::Queued => run_queued(&inner, &parent_id, &reservation, &out).await,
             Start::Reattach(launcher, rec) => {
