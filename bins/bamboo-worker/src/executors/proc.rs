@@ -124,16 +124,17 @@ impl RunProcesses {
     }
 
     /// The program exited by itself: ends whatever it left behind (unless
-    /// [`RunProcesses::kill_leftovers`] did) and reaps, in the background,
-    /// what is re-parented to the worker.
-    pub fn finish(mut self) {
+    /// [`RunProcesses::kill_leftovers`] did), removes the run's leaf once
+    /// empty (at most [`cgroup::EMPTY_WITHIN`]), and reaps, in the
+    /// background, what is re-parented to the worker.
+    pub async fn finish(mut self) {
         if self.lock_killed().is_none() {
             self.kill_leftovers();
         }
         // Already signalled: a later kill could hit a recycled group id.
         self.group.pgid = None;
         self.done = true;
-        self.reap_later();
+        self.end().await;
     }
 
     fn lock_killed(&self) -> std::sync::MutexGuard<'_, Option<HashSet<i32>>> {
@@ -153,7 +154,17 @@ impl RunProcesses {
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
         self.group.pgid = None;
         self.done = true;
+        self.end().await;
+    }
+
+    /// Removes the killed run's leaf before the run ends (a one-shot worker
+    /// may be killed right after), and reaps in the background.
+    async fn end(&mut self) {
+        let leaf = self.leaf.take();
         self.reap_later();
+        if let Some(leaf) = leaf {
+            leaf.remove_when_empty().await;
+        }
     }
 
     /// Reaps what the kill re-parented to the worker, and removes the

@@ -291,7 +291,7 @@ impl CliExecutor {
                 }
             }
             Ok(status) => {
-                procs.finish();
+                procs.finish().await;
                 let tail = stderr_tail(stderr).await;
                 self.conclude(collected, status, &tail, ctx).await
             }

@@ -192,11 +192,16 @@ fn owner() -> (u32, u64) {
     })
 }
 
+/// The start time of the live (not zombie) process `pid`.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
-    // Field 22 overall; `rest` starts at field 3 (state).
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    // Field 22 overall; `fields` is past field 3 (state).
+    fields.nth(18)?.parse().ok()
 }
 
 /// A name for a new leaf of this worker.
