@@ -7,9 +7,11 @@
 //!
 //! No controller is enabled anywhere (the v2 "no internal processes" rule
 //! stays satisfied): a leaf is only a membership. Leaves are named
-//! `bamboo-run-<worker pid>-<worker start time>-<n>`, so leaves left by a
-//! worker killed outright are recognised, killed and removed when any worker
-//! in the same cgroup next creates one ([`Leaf::create`]).
+//! `bamboo-run-<pid namespace>-<worker pid>-<worker start time>-<n>`, so
+//! leaves left by a worker killed outright are recognised, killed and
+//! removed when any worker in the same cgroup next creates one
+//! ([`Leaf::create`]), or by the front door when its run is over
+//! ([`sweep_stale_leaves`]).
 
 pub mod hierarchy;
 
@@ -182,14 +184,35 @@ fn live() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
         .unwrap_or_else(|p| p.into_inner())
 }
 
-/// This worker's identity in leaf names: pid and start time (clock ticks
-/// since boot, `/proc/<pid>/stat` field 22), so a recycled pid is told apart.
-fn owner() -> (u32, u64) {
-    static OWNER: OnceLock<(u32, u64)> = OnceLock::new();
+/// A worker's identity in leaf names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    /// Its pid namespace (inode), in which alone its pid means anything.
+    pid_ns: u64,
+    pid: u32,
+    /// Clock ticks since boot (`/proc/<pid>/stat` field 22), so a recycled
+    /// pid is told apart.
+    start: u64,
+}
+
+/// This worker's identity.
+fn owner() -> Owner {
+    static OWNER: OnceLock<Owner> = OnceLock::new();
     *OWNER.get_or_init(|| {
         let pid = std::process::id();
-        (pid, start_time(pid).unwrap_or(0))
+        Owner {
+            pid_ns: pid_namespace().unwrap_or(0),
+            pid,
+            start: start_time(pid).unwrap_or(0),
+        }
     })
+}
+
+/// The inode of this process's pid namespace (`pid:[4026531836]`).
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// The start time of the live (not zombie) process `pid`.
@@ -207,26 +230,45 @@ fn start_time(pid: u32) -> Option<u64> {
 /// A name for a new leaf of this worker.
 fn leaf_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let (pid, start) = owner();
+    let Owner { pid_ns, pid, start } = owner();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{LEAF_PREFIX}{pid}-{start}-{n}")
+    format!("{LEAF_PREFIX}{pid_ns}-{pid}-{start}-{n}")
 }
 
-/// The worker (pid, start time) a leaf name names.
-fn leaf_owner(name: &str) -> Option<(u32, u64)> {
+/// The worker a leaf name names.
+fn leaf_owner(name: &str) -> Option<Owner> {
     let mut parts = name.strip_prefix(LEAF_PREFIX)?.split('-');
+    let pid_ns = parts.next()?.parse().ok()?;
     let pid = parts.next()?.parse().ok()?;
     let start = parts.next()?.parse().ok()?;
     parts.next()?.parse::<u64>().ok()?;
-    parts.next().is_none().then_some((pid, start))
+    parts.next().is_none().then_some(Owner { pid_ns, pid, start })
 }
 
-/// Whether the worker that named a leaf `(pid, start)` still runs.
-fn owner_lives((pid, start): (u32, u64)) -> bool {
-    match start_time(pid) {
-        None => false,
+/// Whether a leaf's worker is known to be gone: it is not this one, it was
+/// in this pid namespace (elsewhere its pid tells nothing), and no live
+/// process has its pid and start time.
+fn owner_gone(o: Owner) -> bool {
+    let me = owner();
+    if o == me || o.pid_ns != me.pid_ns {
+        return false;
+    }
+    match start_time(o.pid) {
+        None => true,
         // An unknown start time (0) cannot be compared: the pid decides.
-        Some(now) => start == 0 || now == start,
+        Some(now) => o.start != 0 && now != o.start,
+    }
+}
+
+/// Kills and removes the leaves of dead workers in this process's cgroup,
+/// waiting up to [`EMPTY_WITHIN`] for each to empty. For a process that
+/// outlives the workers it started (the front door, after its engine shut
+/// down), so a worker killed outright leaves nothing running.
+pub async fn sweep_stale_leaves() {
+    if let Some(own) = hierarchy::own_cgroup() {
+        for dir in kill_stale(own) {
+            remove_when_empty(dir).await;
+        }
     }
 }
 
@@ -234,26 +276,35 @@ fn owner_lives((pid, start): (u32, u64)) -> bool {
 /// outright, so it could not); a leaf still busy is removed in the
 /// background, or by the next sweep.
 fn sweep_stale(own: &Path) {
+    for dir in kill_stale(own) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if populated(&dir) => drop(rt.spawn(remove_when_empty(dir))),
+            _ => remove_or_keep(&dir),
+        }
+    }
+}
+
+/// Kills the leaves in `own` whose worker is gone; returns them.
+fn kill_stale(own: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(own) else {
-        return;
+        return Vec::new();
     };
+    let mut stale = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(dead) = name
             .to_str()
             .and_then(leaf_owner)
-            .filter(|o| *o != owner() && !owner_lives(*o))
+            .filter(|o| owner_gone(*o))
         else {
             continue;
         };
         let dir = entry.path();
         let killed = kill_cgroup(&dir);
-        tracing::info!(leaf = %dir.display(), worker = dead.0, killed = killed.len(), "removing the cgroup of a run whose worker is gone");
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) if !killed.is_empty() => drop(rt.spawn(remove_when_empty(dir))),
-            _ => remove_or_keep(&dir),
-        }
+        tracing::info!(leaf = %dir.display(), worker = dead.pid, killed = killed.len(), "removing the cgroup of a run whose worker is gone");
+        stale.push(dir);
     }
+    stale
 }
 
 /// The pids in `dir` and in any cgroup below it.

@@ -55,12 +55,26 @@ async fn escapee_in_leaf() -> (Leaf, tokio::process::Child, i32) {
 fn leaf_names_carry_their_worker_and_tell_a_dead_one() {
     let name = leaf_name();
     assert!(name.starts_with(LEAF_PREFIX), "{name}");
-    assert_eq!(leaf_owner(&name), Some(owner()));
-    assert!(owner_lives(owner()));
-    let (pid, start) = owner();
-    assert!(!owner_lives((pid, start + 1)), "a recycled pid");
-    assert!(!owner_lives((u32::MAX, 1)), "no such process");
-    for bad in ["bamboo-run-1-2", "bamboo-run-x-1-2", "bamboo-run-1-2-3-4", "other-1-2-3"] {
+    let me = owner();
+    assert_eq!(leaf_owner(&name), Some(me));
+    assert!(!owner_gone(me));
+    let parent = std::os::unix::process::parent_id();
+    let parent = Owner {
+        pid: parent,
+        start: start_time(parent).expect("the parent's start time"),
+        ..me
+    };
+    assert!(!owner_gone(parent), "a live process");
+    assert!(owner_gone(Owner { start: parent.start + 1, ..parent }), "a recycled pid");
+    assert!(owner_gone(Owner { pid: u32::MAX, ..me }), "no such process");
+    let elsewhere = Owner { pid_ns: me.pid_ns + 1, pid: u32::MAX, ..me };
+    assert!(!owner_gone(elsewhere), "a pid of another namespace tells nothing");
+    for bad in [
+        "bamboo-run-1-2-3",
+        "bamboo-run-x-1-2-3",
+        "bamboo-run-1-2-3-4-5",
+        "other-1-2-3-4",
+    ] {
         assert_eq!(leaf_owner(bad), None, "{bad}");
     }
 }
@@ -111,7 +125,7 @@ async fn a_dead_workers_leaf_is_killed_and_removed_by_the_next_leaf() {
         return;
     };
     // No pid is this large (pid_max is at most 2^22), so its worker is gone.
-    let stale = own.join(format!("{LEAF_PREFIX}{}-1-0", u32::MAX));
+    let stale = own.join(format!("{LEAF_PREFIX}{}-{}-1-0", owner().pid_ns, u32::MAX));
     std::fs::create_dir(&stale).expect("create the stale leaf");
     let mut sleeper = std::process::Command::new("sleep")
         .arg("30")
