@@ -117,13 +117,22 @@ fn run_ends_with_the_program(mode: Mode, redirect: bool, test: &str) {
     let took = started.elapsed();
     let survivors = live_with_arg(&tag);
     kill_leftovers(&tag);
-    assert!(status.is_some_and(|s| s.success()), "the run failed: {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the run failed: {status:?}"
+    );
     assert!(took < Duration::from_secs(5), "the run took {took:?}");
-    assert!(survivors.is_empty(), "setsid descendants survived: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "setsid descendants survived: {survivors:?}"
+    );
     let cgroup = noted_cgroup(&noted);
     match mount {
         Some(mount) => {
-            assert!(cgroup.contains("/bamboo-run-"), "not in a run leaf: {cgroup:?}");
+            assert!(
+                cgroup.contains("/bamboo-run-"),
+                "not in a run leaf: {cgroup:?}"
+            );
             let leaf = mount.join(cgroup.trim_start_matches('/'));
             assert!(
                 within(Duration::from_secs(10), || !leaf.exists()),
@@ -215,9 +224,16 @@ fn nothing_survives_a_kill_of_the_front_door(mode: Mode, test: &str) {
     );
     if let Some(mount) = mount {
         let cgroup = noted_cgroup(&data.path().join("cgroup"));
-        assert!(cgroup.contains("/bamboo-run-"), "not in a run leaf: {cgroup:?}");
+        assert!(
+            cgroup.contains("/bamboo-run-"),
+            "not in a run leaf: {cgroup:?}"
+        );
         let leaf = mount.join(cgroup.trim_start_matches('/'));
-        assert!(!leaf.exists(), "the worker left its cgroup {}", leaf.display());
+        assert!(
+            !leaf.exists(),
+            "the worker left its cgroup {}",
+            leaf.display()
+        );
     }
 }
 
@@ -262,7 +278,10 @@ fn in_a_cgroup_the_next_run_ends_what_a_killed_worker_left() {
     let left = [live_with_arg(&escaped), live_with_arg(&stayed)].concat();
     kill_leftovers(&escaped);
     kill_leftovers(&stayed);
-    assert!(next_status.is_some_and(|s| s.success()), "the next run failed: {next_status:?}");
+    assert!(
+        next_status.is_some_and(|s| s.success()),
+        "the next run failed: {next_status:?}"
+    );
     assert!(
         swept,
         "the killed worker's leaf {} (exists: {}) or its process {left:?} outlived the next run",

@@ -212,7 +212,7 @@ pub fn spawn_contained(
             Err(e) => tracing::debug!(
                 leaf = %leaf.dir().display(),
                 error = %e,
-                "could not start the program in its cgroup; starting it without one"
+                "starting the program in its cgroup failed; trying once more without one"
             ),
         }
     }

@@ -242,7 +242,10 @@ fn leaf_owner(name: &str) -> Option<Owner> {
     let pid = parts.next()?.parse().ok()?;
     let start = parts.next()?.parse().ok()?;
     parts.next()?.parse::<u64>().ok()?;
-    parts.next().is_none().then_some(Owner { pid_ns, pid, start })
+    parts
+        .next()
+        .is_none()
+        .then_some(Owner { pid_ns, pid, start })
 }
 
 /// Whether a leaf's worker is known to be gone: it is not this one, it was

@@ -32,9 +32,8 @@ fn find() -> Result<PathBuf, String> {
     if std::env::var(CGROUP_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off")) {
         return Err(format!("{CGROUP_VAR}=off"));
     }
-    let read = |path: &str| {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
-    };
+    let read =
+        |path: &str| std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
     let dir = resolve(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?)?;
     probe(&dir)?;
     Ok(dir)
@@ -142,10 +141,7 @@ mod tests {
         assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/unified"));
         let pure = "30 25 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         let dir = resolve(pure, "0::/user.slice/app.service\n").expect("pure v2");
-        assert_eq!(
-            dir,
-            PathBuf::from("/sys/fs/cgroup/user.slice/app.service")
-        );
+        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/user.slice/app.service"));
     }
 
     #[test]

@@ -36,9 +36,12 @@ fn alive(pid: i32) -> bool {
 async fn escapee_in_leaf() -> (Leaf, tokio::process::Child, i32) {
     let mut leaf = Leaf::create().expect("a leaf where the hierarchy is writable");
     let mut cmd = tokio::process::Command::new("sh");
-    cmd.args(["-c", "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 30"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "-c",
+        "setsid sleep 30 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 30",
+    ])
+    .stdout(Stdio::piped())
+    .kill_on_drop(true);
     leaf.enter_on_spawn(&mut cmd);
     let mut child = cmd.spawn().expect("spawn sh in the leaf");
     leaf.spawned();
@@ -65,10 +68,29 @@ fn leaf_names_carry_their_worker_and_tell_a_dead_one() {
         ..me
     };
     assert!(!owner_gone(parent), "a live process");
-    assert!(owner_gone(Owner { start: parent.start + 1, ..parent }), "a recycled pid");
-    assert!(owner_gone(Owner { pid: u32::MAX, ..me }), "no such process");
-    let elsewhere = Owner { pid_ns: me.pid_ns + 1, pid: u32::MAX, ..me };
-    assert!(!owner_gone(elsewhere), "a pid of another namespace tells nothing");
+    assert!(
+        owner_gone(Owner {
+            start: parent.start + 1,
+            ..parent
+        }),
+        "a recycled pid"
+    );
+    assert!(
+        owner_gone(Owner {
+            pid: u32::MAX,
+            ..me
+        }),
+        "no such process"
+    );
+    let elsewhere = Owner {
+        pid_ns: me.pid_ns + 1,
+        pid: u32::MAX,
+        ..me
+    };
+    assert!(
+        !owner_gone(elsewhere),
+        "a pid of another namespace tells nothing"
+    );
     for bad in [
         "bamboo-run-1-2-3",
         "bamboo-run-x-1-2-3",
@@ -91,9 +113,16 @@ async fn everything_a_program_starts_is_in_its_leaf_and_dies_with_it() {
     let pid = child.id().expect("running");
     let leaf_path = cgroup_of(pid);
     assert!(leaf_path.contains(LEAF_PREFIX), "{leaf_path}");
-    assert_eq!(cgroup_of(escapee as u32), leaf_path, "the setsid escapee too");
+    assert_eq!(
+        cgroup_of(escapee as u32),
+        leaf_path,
+        "the setsid escapee too"
+    );
     let held = leaf.kill();
-    assert!(held.contains(&escapee) && held.contains(&(pid as i32)), "{held:?}");
+    assert!(
+        held.contains(&escapee) && held.contains(&(pid as i32)),
+        "{held:?}"
+    );
     assert!(!child.wait().await.expect("wait").success());
     leaf.remove_when_empty().await;
     assert!(!dir.exists(), "the leaf is removed");
