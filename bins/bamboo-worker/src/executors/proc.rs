@@ -1,8 +1,10 @@
 //! Child processes in their own process group, so a run can stop everything it
 //! started (the program and any grandchildren) and nothing outlives it; and,
-//! for the cli executor, the descendants that left the group ([`RunProcesses`],
-//! [`tree`]).
+//! for the cli executor, the descendants that left the group
+//! ([`RunProcesses`]): a cgroup v2 leaf per run where the worker may create
+//! one ([`cgroup`]), else the run's mark and the subreaper ([`tree`]).
 
+pub mod cgroup;
 pub mod tree;
 
 use std::collections::HashSet;
@@ -77,13 +79,16 @@ impl Drop for ProcessGroup {
 const REAP_WITHIN: Duration = Duration::from_secs(2);
 
 /// Everything one run's program started: its process group, plus the
-/// descendants that left the group but carry the run's [`tree::RunMark`].
-/// Dropping it SIGKILLs them all unless [`RunProcesses::finish`] or
-/// [`RunProcesses::terminate`] already did.
+/// descendants that left the group: all of its cgroup leaf when it has one,
+/// else those that carry the run's [`tree::RunMark`]. Dropping it SIGKILLs
+/// them all unless [`RunProcesses::finish`] or [`RunProcesses::terminate`]
+/// already did.
 #[derive(Debug)]
 pub struct RunProcesses {
     group: ProcessGroup,
     mark: tree::RunMark,
+    /// The run's cgroup (see [`spawn_contained`]); `None` = the sweep path.
+    leaf: Option<cgroup::Leaf>,
     leader: Option<i32>,
     /// What the sweeps killed; `None` until one ran. Once one ran nothing
     /// of the run is left to fork, so later steps need not scan again.
@@ -93,11 +98,12 @@ pub struct RunProcesses {
 
 impl RunProcesses {
     /// The processes of `child`, spawned with `process_group(0)` and `mark`
-    /// in its environment.
-    pub fn of(child: &Child, mark: tree::RunMark) -> Self {
+    /// in its environment, in `leaf` when it has one.
+    pub fn of(child: &Child, mark: tree::RunMark, leaf: Option<cgroup::Leaf>) -> Self {
         Self {
             group: ProcessGroup::of(child),
             mark,
+            leaf,
             leader: child.id().and_then(|id| i32::try_from(id).ok()),
             killed: Mutex::new(None),
             done: false,
@@ -108,23 +114,27 @@ impl RunProcesses {
     /// their copies of its output pipes close too. Callable more than once.
     pub fn kill_leftovers(&self) {
         self.group.signal(Signal::SIGKILL);
-        let killed = tree::signal_run(&self.mark, Signal::SIGKILL);
+        let killed = match &self.leaf {
+            Some(leaf) => leaf.kill(),
+            None => tree::signal_run(&self.mark, Signal::SIGKILL),
+        };
         self.lock_killed()
             .get_or_insert_with(HashSet::new)
             .extend(killed);
     }
 
     /// The program exited by itself: ends whatever it left behind (unless
-    /// [`RunProcesses::kill_leftovers`] did) and reaps, in the background,
-    /// what is re-parented to the worker.
-    pub fn finish(mut self) {
+    /// [`RunProcesses::kill_leftovers`] did), removes the run's leaf once
+    /// empty (at most [`cgroup::EMPTY_WITHIN`]), and reaps, in the
+    /// background, what is re-parented to the worker.
+    pub async fn finish(mut self) {
         if self.lock_killed().is_none() {
             self.kill_leftovers();
         }
         // Already signalled: a later kill could hit a recycled group id.
         self.group.pgid = None;
         self.done = true;
-        self.reap_later();
+        self.end().await;
     }
 
     fn lock_killed(&self) -> std::sync::MutexGuard<'_, Option<HashSet<i32>>> {
@@ -135,20 +145,39 @@ impl RunProcesses {
     /// to exit, then SIGKILL for whatever is left; reaps the program.
     pub async fn terminate(mut self, child: &mut Child) {
         self.group.signal(Signal::SIGTERM);
-        tree::signal_run(&self.mark, Signal::SIGTERM);
+        match &self.leaf {
+            Some(leaf) => leaf.signal(Signal::SIGTERM),
+            None => drop(tree::signal_run(&self.mark, Signal::SIGTERM)),
+        }
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
         self.kill_leftovers();
         let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
         self.group.pgid = None;
         self.done = true;
-        self.reap_later();
+        self.end().await;
     }
 
-    fn reap_later(&self) {
+    /// Removes the killed run's leaf before the run ends (a one-shot worker
+    /// may be killed right after), and reaps in the background.
+    async fn end(&mut self) {
+        let leaf = self.leaf.take();
+        self.reap_later();
+        if let Some(leaf) = leaf {
+            leaf.remove_when_empty().await;
+        }
+    }
+
+    /// Reaps what the kill re-parented to the worker, and removes the
+    /// run's leaf once empty, in the background.
+    fn reap_later(&mut self) {
         let killed = self.lock_killed().take().unwrap_or_default();
         let leader = self.leader;
+        let leaf = self.leaf.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(tree::reap(killed, leader, REAP_WITHIN));
+            if let Some(leaf) = leaf {
+                rt.spawn(leaf.remove_when_empty());
+            }
         }
     }
 }
@@ -160,6 +189,34 @@ impl Drop for RunProcesses {
             self.reap_later();
         }
     }
+}
+
+/// Spawns the command `make` builds (in its own process group, with its
+/// run mark) in a fresh cgroup leaf when the worker can have one. A program
+/// that could not enter its leaf never ran: it is started again without one,
+/// and the run falls back to the mark and subreaper path.
+pub fn spawn_contained(
+    mut make: impl FnMut() -> tokio::process::Command,
+) -> std::io::Result<(Child, Option<cgroup::Leaf>)> {
+    // Orphaned descendants must stay ours, to be reaped (and found, without
+    // a leaf), in both modes.
+    tree::adopt_orphans();
+    if let Some(mut leaf) = cgroup::Leaf::create() {
+        let mut cmd = make();
+        leaf.enter_on_spawn(&mut cmd);
+        match cmd.spawn() {
+            Ok(child) => {
+                leaf.spawned();
+                return Ok((child, Some(leaf)));
+            }
+            Err(e) => tracing::debug!(
+                leaf = %leaf.dir().display(),
+                error = %e,
+                "starting the program in its cgroup failed; trying once more without one"
+            ),
+        }
+    }
+    make().spawn().map(|child| (child, None))
 }
 
 /// Arranges for the program `cmd` starts to get SIGKILL when the thread

@@ -204,5 +204,7 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         // Bounded: a stuck worker must not keep the front door alive.
         let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;
     }
+    // What a worker killed outright left in its cgroup leaf (F12).
+    crate::executors::proc::cgroup::sweep_stale_leaves().await;
     outcome
 }

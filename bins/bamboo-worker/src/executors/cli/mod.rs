@@ -12,9 +12,11 @@
 //!   the tail of stderr ([`STDERR_TAIL_BYTES`]).
 //! - The program runs in its own process group, with a unique
 //!   [`RUN_MARK_VAR`] in its environment, under a worker that adopts orphans
-//!   (see [`crate::executors::proc::tree`]). Cancel, a run timeout or a
-//!   dropped run stop the group and every marked descendant, `setsid` ones
-//!   included (SIGTERM, then SIGKILL after
+//!   (see [`crate::executors::proc::tree`]), and in a cgroup v2 leaf of its
+//!   own where the worker may create one
+//!   ([`crate::executors::proc::cgroup`]). Cancel, a run timeout or a
+//!   dropped run stop the group and every descendant (the whole leaf, else
+//!   every marked one), `setsid` ones included (SIGTERM, then SIGKILL after
 //!   [`crate::executors::proc::KILL_GRACE`]). The run ends when the program
 //!   exits: what it left running is killed, and the rest of stdout is read
 //!   while it flows (no line for [`OUTPUT_DRAIN`] ends it, [`DRAIN_CAP`] at
@@ -48,8 +50,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::env::{child_env, pass_through, ProviderKey};
 use super::host::{ask_approval, Approval};
-use super::proc::tree::{self, RunMark};
-use super::proc::{die_with_worker, read_tail, RunProcesses};
+use super::proc::cgroup::Leaf;
+use super::proc::tree::RunMark;
+use super::proc::{die_with_worker, read_tail, spawn_contained, RunProcesses};
 
 pub use super::proc::tree::RUN_MARK_VAR;
 use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
@@ -149,7 +152,11 @@ impl CliExecutor {
         argv(&self.args, assignment)
     }
 
-    fn spawn(&self, assignment: &str, mark: &RunMark) -> Result<(Child, Option<String>), String> {
+    fn spawn(
+        &self,
+        assignment: &str,
+        mark: &RunMark,
+    ) -> Result<(Child, Option<String>, Option<Leaf>), String> {
         if let Some(ws) = &self.workspace {
             if !ws.is_dir() {
                 return Err(format!(
@@ -159,13 +166,25 @@ impl CliExecutor {
             }
         }
         let (args, via_stdin) = self.argv(assignment);
+        let (child, leaf) = spawn_contained(|| self.command(&args, via_stdin, mark)).map_err(|e| {
+            format!(
+                "could not start cli_adapter program {:?}: {e}: check that it is installed and on PATH",
+                self.command
+            )
+        })?;
+        Ok((child, via_stdin.then(|| assignment.to_owned()), leaf))
+    }
+
+    /// The program's command: its own process group, the run's mark, the
+    /// child environment, and death with the worker.
+    fn command(&self, args: &[String], via_stdin: bool, mark: &RunMark) -> Command {
         let mut env = match &self.base_env {
             Some(base) => child_env(base.iter().cloned(), self.key.as_ref()),
             None => child_env(std::env::vars_os(), self.key.as_ref()),
         };
         pass_through(&mut env, &self.passed);
         let mut cmd = Command::new(&self.command);
-        cmd.args(&args)
+        cmd.args(args)
             .env_clear()
             .envs(env)
             .stdin(if via_stdin {
@@ -181,16 +200,8 @@ impl CliExecutor {
         if let Some(ws) = &self.workspace {
             cmd.current_dir(ws);
         }
-        // Orphaned descendants must stay ours to be found at run end.
-        tree::adopt_orphans();
         die_with_worker(&mut cmd);
-        let child = cmd.spawn().map_err(|e| {
-            format!(
-                "could not start cli_adapter program {:?}: {e}: check that it is installed and on PATH",
-                self.command
-            )
-        })?;
-        Ok((child, via_stdin.then(|| assignment.to_owned())))
+        cmd
     }
 
     /// With enforced permissions, asks the host first; `Some` ends the run.
@@ -230,11 +241,11 @@ impl CliExecutor {
             return refused;
         }
         let mark = RunMark::fresh();
-        let (mut child, stdin_text) = match self.spawn(&request.assignment, &mark) {
+        let (mut child, stdin_text, leaf) = match self.spawn(&request.assignment, &mark) {
             Ok(c) => c,
             Err(e) => return RunOutcome::error(e),
         };
-        let procs = RunProcesses::of(&child, mark);
+        let procs = RunProcesses::of(&child, mark, leaf);
         if let (Some(text), Some(mut stdin)) = (stdin_text, child.stdin.take()) {
             // A separate task, so a program that reads stdin late cannot block
             // us from reading its stdout. A closed pipe is the program's choice.
@@ -280,7 +291,7 @@ impl CliExecutor {
                 }
             }
             Ok(status) => {
-                procs.finish();
+                procs.finish().await;
                 let tail = stderr_tail(stderr).await;
                 self.conclude(collected, status, &tail, ctx).await
             }

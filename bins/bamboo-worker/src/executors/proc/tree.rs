@@ -239,10 +239,12 @@ pub fn signal_run(mark: &RunMark, signal: Signal) -> HashSet<i32> {
     sweep(signal, passes, || run_members(mark))
 }
 
-/// SIGKILLs every descendant of this process (the worker's last act, so
-/// nothing it started outlives it). Returns how many were signalled.
+/// SIGKILLs every descendant of this process, and everything in its runs'
+/// cgroup leaves (the worker's last act, so nothing it started outlives it).
+/// Returns how many were signalled.
 pub fn kill_all_descendants() -> usize {
-    sweep(Signal::SIGKILL, SWEEP_PASSES, all_descendants).len()
+    let in_leaves = super::cgroup::kill_all_leaves();
+    in_leaves + sweep(Signal::SIGKILL, SWEEP_PASSES, all_descendants).len()
 }
 
 /// This process's zombie children that nobody else waits for: those in the
