@@ -406,13 +406,19 @@ async fn sigterm_lets_a_run_in_flight_finish_and_exits_zero() {
         .unwrap();
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
-    let child = start(&engine, &root.id, "__sleep_ms:1500 finishing", &worker).await;
-    first_event(&mut events, "started", |e| {
-        matches!(e, AgentEvent::SubAgentStarted { .. })
+    // The run is on the worker once its first token is back; it then waits
+    // for a steering message, which is sent after the SIGTERM.
+    let child = start(&engine, &root.id, "working __steer finishing", &worker).await;
+    first_event(&mut events, "the first token", |e| {
+        token_text(e) == Some("working ")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     worker.signal("-TERM");
+    let sent = engine
+        .send_message(&root.id, &child, SendMessage::new("still here"))
+        .await
+        .unwrap();
+    assert_eq!(sent, SendOutcome::Steered { in_band: true });
     let (status, error) = completion(&mut events, &child).await;
     assert_eq!(status, CompletionStatus::Completed, "{error:?}");
     assert!(worker.wait_exit(Duration::from_secs(30)).await.success());
