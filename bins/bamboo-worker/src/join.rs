@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use bamboo_pool::worker::{join, ExecutorFactory, JoinOptions};
 use bamboo_pool::{NatsOptions, PoolName, PoolSettings};
-use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential, ProvisionSpec};
+use bamboo_subagent::spec::ProvisionSpec;
 use bamboo_worker::front::ExecutorChoice;
 use tokio_util::sync::CancellationToken;
 
-use bamboo_worker::executor_flags::ExecutorArgs;
+use bamboo_worker::executor_flags::{passed_env, self_spec, ExecutorArgs};
 
 /// Flags of `join`.
 #[derive(Debug, clap::Args)]
@@ -127,7 +127,7 @@ fn prepare(a: &JoinArgs) -> anyhow::Result<(JoinOptions, ExecutorFactory)> {
         drain: Duration::from_secs(a.drain_secs),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    Ok((opts, factory(choice)))
+    Ok((opts, factory(&a.exec, &choice)?))
 }
 
 /// The NATS login from flags: the token is read from its file, never argv.
@@ -146,34 +146,14 @@ pub(crate) fn nats_options(
     Ok(nats)
 }
 
-/// Builds each run's executor from the engine's spec with this worker's
-/// executor, model and credential in place of the engine's.
-fn factory(choice: ExecutorChoice) -> ExecutorFactory {
-    Arc::new(move |spec: &ProvisionSpec| {
-        let mut spec = spec.clone();
-        spec.executor = match &choice {
-            ExecutorChoice::Echo => ExecutorSpec::Echo,
-            ExecutorChoice::Cli { command, args, .. } => ExecutorSpec::CliAdapter {
-                command: command.clone(),
-                args: args.clone(),
-            },
-            ExecutorChoice::Llm { .. } => ExecutorSpec::BambooRuntime,
-        };
-        spec.secrets = Default::default();
-        let provider = match &choice {
-            ExecutorChoice::Echo => None,
-            ExecutorChoice::Cli { provider, .. } => provider.as_ref(),
-            ExecutorChoice::Llm { provider } => Some(provider),
-        };
-        if let Some(p) = provider {
-            spec.model = Some(p.model.clone());
-            spec.secrets.provider_credentials = vec![ProviderCredential {
-                provider: p.model.provider.clone(),
-                api_key: p.api_key.clone(),
-                base_url: p.base_url.clone(),
-                provider_type: Some("openai".into()),
-            }];
-        }
-        bamboo_worker::executors::build(&spec)
-    })
+/// Every run uses this worker's own executor, model, key, workspace and
+/// `--pass-env` values, built once at start like a resident worker's
+/// (`serve`): an engine's spec names none of them for a pool, and a bad
+/// flag fails `join` at once instead of each run.
+fn factory(exec: &ExecutorArgs, choice: &ExecutorChoice) -> anyhow::Result<ExecutorFactory> {
+    let workspace = exec.workspace()?;
+    let pass_env = passed_env(&exec.pass_env)?;
+    let spec = self_spec(choice, &workspace, pass_env, "pool");
+    let executor = bamboo_worker::executors::build(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Arc::new(move |_: &ProvisionSpec| Ok(executor.clone())))
 }

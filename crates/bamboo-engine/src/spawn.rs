@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
-use bamboo_subagent::frames::ParentFrame;
+use bamboo_subagent::frames::{ParentFrame, RunRequest};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -26,6 +26,7 @@ use crate::runs::{Reservation, RunControl};
 use crate::runtime::Runtime as Inner;
 use crate::slots::{LendableSlot, Slot};
 use crate::watchdog::ActivityClock;
+use crate::worker::Link;
 use crate::writeback::{untaken, write_back};
 
 /// How one run ended, for callers that await it (nested spawns, tests).
@@ -330,21 +331,9 @@ async fn run_started(
         control.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::debug!(child = child_id, pid = ?lease.worker.pid(), reused = lease.reused, "worker leased");
-    let (run_limit, idle_limit) = limits(inner, &session);
-    let steer = inner.steering.register(child_id, lease.link.tx.clone());
-    let env = PumpEnv {
-        inner,
-        parent_id,
-        child_id,
-        out,
-        control,
-        slot: slot.clone(),
-        clock: clock.clone(),
-        run_limit,
-        idle_limit,
-    };
-    let result = drive(env, &mut lease.link, Some(run_request(&session))).await;
-    drop(steer);
+    let env = pump_env(inner, parent_id, res, out, &slot, &clock, &session);
+    let request = Some(run_request(&session));
+    let result = steered(env, &mut lease.link, request, Vec::new()).await;
     inner.runner.release(lease, result.clean);
     slot.close();
     finish(inner, child_id, result, Some(&clock)).await
@@ -395,29 +384,54 @@ async fn run_reattached(
     let slot = Arc::new(LendableSlot::new(slot));
     let clock = Arc::new(ActivityClock::new());
     let _ = control.clock.set(clock.clone());
-    let (run_limit, idle_limit) = limits(inner, &session);
+    let env = pump_env(inner, parent_id, res, out, &slot, &clock, &session);
     let waiting = steering_in_inbox(inner, child_id);
-    let steer = inner.steering.register(child_id, link.tx.clone());
-    for text in waiting {
-        let _ = link.tx.send(ParentFrame::Message { text }).await;
-    }
-    let env = PumpEnv {
-        inner,
-        parent_id,
-        child_id,
-        out,
-        control,
-        slot: slot.clone(),
-        clock: clock.clone(),
-        run_limit,
-        idle_limit,
-    };
-    let result = drive(env, &mut link, None).await;
-    drop(steer);
+    let result = steered(env, &mut link, None, waiting).await;
     drop(link);
     worker.kill().await;
     slot.close();
     finish(inner, child_id, result, Some(&clock)).await
+}
+
+/// What the pump of a run on `res` needs.
+fn pump_env<'a>(
+    inner: &'a Arc<Inner>,
+    parent_id: &'a str,
+    res: &'a Reservation,
+    out: &'a Run,
+    slot: &Arc<LendableSlot>,
+    clock: &Arc<ActivityClock>,
+    session: &Session,
+) -> PumpEnv<'a> {
+    let (run_limit, idle_limit) = limits(inner, session);
+    PumpEnv {
+        inner,
+        parent_id,
+        child_id: &res.child,
+        out,
+        control: &res.control,
+        slot: slot.clone(),
+        clock: clock.clone(),
+        run_limit,
+        idle_limit,
+    }
+}
+
+/// Drives the run on `link` with the child's steering registered to it
+/// (E16); `waiting` steering messages go first.
+async fn steered(
+    env: PumpEnv<'_>,
+    link: &mut Link,
+    request: Option<RunRequest>,
+    waiting: Vec<String>,
+) -> PumpResult {
+    let steer = env.inner.steering.register(env.child_id, link.tx.clone());
+    for text in waiting {
+        let _ = link.tx.send(ParentFrame::Message { text }).await;
+    }
+    let result = drive(env, link, request).await;
+    drop(steer);
+    result
 }
 
 /// Steering messages sent while no engine carried the run (they wait in the
