@@ -1,17 +1,16 @@
 //! One run on a pool worker: read its control subject, run the executor,
 //! stream its frames out, end with a terminal frame.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use bamboo_subagent::executor::frame_host::{FrameHost, Replies};
 use bamboo_subagent::executor::{
-    ApprovalBody, EventSink, Executor, HostBridge, HostError, RunContext, RunOutcome, SteeringInbox,
+    EventSink, Executor, HostBridge, RunContext, RunOutcome, SteeringInbox,
 };
 use bamboo_subagent::frames::{ChildFrame, ParentFrame, Terminal};
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::publish_lines;
@@ -86,11 +85,8 @@ async fn drive(
 ) -> RunOutcome {
     let cancel = CancellationToken::new();
     let (steer, steering) = SteeringInbox::channel();
-    let pending = Arc::new(Pending::default());
-    let host: Arc<dyn HostBridge> = Arc::new(PoolHost {
-        out: out.clone(),
-        pending: pending.clone(),
-    });
+    let replies = Arc::new(Replies::default());
+    let host: Arc<dyn HostBridge> = Arc::new(FrameHost::new(out.clone(), replies.clone()));
     let ctx = RunContext {
         events: EventSink::frames(out, Some(host)),
         steering,
@@ -116,7 +112,7 @@ async fn drive(
             }
             msg = control.next() => match msg {
                 Ok((_, m)) => match serde_json::from_slice::<ParentFrame>(&m.payload) {
-                    Ok(frame) => route(frame, &cancel, &steer, &pending),
+                    Ok(frame) => route(frame, &cancel, &steer, &replies),
                     Err(e) => tracing::debug!(error = %e, "ignoring a malformed control frame"),
                 },
                 Err(e) => {
@@ -132,8 +128,11 @@ fn route(
     frame: ParentFrame,
     cancel: &CancellationToken,
     steer: &mpsc::UnboundedSender<String>,
-    pending: &Pending,
+    replies: &Replies,
 ) {
+    let Some(frame) = replies.answer(frame) else {
+        return;
+    };
     match frame {
         // A run arrives through the work queue, never here.
         ParentFrame::Run(_) => {}
@@ -141,74 +140,7 @@ fn route(
         ParentFrame::Message { text } => {
             let _ = steer.send(text);
         }
-        ParentFrame::ApprovalReply { id, approved } => {
-            if let Some(tx) = take(&pending.approvals, &id) {
-                let _ = tx.send(approved);
-            }
-        }
-        ParentFrame::SubagentReply { id, body } => {
-            if let Some(tx) = take(&pending.spawns, &id) {
-                let _ = tx.send(body);
-            }
-        }
-    }
-}
-
-/// Host calls waiting for the engine's reply, by request id.
-#[derive(Default)]
-struct Pending {
-    approvals: Mutex<HashMap<String, oneshot::Sender<bool>>>,
-    spawns: Mutex<HashMap<String, oneshot::Sender<serde_json::Value>>>,
-}
-
-fn take<T>(map: &Mutex<HashMap<String, T>>, id: &str) -> Option<T> {
-    map.lock().ok()?.remove(id)
-}
-
-/// Approval and nested-spawn requests travel out as child frames; their
-/// replies come back on the control subject.
-struct PoolHost {
-    out: mpsc::Sender<String>,
-    pending: Arc<Pending>,
-}
-
-impl PoolHost {
-    async fn call<T>(
-        &self,
-        map: &Mutex<HashMap<String, oneshot::Sender<T>>>,
-        frame: impl FnOnce(String) -> ChildFrame,
-    ) -> Result<T, HostError> {
-        let id = format!("sa-{}", uuid::Uuid::new_v4());
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut m) = map.lock() {
-            m.insert(id.clone(), tx);
-        }
-        if self.out.send(frame(id.clone()).to_text()).await.is_err() {
-            take(map, &id);
-            return Err(HostError::Disconnected);
-        }
-        rx.await.map_err(|_| HostError::Disconnected)
-    }
-}
-
-#[async_trait]
-impl HostBridge for PoolHost {
-    async fn request_approval(&self, body: ApprovalBody) -> Result<bool, HostError> {
-        self.call(&self.pending.approvals, |id| ChildFrame::ApprovalRequest {
-            id,
-            body,
-        })
-        .await
-    }
-
-    async fn spawn_subagent(
-        &self,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value, HostError> {
-        self.call(&self.pending.spawns, |id| ChildFrame::SubagentRequest {
-            id,
-            body,
-        })
-        .await
+        // Answered above.
+        ParentFrame::ApprovalReply { .. } | ParentFrame::SubagentReply { .. } => {}
     }
 }

@@ -7,6 +7,7 @@
 //! cancellation promptly at every await point.
 
 pub mod echo;
+pub mod frame_host;
 
 use std::sync::Arc;
 

@@ -9,15 +9,14 @@
 //! skipped; closing the connection cancels the active run, and so does a
 //! parent link silent past the keepalive limit.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::executor::frame_host::{FrameHost, Replies};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -30,9 +29,7 @@ use super::writer::{write_frames, QUEUE_DEPTH};
 use super::{
     ws_config, Keepalive, TransportError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_BYTES,
 };
-use crate::executor::{
-    ApprovalBody, EventSink, Executor, HostBridge, HostError, RunContext, RunOutcome, SteeringInbox,
-};
+use crate::executor::{EventSink, Executor, HostBridge, RunContext, RunOutcome, SteeringInbox};
 use crate::frames::{ChildFrame, ParentFrame, RunRequest, Terminal};
 use crate::idle::Activity;
 use crate::secret::{constant_time_eq, Secret};
@@ -165,7 +162,7 @@ pub async fn serve<S: Io>(ws: Upgraded<S>, executor: Arc<dyn Executor>, config: 
     let mut conn = Connection {
         executor,
         out: out_tx,
-        pending: Arc::new(Pending::default()),
+        replies: Arc::new(Replies::default()),
         active: None,
         activity: config.activity.clone(),
         draining: false,
@@ -244,23 +241,6 @@ fn unauthorized() -> ErrorResponse {
     resp
 }
 
-/// Host calls waiting for the parent's reply, by request id.
-#[derive(Default)]
-struct Pending {
-    approvals: Mutex<HashMap<String, oneshot::Sender<bool>>>,
-    spawns: Mutex<HashMap<String, oneshot::Sender<serde_json::Value>>>,
-}
-
-fn take<T>(map: &Mutex<HashMap<String, T>>, id: &str) -> Option<T> {
-    map.lock().ok()?.remove(id)
-}
-
-fn insert<T>(map: &Mutex<HashMap<String, T>>, id: String, value: T) {
-    if let Ok(mut m) = map.lock() {
-        m.insert(id, value);
-    }
-}
-
 struct ActiveRun {
     cancel: CancellationToken,
     steer: mpsc::UnboundedSender<String>,
@@ -270,7 +250,7 @@ struct ActiveRun {
 struct Connection {
     executor: Arc<dyn Executor>,
     out: mpsc::Sender<String>,
-    pending: Arc<Pending>,
+    replies: Arc<Replies>,
     active: Option<ActiveRun>,
     activity: Option<Activity>,
     /// The worker is shutting down: no new run starts on this connection.
@@ -312,15 +292,8 @@ impl Connection {
                     let _ = a.steer.send(text);
                 }
             }
-            ParentFrame::ApprovalReply { id, approved } => {
-                if let Some(tx) = take(&self.pending.approvals, &id) {
-                    let _ = tx.send(approved);
-                }
-            }
-            ParentFrame::SubagentReply { id, body } => {
-                if let Some(tx) = take(&self.pending.spawns, &id) {
-                    let _ = tx.send(body);
-                }
+            reply @ (ParentFrame::ApprovalReply { .. } | ParentFrame::SubagentReply { .. }) => {
+                self.replies.answer(reply);
             }
         }
     }
@@ -336,10 +309,8 @@ impl Connection {
     fn start(&mut self, request: RunRequest) {
         let cancel = CancellationToken::new();
         let (steer, steering) = SteeringInbox::channel();
-        let host: Arc<dyn HostBridge> = Arc::new(ConnHost {
-            out: self.out.clone(),
-            pending: self.pending.clone(),
-        });
+        let host: Arc<dyn HostBridge> =
+            Arc::new(FrameHost::new(self.out.clone(), self.replies.clone()));
         let ctx = RunContext {
             events: EventSink::frames(self.out.clone(), Some(host)),
             steering,
@@ -389,51 +360,6 @@ async fn run_to_end(
     }
 }
 
-/// The host bridge of one connection: host calls become frames to the parent.
-struct ConnHost {
-    out: mpsc::Sender<String>,
-    pending: Arc<Pending>,
-}
-
-impl ConnHost {
-    async fn call<T>(
-        &self,
-        map: &Mutex<HashMap<String, oneshot::Sender<T>>>,
-        frame: impl FnOnce(String) -> ChildFrame,
-    ) -> Result<T, HostError> {
-        let id = format!("sa-{}", uuid::Uuid::new_v4());
-        let (tx, rx) = oneshot::channel();
-        insert(map, id.clone(), tx);
-        if self.out.send(frame(id.clone()).to_text()).await.is_err() {
-            take(map, &id);
-            return Err(HostError::Disconnected);
-        }
-        rx.await.map_err(|_| HostError::Disconnected)
-    }
-}
-
-#[async_trait]
-impl HostBridge for ConnHost {
-    async fn request_approval(&self, body: ApprovalBody) -> Result<bool, HostError> {
-        self.call(&self.pending.approvals, |id| ChildFrame::ApprovalRequest {
-            id,
-            body,
-        })
-        .await
-    }
-
-    async fn spawn_subagent(
-        &self,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value, HostError> {
-        self.call(&self.pending.spawns, |id| ChildFrame::SubagentRequest {
-            id,
-            body,
-        })
-        .await
-    }
-}
-
 /// Largest terminal frame sent with its transcript: well under the peer's
 /// frame cap ([`super::DEFAULT_MAX_FRAME_BYTES`]), so a long transcript never
 /// turns a completed run into a failed read on the parent (E15).
@@ -465,7 +391,10 @@ mod tests {
     use super::*;
     use crate::executor::RunOutcome;
     use crate::transport::client::connect;
+    use async_trait::async_trait;
     use bamboo_domain::TerminalStatus;
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
 
     struct Panics;
 
