@@ -38,8 +38,7 @@ fn event_value(text: &[u8]) -> Option<AgentEvent> {
 
 /// `{"type":"sub_agent_event","parent_session_id":"P","child_session_id":"C","event":{...}}`.
 fn sub_agent_event(text: &[u8]) -> Option<AgentEvent> {
-    let rest =
-        text.strip_prefix(br#"{"type":"sub_agent_event","parent_session_id":"#)?;
+    let rest = text.strip_prefix(br#"{"type":"sub_agent_event","parent_session_id":"#)?;
     let (parent, rest) = string(rest)?;
     let rest = rest.strip_prefix(br#","child_session_id":"#)?;
     let (child, rest) = string(rest)?;
