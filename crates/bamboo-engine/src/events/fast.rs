@@ -59,31 +59,28 @@ fn token(text: &[u8]) -> Option<AgentEvent> {
 
 /// A JSON string literal at the start of `text`, decoded, and what follows.
 fn string(text: &[u8]) -> Option<(String, &[u8])> {
-    if text.first() != Some(&b'"') {
-        return None;
+    let body = text.strip_prefix(b"\"")?;
+    // The common case: no escape and no control character before the
+    // closing quote, so the bytes are the string.
+    let stop = body
+        .iter()
+        .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
+    if body[stop] == b'"' {
+        let value = std::str::from_utf8(&body[..stop]).ok()?.to_owned();
+        return Some((value, &body[stop + 1..]));
     }
-    let mut i = 1;
-    let mut escaped = false;
+    // Escapes or control characters: find the closing quote, and let serde
+    // decide, exactly as the full parse would.
+    let mut i = stop;
     let end = loop {
-        match *text.get(i)? {
+        match *body.get(i)? {
             b'"' => break i + 1,
-            b'\\' => {
-                escaped = true;
-                i += 2;
-            }
+            b'\\' => i += 2,
             _ => i += 1,
         }
     };
-    let literal = text.get(..end)?;
-    let plain = !escaped && literal.iter().all(|b| *b >= 0x20);
-    let value = if plain {
-        std::str::from_utf8(&literal[1..end - 1]).ok()?.to_owned()
-    } else {
-        // Escapes and control characters: serde decides, exactly as the
-        // full parse would.
-        serde_json::from_slice(literal).ok()?
-    };
-    Some((value, &text[end..]))
+    let value = serde_json::from_slice(text.get(..end + 1)?).ok()?;
+    Some((value, &body[end..]))
 }
 
 /// A non-negative integer as serde reads a `u64`: digits, no leading zero,

@@ -140,7 +140,7 @@ impl SessionLog {
     /// Appends one event; `json` is its serialization. Never waits on a
     /// reader; writes to the file only when a batch is full.
     pub fn append(&self, micros: i64, event: &Arc<AgentEvent>, json: &[u8]) {
-        let waiters = {
+        let (waiters, _evicted) = {
             let mut st = lock(&self.state);
             if st.deleted {
                 return;
@@ -155,13 +155,25 @@ impl SessionLog {
                 time: line::time_of(micros),
                 event: event.clone(),
             });
-            if st.ring.len() > self.limits.ring_events {
-                self.evict_oldest(&mut st);
-            }
-            std::mem::take(&mut st.waiters)
+            let evicted = if st.ring.len() > self.limits.ring_events {
+                self.evict_oldest(&mut st)
+            } else {
+                None
+            };
+            // Usually one reader waits: popping it keeps the vector's
+            // memory for the next wait; more than one are taken all at once.
+            let first = st.waiters.pop();
+            let rest = if st.waiters.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut st.waiters)
+            };
+            ((first, rest), evicted)
         };
-        // Outside the lock: a woken reader goes straight for it.
-        for w in waiters {
+        // Outside the lock: a woken reader goes straight for it, and the
+        // evicted event is freed after it (`_evicted`, dropped last).
+        let (first, rest) = waiters;
+        for w in first.into_iter().chain(rest) {
             w.wake();
         }
     }
@@ -185,7 +197,7 @@ impl SessionLog {
         }
     }
 
-    fn evict_oldest(&self, st: &mut State) {
+    fn evict_oldest(&self, st: &mut State) -> Option<LoggedEvent> {
         // The evicted event must be readable from the file (or inside the
         // gap). It almost always is already: the ring holds several write
         // batches, so this writes only when the buffer is that far behind.
@@ -194,7 +206,7 @@ impl SessionLog {
         if oldest > st.written_through && !in_gap {
             self.write_out(st);
         }
-        st.ring.pop_front();
+        st.ring.pop_front()
     }
 
     /// Writes the buffer to the file. A failed write turns the rest of the
