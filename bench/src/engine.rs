@@ -356,12 +356,11 @@ async fn read_all(
     };
     while let Some(logged) = rx.next().await {
         follows(&mut last, logged.seq)?;
-        let at = since_epoch(&logged);
         match &*logged.event {
             AgentEvent::SubAgentStarted {
                 child_session_id, ..
             } if *child_session_id == child => {
-                started = Some(at);
+                started = Some(since_epoch(&logged));
             }
             AgentEvent::SubAgentEvent {
                 child_session_id, ..
@@ -384,7 +383,7 @@ async fn read_all(
                     bail!("saw {n} of {expect} events");
                 }
                 let start = started.context("no sub_agent_started before the completion")?;
-                return Ok((n, (start, at)));
+                return Ok((n, (start, since_epoch(&logged))));
             }
             ev @ AgentEvent::EventsTruncated { .. } => bail!("the log lost events: {ev:?}"),
             _ => {}

@@ -60,18 +60,19 @@ fn token(text: &[u8]) -> Option<AgentEvent> {
 /// A JSON string literal at the start of `text`, decoded, and what follows.
 fn string(text: &[u8]) -> Option<(String, &[u8])> {
     let body = text.strip_prefix(b"\"")?;
-    // The common case: no escape and no control character before the
-    // closing quote, so the bytes are the string.
-    let stop = body
+    // The common case: no escape and no control character before the first
+    // quote, so that quote closes the string and the bytes are the string.
+    let quote = memchr::memchr(b'"', body)?;
+    let plain = body[..quote]
         .iter()
-        .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
-    if body[stop] == b'"' {
-        let value = std::str::from_utf8(&body[..stop]).ok()?.to_owned();
-        return Some((value, &body[stop + 1..]));
+        .fold(true, |ok, b| ok & (*b != b'\\') & (*b >= 0x20));
+    if plain {
+        let value = std::str::from_utf8(&body[..quote]).ok()?.to_owned();
+        return Some((value, &body[quote + 1..]));
     }
     // Escapes or control characters: find the closing quote, and let serde
     // decide, exactly as the full parse would.
-    let mut i = stop;
+    let mut i = 0;
     let end = loop {
         match *body.get(i)? {
             b'"' => break i + 1,
