@@ -145,6 +145,22 @@ mod tests {
     }
 
     #[test]
+    fn the_bytes_on_disk_are_unchanged() {
+        let mut buf = Vec::new();
+        write_event(&mut buf, 7, -12, br#"{"type":"complete"}"#);
+        write_event(&mut buf, u64::MAX, i64::MIN, b"{}");
+        write_gap_from(&mut buf, 8);
+        write_gap_to(&mut buf, 20);
+        let expected = concat!(
+            "{\"seq\":7,\"t\":-12,\"event\":{\"type\":\"complete\"}}\n",
+            "{\"seq\":18446744073709551615,\"t\":-9223372036854775808,\"event\":{}}\n",
+            "{\"gap_from\":8}\n",
+            "{\"gap_to\":20}\n",
+        );
+        assert_eq!(String::from_utf8(buf).unwrap(), expected);
+    }
+
+    #[test]
     fn a_torn_line_is_not_a_line() {
         assert_eq!(parse(br#"{"seq":1,"t":5,"event":{"type":"tok"#), None);
         assert_eq!(parse(b""), None);

@@ -156,6 +156,28 @@ async fn a_reopened_log_continues_its_numbering_and_cuts_a_torn_line() {
 }
 
 #[tokio::test]
+async fn a_log_in_another_layout_reads_through_serde_and_continues() {
+    // Lines as another writer might lay them out (key order, spaces,
+    // escapes): the hand-written parser leaves them to serde.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events/p.ndjson");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        concat!(
+            "{\"t\":5,\"seq\":1,\"event\":{\"type\":\"token\",\"content\":\"t0\"}}\n",
+            "{ \"seq\": 2, \"t\": 5, \"event\": {\"content\": \"t1\", \"type\": \"token\"} }\n",
+            "{\"seq\":3,\"t\":5,\"event\":{\"type\":\"token\",\"content\":\"\\u0074\\u0032\"}}\n",
+        ),
+    )
+    .unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    let mut all = l.subscribe("p", Since::Start, false);
+    publish(&l, "p", 3..5);
+    assert_tokens(&take(&mut all, 5).await, 1);
+}
+
+#[tokio::test]
 async fn delete_ends_readers_and_removes_the_file_close_ends_them_after_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let l = logs(dir.path(), 16, u64::MAX);
