@@ -35,7 +35,34 @@ pub async fn run() -> Result<()> {
         ns(median(live)),
         ns(median(disk))
     );
+    let (fast, serde) = (parse_cost(false)?, parse_cost(true)?);
+    println!(
+        "  (parsing one log line of a child's token: {:.0} ns; by serde alone {:.0} ns)",
+        ns(fast),
+        ns(serde)
+    );
     Ok(())
+}
+
+/// Median time to parse a `sub_agent_event` token line as the engine writes it.
+fn parse_cost(serde_only: bool) -> Result<Duration> {
+    const LINES: u32 = 200_000;
+    let line = format!(
+        r#"{{"seq":123456,"t":1763780000123456,"event":{{"type":"sub_agent_event","parent_session_id":"{}","child_session_id":"{}","event":{{"type":"token","content":"w "}}}}}}"#,
+        "0b6f3f5e-8a57-4a53-9d4e-3f1c2b7a9e01", "7c2d9a14-5e3b-4f6a-8b1c-2d4e6f8a0b13"
+    );
+    let mut runs = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        for _ in 0..LINES {
+            if !bamboo_engine::bench::parse_line(std::hint::black_box(line.as_bytes()), serde_only)
+            {
+                bail!("the benchmark's log line did not parse: {line}");
+            }
+        }
+        runs.push(t.elapsed() / LINES);
+    }
+    Ok(median(runs))
 }
 
 fn token() -> AgentEvent {

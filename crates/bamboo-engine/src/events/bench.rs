@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bamboo_domain::AgentEvent;
 
-use super::{ChildEvents, EventLogs, EventStream, Fanout, LogLimits, Since};
+use super::{line, ChildEvents, EventLogs, EventStream, Fanout, LogLimits, Since};
 
 /// Event logs in a directory of their own, with the default limits.
 #[derive(Debug)]
@@ -46,4 +46,15 @@ impl ChildPublisher {
     pub fn publish(&self, event: AgentEvent) {
         self.0.publish(event);
     }
+}
+
+/// Parses one log line (without its newline) as a reader behind the ring
+/// does, or by serde alone when `serde_only`; whether it was an event line.
+pub fn parse_line(text: &[u8], serde_only: bool) -> bool {
+    let parsed = if serde_only {
+        line::parse_with_serde(text)
+    } else {
+        line::parse(text)
+    };
+    matches!(parsed, Some(line::Line::Event(_)))
 }
