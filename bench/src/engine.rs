@@ -119,7 +119,7 @@ pub async fn until_completed(rx: &mut EventStream, child: &str) -> Result<Seen> 
             bail!("parent stream ended before {child} completed");
         };
         follows(&mut last_seq, logged.seq)?;
-        match logged.event {
+        match &*logged.event {
             AgentEvent::SubAgentEvent {
                 child_session_id, ..
             } if child_session_id == child => seen.events += 1,
@@ -129,7 +129,7 @@ pub async fn until_completed(rx: &mut EventStream, child: &str) -> Result<Seen> 
                 error,
                 ..
             } if child_session_id == child => {
-                if status != CompletionStatus::Completed {
+                if *status != CompletionStatus::Completed {
                     bail!("child {child} ended {status:?}: {error:?}");
                 }
                 return Ok(seen);
@@ -138,7 +138,7 @@ pub async fn until_completed(rx: &mut EventStream, child: &str) -> Result<Seen> 
                 first_seq,
                 last_seq,
                 ..
-            } => seen.lagged += last_seq + 1 - first_seq,
+            } => seen.lagged += *last_seq + 1 - *first_seq,
             _ => {}
         }
     }
@@ -162,6 +162,7 @@ pub async fn run() -> Result<()> {
     println!("== engine (release build, medians) ==");
     fan_out().await?;
     forwarding().await?;
+    super::eventlog::run().await?;
     overhead().await
 }
 
@@ -199,7 +200,11 @@ async fn hundred_children(b: &Bench) -> Result<(Duration, usize)> {
     let counter = tokio::spawn(async move {
         let mut done = 0;
         while done < N {
-            match events.next().await.map(|l| l.event) {
+            match events
+                .next()
+                .await
+                .map(|l| std::sync::Arc::unwrap_or_clone(l.event))
+            {
                 Some(AgentEvent::SubAgentCompleted { status, error, .. }) => {
                     if status != CompletionStatus::Completed {
                         bail!("a child ended {status:?}: {error:?}");
@@ -236,21 +241,34 @@ impl Bench {
 /// the in-memory ring and continues from the log file). Both must get every
 /// event in order; the child must not be slowed by the slow one; the
 /// engine's memory must not grow with the backlog.
+///
+/// The runs come in pairs, one without and one with the slow subscriber,
+/// in alternating order (so a change in the machine's load hits both
+/// alike); the slowdown is the median of the pairs' ratios.
 async fn forwarding() -> Result<()> {
     const EVENTS: u64 = 1_000_000;
-    const RUNS: usize = 3;
+    const PAIRS: usize = 7;
     let b = Bench::new(ExecutorSpec::Echo, 8).await?;
     b.run_one("warm up").await?;
     let assignment = "w ".repeat(EVENTS as usize);
-    let (mut live_rates, mut alone, mut with_slow, mut growth) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..RUNS {
-        let r = one_stream(&b, &assignment, EVENTS, false).await?;
-        live_rates.push(r.live_rate);
-        alone.push(r.child_run);
-        let r = one_stream(&b, &assignment, EVENTS, true).await?;
-        live_rates.push(r.live_rate);
-        with_slow.push(r.child_run);
-        growth.push(r.rss_growth_mib);
+    let (mut live_rates, mut alone, mut with_slow, mut ratios, mut growth) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for pair in 0..PAIRS {
+        let slow_first = pair % 2 == 1;
+        let mut runs = [None, None];
+        for slow in [slow_first, !slow_first] {
+            let r = one_stream(&b, &assignment, EVENTS, slow).await?;
+            live_rates.push(r.live_rate);
+            if slow {
+                growth.push(r.rss_growth_mib);
+            }
+            runs[usize::from(slow)] = Some(r.child_run);
+        }
+        if let [Some(a), Some(w)] = runs {
+            alone.push(a);
+            with_slow.push(w);
+            ratios.push(w.as_secs_f64() / a.as_secs_f64());
+        }
     }
     b.close().await;
     let rate = median_f(live_rates);
@@ -261,7 +279,7 @@ async fn forwarding() -> Result<()> {
         rate >= 1_000_000.0,
     );
     let (a, w) = (median(alone), median(with_slow));
-    let slower = (w.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
+    let slower = (median_f(ratios) - 1.0) * 100.0;
     report(
         "engine: child run time with a slow subscriber vs live only",
         format!("{:.0} ms vs {:.0} ms ({slower:+.1}%)", ms(w), ms(a)),
@@ -338,16 +356,15 @@ async fn read_all(
     };
     while let Some(logged) = rx.next().await {
         follows(&mut last, logged.seq)?;
-        let at = since_epoch(&logged);
-        match logged.event {
+        match &*logged.event {
             AgentEvent::SubAgentStarted {
                 child_session_id, ..
-            } if child_session_id == child => {
-                started = Some(at);
+            } if *child_session_id == child => {
+                started = Some(since_epoch(&logged));
             }
             AgentEvent::SubAgentEvent {
                 child_session_id, ..
-            } if child_session_id == child => {
+            } if *child_session_id == child => {
                 n += 1;
                 if pause_every.is_some_and(|p| n.is_multiple_of(p)) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -358,15 +375,15 @@ async fn read_all(
                 status,
                 error,
                 ..
-            } if child_session_id == child => {
-                if status != CompletionStatus::Completed {
+            } if *child_session_id == child => {
+                if *status != CompletionStatus::Completed {
                     bail!("child ended {status:?}: {error:?}");
                 }
                 if n < expect {
                     bail!("saw {n} of {expect} events");
                 }
                 let start = started.context("no sub_agent_started before the completion")?;
-                return Ok((n, (start, at)));
+                return Ok((n, (start, since_epoch(&logged))));
             }
             ev @ AgentEvent::EventsTruncated { .. } => bail!("the log lost events: {ev:?}"),
             _ => {}

@@ -3,6 +3,7 @@
 //! pass/fail tests.
 
 mod engine;
+mod eventlog;
 mod executors;
 mod fleet;
 pub mod hotpath;

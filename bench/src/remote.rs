@@ -76,7 +76,11 @@ async fn hundred(ca: &[u8], a: &Resident, b: &Resident) -> Result<()> {
         }
         let mut done = 0;
         while done < 100 {
-            match events.next().await.map(|l| l.event) {
+            match events
+                .next()
+                .await
+                .map(|l| std::sync::Arc::unwrap_or_clone(l.event))
+            {
                 Some(AgentEvent::SubAgentCompleted { status, error, .. }) => {
                     if status != CompletionStatus::Completed {
                         bail!("a remote child ended {status:?}: {error:?}");

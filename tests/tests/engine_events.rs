@@ -28,7 +28,7 @@ async fn read_to_completion(
         while let Some(e) = stream.next().await {
             let expected = got.last().map_or(first_seq, |l| l.seq + 1);
             assert_eq!(e.seq, expected, "no gap, no duplicate");
-            let done = matches!(&e.event, AgentEvent::SubAgentCompleted { child_session_id, .. } if child_session_id == child);
+            let done = matches!(&*e.event, AgentEvent::SubAgentCompleted { child_session_id, .. } if child_session_id == child);
             got.push(e);
             if done {
                 return;
@@ -45,7 +45,7 @@ async fn read_to_completion(
 fn tokens_of(events: &[LoggedEvent], child: &str) -> String {
     events
         .iter()
-        .filter_map(|e| match &e.event {
+        .filter_map(|e| match &*e.event {
             AgentEvent::SubAgentEvent {
                 child_session_id,
                 event,
@@ -74,7 +74,7 @@ async fn an_embedder_subscribing_late_gets_every_event_from_seq_1() {
     // The run is over before anyone subscribed.
     let mut late = engine.events(&root, Since::Start);
     let got = read_to_completion(&mut late, &child, 1).await;
-    assert!(matches!(got[0].event, AgentEvent::SubAgentStarted { .. }));
+    assert!(matches!(*got[0].event, AgentEvent::SubAgentStarted { .. }));
     assert_eq!(tokens_of(&got, &child), "w ".repeat(3000));
     // A history read ends by itself; resuming after a seq continues there.
     let history: Vec<_> = engine.logged_events(&root, Since::Start).collect().await;
@@ -136,7 +136,7 @@ async fn a_grandchilds_events_and_approval_reach_the_root() {
     let got = read_to_completion(&mut events, &child, 1).await;
     let grandchild = &request.child_session_id;
     assert_eq!(tokens_of(&got, grandchild), "approved:deploy ");
-    assert!(got.iter().any(|e| matches!(&e.event,
+    assert!(got.iter().any(|e| matches!(&*e.event,
         AgentEvent::ChildApprovalRequested { request_id, .. } if *request_id == request.id)));
     assert!(tokens_of(&got, &child).starts_with("spawned:"));
     assert!(engine.pending_approvals(None).is_empty());

@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let Some(logged) = events.next().await else {
             break;
         };
-        match logged.event {
+        match &*logged.event {
             AgentEvent::SubAgentStarted {
                 child_session_id,
                 title,
@@ -70,8 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "#{} [{}] started: {}",
                     logged.seq,
-                    short(&child_session_id),
-                    title.unwrap_or_default()
+                    short(child_session_id),
+                    title.as_deref().unwrap_or_default()
                 )
             }
             AgentEvent::SubAgentEvent {
@@ -79,8 +79,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 event,
                 ..
             } => {
-                if let AgentEvent::Token { content } = *event {
-                    println!("#{} [{}] {content}", logged.seq, short(&child_session_id));
+                if let AgentEvent::Token { content } = &**event {
+                    println!("#{} [{}] {content}", logged.seq, short(child_session_id));
                 }
             }
             AgentEvent::SubAgentCompleted {
@@ -88,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 status,
                 ..
             } => {
-                println!("#{} [{}] {status}", logged.seq, short(&child_session_id));
+                println!("#{} [{}] {status}", logged.seq, short(child_session_id));
                 done += 1;
             }
             _ => {}

@@ -50,7 +50,7 @@ use crate::worker::WorkerLauncher;
 /// let child = engine.create_child(input).await?;
 /// while let Some(logged) = events.next().await {
 ///     println!("{} {}", logged.seq, serde_json::to_string(&logged.event).unwrap_or_default());
-///     if matches!(logged.event, bamboo_domain::AgentEvent::SubAgentCompleted { .. }) { break; }
+///     if matches!(*logged.event, bamboo_domain::AgentEvent::SubAgentCompleted { .. }) { break; }
 /// }
 /// println!("{:?}", engine.get_child(&parent.id, &child.id).await?.status);
 /// engine.shutdown().await;

@@ -64,6 +64,9 @@ pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
 pub use escalation::{ChildApprovalReviewer, BYPASS_KEY};
+/// The event log alone, for `cargo xtask bench`; not part of the API.
+#[doc(hidden)]
+pub use events::bench;
 pub use events::{EventStream, LogLimits, LoggedEvent, Since};
 pub use inbox::{InboxKind, InboxMessage};
 pub use placement::{RemoteEndpoint, PLACEMENT_KEY};

@@ -51,7 +51,7 @@ async fn e8_heartbeats_start_when_the_run_is_reserved() {
             .expect("heartbeats while no worker is up yet")
             .expect("stream open")
             .event;
-        match ev {
+        match std::sync::Arc::unwrap_or_clone(ev) {
             AgentEvent::SubAgentHeartbeat {
                 child_session_id, ..
             } => {
@@ -141,7 +141,9 @@ async fn e3_a_load_failure_before_the_run_still_publishes_an_error_completion() 
     assert!(report.error.unwrap().contains("corrupt"));
     loop {
         let ev = events.next().await.unwrap().event;
-        if let AgentEvent::SubAgentCompleted { status, error, .. } = ev {
+        if let AgentEvent::SubAgentCompleted { status, error, .. } =
+            std::sync::Arc::unwrap_or_clone(ev)
+        {
             assert_eq!(status, CompletionStatus::Error);
             assert!(error.unwrap().contains("corrupt"));
             break;

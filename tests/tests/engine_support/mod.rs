@@ -62,7 +62,9 @@ pub trait NextEvent {
 
 impl NextEvent for EventStream {
     async fn recv(&mut self) -> Option<AgentEvent> {
-        self.next().await.map(|logged| logged.event)
+        self.next()
+            .await
+            .map(|logged| std::sync::Arc::unwrap_or_clone(logged.event))
     }
 }
 

@@ -2,6 +2,7 @@
 //! ancestor, taken once per run so the per-event path touches no engine
 //! lock. An event is serialized once, whatever the number of logs.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use bamboo_domain::AgentEvent;
@@ -37,7 +38,11 @@ impl Fanout {
     }
 
     fn append(&self, event: Arc<AgentEvent>, json: &[u8]) {
-        let micros = chrono::Utc::now().timestamp_micros();
+        // The system clock alone: chrono's `Utc::now` would also work out
+        // the calendar date, which the log line does not need.
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         for log in &self.logs {
             log.append(micros, &event, json);
         }
@@ -77,12 +82,23 @@ impl Fanout {
 
 /// The hot path of one run: wraps each child event as `sub_agent_event`,
 /// with the wrapper's JSON prefix built once.
-#[derive(Debug)]
 pub(crate) struct ChildEvents {
     fanout: Fanout,
     parent: String,
     child: String,
     prefix: String,
+    /// The line buffer, reused from event to event.
+    scratch: Cell<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ChildEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildEvents")
+            .field("fanout", &self.fanout)
+            .field("parent", &self.parent)
+            .field("child", &self.child)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChildEvents {
@@ -99,6 +115,7 @@ impl ChildEvents {
             parent: parent.to_owned(),
             child: child.to_owned(),
             prefix,
+            scratch: Cell::new(Vec::new()),
         }
     }
 
@@ -107,7 +124,8 @@ impl ChildEvents {
         if self.fanout.logs.is_empty() {
             return;
         }
-        let mut json = Vec::with_capacity(self.prefix.len() + 64);
+        let mut json = self.scratch.take();
+        json.clear();
         json.extend_from_slice(self.prefix.as_bytes());
         if serde_json::to_writer(&mut json, &event).is_err() {
             json.truncate(self.prefix.len());
@@ -120,5 +138,6 @@ impl ChildEvents {
             event: Box::new(event),
         };
         self.fanout.append(Arc::new(wrapped), &json);
+        self.scratch.set(json);
     }
 }

@@ -9,13 +9,13 @@
 //!
 //! A line cut short by a crash is ignored and cut away on reopen.
 
-use std::io::Write;
+use std::sync::Arc;
 
 use bamboo_domain::AgentEvent;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::LoggedEvent;
+use super::{fast, LoggedEvent};
 
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,24 +36,47 @@ struct Raw {
 
 /// Appends an event line; `event_json` is the event already serialized.
 pub(crate) fn write_event(buf: &mut Vec<u8>, seq: u64, micros: i64, event_json: &[u8]) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(buf, "{{\"seq\":{seq},\"t\":{micros},\"event\":");
+    let mut n = itoa::Buffer::new();
+    buf.extend_from_slice(br#"{"seq":"#);
+    buf.extend_from_slice(n.format(seq).as_bytes());
+    buf.extend_from_slice(br#","t":"#);
+    buf.extend_from_slice(n.format(micros).as_bytes());
+    buf.extend_from_slice(br#","event":"#);
     buf.extend_from_slice(event_json);
     buf.extend_from_slice(b"}\n");
 }
 
 /// Appends a `gap_from` line.
 pub(crate) fn write_gap_from(buf: &mut Vec<u8>, seq: u64) {
-    let _ = writeln!(buf, "{{\"gap_from\":{seq}}}");
+    buf.extend_from_slice(br#"{"gap_from":"#);
+    buf.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    buf.extend_from_slice(b"}\n");
 }
 
 /// Appends a `gap_to` line.
 pub(crate) fn write_gap_to(buf: &mut Vec<u8>, seq: u64) {
-    let _ = writeln!(buf, "{{\"gap_to\":{seq}}}");
+    buf.extend_from_slice(br#"{"gap_to":"#);
+    buf.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    buf.extend_from_slice(b"}\n");
 }
 
 /// Parses one line (without its newline); `None` if it is not a log line.
+/// The engine's own event lines take a hand-written path; anything else,
+/// serde.
 pub(crate) fn parse(text: &[u8]) -> Option<Line> {
+    if let Some((seq, micros, event)) = fast::event_line(text) {
+        return Some(Line::Event(LoggedEvent {
+            seq,
+            time: time_of(micros),
+            event: Arc::new(event),
+        }));
+    }
+    parse_with_serde(text)
+}
+
+/// [`parse`] by the derived parser alone: the reference the fast path must
+/// agree with.
+pub(crate) fn parse_with_serde(text: &[u8]) -> Option<Line> {
     let raw: Raw = serde_json::from_slice(text).ok()?;
     match raw {
         Raw {
@@ -64,7 +87,7 @@ pub(crate) fn parse(text: &[u8]) -> Option<Line> {
         } => Some(Line::Event(LoggedEvent {
             seq,
             time: time_of(t),
-            event,
+            event: Arc::new(event),
         })),
         Raw {
             gap_from: Some(n), ..
@@ -112,13 +135,29 @@ mod tests {
                 Line::Event(LoggedEvent {
                     seq: 7,
                     time: time_of(1_700_000_000_123_456),
-                    event: AgentEvent::token("a\nb"),
+                    event: Arc::new(AgentEvent::token("a\nb")),
                 }),
                 Line::GapFrom(8),
                 Line::GapTo(20),
             ]
         );
         assert_eq!(lines.iter().map(last_seq).collect::<Vec<_>>(), [7, 7, 20]);
+    }
+
+    #[test]
+    fn the_bytes_on_disk_are_unchanged() {
+        let mut buf = Vec::new();
+        write_event(&mut buf, 7, -12, br#"{"type":"complete"}"#);
+        write_event(&mut buf, u64::MAX, i64::MIN, b"{}");
+        write_gap_from(&mut buf, 8);
+        write_gap_to(&mut buf, 20);
+        let expected = concat!(
+            "{\"seq\":7,\"t\":-12,\"event\":{\"type\":\"complete\"}}\n",
+            "{\"seq\":18446744073709551615,\"t\":-9223372036854775808,\"event\":{}}\n",
+            "{\"gap_from\":8}\n",
+            "{\"gap_to\":20}\n",
+        );
+        assert_eq!(String::from_utf8(buf).unwrap(), expected);
     }
 
     #[test]

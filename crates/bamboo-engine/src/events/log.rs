@@ -16,26 +16,18 @@ use std::task::Waker;
 use bamboo_domain::AgentEvent;
 
 use super::line;
-use super::LogLimits;
+use super::{LogLimits, LoggedEvent};
 
 /// Bytes buffered before a write to the file.
 const WRITE_BATCH: usize = 256 * 1024;
 /// One sparse index entry per this many events, to seek near a position.
 const INDEX_EVERY: u64 = 1024;
 
-/// One event in memory.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub seq: u64,
-    pub micros: i64,
-    pub event: Arc<AgentEvent>,
-}
-
 /// What a reader at position `next` should do now.
 #[derive(Debug)]
 pub(crate) enum Plan {
-    /// These events, from memory.
-    Ring(Vec<Entry>),
+    /// Events from memory, added to the reader's queue.
+    Ring,
     /// Read the file from `offset` for events `next..limit`.
     Disk { offset: u64, limit: u64 },
     /// Events `first..=last` are lost (the cap, or a failed write).
@@ -64,8 +56,9 @@ pub(crate) struct SessionLog {
 struct State {
     /// Sequence number of the next event.
     next_seq: u64,
-    /// The newest events: `next_seq - ring.len() .. next_seq`.
-    ring: VecDeque<Entry>,
+    /// The newest events: `next_seq - ring.len() .. next_seq`. Readers get
+    /// clones (the event itself is shared).
+    ring: VecDeque<LoggedEvent>,
     file: Option<Arc<File>>,
     /// Lines not yet written to the file.
     buf: Vec<u8>,
@@ -147,24 +140,40 @@ impl SessionLog {
     /// Appends one event; `json` is its serialization. Never waits on a
     /// reader; writes to the file only when a batch is full.
     pub fn append(&self, micros: i64, event: &Arc<AgentEvent>, json: &[u8]) {
-        let mut st = lock(&self.state);
-        if st.deleted {
-            return;
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        if st.gap_from.is_none() {
-            self.buffer(&mut st, seq, micros, json);
-        }
-        st.ring.push_back(Entry {
-            seq,
-            micros,
-            event: event.clone(),
-        });
-        if st.ring.len() > self.limits.ring_events {
-            self.evict_oldest(&mut st);
-        }
-        for w in st.waiters.drain(..) {
+        let (waiters, _evicted) = {
+            let mut st = lock(&self.state);
+            if st.deleted {
+                return;
+            }
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            if st.gap_from.is_none() {
+                self.buffer(&mut st, seq, micros, json);
+            }
+            st.ring.push_back(LoggedEvent {
+                seq,
+                time: line::time_of(micros),
+                event: event.clone(),
+            });
+            let evicted = if st.ring.len() > self.limits.ring_events {
+                self.evict_oldest(&mut st)
+            } else {
+                None
+            };
+            // Usually one reader waits: popping it keeps the vector's
+            // memory for the next wait; more than one are taken all at once.
+            let first = st.waiters.pop();
+            let rest = if st.waiters.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut st.waiters)
+            };
+            ((first, rest), evicted)
+        };
+        // Outside the lock: a woken reader goes straight for it, and the
+        // evicted event is freed after it (`_evicted`, dropped last).
+        let (first, rest) = waiters;
+        for w in first.into_iter().chain(rest) {
             w.wake();
         }
     }
@@ -188,7 +197,7 @@ impl SessionLog {
         }
     }
 
-    fn evict_oldest(&self, st: &mut State) {
+    fn evict_oldest(&self, st: &mut State) -> Option<LoggedEvent> {
         // The evicted event must be readable from the file (or inside the
         // gap). It almost always is already: the ring holds several write
         // batches, so this writes only when the buffer is that far behind.
@@ -197,7 +206,7 @@ impl SessionLog {
         if oldest > st.written_through && !in_gap {
             self.write_out(st);
         }
-        st.ring.pop_front();
+        st.ring.pop_front()
     }
 
     /// Writes the buffer to the file. A failed write turns the rest of the
@@ -233,8 +242,16 @@ impl SessionLog {
     }
 
     /// What a reader at `next` (and stopping before `until`, if given)
-    /// should do; registers `waker` when it must wait.
-    pub fn plan(&self, next: u64, until: Option<u64>, max: usize, waker: &Waker) -> Plan {
+    /// should do; registers `waker` when it must wait. For [`Plan::Ring`],
+    /// up to `max` events are appended to `out`.
+    pub fn plan(
+        &self,
+        next: u64,
+        until: Option<u64>,
+        max: usize,
+        waker: &Waker,
+        out: &mut VecDeque<LoggedEvent>,
+    ) -> Plan {
         let mut st = lock(&self.state);
         if st.deleted {
             return Plan::End;
@@ -253,7 +270,8 @@ impl SessionLog {
         if next >= ring_start {
             let from = (next - ring_start) as usize;
             let n = ((end - next) as usize).min(max);
-            return Plan::Ring(st.ring.range(from..from + n).cloned().collect());
+            out.extend(st.ring.range(from..from + n).cloned());
+            return Plan::Ring;
         }
         if st.gap_from.is_some_and(|g| next >= g) {
             return Plan::Gap {

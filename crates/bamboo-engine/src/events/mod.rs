@@ -18,7 +18,9 @@
 //! (the file format), `read` (reading a log file back), `stream` (a
 //! subscriber), `fanout` (what a run publishes to).
 
+pub mod bench;
 mod fanout;
+mod fast;
 mod line;
 mod log;
 mod read;
@@ -42,15 +44,17 @@ pub const DEFAULT_RING_EVENTS: usize = 65_536;
 /// Default size cap of one session's log file: 1 GiB.
 pub const DEFAULT_LOG_CAP_BYTES: u64 = 1 << 30;
 
-/// One event of a session's log.
+/// One event of a session's log. Cheap to clone: the event is shared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoggedEvent {
     /// Position in the session's log: 1 for the first event, no gaps.
     pub seq: u64,
     /// When the engine logged it.
     pub time: DateTime<Utc>,
-    /// The event, in the parent-stream form.
-    pub event: AgentEvent,
+    /// The event, in the parent-stream form. Shared with the log's memory
+    /// and every other reader (match on `&*logged.event`; `Arc::unwrap_or_clone`
+    /// for an owned one), so a reader costs no copy of the event.
+    pub event: Arc<AgentEvent>,
 }
 
 /// Where a subscription starts.

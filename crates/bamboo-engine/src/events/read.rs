@@ -78,7 +78,9 @@ pub(crate) fn read_batch(
 ) -> std::io::Result<Batch> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    // Below malloc's mmap threshold, so each batch reuses heap memory
+    // rather than mapping (and faulting in) fresh pages.
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut batch = Batch {
         events: Vec::new(),
         next_offset: offset,

@@ -12,9 +12,9 @@ use bamboo_domain::AgentEvent;
 use futures::Stream;
 use tokio::task::JoinHandle;
 
-use super::log::{Entry, Plan, SessionLog};
+use super::log::{Plan, SessionLog};
 use super::read::{read_batch, Batch, BatchEnd};
-use super::{line, LoggedEvent, Since};
+use super::{LoggedEvent, Since};
 
 /// Events taken from memory per look at the log.
 const RING_BATCH: usize = 256;
@@ -31,8 +31,8 @@ pub struct EventStream {
     next: u64,
     /// Stop before this sequence number.
     until: Option<u64>,
-    from_ring: VecDeque<Entry>,
-    from_disk: VecDeque<LoggedEvent>,
+    /// Events taken from memory or read from the file, not yet yielded.
+    queue: VecDeque<LoggedEvent>,
     /// A file read in flight, and the limit it was planned with.
     reading: Option<(JoinHandle<std::io::Result<Batch>>, u64)>,
     /// Where the last file batch stopped: `(offset, seq)`.
@@ -53,8 +53,7 @@ impl EventStream {
             log: Some(log),
             next,
             until: until_now.then_some(now),
-            from_ring: VecDeque::new(),
-            from_disk: VecDeque::new(),
+            queue: VecDeque::new(),
             reading: None,
             cursor: None,
             file_exhausted: false,
@@ -67,8 +66,7 @@ impl EventStream {
             log: None,
             next: 1,
             until: None,
-            from_ring: VecDeque::new(),
-            from_disk: VecDeque::new(),
+            queue: VecDeque::new(),
             reading: None,
             cursor: None,
             file_exhausted: false,
@@ -86,7 +84,7 @@ impl EventStream {
         LoggedEvent {
             seq: last,
             time: chrono::Utc::now(),
-            event: AgentEvent::EventsTruncated {
+            event: Arc::new(AgentEvent::EventsTruncated {
                 session_id: log.id().to_owned(),
                 first_seq: first,
                 last_seq: last,
@@ -94,7 +92,7 @@ impl EventStream {
                          (raise EngineBuilder::event_log_cap) or could not be written (see the \
                          engine's log)"
                     .into(),
-            },
+            }),
         }
     }
 
@@ -103,7 +101,7 @@ impl EventStream {
             self.next = last.seq + 1;
         }
         self.cursor = Some((batch.next_offset, self.next));
-        self.from_disk.extend(batch.events);
+        self.queue.extend(batch.events);
         match batch.end {
             BatchEnd::Limit | BatchEnd::Full => {}
             BatchEnd::Gap(g) => {
@@ -121,15 +119,8 @@ impl Stream for EventStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LoggedEvent>> {
         let this = &mut *self;
         loop {
-            if let Some(e) = this.from_disk.pop_front() {
+            if let Some(e) = this.queue.pop_front() {
                 return Poll::Ready(Some(e));
-            }
-            if let Some(e) = this.from_ring.pop_front() {
-                return Poll::Ready(Some(LoggedEvent {
-                    seq: e.seq,
-                    time: line::time_of(e.micros),
-                    event: (*e.event).clone(),
-                }));
             }
             let Some(log) = this.log.clone() else {
                 return Poll::Ready(None);
@@ -152,13 +143,12 @@ impl Stream for EventStream {
                 continue;
             }
             let until = this.until;
-            match log.plan(this.next, until, RING_BATCH, cx.waker()) {
-                Plan::Ring(entries) => {
-                    if let Some(last) = entries.last() {
+            match log.plan(this.next, until, RING_BATCH, cx.waker(), &mut this.queue) {
+                Plan::Ring => {
+                    if let Some(last) = this.queue.back() {
                         this.next = last.seq + 1;
                     }
                     this.file_exhausted = false;
-                    this.from_ring.extend(entries);
                 }
                 Plan::Gap { first, last } => {
                     let last = until.map_or(last, |u| last.min(u - 1));
