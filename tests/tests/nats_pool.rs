@@ -712,7 +712,7 @@ async fn an_engine_killed_mid_run_reattaches_after_a_restart() {
         if let Some(t) = token_text(&e.event) {
             tokens.push(t.trim().to_owned());
         }
-        if let AgentEvent::SubAgentCompleted { status, error, .. } = &e.event {
+        if let AgentEvent::SubAgentCompleted { status, error, .. } = &*e.event {
             break (*status, error.clone());
         }
     };
