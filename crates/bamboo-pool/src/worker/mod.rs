@@ -109,7 +109,11 @@ pub async fn join(
         cancel_runs.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), runs.wait()).await;
     }
+    // Abort only asks: a renewal running on another thread could still
+    // write the lease after its removal. Once the task is gone, every write
+    // it made precedes the removal on this connection.
     renewing.abort();
+    let _ = renewing.await;
     lease.remove().await;
     client.flush().await.ok();
     Ok(())
