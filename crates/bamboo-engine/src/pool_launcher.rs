@@ -137,6 +137,7 @@ impl ActorWorker for PoolRun {
                 ended: self.ended.clone(),
                 journal: self.journal.clone(),
                 write_logs: None,
+                quiet: Box::pin(tokio::time::sleep(CHECKPOINT_EVERY)),
             }),
         })
     }
@@ -230,6 +231,8 @@ struct Rx {
     ended: Arc<AtomicBool>,
     journal: Arc<Mutex<Option<Checkpoints>>>,
     write_logs: Option<LogWriter>,
+    /// Fires every [`CHECKPOINT_EVERY`] while a frame is awaited.
+    quiet: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Rx {
@@ -249,16 +252,16 @@ impl FrameRx for Rx {
         let handed_out = self.reader.position();
         self.checkpoint(handed_out, false);
         // A run that goes quiet (waiting for steering, thinking) still gets
-        // its last position recorded.
-        let mut quiet = tokio::time::interval(CHECKPOINT_EVERY);
-        quiet.reset();
+        // its last position recorded: one timer for the link's life, not
+        // one per frame.
         let next = {
             let reading = self.reader.recv();
             tokio::pin!(reading);
             loop {
                 tokio::select! {
                     next = &mut reading => break next,
-                    _ = quiet.tick() => {
+                    _ = &mut self.quiet => {
+                        self.quiet.as_mut().reset(Instant::now() + CHECKPOINT_EVERY);
                         if let Some(j) = lock(&self.journal).as_mut() {
                             j.record(handed_out, self.write_logs.as_ref(), true);
                         }
