@@ -330,15 +330,17 @@ fn a_closed_stdout_cancels_the_children_and_exits_quietly() {
         .unwrap();
     let pid = child.id();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut first).unwrap();
     assert!(first.starts_with("[quick]"), "{first}");
-    // The reader (and the pipe) is dropped here, like `head -1` exiting.
+    // The slow children's workers, seen while the reader is still there (the
+    // front door may cancel them as soon as it is gone).
     assert!(eventually(Duration::from_secs(30), || workers_of(pid)
         .len()
         >= 2));
     let workers = workers_of(pid);
+    // The reader (and the pipe) goes, like `head -1` exiting.
+    drop(reader);
     let status = wait_exit(&mut child, Duration::from_secs(20));
     let stderr = read_all(child.stderr.take());
     assert_ne!(status.code(), Some(101), "panicked: {stderr}");
