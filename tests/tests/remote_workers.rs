@@ -436,12 +436,13 @@ async fn sigterm_cancels_a_run_past_the_grace_period_and_exits_zero() {
         .unwrap();
     let root = engine.create_root("root", None).await.unwrap();
     let mut events = engine.events(&root.id, Since::Start);
-    let child = start(&engine, &root.id, "__sleep_ms:60000 long", &worker).await;
-    first_event(&mut events, "started", |e| {
-        matches!(e, AgentEvent::SubAgentStarted { .. })
+    // On the worker once its first token is back; then it waits for a
+    // steering message that never comes, past the grace period.
+    let child = start(&engine, &root.id, "working __steer long", &worker).await;
+    first_event(&mut events, "the first token", |e| {
+        token_text(e) == Some("working ")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     worker.signal("-TERM");
     let (status, _) = completion(&mut events, &child).await;
     assert_ne!(status, CompletionStatus::Completed);
