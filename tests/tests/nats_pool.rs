@@ -727,3 +727,30 @@ async fn an_engine_killed_mid_run_reattaches_after_a_restart() {
         .count();
     assert_eq!(left, 0, "the ended run's record is removed");
 }
+
+/// Nothing hangs: a pool worker told to leave while NATS is unreachable
+/// exits 0 at once (its lease expires by itself) instead of waiting for a
+/// reconnect that may never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_nats_down_exits_promptly() {
+    let mut nats = NatsServer::start();
+    let mut worker = PoolWorker::join(&nats.url(), "down", 1, &[]);
+    nats.kill();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = worker.child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = worker.child.kill();
+            panic!("the pool worker still runs 10 s after SIGTERM with NATS down");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}

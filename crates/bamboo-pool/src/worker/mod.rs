@@ -27,6 +27,9 @@ use crate::setup::{open_pool, PoolSettings};
 use crate::subjects::PoolName;
 use crate::wire::WorkItem;
 
+/// How long leaving may wait on NATS for each step (lease removal, flush).
+const LEAVE_BOUND: Duration = Duration::from_secs(5);
+
 /// How long one pull request waits on the server for a run.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
@@ -114,8 +117,22 @@ pub async fn join(
     // it made precedes the removal on this connection.
     renewing.abort();
     let _ = renewing.await;
-    lease.remove().await;
-    client.flush().await.ok();
+    // NATS may be unreachable while we leave: the lease then expires by
+    // itself, and nothing waits for a reconnect that may never come.
+    let connected = client.connection_state() == async_nats::connection::State::Connected;
+    if !connected {
+        tracing::warn!(
+            "NATS is unreachable; leaving without removing the lease (it expires by itself)"
+        );
+    } else if tokio::time::timeout(LEAVE_BOUND, lease.remove())
+        .await
+        .is_err()
+    {
+        tracing::warn!("NATS did not answer the lease removal; the lease expires by itself");
+    }
+    if connected {
+        let _ = tokio::time::timeout(LEAVE_BOUND, client.flush()).await;
+    }
     Ok(())
 }
 
