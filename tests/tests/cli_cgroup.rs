@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bamboo_e2e::*;
-use procs_support::{kill_leftovers, live_with_arg, parent_of, unique_sleep, wait_within, within};
+use procs_support::{
+    kill_leftovers, live_with_arg, unique_sleep, wait_within, within, worker_above,
+};
 
 /// How a run's processes are contained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,20 +164,6 @@ fn without_cgroups_a_setsid_descendant_with_its_own_stdout_ends_with_the_run() {
 #[test]
 fn without_cgroups_a_setsid_descendant_holding_stdout_ends_with_the_run() {
     run_ends_with_the_program(Mode::Fallback, false, "without_cgroups_..._holding_stdout");
-}
-
-/// The worker running the program `pid`: its nearest ancestor running the
-/// worker binary.
-fn worker_above(pid: u32) -> Option<u32> {
-    let bin = std::fs::canonicalize(worker_bin()).ok()?;
-    let mut cur = parent_of(pid)?;
-    while cur > 1 {
-        if std::fs::read_link(format!("/proc/{cur}/exe")).is_ok_and(|exe| exe == bin) {
-            return Some(cur);
-        }
-        cur = parent_of(cur)?;
-    }
-    None
 }
 
 /// Starts a program leaving `setsid sleep <escaped>` and running `sleep

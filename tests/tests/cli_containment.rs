@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bamboo_e2e::*;
-use procs_support::{kill_leftovers, live_with_arg, parent_of, unique_sleep, within};
+use procs_support::{kill_leftovers, live_with_arg, unique_sleep, within, worker_above};
 
 /// `bamboo-worker run --executor cli` of `sh -c script`, sessions in `data`.
 fn front_door(data: &std::path::Path, script: &str) -> Child {
@@ -24,20 +24,6 @@ fn front_door(data: &std::path::Path, script: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// The worker running the program holding `tag`: the nearest ancestor that
-/// runs the worker binary.
-fn worker_above(pid: u32) -> Option<u32> {
-    let bin = std::fs::canonicalize(worker_bin()).ok()?;
-    let mut cur = parent_of(pid)?;
-    while cur > 1 {
-        if std::fs::read_link(format!("/proc/{cur}/exe")).is_ok_and(|exe| exe == bin) {
-            return Some(cur);
-        }
-        cur = parent_of(cur)?;
-    }
-    None
 }
 
 #[test]

@@ -90,3 +90,17 @@ pub fn kill_leftovers(arg: &str) {
             .status();
     }
 }
+
+/// The worker running the program `pid`: its nearest ancestor running the
+/// worker binary.
+pub fn worker_above(pid: u32) -> Option<u32> {
+    let bin = std::fs::canonicalize(bamboo_e2e::worker_bin()).ok()?;
+    let mut cur = parent_of(pid)?;
+    while cur > 1 {
+        if std::fs::read_link(format!("/proc/{cur}/exe")).is_ok_and(|exe| exe == bin) {
+            return Some(cur);
+        }
+        cur = parent_of(cur)?;
+    }
+    None
+}
