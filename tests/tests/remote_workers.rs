@@ -395,27 +395,38 @@ async fn a_resident_worker_restarted_between_runs_is_reached_again() {
     engine.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_a_run_in_flight_finish_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    let mut worker = Resident::tls(dir.path(), &pki, 0, &[]);
-    let engine = engine_builder(&dir.path().join("data"), 2, &pki, &[&worker], 2)
+/// A resident worker (started with `flags`) serving one run that waits for a
+/// steering message, SIGTERMed once the run is surely on it (its first token
+/// is back). Returns the engine, the root's stream, the root, the child and
+/// the worker.
+async fn sigterm_mid_run(
+    dir: &std::path::Path,
+    flags: &[&str],
+) -> (Engine, bamboo_engine::EventStream, String, String, Resident) {
+    let pki = Pki::new(dir);
+    let worker = Resident::tls(dir, &pki, 0, flags);
+    let engine = engine_builder(&dir.join("data"), 2, &pki, &[&worker], 2)
         .build()
         .await
         .unwrap();
-    let root = engine.create_root("root", None).await.unwrap();
-    let mut events = engine.events(&root.id, Since::Start);
-    // The run is on the worker once its first token is back; it then waits
-    // for a steering message, which is sent after the SIGTERM.
-    let child = start(&engine, &root.id, "working __steer finishing", &worker).await;
+    let root = engine.create_root("root", None).await.unwrap().id;
+    let mut events = engine.events(&root, Since::Start);
+    let child = start(&engine, &root, "working __steer finishing", &worker).await;
     first_event(&mut events, "the first token", |e| {
         token_text(e) == Some("working ")
     })
     .await;
     worker.signal("-TERM");
+    (engine, events, root, child, worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_run_in_flight_finish_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, mut events, root, child, mut worker) = sigterm_mid_run(dir.path(), &[]).await;
+    // The steering message the run waits for comes after the SIGTERM.
     let sent = engine
-        .send_message(&root.id, &child, SendMessage::new("still here"))
+        .send_message(&root, &child, SendMessage::new("still here"))
         .await
         .unwrap();
     assert_eq!(sent, SendOutcome::Steered { in_band: true });
@@ -428,22 +439,9 @@ async fn sigterm_lets_a_run_in_flight_finish_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_cancels_a_run_past_the_grace_period_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    let mut worker = Resident::tls(dir.path(), &pki, 0, &["--grace-secs", "1"]);
-    let engine = engine_builder(&dir.path().join("data"), 2, &pki, &[&worker], 2)
-        .build()
-        .await
-        .unwrap();
-    let root = engine.create_root("root", None).await.unwrap();
-    let mut events = engine.events(&root.id, Since::Start);
-    // On the worker once its first token is back; then it waits for a
-    // steering message that never comes, past the grace period.
-    let child = start(&engine, &root.id, "working __steer long", &worker).await;
-    first_event(&mut events, "the first token", |e| {
-        token_text(e) == Some("working ")
-    })
-    .await;
-    worker.signal("-TERM");
+    // The steering message never comes: the grace period passes.
+    let (engine, mut events, _, child, mut worker) =
+        sigterm_mid_run(dir.path(), &["--grace-secs", "1"]).await;
     let (status, _) = completion(&mut events, &child).await;
     assert_ne!(status, CompletionStatus::Completed);
     assert!(worker.wait_exit(Duration::from_secs(30)).await.success());
