@@ -193,29 +193,32 @@ async fn fan_out() -> Result<()> {
     Ok(())
 }
 
+/// Reads the parent stream until `n` children completed; errors on any
+/// other ending.
+pub async fn until_n_completed(events: &mut EventStream, n: usize) -> Result<()> {
+    let mut done = 0;
+    while done < n {
+        match events.next().await.as_ref().map(|l| &*l.event) {
+            Some(AgentEvent::SubAgentCompleted { status, error, .. }) => {
+                if *status != CompletionStatus::Completed {
+                    bail!("a child ended {status:?}: {error:?}");
+                }
+                done += 1;
+            }
+            Some(_) => {}
+            None => bail!("parent stream closed after {done} completions"),
+        }
+    }
+    Ok(())
+}
+
 async fn hundred_children(b: &Bench) -> Result<(Duration, usize)> {
     const N: usize = 100;
     let mut events = b.subscribe();
     // Counted on its own task so completions are read while creates go on.
     let counter = tokio::spawn(async move {
-        let mut done = 0;
-        while done < N {
-            match events
-                .next()
-                .await
-                .map(|l| std::sync::Arc::unwrap_or_clone(l.event))
-            {
-                Some(AgentEvent::SubAgentCompleted { status, error, .. }) => {
-                    if status != CompletionStatus::Completed {
-                        bail!("a child ended {status:?}: {error:?}");
-                    }
-                    done += 1;
-                }
-                Some(_) => {}
-                None => bail!("parent stream closed after {done} completions"),
-            }
-        }
-        Ok(Instant::now())
+        until_n_completed(&mut events, N).await?;
+        Ok::<_, anyhow::Error>(Instant::now())
     });
     let t = Instant::now();
     // The parent fans out all at once, as an agent issuing 100 spawn calls.

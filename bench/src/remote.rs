@@ -7,12 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use bamboo_domain::{AgentEvent, CompletionStatus};
+use anyhow::{Context, Result};
 use bamboo_engine::{CreateChild, Placement, RemoteEndpoint};
 use bamboo_subagent::spec::ExecutorSpec;
 use bamboo_subagent::Secret;
-use futures::StreamExt;
 
 use super::engine::Bench;
 use super::{median, report, worker_bin};
@@ -74,23 +72,7 @@ async fn hundred(ca: &[u8], a: &Resident, b: &Resident) -> Result<()> {
             input.auto_run = true;
             bench.engine.create_child(input).await?;
         }
-        let mut done = 0;
-        while done < 100 {
-            match events
-                .next()
-                .await
-                .map(|l| std::sync::Arc::unwrap_or_clone(l.event))
-            {
-                Some(AgentEvent::SubAgentCompleted { status, error, .. }) => {
-                    if status != CompletionStatus::Completed {
-                        bail!("a remote child ended {status:?}: {error:?}");
-                    }
-                    done += 1;
-                }
-                Some(_) => {}
-                None => bail!("parent stream closed after {done} completions"),
-            }
-        }
+        super::engine::until_n_completed(&mut events, 100).await?;
         walls.push(t.elapsed());
         bench.close().await;
     }
