@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bamboo_subagent::spec::{ExecutorSpec, DEFAULT_MAX_SPAWN_DEPTH};
+use bamboo_subagent::transport::client::ClientOptions;
+use bamboo_subagent::transport::Keepalive;
 use bamboo_subagent::Secret;
 
 use crate::approval::ApprovalConfig;
@@ -60,6 +62,22 @@ impl Default for Timeouts {
             cancel_grace: Duration::from_secs(5),
             heartbeat: Duration::from_secs(5),
             worker_idle: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timeouts {
+    /// A worker link's options: connect and handshake bounds and keepalive,
+    /// the same for every placement.
+    pub(crate) fn link_options(&self) -> ClientOptions {
+        ClientOptions {
+            connect_timeout: self.connect,
+            handshake_timeout: self.handshake,
+            keepalive: Some(Keepalive {
+                interval: self.keepalive_interval,
+                timeout: self.keepalive_timeout,
+            }),
+            ..ClientOptions::default()
         }
     }
 }

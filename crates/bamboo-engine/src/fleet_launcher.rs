@@ -11,7 +11,7 @@ use bamboo_subagent::fleet::{spawn_worker, WorkerCommand, WorkerHandle};
 use bamboo_subagent::frames::{ChildFrame, ParentFrame};
 use bamboo_subagent::spec::ProvisionSpec;
 use bamboo_subagent::transport::client::{ClientOptions, Connection, FrameReceiver, FrameSender};
-use bamboo_subagent::transport::{Keepalive, TransportError};
+use bamboo_subagent::transport::TransportError;
 
 use crate::config::Timeouts;
 use crate::worker::{ActorWorker, FrameRx, FrameTx, LaunchError, Link, LinkError, WorkerLauncher};
@@ -38,15 +38,7 @@ impl FleetLauncher {
     /// A launcher for `command` bounded by `timeouts`: registration, TCP
     /// connect, handshake and link keepalive.
     pub fn with_timeouts(command: WorkerCommand, timeouts: &Timeouts) -> Self {
-        let link = ClientOptions {
-            connect_timeout: timeouts.connect,
-            handshake_timeout: timeouts.handshake,
-            keepalive: Some(Keepalive {
-                interval: timeouts.keepalive_interval,
-                timeout: timeouts.keepalive_timeout,
-            }),
-            ..ClientOptions::default()
-        };
+        let link = timeouts.link_options();
         Self {
             command,
             register_timeout: timeouts.register,

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bamboo_subagent::transport::client::{connect_with, ClientOptions, Connection};
-use bamboo_subagent::transport::Keepalive;
 use bamboo_subagent::Secret;
 use tokio::sync::Semaphore;
 
@@ -45,13 +44,7 @@ impl RemoteLauncher {
             .map(|(endpoint, r)| {
                 let link = ClientOptions {
                     extra_root_certs: r.ca_certs.clone(),
-                    connect_timeout: timeouts.connect,
-                    handshake_timeout: timeouts.handshake,
-                    keepalive: Some(Keepalive {
-                        interval: timeouts.keepalive_interval,
-                        timeout: timeouts.keepalive_timeout,
-                    }),
-                    ..ClientOptions::default()
+                    ..timeouts.link_options()
                 };
                 let target = Target {
                     endpoint: endpoint.clone(),
