@@ -99,6 +99,18 @@ pub(crate) fn parse_with_serde(text: &[u8]) -> Option<Line> {
     }
 }
 
+/// The sequence number of an event line the engine wrote, read from the
+/// line's head alone (`{"seq":N,`), so a reader can skip lines it does not
+/// want without parsing their event. `None` for any other line: parse it.
+pub(crate) fn seq_of(text: &[u8]) -> Option<u64> {
+    let rest = text.strip_prefix(br#"{"seq":"#)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 /// The time of a microsecond stamp (the epoch for an impossible one).
 pub(crate) fn time_of(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
@@ -158,6 +170,19 @@ mod tests {
             "{\"gap_to\":20}\n",
         );
         assert_eq!(String::from_utf8(buf).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_seq_is_read_from_the_head_of_an_event_line() {
+        let mut buf = Vec::new();
+        write_event(&mut buf, 42, 5, br#"{"type":"complete"}"#);
+        assert_eq!(seq_of(&buf), Some(42));
+        write_gap_from(&mut buf, 8);
+        let gap = buf.split(|b| *b == b'\n').nth(1).unwrap();
+        assert_eq!(seq_of(gap), None);
+        assert_eq!(seq_of(br#"{"seq":,"t":1}"#), None);
+        assert_eq!(seq_of(br#"{"seq":99999999999999999999999,"t":1}"#), None);
+        assert_eq!(seq_of(br#"{"seq":12"#), None);
     }
 
     #[test]

@@ -22,6 +22,10 @@ use super::{LogLimits, LoggedEvent};
 const WRITE_BATCH: usize = 256 * 1024;
 /// One sparse index entry per this many events, to seek near a position.
 const INDEX_EVERY: u64 = 1024;
+/// Newest events a log keeps in memory once no run writes to it: readers a
+/// little behind the end of a run (the usual case: the run's task ends
+/// while they are still being woken) finish from memory, not the file.
+const IDLE_TAIL: usize = 128;
 
 /// What a reader at position `next` should do now.
 #[derive(Debug)]
@@ -48,7 +52,7 @@ pub(crate) struct SessionLog {
     /// One sync at a time; those that queue behind it usually find nothing
     /// left to sync (runs ending together share one `fdatasync`).
     syncing: tokio::sync::Mutex<()>,
-    /// Runs publishing to this log now; at zero its ring is given back.
+    /// Runs publishing to this log now; at zero its ring is cut to a short tail.
     writers: std::sync::atomic::AtomicUsize,
 }
 
@@ -333,9 +337,10 @@ impl SessionLog {
     }
 
     /// A run stopped publishing here. The last one out writes the buffer and
-    /// empties the ring (everything is in the file then), so a log nobody
-    /// writes to holds no events in memory; its readers continue from the
-    /// file. A log with a gap keeps its ring: those events are nowhere else.
+    /// cuts the ring to its newest [`IDLE_TAIL`] events (everything is in the
+    /// file then), so a log nobody writes to holds little memory; readers
+    /// further behind continue from the file. A log with a gap keeps its
+    /// ring: those events are nowhere else.
     pub fn writer_finished(&self) {
         if self
             .writers
@@ -347,7 +352,9 @@ impl SessionLog {
         let mut st = lock(&self.state);
         self.write_out(&mut st);
         if st.gap_from.is_none() && self.writers.load(std::sync::atomic::Ordering::Acquire) == 0 {
-            st.ring = VecDeque::new();
+            let cut = st.ring.len().saturating_sub(IDLE_TAIL);
+            let tail: VecDeque<LoggedEvent> = st.ring.drain(cut..).collect();
+            st.ring = tail;
             st.buf = Vec::new();
         }
     }

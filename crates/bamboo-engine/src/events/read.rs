@@ -93,7 +93,14 @@ pub(crate) fn read_batch(
         if n == 0 || text.last() != Some(&b'\n') {
             return Ok(batch);
         }
-        match line::parse(&text[..n - 1]) {
+        let body = &text[..n - 1];
+        // Lines before `next` are skipped unparsed: a reader that seeks from
+        // the sparse index passes up to 1,024 of them.
+        if line::seq_of(body).is_some_and(|seq| seq < next) {
+            batch.next_offset += n as u64;
+            continue;
+        }
+        match line::parse(body) {
             Some(Line::Event(e)) if e.seq >= limit => {
                 batch.end = BatchEnd::Limit;
                 return Ok(batch);

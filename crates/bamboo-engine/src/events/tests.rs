@@ -78,6 +78,32 @@ async fn a_reader_far_behind_the_ring_continues_from_the_file() {
 }
 
 #[tokio::test]
+async fn a_reader_just_behind_a_finished_run_reads_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 4096, u64::MAX);
+    let out = Fanout::new(&l, &["p".to_owned()]);
+    out.start_run();
+    for i in 0..1000 {
+        out.publish(tok(i));
+    }
+    let mut late = l.subscribe("p", Since::After(990), false);
+    let mut far = l.subscribe("p", Since::After(100), false);
+    out.finish_run();
+    // The run is over: its events are in the file, and the newest few are
+    // still in memory. Without the file, only the far reader notices.
+    std::fs::remove_file(dir.path().join("events/p.ndjson")).unwrap();
+    assert_tokens(&take(&mut late, 10).await, 991);
+    let first = take(&mut far, 1).await.remove(0);
+    assert!(
+        matches!(
+            *first.event,
+            AgentEvent::EventsTruncated { first_seq: 101, .. }
+        ),
+        "the far reader needed the file: {first:?}"
+    );
+}
+
+#[tokio::test]
 async fn subscriptions_start_where_asked() {
     let dir = tempfile::tempdir().unwrap();
     let l = logs(dir.path(), 16, u64::MAX);

@@ -7,7 +7,8 @@
 //! `new/` (atomic: a reader sees the whole message or none); claim renames
 //! `new/` → `cur/`; ack deletes from `cur/`; [`Inbox::open`] moves what a crash
 //! left in `cur/` back to `new/`, so nothing claimed and unacknowledged is
-//! lost. Files are 0600, directories 0700. File names are
+//! lost. Files are 0600, directories 0700, each made when first needed (a
+//! run that gets no message touches no directory). File names are
 //! `<nanos>-<id>.json`: claim order is delivery order, and the id is in the
 //! name so a duplicate is found without reading files.
 
@@ -104,24 +105,36 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Opens (creating) the inbox at `root` and recovers what a crash left
-    /// claimed but unacknowledged (`cur/` → `new/`).
+    /// Opens the inbox at `root` and recovers what a crash left claimed but
+    /// unacknowledged (`cur/` → `new/`).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, InboxError> {
         let inbox = Self::attach(root)?;
         inbox.recover()?;
         Ok(inbox)
     }
 
-    /// Opens (creating) the inbox at `root` without recovery: for a process
-    /// that already recovered it at start, where `cur/` holds claims in
-    /// flight that must stay claimed.
+    /// Opens the inbox at `root` without recovery: for a process that
+    /// already recovered it at start, where `cur/` holds claims in flight
+    /// that must stay claimed. Touches no file: directories are made when a
+    /// message first needs them.
     pub fn attach(root: impl Into<PathBuf>) -> Result<Self, InboxError> {
-        let inbox = Self { root: root.into() };
-        for dir in ["tmp", "new", "cur", "corrupt"] {
-            let d = inbox.root.join(dir);
-            create_private_dir_all(&d).map_err(io_err(&d))?;
+        Ok(Self { root: root.into() })
+    }
+
+    /// The subdirectory `name`, made (with the inbox's own directory) if it
+    /// is missing. A directory made here is synced into its parent, so a
+    /// message delivered into it survives a crash.
+    fn ensure(&self, name: &str) -> Result<PathBuf, InboxError> {
+        let d = self.dir(name);
+        if d.is_dir() {
+            return Ok(d);
         }
-        Ok(inbox)
+        create_private_dir_all(&d).map_err(io_err(&d))?;
+        sync_dir(&self.root)?;
+        if let Some(parent) = self.root.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(d)
     }
 
     /// Claims the unclaimed message `id`, if it is still there.
@@ -130,7 +143,7 @@ impl Inbox {
         let Some(name) = self.find("new", id)? else {
             return Ok(None);
         };
-        let (from, to) = (self.dir("new").join(&name), self.dir("cur").join(&name));
+        let (from, to) = (self.dir("new").join(&name), self.ensure("cur")?.join(&name));
         match fs::rename(&from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -162,7 +175,7 @@ impl Inbox {
     pub fn recover(&self) -> Result<usize, InboxError> {
         let names = self.names("cur")?;
         for name in &names {
-            let (from, to) = (self.dir("cur").join(name), self.dir("new").join(name));
+            let (from, to) = (self.dir("cur").join(name), self.ensure("new")?.join(name));
             fs::rename(&from, &to).map_err(io_err(&from))?;
         }
         Ok(names.len())
@@ -177,7 +190,8 @@ impl Inbox {
         }
         let nanos = msg.created_at.timestamp_nanos_opt().unwrap_or_default();
         let name = format!("{nanos:020}-{}.json", msg.id);
-        let tmp = self.dir("tmp").join(&name);
+        let new = self.ensure("new")?;
+        let tmp = self.ensure("tmp")?.join(&name);
         let mut file = create_private_file(&tmp).map_err(io_err(&tmp))?;
         let bytes = serde_json::to_vec(msg).map_err(|e| InboxError::Io {
             path: tmp.display().to_string(),
@@ -185,9 +199,8 @@ impl Inbox {
         })?;
         file.write_all(&bytes).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
-        let to = self.dir("new").join(&name);
-        fs::rename(&tmp, &to).map_err(io_err(&tmp))?;
-        sync_dir(&self.dir("new"))?;
+        fs::rename(&tmp, new.join(&name)).map_err(io_err(&tmp))?;
+        sync_dir(&new)?;
         Ok(Delivered::New)
     }
 
@@ -195,7 +208,7 @@ impl Inbox {
     /// files are set aside in `corrupt/` and skipped.
     pub fn claim(&self) -> Result<Option<InboxMessage>, InboxError> {
         for name in self.names("new")? {
-            let (from, to) = (self.dir("new").join(&name), self.dir("cur").join(&name));
+            let (from, to) = (self.dir("new").join(&name), self.ensure("cur")?.join(&name));
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 // Claimed by another reader in between.
@@ -208,7 +221,7 @@ impl Inbox {
             match parsed {
                 Some(msg) => return Ok(Some(msg)),
                 None => {
-                    let aside = self.dir("corrupt").join(&name);
+                    let aside = self.ensure("corrupt")?.join(&name);
                     tracing::warn!(file = %to.display(), "unreadable inbox message set aside");
                     fs::rename(&to, &aside).map_err(io_err(&to))?;
                 }
@@ -247,11 +260,16 @@ impl Inbox {
         Ok(out)
     }
 
-    /// File names in `dir`, sorted (delivery order); dot files skipped.
+    /// File names in `dir`, sorted (delivery order); dot files skipped. A
+    /// directory not made yet holds nothing.
     fn names(&self, dir: &str) -> Result<Vec<String>, InboxError> {
         let d = self.dir(dir);
-        let mut names: Vec<String> = fs::read_dir(&d)
-            .map_err(io_err(&d))?
+        let entries = match fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&d)(e)),
+        };
+        let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| !n.starts_with('.') && n.ends_with(".json"))

@@ -62,9 +62,10 @@ fn a_message_claimed_but_not_acked_before_a_crash_comes_back_on_open() {
 fn an_unreadable_file_is_set_aside_and_the_next_message_claimed() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = Inbox::open(dir.path()).unwrap();
-    std::fs::write(dir.path().join("new").join("0-bad.json"), b"not json").unwrap();
     let good = msg("good");
     inbox.deliver(&good).unwrap();
+    // Sorts before the good one.
+    std::fs::write(dir.path().join("new").join("0-bad.json"), b"not json").unwrap();
     assert_eq!(inbox.claim().unwrap().unwrap(), good);
     assert!(dir.path().join("corrupt").join("0-bad.json").exists());
 }
@@ -75,6 +76,9 @@ fn files_are_0600_and_directories_0700() {
     let root = dir.path().join("s1");
     let inbox = Inbox::open(&root).unwrap();
     inbox.deliver(&msg("private")).unwrap();
+    std::fs::write(root.join("new").join("0-bad.json"), b"not json").unwrap();
+    inbox.deliver(&msg("kept")).unwrap();
+    inbox.claim().unwrap().unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     for d in ["", "tmp", "new", "cur", "corrupt"] {
         assert_eq!(mode(&root.join(d)), 0o700, "{d}");
@@ -85,6 +89,23 @@ fn files_are_0600_and_directories_0700() {
         .unwrap()
         .unwrap();
     assert_eq!(mode(&file.path()), 0o600);
+}
+
+#[test]
+fn an_inbox_nobody_writes_to_makes_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s1");
+    let inbox = Inbox::open(&root).unwrap();
+    assert_eq!(inbox.count().unwrap(), 0);
+    assert!(inbox.peek().unwrap().is_empty());
+    assert!(inbox.claim_all().unwrap().is_empty());
+    assert!(inbox.take("m-1").unwrap().is_none());
+    inbox.ack("m-1").unwrap();
+    assert!(
+        !root.exists(),
+        "reading an empty inbox made {}",
+        root.display()
+    );
 }
 
 #[test]
