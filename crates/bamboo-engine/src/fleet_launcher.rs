@@ -173,6 +173,10 @@ impl FrameRx for Rx {
             .map(|r| r.map_err(|e| LinkError(e.to_string())))
     }
 
+    fn try_recv(&mut self) -> Option<ChildFrame> {
+        self.0.try_recv()
+    }
+
     fn is_closed(&mut self) -> bool {
         self.0.is_closed()
     }

@@ -3,9 +3,11 @@
 //! (E17) and nested spawns (E18) to side tasks so they never stall forwarding,
 //! and turns the run's end into a status.
 //!
-//! Hot path per event: one atomic clock stamp, one serialization, and one
-//! append per ancestor log (memory, plus a file write per 256 KiB batch).
-//! No engine lock, and never a wait on a reader.
+//! Hot path per event: one serialization and one append per ancestor log
+//! (memory, plus a file write per 256 KiB batch). Frames that arrived
+//! together (one socket read holds many) are handled as one burst: one
+//! wake-up, one look at the other branches, one activity stamp. No engine
+//! lock, and never a wait on a reader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,11 @@ use crate::runtime::Runtime as Inner;
 use crate::slots::LendableSlot;
 use crate::spawn::Run;
 use crate::watchdog::{ActivityClock, Watchdog};
-use crate::worker::{FrameTx, Link};
+use crate::worker::{FrameTx, Link, LinkError};
+
+/// Most frames handled per wake-up before the pump looks at cancel, the
+/// watchdog and side tasks again (a few hundred microseconds of work).
+const BURST: usize = 256;
 
 /// Everything the pump needs besides the connection.
 pub(crate) struct PumpEnv<'a> {
@@ -135,36 +141,78 @@ pub(crate) async fn drive(
                 return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
             }
             Some(_) = side.join_next(), if !side.is_empty() => {}
-            frame = link.rx.recv() => match frame {
-                Some(Ok(ChildFrame::Event { event })) => {
-                    env.clock.touch();
-                    child_events.publish(event);
+            frame = link.rx.recv() => {
+                let mut frame = frame;
+                let mut handled = 0;
+                loop {
+                    let run = Frames { env: &env, side: &mut side, tx: &tx, fanout, events: &child_events };
+                    if let Some(done) = run.handle(frame, &mut stop) {
+                        return done;
+                    }
+                    handled += 1;
+                    if handled == BURST {
+                        break;
+                    }
+                    match link.rx.try_recv() {
+                        Some(next) => frame = Some(Ok(next)),
+                        None => break,
+                    }
                 }
-                Some(Ok(ChildFrame::ApprovalRequest { id, body })) => {
-                    env.clock.touch();
-                    spawn_approval(&env, &mut side, &tx, fanout, id, body);
-                }
-                Some(Ok(ChildFrame::SubagentRequest { id, body })) => {
-                    env.clock.touch();
-                    let (inner, slot) = (env.inner.clone(), env.slot.clone());
-                    let (child, tx) = (env.child_id.to_owned(), tx.clone());
-                    let waiting = env.clock.wait();
-                    side.spawn(async move {
-                        let _waiting = waiting;
-                        // The child only waits now: its slot goes to the grandchild.
-                        slot.lend();
-                        let reply = crate::nested::serve(inner.clone(), child, body).await;
-                        slot.restore(&inner.slots).await;
-                        let _ = tx.send(ParentFrame::SubagentReply { id, body: reply }).await;
-                    });
-                }
-                Some(Ok(ChildFrame::Terminal(t))) => return from_terminal(t, stop),
-                Some(Err(e)) => return stop.map(Stop::result).unwrap_or_else(|| failed(e.to_string())),
-                None => return stop.map(Stop::result).unwrap_or_else(|| failed(
-                    "worker connection closed before the run ended (the worker process exited or was killed)".into(),
-                )),
-            },
+                env.clock.touch();
+            }
         }
+    }
+}
+
+/// What the pump does with each frame of a run.
+struct Frames<'a, 'e> {
+    env: &'a PumpEnv<'e>,
+    side: &'a mut JoinSet<()>,
+    tx: &'a Arc<dyn FrameTx>,
+    fanout: &'a Fanout,
+    events: &'a ChildEvents,
+}
+
+impl Frames<'_, '_> {
+    /// Handles one frame (`None`: the connection closed); `Some` when the
+    /// run is over, with how it ended.
+    fn handle(
+        self,
+        frame: Option<Result<ChildFrame, LinkError>>,
+        stop: &mut Option<Stop>,
+    ) -> Option<PumpResult> {
+        let env = self.env;
+        match frame {
+            Some(Ok(ChildFrame::Event { event })) => self.events.publish(event),
+            Some(Ok(ChildFrame::ApprovalRequest { id, body })) => {
+                spawn_approval(env, self.side, self.tx, self.fanout, id, body);
+            }
+            Some(Ok(ChildFrame::SubagentRequest { id, body })) => {
+                let (inner, slot) = (env.inner.clone(), env.slot.clone());
+                let (child, tx) = (env.child_id.to_owned(), self.tx.clone());
+                let waiting = env.clock.wait();
+                self.side.spawn(async move {
+                    let _waiting = waiting;
+                    // The child only waits now: its slot goes to the grandchild.
+                    slot.lend();
+                    let reply = crate::nested::serve(inner.clone(), child, body).await;
+                    slot.restore(&inner.slots).await;
+                    let _ = tx.send(ParentFrame::SubagentReply { id, body: reply }).await;
+                });
+            }
+            Some(Ok(ChildFrame::Terminal(t))) => return Some(from_terminal(t, stop.take())),
+            Some(Err(e)) => {
+                return Some(stop.take().map(Stop::result).unwrap_or_else(|| failed(e.to_string())))
+            }
+            None => {
+                return Some(stop.take().map(Stop::result).unwrap_or_else(|| {
+                    failed(
+                        "worker connection closed before the run ended (the worker process exited or was killed)".into(),
+                    )
+                }))
+            }
+        }
+        None
     }
 }
 

@@ -33,6 +33,14 @@ pub trait FrameRx: Send {
     /// The next frame; `None` once the connection is closed.
     async fn recv(&mut self) -> Option<Result<ChildFrame, LinkError>>;
 
+    /// The next frame if one has already arrived, without waiting; `None`
+    /// when none has (or the connection ended: `recv` then says how). The
+    /// pump drains a burst with it after each `recv`. The default never has
+    /// one ready, so every frame goes through `recv`.
+    fn try_recv(&mut self) -> Option<ChildFrame> {
+        None
+    }
+
     /// Whether the connection is known to be closed, checked without waiting
     /// (between runs, so a pooled worker's dead connection is replaced before
     /// a run is sent down it). The default knows nothing: `false`.

@@ -65,6 +65,18 @@ pub struct FrameReceiver {
     silence: Silence,
     /// Set once the link is known dead; later reads report it closed.
     ended: bool,
+    /// How the link ended, found by [`FrameReceiver::try_recv`] and reported
+    /// by the next [`FrameReceiver::recv`].
+    held: Option<Option<Result<ChildFrame, TransportError>>>,
+}
+
+/// What one WebSocket message means to the reader.
+enum Step {
+    Frame(ChildFrame),
+    /// Not a frame for the caller (ping, pong, binary, unknown frame).
+    Skip,
+    /// The link ended: closed (`None`) or failed.
+    End(Option<Result<ChildFrame, TransportError>>),
 }
 
 impl FrameReceiver {
@@ -76,7 +88,10 @@ impl FrameReceiver {
         if self.ended {
             return None;
         }
-        let out = self.next_frame().await;
+        let out = match self.held.take() {
+            Some(end) => end,
+            None => self.next_frame().await,
+        };
         if !matches!(out, Some(Ok(_))) {
             self.ended = true;
         }
@@ -94,21 +109,56 @@ impl FrameReceiver {
                     }))
                 }
             };
-            match msg {
-                Ok(Message::Text(text)) => match ChildFrame::from_text(&text) {
-                    Ok(frame) => return Some(Ok(frame)),
-                    Err(e) => tracing::debug!(error = %e, "skipping unknown or malformed frame"),
-                },
-                Ok(Message::Close(_)) => return None,
-                Ok(_) => {}
-                Err(e) if is_closed_error(&e) => return None,
-                Err(e) => {
-                    return Some(Err(TransportError::WebSocket {
-                        endpoint: self.endpoint.clone(),
-                        source: Box::new(e),
-                    }))
+            match self.step(msg) {
+                Step::Frame(frame) => return Some(Ok(frame)),
+                Step::Skip => {}
+                Step::End(end) => return end,
+            }
+        }
+    }
+
+    /// The next frame if one has already arrived, without waiting: a
+    /// consumer drains a burst (one socket read holds many frames) in one go
+    /// instead of one wake-up per frame. `None` when nothing is ready, or
+    /// when the link ended: [`FrameReceiver::recv`] then says how.
+    pub fn try_recv(&mut self) -> Option<ChildFrame> {
+        if self.ended || self.held.is_some() {
+            return None;
+        }
+        loop {
+            // Not ready: the next `recv` registers the task's waker.
+            let msg = self.stream.next().now_or_never()?;
+            let Some(msg) = msg else {
+                self.held = Some(None);
+                return None;
+            };
+            match self.step(msg) {
+                Step::Frame(frame) => return Some(frame),
+                Step::Skip => {}
+                Step::End(end) => {
+                    self.held = Some(end);
+                    return None;
                 }
             }
+        }
+    }
+
+    fn step(&self, msg: Result<Message, WsError>) -> Step {
+        match msg {
+            Ok(Message::Text(text)) => match ChildFrame::from_text(&text) {
+                Ok(frame) => Step::Frame(frame),
+                Err(e) => {
+                    tracing::debug!(error = %e, "skipping unknown or malformed frame");
+                    Step::Skip
+                }
+            },
+            Ok(Message::Close(_)) => Step::End(None),
+            Ok(_) => Step::Skip,
+            Err(e) if is_closed_error(&e) => Step::End(None),
+            Err(e) => Step::End(Some(Err(TransportError::WebSocket {
+                endpoint: self.endpoint.clone(),
+                source: Box::new(e),
+            }))),
         }
     }
 
@@ -118,6 +168,9 @@ impl FrameReceiver {
     /// silence clock starts afresh for the next run.
     pub fn is_closed(&mut self) -> bool {
         self.silence.reset();
+        if self.held.take().is_some() {
+            self.ended = true;
+        }
         loop {
             match self.stream.next().now_or_never() {
                 None => return self.ended,
@@ -239,6 +292,7 @@ pub async fn connect_with(
             endpoint: endpoint.to_owned(),
             silence: Silence::new(keepalive.map(|k| k.timeout)),
             ended: false,
+            held: None,
         },
     })
 }
@@ -391,6 +445,41 @@ mod tests {
             then(tokio_tungstenite::accept_async(tcp).await.unwrap()).await;
         });
         endpoint
+    }
+
+    #[tokio::test]
+    async fn a_burst_drained_without_waiting_keeps_every_frame_and_the_close() {
+        use futures::SinkExt;
+        let endpoint = one_connection(|mut ws| async move {
+            for i in 0..2000 {
+                let frame = ChildFrame::Event {
+                    event: bamboo_domain::AgentEvent::token(format!("t{i}")),
+                };
+                ws.feed(Message::text(frame.to_text())).await.unwrap();
+            }
+            ws.flush().await.unwrap();
+            ws.close(None).await.unwrap();
+        })
+        .await;
+        let mut conn = connect(&endpoint, None).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(frame) = conn.receiver.recv().await {
+            got.push(frame.unwrap());
+            while let Some(more) = conn.receiver.try_recv() {
+                got.push(more);
+            }
+        }
+        let want: Vec<_> = (0..2000)
+            .map(|i| ChildFrame::Event {
+                event: bamboo_domain::AgentEvent::token(format!("t{i}")),
+            })
+            .collect();
+        assert_eq!(got, want, "every frame once, in order");
+        assert!(conn.receiver.try_recv().is_none());
+        assert!(
+            conn.receiver.recv().await.is_none(),
+            "the close is reported once drained"
+        );
     }
 
     #[tokio::test]
