@@ -159,6 +159,13 @@ pub(crate) async fn drive(
                     }
                 }
                 env.clock.touch();
+                // The readers this burst woke wait on this very thread
+                // (tokio runs a task woken here next, and no other thread
+                // may take it) until the pump yields. Without this, a fast
+                // child starves its live readers off the in-memory ring.
+                if handled > 1 {
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
