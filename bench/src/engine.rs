@@ -122,7 +122,7 @@ pub async fn until_completed(rx: &mut EventStream, child: &str) -> Result<Seen> 
         match &*logged.event {
             AgentEvent::SubAgentEvent {
                 child_session_id, ..
-            } if child_session_id == child => seen.events += 1,
+            } if **child_session_id == *child => seen.events += 1,
             AgentEvent::SubAgentCompleted {
                 child_session_id,
                 status,
@@ -367,7 +367,7 @@ async fn read_all(
             }
             AgentEvent::SubAgentEvent {
                 child_session_id, ..
-            } if *child_session_id == child => {
+            } if **child_session_id == *child => {
                 n += 1;
                 if pause_every.is_some_and(|p| n.is_multiple_of(p)) {
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -50,7 +50,7 @@ fn tokens_of(events: &[LoggedEvent], child: &str) -> String {
                 child_session_id,
                 event,
                 ..
-            } if child_session_id == child => match event.as_ref() {
+            } if **child_session_id == *child => match event.as_ref() {
                 AgentEvent::Token { content } => Some(content.as_str()),
                 _ => None,
             },

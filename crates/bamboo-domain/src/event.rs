@@ -4,6 +4,8 @@
 //! is kept as [`AgentEvent::Unknown`] with its JSON untouched, so a newer worker
 //! can stream events through an older parent without loss.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -87,10 +89,11 @@ pub enum AgentEvent {
     },
     /// Parent side: one event of a child's stream, wrapped.
     SubAgentEvent {
-        /// The parent session.
-        parent_session_id: String,
-        /// The child session.
-        child_session_id: String,
+        /// The parent session. Shared: a run's events all carry the same one,
+        /// so wrapping an event copies no id.
+        parent_session_id: Arc<str>,
+        /// The child session (shared, like the parent's).
+        child_session_id: Arc<str>,
         /// The child's event, verbatim.
         event: Box<AgentEvent>,
     },
@@ -147,6 +150,49 @@ pub enum AgentEvent {
 }
 
 impl AgentEvent {
+    /// The child a parent-side event is about (`sub_agent_*` and
+    /// `child_approval_requested`); `None` for any other event.
+    pub fn child_session_id(&self) -> Option<&str> {
+        match self {
+            Self::SubAgentEvent {
+                child_session_id, ..
+            } => Some(child_session_id),
+            Self::SubAgentStarted {
+                child_session_id, ..
+            }
+            | Self::SubAgentHeartbeat {
+                child_session_id, ..
+            }
+            | Self::SubAgentCompleted {
+                child_session_id, ..
+            }
+            | Self::ChildApprovalRequested {
+                child_session_id, ..
+            } => Some(child_session_id),
+            _ => None,
+        }
+    }
+
+    /// The parent of the child a `sub_agent_*` event is about; `None` for
+    /// any other event.
+    pub fn parent_session_id(&self) -> Option<&str> {
+        match self {
+            Self::SubAgentEvent {
+                parent_session_id, ..
+            } => Some(parent_session_id),
+            Self::SubAgentStarted {
+                parent_session_id, ..
+            }
+            | Self::SubAgentHeartbeat {
+                parent_session_id, ..
+            }
+            | Self::SubAgentCompleted {
+                parent_session_id, ..
+            } => Some(parent_session_id),
+            _ => None,
+        }
+    }
+
     /// A `token` event.
     pub fn token(content: impl Into<String>) -> Self {
         Self::Token {
@@ -178,6 +224,27 @@ impl AgentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_side_events_name_their_child_and_parent() {
+        let wrapped = AgentEvent::SubAgentEvent {
+            parent_session_id: "p".into(),
+            child_session_id: "c".into(),
+            event: Box::new(AgentEvent::token("x")),
+        };
+        assert_eq!(wrapped.child_session_id(), Some("c"));
+        assert_eq!(wrapped.parent_session_id(), Some("p"));
+        let asked = AgentEvent::ChildApprovalRequested {
+            child_session_id: "c".into(),
+            request_id: "r".into(),
+            tool_name: "sh".into(),
+            permission: "execute".into(),
+            resource: "/".into(),
+        };
+        assert_eq!(asked.child_session_id(), Some("c"));
+        assert_eq!(asked.parent_session_id(), None);
+        assert_eq!(AgentEvent::token("x").child_session_id(), None);
+    }
 
     fn round_trip(json: &str) -> AgentEvent {
         let ev: AgentEvent = serde_json::from_str(json).unwrap();

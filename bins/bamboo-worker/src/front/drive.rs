@@ -291,32 +291,9 @@ impl<'a> Front<'a> {
 
     /// Who the event is about (`None`: about no child, e.g. a truncation note).
     fn who(&mut self, event: &AgentEvent) -> Option<Who> {
-        let (parent, child) = match event {
-            AgentEvent::SubAgentStarted {
-                parent_session_id,
-                child_session_id,
-                ..
-            }
-            | AgentEvent::SubAgentEvent {
-                parent_session_id,
-                child_session_id,
-                ..
-            }
-            | AgentEvent::SubAgentHeartbeat {
-                parent_session_id,
-                child_session_id,
-                ..
-            }
-            | AgentEvent::SubAgentCompleted {
-                parent_session_id,
-                child_session_id,
-                ..
-            } => (parent_session_id.as_str(), child_session_id.as_str()),
-            AgentEvent::ChildApprovalRequested {
-                child_session_id, ..
-            } => ("", child_session_id.as_str()),
-            _ => return None,
-        };
+        let child = event.child_session_id()?;
+        // An approval request names no parent.
+        let parent = event.parent_session_id().unwrap_or("");
         Some(self.children.who(parent, child).unwrap_or_else(|| Who {
             top: usize::MAX,
             label: child.chars().take(8).collect(),

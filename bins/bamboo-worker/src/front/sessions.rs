@@ -320,22 +320,10 @@ impl Logs {
 
 /// Whether a parent-log event is about child `id`.
 fn concerns(event: &AgentEvent, id: &str) -> bool {
+    if let Some(child) = event.child_session_id() {
+        return child == id;
+    }
     match event {
-        AgentEvent::SubAgentStarted {
-            child_session_id, ..
-        }
-        | AgentEvent::SubAgentEvent {
-            child_session_id, ..
-        }
-        | AgentEvent::SubAgentHeartbeat {
-            child_session_id, ..
-        }
-        | AgentEvent::SubAgentCompleted {
-            child_session_id, ..
-        }
-        | AgentEvent::ChildApprovalRequested {
-            child_session_id, ..
-        } => child_session_id == id,
         // Lost events may have been this child's: keep the note.
         AgentEvent::EventsTruncated { .. } => true,
         _ => false,

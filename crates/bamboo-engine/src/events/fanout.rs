@@ -84,8 +84,8 @@ impl Fanout {
 /// with the wrapper's JSON prefix built once.
 pub(crate) struct ChildEvents {
     fanout: Fanout,
-    parent: String,
-    child: String,
+    parent: Arc<str>,
+    child: Arc<str>,
     prefix: String,
     /// The line buffer, reused from event to event.
     scratch: Cell<Vec<u8>>,
@@ -112,8 +112,8 @@ impl ChildEvents {
         );
         Self {
             fanout,
-            parent: parent.to_owned(),
-            child: child.to_owned(),
+            parent: parent.into(),
+            child: child.into(),
             prefix,
             scratch: Cell::new(Vec::new()),
         }

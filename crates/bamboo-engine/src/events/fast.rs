@@ -11,43 +11,87 @@
 //! itself, odd numbers) is `None`, and the caller asks serde. It never
 //! rejects a line.
 
+use std::sync::Arc;
+
 use bamboo_domain::AgentEvent;
 
+/// The session ids of the last wrapped event parsed: consecutive lines of a
+/// log mostly belong to the same run, so a reader going through a file
+/// shares one copy of each id instead of allocating two per line.
+#[derive(Debug, Default)]
+pub(crate) struct Ids {
+    parent: Option<Arc<str>>,
+    child: Option<Arc<str>>,
+}
+
 /// `(seq, micros, event)` of an event line in the engine's own layout.
-pub(crate) fn event_line(text: &[u8]) -> Option<(u64, i64, AgentEvent)> {
+pub(crate) fn event_line(text: &[u8], ids: &mut Ids) -> Option<(u64, i64, AgentEvent)> {
     let rest = text.strip_prefix(br#"{"seq":"#)?;
     let (seq, rest) = unsigned(rest)?;
     let rest = rest.strip_prefix(br#","t":"#)?;
     let (micros, rest) = signed(rest)?;
     let event = rest.strip_prefix(br#","event":"#)?.strip_suffix(b"}")?;
-    Some((seq, micros, event_value(event)?))
+    Some((seq, micros, event_value(event, ids)?))
 }
 
 /// An event object: a wrapped child event or a token by hand, any other
 /// object by serde on the event alone. Only objects: `null` means "no
 /// event" to the line parser but an unknown event to `AgentEvent`.
-fn event_value(text: &[u8]) -> Option<AgentEvent> {
+fn event_value(text: &[u8], ids: &mut Ids) -> Option<AgentEvent> {
     if !text.starts_with(b"{") {
         return None;
     }
-    if let Some(event) = sub_agent_event(text).or_else(|| token(text)) {
+    if let Some(event) = sub_agent_event(text, ids).or_else(|| token(text)) {
         return Some(event);
     }
     serde_json::from_slice(text).ok()
 }
 
 /// `{"type":"sub_agent_event","parent_session_id":"P","child_session_id":"C","event":{...}}`.
-fn sub_agent_event(text: &[u8]) -> Option<AgentEvent> {
+fn sub_agent_event(text: &[u8], ids: &mut Ids) -> Option<AgentEvent> {
     let rest = text.strip_prefix(br#"{"type":"sub_agent_event","parent_session_id":"#)?;
-    let (parent, rest) = string(rest)?;
+    let (parent, rest) = shared(rest, &mut ids.parent)?;
     let rest = rest.strip_prefix(br#","child_session_id":"#)?;
-    let (child, rest) = string(rest)?;
+    let (child, rest) = shared(rest, &mut ids.child)?;
     let inner = rest.strip_prefix(br#","event":"#)?.strip_suffix(b"}")?;
     Some(AgentEvent::SubAgentEvent {
         parent_session_id: parent,
         child_session_id: child,
-        event: Box::new(event_value(inner)?),
+        event: Box::new(event_value(inner, ids)?),
     })
+}
+
+/// A string literal like [`string`], as a shared string: `last` when it
+/// holds the same text (then nothing is allocated), else a new one that
+/// replaces it.
+fn shared<'t>(text: &'t [u8], last: &mut Option<Arc<str>>) -> Option<(Arc<str>, &'t [u8])> {
+    if let (Some((plain, rest)), Some(known)) = (plain_string(text), last.as_ref()) {
+        if plain.as_bytes() == known.as_bytes() {
+            return Some((known.clone(), rest));
+        }
+    }
+    let (value, rest) = string(text)?;
+    let value: Arc<str> = value.into();
+    *last = Some(value.clone());
+    Some((value, rest))
+}
+
+/// A string literal without escapes or control characters at the start of
+/// `text` (then its bytes are the string), and what follows; `None` when it
+/// has either (or is not a string).
+fn plain_string(text: &[u8]) -> Option<(&str, &[u8])> {
+    let body = text.strip_prefix(b"\"")?;
+    let quote = memchr::memchr(b'"', body)?;
+    let plain = body[..quote]
+        .iter()
+        .fold(true, |ok, b| ok & (*b != b'\\') & (*b >= 0x20));
+    if !plain {
+        return None;
+    }
+    Some((
+        std::str::from_utf8(&body[..quote]).ok()?,
+        &body[quote + 1..],
+    ))
 }
 
 /// `{"type":"token","content":"..."}`.
@@ -59,17 +103,12 @@ fn token(text: &[u8]) -> Option<AgentEvent> {
 
 /// A JSON string literal at the start of `text`, decoded, and what follows.
 fn string(text: &[u8]) -> Option<(String, &[u8])> {
-    let body = text.strip_prefix(b"\"")?;
     // The common case: no escape and no control character before the first
     // quote, so that quote closes the string and the bytes are the string.
-    let quote = memchr::memchr(b'"', body)?;
-    let plain = body[..quote]
-        .iter()
-        .fold(true, |ok, b| ok & (*b != b'\\') & (*b >= 0x20));
-    if plain {
-        let value = std::str::from_utf8(&body[..quote]).ok()?.to_owned();
-        return Some((value, &body[quote + 1..]));
+    if let Some((plain, rest)) = plain_string(text) {
+        return Some((plain.to_owned(), rest));
     }
+    let body = text.strip_prefix(b"\"")?;
     // Escapes or control characters: find the closing quote, and let serde
     // decide, exactly as the full parse would.
     let mut i = 0;
@@ -251,10 +290,39 @@ mod tests {
             let mut line = Vec::new();
             write_event(&mut line, 3, -4, event.as_bytes());
             line.pop();
-            let (seq, micros, parsed) = event_line(&line).expect("the fast path takes it");
+            let (seq, micros, parsed) =
+                event_line(&line, &mut Ids::default()).expect("the fast path takes it");
             assert_eq!((seq, micros), (3, -4));
             let expected: AgentEvent = serde_json::from_str(event).unwrap();
             assert_eq!(parsed, expected);
         }
+    }
+
+    #[test]
+    fn consecutive_lines_share_equal_ids_and_only_those() {
+        let line = |child: &str| {
+            let event = format!(
+                r#"{{"type":"sub_agent_event","parent_session_id":"p","child_session_id":"{child}","event":{{"type":"token","content":"w"}}}}"#
+            );
+            let mut line = Vec::new();
+            write_event(&mut line, 1, 1, event.as_bytes());
+            line.pop();
+            line
+        };
+        let ids_of = |e: AgentEvent| match e {
+            AgentEvent::SubAgentEvent {
+                parent_session_id,
+                child_session_id,
+                ..
+            } => (parent_session_id, child_session_id),
+            other => panic!("not wrapped: {other:?}"),
+        };
+        let mut ids = Ids::default();
+        let (p1, c1) = ids_of(event_line(&line("c"), &mut ids).unwrap().2);
+        let (p2, c2) = ids_of(event_line(&line("c"), &mut ids).unwrap().2);
+        let (p3, c3) = ids_of(event_line(&line("d"), &mut ids).unwrap().2);
+        assert!(Arc::ptr_eq(&p1, &p2) && Arc::ptr_eq(&p2, &p3));
+        assert!(Arc::ptr_eq(&c1, &c2));
+        assert_eq!((&*c2, &*c3), ("c", "d"));
     }
 }

@@ -64,7 +64,13 @@ pub(crate) fn write_gap_to(buf: &mut Vec<u8>, seq: u64) {
 /// The engine's own event lines take a hand-written path; anything else,
 /// serde.
 pub(crate) fn parse(text: &[u8]) -> Option<Line> {
-    if let Some((seq, micros, event)) = fast::event_line(text) {
+    parse_sharing(text, &mut fast::Ids::default())
+}
+
+/// [`parse`] for consecutive lines: the session ids of wrapped events are
+/// shared with the previous line's when equal (see [`fast::Ids`]).
+pub(crate) fn parse_sharing(text: &[u8], ids: &mut fast::Ids) -> Option<Line> {
+    if let Some((seq, micros, event)) = fast::event_line(text, ids) {
         return Some(Line::Event(LoggedEvent {
             seq,
             time: time_of(micros),

@@ -87,6 +87,7 @@ pub(crate) fn read_batch(
         end: BatchEnd::Eof,
     };
     let mut text = Vec::new();
+    let mut ids = super::fast::Ids::default();
     loop {
         text.clear();
         let n = reader.read_until(b'\n', &mut text)?;
@@ -100,7 +101,7 @@ pub(crate) fn read_batch(
             batch.next_offset += n as u64;
             continue;
         }
-        match line::parse(body) {
+        match line::parse_sharing(body, &mut ids) {
             Some(Line::Event(e)) if e.seq >= limit => {
                 batch.end = BatchEnd::Limit;
                 return Ok(batch);
