@@ -193,6 +193,22 @@ impl AgentEvent {
         }
     }
 
+    /// Appends the event's JSON to `out`: the same bytes as
+    /// `serde_json::to_writer`, with the most frequent event, `token`, written
+    /// directly rather than through the derived serializer's tagged-enum
+    /// machinery (streams carry one per generated piece of text).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match self {
+            Self::Token { content } => {
+                out.extend_from_slice(br#"{"type":"token","content":"#);
+                serde_json::to_writer(&mut *out, content)?;
+                out.push(b'}');
+                Ok(())
+            }
+            other => serde_json::to_writer(out, other),
+        }
+    }
+
     /// A `token` event.
     pub fn token(content: impl Into<String>) -> Self {
         Self::Token {
@@ -224,6 +240,30 @@ impl AgentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_json_writes_what_serde_writes() {
+        let events = [
+            AgentEvent::token("plain "),
+            AgentEvent::token(""),
+            AgentEvent::token("quote \" backslash \\ newline \n tab \t nul \u{0} é 😀"),
+            AgentEvent::Complete { usage: None },
+            AgentEvent::Error {
+                message: "boom".into(),
+            },
+            AgentEvent::SubAgentEvent {
+                parent_session_id: "p".into(),
+                child_session_id: "c".into(),
+                event: Box::new(AgentEvent::token("w ")),
+            },
+        ];
+        for e in events {
+            let mut out = b"prefix:".to_vec();
+            e.write_json(&mut out).unwrap();
+            let want = format!("prefix:{}", serde_json::to_string(&e).unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
 
     #[test]
     fn parent_side_events_name_their_child_and_parent() {

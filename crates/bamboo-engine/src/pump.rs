@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::approval::ApprovalRequest;
-use crate::events::{ChildEvents, Fanout};
+use crate::events::{now_micros, ChildEvents, Fanout};
 use crate::runs::RunControl;
 use crate::runtime::Runtime as Inner;
 use crate::slots::LendableSlot;
@@ -144,9 +144,10 @@ pub(crate) async fn drive(
             frame = link.rx.recv() => {
                 let mut frame = frame;
                 let mut handled = 0;
+                let arrived = now_micros();
                 loop {
                     let run = Frames { env: &env, side: &mut side, tx: &tx, fanout, events: &child_events };
-                    if let Some(done) = run.handle(frame, &mut stop) {
+                    if let Some(done) = run.handle(frame, arrived, &mut stop) {
                         return done;
                     }
                     handled += 1;
@@ -181,16 +182,18 @@ struct Frames<'a, 'e> {
 }
 
 impl Frames<'_, '_> {
-    /// Handles one frame (`None`: the connection closed); `Some` when the
+    /// Handles one frame (`None`: the connection closed) that arrived at
+    /// `arrived` (see [`now_micros`]); `Some` when the
     /// run is over, with how it ended.
     fn handle(
         self,
         frame: Option<Result<ChildFrame, LinkError>>,
+        arrived: i64,
         stop: &mut Option<Stop>,
     ) -> Option<PumpResult> {
         let env = self.env;
         match frame {
-            Some(Ok(ChildFrame::Event { event })) => self.events.publish(event),
+            Some(Ok(ChildFrame::Event { event })) => self.events.publish_at(arrived, event),
             Some(Ok(ChildFrame::ApprovalRequest { id, body })) => {
                 spawn_approval(env, self.side, self.tx, self.fanout, id, body);
             }

@@ -109,8 +109,19 @@ fn fast_event(text: &str) -> Option<AgentEvent> {
         .strip_prefix(r#"{"type":"token","content":"#)
         .and_then(|rest| rest.strip_suffix('}'))
         .filter(|s| s.len() >= 2 && s.starts_with('"') && s.ends_with('"'));
-    if let Some(content) = token.and_then(|s| serde_json::from_str::<String>(s).ok()) {
-        return Some(AgentEvent::Token { content });
+    if let Some(literal) = token {
+        // No escape and no control character: the text between the quotes
+        // is the string itself (the frame's text is already valid UTF-8).
+        let inner = &literal[1..literal.len() - 1];
+        let plain = !inner.contains('"') && inner.bytes().all(|b| b != b'\\' && b >= 0x20);
+        let content = if plain {
+            Some(inner.to_owned())
+        } else {
+            serde_json::from_str::<String>(literal).ok()
+        };
+        if let Some(content) = content {
+            return Some(AgentEvent::Token { content });
+        }
     }
     serde_json::from_str(text).ok()
 }
@@ -243,6 +254,9 @@ mod tests {
             r#"{"kind":"event","event":{"type":"new_thing","n":1}}"#,
             r#"{"kind":"terminal","status":"completed","result":"r"}"#,
             r#"{"kind":"event","event":{"type":"token","content":"x"} }"#,
+            r#"{"kind":"event","event":{"type":"token","content":""}}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"é 😀 plain"}}"#,
+            r#"{"kind":"event","event":{"type":"token","content":"tab\tback\\slash"}}"#,
         ] {
             let fast = ChildFrame::from_text(text).unwrap();
             let slow: ChildFrame = serde_json::from_str(text).unwrap();
@@ -252,6 +266,8 @@ mod tests {
             r#"{"kind":"event","event":{"type":"token","content":"x"}"#,
             r#"{"kind":"event","event":{"type":"token","content":"x}}"#,
             r#"{"kind":"event","event":}"#,
+            "{\"kind\":\"event\",\"event\":{\"type\":\"token\",\"content\":\"raw\ttab\"}}",
+            r#"{"kind":"event","event":{"type":"token","content":"a"b"}}"#,
         ] {
             assert!(ChildFrame::from_text(bad).is_err(), "{bad}");
             assert!(serde_json::from_str::<ChildFrame>(bad).is_err(), "{bad}");

@@ -44,7 +44,7 @@ pub struct ChildPublisher(ChildEvents);
 impl ChildPublisher {
     /// Publishes one event of the child.
     pub fn publish(&self, event: AgentEvent) {
-        self.0.publish(event);
+        self.0.publish_at(super::now_micros(), event);
     }
 }
 

@@ -38,11 +38,10 @@ impl Fanout {
     }
 
     fn append(&self, event: Arc<AgentEvent>, json: &[u8]) {
-        // The system clock alone: chrono's `Utc::now` would also work out
-        // the calendar date, which the log line does not need.
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.append_at(now_micros(), event, json);
+    }
+
+    fn append_at(&self, micros: i64, event: Arc<AgentEvent>, json: &[u8]) {
         for log in &self.logs {
             log.append(micros, &event, json);
         }
@@ -78,6 +77,15 @@ impl Fanout {
             tokio::spawn(async move { log.sync().await });
         }
     }
+}
+
+/// Now, in microseconds since the Unix epoch, as log lines record it. The
+/// system clock alone: chrono's `Utc::now` would also work out the calendar
+/// date, which the log line does not need.
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The hot path of one run: wraps each child event as `sub_agent_event`,
@@ -119,15 +127,16 @@ impl ChildEvents {
         }
     }
 
-    /// Publishes one event of the child.
-    pub fn publish(&self, event: AgentEvent) {
+    /// Publishes one event of the child, logged at `micros` (see
+    /// [`now_micros`]; frames that arrived together share one reading).
+    pub fn publish_at(&self, micros: i64, event: AgentEvent) {
         if self.fanout.logs.is_empty() {
             return;
         }
         let mut json = self.scratch.take();
         json.clear();
         json.extend_from_slice(self.prefix.as_bytes());
-        if serde_json::to_writer(&mut json, &event).is_err() {
+        if event.write_json(&mut json).is_err() {
             json.truncate(self.prefix.len());
             json.extend_from_slice(UNSERIALIZABLE.as_bytes());
         }
@@ -137,7 +146,7 @@ impl ChildEvents {
             child_session_id: self.child.clone(),
             event: Box::new(event),
         };
-        self.fanout.append(Arc::new(wrapped), &json);
+        self.fanout.append_at(micros, Arc::new(wrapped), &json);
         self.scratch.set(json);
     }
 }

@@ -36,7 +36,7 @@ use bamboo_domain::AgentEvent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use fanout::{ChildEvents, Fanout};
+pub(crate) use fanout::{now_micros, ChildEvents, Fanout};
 pub use stream::EventStream;
 
 /// Events kept in memory per log by default (the newest ones).

@@ -20,6 +20,7 @@
 
 use async_trait::async_trait;
 use bamboo_domain::{AgentEvent, Message, Role, TerminalStatus};
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::{ApprovalBody, Executor, HostError, RunContext, RunOutcome, RunRequest};
@@ -28,8 +29,10 @@ use super::{ApprovalBody, Executor, HostError, RunContext, RunOutcome, RunReques
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EchoExecutor;
 
-enum Step {
-    Continue(Option<String>),
+/// What a word does: echo a text (a plain word echoes itself, borrowed),
+/// nothing, or end the run.
+enum Step<'w> {
+    Continue(Option<Cow<'w, str>>),
     End(RunOutcome),
 }
 
@@ -46,7 +49,9 @@ impl Executor for EchoExecutor {
                 _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
             }
         }
-        let mut echoed: Vec<String> = Vec::new();
+        // The result, built as the words go: "echo: " and the words joined
+        // by one space.
+        let mut result = String::from("echo:");
         let mut steered: Vec<String> = Vec::new();
         let mut suspend = false;
         for word in words {
@@ -63,9 +68,11 @@ impl Executor for EchoExecutor {
                 Step::End(outcome) => return outcome,
             };
             if word == "__steer" {
-                steered.push(text.clone());
+                steered.push(text.clone().into_owned());
             }
-            let token = format!("{text} ");
+            let mut token = String::with_capacity(text.len() + 1);
+            token.push_str(&text);
+            token.push(' ');
             if ctx
                 .events
                 .emit(AgentEvent::Token { content: token })
@@ -74,7 +81,8 @@ impl Executor for EchoExecutor {
             {
                 return RunOutcome::cancelled();
             }
-            echoed.push(text);
+            result.push(' ');
+            result.push_str(&text);
         }
         if ctx.cancel.is_cancelled()
             || ctx
@@ -85,7 +93,10 @@ impl Executor for EchoExecutor {
         {
             return RunOutcome::cancelled();
         }
-        let mut out = RunOutcome::completed(format!("echo: {}", echoed.join(" ")));
+        if result.len() == "echo:".len() {
+            result.push(' ');
+        }
+        let mut out = RunOutcome::completed(result);
         if suspend {
             out.status = TerminalStatus::Suspended;
         }
@@ -116,7 +127,7 @@ fn transcript(
 }
 
 /// Interprets one word: plain words echo as themselves.
-async fn directive(word: &str, ctx: &mut RunContext) -> Step {
+async fn directive<'w>(word: &'w str, ctx: &mut RunContext) -> Step<'w> {
     if let Some(text) = word.strip_prefix("__fail:") {
         return Step::End(RunOutcome::error(text));
     }
@@ -128,10 +139,10 @@ async fn directive(word: &str, ctx: &mut RunContext) -> Step {
             question: format!("May the echo agent use {tool}?"),
         };
         return match ask(ctx, |h| async move { h.request_approval(body).await }).await {
-            Ok(true) => Step::Continue(Some(format!("approved:{tool}"))),
-            Ok(false) => Step::Continue(Some(format!("denied:{tool}"))),
+            Ok(true) => Step::Continue(Some(Cow::Owned(format!("approved:{tool}")))),
+            Ok(false) => Step::Continue(Some(Cow::Owned(format!("denied:{tool}")))),
             Err(HostError::Cancelled) => Step::End(RunOutcome::cancelled()),
-            Err(e) => Step::Continue(Some(format!("denied:{tool} ({e})"))),
+            Err(e) => Step::Continue(Some(Cow::Owned(format!("denied:{tool} ({e})")))),
         };
     }
     if word == "__steer" {
@@ -139,7 +150,7 @@ async fn directive(word: &str, ctx: &mut RunContext) -> Step {
             biased;
             _ = ctx.cancel.cancelled() => Step::End(RunOutcome::cancelled()),
             msg = ctx.steering.recv() => match msg {
-                Some(text) => Step::Continue(Some(text)),
+                Some(text) => Step::Continue(Some(Cow::Owned(text))),
                 None => Step::End(RunOutcome::cancelled()),
             },
         };
@@ -158,13 +169,13 @@ async fn directive(word: &str, ctx: &mut RunContext) -> Step {
                     None => String::new(),
                 };
                 let label = if ok { "spawned" } else { "spawn-failed" };
-                Step::Continue(Some(format!("{label}:{result}")))
+                Step::Continue(Some(Cow::Owned(format!("{label}:{result}"))))
             }
             Err(HostError::Cancelled) => Step::End(RunOutcome::cancelled()),
-            Err(e) => Step::Continue(Some(format!("spawn-failed:{e}"))),
+            Err(e) => Step::Continue(Some(Cow::Owned(format!("spawn-failed:{e}")))),
         };
     }
-    Step::Continue(Some(word.to_owned()))
+    Step::Continue(Some(Cow::Borrowed(word)))
 }
 
 /// Calls the host, racing cancellation; no host means the call is unsupported.

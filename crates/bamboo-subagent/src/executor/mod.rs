@@ -158,18 +158,19 @@ impl EventSink {
     }
 }
 
-/// The wire text of an `event` frame, written without an intermediate value.
+/// The wire text of an `event` frame, written without an intermediate value
+/// (the same text as serializing `ChildFrame::Event`).
 pub(crate) fn event_frame_text(event: &AgentEvent) -> String {
-    #[derive(serde::Serialize)]
-    struct EventFrame<'a> {
-        kind: &'static str,
-        event: &'a AgentEvent,
+    // Sized for a short event up front: growing from empty is a few
+    // reallocations per frame on the worker's hot path.
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(br#"{"kind":"event","event":"#);
+    if event.write_json(&mut out).is_err() {
+        return String::new();
     }
-    serde_json::to_string(&EventFrame {
-        kind: "event",
-        event,
-    })
-    .unwrap_or_default()
+    out.push(b'}');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Steering messages for the active run, admitted at the executor's safe points.
@@ -207,4 +208,22 @@ pub struct RunContext {
     pub steering: SteeringInbox,
     /// Tripped on cancel, supersede or disconnect.
     pub cancel: CancellationToken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::ChildFrame;
+
+    #[test]
+    fn an_event_frame_is_written_as_the_frame_serializes() {
+        for event in [
+            AgentEvent::token("w "),
+            AgentEvent::token("a \"quoted\"\nline"),
+            AgentEvent::Complete { usage: None },
+        ] {
+            let text = event_frame_text(&event);
+            assert_eq!(text, ChildFrame::Event { event }.to_text());
+        }
+    }
 }
