@@ -311,6 +311,7 @@ struct StreamRun {
 }
 
 async fn one_stream(b: &Bench, assignment: &str, expect: u64, slow: bool) -> Result<StreamRun> {
+    settle().await?;
     let before = rss_mib();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = tokio::spawn(sample_rss(peak.clone()));
@@ -342,6 +343,18 @@ async fn one_stream(b: &Bench, assignment: &str, expect: u64, slow: bool) -> Res
         child_run: times.1 - times.0,
         rss_growth_mib: (peak - before).max(0.0),
     })
+}
+
+/// Writes every dirty page to disk first, so a run does not pay for the
+/// writeback of the previous run's 200 MB log (whichever kind that run was:
+/// without this, the order of the runs biases their comparison).
+async fn settle() -> Result<()> {
+    let status = tokio::process::Command::new("sync")
+        .status()
+        .await
+        .context("cannot run `sync`")?;
+    anyhow::ensure!(status.success(), "`sync` failed: {status}");
+    Ok(())
 }
 
 /// Reads `child`'s run to its completion, checking every sequence number
