@@ -26,12 +26,17 @@ pub(crate) struct Ids {
 
 /// `(seq, micros, event)` of an event line in the engine's own layout.
 pub(crate) fn event_line(text: &[u8], ids: &mut Ids) -> Option<(u64, i64, AgentEvent)> {
-    let rest = text.strip_prefix(br#"{"seq":"#)?;
-    let (seq, rest) = unsigned(rest)?;
+    let (seq, rest) = seq_head(text)?;
     let rest = rest.strip_prefix(br#","t":"#)?;
     let (micros, rest) = signed(rest)?;
     let event = rest.strip_prefix(br#","event":"#)?.strip_suffix(b"}")?;
     Some((seq, micros, event_value(event, ids)?))
+}
+
+/// The sequence number at the head of an event line (`{"seq":N`), and what
+/// follows it.
+pub(crate) fn seq_head(text: &[u8]) -> Option<(u64, &[u8])> {
+    unsigned(text.strip_prefix(br#"{"seq":"#)?)
 }
 
 /// An event object: a wrapped child event or a token by hand, any other
@@ -65,13 +70,16 @@ fn sub_agent_event(text: &[u8], ids: &mut Ids) -> Option<AgentEvent> {
 /// holds the same text (then nothing is allocated), else a new one that
 /// replaces it.
 fn shared<'t>(text: &'t [u8], last: &mut Option<Arc<str>>) -> Option<(Arc<str>, &'t [u8])> {
-    if let (Some((plain, rest)), Some(known)) = (plain_string(text), last.as_ref()) {
-        if plain.as_bytes() == known.as_bytes() {
-            return Some((known.clone(), rest));
+    let (value, rest): (Arc<str>, _) = match plain_string(text) {
+        Some((plain, rest)) => match last.as_ref() {
+            Some(known) if **known == *plain => return Some((known.clone(), rest)),
+            _ => (plain.into(), rest),
+        },
+        None => {
+            let (value, rest) = string(text)?;
+            (value.into(), rest)
         }
-    }
-    let (value, rest) = string(text)?;
-    let value: Arc<str> = value.into();
+    };
     *last = Some(value.clone());
     Some((value, rest))
 }

@@ -109,12 +109,8 @@ pub(crate) fn parse_with_serde(text: &[u8]) -> Option<Line> {
 /// line's head alone (`{"seq":N,`), so a reader can skip lines it does not
 /// want without parsing their event. `None` for any other line: parse it.
 pub(crate) fn seq_of(text: &[u8]) -> Option<u64> {
-    let rest = text.strip_prefix(br#"{"seq":"#)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || rest.get(digits) != Some(&b',') {
-        return None;
-    }
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    let (seq, rest) = fast::seq_head(text)?;
+    rest.starts_with(b",").then_some(seq)
 }
 
 /// The time of a microsecond stamp (the epoch for an impossible one).

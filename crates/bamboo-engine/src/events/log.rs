@@ -353,8 +353,8 @@ impl SessionLog {
         self.write_out(&mut st);
         if st.gap_from.is_none() && self.writers.load(std::sync::atomic::Ordering::Acquire) == 0 {
             let cut = st.ring.len().saturating_sub(IDLE_TAIL);
-            let tail: VecDeque<LoggedEvent> = st.ring.drain(cut..).collect();
-            st.ring = tail;
+            st.ring.drain(..cut);
+            st.ring.shrink_to_fit();
             st.buf = Vec::new();
         }
     }

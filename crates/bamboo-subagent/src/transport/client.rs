@@ -101,7 +101,7 @@ impl FrameReceiver {
     async fn next_frame(&mut self) -> Option<Result<ChildFrame, TransportError>> {
         loop {
             let msg = match self.silence.next(&mut self.stream).await {
-                Ok(msg) => msg?,
+                Ok(msg) => msg,
                 Err(waited) => {
                     return Some(Err(TransportError::Silent {
                         endpoint: self.endpoint.clone(),
@@ -128,10 +128,6 @@ impl FrameReceiver {
         loop {
             // Not ready: the next `recv` registers the task's waker.
             let msg = self.stream.next().now_or_never()?;
-            let Some(msg) = msg else {
-                self.held = Some(None);
-                return None;
-            };
             match self.step(msg) {
                 Step::Frame(frame) => return Some(frame),
                 Step::Skip => {}
@@ -143,7 +139,11 @@ impl FrameReceiver {
         }
     }
 
-    fn step(&self, msg: Result<Message, WsError>) -> Step {
+    /// What the stream's next item (`None`: it ended) means.
+    fn step(&self, msg: Option<Result<Message, WsError>>) -> Step {
+        let Some(msg) = msg else {
+            return Step::End(None);
+        };
         match msg {
             Ok(Message::Text(text)) => match ChildFrame::from_text(&text) {
                 Ok(frame) => Step::Frame(frame),
