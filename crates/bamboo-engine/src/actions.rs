@@ -76,12 +76,18 @@ impl Engine {
         if ready.is_some() {
             spawn::set_running(&mut child);
         }
-        self.inner.store.create(&child).await?;
         let id = child.id.clone();
         match ready {
-            Some(ready) => drop(spawn::launch(&self.inner, &parent.id, ready, child)),
-            None if input.auto_run => drop(enqueue(&self.inner, &parent.id, &id)?),
-            None => {}
+            // Stored while its run starts (see `creation`); answered once durable.
+            Some(ready) => spawn::launch(&self.inner, &parent.id, ready, child)
+                .await
+                .map_err(|_| EngineError::ShuttingDown)??,
+            None => {
+                self.inner.store.create(&child).await?;
+                if input.auto_run {
+                    drop(enqueue(&self.inner, &parent.id, &id)?);
+                }
+            }
         }
         self.get_child(&parent.id, &id).await
     }

@@ -21,6 +21,7 @@ pub mod approval;
 mod ask;
 mod assignment;
 mod config;
+mod creation;
 pub mod credentials;
 mod engine;
 mod error;

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::approval::ApprovalRequest;
+use crate::creation::Creation;
 use crate::events::{now_micros, ChildEvents, Fanout};
 use crate::runs::RunControl;
 use crate::runtime::Runtime as Inner;
@@ -43,6 +44,15 @@ pub(crate) struct PumpEnv<'a> {
     pub clock: Arc<ActivityClock>,
     pub run_limit: Duration,
     pub idle_limit: Duration,
+}
+
+/// What [`drive`] does before it pumps: send the run (none when reading on
+/// one that already runs), then wait until the child is stored (see
+/// [`crate::creation`]: the worker starts while the disk syncs).
+#[derive(Default)]
+pub(crate) struct Opening<'a> {
+    pub request: Option<RunRequest>,
+    pub stored: Option<&'a mut Creation>,
 }
 
 /// How the run ended.
@@ -96,18 +106,21 @@ fn failed(error: String) -> PumpResult {
 
 /// Drives one run on `link` to its end. `request: None` continues a run
 /// that is already going (a pool run an engine reattached to after a restart).
-pub(crate) async fn drive(
-    env: PumpEnv<'_>,
-    link: &mut Link,
-    request: Option<RunRequest>,
-) -> PumpResult {
+pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_>) -> PumpResult {
     let tx = link.tx.clone();
     let logs = env.out.fanout.clone();
     link.rx
         .bind_run(env.child_id, Arc::new(move || logs.write_pending()));
-    if let Some(request) = request {
+    if let Some(request) = opening.request {
         if let Err(e) = tx.send(ParentFrame::Run(request)).await {
             return failed(format!("could not send the run to the worker: {e}"));
+        }
+    }
+    if let Some(creation) = opening.stored {
+        if let Err(why) = creation.wait().await {
+            // Not one frame of a child that was never stored is read.
+            let _ = tx.send(ParentFrame::Cancel).await;
+            return failed(why);
         }
     }
     let fanout = &env.out.fanout;

@@ -11,17 +11,18 @@
 use std::sync::Arc;
 
 use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
-use bamboo_subagent::frames::{ParentFrame, RunRequest};
+use bamboo_subagent::frames::ParentFrame;
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::creation::{Creation, Stored};
 use crate::error::EngineError;
 use crate::events::Fanout;
 use crate::pool_journal::PoolRunRecord;
 use crate::pool_launcher::NatsPoolLauncher;
 use crate::provision::{run_request, spec_for};
-use crate::pump::{drive, PumpEnv, PumpResult};
+use crate::pump::{drive, Opening, PumpEnv, PumpResult};
 use crate::runs::{Reservation, RunControl};
 use crate::runtime::Runtime as Inner;
 use crate::slots::{LendableSlot, Slot};
@@ -70,8 +71,9 @@ pub(crate) fn enqueue(
 enum Start {
     /// Queued: wait for a slot, then run.
     Queued,
-    /// Started by [`launch`]: holding its slot, the child stored `running`.
-    Now(Slot, Box<Session>),
+    /// Started by [`launch`]: holding its slot, the child being stored
+    /// `running` by `creation`.
+    Now(Slot, Box<Session>, Creation),
     /// A pool run a previous engine started, read on from its record.
     Reattach(Arc<NatsPoolLauncher>, PoolRunRecord),
 }
@@ -118,20 +120,23 @@ pub(crate) fn try_start_now(inner: &Inner, child_id: &str) -> Option<Ready> {
     Some(Ready { reservation, slot })
 }
 
-/// Runs a child created running with `ready` (see [`try_start_now`]);
-/// `session` is the child as stored.
+/// Stores the new child `session` (already marked running) and runs it with
+/// `ready` (see [`try_start_now`]), both at once (see [`crate::creation`]).
+/// The receiver gets the store's answer to the create.
 pub(crate) fn launch(
     inner: &Arc<Inner>,
     parent_id: &str,
     ready: Ready,
     session: Session,
-) -> RunTicket {
-    spawn_run(
+) -> Stored {
+    let (creation, stored) = Creation::start(inner.store.clone(), session.clone());
+    drop(spawn_run(
         inner,
         parent_id,
         ready.reservation,
-        Start::Now(ready.slot, Box::new(session)),
-    )
+        Start::Now(ready.slot, Box::new(session), creation),
+    ));
+    stored
 }
 
 /// Continues the pool run of `rec` that a previous engine started and did
@@ -167,8 +172,18 @@ async fn run_child(
     let out = Run::new(Fanout::new(&inner.events, &ancestry), ancestry);
     let work = async {
         match started {
-            Start::Now(slot, session) => {
-                run_started(&inner, &parent_id, &reservation, &out, slot, *session).await
+            Start::Now(slot, session, creation) => {
+                let session = *session;
+                run_started(
+                    &inner,
+                    &parent_id,
+                    &reservation,
+                    &out,
+                    slot,
+                    session,
+                    creation,
+                )
+                .await
             }
             Start::Queued => run_queued(&inner, &parent_id, &reservation, &out).await,
             Start::Reattach(launcher, rec) => {
@@ -287,7 +302,16 @@ async fn run_queued(
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
     };
-    run_started(inner, parent_id, res, out, slot, session).await
+    run_started(
+        inner,
+        parent_id,
+        res,
+        out,
+        slot,
+        session,
+        Creation::stored(),
+    )
+    .await
 }
 
 fn cancel_reason(control: &RunControl) -> String {
@@ -296,8 +320,8 @@ fn cancel_reason(control: &RunControl) -> String {
         .unwrap_or_else(|| "cancelled: the engine is shutting down".into())
 }
 
-/// A run holding its slot, its child persisted `running` as `session`:
-/// `sub_agent_started`, lease, pump, park or retire, write-back.
+/// A run holding its slot, its child being stored `running` as `session` by
+/// `creation`: `sub_agent_started`, lease, pump, park or retire, write-back.
 async fn run_started(
     inner: &Arc<Inner>,
     parent_id: &str,
@@ -305,8 +329,9 @@ async fn run_started(
     out: &Run,
     slot: Slot,
     session: Session,
+    mut creation: Creation,
 ) -> RunReport {
-    let (child_id, control) = (res.child.as_str(), &res.control);
+    let child_id = res.child.as_str();
     let slot = Arc::new(LendableSlot::new(slot));
     out.fanout.publish(AgentEvent::SubAgentStarted {
         parent_session_id: parent_id.to_owned(),
@@ -314,29 +339,72 @@ async fn run_started(
         title: (!session.title.is_empty()).then(|| session.title.clone()),
     });
     let clock = Arc::new(ActivityClock::new());
-    let _ = control.clock.set(clock.clone());
-    let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
-    let spec = spec_for(&inner.cfg, &session, &worker_id);
-    let lease = tokio::select! {
-        l = inner.runner.acquire(&spec) => l,
-        _ = control.cancel.cancelled() => {
-            return finish(inner, child_id, stopped(cancel_reason(control)), Some(&clock)).await;
-        }
+    let _ = res.control.clock.set(clock.clone());
+    let run = Started {
+        inner,
+        parent_id,
+        res,
+        out,
+        slot: &slot,
+        clock: &clock,
+        session: &session,
     };
-    let mut lease = match lease {
-        Ok(l) => l,
-        Err(e) => return finish(inner, child_id, error_result(e.to_string()), Some(&clock)).await,
-    };
-    if let Some(pid) = lease.worker.pid() {
-        control.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-    }
-    tracing::debug!(child = child_id, pid = ?lease.worker.pid(), reused = lease.reused, "worker leased");
-    let env = pump_env(inner, parent_id, res, out, &slot, &clock, &session);
-    let request = Some(run_request(&session));
-    let result = steered(env, &mut lease.link, request, Vec::new()).await;
-    inner.runner.release(lease, result.clean);
+    let result = run.lease_and_drive(&mut creation).await;
     slot.close();
-    finish(inner, child_id, result, Some(&clock)).await
+    // The final status goes after the create, never instead of it.
+    match creation.wait().await {
+        Ok(()) => finish(inner, child_id, result, Some(&clock)).await,
+        Err(why) => report(child_id, CompletionStatus::Error, None, Some(why)),
+    }
+}
+
+/// What [`run_started`] hands to its lease-and-pump step.
+struct Started<'a> {
+    inner: &'a Arc<Inner>,
+    parent_id: &'a str,
+    res: &'a Reservation,
+    out: &'a Run,
+    slot: &'a Arc<LendableSlot>,
+    clock: &'a Arc<ActivityClock>,
+    session: &'a Session,
+}
+
+impl Started<'_> {
+    /// Leases a worker, sends the run and pumps it once `creation` has
+    /// stored the child; parks or retires the worker.
+    async fn lease_and_drive(self, creation: &mut Creation) -> PumpResult {
+        let (inner, control) = (self.inner, &self.res.control);
+        let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
+        let spec = spec_for(&inner.cfg, self.session, &worker_id);
+        let lease = tokio::select! {
+            l = inner.runner.acquire(&spec) => l,
+            _ = control.cancel.cancelled() => return stopped(cancel_reason(control)),
+        };
+        let mut lease = match lease {
+            Ok(l) => l,
+            Err(e) => return error_result(e.to_string()),
+        };
+        if let Some(pid) = lease.worker.pid() {
+            control.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::debug!(child = %self.res.child, pid = ?lease.worker.pid(), reused = lease.reused, "worker leased");
+        let env = pump_env(
+            inner,
+            self.parent_id,
+            self.res,
+            self.out,
+            self.slot,
+            self.clock,
+            self.session,
+        );
+        let opening = Opening {
+            request: Some(run_request(self.session)),
+            stored: Some(creation),
+        };
+        let result = steered(env, &mut lease.link, opening, Vec::new()).await;
+        inner.runner.release(lease, result.clean);
+        result
+    }
 }
 
 /// A reattached pool run: waits for a slot (it counts against the running
@@ -386,7 +454,7 @@ async fn run_reattached(
     let _ = control.clock.set(clock.clone());
     let env = pump_env(inner, parent_id, res, out, &slot, &clock, &session);
     let waiting = steering_in_inbox(inner, child_id);
-    let result = steered(env, &mut link, None, waiting).await;
+    let result = steered(env, &mut link, Opening::default(), waiting).await;
     drop(link);
     worker.kill().await;
     slot.close();
@@ -422,14 +490,14 @@ fn pump_env<'a>(
 async fn steered(
     env: PumpEnv<'_>,
     link: &mut Link,
-    request: Option<RunRequest>,
+    opening: Opening<'_>,
     waiting: Vec<String>,
 ) -> PumpResult {
     let steer = env.inner.steering.register(env.child_id, link.tx.clone());
     for text in waiting {
         let _ = link.tx.send(ParentFrame::Message { text }).await;
     }
-    let result = drive(env, link, request).await;
+    let result = drive(env, link, opening).await;
     drop(steer);
     result
 }

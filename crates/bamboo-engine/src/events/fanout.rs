@@ -70,11 +70,10 @@ impl Fanout {
         }
     }
 
-    /// Syncs every log (a run ended), off the caller's path.
+    /// Syncs every log soon (a run ended), off the caller's path.
     pub fn sync_in_background(&self) {
         for log in &self.logs {
-            let log = log.clone();
-            tokio::spawn(async move { log.sync().await });
+            log.sync_soon();
         }
     }
 }

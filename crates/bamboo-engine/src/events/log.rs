@@ -42,6 +42,10 @@ pub(crate) enum Plan {
     End,
 }
 
+/// How long an ended run's events may wait for their sync, so that runs
+/// ending close together share it (see [`SessionLog::sync_soon`]).
+pub(crate) const SYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A session's log.
 #[derive(Debug)]
 pub(crate) struct SessionLog {
@@ -52,6 +56,11 @@ pub(crate) struct SessionLog {
     /// One sync at a time; those that queue behind it usually find nothing
     /// left to sync (runs ending together share one `fdatasync`).
     syncing: tokio::sync::Mutex<()>,
+    /// A [`SessionLog::sync_soon`] is waiting out its window.
+    sync_due: std::sync::atomic::AtomicBool,
+    /// `fdatasync`s done, for the tests of group commit.
+    #[cfg(test)]
+    pub(super) syncs: std::sync::atomic::AtomicU64,
     /// Runs publishing to this log now; at zero its ring is cut to a short tail.
     writers: std::sync::atomic::AtomicUsize,
 }
@@ -122,6 +131,9 @@ impl SessionLog {
                 dirty: false,
             }),
             syncing: tokio::sync::Mutex::new(()),
+            sync_due: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            syncs: std::sync::atomic::AtomicU64::new(0),
             writers: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -325,9 +337,30 @@ impl SessionLog {
         let Some(file) = file else { return };
         let path = self.path.clone();
         let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
+        #[cfg(test)]
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(Err(e)) = synced {
             tracing::error!(path = %path.display(), error = %e, "cannot sync the event log");
         }
+    }
+
+    /// Syncs the log [`SYNC_WINDOW`] from now, in the background, with
+    /// whatever runs end by then (group commit): a burst of short runs costs
+    /// one `fdatasync` per window, not one each, and their syncs do not queue
+    /// on the disk ahead of the next runs' session writes.
+    pub fn sync_soon(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.sync_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let log = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SYNC_WINDOW).await;
+            // Cleared first: a run ending during the sync schedules the next.
+            log.sync_due.store(false, Ordering::Release);
+            log.sync().await;
+        });
     }
 
     /// A run starts publishing here.

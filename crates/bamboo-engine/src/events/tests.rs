@@ -103,6 +103,46 @@ async fn a_reader_just_behind_a_finished_run_reads_from_memory() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn runs_ending_within_the_sync_window_share_one_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 4096, u64::MAX);
+    let out = Fanout::new(&l, &["p".to_owned()]);
+    for run in 0..3 {
+        out.start_run();
+        for i in run * 10..run * 10 + 10 {
+            out.publish(tok(i));
+        }
+        out.finish_run();
+        out.sync_in_background();
+    }
+    let log = l.log("p").unwrap();
+    let syncs = || log.syncs.load(std::sync::atomic::Ordering::Acquire);
+    tokio::time::sleep(log::SYNC_WINDOW / 2).await;
+    assert_eq!(syncs(), 0, "no sync before the window is over");
+    tokio::time::sleep(log::SYNC_WINDOW).await;
+    for _ in 0..10_000 {
+        if syncs() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(log::SYNC_WINDOW * 3).await;
+    assert_eq!(syncs(), 1, "three runs, one sync");
+    // A run ending after the window gets a sync of its own.
+    out.start_run();
+    out.publish(tok(30));
+    out.finish_run();
+    out.sync_in_background();
+    for _ in 0..10_000 {
+        if syncs() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(syncs(), 2);
+}
+
 #[tokio::test]
 async fn subscriptions_start_where_asked() {
     let dir = tempfile::tempdir().unwrap();

@@ -93,10 +93,10 @@ pub(super) fn should_compact(intact_len: u64, line_len: u64) -> bool {
 }
 
 /// Writes a new log holding `line` at `path` (replacing a file left by a
-/// create that a crash cut short, but never one with a document), syncs it,
-/// then syncs its directory `dir` so the new name survives too. Until the sync the file may be found empty
-/// or cut short, which [`newest`] reports as [`LogError::Empty`]: a session
-/// that was never created.
+/// create that a crash cut short, but never one with a document), and syncs
+/// it and its directory `dir` (so the new name survives too). Until both
+/// syncs the file may be found empty or cut short, which [`newest`] reports
+/// as [`LogError::Empty`]: a session that was never created.
 pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<Created> {
     let mut options = private_file_options();
     options.write(true).create_new(true);
@@ -116,12 +116,27 @@ pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<Cr
         }
         Err(e) => return Err(e),
     };
-    let written = f.write_all(line).and_then(|()| f.sync_data());
-    if written.is_err() {
+    if let Err(e) = f.write_all(line) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    // The data and the new name are synced at once: two syncs in a row cost
+    // twice the disk's sync latency, side by side about once. Both must
+    // succeed before the create counts; a crash between them leaves a file
+    // that is empty or cut short (never created, see above) or none.
+    let (data, name) = std::thread::scope(|s| {
+        let name = s.spawn(|| std::fs::File::open(dir)?.sync_all());
+        let data = f.sync_data();
+        let name = name
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the directory sync panicked")));
+        (data, name)
+    });
+    if data.is_err() {
         let _ = std::fs::remove_file(path);
     }
-    written?;
-    std::fs::File::open(dir)?.sync_all()?;
+    data?;
+    name?;
     Ok(Created::New)
 }
 
