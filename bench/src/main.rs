@@ -2,6 +2,13 @@
 //! named) against the worker in `BAMBOO_WORKER_BIN`. Started by `cargo xtask
 //! bench`, which builds it and the static worker in release first.
 
+/// mimalloc, as an application embedding the engine for high event rates
+/// should choose (docs/operations.md, "Event logs"): events are made by the
+/// pump and freed by readers on other threads, where glibc's `malloc` is
+/// slowest. The worker keeps the system allocator (its idle memory).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::Parser;

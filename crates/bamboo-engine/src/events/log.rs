@@ -72,6 +72,9 @@ struct State {
     /// The newest events: `next_seq - ring.len() .. next_seq`. Readers get
     /// clones (the event itself is shared).
     ring: VecDeque<LoggedEvent>,
+    /// The last event time converted, and its microseconds: the events of
+    /// one burst share one reading of the clock, so one conversion.
+    last_time: (i64, chrono::DateTime<chrono::Utc>),
     file: Option<Arc<File>>,
     /// Lines not yet written to the file.
     buf: Vec<u8>,
@@ -129,6 +132,7 @@ impl SessionLog {
                 closed: false,
                 deleted: false,
                 dirty: false,
+                last_time: (i64::MIN, chrono::DateTime::default()),
             }),
             syncing: tokio::sync::Mutex::new(()),
             sync_due: std::sync::atomic::AtomicBool::new(false),
@@ -166,9 +170,13 @@ impl SessionLog {
             if st.gap_from.is_none() {
                 self.buffer(&mut st, seq, micros, json);
             }
+            if st.last_time.0 != micros {
+                st.last_time = (micros, line::time_of(micros));
+            }
+            let time = st.last_time.1;
             st.ring.push_back(LoggedEvent {
                 seq,
-                time: line::time_of(micros),
+                time,
                 event: event.clone(),
             });
             let evicted = if st.ring.len() > self.limits.ring_events {
@@ -338,8 +346,7 @@ impl SessionLog {
         let path = self.path.clone();
         let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
         #[cfg(test)]
-        self.syncs
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(Err(e)) = synced {
             tracing::error!(path = %path.display(), error = %e, "cannot sync the event log");
         }

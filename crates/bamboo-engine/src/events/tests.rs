@@ -144,6 +144,30 @@ async fn runs_ending_within_the_sync_window_share_one_sync() {
 }
 
 #[tokio::test]
+async fn each_event_keeps_its_own_time_in_memory_and_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 4096, u64::MAX);
+    let out = ChildEvents::new(Fanout::new(&l, &["p".to_owned()]), "p", "c");
+    // A burst shares one clock reading; the next burst has its own.
+    let (a, b) = (1_763_780_000_123_456, 1_763_780_000_999_999);
+    for micros in [a, a, b] {
+        out.publish_at(micros, tok(0));
+    }
+    let want = [a, a, b].map(|m| chrono::DateTime::from_timestamp_micros(m).unwrap());
+    let live: Vec<_> = take(&mut l.subscribe("p", Since::Start, false), 3)
+        .await
+        .iter()
+        .map(|e| e.time)
+        .collect();
+    assert_eq!(live, want, "from memory");
+    l.log("p").unwrap().write_pending();
+    let file = std::fs::read_to_string(dir.path().join("events/p.ndjson")).unwrap();
+    for (line, m) in file.lines().zip([a, a, b]) {
+        assert!(line.contains(&format!("\"t\":{m},")), "{line}");
+    }
+}
+
+#[tokio::test]
 async fn subscriptions_start_where_asked() {
     let dir = tempfile::tempdir().unwrap();
     let l = logs(dir.path(), 16, u64::MAX);
