@@ -82,14 +82,27 @@ async fn engine_over(
     (engine, created)
 }
 
+/// A root, its events from now on, and a child's `auto_run` create input.
+async fn an_auto_run_child(
+    engine: &bamboo_engine::Engine,
+) -> (String, bamboo_engine::EventStream, CreateChild) {
+    let root = engine.create_root("root", None).await.unwrap().id;
+    let events = engine.events(&root, Since::Now);
+    let mut input = CreateChild::new(&root, "one two three four");
+    input.auto_run = true;
+    (root, events, input)
+}
+
+async fn next_event(events: &mut bamboo_engine::EventStream) -> Arc<AgentEvent> {
+    let logged = tokio::time::timeout(SOON, events.next()).await.unwrap();
+    logged.expect("the stream goes on").event
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_of_a_run_is_seen_before_its_child_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, created) = engine_over(dir.path(), false).await;
-    let root = engine.create_root("root", None).await.unwrap().id;
-    let mut events = engine.events(&root, Since::Now);
-    let mut input = CreateChild::new(&root, "one two three four");
-    input.auto_run = true;
+    let (root, mut events, input) = an_auto_run_child(&engine).await;
     // Read while the create is still on its way to the disk.
     let engine = Arc::new(engine);
     let creating = tokio::spawn({
@@ -98,11 +111,7 @@ async fn no_event_of_a_run_is_seen_before_its_child_is_stored() {
     });
     let mut tokens = 0;
     loop {
-        let ev = tokio::time::timeout(SOON, events.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let ev = ev.event;
+        let ev = next_event(&mut events).await;
         if token_text(&ev).is_some() {
             assert!(
                 created.load(Ordering::SeqCst),
@@ -126,10 +135,7 @@ async fn no_event_of_a_run_is_seen_before_its_child_is_stored() {
 async fn a_create_the_store_refuses_fails_the_call_and_stops_the_run_unread() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = engine_over(dir.path(), true).await;
-    let root = engine.create_root("root", None).await.unwrap().id;
-    let mut events = engine.events(&root, Since::Now);
-    let mut input = CreateChild::new(&root, "one two three four");
-    input.auto_run = true;
+    let (root, mut events, input) = an_auto_run_child(&engine).await;
     let err = engine.create_child(input).await.unwrap_err();
     assert!(
         matches!(&err, EngineError::Store(StoreError::Io { .. })),
@@ -137,11 +143,7 @@ async fn a_create_the_store_refuses_fails_the_call_and_stops_the_run_unread() {
     );
     assert!(err.to_string().contains("no space left"), "{err}");
     loop {
-        let ev = tokio::time::timeout(SOON, events.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let ev = ev.event;
+        let ev = next_event(&mut events).await;
         assert!(
             token_text(&ev).is_none(),
             "a token of an unstored child: {ev:?}"
