@@ -1,6 +1,7 @@
 //! A child created with `auto_run` and a free slot is stored while its run
-//! starts (E2, E6): nothing of the run is seen before the child is durable,
-//! and a create the store refuses stops the run unread.
+//! starts (E2, E6): nothing of the run, not even `sub_agent_started`, is
+//! seen before the child is durable, and a create the store refuses stops
+//! the run unread.
 
 #![allow(clippy::unwrap_used)]
 
@@ -112,11 +113,19 @@ async fn no_event_of_a_run_is_seen_before_its_child_is_stored() {
     let mut tokens = 0;
     loop {
         let ev = next_event(&mut events).await;
+        assert!(
+            created.load(Ordering::SeqCst),
+            "an event of the child arrived before the child was stored: {ev:?}"
+        );
+        if let AgentEvent::SubAgentStarted {
+            child_session_id, ..
+        } = &*ev
+        {
+            // Announced: the child can be looked up.
+            let found = engine.get_child(&root, child_session_id).await;
+            assert!(found.is_ok(), "{found:?}");
+        }
         if token_text(&ev).is_some() {
-            assert!(
-                created.load(Ordering::SeqCst),
-                "a token of the child arrived before the child was stored"
-            );
             tokens += 1;
         }
         if let AgentEvent::SubAgentCompleted { status, .. } = &*ev {

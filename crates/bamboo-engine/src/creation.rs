@@ -5,8 +5,9 @@
 //!
 //! What keeps this safe: the pump reads no frame of the worker until the
 //! child is stored ([`Creation::wait`] sits between sending the run and
-//! pumping its frames), so no child event, approval, steering answer or
-//! nested spawn is seen for a child that may not exist; and the final status
+//! pumping its frames, and `sub_agent_started` waits for it too), so no
+//! child event, approval, steering answer or nested spawn is seen for a
+//! child that may not exist; and the final status
 //! is written only after the create (the run waits again before `finish`). If
 //! the create fails, the run is stopped unread, its completion says why, and
 //! `create_child` returns the store's error.
@@ -52,6 +53,11 @@ impl Creation {
         Self {
             state: State::Done(Ok(())),
         }
+    }
+
+    /// Whether the child is known to be stored (without waiting).
+    pub(crate) fn is_stored(&self) -> bool {
+        matches!(self.state, State::Done(Ok(())))
     }
 
     /// Waits until the child is stored. `Err` says why it could not be; the

@@ -333,11 +333,16 @@ async fn run_started(
 ) -> RunReport {
     let child_id = res.child.as_str();
     let slot = Arc::new(LendableSlot::new(slot));
-    out.fanout.publish(AgentEvent::SubAgentStarted {
+    // Announced once the child is stored: a subscriber that sees it can look
+    // the child up.
+    let mut started = Some(AgentEvent::SubAgentStarted {
         parent_session_id: parent_id.to_owned(),
         child_session_id: child_id.to_owned(),
         title: (!session.title.is_empty()).then(|| session.title.clone()),
     });
+    if creation.is_stored() {
+        out.fanout.publish_opt(started.take());
+    }
     let clock = Arc::new(ActivityClock::new());
     let _ = res.control.clock.set(clock.clone());
     let run = Started {
@@ -349,11 +354,14 @@ async fn run_started(
         clock: &clock,
         session: &session,
     };
-    let result = run.lease_and_drive(&mut creation).await;
+    let result = run.lease_and_drive(&mut creation, &mut started).await;
     slot.close();
     // The final status goes after the create, never instead of it.
     match creation.wait().await {
-        Ok(()) => finish(inner, child_id, result, Some(&clock)).await,
+        Ok(()) => {
+            out.fanout.publish_opt(started.take());
+            finish(inner, child_id, result, Some(&clock)).await
+        }
         Err(why) => report(child_id, CompletionStatus::Error, None, Some(why)),
     }
 }
@@ -371,8 +379,13 @@ struct Started<'a> {
 
 impl Started<'_> {
     /// Leases a worker, sends the run and pumps it once `creation` has
-    /// stored the child; parks or retires the worker.
-    async fn lease_and_drive(self, creation: &mut Creation) -> PumpResult {
+    /// stored the child (then publishes `started`, if not yet out); parks or
+    /// retires the worker.
+    async fn lease_and_drive(
+        self,
+        creation: &mut Creation,
+        started: &mut Option<AgentEvent>,
+    ) -> PumpResult {
         let (inner, control) = (self.inner, &self.res.control);
         let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
         let spec = spec_for(&inner.cfg, self.session, &worker_id);
@@ -400,6 +413,7 @@ impl Started<'_> {
         let opening = Opening {
             request: Some(run_request(self.session)),
             stored: Some(creation),
+            started: Some(started),
         };
         let result = steered(env, &mut lease.link, opening, Vec::new()).await;
         inner.runner.release(lease, result.clean);
