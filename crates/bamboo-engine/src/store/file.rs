@@ -282,8 +282,9 @@ impl SessionStore for FileStore {
             check_id(parent)?;
         }
         // One durable write: the session's. The index entry needs no sync (a
-        // crash loses at most the entry, which the next open restores), but it
-        // is made first so that a listing never misses a live child.
+        // crash loses at most the entry, which the next open restores); it is
+        // made while the session syncs, and before the create answers, so a
+        // listing never misses a child that exists for the caller.
         let (index, parent) = (self.index.clone(), session.parent_id.clone());
         let (id, path, dir) = (
             session.id.clone(),
@@ -291,10 +292,10 @@ impl SessionStore for FileStore {
             self.sessions.clone(),
         );
         let created = blocking(&path.clone(), move || {
-            if let Some(parent) = parent {
-                index.add_blocking(&parent, &id)?;
-            }
-            log::create(&path, &dir, &line)
+            log::create(&path, &dir, &line, || match &parent {
+                Some(parent) => index.add_blocking(parent, &id),
+                None => Ok(()),
+            })
         })
         .await?;
         if created == log::Created::AlreadyThere {
