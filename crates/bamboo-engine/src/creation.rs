@@ -14,44 +14,64 @@
 
 use std::sync::Arc;
 
-use bamboo_domain::Session;
+use bamboo_domain::{AgentEvent, Session};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::events::Fanout;
 use crate::store::{SessionStore, StoreError};
 
 /// The store's answer to a create, for the caller of `create_child`.
 pub(crate) type Stored = oneshot::Receiver<Result<(), StoreError>>;
 
-/// A create in flight beside its run.
+/// A create in flight beside its run, and the run's `sub_agent_started`,
+/// announced once the child is stored (a subscriber that sees it can look
+/// the child up).
 #[derive(Debug)]
 pub(crate) struct Creation {
     state: State,
+    announce: Option<AgentEvent>,
 }
 
 #[derive(Debug)]
 enum State {
-    Storing {
-        task: JoinHandle<Result<(), StoreError>>,
-        tell: oneshot::Sender<Result<(), StoreError>>,
-    },
+    /// The create's task: why it failed, if it did.
+    Storing(JoinHandle<Result<(), String>>),
     Done(Result<(), String>),
 }
 
 impl Creation {
-    /// Starts storing `session` at once, in its own task (so it finishes even
-    /// if nobody waits); the returned receiver gets the store's answer.
-    pub(crate) fn start(store: Arc<dyn SessionStore>, session: Session) -> (Self, Stored) {
-        let task = tokio::spawn(async move { store.create(&session).await });
+    /// Starts storing `session` at once, in its own task: it finishes even if
+    /// nobody waits, and the returned receiver gets the store's answer as
+    /// soon as there is one (whatever the run is doing).
+    pub(crate) fn start(
+        store: Arc<dyn SessionStore>,
+        session: Session,
+        announce: AgentEvent,
+    ) -> (Self, Stored) {
         let (tell, told) = oneshot::channel();
-        let state = State::Storing { task, tell };
-        (Self { state }, told)
+        let task = tokio::spawn(async move {
+            let outcome = store.create(&session).await;
+            let kept = outcome
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| format!("the child could not be stored: {e}"));
+            // The caller may have gone; the run goes on either way.
+            let _ = tell.send(outcome);
+            kept
+        });
+        let creation = Self {
+            state: State::Storing(task),
+            announce: Some(announce),
+        };
+        (creation, told)
     }
 
     /// A child stored before its run began (a queued run).
-    pub(crate) fn stored() -> Self {
+    pub(crate) fn stored(announce: AgentEvent) -> Self {
         Self {
             state: State::Done(Ok(())),
+            announce: Some(announce),
         }
     }
 
@@ -60,30 +80,24 @@ impl Creation {
         matches!(self.state, State::Done(Ok(())))
     }
 
-    /// Waits until the child is stored. `Err` says why it could not be; the
-    /// answer is kept, so waiting again is free.
-    pub(crate) async fn wait(&mut self) -> Result<(), String> {
-        if let State::Storing { task, .. } = &mut self.state {
-            let outcome = match task.await {
-                Ok(r) => r,
-                Err(join) => Err(StoreError::Io {
-                    path: "(session create)".into(),
-                    source: std::io::Error::other(join.to_string()),
-                }),
-            };
-            let kept = outcome
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| format!("the child could not be stored: {e}"));
-            let done = std::mem::replace(&mut self.state, State::Done(kept));
-            if let State::Storing { tell, .. } = done {
-                // The caller may have gone; the run goes on either way.
-                let _ = tell.send(outcome);
+    /// Waits until the child is stored, then announces it on `fanout` (once).
+    /// `Err` says why it could not be stored; the answer is kept, so waiting
+    /// again is free.
+    pub(crate) async fn wait(&mut self, fanout: &Fanout) -> Result<(), String> {
+        if let State::Storing(task) = &mut self.state {
+            let kept = task
+                .await
+                .unwrap_or_else(|join| Err(format!("the child's create failed: {join}")));
+            self.state = State::Done(kept);
+        }
+        let State::Done(kept) = &self.state else {
+            return Err("the child's create did not finish".into());
+        };
+        if kept.is_ok() {
+            if let Some(event) = self.announce.take() {
+                fanout.publish(event);
             }
         }
-        match &self.state {
-            State::Done(r) => r.clone(),
-            State::Storing { .. } => Err("the child's create did not finish".into()),
-        }
+        kept.clone()
     }
 }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
+use bamboo_domain::{CompletionStatus, TerminalStatus};
 use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest, Terminal};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -53,8 +53,6 @@ pub(crate) struct PumpEnv<'a> {
 pub(crate) struct Opening<'a> {
     pub request: Option<RunRequest>,
     pub stored: Option<&'a mut Creation>,
-    /// `sub_agent_started`, still to publish once the child is stored.
-    pub started: Option<&'a mut Option<AgentEvent>>,
 }
 
 /// How the run ended.
@@ -119,14 +117,11 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
         }
     }
     if let Some(creation) = opening.stored {
-        if let Err(why) = creation.wait().await {
+        if let Err(why) = creation.wait(&env.out.fanout).await {
             // Not one frame of a child that was never stored is read.
             let _ = tx.send(ParentFrame::Cancel).await;
             return failed(why);
         }
-    }
-    if let Some(started) = opening.started {
-        env.out.fanout.publish_opt(started.take());
     }
     let fanout = &env.out.fanout;
     let child_events = ChildEvents::new(fanout.clone(), env.parent_id, env.child_id);

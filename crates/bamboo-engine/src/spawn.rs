@@ -129,7 +129,8 @@ pub(crate) fn launch(
     ready: Ready,
     session: Session,
 ) -> Stored {
-    let (creation, stored) = Creation::start(inner.store.clone(), session.clone());
+    let announce = started_event(parent_id, &session);
+    let (creation, stored) = Creation::start(inner.store.clone(), session.clone(), announce);
     drop(spawn_run(
         inner,
         parent_id,
@@ -302,16 +303,17 @@ async fn run_queued(
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
     };
-    run_started(
-        inner,
-        parent_id,
-        res,
-        out,
-        slot,
-        session,
-        Creation::stored(),
-    )
-    .await
+    let creation = Creation::stored(started_event(parent_id, &session));
+    run_started(inner, parent_id, res, out, slot, session, creation).await
+}
+
+/// `sub_agent_started` of the child `session` of `parent_id`.
+fn started_event(parent_id: &str, session: &Session) -> AgentEvent {
+    AgentEvent::SubAgentStarted {
+        parent_session_id: parent_id.to_owned(),
+        child_session_id: session.id.clone(),
+        title: (!session.title.is_empty()).then(|| session.title.clone()),
+    }
 }
 
 fn cancel_reason(control: &RunControl) -> String {
@@ -333,15 +335,9 @@ async fn run_started(
 ) -> RunReport {
     let child_id = res.child.as_str();
     let slot = Arc::new(LendableSlot::new(slot));
-    // Announced once the child is stored: a subscriber that sees it can look
-    // the child up.
-    let mut started = Some(AgentEvent::SubAgentStarted {
-        parent_session_id: parent_id.to_owned(),
-        child_session_id: child_id.to_owned(),
-        title: (!session.title.is_empty()).then(|| session.title.clone()),
-    });
     if creation.is_stored() {
-        out.fanout.publish_opt(started.take());
+        // Announced before the lease: nothing to wait for.
+        let _ = creation.wait(&out.fanout).await;
     }
     let clock = Arc::new(ActivityClock::new());
     let _ = res.control.clock.set(clock.clone());
@@ -354,14 +350,11 @@ async fn run_started(
         clock: &clock,
         session: &session,
     };
-    let result = run.lease_and_drive(&mut creation, &mut started).await;
+    let result = run.lease_and_drive(&mut creation).await;
     slot.close();
     // The final status goes after the create, never instead of it.
-    match creation.wait().await {
-        Ok(()) => {
-            out.fanout.publish_opt(started.take());
-            finish(inner, child_id, result, Some(&clock)).await
-        }
+    match creation.wait(&out.fanout).await {
+        Ok(()) => finish(inner, child_id, result, Some(&clock)).await,
         Err(why) => report(child_id, CompletionStatus::Error, None, Some(why)),
     }
 }
@@ -379,13 +372,8 @@ struct Started<'a> {
 
 impl Started<'_> {
     /// Leases a worker, sends the run and pumps it once `creation` has
-    /// stored the child (then publishes `started`, if not yet out); parks or
-    /// retires the worker.
-    async fn lease_and_drive(
-        self,
-        creation: &mut Creation,
-        started: &mut Option<AgentEvent>,
-    ) -> PumpResult {
+    /// stored (and announced) the child; parks or retires the worker.
+    async fn lease_and_drive(self, creation: &mut Creation) -> PumpResult {
         let (inner, control) = (self.inner, &self.res.control);
         let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
         let spec = spec_for(&inner.cfg, self.session, &worker_id);
@@ -413,7 +401,6 @@ impl Started<'_> {
         let opening = Opening {
             request: Some(run_request(self.session)),
             stored: Some(creation),
-            started: Some(started),
         };
         let result = steered(env, &mut lease.link, opening, Vec::new()).await;
         inner.runner.release(lease, result.clean);

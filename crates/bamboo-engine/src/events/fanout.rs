@@ -70,13 +70,6 @@ impl Fanout {
         }
     }
 
-    /// Publishes `event` if there is one (an announcement not yet made).
-    pub fn publish_opt(&self, event: Option<AgentEvent>) {
-        if let Some(event) = event {
-            self.publish(event);
-        }
-    }
-
     /// Syncs every log soon (a run ended), off the caller's path.
     pub fn sync_in_background(&self) {
         for log in &self.logs {

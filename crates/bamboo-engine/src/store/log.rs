@@ -143,7 +143,8 @@ pub(super) fn create(
             .unwrap_or_else(|_| Err(std::io::Error::other("the directory sync panicked")));
         (data, name)
     });
-    if data.is_err() {
+    // A create that fails leaves no session behind, whichever part failed.
+    if data.is_err() || name.is_err() {
         let _ = std::fs::remove_file(path);
     }
     data?;
