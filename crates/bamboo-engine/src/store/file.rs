@@ -1,9 +1,9 @@
 //! The default store: one file per session under `<data>/sessions`, a short
 //! log of whole JSON documents whose last complete line is the session (see
-//! `log`), created atomically (temp file, fsync, rename, fsync dir) and updated
-//! by a synced append; plus a per-parent index under `<data>/children` that
-//! can be rebuilt from the sessions themselves (and is, when missing or in the
-//! old list-file layout).
+//! `log`), created on a spare file made ahead of need (see `spares`) or
+//! else as a new file whose data and name are synced, and updated by a
+//! synced append; plus a per-parent child index, kept in memory and built
+//! from the sessions when the store opens (see `index`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,9 +15,10 @@ use bamboo_domain::Session;
 use tokio::sync::Mutex;
 
 use super::cache::SessionCache;
-use super::index::{self, ChildIndex};
+use super::index::{self, ChildIndex, Children};
 use super::log::{self, LogError};
 use super::private;
+use super::spares::{self, Filled, Spares};
 use super::{check_id, Mutator, SessionStore, StoreError};
 
 /// File-backed [`SessionStore`].
@@ -31,6 +32,16 @@ pub struct FileStore {
     cache: SessionCache,
     index: ChildIndex,
     locks: LockMap,
+    /// Session files made ahead of need, so a create syncs only its data.
+    spares: Arc<Spares>,
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        // A refill in flight must not outlive the store by more than a step:
+        // the next store on this directory settles whatever it left.
+        self.spares.close();
+    }
 }
 
 /// Per-key async locks; entries are dropped on delete.
@@ -51,37 +62,40 @@ impl LockMap {
 
 impl FileStore {
     /// Opens (creating if needed) a store under `data_dir`, migrating
-    /// sessions of the earlier one-document layout and reconciling the child
-    /// index with the session files. Opening reads every session once.
+    /// sessions of the earlier one-document layout and building the child
+    /// index from the session files. Opening reads every session once.
     ///
     /// Fails with [`StoreError::InUse`] while another store has `data_dir`
     /// open, in this process or another.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let sessions = data_dir.as_ref().join("sessions");
-        let index_dir = data_dir.as_ref().join("children");
         let data = data_dir.as_ref().to_path_buf();
         blocking(&data.clone(), move || private::claim_data_dir(&data)).await?;
-        for dir in [&sessions, &index_dir] {
-            let owned = dir.clone();
-            blocking(dir, move || private::create_private_dir_all(&owned)).await?;
-        }
+        let owned = sessions.clone();
+        blocking(&sessions, move || private::create_private_dir_all(&owned)).await?;
+        let lock = lock_dir(data_dir.as_ref())?;
+        let data = data_dir.as_ref().to_path_buf();
+        blocking(&data.join("children"), move || index::remove_legacy(&data)).await?;
+        let dir = sessions.clone();
+        let spares = blocking(&sessions, move || Spares::recover(&dir)).await?;
         let store = Self {
-            _lock: lock_dir(data_dir.as_ref())?,
+            _lock: lock,
             sessions,
             cache: SessionCache::default(),
-            index: ChildIndex::new(index_dir),
+            index: ChildIndex::default(),
             locks: LockMap::default(),
+            spares: Arc::new(spares),
         };
         store.migrate_documents().await?;
         store.rebuild_index().await?;
         Ok(store)
     }
 
-    /// Makes the child index match the session files (the sessions are the
-    /// source of truth; the index is a cache). A session that cannot be read
-    /// is left out, with a warning.
+    /// Builds the child index anew from the session files (the sessions are
+    /// the source of truth). A session that cannot be read is left out, with
+    /// a warning.
     pub async fn rebuild_index(&self) -> Result<(), StoreError> {
-        let mut expected = index::Expected::new();
+        let mut expected = Children::new();
         for id in self.list_ids().await? {
             match self.read(&id, Fill::Unlocked).await {
                 Ok(Some(stored)) => {
@@ -95,7 +109,8 @@ impl FileStore {
                 }
             }
         }
-        self.index.reconcile(expected).await
+        self.index.set(expected);
+        Ok(())
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -178,6 +193,61 @@ impl FileStore {
     /// The durable temp file of a one-line log, not yet visible.
     async fn stage(&self, id: &str, line: Vec<u8>) -> Result<Staged, StoreError> {
         Staged::write(&self.sessions, &file_name(id), line).await
+    }
+
+    /// Creates `session` on the free `spare` (see `spares`): one data sync.
+    /// `false` when the
+    /// session's name exists already or the file system has no hard links:
+    /// nothing was written, and [`FileStore::create_new`] decides.
+    async fn create_on_spare(
+        &self,
+        session: &Session,
+        spare: PathBuf,
+        line: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let path = self.path(&session.id);
+        let (p, s) = (path.clone(), spare.clone());
+        match blocking(&path, move || spares::fill(&s, &p, &line)).await? {
+            Filled::Written => {}
+            Filled::NameTaken => {
+                self.spares.put_back(spare);
+                return Ok(false);
+            }
+            Filled::NoLink(e) => {
+                tracing::debug!(dir = %self.sessions.display(), error = %e,
+                    "no hard links here: sessions are created without spares");
+                self.spares.close();
+                return Ok(false);
+            }
+        }
+        self.spares.retire(&session.id, spare);
+        Ok(true)
+    }
+
+    /// Creates `session`'s file the usual way: the data and the new name are
+    /// synced side by side.
+    async fn create_new(&self, session: &Session, line: Vec<u8>) -> Result<(), StoreError> {
+        let (path, dir) = (self.path(&session.id), self.sessions.clone());
+        let created = blocking(&path.clone(), move || log::create(&path, &dir, &line)).await?;
+        if created == log::Created::AlreadyThere {
+            return Err(StoreError::AlreadyExists(session.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Runs a refill of the spares to its end (tests).
+    #[cfg(test)]
+    pub(super) async fn refill_spares(&self) {
+        let spares = Arc::clone(&self.spares);
+        tokio::task::spawn_blocking(move || spares.refill())
+            .await
+            .unwrap();
+    }
+
+    /// How many spares are free (tests).
+    #[cfg(test)]
+    pub(super) fn free_spares(&self) -> usize {
+        self.spares.free()
     }
 
     /// Turns each `<id>.json` of the earlier one-document layout into a
@@ -263,7 +333,7 @@ enum Fill {
 const SUFFIX: &str = ".jsonl";
 const LEGACY_SUFFIX: &str = ".json";
 
-fn file_name(id: &str) -> String {
+pub(super) fn file_name(id: &str) -> String {
     format!("{id}{SUFFIX}")
 }
 
@@ -281,25 +351,15 @@ impl SessionStore for FileStore {
         if let Some(parent) = &session.parent_id {
             check_id(parent)?;
         }
-        // One durable write: the session's. The index entry needs no sync (a
-        // crash loses at most the entry, which the next open restores); it is
-        // made while the session syncs, and before the create answers, so a
-        // listing never misses a child that exists for the caller.
-        let (index, parent) = (self.index.clone(), session.parent_id.clone());
-        let (id, path, dir) = (
-            session.id.clone(),
-            self.path(&session.id),
-            self.sessions.clone(),
-        );
-        let created = blocking(&path.clone(), move || {
-            log::create(&path, &dir, &line, || match &parent {
-                Some(parent) => index.add_blocking(parent, &id),
-                None => Ok(()),
-            })
-        })
-        .await?;
-        if created == log::Created::AlreadyThere {
-            return Err(StoreError::AlreadyExists(session.id.clone()));
+        let on_spare = match self.spares.take() {
+            Some(spare) => self.create_on_spare(session, spare, line.clone()).await?,
+            None => false,
+        };
+        if !on_spare {
+            self.create_new(session, line).await?;
+        }
+        if let Some(parent) = &session.parent_id {
+            self.index.add(parent, &session.id);
         }
         self.remember(session, line_len, line_len);
         Ok(())
@@ -311,21 +371,22 @@ impl SessionStore for FileStore {
         let _held = lock.lock().await;
         if let Some(parent) = &session.parent_id {
             check_id(parent)?;
-            let (index, parent, id) = (self.index.clone(), parent.clone(), session.id.clone());
-            blocking(&self.path(&id), move || index.add_blocking(&parent, &id)).await?;
         }
         match self.read(&session.id, Fill::Locked).await {
-            Ok(Some(stored)) => self.write(session, stored.intact_len).await,
+            Ok(Some(stored)) => self.write(session, stored.intact_len).await?,
             // Nothing (or nothing usable) stored: a fresh one-line log.
             Ok(None) | Err(StoreError::Corrupt { .. }) => {
                 let line = self.line(session)?;
                 let line_len = line.len() as u64;
                 self.stage(&session.id, line).await?.commit().await?;
                 self.remember(session, line_len, line_len);
-                Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        if let Some(parent) = &session.parent_id {
+            self.index.add(parent, &session.id);
+        }
+        Ok(())
     }
 
     async fn load(&self, id: &str) -> Result<Option<Session>, StoreError> {
@@ -352,8 +413,8 @@ impl SessionStore for FileStore {
     async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError> {
         check_id(parent_id)?;
         let mut out = Vec::new();
-        for id in self.index.read(parent_id).await? {
-            // Dangling entries (crash between index and session write) are skipped.
+        for id in self.index.read(parent_id) {
+            // An entry whose session is gone, or changed parent, is skipped.
             match self.read(&id, Fill::Unlocked).await?.map(|n| n.doc) {
                 Some(s) if s.parent_id.as_deref() == Some(parent_id) => out.push(s),
                 _ => {}
@@ -380,9 +441,17 @@ impl SessionStore for FileStore {
         tokio::fs::remove_file(&path)
             .await
             .map_err(|e| io_err(&path, e))?;
+        // Its spare's name too, or the next open would bring it back.
+        if let Some(spare) = self.spares.forget(id) {
+            match tokio::fs::remove_file(&spare).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&spare, e)),
+            }
+        }
         sync_dir(self.sessions.clone()).await?;
         if let Some(parent) = &session.parent_id {
-            self.index.remove(parent, id).await?;
+            self.index.remove(parent, id);
         }
         drop(held);
         self.locks.forget(id);

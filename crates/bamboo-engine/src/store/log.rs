@@ -96,16 +96,8 @@ pub(super) fn should_compact(intact_len: u64, line_len: u64) -> bool {
 /// create that a crash cut short, but never one with a document), and syncs
 /// it and its directory `dir` (so the new name survives too). Until both
 /// syncs the file may be found empty or cut short, which [`newest`] reports
-/// as [`LogError::Empty`]: a session that was never created. `beside` runs
-/// on the thread of the directory sync, while the file syncs (the child
-/// index entry: each file operation waits on the disk here, so they are
-/// better side by side).
-pub(super) fn create(
-    path: &Path,
-    dir: &Path,
-    line: &[u8],
-    beside: impl FnOnce() -> std::io::Result<()> + Send,
-) -> std::io::Result<Created> {
+/// as [`LogError::Empty`]: a session that was never created.
+pub(super) fn create(path: &Path, dir: &Path, line: &[u8]) -> std::io::Result<Created> {
     let mut options = private_file_options();
     options.write(true).create_new(true);
     let mut f = match open_private(&options, path) {
@@ -133,17 +125,14 @@ pub(super) fn create(
     // succeed before the create counts; a crash between them leaves a file
     // that is empty or cut short (never created, see above) or none.
     let (data, name) = std::thread::scope(|s| {
-        let name = s.spawn(|| {
-            beside()?;
-            std::fs::File::open(dir)?.sync_all()
-        });
+        let name = s.spawn(|| std::fs::File::open(dir)?.sync_all());
         let data = f.sync_data();
         let name = name
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the directory sync panicked")));
         (data, name)
     });
-    // A create that fails leaves no session behind, whichever part failed.
+    // A create that fails leaves no session behind, whichever sync failed.
     if data.is_err() || name.is_err() {
         let _ = std::fs::remove_file(path);
     }

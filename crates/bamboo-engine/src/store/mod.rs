@@ -10,6 +10,7 @@ mod file;
 mod index;
 mod log;
 pub(crate) mod private;
+mod spares;
 
 pub use file::FileStore;
 
@@ -93,3 +94,5 @@ pub(crate) fn check_id(id: &str) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_spares;

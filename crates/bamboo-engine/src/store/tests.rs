@@ -120,15 +120,25 @@ async fn writes_are_atomic_and_leave_no_temp_files() {
     );
 }
 
+/// Earlier versions kept the child index on the disk (`children/`, one
+/// marker file per child, or a `<parent>.json` list before that). It is
+/// removed at open, and the listing comes from the sessions alone.
 #[tokio::test]
-async fn index_is_rebuilt_from_sessions_when_lost() {
-    let (dir, parent, kids) = stored_family(1).await;
-    let kid = &kids[0];
-    std::fs::remove_dir_all(dir.path().join("children")).unwrap();
+async fn an_on_disk_index_of_an_earlier_version_is_removed_and_ignored() {
+    let (dir, parent, kids) = stored_family(3).await;
+    let index = dir.path().join("children");
+    let markers = index.join(&parent.id);
+    std::fs::create_dir_all(&markers).unwrap();
+    // An entry lost, one for a session never written, a list file.
+    std::fs::write(markers.join(&kids[0].id), b"").unwrap();
+    std::fs::write(markers.join("ghost"), b"").unwrap();
+    std::fs::write(index.join(format!("{}.json", parent.id)), b"[]").unwrap();
     let s = FileStore::open(dir.path()).await.unwrap();
-    let kids = s.list_children(&parent.id).await.unwrap();
-    assert_eq!(kids.len(), 1);
-    assert_eq!(kids[0].id, kid.id);
+    assert!(!index.exists(), "the old index is removed");
+    assert_eq!(
+        child_ids(&s, &parent.id).await,
+        kids.iter().map(|k| k.id.clone()).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -162,17 +172,6 @@ async fn concurrent_creates_under_one_parent_are_all_listed_oldest_first() {
     expected.sort();
     let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
     assert_eq!(listed, expected);
-}
-
-#[tokio::test]
-async fn an_index_in_the_old_list_file_layout_is_rebuilt() {
-    let (dir, parent, kids) = stored_family(1).await;
-    let index = dir.path().join("children");
-    std::fs::remove_dir_all(&index).unwrap();
-    std::fs::create_dir_all(&index).unwrap();
-    std::fs::write(index.join(format!("{}.json", parent.id)), b"[]").unwrap();
-    let s = FileStore::open(dir.path()).await.unwrap();
-    assert_eq!(child_ids(&s, &parent.id).await, vec![kids[0].id.clone()]);
 }
 
 fn push(text: &str) -> Mutator<'static> {
@@ -259,23 +258,6 @@ async fn a_create_cut_short_by_a_crash_leaves_no_session() {
     assert_eq!(s.load(&root.id).await.unwrap(), None);
     s.create(&root).await.unwrap();
     assert_eq!(s.load(&root.id).await.unwrap(), Some(root));
-}
-
-#[tokio::test]
-async fn opening_restores_lost_index_entries_and_drops_dangling_ones() {
-    let (dir, parent, kids) = stored_family(3).await;
-    // What a crash can leave: an entry lost, one for a session never written.
-    let index = dir.path().join("children").join(&parent.id);
-    std::fs::remove_file(index.join(&kids[1].id)).unwrap();
-    std::fs::write(index.join("ghost"), b"").unwrap();
-    let s = FileStore::open(dir.path()).await.unwrap();
-    let listed = child_ids(&s, &parent.id).await;
-    assert_eq!(
-        listed,
-        kids.iter().map(|k| k.id.clone()).collect::<Vec<_>>()
-    );
-    assert!(index.join(&kids[1].id).exists());
-    assert!(!index.join("ghost").exists());
 }
 
 #[tokio::test]
@@ -379,8 +361,6 @@ async fn everything_the_store_creates_is_owner_only_under_umask_022() {
         s.update(&root.id, push(&big)).await.unwrap();
     }
     drop(s);
-    // Reopening rebuilds the index (its directories and markers) from scratch.
-    std::fs::remove_dir_all(data.join("children")).unwrap();
     let s = FileStore::open(&data).await.unwrap();
     assert_eq!(child_ids(&s, &root.id).await, vec![kid.id.clone()]);
 
@@ -406,13 +386,11 @@ async fn wider_modes_left_by_an_earlier_version_are_narrowed() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
     };
     wide(&sessions, 0o755);
-    wide(&dir.path().join("children"), 0o755);
     wide(&file, 0o644);
     wide(dir.path(), 0o755);
     let s = FileStore::open(dir.path()).await.unwrap();
     assert_eq!(mode(dir.path()), 0o700, "an engine's data directory");
     assert_eq!(mode(&sessions), 0o700);
-    assert_eq!(mode(&dir.path().join("children")), 0o700);
     s.update(&parent.id, push("again")).await.unwrap();
     assert_eq!(mode(&file), 0o600);
 }
