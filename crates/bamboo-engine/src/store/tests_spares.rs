@@ -210,3 +210,27 @@ async fn creates_beyond_the_free_spares_still_succeed() {
         assert_eq!(links(&session_file(dir.path(), &k.id)), 1);
     }
 }
+
+#[tokio::test]
+async fn a_spare_linked_to_a_session_name_is_never_used_again() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(FileStore::open(dir.path()).await.unwrap());
+    // A crash between a create's link and its write: both names, no data.
+    let spare = dir.path().join("sessions/.spare-linked");
+    std::fs::write(&spare, b"").unwrap();
+    let ghost = session_file(dir.path(), "ghost");
+    std::fs::hard_link(&spare, &ghost).unwrap();
+
+    let s = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(
+        s.free_spares(),
+        0,
+        "a spare shared with a session is not free"
+    );
+    assert!(!spare.exists());
+    assert_eq!(s.load("ghost").await.unwrap(), None, "a create never done");
+    let root = Session::new_root("p");
+    s.create(&root).await.unwrap();
+    assert_eq!(s.load("ghost").await.unwrap(), None);
+    assert_eq!(std::fs::metadata(&ghost).unwrap().len(), 0);
+}
