@@ -196,9 +196,9 @@ impl FileStore {
     }
 
     /// Creates `session` on the free `spare` (see `spares`): one data sync.
-    /// `false` when the
-    /// session's name exists already or the file system has no hard links:
-    /// nothing was written, and [`FileStore::create_new`] decides.
+    /// `false` when the session's name exists already or the file system has
+    /// no hard links: nothing was written, and [`FileStore::create_new`]
+    /// decides.
     async fn create_on_spare(
         &self,
         session: &Session,

@@ -158,7 +158,10 @@ impl Spares {
 
     /// Returns a spare [`fill`] left unused.
     pub(super) fn put_back(&self, spare: PathBuf) {
-        self.state().free.push(spare);
+        let mut state = self.state();
+        if !state.closed {
+            state.free.push(spare);
+        }
     }
 
     /// Records that session `id`'s name is linked to `spare`, whose own name
