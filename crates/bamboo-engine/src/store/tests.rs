@@ -174,7 +174,7 @@ async fn concurrent_creates_under_one_parent_are_all_listed_oldest_first() {
     assert_eq!(listed, expected);
 }
 
-fn push(text: &str) -> Mutator<'static> {
+pub(super) fn push(text: &str) -> Mutator<'static> {
     let text = text.to_owned();
     Box::new(move |s: &mut Session| {
         s.messages.push(Message::user(text));

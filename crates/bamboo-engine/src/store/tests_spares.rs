@@ -6,8 +6,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::spares::TARGET;
+use super::tests::push;
 use super::*;
-use bamboo_domain::{ChildInfo, Message};
+use bamboo_domain::ChildInfo;
 
 /// A store whose spares are all free, so that no refill starts in the
 /// background while a test looks at the files.
@@ -16,6 +17,21 @@ async fn store_with_spares(dir: &Path) -> FileStore {
     s.refill_spares().await;
     assert_eq!(s.free_spares(), TARGET);
     s
+}
+
+/// A root and `kids` children created on spares, in a fresh directory.
+async fn family_on_spares(kids: usize) -> (tempfile::TempDir, FileStore, Session, Vec<Session>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_spares(dir.path()).await;
+    let root = Session::new_root("p");
+    s.create(&root).await.unwrap();
+    let mut made = Vec::new();
+    for i in 0..kids {
+        let kid = Session::new_child(&root, ChildInfo::new("r", format!("a{i}")));
+        s.create(&kid).await.unwrap();
+        made.push(kid);
+    }
+    (dir, s, root, made)
 }
 
 fn session_file(dir: &Path, id: &str) -> PathBuf {
@@ -38,20 +54,9 @@ fn spares(dir: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-fn push(text: &str) -> Mutator<'static> {
-    let text = text.to_owned();
-    Box::new(move |s: &mut Session| {
-        s.messages.push(Message::user(text));
-        true
-    })
-}
-
 #[tokio::test]
 async fn a_create_takes_a_spare_and_a_refill_retires_its_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store_with_spares(dir.path()).await;
-    let root = Session::new_root("p");
-    s.create(&root).await.unwrap();
+    let (dir, s, root, _) = family_on_spares(0).await;
     assert_eq!(s.free_spares(), TARGET - 1);
     let file = session_file(dir.path(), &root.id);
     assert_eq!(links(&file), 2, "the session shares the spare's file");
@@ -65,17 +70,13 @@ async fn a_create_takes_a_spare_and_a_refill_retires_its_name() {
 
 #[tokio::test]
 async fn a_session_created_on_a_spare_survives_a_restart_with_one_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store_with_spares(dir.path()).await;
-    let root = Session::new_root("p");
-    let kid = Session::new_child(&root, ChildInfo::new("r", "a"));
-    s.create(&root).await.unwrap();
-    s.create(&kid).await.unwrap();
+    let (dir, s, root, kids) = family_on_spares(1).await;
+    let kid = &kids[0];
     drop(s);
 
     let s = FileStore::open(dir.path()).await.unwrap();
     assert_eq!(s.load(&kid.id).await.unwrap(), Some(kid.clone()));
-    assert_eq!(s.list_children(&root.id).await.unwrap(), vec![kid.clone()]);
+    assert_eq!(s.list_children(&root.id).await.unwrap(), kids);
     assert_eq!(links(&session_file(dir.path(), &kid.id)), 1);
     assert_eq!(
         s.free_spares(),
@@ -87,10 +88,7 @@ async fn a_session_created_on_a_spare_survives_a_restart_with_one_name() {
 
 #[tokio::test]
 async fn a_session_name_lost_in_a_crash_is_restored_from_its_spare() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store_with_spares(dir.path()).await;
-    let root = Session::new_root("p");
-    s.create(&root).await.unwrap();
+    let (dir, s, root, _) = family_on_spares(0).await;
     s.update(&root.id, push("after the create")).await.unwrap();
     drop(s);
     // A crash before the directory sync can lose the session's new name;
@@ -107,12 +105,8 @@ async fn a_session_name_lost_in_a_crash_is_restored_from_its_spare() {
 
 #[tokio::test]
 async fn a_deleted_session_does_not_come_back_from_its_spare() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store_with_spares(dir.path()).await;
-    let root = Session::new_root("p");
-    let kid = Session::new_child(&root, ChildInfo::new("r", "a"));
-    s.create(&root).await.unwrap();
-    s.create(&kid).await.unwrap();
+    let (dir, s, root, kids) = family_on_spares(1).await;
+    let kid = &kids[0];
     assert!(s.delete(&kid.id).await.unwrap());
     drop(s);
 
@@ -124,10 +118,7 @@ async fn a_deleted_session_does_not_come_back_from_its_spare() {
 
 #[tokio::test]
 async fn a_compacted_session_is_not_rolled_back_to_its_spare() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store_with_spares(dir.path()).await;
-    let root = Session::new_root("p");
-    s.create(&root).await.unwrap();
+    let (dir, s, root, _) = family_on_spares(0).await;
     // Enough growth to rewrite the log through a temp file and a rename:
     // the spare's name keeps the first version.
     let big = "x".repeat(40 * 1024);
