@@ -1,7 +1,7 @@
 //! A child created with `auto_run` while a slot is free is stored while its
-//! run already starts (E2's fast path): the durable create (a data sync and a
-//! directory sync) overlaps leasing the worker and sending it the run, so a
-//! warm run pays for its disk once, at its end, instead of twice.
+//! run already starts (E2's fast path): the durable create (the store's sync)
+//! overlaps leasing the worker and sending it the run, so a warm run waits on
+//! the disk once, at its end, where it would otherwise wait twice.
 //!
 //! What keeps this safe: the pump reads no frame of the worker until the
 //! child is stored ([`Creation::wait`] sits between sending the run and
@@ -84,20 +84,21 @@ impl Creation {
     /// `Err` says why it could not be stored; the answer is kept, so waiting
     /// again is free.
     pub(crate) async fn wait(&mut self, fanout: &Fanout) -> Result<(), String> {
-        if let State::Storing(task) = &mut self.state {
-            let kept = task
-                .await
-                .unwrap_or_else(|join| Err(format!("the child's create failed: {join}")));
-            self.state = State::Done(kept);
-        }
-        let State::Done(kept) = &self.state else {
-            return Err("the child's create did not finish".into());
+        let kept = match &mut self.state {
+            State::Storing(task) => {
+                let kept = task
+                    .await
+                    .unwrap_or_else(|join| Err(format!("the child's create failed: {join}")));
+                self.state = State::Done(kept.clone());
+                kept
+            }
+            State::Done(kept) => kept.clone(),
         };
         if kept.is_ok() {
             if let Some(event) = self.announce.take() {
                 fanout.publish(event);
             }
         }
-        kept.clone()
+        kept
     }
 }

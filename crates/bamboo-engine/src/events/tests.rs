@@ -118,15 +118,19 @@ async fn runs_ending_within_the_sync_window_share_one_sync() {
     }
     let log = l.log("p").unwrap();
     let syncs = || log.syncs.load(std::sync::atomic::Ordering::Acquire);
+    // Waits (on the paused clock) until more than `n` syncs were done.
+    let more_than = |n: u64| async move {
+        for _ in 0..10_000 {
+            if syncs() > n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
     tokio::time::sleep(log::SYNC_WINDOW / 2).await;
     assert_eq!(syncs(), 0, "no sync before the window is over");
     tokio::time::sleep(log::SYNC_WINDOW).await;
-    for _ in 0..10_000 {
-        if syncs() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    more_than(0).await;
     tokio::time::sleep(log::SYNC_WINDOW * 3).await;
     assert_eq!(syncs(), 1, "three runs, one sync");
     // A run ending after the window gets a sync of its own.
@@ -134,12 +138,7 @@ async fn runs_ending_within_the_sync_window_share_one_sync() {
     out.publish(tok(30));
     out.finish_run();
     out.sync_in_background();
-    for _ in 0..10_000 {
-        if syncs() > 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    more_than(1).await;
     assert_eq!(syncs(), 2);
 }
 

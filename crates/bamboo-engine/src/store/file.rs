@@ -68,16 +68,17 @@ impl FileStore {
     /// Fails with [`StoreError::InUse`] while another store has `data_dir`
     /// open, in this process or another.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let sessions = data_dir.as_ref().join("sessions");
         let data = data_dir.as_ref().to_path_buf();
-        blocking(&data.clone(), move || private::claim_data_dir(&data)).await?;
-        let owned = sessions.clone();
-        blocking(&sessions, move || private::create_private_dir_all(&owned)).await?;
-        let lock = lock_dir(data_dir.as_ref())?;
-        let data = data_dir.as_ref().to_path_buf();
-        blocking(&data.join("children"), move || index::remove_legacy(&data)).await?;
-        let dir = sessions.clone();
-        let spares = blocking(&sessions, move || Spares::recover(&dir)).await?;
+        let sessions = data.join("sessions");
+        let d = data.clone();
+        blocking(&data, move || private::claim_data_dir(&d)).await?;
+        let s = sessions.clone();
+        blocking(&sessions, move || private::create_private_dir_all(&s)).await?;
+        let lock = lock_dir(&data)?;
+        let d = data.clone();
+        blocking(&data.join("children"), move || index::remove_legacy(&d)).await?;
+        let s = sessions.clone();
+        let spares = blocking(&sessions, move || Spares::recover(&s)).await?;
         let store = Self {
             _lock: lock,
             sessions,

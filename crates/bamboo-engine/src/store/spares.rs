@@ -101,7 +101,7 @@ pub(super) fn fill(spare: &Path, path: &Path, line: &[u8]) -> io::Result<Filled>
 }
 
 /// Removes a session's name and its spare's, as a failed create must.
-pub(super) fn unlink_both(path: &Path, spare: &Path) {
+fn unlink_both(path: &Path, spare: &Path) {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(spare);
 }
