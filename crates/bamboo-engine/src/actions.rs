@@ -4,6 +4,7 @@
 use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 
 use crate::assignment::render;
+use crate::store::SessionStore;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::inbox::{InboxKind, InboxMessage};

@@ -387,10 +387,11 @@ impl EngineBuilder {
             Some(s) => s,
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),
         };
+        let store = Arc::new(crate::store::Deferred::new(store));
         let resumable =
             crate::recovery::pool_runs(store.as_ref(), &journal, pool_runs.is_some()).await;
         let keep = resumable.iter().map(|(r, _)| r.child_id.clone()).collect();
-        crate::recovery::mark_orphans(store.as_ref(), &keep).await?;
+        crate::recovery::mark_orphans(&store, &keep).await?;
         crate::recovery::recover_inboxes(&cfg.data_dir.join("inbox"));
         let inner = Runtime::new(cfg, store, launcher, |weak| Arc::new(FacadeSpawner(weak)));
         if let Some(pool) = pool_runs {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::approval::{ApprovalRequest, DecidedBy, Decision};
+use crate::store::SessionStore;
 
 /// Session metadata key: the session runs in "bypass permissions" mode
 /// (children inherit it at creation). Its descendants' requests may then be

@@ -1,23 +1,26 @@
 //! Start-up recovery: a child persisted as `running` has no live run in a
 //! freshly started engine (the previous one died), so it is marked `error`
 //! with a reason saying so. Steering messages it had queued are kept, and
-//! inbox messages claimed but not acknowledged are put back.
+//! inbox messages claimed but not acknowledged are put back. A mark the disk
+//! refuses (it is full) waits in the store's deferred endings: readers see
+//! it at once, marked as not stored, and it is written when space allows.
 
 use bamboo_domain::{ChildStatus, Message, Session};
 
 use std::collections::HashSet;
 
 use crate::pool_journal::{PoolJournal, PoolRunRecord};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{Deferred, Ending, SessionStore, StoreError};
 
 /// The reason recorded on an orphaned child.
 pub const ORPHAN_REASON: &str =
     "the engine stopped while this child was running, so the run was lost; run it again";
 
 /// Marks every orphaned running child as error, except those in `keep`
-/// (pool runs this engine reattaches to). Returns how many.
-pub async fn mark_orphans(
-    store: &dyn SessionStore,
+/// (pool runs this engine reattaches to). Returns how many; those whose
+/// write was refused are among them, deferred.
+pub(crate) async fn mark_orphans(
+    store: &Deferred,
     keep: &HashSet<String>,
 ) -> Result<usize, StoreError> {
     let mut marked = 0;
@@ -33,7 +36,7 @@ pub async fn mark_orphans(
         if session.status() != Some(ChildStatus::Running) || keep.contains(&id) {
             continue;
         }
-        store
+        let marked_now = store
             .update(
                 &id,
                 Box::new(|s: &mut Session| {
@@ -49,8 +52,17 @@ pub async fn mark_orphans(
                     true
                 }),
             )
-            .await?;
-        tracing::warn!(child = %id, "marked orphaned running child as error");
+            .await;
+        match marked_now {
+            Ok(_) => tracing::warn!(child = %id, "marked orphaned running child as error"),
+            // Opening must work on a full disk: readers need no free space.
+            Err(e) => {
+                tracing::warn!(child = %id, error = %e,
+                    "an orphaned running child is shown as error, but that cannot be stored yet");
+                let ending = Ending::refused(ChildStatus::Error, ORPHAN_REASON.into(), &e);
+                store.defer(&id, ending);
+            }
+        }
         marked += 1;
     }
     Ok(marked)

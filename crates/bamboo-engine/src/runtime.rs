@@ -22,14 +22,15 @@ use crate::runner::ActorRunner;
 use crate::runs::RunRegistry;
 use crate::slots::RunSlots;
 use crate::steering::SteeringRegistry;
-use crate::store::SessionStore;
+use crate::store::{Deferred, SessionStore};
 use crate::worker::WorkerLauncher;
 
 /// Shared state of one engine's run path.
 #[derive(Debug)]
 pub(crate) struct Runtime {
     pub cfg: EngineConfig,
-    pub store: Arc<dyn SessionStore>,
+    /// The store, with the endings a full disk refused kept until written.
+    pub store: Arc<Deferred>,
     pub events: EventLogs,
     pub runner: ActorRunner,
     pub slots: RunSlots,
@@ -47,7 +48,7 @@ impl Runtime {
     /// gets a weak handle to it (it must not keep the runtime alive).
     pub fn new(
         cfg: EngineConfig,
-        store: Arc<dyn SessionStore>,
+        store: Arc<Deferred>,
         launcher: Arc<dyn WorkerLauncher>,
         nested: impl FnOnce(Weak<Runtime>) -> Arc<dyn NestedSpawner>,
     ) -> Arc<Self> {
@@ -65,6 +66,7 @@ impl Runtime {
             cfg,
         });
         spawn_housekeeping(&rt);
+        spawn_deferred_writes(&rt);
         rt
     }
 
@@ -135,6 +137,12 @@ impl Runtime {
         self.runner.shutdown().await;
         self.approvals.close();
         self.events.close().await;
+        if self.store.waiting() > 0 && self.store.retry().await == 0 {
+            tracing::warn!(
+                waiting = self.store.waiting(),
+                "children's endings could not be stored (the disk is full?); the next engine on this data directory marks them as error"
+            );
+        }
     }
 }
 
@@ -162,6 +170,30 @@ fn spawn_housekeeping(rt: &Arc<Runtime>) {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
+            }
+        }
+    });
+}
+
+/// How often endings a full disk refused are tried again.
+const DEFERRED_RETRY: Duration = Duration::from_secs(1);
+
+/// Writes the endings a full disk refused once it has room again (see
+/// `store::deferred`). Holds the runtime only weakly; stops at shutdown.
+fn spawn_deferred_writes(rt: &Arc<Runtime>) {
+    let (weak, stop) = (Arc::downgrade(rt), rt.shutdown.clone());
+    rt.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(DEFERRED_RETRY) => {}
+            }
+            let Some(rt) = weak.upgrade() else { return };
+            if rt.store.waiting() > 0 {
+                let n = rt.store.retry().await;
+                if n > 0 {
+                    tracing::info!(written = n, "stored children's endings the full disk had refused");
+                }
             }
         }
     });
@@ -244,7 +276,8 @@ mod tests {
         let mut cfg = EngineConfig::new(dir.path().to_path_buf());
         cfg.enforce_permissions = false;
         let store = Arc::new(crate::store::FileStore::open(dir.path()).await.unwrap());
-        let rt = Runtime::new(cfg, store.clone(), Arc::new(Loopback), |_| Arc::new(Canned));
+        let deferred = Arc::new(crate::store::Deferred::new(store.clone()));
+        let rt = Runtime::new(cfg, deferred, Arc::new(Loopback), |_| Arc::new(Canned));
         let root = Session::new_root("p");
         let mut child = Session::new_child(&root, ChildInfo::new("r", "__spawn:sub"));
         child.messages.push(Message::user("__spawn:sub"));

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::creation::{Creation, Stored};
 use crate::error::EngineError;
 use crate::events::Fanout;
+use crate::store::SessionStore;
 use crate::pool_journal::PoolRunRecord;
 use crate::pool_launcher::NatsPoolLauncher;
 use crate::provision::{run_request, spec_for};
@@ -618,12 +619,40 @@ async fn finish(
         .await;
     match persisted {
         // Acknowledged only once the transcript holding them is durable.
-        Ok(_) => ack_all(inbox.as_ref(), &claimed),
-        Err(e) => {
-            tracing::error!(child = child_id, error = %e, "could not persist the run's final status")
+        Ok(_) => {
+            ack_all(inbox.as_ref(), &claimed);
+            report(child_id, r.status, r.result, r.error)
         }
+        Err(e) => unstored(inner, child_id, r.status, r.result, r.error, &e),
     }
-    report(child_id, r.status, r.result, r.error)
+}
+
+/// The report of a run whose final status the store refused (a full disk):
+/// never `completed`, since nothing says so on disk. It ends as an error
+/// that says what was lost and why; a completed run's result is still
+/// handed to the caller, marked unsaved. The ending waits in the store's
+/// deferred endings, so readers agree with this report meanwhile.
+fn unstored(
+    inner: &Inner,
+    child_id: &str,
+    status: CompletionStatus,
+    result: Option<String>,
+    error: Option<String>,
+    e: &crate::store::StoreError,
+) -> RunReport {
+    tracing::error!(child = child_id, error = %e, "could not store the run's final status");
+    let why = match (status, &result, &error) {
+        (CompletionStatus::Completed, Some(result), _) => {
+            format!("the run completed, but its result could not be stored ({e}); unsaved result: {result}")
+        }
+        (_, _, Some(error)) => {
+            format!("the run ended {status} ({error}), but that could not be stored ({e})")
+        }
+        _ => format!("the run ended {status}, but that could not be stored ({e})"),
+    };
+    let ending = crate::store::Ending::refused(ChildStatus::Error, why.clone(), e);
+    inner.store.defer(child_id, ending);
+    report(child_id, CompletionStatus::Error, result, Some(why))
 }
 
 fn ack_all(inbox: Option<&crate::inbox::Inbox>, ids: &std::sync::Mutex<Vec<String>>) {

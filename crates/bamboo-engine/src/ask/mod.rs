@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::engine::Engine;
+use crate::store::SessionStore;
 use crate::error::EngineError;
 use crate::inbox::{InboxKind, InboxMessage};
 

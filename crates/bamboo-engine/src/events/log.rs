@@ -95,6 +95,9 @@ struct State {
     deleted: bool,
     /// Written since the last sync.
     dirty: bool,
+    /// A failed write left part of a line that could not be cut away: the
+    /// next write starts on a fresh line.
+    torn: bool,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -132,6 +135,7 @@ impl SessionLog {
                 closed: false,
                 deleted: false,
                 dirty: false,
+                torn: false,
                 last_time: (i64::MIN, chrono::DateTime::default()),
             }),
             syncing: tokio::sync::Mutex::new(()),
@@ -239,6 +243,9 @@ impl SessionLog {
         if st.buf.is_empty() {
             return;
         }
+        if std::mem::take(&mut st.torn) {
+            st.buf.insert(0, b'\n');
+        }
         let result = match &st.file {
             Some(f) => (&**f).write_all(&st.buf),
             None => open_for_append(&self.path).and_then(|f| {
@@ -255,6 +262,11 @@ impl SessionLog {
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, "cannot write the event log; later events of this session are kept in memory only");
+                // A full disk can take part of the batch: cut it back to the
+                // last whole line (no free space needed), so the gap marker
+                // written later starts on a line of its own.
+                let cut = st.file.as_ref().map(|f| f.set_len(st.file_len));
+                st.torn = matches!(cut, Some(Err(_)));
                 // Everything buffered is lost to the file; the ring still has
                 // the newest events, and readers are told about the rest.
                 let first_unwritten = st.ring.front().map_or(st.next_seq, |e| e.seq);
@@ -440,7 +452,9 @@ fn open_for_append(path: &Path) -> std::io::Result<File> {
 }
 
 /// Where an existing file's numbering stands: `(next_seq, gap_from,
-/// file_len)`. Cuts a torn last line away.
+/// file_len)`. Cuts a torn last line away, and numbers on from the last line
+/// that parses (damaged lines stay, for readers to report as lost). Logging
+/// resumes after a gap: if the cap still holds, the next event says so.
 fn recover(path: &Path) -> std::io::Result<(u64, Option<u64>, u64)> {
     let file = match File::options().read(true).write(true).open(path) {
         Ok(f) => f,
@@ -452,13 +466,11 @@ fn recover(path: &Path) -> std::io::Result<(u64, Option<u64>, u64)> {
     if end < len {
         file.set_len(end)?;
     }
-    let Some(last) = super::read::last_line(&file, end)? else {
-        return Ok((1, None, 0));
-    };
-    let next_seq = line::last_seq(&last) + 1;
-    let gap = match last {
-        line::Line::Event(_) => None,
-        line::Line::GapFrom(_) | line::Line::GapTo(_) => Some(next_seq),
-    };
-    Ok((next_seq, gap, end))
+    let (last, damaged) = super::read::last_line(&file, end)?;
+    if damaged > 0 {
+        tracing::warn!(path = %path.display(), lines = damaged,
+            "the event log ends in damaged lines (a write cut short); readers are told what they lost");
+    }
+    let next_seq = last.map_or(1, |l| line::last_seq(&l) + 1);
+    Ok((next_seq, None, end))
 }

@@ -28,22 +28,23 @@ pub(crate) fn end_of_last_line(file: &File, len: u64) -> std::io::Result<u64> {
     Ok(0)
 }
 
-/// The last complete line before `end` (which follows a newline), parsed.
-/// `None` for an empty file; an unreadable line is an error, so a damaged
-/// log is never numbered from 1 again.
-pub(crate) fn last_line(file: &File, end: u64) -> std::io::Result<Option<Line>> {
-    if end == 0 {
-        return Ok(None);
+/// The last log line before `end` (which follows a newline), parsed, and how
+/// many damaged lines after it were passed over (a write that a full disk
+/// cut short, glued to what an older version wrote next). `None` when no
+/// line of the file parses.
+pub(crate) fn last_line(file: &File, mut end: u64) -> std::io::Result<(Option<Line>, usize)> {
+    let mut damaged = 0;
+    while end > 0 {
+        let start = end_of_last_line(file, end - 1)?;
+        let mut buf = vec![0; (end - 1 - start) as usize];
+        file.read_exact_at(&mut buf, start)?;
+        if let Some(line) = line::parse(&buf) {
+            return Ok((Some(line), damaged));
+        }
+        damaged += 1;
+        end = start;
     }
-    let start = end_of_last_line(file, end - 1)?;
-    let mut buf = vec![0; (end - 1 - start) as usize];
-    file.read_exact_at(&mut buf, start)?;
-    line::parse(&buf).map(Some).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the last line of the event log is not a log line",
-        )
-    })
+    Ok((None, damaged))
 }
 
 /// Why a batch stopped.
@@ -51,8 +52,9 @@ pub(crate) fn last_line(file: &File, end: u64) -> std::io::Result<Option<Line>> 
 pub(crate) enum BatchEnd {
     /// It reached `limit`: the rest is in memory.
     Limit,
-    /// Events from this one on are not in the file.
-    Gap(u64),
+    /// Events `first..=last` are not in the file (a gap, or a damaged
+    /// line); `next_offset` is where the events after them start.
+    Hole { first: u64, last: u64 },
     /// The file ended first.
     Eof,
     /// The batch is full; read on from `next_offset`.
@@ -68,7 +70,9 @@ pub(crate) struct Batch {
 }
 
 /// Reads events `next..limit` from `offset`, skipping older ones, at most
-/// `max` events.
+/// `max` events. Gap markers and damaged lines are passed over; the events
+/// they stand for show as a jump in the numbering, which ends the batch
+/// with [`BatchEnd::Hole`], so no loss is ever silent.
 pub(crate) fn read_batch(
     path: &Path,
     offset: u64,
@@ -88,6 +92,7 @@ pub(crate) fn read_batch(
     };
     let mut text = Vec::new();
     let mut ids = super::fast::Ids::default();
+    let mut expect = next;
     loop {
         text.clear();
         let n = reader.read_until(b'\n', &mut text)?;
@@ -102,6 +107,13 @@ pub(crate) fn read_batch(
             continue;
         }
         match line::parse_sharing(body, &mut ids) {
+            Some(Line::Event(e)) if e.seq > expect && expect < limit => {
+                batch.end = BatchEnd::Hole {
+                    first: expect,
+                    last: e.seq.min(limit) - 1,
+                };
+                return Ok(batch);
+            }
             Some(Line::Event(e)) if e.seq >= limit => {
                 batch.end = BatchEnd::Limit;
                 return Ok(batch);
@@ -109,6 +121,7 @@ pub(crate) fn read_batch(
             Some(Line::Event(e)) => {
                 batch.next_offset += n as u64;
                 if e.seq >= next {
+                    expect = e.seq + 1;
                     batch.events.push(e);
                     if batch.events.len() >= max {
                         batch.end = BatchEnd::Full;
@@ -116,11 +129,14 @@ pub(crate) fn read_batch(
                     }
                 }
             }
-            Some(Line::GapFrom(g)) => {
-                batch.end = BatchEnd::Gap(g);
-                return Ok(batch);
+            Some(Line::GapFrom(_) | Line::GapTo(_)) => batch.next_offset += n as u64,
+            None => {
+                if !body.is_empty() {
+                    tracing::warn!(path = %path.display(), offset = batch.next_offset,
+                        "skipping a damaged line of an event log");
+                }
+                batch.next_offset += n as u64;
             }
-            Some(Line::GapTo(_)) | None => batch.next_offset += n as u64,
         }
     }
 }

@@ -81,22 +81,10 @@ impl EventStream {
     fn gap(&mut self, log: &SessionLog, first: u64, last: u64) -> LoggedEvent {
         self.next = last + 1;
         self.cursor = None;
-        LoggedEvent {
-            seq: last,
-            time: chrono::Utc::now(),
-            event: Arc::new(AgentEvent::EventsTruncated {
-                session_id: log.id().to_owned(),
-                first_seq: first,
-                last_seq: last,
-                reason: "these events are not in the session's event log: it reached its size cap \
-                         (raise EngineBuilder::event_log_cap) or could not be written (see the \
-                         engine's log)"
-                    .into(),
-            }),
-        }
+        gap_event(log, first, last)
     }
 
-    fn take_batch(&mut self, batch: Batch, limit: u64) {
+    fn take_batch(&mut self, log: &SessionLog, batch: Batch, limit: u64) {
         if let Some(last) = batch.events.last() {
             self.next = last.seq + 1;
         }
@@ -104,12 +92,31 @@ impl EventStream {
         self.queue.extend(batch.events);
         match batch.end {
             BatchEnd::Limit | BatchEnd::Full => {}
-            BatchEnd::Gap(g) => {
-                self.next = self.next.max(g);
-                self.file_exhausted = true;
+            BatchEnd::Hole { first, last } => {
+                self.queue.push_back(gap_event(log, first, last));
+                self.next = last + 1;
+                // The file goes on right where the batch stopped.
+                self.cursor = Some((batch.next_offset, self.next));
             }
             BatchEnd::Eof => self.file_exhausted = self.next < limit,
         }
+    }
+}
+
+/// The event that stands for `first..=last`, which no reader can have.
+fn gap_event(log: &SessionLog, first: u64, last: u64) -> LoggedEvent {
+    LoggedEvent {
+        seq: last,
+        time: chrono::Utc::now(),
+        event: Arc::new(AgentEvent::EventsTruncated {
+            session_id: log.id().to_owned(),
+            first_seq: first,
+            last_seq: last,
+            reason: "these events are not in the session's event log: it reached its size cap \
+                     (raise EngineBuilder::event_log_cap) or could not be written, e.g. on a \
+                     full disk (see the engine's log)"
+                .into(),
+        }),
     }
 }
 
@@ -133,7 +140,7 @@ impl Stream for EventStream {
                 };
                 this.reading = None;
                 match done {
-                    Ok(Ok(batch)) => this.take_batch(batch, limit),
+                    Ok(Ok(batch)) => this.take_batch(&log, batch, limit),
                     Ok(Err(e)) => {
                         tracing::warn!(path = %log.path().display(), error = %e, "cannot read the event log back");
                         this.file_exhausted = true;

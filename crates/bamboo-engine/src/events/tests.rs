@@ -244,6 +244,128 @@ async fn a_reopened_log_continues_its_numbering_and_cuts_a_torn_line() {
     assert_tokens(&take(&mut all, 60).await, 1);
 }
 
+/// What a reader of the whole log gets: `(seq, Some(token index))` for an
+/// event, `(last_seq, None)` for each gap, with the gap's range checked.
+async fn read_all(l: &EventLogs, n: usize) -> (Vec<u64>, Vec<(u64, u64)>) {
+    let mut all = l.subscribe("p", Since::Start, false);
+    let (mut seqs, mut gaps) = (Vec::new(), Vec::new());
+    while seqs.len() < n {
+        let e = take(&mut all, 1).await.remove(0);
+        match *e.event {
+            AgentEvent::EventsTruncated {
+                first_seq,
+                last_seq,
+                ..
+            } => {
+                gaps.push((first_seq, last_seq));
+                seqs.extend(first_seq..=last_seq);
+            }
+            _ => {
+                assert_eq!(*e.event, tok(e.seq - 1));
+                seqs.push(e.seq);
+            }
+        }
+    }
+    (seqs, gaps)
+}
+
+#[tokio::test]
+async fn a_write_cut_short_and_glued_to_a_gap_marker_is_read_around_never_silently() {
+    // What an older version left on a full disk: a cut-off event followed by
+    // a gap marker on the same line, as the file's last line.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let l = logs(dir.path(), 16, u64::MAX);
+        publish(&l, "p", 0..50);
+        l.close().await;
+    }
+    let path = dir.path().join("events/p.ndjson");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        b"{\"seq\":51,\"t\":1,\"event\":{\"type\":\"token\",\"content\":\"t5{\"gap_to\":70}\n",
+    )
+    .unwrap();
+    drop(f);
+    // A new engine: every whole line is read, the loss is explicit, and new
+    // events are logged and read after it.
+    let l = logs(dir.path(), 16, u64::MAX);
+    publish(&l, "p", 50..60);
+    let (seqs, gaps) = read_all(&l, 60).await;
+    assert_eq!(gaps, Vec::<(u64, u64)>::new(), "numbering goes on from 51");
+    assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+    // And a fresh reader of the file alone (no ring) sees the same.
+    l.close().await;
+    drop(l);
+    let again = logs(dir.path(), 16, u64::MAX);
+    let (seqs, _) = read_all(&again, 60).await;
+    assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_damaged_line_in_the_middle_is_reported_as_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let l = logs(dir.path(), 16, u64::MAX);
+        publish(&l, "p", 0..40);
+        l.close().await;
+    }
+    let path = dir.path().join("events/p.ndjson");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Event 21's line is damaged in place (its bytes zeroed, newline kept).
+    let damaged: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("{\"seq\":21,") {
+                "\0".repeat(line.len())
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&path, damaged.join("\n") + "\n").unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    let (seqs, gaps) = read_all(&l, 40).await;
+    assert_eq!(gaps, vec![(21, 21)], "the lost event is named");
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn after_a_gap_a_reopened_log_logs_again_and_readers_see_both() {
+    // A log whose writes failed: events 31..=45 never reached the file, the
+    // gap marker did. The next engine logs again after it.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let l = logs(dir.path(), 16, u64::MAX);
+        publish(&l, "p", 0..30);
+        l.close().await;
+    }
+    let path = dir.path().join("events/p.ndjson");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"gap_to\":45}\n").unwrap();
+    drop(f);
+    let l = logs(dir.path(), 16, u64::MAX);
+    publish(&l, "p", 45..50);
+    let (seqs, gaps) = read_all(&l, 50).await;
+    assert_eq!(gaps, vec![(31, 45)]);
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+    l.close().await;
+    drop(l);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.ends_with("\n") && text.lines().all(|l| line::parse(l.as_bytes()).is_some()));
+    // The new events are in the file, not only in the old engine's memory.
+    let again = logs(dir.path(), 16, u64::MAX);
+    let (seqs, gaps) = read_all(&again, 50).await;
+    assert_eq!(gaps, vec![(31, 45)]);
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn a_log_in_another_layout_reads_through_serde_and_continues() {
     // Lines as another writer might lay them out (key order, spaces,

@@ -461,10 +461,7 @@ impl SessionStore for FileStore {
 }
 
 pub(super) fn io_err(path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    StoreError::from_io(path, source)
 }
 
 /// A session file written to a unique temp name and synced, not yet renamed

@@ -160,9 +160,15 @@ pub(super) fn append(path: &Path, intact_len: u64, line: &[u8]) -> std::io::Resu
         f.set_len(intact_len)?;
     }
     f.seek(SeekFrom::Start(intact_len))?;
-    f.write_all(line)?;
     // fdatasync also persists the new length, so the appended line survives.
-    f.sync_data()
+    let written = f.write_all(line).and_then(|()| f.sync_data());
+    if written.is_err() {
+        // A refused append (a full disk) leaves no part of its line: the
+        // session stays the previous version, on disk as in memory. Cutting
+        // needs no free space.
+        let _ = f.set_len(intact_len);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 //! session, so two concurrent updates never lose one another.
 
 mod cache;
+mod deferred;
 mod file;
 mod index;
 mod log;
 pub(crate) mod private;
 mod spares;
 
+pub(crate) use deferred::{Deferred, Ending};
 pub use file::FileStore;
 
 use async_trait::async_trait;
@@ -43,7 +45,26 @@ pub enum StoreError {
         /// What the parser said.
         reason: String,
     },
-    /// The file system refused.
+    /// The disk (or the user's quota) holding the data directory is full.
+    /// Nothing of the refused write counts: the session is as it was before.
+    #[error("the disk holding {path} is full ({source}): free space in the data directory, then try again")]
+    OutOfSpace {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file system refused the engine's user, or is mounted read-only.
+    #[error("no permission to write {path} ({source}): the data directory must be writable by the user running the engine")]
+    PermissionDenied {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure of the file system.
     #[error("session store I/O failed on {path}: {source}; check the data directory's permissions and free space")]
     Io {
         /// The file or directory.
@@ -52,6 +73,26 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// The failure of an operation on `path` that the OS refused with `source`,
+    /// sorted by what the operator has to do about it.
+    pub fn from_io(path: &std::path::Path, source: std::io::Error) -> Self {
+        let path = path.display().to_string();
+        use std::io::ErrorKind as K;
+        match source.kind() {
+            K::StorageFull | K::QuotaExceeded => Self::OutOfSpace { path, source },
+            K::PermissionDenied | K::ReadOnlyFilesystem => Self::PermissionDenied { path, source },
+            _ => Self::Io { path, source },
+        }
+    }
+
+    /// Whether the store refused because its disk is full: the same call can
+    /// succeed once space is freed.
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, Self::OutOfSpace { .. })
+    }
 }
 
 /// A mutation applied under the store's per-session lock. Returns `true` to
