@@ -19,6 +19,9 @@ pub enum Phase {
     Awaiting,
     /// Its run ended with this status.
     Done(CompletionStatus),
+    /// Never created: the engine refused the create (a full disk), and the
+    /// front door stopped creating.
+    NotCreated,
 }
 
 /// One child the front door created.
@@ -94,6 +97,29 @@ impl Children {
         self.open += 1;
     }
 
+    /// Records a child that was never created (`error` says why); it has no
+    /// session, and is not waited for.
+    pub fn add_uncreated(&mut self, name: String, error: String) {
+        self.list.push(Child {
+            id: String::new(),
+            name,
+            phase: Phase::NotCreated,
+            started: None,
+            ended: None,
+            tokens: 0,
+            error: Some(error),
+            result: None,
+        });
+    }
+
+    /// How many children were never created.
+    pub fn uncreated(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|c| c.phase == Phase::NotCreated)
+            .count()
+    }
+
     /// All children, in creation order.
     pub fn all(&self) -> &[Child] {
         &self.list
@@ -118,7 +144,7 @@ impl Children {
     pub fn open_ids(&self) -> Vec<String> {
         self.list
             .iter()
-            .filter(|c| !matches!(c.phase, Phase::Done(_)))
+            .filter(|c| !matches!(c.phase, Phase::Done(_) | Phase::NotCreated))
             .map(|c| c.id.clone())
             .collect()
     }
@@ -208,7 +234,7 @@ impl Children {
                 Phase::Running => 1,
                 Phase::Awaiting => 2,
                 Phase::Done(CompletionStatus::Completed) => 3,
-                Phase::Done(_) => 4,
+                Phase::Done(_) | Phase::NotCreated => 4,
             };
             c[i] += 1;
         }

@@ -3,12 +3,13 @@
 //! to the prompt, and handles interrupts and a closed stdout.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bamboo_domain::{AgentEvent, CompletionStatus};
-use bamboo_engine::{CreateChild, Engine, Since};
+use bamboo_engine::{CreateChild, Engine, EngineError, Since};
 use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -40,7 +41,10 @@ enum Stop {
 struct Front<'a> {
     engine: &'a Engine,
     options: &'a RunOptions,
+    data_dir: &'a Path,
     root: String,
+    /// Why the engine refused a create, when it did: creating stopped there.
+    refused: Option<EngineError>,
     children: Children,
     out: Out,
     human: Human,
@@ -54,6 +58,7 @@ struct Front<'a> {
 pub async fn drive(
     engine: &Engine,
     options: &RunOptions,
+    data_dir: &Path,
     policy: Arc<FrontPolicy>,
     notes_tx: mpsc::UnboundedSender<String>,
     mut notes: mpsc::UnboundedReceiver<String>,
@@ -64,14 +69,30 @@ pub async fn drive(
         Some(id) => (resumed_root(engine, id).await?, Since::Now),
         None => {
             let model = options.executor.provider().map(|p| p.model.clone());
-            let root = engine.create_root("bamboo-worker run", model).await?;
-            (root.id, Since::Start)
+            let plan = super::resume::plan(&options.assignments, &options.names);
+            let root = engine
+                .create_root_with_metadata("bamboo-worker run", model, plan)
+                .await;
+            match root {
+                Ok(root) => (root.id, Since::Start),
+                // Nothing was created; the summary still says so, and how
+                // to go on.
+                Err(e @ EngineError::Store(_)) => {
+                    let mut front = Front::new(engine, options, data_dir, String::new());
+                    front.note(&format!("cannot create the root session: {e}"));
+                    front.refused = Some(e);
+                    let planned = planned(options);
+                    front.create_children(&planned, &mut interrupts).await;
+                    return Ok(front.finish());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     let mut events = feed::events(engine, &root, since);
     let mut asks: Option<BoxStream<'static, PendingAsk>> =
         (options.approvals.fallback == Fallback::Ask).then(|| feed::approvals(engine, &root));
-    let mut front = Front::new(engine, options, root.clone());
+    let mut front = Front::new(engine, options, data_dir, root.clone());
     let prompts = asks.is_some().then(|| {
         let e = engine.clone();
         let answer: prompt::Answer = Arc::new(move |id: &str, ok: bool| {
@@ -81,8 +102,21 @@ pub async fn drive(
     });
     if options.resume.is_some() {
         front.rerun_children(&policy).await?;
+        let uncreated = super::resume::never_created(engine, &root).await?;
+        if !uncreated.is_empty() {
+            front.note(&format!(
+                "creating the {} children an earlier run never created",
+                uncreated.len()
+            ));
+            for (assignment, _) in &uncreated {
+                policy.name_assignment(assignment);
+            }
+            front.create_children(&uncreated, &mut interrupts).await;
+        }
     }
-    front.create_children(&mut interrupts).await?;
+    front
+        .create_children(&planned(options), &mut interrupts)
+        .await;
     let mut tick = tokio::time::interval(TICK);
     let mut deadline: Option<tokio::time::Instant> = None;
     while front.children.open() > 0 {
@@ -138,6 +172,16 @@ pub async fn drive(
     Ok(front.finish())
 }
 
+/// `(assignment, name)` of each child the command line asks for.
+fn planned(options: &RunOptions) -> Vec<(String, String)> {
+    options
+        .assignments
+        .iter()
+        .cloned()
+        .zip(options.names.iter().cloned())
+        .collect()
+}
+
 /// The root session `--resume` names, checked to be a root.
 async fn resumed_root(engine: &Engine, id: &str) -> anyhow::Result<String> {
     match engine.session(id).await? {
@@ -162,7 +206,7 @@ async fn next_ask(asks: &mut Option<BoxStream<'static, PendingAsk>>) -> Option<P
 }
 
 impl<'a> Front<'a> {
-    fn new(engine: &'a Engine, options: &'a RunOptions, root: String) -> Self {
+    fn new(engine: &'a Engine, options: &'a RunOptions, data_dir: &'a Path, root: String) -> Self {
         let stdout_tty = std::io::stdout().is_terminal();
         let human_mode = options.output == OutputMode::Human;
         let status = (human_mode && std::io::stderr().is_terminal())
@@ -170,7 +214,9 @@ impl<'a> Front<'a> {
         Self {
             engine,
             options,
+            data_dir,
             root,
+            refused: None,
             children: Children::default(),
             out: Out::default(),
             human: Human::new(
@@ -213,21 +259,25 @@ impl<'a> Front<'a> {
         Ok(())
     }
 
-    /// Creates one child per assignment; an interrupt stops creating.
-    async fn create_children(&mut self, interrupts: &mut Interrupts) -> anyhow::Result<()> {
+    /// Creates one child per `(assignment, name)`; an interrupt stops
+    /// creating, and so does the first create the engine refuses (a full
+    /// disk): the rest are listed as never created, and the children
+    /// already created run on to their end.
+    async fn create_children(&mut self, planned: &[(String, String)], interrupts: &mut Interrupts) {
         let workspace = self
             .options
             .workspace
             .as_ref()
             .map(|w| w.to_string_lossy().into_owned());
-        let total = self.options.assignments.len();
-        for (i, (assignment, name)) in self
-            .options
-            .assignments
-            .iter()
-            .zip(&self.options.names)
-            .enumerate()
-        {
+        let total = planned.len();
+        for (i, (assignment, name)) in planned.iter().enumerate() {
+            if self.refused.is_some() {
+                self.children.add_uncreated(
+                    name.clone(),
+                    "not created: an earlier create was refused".into(),
+                );
+                continue;
+            }
             let mut input = CreateChild::new(&self.root, assignment);
             input.title = Some(name.clone());
             input.role = "cli".into();
@@ -240,14 +290,23 @@ impl<'a> Front<'a> {
                 sig = interrupts.next() => {
                     self.note(&format!("{sig}: stopped after creating {i} of {total} children"));
                     self.stop_early(Stop::Interrupted);
-                    return Ok(());
+                    return;
                 }
-                c = self.engine.create_child(input) => c
-                    .with_context(|| format!("cannot create child {} ({name})", i + 1))?,
+                c = self.engine.create_child(input) => c,
             };
-            self.children.add(child.id, name.clone());
+            match child {
+                Ok(child) => self.children.add(child.id, name.clone()),
+                Err(e) => {
+                    self.note(&format!(
+                        "cannot create child {} ({name}): {e}; no further children are created, those running go on",
+                        i + 1
+                    ));
+                    self.children
+                        .add_uncreated(name.clone(), format!("not created: {e}"));
+                    self.refused = Some(e);
+                }
+            }
         }
-        Ok(())
     }
 
     /// The first interrupt starts the graceful stop; a second one returns
@@ -453,9 +512,47 @@ impl<'a> Front<'a> {
             };
             let _ = printed.and_then(|_| self.out.flush());
         }
+        if let Some(e) = self.refused.take() {
+            let line = self.refused_line(&e);
+            self.note(&line);
+        }
         Outcome {
             exit_code,
             hard: false,
+        }
+    }
+
+    /// What to do about children a refused create kept from being created:
+    /// where the data is, how much room it has, and the command that runs
+    /// them once there is room.
+    fn refused_line(&self, e: &EngineError) -> String {
+        let dir = self.data_dir.display();
+        let free = super::units::free_space(self.data_dir)
+            .map_or_else(|| "unknown space".to_owned(), super::units::human_bytes);
+        let n = self.children.uncreated();
+        let what = format!(
+            "{n} of {} children were never created",
+            self.children.all().len()
+        );
+        let room = match e {
+            EngineError::Store(s) if s.is_out_of_space() => format!("is full ({free} free)"),
+            _ => format!("has {free} free"),
+        };
+        match &self.options.data_dir {
+            Some(_) if self.root.is_empty() => format!(
+                "{what}. The data directory {dir} {room}: free space there, then run the same \
+                 command again"
+            ),
+            Some(_) => format!(
+                "{what}. The data directory {dir} {room}: free space there, then \
+                 `bamboo-worker run --data-dir {dir} --resume {}` creates them and reruns the \
+                 children that did not complete",
+                self.root
+            ),
+            None => format!(
+                "{what}. The temporary data directory {dir} {room} and is removed at exit: run \
+                 again with --data-dir on a disk with room (or set TMPDIR)"
+            ),
         }
     }
 }

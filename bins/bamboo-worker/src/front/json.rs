@@ -94,6 +94,7 @@ fn child_line(c: &Child) -> ChildLine<'_> {
         Phase::Queued => "queued".into(),
         Phase::Running => "running".into(),
         Phase::Awaiting => "awaiting_approval".into(),
+        Phase::NotCreated => "not_created".into(),
     };
     ChildLine {
         child_id: &c.id,

@@ -198,8 +198,8 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         options.approvals.fallback,
         notes_tx.clone(),
     ));
-    let engine = setup::build_engine(&options, data_dir, policy.clone()).await?;
-    let outcome = drive::drive(&engine, &options, policy, notes_tx, notes_rx).await;
+    let engine = setup::build_engine(&options, data_dir.clone(), policy.clone()).await?;
+    let outcome = drive::drive(&engine, &options, &data_dir, policy, notes_tx, notes_rx).await;
     if !matches!(outcome, Ok(Outcome { hard: true, .. })) {
         // Bounded: a stuck worker must not keep the front door alive.
         let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;

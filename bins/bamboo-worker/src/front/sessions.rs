@@ -96,7 +96,9 @@ impl Opened {
         let mut sessions = HashMap::new();
         let ids = store.list_ids().await.context("cannot list the sessions")?;
         for id in ids {
-            match store.load(&id).await {
+            // Through the engine: a child's ending that a full disk refused
+            // shows as the engine reported it, marked as not stored yet.
+            match engine.session(&id).await {
                 Ok(Some(s)) => {
                     sessions.insert(id, s);
                 }

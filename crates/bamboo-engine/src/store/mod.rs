@@ -47,7 +47,7 @@ pub enum StoreError {
     },
     /// The disk (or the user's quota) holding the data directory is full.
     /// Nothing of the refused write counts: the session is as it was before.
-    #[error("the disk holding {path} is full ({source}): free space in the data directory, then try again")]
+    #[error("no space left for {path} (the disk is full, or the quota used up): free space in the data directory, then try again")]
     OutOfSpace {
         /// The file or directory.
         path: String,
@@ -56,7 +56,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The file system refused the engine's user, or is mounted read-only.
-    #[error("no permission to write {path} ({source}): the data directory must be writable by the user running the engine")]
+    #[error("no permission to write {path}: the data directory must be writable by the user running the engine")]
     PermissionDenied {
         /// The file or directory.
         path: String,
