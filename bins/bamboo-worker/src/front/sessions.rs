@@ -6,7 +6,9 @@
 //! it, so the listing can read every session id), which takes the directory's
 //! lock: while a `run` has it open, this fails with "in use" instead of
 //! reading half-written state. Opening also marks children orphaned by a dead
-//! engine as `error`, so the listing shows what a resume would find.
+//! engine as `error`, so the listing shows what a resume would find; on a
+//! full disk that mark is shown, flagged as not stored yet, and written by a
+//! later opening with room (reading needs no free space).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,4 +1,4 @@
-//! Endings the disk refused. When a child's final status (or the start-up
+//! Endings the disk refused (S4). When a child's final status (or the start-up
 //! repair of an orphaned child) cannot be written, typically because the
 //! disk is full, the ending is kept here: every read through this store
 //! shows it, marked as not yet stored, and it is written with the next

@@ -413,3 +413,25 @@ async fn an_empty_data_directory_is_narrowed_and_a_shared_one_is_left_alone() {
     assert_eq!(mode(shared.path()), 0o755);
     assert_eq!(mode(&shared.path().join("sessions")), 0o700);
 }
+
+#[test]
+fn s5_os_errors_are_sorted_by_what_the_operator_must_do() {
+    let path = std::path::Path::new("/data/sessions/a.jsonl");
+    let of = |errno| StoreError::from_io(path, std::io::Error::from_raw_os_error(errno));
+    // ENOSPC, EDQUOT
+    for errno in [28, 122] {
+        let e = of(errno);
+        assert!(e.is_out_of_space(), "{errno}: {e:?}");
+        assert!(e.to_string().contains("free space in the data directory"));
+    }
+    // EACCES, EPERM, EROFS
+    for errno in [13, 1, 30] {
+        assert!(
+            matches!(of(errno), StoreError::PermissionDenied { .. }),
+            "{errno}"
+        );
+    }
+    // EIO
+    assert!(matches!(of(5), StoreError::Io { .. }));
+    assert!(!of(5).is_out_of_space());
+}
