@@ -172,6 +172,11 @@ impl Toolbox {
     /// Runs one call. Unknown or hidden tools and bad arguments fail with a
     /// message the model can act on.
     pub async fn call(&self, name: &str, args: &Value, ctx: &RunContext) -> ToolOutcome {
+        if self.read_only && ToolName::parse(name) == Some(ToolName::WriteFile) {
+            return ToolOutcome::Failed(
+                "denied: this child is a read-only reviewer and may not write files; report what should change instead".into(),
+            );
+        }
         let Some(tool) = ToolName::parse(name).filter(|t| self.enabled.contains(t)) else {
             let offered: Vec<&str> = self.enabled.iter().map(|t| t.as_str()).collect();
             return ToolOutcome::Failed(format!(
