@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bamboo_domain::{AgentEvent, CompletionStatus};
-use bamboo_engine::{CreateChild, Engine, Since};
+use bamboo_engine::{CreateChild, Engine, NewRoot, Since};
 use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -64,7 +64,14 @@ pub async fn drive(
         Some(id) => (resumed_root(engine, id).await?, Since::Now),
         None => {
             let model = options.executor.provider().map(|p| p.model.clone());
-            let root = engine.create_root("bamboo-worker run", model).await?;
+            let mut new_root = NewRoot::new("bamboo-worker run");
+            new_root.model = model;
+            new_root.workspace = options
+                .workspace
+                .as_ref()
+                .map(|w| w.to_string_lossy().into_owned());
+            new_root.project_key = options.project.clone();
+            let root = engine.create_root_with(new_root).await?;
             (root.id, Since::Start)
         }
     };
@@ -235,6 +242,8 @@ impl<'a> Front<'a> {
             input.auto_run = true;
             input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
             input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
+            input.max_rounds = self.options.max_rounds;
+            input.read_only = self.options.read_only;
             let child = tokio::select! {
                 biased;
                 sig = interrupts.next() => {
