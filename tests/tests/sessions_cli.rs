@@ -399,15 +399,30 @@ fn s5_sessions_list_project_shows_only_that_projects_roots_and_children() {
     assert_eq!(listing(dir.path()).as_array().unwrap().len(), 3);
 
     let project = |key: &str| {
-        let out = worker(&["sessions", "list", "--data-dir", d, "--project", key, "--json"]);
+        let out = worker(&[
+            "sessions",
+            "list",
+            "--data-dir",
+            d,
+            "--project",
+            key,
+            "--json",
+        ]);
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     // Another name of the same directory finds the same project.
-    let via_dots = format!("{pw}/../{}", p.path().file_name().unwrap().to_str().unwrap());
+    let via_dots = format!(
+        "{pw}/../{}",
+        p.path().file_name().unwrap().to_str().unwrap()
+    );
     for key in [pw, via_dots.as_str()] {
         let only_p = project(key);
-        assert_eq!(children(&only_p), [("in-p".to_owned(), "completed".to_owned())], "{only_p:#}");
+        assert_eq!(
+            children(&only_p),
+            [("in-p".to_owned(), "completed".to_owned())],
+            "{only_p:#}"
+        );
     }
     assert_eq!(children(&project(qw))[0].0, "in-q");
     assert_eq!(children(&project("named"))[0].0, "in-named");

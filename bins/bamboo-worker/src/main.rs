@@ -372,7 +372,9 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         }
     }
     if a.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
-        bail!("--project is blank: give a project key, or leave it out to use the workspace's path");
+        bail!(
+            "--project is blank: give a project key, or leave it out to use the workspace's path"
+        );
     }
     let assignments = all_assignments(&a)?;
     let names = front::names::assign(&assignments, &a.names).map_err(anyhow::Error::msg)?;

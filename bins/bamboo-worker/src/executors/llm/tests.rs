@@ -807,7 +807,9 @@ async fn f13_a_prompt_past_the_trigger_is_summarised_below_the_target_keeping_th
     // The transcript handed back is the compressed one.
     let transcript = out.transcript.unwrap_or_default();
     assert!(transcript.len() < 42 / 2, "{}", transcript.len());
-    assert!(transcript.iter().any(|m| m.content.contains("settled all of them")));
+    assert!(transcript
+        .iter()
+        .any(|m| m.content.contains("settled all of them")));
 }
 
 #[tokio::test]
