@@ -300,3 +300,67 @@ async fn c11_a_read_only_child_created_through_the_tool_writes_nothing() {
     );
     engine.shutdown().await;
 }
+
+/// C11 through the front door: `--max-turns 1` stops a child whose model
+/// wants a second round, and `--read-only` kept its one write from running.
+#[tokio::test]
+async fn c11_front_door_max_turns_and_read_only_reach_the_llm_child() {
+    let server = ScriptedServer::start(vec![
+        Reply::tool_calls(&[(
+            "w",
+            "write_file",
+            json!({"path": "out.txt", "content": "x"}),
+        )]),
+        Reply::text("never asked for"),
+    ])
+    .await
+    .unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--executor", "llm", "--model", "openai/test-model"])
+        .args([
+            "--base-url",
+            &server.base_url,
+            "--max-turns",
+            "1",
+            "--read-only",
+        ])
+        .args(["--workspace", ws.path().to_str().unwrap(), "write it"])
+        .env("OPENAI_API_KEY", "sk-from-env")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("reached limits.max_rounds (1)"), "{text}");
+    assert!(
+        !ws.path().join("out.txt").exists(),
+        "a read-only child wrote"
+    );
+    assert_eq!(server.received().len(), 1);
+}
+
+/// Flags the cli executor cannot honour are refused before anything runs.
+#[test]
+fn c11_front_door_refuses_read_only_and_max_turns_for_cli_children() {
+    for (flag, expected) in [
+        (
+            &["--read-only"][..],
+            "--read-only cannot be enforced on --executor cli",
+        ),
+        (
+            &["--max-turns", "3"][..],
+            "--max-turns is not yet supported for --executor cli",
+        ),
+    ] {
+        let out = std::process::Command::new(bamboo_e2e::worker_bin())
+            .args(["run", "--executor", "cli"])
+            .args(flag)
+            .args(["x", "--", "true"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {err}");
+        assert!(err.contains(expected), "{flag:?}: {err}");
+    }
+}
