@@ -248,7 +248,12 @@ impl LlmExecutor {
         if before <= budget.trigger_tokens() {
             return Ok(());
         }
-        let Some(plan) = context::plan(&conv.messages, conv.keep, fixed, budget) else {
+        // Folding a single message (say, an earlier summary, when the system
+        // prompt and assignment alone pass the trigger) would only ask the
+        // model again every round for nothing.
+        let Some(plan) =
+            context::plan(&conv.messages, conv.keep, fixed, budget).filter(|p| p.fold.len() > 1)
+        else {
             return Ok(());
         };
         let text = context::transcript_text(&conv.messages, &plan.fold);

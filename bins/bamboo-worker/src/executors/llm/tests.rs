@@ -921,3 +921,28 @@ async fn f15_a_read_only_childs_write_file_is_refused_and_nothing_is_written() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn f13_an_assignment_larger_than_the_budget_is_sent_as_it_is_without_summary_calls() {
+    let server = ScriptedServer::start(vec![text_with_usage("ok")])
+        .await
+        .expect("server");
+    let e = exec(&server, json!({}));
+    let request = RunRequest {
+        assignment: "z".repeat(4000),
+        token_budget: Some(bamboo_domain::TokenBudget {
+            max_context_tokens: 500,
+            compression_trigger_percent: 70,
+            compression_target_percent: 35,
+        }),
+        ..RunRequest::default()
+    };
+    let (out, events) = run(&e, request, None).await;
+    assert_eq!(out.result.as_deref(), Some("ok"), "{out:?}");
+    assert_eq!(
+        server.received().len(),
+        1,
+        "no summary call for nothing to fold"
+    );
+    assert!(compressed_events(&events).is_empty());
+}

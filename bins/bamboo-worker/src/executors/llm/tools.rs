@@ -3,6 +3,8 @@
 //! nested spawn `spawn_subagent`. File and command tools exist only when the
 //! spec names a workspace. With enforced permissions, `write_file` and
 //! `run_command` ask the host first; a denial is the tool's result, not a crash.
+//! A read-only (guardian) child is not offered `write_file`, and a call of it
+//! anyway is refused with a tool error saying why.
 
 use std::process::Stdio;
 use std::time::Duration;
