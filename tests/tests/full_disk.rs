@@ -1,4 +1,4 @@
-//! A full disk never turns into a lie (S4, issue 19), on a real tmpfs data
+//! A full disk never turns into a lie (S6, issue 19), on a real tmpfs data
 //! directory: a completion is reported only once it is stored, event logs
 //! stay whole and say what they lost, reading needs no free space, and the
 //! front door says what happened and how to go on.

@@ -380,3 +380,51 @@ fn pass_env_of_an_unset_variable_or_without_cli_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--data-dir"), "{}", text(&out));
 }
+
+/// S5: runs in two workspaces share a data directory; `sessions list
+/// --project` shows only the roots and children of the project asked for,
+/// named by its directory (any path to it) or by a key given to `run`.
+#[test]
+fn s5_sessions_list_project_shows_only_that_projects_roots_and_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (p, q) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pw, qw) = (p.path().to_str().unwrap(), q.path().to_str().unwrap());
+    for (ws, words) in [(pw, "in p"), (qw, "in q")] {
+        let out = worker(&["run", "--data-dir", d, "--workspace", ws, words]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = worker(&["run", "--data-dir", d, "--project", "named", "in named"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listing(dir.path()).as_array().unwrap().len(), 3);
+
+    let project = |key: &str| {
+        let out = worker(&[
+            "sessions",
+            "list",
+            "--data-dir",
+            d,
+            "--project",
+            key,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // Another name of the same directory finds the same project.
+    let via_dots = format!(
+        "{pw}/../{}",
+        p.path().file_name().unwrap().to_str().unwrap()
+    );
+    for key in [pw, via_dots.as_str()] {
+        let only_p = project(key);
+        assert_eq!(
+            children(&only_p),
+            [("in-p".to_owned(), "completed".to_owned())],
+            "{only_p:#}"
+        );
+    }
+    assert_eq!(children(&project(qw))[0].0, "in-q");
+    assert_eq!(children(&project("named"))[0].0, "in-named");
+    assert_eq!(project("/no/such/project"), Value::Array(vec![]));
+}

@@ -129,6 +129,11 @@ struct SessionsArgs {
     /// Print JSON (one document) instead of text, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// List only the sessions of this project: a directory (its canonical
+    /// path is the key, as `run` derives it from --workspace) or a key as
+    /// `run --project` gave it.
+    #[arg(long, value_name = "PROJECT", global = true)]
+    project: Option<String>,
     #[command(subcommand)]
     command: Option<SessionsCommand>,
 }
@@ -192,6 +197,13 @@ struct RunArgs {
     /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
     #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// Per-child cap on model rounds of one run (--executor llm) [default: 20].
+    #[arg(help_heading = "Limits", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_turns: Option<u32>,
+    /// Make every child a read-only reviewer: it reads and runs read-only
+    /// commands, its writes are refused (--executor llm or echo).
+    #[arg(help_heading = "Limits", long)]
+    read_only: bool,
 
     // --- Output ---
     /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
@@ -205,6 +217,10 @@ struct RunArgs {
     /// Keep sessions in this directory [default: a temporary one, removed at exit].
     #[arg(help_heading = "Sessions and workers", long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The project the sessions belong to (`sessions list --project` finds
+    /// them by it) [default: the workspace's canonical path].
+    #[arg(help_heading = "Sessions and workers", long, value_name = "KEY")]
+    project: Option<String>,
     /// Rerun the unfinished children of root session ROOT (needs --data-dir).
     ///
     /// Reruns every child of ROOT whose status is pending (queued when the
@@ -347,6 +363,19 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         bail!("--max-running must be at least 1");
     }
     let workspace = a.exec.workspace()?;
+    if a.exec.executor.0 == ExecutorKind::CliAdapter {
+        if a.read_only {
+            bail!("--read-only cannot be enforced on --executor cli (the program decides what it writes): use --executor llm, or drop --read-only");
+        }
+        if a.max_turns.is_some() {
+            bail!("--max-turns is not yet supported for --executor cli: use --run-timeout to bound the program, or drop --max-turns");
+        }
+    }
+    if a.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        bail!(
+            "--project is blank: give a project key, or leave it out to use the workspace's path"
+        );
+    }
     let assignments = all_assignments(&a)?;
     let names = front::names::assign(&assignments, &a.names).map_err(anyhow::Error::msg)?;
     let output = match (a.json, a.quiet) {
@@ -367,6 +396,9 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         data_dir: a.data_dir,
         run_timeout: a.run_timeout,
         idle_timeout: a.idle_timeout,
+        max_rounds: a.max_turns,
+        read_only: a.read_only,
+        project: a.project,
         output,
         pass_env: passed_env(&a.exec.pass_env)?,
         resume: a.resume,
@@ -382,6 +414,9 @@ fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
     };
     if !(endpoint.starts_with("wss://") || endpoint.starts_with("ws://")) {
         bail!("--remote {endpoint:?} is not a wss://HOST:PORT (or ws://) URL");
+    }
+    if a.read_only || a.max_turns.is_some() {
+        bail!("with --remote the resident worker's own flags decide its limits: drop --read-only and --max-turns here");
     }
     if a.exec.executor.0 != ExecutorKind::Echo || !a.exec.pass_env.is_empty() {
         bail!("with --remote the resident worker's own flags decide the executor: drop --executor and --pass-env here, give them to `bamboo-worker serve`");
@@ -466,6 +501,7 @@ fn sessions(a: SessionsArgs) -> ExitCode {
         Some(data_dir) => front::sessions::SessionsOptions {
             data_dir,
             json: a.json,
+            project: a.project,
             show: match a.command {
                 Some(SessionsCommand::Show { id }) => Some(id),
                 Some(SessionsCommand::List) | None => None,

@@ -95,21 +95,8 @@ impl Engine {
         title: &str,
         model: Option<ModelRef>,
     ) -> Result<Session, EngineError> {
-        self.create_root_with_metadata(title, model, serde_json::Map::new())
-            .await
-    }
-
-    /// Creates a root session carrying `metadata`, the application's own
-    /// notes about it (kept as given, returned with the session).
-    pub async fn create_root_with_metadata(
-        &self,
-        title: &str,
-        model: Option<ModelRef>,
-        metadata: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Session, EngineError> {
         let mut s = Session::new_root(title);
         s.model = model;
-        s.metadata = metadata;
         self.inner.store.create(&s).await?;
         Ok(s)
     }

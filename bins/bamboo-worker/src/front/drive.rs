@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bamboo_domain::{AgentEvent, CompletionStatus};
-use bamboo_engine::{CreateChild, Engine, EngineError, Since};
+use bamboo_engine::{CreateChild, Engine, EngineError, NewRoot, Since};
 use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -69,11 +69,15 @@ pub async fn drive(
         Some(id) => (resumed_root(engine, id).await?, Since::Now),
         None => {
             let model = options.executor.provider().map(|p| p.model.clone());
-            let plan = super::resume::plan(&options.assignments, &options.names);
-            let root = engine
-                .create_root_with_metadata("bamboo-worker run", model, plan)
-                .await;
-            match root {
+            let mut new_root = NewRoot::new("bamboo-worker run");
+            new_root.model = model;
+            new_root.workspace = options
+                .workspace
+                .as_ref()
+                .map(|w| w.to_string_lossy().into_owned());
+            new_root.project_key = options.project.clone();
+            new_root.metadata = super::resume::plan(&options.assignments, &options.names);
+            match engine.create_root_with(new_root).await {
                 Ok(root) => (root.id, Since::Start),
                 // Nothing was created; the summary still says so, and how
                 // to go on.
@@ -285,6 +289,8 @@ impl<'a> Front<'a> {
             input.auto_run = true;
             input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
             input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
+            input.max_rounds = self.options.max_rounds;
+            input.read_only = self.options.read_only;
             let child = tokio::select! {
                 biased;
                 sig = interrupts.next() => {

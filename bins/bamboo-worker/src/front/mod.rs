@@ -129,6 +129,12 @@ pub struct RunOptions {
     pub run_timeout: Option<Duration>,
     /// Per-child watchdog idle cap.
     pub idle_timeout: Option<Duration>,
+    /// Per-child cap on model rounds of one run (`--max-turns`).
+    pub max_rounds: Option<u32>,
+    /// Every child a read-only reviewer (`--read-only`).
+    pub read_only: bool,
+    /// The root's project key (`--project`); default: the workspace's path.
+    pub project: Option<String>,
     /// Output form.
     pub output: OutputMode,
     /// Variables passed on purpose to cli programs (`--pass-env`).

@@ -34,11 +34,19 @@ pub struct SessionsOptions {
     pub json: bool,
     /// Show this session instead of listing all.
     pub show: Option<String>,
+    /// List only this project's sessions: a directory, or a key as given.
+    pub project: Option<String>,
 }
 
 /// Runs `sessions`: prints the listing or one session to stdout.
 pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
-    let opened = Opened::open(&options.data_dir).await?;
+    let mut opened = Opened::open(&options.data_dir).await?;
+    if let Some(project) = &options.project {
+        if let Err(e) = opened.keep_project(project).await {
+            opened.engine.shutdown().await;
+            return Err(e);
+        }
+    }
     let text = match &options.show {
         None => list(&opened, options.json).await,
         Some(id) => show(&opened, id, options.json).await,
@@ -111,6 +119,26 @@ impl Opened {
             }
         }
         Ok(Self { engine, sessions })
+    }
+
+    /// Keeps only the sessions of `project` (S5): an existing directory
+    /// names the project its canonical path keys, anything else is the key.
+    async fn keep_project(&mut self, project: &str) -> anyhow::Result<()> {
+        let key = if Path::new(project).is_dir() {
+            bamboo_engine::project::key_of(project)
+        } else {
+            project.to_owned()
+        };
+        let ids: std::collections::HashSet<String> = self
+            .engine
+            .list_project(&key)
+            .await
+            .with_context(|| format!("cannot list the sessions of project {key}"))?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        self.sessions.retain(|id, _| ids.contains(id));
+        Ok(())
     }
 
     /// The children of `id` among the loaded sessions, oldest first.

@@ -97,9 +97,13 @@ impl FileStore {
     /// a warning.
     pub async fn rebuild_index(&self) -> Result<(), StoreError> {
         let mut expected = Children::new();
+        let mut projects = Children::new();
         for id in self.list_ids().await? {
             match self.read(&id, Fill::Unlocked).await {
                 Ok(Some(stored)) => {
+                    if let Some(key) = stored.doc.project_key {
+                        projects.entry(key).or_default().insert(id.clone());
+                    }
                     if let Some(parent) = stored.doc.parent_id {
                         expected.entry(parent).or_default().insert(id);
                     }
@@ -110,7 +114,7 @@ impl FileStore {
                 }
             }
         }
-        self.index.set(expected);
+        self.index.set(expected, projects);
         Ok(())
     }
 
@@ -359,9 +363,7 @@ impl SessionStore for FileStore {
         if !on_spare {
             self.create_new(session, line).await?;
         }
-        if let Some(parent) = &session.parent_id {
-            self.index.add(parent, &session.id);
-        }
+        self.index.note(session);
         self.remember(session, line_len, line_len);
         Ok(())
     }
@@ -384,9 +386,7 @@ impl SessionStore for FileStore {
             }
             Err(e) => return Err(e),
         }
-        if let Some(parent) = &session.parent_id {
-            self.index.add(parent, &session.id);
-        }
+        self.index.note(session);
         Ok(())
     }
 
@@ -425,6 +425,19 @@ impl SessionStore for FileStore {
         Ok(out)
     }
 
+    async fn list_project(&self, key: &str) -> Result<Vec<Session>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.index.read_project(key) {
+            // An entry whose session is gone, or changed project, is skipped.
+            match self.read(&id, Fill::Unlocked).await?.map(|n| n.doc) {
+                Some(s) if s.project_key.as_deref() == Some(key) => out.push(s),
+                _ => {}
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
     async fn list_ids(&self) -> Result<Vec<String>, StoreError> {
         let entries = self.entries(SUFFIX).await?;
         Ok(entries.into_iter().map(|(id, _)| id).collect())
@@ -451,9 +464,7 @@ impl SessionStore for FileStore {
             }
         }
         sync_dir(self.sessions.clone()).await?;
-        if let Some(parent) = &session.parent_id {
-            self.index.remove(parent, id);
-        }
+        self.index.forget(&session);
         drop(held);
         self.locks.forget(id);
         Ok(true)

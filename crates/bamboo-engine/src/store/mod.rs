@@ -116,6 +116,21 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError>;
     /// Every stored session id (used by start-up recovery).
     async fn list_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// The sessions of project `key` (roots and children), oldest first
+    /// (S5). This default reads every session; a store with an index
+    /// answers from it.
+    async fn list_project(&self, key: &str) -> Result<Vec<Session>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.list_ids().await? {
+            if let Some(s) = self.load(&id).await? {
+                if s.project_key.as_deref() == Some(key) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
     /// Removes a session; `false` when it did not exist.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
 }

@@ -415,7 +415,7 @@ async fn an_empty_data_directory_is_narrowed_and_a_shared_one_is_left_alone() {
 }
 
 #[test]
-fn s5_os_errors_are_sorted_by_what_the_operator_must_do() {
+fn s7_os_errors_are_sorted_by_what_the_operator_must_do() {
     let path = std::path::Path::new("/data/sessions/a.jsonl");
     let of = |errno| StoreError::from_io(path, std::io::Error::from_raw_os_error(errno));
     // ENOSPC, EDQUOT
@@ -434,4 +434,34 @@ fn s5_os_errors_are_sorted_by_what_the_operator_must_do() {
     // EIO
     assert!(matches!(of(5), StoreError::Io { .. }));
     assert!(!of(5).is_out_of_space());
+}
+
+#[tokio::test]
+async fn s5_sessions_are_listed_by_project_also_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Session::new_root("p");
+    p.project_key = Some("/src/p".into());
+    let mut q = Session::new_root("q");
+    q.project_key = Some("/src/q".into());
+    let pc = Session::new_child(&p, ChildInfo::new("r", "a"));
+    let qc = Session::new_child(&q, ChildInfo::new("r", "b"));
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    {
+        let s = FileStore::open(dir.path()).await.unwrap();
+        for x in [&p, &q, &pc, &qc] {
+            s.create(x).await.unwrap();
+        }
+        assert_eq!(
+            ids(s.list_project("/src/p").await.unwrap()),
+            [p.id.clone(), pc.id.clone()]
+        );
+        s.delete(&pc.id).await.unwrap();
+        assert_eq!(ids(s.list_project("/src/p").await.unwrap()), [p.id.clone()]);
+    }
+    let s = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(
+        ids(s.list_project("/src/q").await.unwrap()),
+        [q.id.clone(), qc.id.clone()]
+    );
+    assert!(s.list_project("/src/none").await.unwrap().is_empty());
 }
