@@ -207,9 +207,10 @@ async fn resume_selects_pending_and_errored_children_but_not_completed_ones() {
     engine.shutdown().await;
     drop(engine);
 
+    // A root made outside `run` records no executor: name it.
     let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
         .args(["run", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--resume", &root])
+        .args(["--resume", &root, "--executor", "echo"])
         .output()
         .await
         .unwrap();
@@ -427,4 +428,95 @@ fn s5_sessions_list_project_shows_only_that_projects_roots_and_children() {
     assert_eq!(children(&project(qw))[0].0, "in-q");
     assert_eq!(children(&project("named"))[0].0, "in-named");
     assert_eq!(project("/no/such/project"), Value::Array(vec![]));
+}
+
+/// Issue 25: a resume without the executor flags reruns a failed cli child
+/// with its own program, never with echo (so a failure never turns into
+/// `completed`); flags given again must match the first run's, and a root
+/// that records no executor needs them.
+#[test]
+fn a_resume_reruns_a_failed_cli_child_with_its_own_program_never_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let program = ["sh", "-c", "echo tried >&2; exit 3"];
+    let first = Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--data-dir", d, "--executor", "cli", "fails", "--"])
+        .args(program)
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    let json = listing(dir.path());
+    let root = json[0]["id"].as_str().unwrap().to_owned();
+    let first_error = json[0]["children"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(first_error.contains('3'), "{first_error}");
+
+    let resumed = worker(&["run", "--data-dir", d, "--resume", &root]);
+    let all = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(1), "{all}");
+    assert!(!all.contains("echo: "), "never rerun by echo: {all}");
+    assert!(all.contains("0 of 1 runs completed"), "{all}");
+    let json = listing(dir.path());
+    assert_eq!(
+        children(&json),
+        vec![("fails".to_owned(), "error".to_owned())]
+    );
+    assert_eq!(
+        json[0]["children"][0]["last_error"].as_str(),
+        Some(first_error.as_str())
+    );
+
+    let echo = worker(&[
+        "run",
+        "--data-dir",
+        d,
+        "--resume",
+        &root,
+        "--executor",
+        "echo",
+    ]);
+    assert_eq!(echo.status.code(), Some(2), "{}", text(&echo));
+    let said = String::from_utf8_lossy(&echo.stderr);
+    assert!(
+        said.contains("--executor is echo here but cli in the first run"),
+        "{said}"
+    );
+    let other = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--data-dir",
+            d,
+            "--resume",
+            &root,
+            "--executor",
+            "cli",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("is true here but sh -c"),
+        "{}",
+        text(&other)
+    );
+    // The same flags again are fine.
+    let same = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--data-dir",
+            d,
+            "--resume",
+            &root,
+            "--executor",
+            "cli",
+            "--",
+        ])
+        .args(program)
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(1), "{}", text(&same));
 }

@@ -14,7 +14,8 @@ use bamboo_subagent::spec::ExecutorKind;
 use bamboo_worker::executor_flags::{passed_env, ExecutorArgs};
 use bamboo_worker::front::{ApproveMode, Fallback};
 use bamboo_worker::{front, resident, serve};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod join;
 mod logging;
@@ -227,10 +228,13 @@ struct RunArgs {
     /// previous run died), running or error (including children orphaned by
     /// a crash), cancelled or timeout; completed and skipped children are
     /// left alone. Each rerun starts again from its last user message.
-    /// Assignments given too become new children of ROOT. The executor is
-    /// not stored with the session: give the same --executor flags (and
-    /// program after `--`) as the first run. `bamboo-worker sessions
-    /// --data-dir DIR` lists the root ids.
+    /// Assignments given too become new children of ROOT. Children the
+    /// first run never created (a full disk) are created. The executor
+    /// flags (--executor, the program, --model, --base-url, --api-key-env,
+    /// --workspace, --pass-env, --max-turns, --read-only) are recorded with
+    /// the root and reused; one given again must match the first run's, or
+    /// the resume is refused (exit 2). `bamboo-worker sessions --data-dir
+    /// DIR` lists the root ids.
     #[arg(
         help_heading = "Sessions and workers",
         long,
@@ -322,10 +326,17 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     logging::init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         None => worker_mode(&cli.worker),
-        Some(Command::Run(args)) => run_command(*args),
+        Some(Command::Run(args)) => {
+            let given = matches
+                .subcommand_matches("run")
+                .map(given_flags)
+                .unwrap_or_default();
+            run_command(*args, &given)
+        }
         Some(Command::Sessions(args)) => sessions(args),
         Some(Command::Serve(args)) => match resident::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -339,8 +350,102 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_command(args: RunArgs) -> ExitCode {
-    let options = match run_options(args) {
+/// The executor flags the `run` command line really carries (a default is
+/// not a flag given).
+fn given_flags(m: &ArgMatches) -> Vec<front::recorded::Field> {
+    use front::recorded::Field;
+    let on_line = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+    Field::ALL
+        .into_iter()
+        .filter(|f| match f {
+            Field::Executor => on_line("executor"),
+            Field::Program => on_line("command") || on_line("args") || on_line("trailing"),
+            Field::Model => on_line("model"),
+            Field::BaseUrl => on_line("base_url"),
+            Field::ApiKeyEnv => on_line("api_key_env"),
+            Field::Workspace => on_line("workspace"),
+            Field::PassEnv => on_line("pass_env"),
+            Field::MaxTurns => on_line("max_turns"),
+            Field::ReadOnly => on_line("read_only"),
+        })
+        .collect()
+}
+
+/// The executor flags of `a` as a record (the workspace absolute).
+fn recorded(a: &RunArgs) -> anyhow::Result<front::recorded::Recorded> {
+    let program = match (&a.exec.command, a.exec.trailing.is_empty()) {
+        (Some(c), _) => std::iter::once(c.clone())
+            .chain(a.exec.args.iter().cloned())
+            .collect(),
+        (None, false) => a.exec.trailing.clone(),
+        (None, true) => Vec::new(),
+    };
+    let executor = clap::ValueEnum::to_possible_value(&a.exec.executor)
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    Ok(front::recorded::Recorded {
+        executor,
+        program,
+        model: a.exec.model.clone(),
+        base_url: a.exec.base_url.clone(),
+        api_key_env: a.exec.api_key_env.clone(),
+        workspace: Some(a.exec.workspace()?.to_string_lossy().into_owned()),
+        pass_env: a.exec.pass_env.clone(),
+        max_turns: a.max_turns,
+        read_only: a.read_only,
+    })
+}
+
+/// `--resume ROOT`: the flags of the first run, as recorded with ROOT, for
+/// every executor flag not given again; one given again must match.
+fn resume_flags(
+    a: &mut RunArgs,
+    given: &[front::recorded::Field],
+) -> anyhow::Result<front::recorded::Recorded> {
+    use front::recorded::Recorded;
+    let mine = recorded(a)?;
+    let (Some(root), Some(dir)) = (&a.resume, &a.data_dir) else {
+        return Ok(mine);
+    };
+    let session = bamboo_engine::store::FileStore::peek(dir, root)
+        .with_context(|| format!("--resume {root}: cannot read that session"))?;
+    let Some(session) = session else {
+        // The engine says so, with the hint to list the roots.
+        return Ok(mine);
+    };
+    let Some(first) = Recorded::from_metadata(&session.metadata)
+        .map_err(|e| anyhow::anyhow!("--resume {root}: {e}"))?
+    else {
+        if given.is_empty() {
+            bail!("--resume {root}: this root does not record how its children ran (an older version made it): give the first run's --executor flags (and program after `--`) again");
+        }
+        return Ok(mine);
+    };
+    let merged = Recorded::resume(&first, &mine, |f| given.contains(&f))
+        .map_err(|e| anyhow::anyhow!("--resume {root}: {e}"))?;
+    apply_recorded(a, &merged)?;
+    Ok(merged)
+}
+
+/// Sets `a`'s executor flags to `r`.
+fn apply_recorded(a: &mut RunArgs, r: &front::recorded::Recorded) -> anyhow::Result<()> {
+    a.exec.executor = clap::ValueEnum::from_str(&r.executor, false)
+        .map_err(|e| anyhow::anyhow!("the recorded executor {:?} is unknown: {e}", r.executor))?;
+    a.exec.command = None;
+    a.exec.args = Vec::new();
+    a.exec.trailing = r.program.clone();
+    a.exec.model = r.model.clone();
+    a.exec.base_url = r.base_url.clone();
+    a.exec.api_key_env = r.api_key_env.clone();
+    a.exec.workspace = r.workspace.as_ref().map(PathBuf::from);
+    a.exec.pass_env = r.pass_env.clone();
+    a.max_turns = r.max_turns;
+    a.read_only = r.read_only;
+    Ok(())
+}
+
+fn run_command(args: RunArgs, given: &[front::recorded::Field]) -> ExitCode {
+    let options = match run_options(args, given) {
         Ok(o) => o,
         Err(e) => {
             front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
@@ -356,7 +461,11 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
+fn run_options(
+    mut a: RunArgs,
+    given: &[front::recorded::Field],
+) -> anyhow::Result<front::RunOptions> {
+    let executor_record = resume_flags(&mut a, given)?;
     let executor = a.exec.choice()?;
     let remote = remote_target(&a)?;
     if a.max_running == 0 {
@@ -404,6 +513,7 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         resume: a.resume,
         remote,
         pool,
+        executor_record,
     })
 }
 

@@ -77,6 +77,7 @@ pub async fn drive(
                 .map(|w| w.to_string_lossy().into_owned());
             new_root.project_key = options.project.clone();
             new_root.metadata = super::resume::plan(&options.assignments, &options.names);
+            options.executor_record.to_metadata(&mut new_root.metadata);
             match engine.create_root_with(new_root).await {
                 Ok(root) => (root.id, Since::Start),
                 // Nothing was created; the summary still says so, and how

@@ -19,6 +19,7 @@ pub mod names;
 pub mod out;
 pub mod prompt;
 pub mod reaper;
+pub mod recorded;
 pub mod render;
 pub mod resume;
 pub mod sessions;
@@ -145,6 +146,8 @@ pub struct RunOptions {
     pub remote: Option<RemoteTarget>,
     /// Run the children on a pool on NATS instead of local workers.
     pub pool: Option<PoolTarget>,
+    /// The executor flags, recorded with a new root for `--resume`.
+    pub executor_record: recorded::Recorded,
 }
 
 /// A resident worker (`bamboo-worker serve`) `run --remote` sends children to.

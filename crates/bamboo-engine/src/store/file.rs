@@ -92,6 +92,29 @@ impl FileStore {
         Ok(store)
     }
 
+    /// Reads session `id` of the data directory `data_dir` without opening
+    /// the store: no lock is taken and nothing is written, so it works while
+    /// an engine holds the directory, and on a full or read-only disk. It
+    /// reads what is stored now (an engine may change it right after).
+    /// Blocking: one small file read.
+    pub fn peek(data_dir: impl AsRef<Path>, id: &str) -> Result<Option<Session>, StoreError> {
+        check_id(id)?;
+        let path = data_dir.as_ref().join("sessions").join(file_name(id));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        match log::newest(&bytes) {
+            Ok(newest) => Ok(Some(newest.doc)),
+            Err(LogError::Empty) => Ok(None),
+            Err(LogError::BadLine(reason)) => Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+
     /// Builds the child index anew from the session files (the sessions are
     /// the source of truth). A session that cannot be read is left out, with
     /// a warning.

@@ -465,3 +465,21 @@ async fn s5_sessions_are_listed_by_project_also_after_a_reopen() {
     );
     assert!(s.list_project("/src/none").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn peek_reads_a_session_while_the_store_is_open_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    let mut root = Session::new_root("r");
+    store.create(&root).await.unwrap();
+    root.title = "renamed".into();
+    store.save(&root).await.unwrap();
+    // The store holds the directory's lock; peeking takes none.
+    let seen = FileStore::peek(dir.path(), &root.id).unwrap().unwrap();
+    assert_eq!(seen.title, "renamed");
+    assert!(FileStore::peek(dir.path(), "nobody").unwrap().is_none());
+    assert!(matches!(
+        FileStore::peek(dir.path(), "../x"),
+        Err(StoreError::InvalidId(_))
+    ));
+}
