@@ -520,3 +520,65 @@ fn a_resume_reruns_a_failed_cli_child_with_its_own_program_never_echo() {
         .unwrap();
     assert_eq!(same.status.code(), Some(1), "{}", text(&same));
 }
+
+/// Issue 25: the run says which root it is and how to resume it; the JSON
+/// summary carries the root, each child's assignment and times; a root is
+/// titled with its first assignment; ids can be given by a unique prefix;
+/// `--from` skips `#` comments and an empty assignment is a usage error.
+#[test]
+fn the_root_is_named_at_the_start_and_found_again_by_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let tasks = dir.path().join("tasks.txt");
+    std::fs::write(
+        &tasks,
+        "# the plan\nfirst task\n  # indented note\n__fail:second fails\n",
+    )
+    .unwrap();
+    let out = worker(&[
+        "run",
+        "--json",
+        "--data-dir",
+        d,
+        "--from",
+        tasks.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("bamboo-worker run: root "))
+        .unwrap_or_else(|| panic!("no root line: {said}"));
+    let root = line.split_whitespace().nth(3).unwrap().to_owned();
+    let short = &root[..8];
+    assert!(
+        line.ends_with(&format!(
+            "(resume with: bamboo-worker run --data-dir {d} --resume {short})"
+        )),
+        "{line}"
+    );
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["root_id"], root.as_str());
+    let kids = summary["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 2, "comments are no assignments: {summary}");
+    assert_eq!(kids[0]["assignment"], "first task");
+    assert_eq!(kids[1]["assignment"], "__fail:second fails");
+    assert!(kids[0]["started_at"].is_string() && kids[0]["ended_at"].is_string());
+
+    let json = listing(dir.path());
+    assert_eq!(json[0]["title"], "first task");
+    let shown = worker(&["sessions", "--data-dir", d, "show", short]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    assert!(stdout(&shown).contains(&root));
+    let resumed = worker(&["run", "--data-dir", d, "--resume", short]);
+    let all = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(1), "{all}");
+    assert!(all.contains(r#"rerunning "fails" (was error: second)"#), "{all}");
+    let unknown = worker(&["run", "--data-dir", d, "--resume", "zzzz"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no session zzzz"));
+
+    let empty = worker(&["run", "--data-dir", d, "fine", " "]);
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("assignment 2 is empty"));
+}

@@ -145,7 +145,8 @@ enum SessionsCommand {
     List,
     /// One session: its messages, status and logged events.
     Show {
-        /// The session id (a root or a child), as `sessions` lists it.
+        /// The session id (a root or a child), as `sessions` lists it, or a
+        /// unique start of it (e.g. its first 8 characters).
         id: String,
     },
 }
@@ -222,7 +223,8 @@ struct RunArgs {
     /// them by it) [default: the workspace's canonical path].
     #[arg(help_heading = "Sessions and workers", long, value_name = "KEY")]
     project: Option<String>,
-    /// Rerun the unfinished children of root session ROOT (needs --data-dir).
+    /// Rerun the unfinished children of root session ROOT (needs --data-dir);
+    /// a unique start of the id is enough.
     ///
     /// Reruns every child of ROOT whose status is pending (queued when the
     /// previous run died), running or error (including children orphaned by
@@ -404,9 +406,20 @@ fn resume_flags(
 ) -> anyhow::Result<front::recorded::Recorded> {
     use front::recorded::Recorded;
     let mine = recorded(a)?;
-    let (Some(root), Some(dir)) = (&a.resume, &a.data_dir) else {
+    let (Some(given_root), Some(dir)) = (&a.resume, &a.data_dir) else {
         return Ok(mine);
     };
+    if !dir.join("sessions").is_dir() {
+        bail!(
+            "--resume {given_root}: {} holds no sessions: give the --data-dir the first run used",
+            dir.display()
+        );
+    }
+    let ids = front::ids::stored(dir)?;
+    let root = front::ids::resolve(given_root, ids.iter().map(String::as_str), dir)
+        .with_context(|| format!("--resume {given_root}"))?;
+    a.resume = Some(root.clone());
+    let root = &root;
     let session = bamboo_engine::store::FileStore::peek(dir, root)
         .with_context(|| format!("--resume {root}: cannot read that session"))?;
     let Some(session) = session else {
@@ -580,8 +593,14 @@ fn all_assignments(a: &RunArgs) -> anyhow::Result<Vec<String>> {
         all.extend(
             text.lines()
                 .map(|l| l.trim_end_matches('\r'))
-                .filter(|l| !l.trim().is_empty())
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
                 .map(str::to_owned),
+        );
+    }
+    if let Some(i) = all.iter().position(|a| a.trim().is_empty()) {
+        bail!(
+            "assignment {} is empty: give each child something to do",
+            i + 1
         );
     }
     if all.is_empty() && a.resume.is_none() {

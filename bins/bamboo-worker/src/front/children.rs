@@ -43,6 +43,8 @@ pub struct Child {
     pub error: Option<String>,
     /// Its final answer.
     pub result: Option<String>,
+    /// What it was asked to do, when this run gave it.
+    pub assignment: Option<String>,
 }
 
 impl Child {
@@ -82,7 +84,7 @@ pub struct Children {
 
 impl Children {
     /// Registers a created child.
-    pub fn add(&mut self, id: String, name: String) {
+    pub fn add(&mut self, id: String, name: String, assignment: Option<String>) {
         self.by_id.insert(id.clone(), self.list.len());
         self.list.push(Child {
             id,
@@ -93,13 +95,14 @@ impl Children {
             tokens: 0,
             error: None,
             result: None,
+            assignment,
         });
         self.open += 1;
     }
 
     /// Records a child that was never created (`error` says why); it has no
     /// session, and is not waited for.
-    pub fn add_uncreated(&mut self, name: String, error: String) {
+    pub fn add_uncreated(&mut self, name: String, assignment: String, error: String) {
         self.list.push(Child {
             id: String::new(),
             name,
@@ -109,6 +112,7 @@ impl Children {
             tokens: 0,
             error: Some(error),
             result: None,
+            assignment: Some(assignment),
         });
     }
 
@@ -263,7 +267,7 @@ mod tests {
     #[test]
     fn nested_sessions_are_named_under_their_parent() {
         let mut c = Children::default();
-        c.add("a".into(), "alpha".into());
+        c.add("a".into(), "alpha".into(), None);
         assert_eq!(c.who("root", "a").unwrap().label, "alpha");
         let g1 = c.who("a", "g1").unwrap();
         assert_eq!(
@@ -279,7 +283,7 @@ mod tests {
     #[test]
     fn phases_follow_the_log_and_only_top_completions_close_a_child() {
         let mut c = Children::default();
-        c.add("a".into(), "alpha".into());
+        c.add("a".into(), "alpha".into(), None);
         let now = Utc::now();
         let a = c.who("root", "a").unwrap();
         let started = AgentEvent::SubAgentStarted {

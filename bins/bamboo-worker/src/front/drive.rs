@@ -69,7 +69,7 @@ pub async fn drive(
         Some(id) => (resumed_root(engine, id).await?, Since::Now),
         None => {
             let model = options.executor.provider().map(|p| p.model.clone());
-            let mut new_root = NewRoot::new("bamboo-worker run");
+            let mut new_root = NewRoot::new(root_title(&options.assignments));
             new_root.model = model;
             new_root.workspace = options
                 .workspace
@@ -79,7 +79,10 @@ pub async fn drive(
             new_root.metadata = super::resume::plan(&options.assignments, &options.names);
             options.executor_record.to_metadata(&mut new_root.metadata);
             match engine.create_root_with(new_root).await {
-                Ok(root) => (root.id, Since::Start),
+                Ok(root) => {
+                    super::out::to_stderr(&root_line(&root.id, options.data_dir.as_deref()));
+                    (root.id, Since::Start)
+                }
                 // Nothing was created; the summary still says so, and how
                 // to go on.
                 Err(e @ EngineError::Store(_)) => {
@@ -177,6 +180,36 @@ pub async fn drive(
     Ok(front.finish())
 }
 
+/// A root's title: its first assignment's first line, cut at a word
+/// boundary, so `sessions` tells runs apart.
+fn root_title(assignments: &[String]) -> String {
+    const MAX: usize = 60;
+    let Some(first) = assignments.first() else {
+        return "bamboo-worker run".into();
+    };
+    let line = first.lines().next().unwrap_or_default().trim();
+    if line.chars().count() <= MAX {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(MAX).collect();
+    let at_word = cut.rfind(' ').filter(|&i| i > MAX / 2).unwrap_or(cut.len());
+    format!("{}…", cut[..at_word].trim_end())
+}
+
+/// The line saying which root this run is, and how to resume it.
+fn root_line(root: &str, data_dir: Option<&Path>) -> String {
+    let short = super::ids::short(root);
+    match data_dir {
+        Some(dir) => format!(
+            "bamboo-worker run: root {root} (resume with: bamboo-worker run --data-dir {} --resume {short})",
+            dir.display()
+        ),
+        None => format!(
+            "bamboo-worker run: root {root} (in a temporary data directory, removed at exit: give --data-dir DIR to keep it and resume)"
+        ),
+    }
+}
+
 /// `(assignment, name)` of each child the command line asks for.
 fn planned(options: &RunOptions) -> Vec<(String, String)> {
     options
@@ -259,7 +292,7 @@ impl<'a> Front<'a> {
         }
         for r in resumed {
             self.note(&r.describe());
-            self.children.add(r.id, r.title);
+            self.children.add(r.id, r.title, None);
         }
         Ok(())
     }
@@ -279,6 +312,7 @@ impl<'a> Front<'a> {
             if self.refused.is_some() {
                 self.children.add_uncreated(
                     name.clone(),
+                    assignment.clone(),
                     "not created: an earlier create was refused".into(),
                 );
                 continue;
@@ -302,14 +336,19 @@ impl<'a> Front<'a> {
                 c = self.engine.create_child(input) => c,
             };
             match child {
-                Ok(child) => self.children.add(child.id, name.clone()),
+                Ok(child) => self
+                    .children
+                    .add(child.id, name.clone(), Some(assignment.clone())),
                 Err(e) => {
                     self.note(&format!(
                         "cannot create child {} ({name}): {e}; no further children are created, those running go on",
                         i + 1
                     ));
-                    self.children
-                        .add_uncreated(name.clone(), format!("not created: {e}"));
+                    self.children.add_uncreated(
+                        name.clone(),
+                        assignment.clone(),
+                        format!("not created: {e}"),
+                    );
                     self.refused = Some(e);
                 }
             }
@@ -503,6 +542,7 @@ impl<'a> Front<'a> {
             let printed = match self.options.output {
                 OutputMode::Json => json::summary(
                     &mut self.out,
+                    &self.root,
                     self.children.all(),
                     exit_code,
                     interrupted,

@@ -14,6 +14,7 @@ pub mod approve;
 pub mod children;
 mod drive;
 mod feed;
+pub mod ids;
 pub mod json;
 pub mod names;
 pub mod out;

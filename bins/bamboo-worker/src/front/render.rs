@@ -338,6 +338,7 @@ mod tests {
             tokens: 0,
             error: error.map(str::to_owned),
             result: result.map(str::to_owned),
+            assignment: None,
         }
     }
 

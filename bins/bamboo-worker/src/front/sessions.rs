@@ -49,7 +49,14 @@ pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
     }
     let text = match &options.show {
         None => list(&opened, options.json).await,
-        Some(id) => show(&opened, id, options.json).await,
+        Some(id) => match super::ids::resolve(
+            id,
+            opened.sessions.keys().map(String::as_str),
+            &options.data_dir,
+        ) {
+            Ok(id) => show(&opened, &id, options.json).await,
+            Err(e) => Err(e),
+        },
     };
     opened.engine.shutdown().await;
     emit(&text?);

@@ -111,7 +111,7 @@ mod tests {
     fn the_area_counts_phases_and_lists_running_children() {
         let mut c = Children::default();
         for i in 0..8 {
-            c.add(format!("id{i}"), format!("c{i}"));
+            c.add(format!("id{i}"), format!("c{i}"), None);
         }
         let now = Instant::now();
         for i in 0..7 {

@@ -113,8 +113,8 @@ mod tests {
     #[test]
     fn the_table_lists_each_child_and_the_first_error_line() {
         let mut c = Children::default();
-        c.add("a".into(), "alpha".into());
-        c.add("b".into(), "beta".into());
+        c.add("a".into(), "alpha".into(), None);
+        c.add("b".into(), "beta".into(), None);
         let t = Instant::now();
         let b = c.who("root", "b").unwrap();
         let done = bamboo_domain::AgentEvent::SubAgentCompleted {
