@@ -535,3 +535,69 @@ fn nested_spawns_are_shown_under_their_parents_name() {
         "{stdout}"
     );
 }
+
+/// A terminal emulator (tmux) `columns` wide running `line`, its screen and
+/// scrollback read once `line` has ended.
+fn in_tmux(columns: u16, line: &str) -> String {
+    let socket = format!("bamboo-test-{}-{columns}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("tmux runs (it ships with the machine image; apt-get install tmux)")
+    };
+    let script = format!("{line}; echo __ENDED__; sleep 60");
+    let cols = columns.to_string();
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        &cols,
+        "-y",
+        "30",
+        "-s",
+        "t",
+        &script,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-S", "-5000", "-t", "t"]).stdout)
+            .into_owned()
+    };
+    let ended = eventually(Duration::from_secs(60), || screen().contains("__ENDED__"));
+    let text = screen();
+    tmux(&["kill-server"]);
+    assert!(ended, "the run did not end:\n{text}");
+    text
+}
+
+/// Issue 25: on a terminal narrower than the status area's line, each redraw
+/// used to leave a wrapped copy of it behind. Every line is now cut to the
+/// width: after 20 children at 50 columns, neither the final screen nor the
+/// scrollback holds a status line.
+#[test]
+fn a_50_column_terminal_keeps_no_copy_of_the_status_area() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut line = format!(
+        "TMPDIR={} {} run --max-running 6",
+        tmp.path().display(),
+        worker_bin().display()
+    );
+    // Names long enough that a child's status line is wider than 50.
+    for i in 1..=20 {
+        line.push_str(&format!(" --name quite-a-long-child-name-{i}"));
+    }
+    for i in 1..=20 {
+        line.push_str(&format!(" '__sleep_ms:{} child number {i} writes'", i * 60));
+    }
+    let text = in_tmux(50, &line);
+    assert!(text.contains("20 of 20 runs completed"), "{text}");
+    for row in text.lines() {
+        assert!(
+            !row.contains("── ") && !row.contains("queued ·") && !row.contains(" running ·"),
+            "a status line was left behind: {row:?} in\n{text}"
+        );
+    }
+}

@@ -156,6 +156,10 @@ fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go
         stderr.contains("children were never created") && stderr.contains("--resume"),
         "the disk line says what to do: {stderr}"
     );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no colour codes in logs that go to a pipe: {stderr}"
+    );
     // No child was printed or emitted `completed` unless it is stored
     // `completed` with its result.
     let mut completed_events = 0;

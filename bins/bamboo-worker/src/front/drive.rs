@@ -19,7 +19,7 @@ use super::children::{Children, Who};
 use super::feed::{self, LoggedEvent, PendingAsk};
 use super::out::{Closed, Out};
 use super::render::Human;
-use super::signals::Interrupts;
+use super::signals::{Interrupts, Resizes};
 use super::status::StatusArea;
 use super::style::Style;
 use super::{exit, json, prompt, summary, Fallback, Outcome, OutputMode, RunOptions};
@@ -126,6 +126,7 @@ pub async fn drive(
         .create_children(&planned(options), &mut interrupts)
         .await;
     let mut tick = tokio::time::interval(TICK);
+    let mut resizes = Resizes::install();
     let mut deadline: Option<tokio::time::Instant> = None;
     while front.children.open() > 0 {
         if front.out.flush().is_err() {
@@ -169,6 +170,7 @@ pub async fn drive(
                     break;
                 }
             },
+            _ = resizes.next() => front.draw(),
             _ = tick.tick() => {
                 if super::out::stdout_reader_gone() {
                     front.stop_early(Stop::StdoutClosed);
