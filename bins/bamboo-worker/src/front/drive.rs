@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::approve::FrontPolicy;
 use super::children::{Children, Who};
 use super::feed::{self, LoggedEvent, PendingAsk};
-use super::out::{Closed, Out};
+use super::out::{Closed, Hold, Out};
 use super::render::Human;
 use super::signals::{Interrupts, Resizes};
 use super::status::StatusArea;
@@ -51,6 +51,10 @@ struct Front<'a> {
     status: Option<Arc<Mutex<StatusArea>>>,
     stdout_tty: bool,
     stop: Option<Stop>,
+    /// Set while an approval question waits: output and notes wait too.
+    hold: Hold,
+    /// Notes that came while output was held.
+    held_notes: Vec<String>,
     started: Instant,
 }
 
@@ -106,7 +110,13 @@ pub async fn drive(
         let answer: prompt::Answer = Arc::new(move |id: &str, ok: bool| {
             e.answer_approval(id, ok).map_err(|e| e.to_string())
         });
-        prompt::spawn(answer, policy.remembered(), front.status.clone(), notes_tx)
+        prompt::spawn(
+            answer,
+            policy.remembered(),
+            front.status.clone(),
+            front.hold.clone(),
+            notes_tx,
+        )
     });
     if options.resume.is_some() {
         front.rerun_children(&policy).await?;
@@ -129,6 +139,7 @@ pub async fn drive(
     let mut resizes = Resizes::install();
     let mut deadline: Option<tokio::time::Instant> = None;
     while front.children.open() > 0 {
+        front.release_notes();
         if front.out.flush().is_err() {
             front.stop_early(Stop::StdoutClosed);
         }
@@ -251,6 +262,9 @@ impl<'a> Front<'a> {
         let human_mode = options.output == OutputMode::Human;
         let status = (human_mode && std::io::stderr().is_terminal())
             .then(|| Arc::new(Mutex::new(StatusArea::new(Style::detect(true)))));
+        let hold = Hold::default();
+        let mut out = Out::default();
+        out.held_by(hold.clone());
         Self {
             engine,
             options,
@@ -258,7 +272,7 @@ impl<'a> Front<'a> {
             root,
             refused: None,
             children: Children::default(),
-            out: Out::default(),
+            out,
             human: Human::new(
                 Style::detect(stdout_tty),
                 options.output == OutputMode::Quiet,
@@ -267,6 +281,8 @@ impl<'a> Front<'a> {
             status,
             stdout_tty,
             stop: None,
+            hold,
+            held_notes: Vec::new(),
             started: Instant::now(),
         }
     }
@@ -512,8 +528,26 @@ impl<'a> Front<'a> {
 
     /// A line for the person at the terminal, on stderr.
     fn note(&mut self, text: &str) {
+        let line = format!("bamboo-worker run: {text}");
+        if self.hold.is_held() {
+            self.held_notes.push(line);
+            return;
+        }
         self.hide();
-        super::out::to_stderr(&format!("bamboo-worker run: {text}"));
+        for held in self.held_notes.drain(..) {
+            super::out::to_stderr(&held);
+        }
+        super::out::to_stderr(&line);
+    }
+
+    /// Prints the notes held back while a question waited, once answered.
+    fn release_notes(&mut self) {
+        if !self.hold.is_held() && !self.held_notes.is_empty() {
+            self.hide();
+            for held in self.held_notes.drain(..) {
+                super::out::to_stderr(&held);
+            }
+        }
     }
 
     fn hide(&mut self) {
@@ -532,6 +566,9 @@ impl<'a> Front<'a> {
 
     /// Prints the summary and decides the exit code.
     fn finish(mut self) -> Outcome {
+        // A question still open (its child ended) holds nothing back now.
+        self.hold.release();
+        self.release_notes();
         self.hide();
         let all_done = self.children.completed() == self.children.all().len();
         let exit_code = match self.stop {
