@@ -160,6 +160,8 @@ pub struct RemoteTarget {
     pub token: Secret,
     /// Extra trusted CA certificates (DER), from `--ca-cert`.
     pub ca_certs: Vec<Vec<u8>>,
+    /// Children on it at once (`--remote-max`).
+    pub max_connections: usize,
 }
 
 /// `run --nats URL --pool NAME`: where pool children go.

@@ -50,7 +50,7 @@ pub async fn build_engine(
     if let Some(r) = &options.remote {
         let mut remote = RemoteEndpoint::new(r.token.clone());
         remote.ca_certs = r.ca_certs.clone();
-        remote.max_connections = options.max_running;
+        remote.max_connections = r.max_connections.min(options.max_running);
         let placement = Placement::Remote {
             endpoint: r.endpoint.clone(),
         };
