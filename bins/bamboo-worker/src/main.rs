@@ -481,7 +481,14 @@ fn run_command(args: RunArgs, given: &[front::recorded::Field]) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
-            ExitCode::from(front::exit::SOME_FAILED)
+            // A setup that cannot work is a usage error, not a failed task.
+            if e.downcast_ref::<front::preflight::Misconfigured>()
+                .is_some()
+            {
+                ExitCode::from(front::exit::USAGE)
+            } else {
+                ExitCode::from(front::exit::SOME_FAILED)
+            }
         }
     }
 }
