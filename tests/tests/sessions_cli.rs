@@ -79,7 +79,8 @@ fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
     let human = worker(&["sessions", "--data-dir", d]);
     let list = stdout(&human);
     assert!(human.status.success(), "{}", text(&human));
-    assert!(list.starts_with("bamboo-worker run  "), "{list}");
+    // The root is titled with its first assignment.
+    assert!(list.starts_with("alpha one  "), "{list}");
     // Children are titled with their short names (`run` derives them from
     // the first words of each assignment).
     for title in ["alpha-one", "beta-two"] {
