@@ -704,3 +704,36 @@ fn a_waiting_question_stays_intact_while_other_children_finish() {
         "{screen}"
     );
 }
+
+/// Issue 25: an assignment that starts with `-` is pointed at
+/// `--assignment` (clap's own tip, `-- -x`, would start a cli program named
+/// `-x`); a misspelled flag still gets its similar one; both exit 2.
+#[test]
+fn a_dash_assignment_is_pointed_at_assignment_not_at_double_dash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path()).arg("-x").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("bamboo-worker run --assignment '-x'"),
+        "{said}"
+    );
+    assert!(!said.contains("use '-- -x'"), "{said}");
+    let out = run_in(tmp.path()).args(["--jsn", "a"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("a similar argument exists: '--json'"),
+        "{said}"
+    );
+    let out = run_in(tmp.path())
+        .args(["--assignment", "-x"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

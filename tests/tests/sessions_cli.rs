@@ -458,7 +458,7 @@ fn a_resume_reruns_a_failed_cli_child_with_its_own_program_never_echo() {
     let all = text(&resumed);
     assert_eq!(resumed.status.code(), Some(1), "{all}");
     assert!(!all.contains("echo: "), "never rerun by echo: {all}");
-    assert!(all.contains("0 of 1 runs completed"), "{all}");
+    assert!(all.contains("0 of 1 run completed"), "{all}");
     let json = listing(dir.path());
     assert_eq!(
         children(&json),

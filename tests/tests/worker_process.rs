@@ -303,5 +303,5 @@ fn the_run_front_door_drives_another_worker_program_with_fixed_args() {
         .unwrap();
     let text = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{text}");
-    assert!(text.contains("0 of 1 runs completed"), "{text}");
+    assert!(text.contains("0 of 1 run completed"), "{text}");
 }

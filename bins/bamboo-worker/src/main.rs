@@ -340,7 +340,9 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     logging::init();
-    let matches = Cli::command().get_matches();
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| usage_error(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         None => worker_mode(&cli.worker),
@@ -361,6 +363,38 @@ fn main() -> ExitCode {
         },
         Some(Command::Join(args)) => join::main(*args),
         Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
+    }
+}
+
+/// Exits on a command-line error. clap's tip for an argument that starts
+/// with `-` is "use `-- -x`", which for `run` would start a cli program
+/// named `-x`: `run` says to use `--assignment` instead.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let is_run = std::env::args().nth(1).as_deref() == Some("run");
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => Some(arg.clone()),
+        _ => None,
+    };
+    // A misspelled flag keeps clap's "a similar argument exists".
+    let similar = match e.get(ContextKind::SuggestedArg) {
+        Some(ContextValue::String(s)) => format!("  tip: a similar argument exists: '{s}'\n"),
+        _ => String::new(),
+    };
+    match (e.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(arg)) if is_run => {
+            let usage = Cli::command()
+                .find_subcommand_mut("run")
+                .map(|c| c.render_usage().to_string())
+                .unwrap_or_default()
+                .replacen("Usage: run", "Usage: bamboo-worker run", 1);
+            front::out::to_stderr(&format!(
+                "error: unexpected argument '{arg}' found\n\n{similar}  tip: an assignment that starts with '-' is given with --assignment: \
+                 bamboo-worker run --assignment '{arg}'\n  (after `--` come a cli program and its arguments)\n\n{usage}\n\nFor more information, try '--help'."
+            ));
+            std::process::exit(i32::from(front::exit::USAGE));
+        }
+        _ => e.exit(),
     }
 }
 

@@ -88,11 +88,11 @@ impl Trip {
     pub fn reason(self) -> String {
         match self {
             Self::RunLimit(d) => format!(
-                "watchdog: run exceeded its time limit of {}s; raise run_timeout_secs if the task needs longer",
+                "watchdog: run exceeded its time limit of {}s; raise the child's run timeout if the task needs longer (`run --run-timeout`, the tool's run_timeout_secs)",
                 d.as_secs_f64()
             ),
             Self::Idle(d) => format!(
-                "watchdog: no event from the child for {}s; raise idle_timeout_secs if it works silently",
+                "watchdog: no event from the child for {}s; raise the child's idle timeout if it works silently (`run --idle-timeout`, the tool's idle_timeout_secs)",
                 d.as_secs_f64()
             ),
         }
@@ -177,7 +177,9 @@ mod tests {
         toucher.abort();
         assert_eq!(trip, Trip::RunLimit(run));
         assert_eq!(t0.elapsed(), run, "trips exactly at the run cap");
-        assert!(trip.reason().contains("run_timeout_secs"));
+        assert!(
+            trip.reason().contains("run_timeout_secs") && trip.reason().contains("--run-timeout")
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -123,8 +123,8 @@ pub async fn drive(
         let uncreated = super::resume::never_created(engine, &root).await?;
         if !uncreated.is_empty() {
             front.note(&format!(
-                "creating the {} children an earlier run never created",
-                uncreated.len()
+                "creating {} an earlier run never created",
+                super::units::count(uncreated.len(), "child", "children")
             ));
             for (assignment, _) in &uncreated {
                 policy.name_assignment(assignment);
@@ -384,8 +384,8 @@ impl<'a> Front<'a> {
             });
         }
         self.note(&format!(
-            "{sig}: cancelling {} children (again to stop at once)",
-            self.children.open()
+            "{sig}: cancelling {} (again to stop at once)",
+            super::units::count(self.children.open(), "child", "children")
         ));
         self.stop_early(Stop::Interrupted);
         None
@@ -616,10 +616,10 @@ impl<'a> Front<'a> {
         let free = super::units::free_space(self.data_dir)
             .map_or_else(|| "unknown space".to_owned(), super::units::human_bytes);
         let n = self.children.uncreated();
-        let what = format!(
-            "{n} of {} children were never created",
-            self.children.all().len()
-        );
+        let what = match self.children.all().len() {
+            1 => "the child was never created".to_owned(),
+            total => format!("{n} of {total} children were never created"),
+        };
         let room = match e {
             EngineError::Store(s) if s.is_out_of_space() => format!("is full ({free} free)"),
             _ => format!("has {free} free"),

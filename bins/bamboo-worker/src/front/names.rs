@@ -60,7 +60,21 @@ pub fn auto_name(assignment: &str) -> String {
         .filter(|w| !w.is_empty())
         .take(AUTO_WORDS)
         .collect();
-    let joined: String = words.join("-").chars().take(MAX_AUTO_CHARS).collect();
+    // Whole words while they fit; a first word longer than that is cut.
+    let mut joined = String::new();
+    for w in &words {
+        let sep = usize::from(!joined.is_empty());
+        if joined.chars().count() + sep + w.chars().count() > MAX_AUTO_CHARS {
+            if joined.is_empty() {
+                joined = w.chars().take(MAX_AUTO_CHARS).collect();
+            }
+            break;
+        }
+        if sep == 1 {
+            joined.push('-');
+        }
+        joined.push_str(w);
+    }
     let trimmed = joined.trim_matches(['-', '.']);
     if trimmed.is_empty() {
         "child".into()
@@ -117,5 +131,21 @@ mod tests {
         );
         assert_eq!(auto_name("__fail:x"), "child");
         assert_eq!(auto_name("-dash"), "dash");
+    }
+
+    #[test]
+    fn automatic_names_end_at_a_word_boundary() {
+        assert_eq!(
+            auto_name("refactor the authentication module"),
+            "refactor-the"
+        );
+        assert_eq!(
+            auto_name("internationalization everywhere"),
+            "internationalization"
+        );
+        assert_eq!(
+            auto_name("supercalifragilisticexpialidocious"),
+            "supercalifragilistic"
+        );
     }
 }

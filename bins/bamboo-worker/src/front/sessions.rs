@@ -242,11 +242,11 @@ pub fn render_tree(roots: &[Node]) -> String {
         };
         let _ = writeln!(
             out,
-            "{}  {}  created {}  {} children{kind}",
+            "{}  {}  created {}  {}{kind}",
             root.title,
             root.id,
             root.created_at,
-            root.children.len()
+            super::units::count(root.children.len(), "child", "children")
         );
         render_children(&mut out, &root.children, 1);
     }

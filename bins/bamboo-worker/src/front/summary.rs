@@ -57,8 +57,8 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
         lines.push(format!("({never} children never created, not listed)"));
     }
     let mut last = format!(
-        "{done} of {} runs completed in {}",
-        children.len(),
+        "{done} of {} completed in {}",
+        super::units::count(children.len(), "run", "runs"),
         human_duration(now.saturating_duration_since(started))
     );
     if interrupted {

@@ -70,6 +70,15 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `n` and the noun in the form that goes with it: `1 child`, `2 children`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +104,12 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(4096), "4.0 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+    }
+
+    #[test]
+    fn counts_take_the_noun_that_goes_with_them() {
+        assert_eq!(count(1, "child", "children"), "1 child");
+        assert_eq!(count(0, "child", "children"), "0 children");
+        assert_eq!(count(3, "run", "runs"), "3 runs");
     }
 }

@@ -284,7 +284,7 @@ impl CliExecutor {
                 match stop {
                     Stop::Cancelled => RunOutcome::cancelled(),
                     Stop::TimedOut => RunOutcome::error(format!(
-                        "cli_adapter run timed out after {} s running `{}`: raise limits.run_timeout_secs or shorten the assignment",
+                        "cli_adapter run timed out after {} s running `{}`: raise the run timeout (`run --run-timeout`, limits.run_timeout_secs in a spec) or shorten the assignment",
                         self.run_timeout.map_or(0, |d| d.as_secs()),
                         self.command_line()
                     )),
