@@ -77,6 +77,18 @@ pub enum AgentEvent {
         /// What went wrong.
         message: String,
     },
+    /// A request to the model (or another service) failed in a way worth
+    /// another try, and is tried again after `delay_ms`.
+    Retrying {
+        /// What is retried, e.g. `model request`.
+        what: String,
+        /// The try about to be made (2 for the first retry).
+        attempt: u32,
+        /// The pause before it, in milliseconds.
+        delay_ms: u64,
+        /// Why, e.g. `429 Too Many Requests`.
+        reason: String,
+    },
     /// A line a command-line agent wrote to its stderr (warnings, progress),
     /// whatever the run's end. A reader that does not know the type skips it.
     Stderr {
@@ -253,6 +265,7 @@ impl AgentEvent {
             Self::Complete { .. } => "complete",
             Self::Error { .. } => "error",
             Self::Stderr { .. } => "stderr",
+            Self::Retrying { .. } => "retrying",
             Self::SubAgentStarted { .. } => "sub_agent_started",
             Self::SubAgentEvent { .. } => "sub_agent_event",
             Self::SubAgentHeartbeat { .. } => "sub_agent_heartbeat",
@@ -282,6 +295,12 @@ mod tests {
             },
             AgentEvent::Stderr {
                 line: "warning: slow disk".into(),
+            },
+            AgentEvent::Retrying {
+                what: "model request".into(),
+                attempt: 2,
+                delay_ms: 500,
+                reason: "429 Too Many Requests".into(),
             },
             AgentEvent::SubAgentEvent {
                 parent_session_id: "p".into(),

@@ -104,6 +104,15 @@ impl Human {
                 .style
                 .bad(&format!("error: {}", first_line(message, 200))),
             AgentEvent::Complete { .. } => return Ok(()),
+            AgentEvent::Retrying {
+                what,
+                attempt,
+                delay_ms,
+                reason,
+            } => self.style.dim(&format!(
+                "↻ {what}: {reason}; try {attempt} in {:.1}s",
+                *delay_ms as f64 / 1000.0
+            )),
             AgentEvent::ContextCompressed {
                 before_tokens,
                 after_tokens,

@@ -150,11 +150,14 @@ impl ChatClient {
     }
 
     /// Sends `body` and returns the streaming response once its status is OK,
-    /// retrying 429 and 5xx up to the policy.
+    /// retrying 429 and 5xx up to the policy; each retry is told to
+    /// `events` as a `retrying` event first, so a person sees why the child
+    /// waits.
     pub async fn open(
         &self,
         body: &serde_json::Value,
         cancel: &CancellationToken,
+        events: Option<&bamboo_subagent::executor::EventSink>,
     ) -> Result<Response, LlmError> {
         let mut retry = 0;
         loop {
@@ -169,6 +172,16 @@ impl ChatClient {
                 let delay = self.retry.delay(retry, after);
                 tracing::warn!(provider = %self.provider, %status, ?delay, "retrying model request");
                 drop(response);
+                if let Some(events) = events {
+                    let note = bamboo_domain::AgentEvent::Retrying {
+                        what: format!("{} model request", self.provider),
+                        attempt: retry + 2,
+                        delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        reason: status.to_string(),
+                    };
+                    // A run that ended takes no more events; the retry goes on.
+                    let _ = events.emit(note).await;
+                }
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return Err(LlmError::Cancelled),

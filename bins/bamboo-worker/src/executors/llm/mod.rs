@@ -344,7 +344,7 @@ async fn stream_turn(
     ctx: &RunContext,
     emit: bool,
 ) -> Result<Turn, LlmError> {
-    let mut response = client.open(body, &ctx.cancel).await?;
+    let mut response = client.open(body, &ctx.cancel, Some(&ctx.events)).await?;
     let mut parser = SseParser::default();
     let mut turn = Turn::default();
     let mut payloads = Vec::new();

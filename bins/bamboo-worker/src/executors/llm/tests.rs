@@ -372,9 +372,23 @@ async fn rate_limit_is_retried_then_succeeds() {
     ])
     .await
     .expect("server");
-    let (out, _) = run(&exec(&server, json!({})), RunRequest::new("hi"), None).await;
+    let (out, events) = run(&exec(&server, json!({})), RunRequest::new("hi"), None).await;
     assert_eq!(out.result.as_deref(), Some("finally"), "{out:?}");
     assert_eq!(server.received().len(), 3);
+    // Each retry is told, so a person sees why the child waits.
+    let retries: Vec<(u32, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Retrying {
+                attempt, reason, ..
+            } => Some((*attempt, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries.len(), 2, "{events:?}");
+    assert_eq!(retries[0].0, 2);
+    assert!(retries[0].1.starts_with("429"), "{retries:?}");
+    assert!(retries[1].1.starts_with("503"), "{retries:?}");
 }
 
 #[tokio::test]
