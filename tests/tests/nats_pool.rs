@@ -787,9 +787,17 @@ fn the_front_door_says_what_the_pool_holds_before_any_child() {
         "{said}"
     );
 
-    let _worker = PoolWorker::join(&nats.url(), "full", 3, &[]);
+    let worker = PoolWorker::join(&nats.url(), "full", 3, &[]);
     let out = std::process::Command::new(bamboo_e2e::worker_bin())
-        .args(["run", "--nats", &nats.url(), "--pool", "full", "one"])
+        .args([
+            "run",
+            "--json",
+            "--nats",
+            &nats.url(),
+            "--pool",
+            "full",
+            "one",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -799,6 +807,16 @@ fn the_front_door_says_what_the_pool_holds_before_any_child() {
         said.contains("pool full: 1 worker has joined, 3 run slots in all"),
         "{said}"
     );
+    // Which pool worker took the run is told once it took it.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let placed: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["event"]["event"]["type"] == "placed")
+        .collect();
+    assert_eq!(placed.len(), 1, "{stdout}");
+    assert_eq!(placed[0]["event"]["event"]["placement"], "pool");
+    assert_eq!(placed[0]["event"]["event"]["worker"], worker.id.as_str());
 
     let port = nats.url().rsplit(':').next().unwrap().to_owned();
     drop(nats);

@@ -77,6 +77,18 @@ pub enum AgentEvent {
         /// What went wrong.
         message: String,
     },
+    /// Where a run runs, once a worker has it: a local worker process, a
+    /// resident worker, or a worker of a NATS pool (a pool run is queued
+    /// until then).
+    Placed {
+        /// `local`, `remote` or `pool`.
+        placement: String,
+        /// Which worker: `pid 1234`, the endpoint, or the pool worker's id.
+        worker: String,
+        /// The worker's host, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
     /// A request to the model (or another service) failed in a way worth
     /// another try, and is tried again after `delay_ms`.
     Retrying {
@@ -266,6 +278,7 @@ impl AgentEvent {
             Self::Error { .. } => "error",
             Self::Stderr { .. } => "stderr",
             Self::Retrying { .. } => "retrying",
+            Self::Placed { .. } => "placed",
             Self::SubAgentStarted { .. } => "sub_agent_started",
             Self::SubAgentEvent { .. } => "sub_agent_event",
             Self::SubAgentHeartbeat { .. } => "sub_agent_heartbeat",
@@ -295,6 +308,11 @@ mod tests {
             },
             AgentEvent::Stderr {
                 line: "warning: slow disk".into(),
+            },
+            AgentEvent::Placed {
+                placement: "pool".into(),
+                worker: "w-1".into(),
+                host: Some("gpu-1".into()),
             },
             AgentEvent::Retrying {
                 what: "model request".into(),

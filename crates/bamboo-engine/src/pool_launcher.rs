@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use bamboo_domain::AgentEvent;
 use bamboo_pool::{PoolClient, PoolName, RunPosition, RunReader, RunSender};
 use bamboo_subagent::frames::{ChildFrame, ParentFrame};
 use bamboo_subagent::spec::{Placement, ProvisionSpec};
@@ -134,6 +135,8 @@ impl ActorWorker for PoolRun {
             }),
             rx: Box::new(Rx {
                 reader,
+                held: None,
+                placed: false,
                 ended: self.ended.clone(),
                 journal: self.journal.clone(),
                 write_logs: None,
@@ -228,6 +231,11 @@ impl FrameTx for Tx {
 
 struct Rx {
     reader: RunReader,
+    /// The frame read together with the "taken" notice, handed out after
+    /// the `placed` event that notice becomes.
+    held: Option<Option<Result<ChildFrame, bamboo_pool::PoolError>>>,
+    /// The `placed` event was handed out.
+    placed: bool,
     ended: Arc<AtomicBool>,
     journal: Arc<Mutex<Option<Checkpoints>>>,
     write_logs: Option<LogWriter>,
@@ -249,6 +257,9 @@ impl Rx {
 #[async_trait]
 impl FrameRx for Rx {
     async fn recv(&mut self) -> Option<Result<ChildFrame, LinkError>> {
+        if let Some(next) = self.held.take() {
+            return next.map(|r| r.map_err(|e| LinkError(e.to_string())));
+        }
         let handed_out = self.reader.position();
         self.checkpoint(handed_out, false);
         // A run that goes quiet (waiting for steering, thinking) still gets
@@ -273,6 +284,19 @@ impl FrameRx for Rx {
             self.ended.store(true, Ordering::Release);
             if let Some(j) = lock(&self.journal).take() {
                 j.forget();
+            }
+        }
+        // Queued until a worker took it: the parent is told which one.
+        if !self.placed {
+            if let Some(taken) = self.reader.worker() {
+                self.placed = true;
+                let placed = AgentEvent::Placed {
+                    placement: "pool".into(),
+                    worker: taken.worker.clone(),
+                    host: Some(taken.host.clone()),
+                };
+                self.held = Some(next);
+                return Some(Ok(ChildFrame::Event { event: placed }));
             }
         }
         next.map(|r| r.map_err(|e| LinkError(e.to_string())))

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bamboo_domain::{CompletionStatus, TerminalStatus};
+use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
 use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest, Terminal};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -53,6 +53,9 @@ pub(crate) struct PumpEnv<'a> {
 pub(crate) struct Opening<'a> {
     pub request: Option<RunRequest>,
     pub stored: Option<&'a mut Creation>,
+    /// Where the run runs, announced once the child is stored (a pool run's
+    /// link announces it itself when a worker takes the run).
+    pub placed: Option<AgentEvent>,
 }
 
 /// How the run ended.
@@ -125,6 +128,9 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
     }
     let fanout = &env.out.fanout;
     let child_events = ChildEvents::new(fanout.clone(), env.parent_id, env.child_id);
+    if let Some(placed) = opening.placed {
+        child_events.publish_at(now_micros(), placed);
+    }
     let timeouts = env.inner.cfg.timeouts;
     let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
     let mut side: JoinSet<()> = JoinSet::new();

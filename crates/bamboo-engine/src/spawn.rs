@@ -402,11 +402,31 @@ impl Started<'_> {
         let opening = Opening {
             request: Some(run_request(self.session)),
             stored: Some(creation),
+            placed: placed(&spec.placement, lease.worker.pid()),
         };
         let result = steered(env, &mut lease.link, opening, Vec::new()).await;
         inner.runner.release(lease, result.clean);
         result
     }
+}
+
+/// Where a leased run runs, for the parent's stream; `None` for a pool run,
+/// whose link says so once a pool worker takes it.
+fn placed(placement: &bamboo_subagent::spec::Placement, pid: Option<u32>) -> Option<AgentEvent> {
+    use bamboo_subagent::spec::Placement;
+    let (placement, worker) = match placement {
+        Placement::Local => (
+            "local",
+            pid.map_or_else(|| "local".to_owned(), |p| format!("pid {p}")),
+        ),
+        Placement::Remote { endpoint } => ("remote", endpoint.clone()),
+        Placement::Schedulable { .. } => return None,
+    };
+    Some(AgentEvent::Placed {
+        placement: placement.to_owned(),
+        worker,
+        host: None,
+    })
 }
 
 /// A reattached pool run: waits for a slot (it counts against the running

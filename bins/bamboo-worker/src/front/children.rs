@@ -13,6 +13,9 @@ use bamboo_domain::{AgentEvent, CompletionStatus};
 pub enum Phase {
     /// Created, waiting for a slot.
     Queued,
+    /// Its run started on a NATS pool and waits in the pool's queue for a
+    /// worker to take it.
+    InPool,
     /// Its run started.
     Running,
     /// Waiting for an approval.
@@ -45,6 +48,8 @@ pub struct Child {
     pub result: Option<String>,
     /// What it was asked to do, when this run gave it.
     pub assignment: Option<String>,
+    /// Where its run runs (`pid 1234`, an endpoint, a pool worker), once known.
+    pub worker: Option<String>,
 }
 
 impl Child {
@@ -80,9 +85,20 @@ pub struct Children {
     nested: HashMap<String, (usize, String)>,
     nested_count: HashMap<String, usize>,
     open: usize,
+    /// Runs go to a NATS pool: a started run waits in its queue until a
+    /// worker takes it.
+    pooled: bool,
 }
 
 impl Children {
+    /// Children whose runs go to a NATS pool (see [`Phase::InPool`]).
+    pub fn pooled() -> Self {
+        Self {
+            pooled: true,
+            ..Self::default()
+        }
+    }
+
     /// Registers a created child.
     pub fn add(&mut self, id: String, name: String, assignment: Option<String>) {
         self.by_id.insert(id.clone(), self.list.len());
@@ -96,6 +112,7 @@ impl Children {
             error: None,
             result: None,
             assignment,
+            worker: None,
         });
         self.open += 1;
     }
@@ -113,7 +130,16 @@ impl Children {
             error: Some(error),
             result: None,
             assignment: Some(assignment),
+            worker: None,
         });
+    }
+
+    /// How many children wait in a NATS pool's queue.
+    pub fn in_pool(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|c| c.phase == Phase::InPool)
+            .count()
     }
 
     /// How many children were never created.
@@ -199,12 +225,26 @@ impl Children {
                     child.started = Some(now);
                 }
                 if child.phase == Phase::Queued {
-                    child.phase = Phase::Running;
+                    child.phase = if self.pooled {
+                        Phase::InPool
+                    } else {
+                        Phase::Running
+                    };
                 }
             }
             AgentEvent::SubAgentEvent { event, .. } => {
-                if matches!(**event, AgentEvent::Token { .. }) {
-                    child.tokens += 1;
+                match &**event {
+                    AgentEvent::Token { .. } => child.tokens += 1,
+                    AgentEvent::Placed { worker, host, .. } if who.is_top => {
+                        child.worker = Some(match host {
+                            Some(host) => format!("{worker}@{host}"),
+                            None => worker.clone(),
+                        });
+                    }
+                    _ => {}
+                }
+                if child.phase == Phase::InPool && who.is_top {
+                    child.phase = Phase::Running;
                 }
                 if child.phase == Phase::Awaiting && who.is_top {
                     child.phase = Phase::Running;
@@ -234,7 +274,7 @@ impl Children {
         let mut c = [0; 5];
         for child in &self.list {
             let i = match child.phase {
-                Phase::Queued => 0,
+                Phase::Queued | Phase::InPool => 0,
                 Phase::Running => 1,
                 Phase::Awaiting => 2,
                 Phase::Done(CompletionStatus::Completed) => 3,

@@ -271,7 +271,11 @@ impl<'a> Front<'a> {
             data_dir,
             root,
             refused: None,
-            children: Children::default(),
+            children: if options.pool.is_some() {
+                Children::pooled()
+            } else {
+                Children::default()
+            },
             out,
             human: Human::new(
                 Style::detect(stdout_tty),

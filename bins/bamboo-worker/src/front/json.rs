@@ -101,6 +101,7 @@ fn child_line(c: &Child) -> ChildLine<'_> {
     let status = match c.phase {
         Phase::Done(s) => s.to_string(),
         Phase::Queued => "queued".into(),
+        Phase::InPool => "queued_in_pool".into(),
         Phase::Running => "running".into(),
         Phase::Awaiting => "awaiting_approval".into(),
         Phase::NotCreated => "not_created".into(),

@@ -366,6 +366,7 @@ mod tests {
             error: error.map(str::to_owned),
             result: result.map(str::to_owned),
             assignment: None,
+            worker: None,
         }
     }
 

@@ -81,7 +81,12 @@ impl StatusArea {
 
     fn lines(&self, children: &Children, now: Instant) -> Vec<String> {
         let [queued, running, awaiting, done, failed] = children.counts();
-        let mut counts = vec![format!("{queued} queued"), format!("{running} running")];
+        let in_pool = children.in_pool();
+        let mut counts = vec![format!("{} queued", queued - in_pool)];
+        if in_pool > 0 {
+            counts.push(format!("{in_pool} queued in the pool"));
+        }
+        counts.push(format!("{running} running"));
         if awaiting > 0 {
             counts.push(format!("{awaiting} awaiting approval"));
         }
@@ -105,8 +110,13 @@ impl StatusArea {
             } else {
                 "running"
             };
+            let on = c
+                .worker
+                .as_deref()
+                .map(|w| format!(" · on {w}"))
+                .unwrap_or_default();
             lines.push(format!(
-                "   {} {what} {} · {} tokens",
+                "   {} {what} {} · {} tokens{on}",
                 self.style.tag(i, &c.name),
                 human_duration(c.elapsed(chrono::Utc::now())),
                 c.tokens
@@ -152,5 +162,41 @@ mod tests {
         assert!(lines[1].contains("[c0] running"), "{lines:?}");
         assert_eq!(lines.len(), 1 + MAX_CHILD_LINES + 1);
         assert!(lines[7].contains("and 1 more"));
+    }
+
+    #[test]
+    fn a_pool_run_is_queued_in_the_pool_until_a_worker_takes_it() {
+        let mut c = Children::pooled();
+        c.add("id0".into(), "c0".into(), None);
+        let w = c.who("root", "id0").unwrap();
+        let now = chrono::Utc::now();
+        let started = bamboo_domain::AgentEvent::SubAgentStarted {
+            parent_session_id: "root".into(),
+            child_session_id: "id0".into(),
+            title: None,
+        };
+        c.apply(&w, &started, now);
+        let area = StatusArea::new(Style {
+            colour: false,
+            sanitize: true,
+        });
+        let lines = area.lines(&c, Instant::now());
+        assert!(
+            lines[0].contains("0 queued · 1 queued in the pool · 0 running"),
+            "{lines:?}"
+        );
+        let placed = bamboo_domain::AgentEvent::SubAgentEvent {
+            parent_session_id: "root".into(),
+            child_session_id: "id0".into(),
+            event: Box::new(bamboo_domain::AgentEvent::Placed {
+                placement: "pool".into(),
+                worker: "w-7".into(),
+                host: Some("gpu-1".into()),
+            }),
+        };
+        c.apply(&w, &placed, now);
+        let lines = area.lines(&c, Instant::now());
+        assert!(lines[0].contains("0 queued · 1 running"), "{lines:?}");
+        assert!(lines[1].contains("on w-7@gpu-1"), "{lines:?}");
     }
 }

@@ -80,6 +80,7 @@ fn status(c: &Child) -> &'static str {
     match c.phase {
         Phase::Done(s) => s.as_str(),
         Phase::Queued => "queued",
+        Phase::InPool => "queued in pool",
         Phase::Running => "running",
         Phase::Awaiting => "awaiting approval",
         Phase::NotCreated => "not created",
