@@ -4,13 +4,13 @@
 use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 
 use crate::assignment::render;
-use crate::store::SessionStore;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::inbox::{InboxKind, InboxMessage};
 use crate::placement::PLACEMENT_KEY;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
+use crate::store::SessionStore;
 use crate::types::{
     CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
     SendOutcome, UpdateChild, UpdateOutcome,

@@ -192,7 +192,10 @@ fn spawn_deferred_writes(rt: &Arc<Runtime>) {
             if rt.store.waiting() > 0 {
                 let n = rt.store.retry().await;
                 if n > 0 {
-                    tracing::info!(written = n, "stored children's endings the full disk had refused");
+                    tracing::info!(
+                        written = n,
+                        "stored children's endings the full disk had refused"
+                    );
                 }
             }
         }

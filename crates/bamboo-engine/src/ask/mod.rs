@@ -6,9 +6,9 @@
 use serde_json::{json, Value};
 
 use crate::engine::Engine;
-use crate::store::SessionStore;
 use crate::error::EngineError;
 use crate::inbox::{InboxKind, InboxMessage};
+use crate::store::SessionStore;
 
 impl Engine {
     /// `from` (a child) asks `to` (its parent or a sibling) `question`. The
