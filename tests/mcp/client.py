@@ -11,6 +11,7 @@ Scenarios:
   client declares no elicitation).
 - elicitation: the same request answered by the person through an
   elicitation (one accepted, one declined).
+- http: the streamable HTTP transport with a bearer token (401 without it).
 """
 
 import asyncio
@@ -261,7 +262,60 @@ async def elicitation(worker: str, data_dir: str) -> None:
     print("ok elicitation")
 
 
-SCENARIOS = {"children": children, "approvals": approvals, "elicitation": elicitation}
+async def http(worker: str, data_dir: str) -> None:
+    import os
+    import signal
+    import subprocess
+
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    token = "t0k-" + os.urandom(16).hex()
+    token_file = os.path.join(data_dir, "token")
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(token + "\n")
+    server_dir = os.path.join(data_dir, "sessions")
+    proc = subprocess.Popen(
+        [worker, "mcp", "--listen", "127.0.0.1:0", "--token-file", token_file,
+         "--data-dir", server_dir, "--executor", "echo"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = proc.stdout.readline().split()
+        assert ready and ready[0] == "listening", ready
+        url = ready[1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), url
+        hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}
+        headers = {"Accept": "application/json, text/event-stream"}
+        async with httpx2.AsyncClient() as raw:
+            for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+                answer = await raw.post(url, json=hello, headers=headers | auth)
+                assert answer.status_code == 401, (auth, answer.status_code, answer.text)
+                assert "bearer token" in answer.text, answer.text
+        bearer = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        async with bearer, streamable_http_client(url, http_client=bearer) as (read, write):
+            async with ClientSession(
+                read, write, client_info=types.Implementation(name="http-client", version="1"),
+            ) as session:
+                await session.initialize()
+                tools = {t.name for t in (await session.list_tools()).tools}
+                assert tools == {"SubAgent", "wait", "approvals"}, tools
+                child = await create(session, "Over HTTP", "zeta")
+                ended = await wait_until_ended(session, child)
+                assert ended["result"].endswith("Assignment: zeta"), ended
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(PATIENCE)
+    assert code == 0, f"server exited {code} on SIGTERM"
+    print("ok http")
+
+
+SCENARIOS = {
+    "children": children, "approvals": approvals, "elicitation": elicitation, "http": http,
+}
 
 if __name__ == "__main__":
     worker, data_dir, scenario = sys.argv[1:4]

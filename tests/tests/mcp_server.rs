@@ -1,7 +1,8 @@
 //! `bamboo-worker mcp` (issue 21) driven by the official MCP Python SDK
 //! client: tools and their reference JSON, children waited for, steered and
 //! cancelled, resources, and approvals answered through the `approvals`
-//! tool or through an elicitation. The SDK lives in a cached venv that
+//! tool or through an elicitation, and the streamable HTTP transport (401
+//! without the bearer token). The SDK lives in a cached venv that
 //! `cargo xtask e2e` / `ci` makes (`BAMBOO_MCP_PYTHON`); the scenarios are
 //! in tests/mcp/client.py.
 
@@ -68,4 +69,9 @@ async fn python_sdk_answers_an_approval_through_the_approvals_tool() {
 #[tokio::test]
 async fn python_sdk_answers_approvals_as_elicitations() {
     scenario("elicitation").await;
+}
+
+#[tokio::test]
+async fn streamable_http_needs_the_bearer_token() {
+    scenario("http").await;
 }
