@@ -29,7 +29,7 @@ pub use args::McpArgs;
 /// process is told to stop (`--listen`).
 pub fn run(args: McpArgs) -> anyhow::Result<()> {
     if let Some(client) = args.print_config {
-        print!("{}", config::snippet(client, &args)?);
+        print!("{}", config::snippet(client)?);
         return Ok(());
     }
     // Before anything can print: the MCP stream owns the real stdout from
