@@ -405,8 +405,9 @@ impl ProvisionSpec {
         self.refuse_unimplemented()
     }
 
-    /// Spec fields this worker does not implement are refused, not ignored:
-    /// a parent relying on them must learn at once that they do nothing here.
+    /// Spec fields this worker does not implement are refused, not ignored
+    /// (F14): a parent relying on them must learn at once that they do
+    /// nothing here.
     fn refuse_unimplemented(&self) -> Result<(), SpecError> {
         let caps = &self.capabilities;
         if caps.mcp.is_some() && caps.mcp_proxy.is_some() {
