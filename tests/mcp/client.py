@@ -11,7 +11,8 @@ Scenarios:
   client declares no elicitation).
 - elicitation: the same request answered by the person through an
   elicitation (one accepted, one declined).
-- http: the streamable HTTP transport with a bearer token (401 without it).
+- http: the streamable HTTP transport with a bearer token (401 without it;
+  the token never in the server's trace log).
 """
 
 import asyncio
@@ -276,10 +277,13 @@ async def http(worker: str, data_dir: str) -> None:
     with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write(token + "\n")
     server_dir = os.path.join(data_dir, "sessions")
+    # Logged at the most verbose level: the token must still never show.
+    log_path = os.path.join(data_dir, "server.log")
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [worker, "mcp", "--listen", "127.0.0.1:0", "--token-file", token_file,
          "--data-dir", server_dir, "--executor", "echo"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ | {"RUST_LOG": "trace"},
     )
     try:
         ready = proc.stdout.readline().split()
@@ -309,7 +313,12 @@ async def http(worker: str, data_dir: str) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(PATIENCE)
+        log.close()
     assert code == 0, f"server exited {code} on SIGTERM"
+    with open(log_path) as f:
+        logged = f.read()
+    assert logged, "RUST_LOG=trace logged nothing"
+    assert token not in logged, "the bearer token reached the server's log"
     print("ok http")
 
 
