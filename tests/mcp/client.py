@@ -299,10 +299,17 @@ async def http(worker: str, data_dir: str) -> None:
                 answer = await raw.post(url, json=hello, headers=headers | auth)
                 assert answer.status_code == 401, (auth, answer.status_code, answer.text)
                 assert "bearer token" in answer.text, answer.text
+        asked = []
+
+        async def on_elicit(context, params: types.ElicitRequestParams):
+            asked.append(params.message)
+            return types.ElicitResult(action="accept", content={})
+
         bearer = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
         async with bearer, streamable_http_client(url, http_client=bearer) as (read, write):
             async with ClientSession(
                 read, write, client_info=types.Implementation(name="http-client", version="1"),
+                elicitation_callback=on_elicit,
             ) as session:
                 await session.initialize()
                 tools = {t.name for t in (await session.list_tools()).tools}
@@ -310,6 +317,11 @@ async def http(worker: str, data_dir: str) -> None:
                 child = await create(session, "Over HTTP", "zeta")
                 ended = await wait_until_ended(session, child)
                 assert ended["result"].endswith("Assignment: zeta"), ended
+                # Server-to-client requests work over HTTP too.
+                asker = await create(session, "Asker", "__approve:write_file eta")
+                ended = await wait_until_ended(session, asker)
+                assert ended["result"].endswith("Assignment: approved:write_file eta"), ended
+                assert any("write_file" in m for m in asked), asked
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(PATIENCE)

@@ -25,6 +25,9 @@ use anyhow::Context;
 
 pub use args::McpArgs;
 
+/// The longest wait for running children to be cancelled at exit.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs `bamboo-worker mcp` until the client disconnects (stdio) or the
 /// process is told to stop (`--listen`).
 pub fn run(args: McpArgs) -> anyhow::Result<()> {
@@ -47,7 +50,13 @@ pub fn run(args: McpArgs) -> anyhow::Result<()> {
             Some(out) => stdio::serve(shared.clone(), out).await,
             None => http::serve(shared.clone(), &args).await,
         };
-        shared.engine.shutdown().await;
+        // Bounded: a stuck worker must not keep a gone client's server alive.
+        if tokio::time::timeout(SHUTDOWN_LIMIT, shared.engine.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the engine did not shut down in time; exiting anyway");
+        }
         served
     });
     runtime.shutdown_timeout(Duration::from_millis(500));
