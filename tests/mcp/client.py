@@ -13,6 +13,8 @@ Scenarios:
   elicitation (one accepted, one declined).
 - http: the streamable HTTP transport with a bearer token (401 without it;
   the token never in the server's trace log).
+- https: the same over TLS on a non-loopback address (certificate from the
+  Rust test, in MCP_TLS_CERT, MCP_TLS_KEY, MCP_TLS_CA).
 """
 
 import asyncio
@@ -263,9 +265,20 @@ async def elicitation(worker: str, data_dir: str) -> None:
     print("ok elicitation")
 
 
-async def http(worker: str, data_dir: str) -> None:
+async def https(worker: str, data_dir: str) -> None:
+    """As http, over TLS on a non-loopback listen address: the certificate
+    and CA come from the Rust test (MCP_TLS_CERT, MCP_TLS_KEY, MCP_TLS_CA)."""
+    import os
+    import ssl
+
+    tls = (os.environ["MCP_TLS_CERT"], os.environ["MCP_TLS_KEY"], os.environ["MCP_TLS_CA"])
+    await http(worker, data_dir, tls=tls, name="https")
+
+
+async def http(worker: str, data_dir: str, tls=None, name="http") -> None:
     import os
     import signal
+    import ssl
     import subprocess
 
     import httpx2
@@ -280,8 +293,14 @@ async def http(worker: str, data_dir: str) -> None:
     # Logged at the most verbose level: the token must still never show.
     log_path = os.path.join(data_dir, "server.log")
     log = open(log_path, "w")
+    listen = ["--listen", "127.0.0.1:0"]
+    verify = True
+    if tls:
+        cert, key, ca = tls
+        listen = ["--listen", "0.0.0.0:0", "--tls-cert", cert, "--tls-key", key]
+        verify = ssl.create_default_context(cafile=ca)
     proc = subprocess.Popen(
-        [worker, "mcp", "--listen", "127.0.0.1:0", "--token-file", token_file,
+        [worker, "mcp", *listen, "--token-file", token_file,
          "--data-dir", server_dir, "--executor", "echo"],
         stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ | {"RUST_LOG": "trace"},
     )
@@ -289,12 +308,16 @@ async def http(worker: str, data_dir: str) -> None:
         ready = proc.stdout.readline().split()
         assert ready and ready[0] == "listening", ready
         url = ready[1]
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), url
+        if tls:
+            assert url.startswith("https://0.0.0.0:") and url.endswith("/mcp"), url
+            url = url.replace("0.0.0.0", "127.0.0.1")
+        else:
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), url
         hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
             "clientInfo": {"name": "raw", "version": "1"}}}
         headers = {"Accept": "application/json, text/event-stream"}
-        async with httpx2.AsyncClient() as raw:
+        async with httpx2.AsyncClient(verify=verify) as raw:
             for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
                 answer = await raw.post(url, json=hello, headers=headers | auth)
                 assert answer.status_code == 401, (auth, answer.status_code, answer.text)
@@ -305,7 +328,7 @@ async def http(worker: str, data_dir: str) -> None:
             asked.append(params.message)
             return types.ElicitResult(action="accept", content={})
 
-        bearer = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        bearer = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, verify=verify)
         async with bearer, streamable_http_client(url, http_client=bearer) as (read, write):
             async with ClientSession(
                 read, write, client_info=types.Implementation(name="http-client", version="1"),
@@ -331,11 +354,12 @@ async def http(worker: str, data_dir: str) -> None:
         logged = f.read()
     assert logged, "RUST_LOG=trace logged nothing"
     assert token not in logged, "the bearer token reached the server's log"
-    print("ok http")
+    print(f"ok {name}")
 
 
 SCENARIOS = {
     "children": children, "approvals": approvals, "elicitation": elicitation, "http": http,
+    "https": https,
 }
 
 if __name__ == "__main__":

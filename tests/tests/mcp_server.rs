@@ -2,7 +2,7 @@
 //! client: tools and their reference JSON, children waited for, steered and
 //! cancelled, resources, and approvals answered through the `approvals`
 //! tool or through an elicitation, and the streamable HTTP transport (401
-//! without the bearer token). The SDK lives in a cached venv that
+//! without the bearer token; TLS on a non-loopback address). The SDK lives in a cached venv that
 //! `cargo xtask e2e` / `ci` makes (`BAMBOO_MCP_PYTHON`); the scenarios are
 //! in tests/mcp/client.py.
 
@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bamboo_e2e::worker_bin;
+
+mod remote_support;
 
 /// A scenario runs a few children; this bounds a hung client or server.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
@@ -32,8 +34,14 @@ fn script() -> PathBuf {
 
 /// Runs one scenario of client.py against a fresh data directory.
 async fn scenario(name: &str) {
+    scenario_with(name, &[]).await;
+}
+
+/// Runs one scenario with extra environment variables.
+async fn scenario_with(name: &str, env: &[(&str, &std::path::Path)]) {
     let data = tempfile::tempdir().expect("temp dir");
     let child = tokio::process::Command::new(python())
+        .envs(env.iter().copied())
         .arg(script())
         .arg(worker_bin())
         .arg(data.path())
@@ -74,4 +82,19 @@ async fn python_sdk_answers_approvals_as_elicitations() {
 #[tokio::test]
 async fn streamable_http_needs_the_bearer_token() {
     scenario("http").await;
+}
+
+#[tokio::test]
+async fn streamable_http_over_tls_on_a_non_loopback_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = remote_support::Pki::new(dir.path());
+    scenario_with(
+        "https",
+        &[
+            ("MCP_TLS_CERT", &pki.cert),
+            ("MCP_TLS_KEY", &pki.key),
+            ("MCP_TLS_CA", &pki.ca_pem),
+        ],
+    )
+    .await;
 }

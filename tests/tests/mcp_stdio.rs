@@ -3,6 +3,7 @@
 //! (a worker prints `ready ws://...` on its own stdout; nothing of it may
 //! reach the client), and `--root` continues a root session in a later
 //! process, whose children are then reachable again (C9 keeps them to it).
+//! Flags that cannot work are refused with exit 2 and one line.
 
 // Test code: a panic is how a failure is reported.
 #![allow(clippy::unwrap_used)]
@@ -204,6 +205,36 @@ async fn an_unknown_root_is_refused_with_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--root no-such-root") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_non_loopback_listen_without_tls_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-long-random-token").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(worker_bin())
+            .args(["mcp", "--listen", "0.0.0.0:0", "--token-file"])
+            .arg(&token)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tls-cert") && stderr.lines().count() == 1,
         "{stderr}"
     );
 }

@@ -141,6 +141,12 @@ fn unauthorized() -> Reply {
         http::header::WWW_AUTHENTICATE,
         http::HeaderValue::from_static("Bearer"),
     );
+    // The request body is never read, so the connection cannot carry
+    // another request: say so, or a client reusing it sees a disconnect.
+    reply.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
     reply
 }
 

@@ -100,6 +100,12 @@ pub async fn wait(
                     state.phase = "running".into();
                 }
             }
+            // A request asked before this wait began shows in its first report.
+            for open in engine.pending_approvals(Some(root)) {
+                if let Some(state) = live.get_mut(&open.child_session_id) {
+                    state.phase = format!("waiting for approval of {}", open.tool_name);
+                }
+            }
             sent += 1;
             last_sent = Instant::now();
             notify(p, sent, &live).await;
