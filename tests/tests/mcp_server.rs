@@ -6,6 +6,10 @@
 //! `cargo xtask e2e` / `ci` makes (`BAMBOO_MCP_PYTHON`); the scenarios are
 //! in tests/mcp/client.py.
 
+// Test code (and the shared resident-worker helpers): a panic is how a
+// failure is reported.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
