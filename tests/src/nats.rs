@@ -123,11 +123,23 @@ impl Drop for NatsServer {
     }
 }
 
+/// A free loopback port never handed out before in this process: a server
+/// killed and restarted on its port (the restart tests) must not find it
+/// taken by another test's server that got it while it was down, nor leave
+/// that test talking to the wrong server.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A `bamboo-worker join` process, killed on drop.

@@ -535,3 +535,172 @@ fn nested_spawns_are_shown_under_their_parents_name() {
         "{stdout}"
     );
 }
+
+/// A terminal emulator (tmux) running one command line, read as a person
+/// sees it (screen and scrollback); killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `line` on a terminal `columns` wide.
+    fn start(columns: u16, line: &str) -> Self {
+        let t = Self {
+            socket: format!("bamboo-test-{}-{columns}", std::process::id()),
+        };
+        let script = format!("{line}; echo __ENDED__; sleep 60");
+        let cols = columns.to_string();
+        let started = t.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            &cols,
+            "-y",
+            "30",
+            "-s",
+            "t",
+            &script,
+        ]);
+        assert!(started.status.success(), "{started:?}");
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("tmux runs (it ships with the machine image; apt-get install tmux)")
+    }
+
+    /// The screen and its scrollback, as text.
+    fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-S", "-5000", "-t", "t"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `needle`; the screen then.
+    fn wait_for(&self, needle: &str) -> String {
+        let seen = eventually(Duration::from_secs(60), || self.screen().contains(needle));
+        let text = self.screen();
+        assert!(seen, "never saw {needle:?} in:\n{text}");
+        text
+    }
+
+    /// Types `keys` and Enter.
+    fn type_line(&self, keys: &str) {
+        self.tmux(&["send-keys", "-t", "t", keys, "Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+/// `line` on a terminal `columns` wide, read once it has ended.
+fn in_tmux(columns: u16, line: &str) -> String {
+    Tmux::start(columns, line).wait_for("__ENDED__")
+}
+
+/// Issue 25: on a terminal narrower than the status area's line, each redraw
+/// used to leave a wrapped copy of it behind. Every line is now cut to the
+/// width: after 20 children at 50 columns, neither the final screen nor the
+/// scrollback holds a status line.
+#[test]
+fn a_50_column_terminal_keeps_no_copy_of_the_status_area() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut line = format!(
+        "TMPDIR={} {} run --max-running 6",
+        tmp.path().display(),
+        worker_bin().display()
+    );
+    // Names long enough that a child's status line is wider than 50.
+    for i in 1..=20 {
+        line.push_str(&format!(" --name quite-a-long-child-name-{i}"));
+    }
+    for i in 1..=20 {
+        line.push_str(&format!(" '__sleep_ms:{} child number {i} writes'", i * 60));
+    }
+    let text = in_tmux(50, &line);
+    assert!(text.contains("20 of 20 runs completed"), "{text}");
+    for row in text.lines() {
+        assert!(
+            !row.contains("── ") && !row.contains("queued ·") && !row.contains(" running ·"),
+            "a status line was left behind: {row:?} in\n{text}"
+        );
+    }
+}
+
+/// The statuses of the child sessions stored under `data`, read from their
+/// files (the run holds the directory's lock).
+fn stored_child_statuses(data: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data.join("sessions")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| {
+            let last = text.lines().rfind(|l| l.ends_with('}'))?;
+            let doc: serde_json::Value = serde_json::from_str(last).ok()?;
+            doc["child"]["status"].as_str().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Issue 25: other children's output used to print onto a waiting approval
+/// question and push it off screen. While it waits, output and notes are
+/// held; once answered they follow, in order.
+#[test]
+fn a_waiting_question_stays_intact_while_other_children_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut line = format!(
+        "TMPDIR={} {} run --data-dir {} --name asker '__approve:write_file notes.txt'",
+        tmp.path().display(),
+        worker_bin().display(),
+        data.display()
+    );
+    for i in 1..=5 {
+        line.push_str(&format!(
+            " '__sleep_ms:{} chatter {i} says hello'",
+            300 + i * 100
+        ));
+    }
+    let term = Tmux::start(120, &line);
+    term.wait_for("[y/n/a/N]");
+    // Every chatty child ends while the question waits.
+    let all_done = eventually(Duration::from_secs(30), || {
+        stored_child_statuses(&data)
+            .iter()
+            .filter(|s| *s == "completed")
+            .count()
+            == 5
+    });
+    assert!(all_done, "{:?}", stored_child_statuses(&data));
+    let screen = term.screen();
+    let last = screen
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.trim_end().ends_with("[y/n/a/N]"),
+        "the question is the last thing on screen: {last:?} in\n{screen}"
+    );
+    assert!(!screen.contains("[chatter-1-says] completed"), "{screen}");
+    term.type_line("y");
+    let screen = term.wait_for("6 of 6 runs completed");
+    let asked = screen.find("[y/n/a/N]").unwrap();
+    let released = screen
+        .find("[chatter-1-says] completed")
+        .expect("held output follows");
+    assert!(released > asked, "{screen}");
+    assert!(
+        screen.contains("[asker] approved:write_file notes.txt"),
+        "{screen}"
+    );
+}

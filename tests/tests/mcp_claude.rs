@@ -1,5 +1,5 @@
 //! The real Claude Code binary as the MCP client of `bamboo-worker mcp`
-//! (F13, issue 21): its scripted model (a fake Anthropic Messages server on
+//! (F16, issue 21): its scripted model (a fake Anthropic Messages server on
 //! loopback, the only thing mocked) creates a child through the SubAgent
 //! tool, waits for it with `wait`, and ends with the child's result in its
 //! final text. `cargo xtask e2e` / `ci` installs Claude Code from npm into a

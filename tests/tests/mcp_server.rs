@@ -1,4 +1,4 @@
-//! `bamboo-worker mcp` (F13, issue 21) driven by the official MCP Python SDK
+//! `bamboo-worker mcp` (F16, issue 21) driven by the official MCP Python SDK
 //! client: tools and their reference JSON, children waited for, steered and
 //! cancelled, resources, and approvals answered through the `approvals`
 //! tool or through an elicitation, and the streamable HTTP transport (401

@@ -1,4 +1,4 @@
-//! `bamboo-worker mcp` over raw stdio (F13, issue 21): every line on its stdout
+//! `bamboo-worker mcp` over raw stdio (F16, issue 21): every line on its stdout
 //! is a JSON-RPC message, even while workers start and log at debug level
 //! (a worker prints `ready ws://...` on its own stdout; nothing of it may
 //! reach the client), and `--root` continues a root session in a later

@@ -207,9 +207,10 @@ async fn resume_selects_pending_and_errored_children_but_not_completed_ones() {
     engine.shutdown().await;
     drop(engine);
 
+    // A root made outside `run` records no executor: name it.
     let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
         .args(["run", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--resume", &root])
+        .args(["--resume", &root, "--executor", "echo"])
         .output()
         .await
         .unwrap();
@@ -379,4 +380,208 @@ fn pass_env_of_an_unset_variable_or_without_cli_is_a_usage_error() {
     let out = worker(&["run", "--resume", "r"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--data-dir"), "{}", text(&out));
+}
+
+/// S5: runs in two workspaces share a data directory; `sessions list
+/// --project` shows only the roots and children of the project asked for,
+/// named by its directory (any path to it) or by a key given to `run`.
+#[test]
+fn s5_sessions_list_project_shows_only_that_projects_roots_and_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (p, q) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pw, qw) = (p.path().to_str().unwrap(), q.path().to_str().unwrap());
+    for (ws, words) in [(pw, "in p"), (qw, "in q")] {
+        let out = worker(&["run", "--data-dir", d, "--workspace", ws, words]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = worker(&["run", "--data-dir", d, "--project", "named", "in named"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listing(dir.path()).as_array().unwrap().len(), 3);
+
+    let project = |key: &str| {
+        let out = worker(&[
+            "sessions",
+            "list",
+            "--data-dir",
+            d,
+            "--project",
+            key,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // Another name of the same directory finds the same project.
+    let via_dots = format!(
+        "{pw}/../{}",
+        p.path().file_name().unwrap().to_str().unwrap()
+    );
+    for key in [pw, via_dots.as_str()] {
+        let only_p = project(key);
+        assert_eq!(
+            children(&only_p),
+            [("in-p".to_owned(), "completed".to_owned())],
+            "{only_p:#}"
+        );
+    }
+    assert_eq!(children(&project(qw))[0].0, "in-q");
+    assert_eq!(children(&project("named"))[0].0, "in-named");
+    assert_eq!(project("/no/such/project"), Value::Array(vec![]));
+}
+
+/// Issue 25: a resume without the executor flags reruns a failed cli child
+/// with its own program, never with echo (so a failure never turns into
+/// `completed`); flags given again must match the first run's, and a root
+/// that records no executor needs them.
+#[test]
+fn a_resume_reruns_a_failed_cli_child_with_its_own_program_never_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let program = ["sh", "-c", "echo tried >&2; exit 3"];
+    let first = Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--data-dir", d, "--executor", "cli", "fails", "--"])
+        .args(program)
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    let json = listing(dir.path());
+    let root = json[0]["id"].as_str().unwrap().to_owned();
+    let first_error = json[0]["children"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(first_error.contains('3'), "{first_error}");
+
+    let resumed = worker(&["run", "--data-dir", d, "--resume", &root]);
+    let all = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(1), "{all}");
+    assert!(!all.contains("echo: "), "never rerun by echo: {all}");
+    assert!(all.contains("0 of 1 runs completed"), "{all}");
+    let json = listing(dir.path());
+    assert_eq!(
+        children(&json),
+        vec![("fails".to_owned(), "error".to_owned())]
+    );
+    assert_eq!(
+        json[0]["children"][0]["last_error"].as_str(),
+        Some(first_error.as_str())
+    );
+
+    let echo = worker(&[
+        "run",
+        "--data-dir",
+        d,
+        "--resume",
+        &root,
+        "--executor",
+        "echo",
+    ]);
+    assert_eq!(echo.status.code(), Some(2), "{}", text(&echo));
+    let said = String::from_utf8_lossy(&echo.stderr);
+    assert!(
+        said.contains("--executor is echo here but cli in the first run"),
+        "{said}"
+    );
+    let other = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--data-dir",
+            d,
+            "--resume",
+            &root,
+            "--executor",
+            "cli",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("is true here but sh -c"),
+        "{}",
+        text(&other)
+    );
+    // The same flags again are fine.
+    let same = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--data-dir",
+            d,
+            "--resume",
+            &root,
+            "--executor",
+            "cli",
+            "--",
+        ])
+        .args(program)
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(1), "{}", text(&same));
+}
+
+/// Issue 25: the run says which root it is and how to resume it; the JSON
+/// summary carries the root, each child's assignment and times; a root is
+/// titled with its first assignment; ids can be given by a unique prefix;
+/// `--from` skips `#` comments and an empty assignment is a usage error.
+#[test]
+fn the_root_is_named_at_the_start_and_found_again_by_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let tasks = dir.path().join("tasks.txt");
+    std::fs::write(
+        &tasks,
+        "# the plan\nfirst task\n  # indented note\n__fail:second fails\n",
+    )
+    .unwrap();
+    let out = worker(&[
+        "run",
+        "--json",
+        "--data-dir",
+        d,
+        "--from",
+        tasks.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("bamboo-worker run: root "))
+        .unwrap_or_else(|| panic!("no root line: {said}"));
+    let root = line.split_whitespace().nth(3).unwrap().to_owned();
+    let short = &root[..8];
+    assert!(
+        line.ends_with(&format!(
+            "(resume with: bamboo-worker run --data-dir {d} --resume {short})"
+        )),
+        "{line}"
+    );
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["root_id"], root.as_str());
+    let kids = summary["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 2, "comments are no assignments: {summary}");
+    assert_eq!(kids[0]["assignment"], "first task");
+    assert_eq!(kids[1]["assignment"], "__fail:second fails");
+    assert!(kids[0]["started_at"].is_string() && kids[0]["ended_at"].is_string());
+
+    let json = listing(dir.path());
+    assert_eq!(json[0]["title"], "first task");
+    let shown = worker(&["sessions", "--data-dir", d, "show", short]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    assert!(stdout(&shown).contains(&root));
+    let resumed = worker(&["run", "--data-dir", d, "--resume", short]);
+    let all = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(r#"rerunning "fails" (was error: second)"#),
+        "{all}"
+    );
+    let unknown = worker(&["run", "--data-dir", d, "--resume", "zzzz"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no session zzzz"));
+
+    let empty = worker(&["run", "--data-dir", d, "fine", " "]);
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("assignment 2 is empty"));
 }

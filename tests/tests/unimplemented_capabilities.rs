@@ -1,4 +1,4 @@
-//! No silent capabilities (F14, issue 21): a spec asking for a capability this
+//! No silent capabilities (F17, issue 21): a spec asking for a capability this
 //! worker does not implement (`capabilities.mcp`, `capabilities.skills_dir`)
 //! is refused with exit 2 and one line naming it, before anything is
 //! published (F4).

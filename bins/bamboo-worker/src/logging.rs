@@ -2,6 +2,8 @@
 //! TLS and WebSocket crates print whole requests (an `Authorization: Bearer`
 //! header included) at trace level, so their trace output is never shown.
 
+use std::io::IsTerminal;
+
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -27,9 +29,12 @@ const TRANSPORT_CRATES: &[&str] = &[
 /// idle worker's memory. With it, `RUST_LOG` applies, except that the
 /// transport crates are capped at debug.
 pub fn init() {
+    // Colour codes only for a person at a terminal, never into a file or pipe.
+    let ansi = std::io::stderr().is_terminal();
     match std::env::var_os("RUST_LOG") {
         Some(_) => {
             let output = tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
                 .with_writer(std::io::stderr)
                 .with_filter(filter_fn(|meta| !hidden(meta)));
             tracing_subscriber::registry()
@@ -38,6 +43,7 @@ pub fn init() {
                 .init();
         }
         None => tracing_subscriber::fmt()
+            .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .with_max_level(Level::WARN)
             .init(),

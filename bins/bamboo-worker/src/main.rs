@@ -14,7 +14,8 @@ use bamboo_subagent::spec::ExecutorKind;
 use bamboo_worker::executor_flags::{passed_env, ExecutorArgs};
 use bamboo_worker::front::{ApproveMode, Fallback};
 use bamboo_worker::{front, mcp, resident, serve};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod join;
 mod logging;
@@ -144,6 +145,11 @@ struct SessionsArgs {
     /// Print JSON (one document) instead of text, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// List only the sessions of this project: a directory (its canonical
+    /// path is the key, as `run` derives it from --workspace) or a key as
+    /// `run --project` gave it.
+    #[arg(long, value_name = "PROJECT", global = true)]
+    project: Option<String>,
     #[command(subcommand)]
     command: Option<SessionsCommand>,
 }
@@ -154,7 +160,8 @@ enum SessionsCommand {
     List,
     /// One session: its messages, status and logged events.
     Show {
-        /// The session id (a root or a child), as `sessions` lists it.
+        /// The session id (a root or a child), as `sessions` lists it, or a
+        /// unique start of it (e.g. its first 8 characters).
         id: String,
     },
 }
@@ -207,6 +214,13 @@ struct RunArgs {
     /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
     #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// Per-child cap on model rounds of one run (--executor llm) [default: 20].
+    #[arg(help_heading = "Limits", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_turns: Option<u32>,
+    /// Make every child a read-only reviewer: it reads and runs read-only
+    /// commands, its writes are refused (--executor llm or echo).
+    #[arg(help_heading = "Limits", long)]
+    read_only: bool,
 
     // --- Output ---
     /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
@@ -220,16 +234,24 @@ struct RunArgs {
     /// Keep sessions in this directory [default: a temporary one, removed at exit].
     #[arg(help_heading = "Sessions and workers", long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Rerun the unfinished children of root session ROOT (needs --data-dir).
+    /// The project the sessions belong to (`sessions list --project` finds
+    /// them by it) [default: the workspace's canonical path].
+    #[arg(help_heading = "Sessions and workers", long, value_name = "KEY")]
+    project: Option<String>,
+    /// Rerun the unfinished children of root session ROOT (needs --data-dir);
+    /// a unique start of the id is enough.
     ///
     /// Reruns every child of ROOT whose status is pending (queued when the
     /// previous run died), running or error (including children orphaned by
     /// a crash), cancelled or timeout; completed and skipped children are
     /// left alone. Each rerun starts again from its last user message.
-    /// Assignments given too become new children of ROOT. The executor is
-    /// not stored with the session: give the same --executor flags (and
-    /// program after `--`) as the first run. `bamboo-worker sessions
-    /// --data-dir DIR` lists the root ids.
+    /// Assignments given too become new children of ROOT. Children the
+    /// first run never created (a full disk) are created. The executor
+    /// flags (--executor, the program, --model, --base-url, --api-key-env,
+    /// --workspace, --pass-env, --max-turns, --read-only) are recorded with
+    /// the root and reused; one given again must match the first run's, or
+    /// the resume is refused (exit 2). `bamboo-worker sessions --data-dir
+    /// DIR` lists the root ids.
     #[arg(
         help_heading = "Sessions and workers",
         long,
@@ -321,10 +343,17 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     logging::init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         None => worker_mode(&cli.worker),
-        Some(Command::Run(args)) => run_command(*args),
+        Some(Command::Run(args)) => {
+            let given = matches
+                .subcommand_matches("run")
+                .map(given_flags)
+                .unwrap_or_default();
+            run_command(*args, &given)
+        }
         Some(Command::Sessions(args)) => sessions(args),
         Some(Command::Serve(args)) => match resident::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -345,8 +374,113 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_command(args: RunArgs) -> ExitCode {
-    let options = match run_options(args) {
+/// The executor flags the `run` command line really carries (a default is
+/// not a flag given).
+fn given_flags(m: &ArgMatches) -> Vec<front::recorded::Field> {
+    use front::recorded::Field;
+    let on_line = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+    Field::ALL
+        .into_iter()
+        .filter(|f| match f {
+            Field::Executor => on_line("executor"),
+            Field::Program => on_line("command") || on_line("args") || on_line("trailing"),
+            Field::Model => on_line("model"),
+            Field::BaseUrl => on_line("base_url"),
+            Field::ApiKeyEnv => on_line("api_key_env"),
+            Field::Workspace => on_line("workspace"),
+            Field::PassEnv => on_line("pass_env"),
+            Field::MaxTurns => on_line("max_turns"),
+            Field::ReadOnly => on_line("read_only"),
+        })
+        .collect()
+}
+
+/// The executor flags of `a` as a record (the workspace absolute).
+fn recorded(a: &RunArgs) -> anyhow::Result<front::recorded::Recorded> {
+    let program = match (&a.exec.command, a.exec.trailing.is_empty()) {
+        (Some(c), _) => std::iter::once(c.clone())
+            .chain(a.exec.args.iter().cloned())
+            .collect(),
+        (None, false) => a.exec.trailing.clone(),
+        (None, true) => Vec::new(),
+    };
+    let executor = clap::ValueEnum::to_possible_value(&a.exec.executor)
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    Ok(front::recorded::Recorded {
+        executor,
+        program,
+        model: a.exec.model.clone(),
+        base_url: a.exec.base_url.clone(),
+        api_key_env: a.exec.api_key_env.clone(),
+        workspace: Some(a.exec.workspace()?.to_string_lossy().into_owned()),
+        pass_env: a.exec.pass_env.clone(),
+        max_turns: a.max_turns,
+        read_only: a.read_only,
+    })
+}
+
+/// `--resume ROOT`: the flags of the first run, as recorded with ROOT, for
+/// every executor flag not given again; one given again must match.
+fn resume_flags(
+    a: &mut RunArgs,
+    given: &[front::recorded::Field],
+) -> anyhow::Result<front::recorded::Recorded> {
+    use front::recorded::Recorded;
+    let mine = recorded(a)?;
+    let (Some(given_root), Some(dir)) = (&a.resume, &a.data_dir) else {
+        return Ok(mine);
+    };
+    if !dir.join("sessions").is_dir() {
+        bail!(
+            "--resume {given_root}: {} holds no sessions: give the --data-dir the first run used",
+            dir.display()
+        );
+    }
+    let ids = front::ids::stored(dir)?;
+    let root = front::ids::resolve(given_root, ids.iter().map(String::as_str), dir)
+        .with_context(|| format!("--resume {given_root}"))?;
+    a.resume = Some(root.clone());
+    let root = &root;
+    let session = bamboo_engine::store::FileStore::peek(dir, root)
+        .with_context(|| format!("--resume {root}: cannot read that session"))?;
+    let Some(session) = session else {
+        // The engine says so, with the hint to list the roots.
+        return Ok(mine);
+    };
+    let Some(first) = Recorded::from_metadata(&session.metadata)
+        .map_err(|e| anyhow::anyhow!("--resume {root}: {e}"))?
+    else {
+        if given.is_empty() {
+            bail!("--resume {root}: this root does not record how its children ran (an older version made it): give the first run's --executor flags (and program after `--`) again");
+        }
+        return Ok(mine);
+    };
+    let merged = Recorded::resume(&first, &mine, |f| given.contains(&f))
+        .map_err(|e| anyhow::anyhow!("--resume {root}: {e}"))?;
+    apply_recorded(a, &merged)?;
+    Ok(merged)
+}
+
+/// Sets `a`'s executor flags to `r`.
+fn apply_recorded(a: &mut RunArgs, r: &front::recorded::Recorded) -> anyhow::Result<()> {
+    a.exec.executor = clap::ValueEnum::from_str(&r.executor, false)
+        .map_err(|e| anyhow::anyhow!("the recorded executor {:?} is unknown: {e}", r.executor))?;
+    a.exec.command = None;
+    a.exec.args = Vec::new();
+    a.exec.trailing = r.program.clone();
+    a.exec.model = r.model.clone();
+    a.exec.base_url = r.base_url.clone();
+    a.exec.api_key_env = r.api_key_env.clone();
+    a.exec.workspace = r.workspace.as_ref().map(PathBuf::from);
+    a.exec.pass_env = r.pass_env.clone();
+    a.max_turns = r.max_turns;
+    a.read_only = r.read_only;
+    Ok(())
+}
+
+fn run_command(args: RunArgs, given: &[front::recorded::Field]) -> ExitCode {
+    let options = match run_options(args, given) {
         Ok(o) => o,
         Err(e) => {
             front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
@@ -362,13 +496,30 @@ fn run_command(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
+fn run_options(
+    mut a: RunArgs,
+    given: &[front::recorded::Field],
+) -> anyhow::Result<front::RunOptions> {
+    let executor_record = resume_flags(&mut a, given)?;
     let executor = a.exec.choice()?;
     let remote = remote_target(&a)?;
     if a.max_running == 0 {
         bail!("--max-running must be at least 1");
     }
     let workspace = a.exec.workspace()?;
+    if a.exec.executor.0 == ExecutorKind::CliAdapter {
+        if a.read_only {
+            bail!("--read-only cannot be enforced on --executor cli (the program decides what it writes): use --executor llm, or drop --read-only");
+        }
+        if a.max_turns.is_some() {
+            bail!("--max-turns is not yet supported for --executor cli: use --run-timeout to bound the program, or drop --max-turns");
+        }
+    }
+    if a.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        bail!(
+            "--project is blank: give a project key, or leave it out to use the workspace's path"
+        );
+    }
     let assignments = all_assignments(&a)?;
     let names = front::names::assign(&assignments, &a.names).map_err(anyhow::Error::msg)?;
     let output = match (a.json, a.quiet) {
@@ -389,11 +540,15 @@ fn run_options(a: RunArgs) -> anyhow::Result<front::RunOptions> {
         data_dir: a.data_dir,
         run_timeout: a.run_timeout,
         idle_timeout: a.idle_timeout,
+        max_rounds: a.max_turns,
+        read_only: a.read_only,
+        project: a.project,
         output,
         pass_env: passed_env(&a.exec.pass_env)?,
         resume: a.resume,
         remote,
         pool,
+        executor_record,
     })
 }
 
@@ -404,6 +559,9 @@ fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
     };
     if !(endpoint.starts_with("wss://") || endpoint.starts_with("ws://")) {
         bail!("--remote {endpoint:?} is not a wss://HOST:PORT (or ws://) URL");
+    }
+    if a.read_only || a.max_turns.is_some() {
+        bail!("with --remote the resident worker's own flags decide its limits: drop --read-only and --max-turns here");
     }
     if a.exec.executor.0 != ExecutorKind::Echo || !a.exec.pass_env.is_empty() {
         bail!("with --remote the resident worker's own flags decide the executor: drop --executor and --pass-env here, give them to `bamboo-worker serve`");
@@ -457,8 +615,14 @@ fn all_assignments(a: &RunArgs) -> anyhow::Result<Vec<String>> {
         all.extend(
             text.lines()
                 .map(|l| l.trim_end_matches('\r'))
-                .filter(|l| !l.trim().is_empty())
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
                 .map(str::to_owned),
+        );
+    }
+    if let Some(i) = all.iter().position(|a| a.trim().is_empty()) {
+        bail!(
+            "assignment {} is empty: give each child something to do",
+            i + 1
         );
     }
     if all.is_empty() && a.resume.is_none() {
@@ -488,6 +652,7 @@ fn sessions(a: SessionsArgs) -> ExitCode {
         Some(data_dir) => front::sessions::SessionsOptions {
             data_dir,
             json: a.json,
+            project: a.project,
             show: match a.command {
                 Some(SessionsCommand::Show { id }) => Some(id),
                 Some(SessionsCommand::List) | None => None,

@@ -131,6 +131,26 @@ pub enum AgentEvent {
         /// What the action touches.
         resource: String,
     },
+    /// A run compressed its conversation to stay within its token budget:
+    /// older turns were summarised by the model (`method: "summary"`) or cut
+    /// with a marker (`method: "truncated"`). Sizes are in estimated tokens.
+    ContextCompressed {
+        /// Prompt size before.
+        before_tokens: u64,
+        /// Prompt size after.
+        after_tokens: u64,
+        /// The size compression aimed for.
+        target_tokens: u64,
+        /// How many messages were folded away.
+        messages_compressed: usize,
+        /// `summary` or `truncated`.
+        method: String,
+    },
+    /// A run changed its task list; the list as it is now.
+    TaskListUpdated {
+        /// The whole list after the change.
+        task_list: crate::tasks::TaskList,
+    },
     /// Engine side: a session's event log lost events (its size cap was
     /// reached, or a write failed). Said explicitly, never silently: the
     /// events numbered `first_seq..=last_seq` of `session_id`'s log are gone.
@@ -232,6 +252,8 @@ impl AgentEvent {
             Self::SubAgentCompleted { .. } => "sub_agent_completed",
             Self::ChildApprovalRequested { .. } => "child_approval_requested",
             Self::EventsTruncated { .. } => "events_truncated",
+            Self::ContextCompressed { .. } => "context_compressed",
+            Self::TaskListUpdated { .. } => "task_list_updated",
             Self::Unknown(v) => return v.get("type").and_then(|t| t.as_str()),
         })
     }

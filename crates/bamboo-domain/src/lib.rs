@@ -5,12 +5,18 @@
 //! forms are the wire forms of `shared/protocol.md`; tests pin them to literal
 //! JSON.
 
+pub mod budget;
 pub mod event;
 pub mod message;
 pub mod session;
 pub mod status;
+pub mod tasks;
+pub mod tool_phase;
 
+pub use budget::TokenBudget;
 pub use event::{AgentEvent, TokenUsage};
 pub use message::{Message, Role};
 pub use session::{ChildInfo, ModelRef, Session, SessionId, SessionKind};
 pub use status::{ChildStatus, CompletionStatus, ParseStatusError, TerminalStatus};
+pub use tasks::{TaskItem, TaskItemStatus, TaskList};
+pub use tool_phase::{LastTool, ToolPhase};

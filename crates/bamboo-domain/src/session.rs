@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::TokenBudget;
 use crate::message::{Message, Role};
 use crate::status::ChildStatus;
+use crate::tasks::TaskList;
+use crate::tool_phase::LastTool;
 
 /// Identifier of a session.
 pub type SessionId = String;
@@ -89,6 +92,17 @@ pub struct ChildInfo {
     /// Watchdog idle cap override, seconds (E9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
+    /// The last tool the child's last run started or finished, and its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tool: Option<LastTool>,
+    /// Most model rounds one run may take (the worker's `limits.max_rounds`);
+    /// `None`: the executor's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+    /// A read-only reviewer: its write and command tools are refused
+    /// (the worker's `capabilities.guardian_read_only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 fn pending() -> ChildStatus {
@@ -111,6 +125,9 @@ impl ChildInfo {
             pending_messages: Vec::new(),
             run_timeout_secs: None,
             idle_timeout_secs: None,
+            last_tool: None,
+            max_rounds: None,
+            read_only: false,
         }
     }
 }
@@ -153,6 +170,15 @@ pub struct Session {
     /// Pinned by the user.
     #[serde(default)]
     pub pinned: bool,
+    /// The project this session belongs to (sessions are listed by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<String>,
+    /// The context budget its runs keep their conversation within.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<TokenBudget>,
+    /// Its task list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_list: Option<TaskList>,
     /// Child-only state; `None` for a root session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<ChildInfo>,
@@ -176,12 +202,17 @@ impl Session {
             created_at: now,
             updated_at: now,
             pinned: false,
+            project_key: None,
+            token_budget: None,
+            task_list: None,
             child: None,
         }
     }
 
     /// A new child of `parent` with a fresh id, one level deeper, inheriting the
-    /// parent's model and workspace (reasoning effort is not inherited, C1).
+    /// parent's model, workspace, project and a copy of its task list, and its
+    /// token budget compressed earlier and further (trigger 70 %, target
+    /// 35 %); reasoning effort is not inherited (C1).
     pub fn new_child(parent: &Session, info: ChildInfo) -> Self {
         let mut s = Self::new_root(String::new());
         s.kind = SessionKind::Child;
@@ -189,6 +220,9 @@ impl Session {
         s.model = parent.model.clone();
         s.workspace = parent.workspace.clone();
         s.spawn_depth = parent.spawn_depth + 1;
+        s.project_key = parent.project_key.clone();
+        s.token_budget = parent.token_budget.as_ref().map(TokenBudget::for_child);
+        s.task_list = parent.task_list.clone();
         s.child = Some(info);
         s
     }
@@ -223,6 +257,45 @@ mod tests {
         assert_eq!(c.reasoning_effort, None);
         assert_eq!(c.spawn_depth, 2);
         assert_eq!(c.status(), Some(ChildStatus::Pending));
+    }
+
+    #[test]
+    fn s4_child_gets_the_budget_at_70_35_the_task_list_and_the_project() {
+        use crate::tasks::{TaskItem, TaskItemStatus};
+        let mut p = Session::new_root("p");
+        p.token_budget = Some(TokenBudget::new(32_000));
+        p.project_key = Some("/src/app".into());
+        p.task_list = Some(TaskList {
+            items: vec![TaskItem {
+                id: "1".into(),
+                description: "plan".into(),
+                status: TaskItemStatus::Pending,
+            }],
+        });
+        let c = Session::new_child(&p, ChildInfo::new("r", "a"));
+        let b = c.token_budget.expect("inherited budget");
+        assert_eq!(b.max_context_tokens, 32_000);
+        assert_eq!(
+            (b.compression_trigger_percent, b.compression_target_percent),
+            (70, 35)
+        );
+        assert_eq!(c.task_list, p.task_list);
+        assert_eq!(c.project_key.as_deref(), Some("/src/app"));
+    }
+
+    #[test]
+    fn s4_a_session_file_from_before_budgets_still_loads() {
+        let old = r#"{"id":"x","kind":"child","parent_id":"p","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","child":{"role":"r","status":"completed"}}"#;
+        let s: Session = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (s.token_budget, s.task_list, s.project_key),
+            (None, None, None)
+        );
+        let c = s.child.unwrap();
+        assert_eq!(
+            (c.last_tool, c.max_rounds, c.read_only),
+            (None, None, false)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
 use crate::store::SessionStore;
 use crate::types::{
-    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
+    CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Live, Retry, SendMessage,
     SendOutcome, UpdateChild, UpdateOutcome,
 };
 
@@ -41,6 +41,12 @@ impl Engine {
         if input.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(EngineError::InvalidInput(
                 "title is blank: give the child a title or leave it out".into(),
+            ));
+        }
+        if input.max_rounds == Some(0) {
+            return Err(EngineError::InvalidInput(
+                "max_rounds is 0: give at least 1 model round, or leave it out for the default"
+                    .into(),
             ));
         }
         if input.auto_run && self.inner.shutdown.is_cancelled() {
@@ -98,6 +104,9 @@ impl Engine {
         info.responsibility = input.responsibility.clone();
         info.run_timeout_secs = input.run_timeout_secs;
         info.idle_timeout_secs = input.idle_timeout_secs;
+        info.max_rounds = input.max_rounds;
+        info.read_only = input.read_only;
+        // Budget (at 70/35), task list and project come from the parent (S4, S5).
         let mut s = Session::new_child(parent, info);
         // Bypass mode is inherited (protocol.md 11).
         if let Some(b) = parent.metadata.get(crate::escalation::BYPASS_KEY) {
@@ -116,6 +125,9 @@ impl Engine {
         }
         if input.workspace.is_some() {
             s.workspace = input.workspace.clone();
+        }
+        if s.project_key.is_none() {
+            s.project_key = s.workspace.as_deref().map(crate::project::key_of);
         }
         s.reasoning_effort = input.reasoning_effort.clone();
         if !input.disabled_tools.is_empty() {
@@ -163,16 +175,20 @@ impl Engine {
 
     fn detail(&self, s: &Session) -> ChildDetail {
         let run = self.inner.runs.get(&s.id);
-        let live_last = run
-            .as_ref()
-            .and_then(|r| r.clock.get().map(|c| c.last_wall()));
-        let pid = run
-            .as_ref()
-            .map(|r| r.pid.load(std::sync::atomic::Ordering::Relaxed))
-            .filter(|p| *p != 0);
+        let live = match &run {
+            None => Live::default(),
+            Some(r) => Live {
+                running: true,
+                last_event: r.clock.get().map(|c| c.last_wall()),
+                worker_pid: Some(r.pid.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|p| *p != 0),
+                last_tool: r.last_tool(),
+                task_list: r.task_list(),
+            },
+        };
         // The inbox is a directory listing: a failure only hides the count.
         let inbox = self.inner.inbox(&s.id).and_then(|i| Ok(i.count()?));
-        ChildDetail::of(s, run.is_some(), live_last, pid, inbox.unwrap_or(0))
+        ChildDetail::of(s, live, inbox.unwrap_or(0))
     }
 
     /// C4: updates fields. Changing the responsibility, role or assignment

@@ -22,12 +22,17 @@ pub struct Fingerprint {
     enforce_permissions: bool,
     no_human_approver: bool,
     depth_cap: u32,
+    /// Built into the executor when the worker starts (C11).
+    max_rounds: Option<u32>,
+    read_only: bool,
+    /// The project the worker's identity names (S5).
+    project_key: Option<String>,
     /// MCP config and skills dir, as canonical JSON text (opaque to the engine).
     extras: String,
 }
 
 impl Fingerprint {
-    /// The fingerprint of a spec. Ignores identity ids, limits and secrets:
+    /// The fingerprint of a spec. Ignores identity ids, timeouts and secrets:
     /// secrets follow from the provider, which is an axis.
     pub fn of(spec: &ProvisionSpec) -> Self {
         if let Placement::Remote { .. } = spec.placement {
@@ -49,6 +54,9 @@ impl Fingerprint {
             enforce_permissions: caps.enforce_permissions,
             no_human_approver: caps.no_human_approver,
             depth_cap: caps.spawn_depth_cap(),
+            max_rounds: spec.limits.max_rounds,
+            read_only: caps.guardian_read_only,
+            project_key: spec.identity.project_key.clone(),
             extras,
         }
     }
@@ -74,6 +82,9 @@ impl Fingerprint {
             enforce_permissions: false,
             no_human_approver: false,
             depth_cap: 0,
+            max_rounds: None,
+            read_only: false,
+            project_key: None,
             extras: String::new(),
         }
     }
@@ -153,6 +164,9 @@ mod tests {
             ("depth cap", |s| s.capabilities.max_spawn_depth = Some(2)),
             ("executor", |s| s.executor = ExecutorSpec::BambooRuntime),
             ("no human", |s| s.capabilities.no_human_approver = true),
+            ("max rounds", |s| s.limits.max_rounds = Some(3)),
+            ("read-only", |s| s.capabilities.guardian_read_only = true),
+            ("project", |s| s.identity.project_key = Some("/p".into())),
             ("placement", |s| {
                 s.placement = Placement::Remote {
                     endpoint: "wss://a:1".into(),

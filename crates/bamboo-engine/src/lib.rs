@@ -35,6 +35,7 @@ pub mod placement;
 mod pool;
 mod pool_journal;
 pub mod pool_launcher;
+pub mod project;
 mod provision;
 mod pump;
 mod recovery;
@@ -72,6 +73,7 @@ pub use events::{EventStream, LogLimits, LoggedEvent, Since};
 pub use inbox::{InboxKind, InboxMessage};
 pub use placement::{RemoteEndpoint, PLACEMENT_KEY};
 pub use pool::PoolLimits;
+pub use project::NewRoot;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
 pub use types::{

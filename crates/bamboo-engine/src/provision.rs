@@ -37,7 +37,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
         identity: Identity {
             child_id: worker_id.to_owned(),
             parent_id: child.parent_id.clone(),
-            project_key: None,
+            project_key: child.project_key.clone(),
             role,
             depth,
         },
@@ -50,7 +50,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
         limits: Limits {
             run_timeout_secs: None,
             idle_timeout_secs: Some(cfg.timeouts.worker_idle.as_secs().max(1)),
-            max_rounds: None,
+            max_rounds: info.and_then(|c| c.max_rounds),
         },
         secrets,
         reusable: true,
@@ -62,6 +62,7 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             max_spawn_depth: Some(cfg.max_spawn_depth),
             bypass: child.metadata.get(crate::escalation::BYPASS_KEY)
                 == Some(&serde_json::Value::Bool(true)),
+            guardian_read_only: info.is_some_and(|c| c.read_only),
             ..Capabilities::default()
         },
         bus: None,
@@ -94,6 +95,8 @@ pub(crate) fn run_request(child: &Session) -> RunRequest {
         assignment,
         reasoning_effort: child.reasoning_effort.clone(),
         messages: child.messages.clone(),
+        token_budget: child.token_budget,
+        task_list: child.task_list.clone(),
     }
 }
 
@@ -141,6 +144,40 @@ mod tests {
         assert!(s.reusable);
         assert_eq!(s.fabric_dir, "/data/fabric");
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn c11_s4_s5_limits_role_project_budget_and_tasks_reach_spec_and_run() {
+        use bamboo_domain::{TaskItem, TaskItemStatus, TaskList, TokenBudget};
+        let cfg = EngineConfig::new("/data".into());
+        let mut root = Session::new_root("p");
+        root.project_key = Some("/src/app".into());
+        root.token_budget = Some(TokenBudget::new(10_000));
+        root.task_list = Some(TaskList {
+            items: vec![TaskItem {
+                id: "1".into(),
+                description: "plan".into(),
+                status: TaskItemStatus::Pending,
+            }],
+        });
+        let mut info = ChildInfo::new("reviewer", "x");
+        info.max_rounds = Some(3);
+        info.read_only = true;
+        let c = Session::new_child(&root, info);
+        let s = spec_for(&cfg, &c, "w");
+        assert_eq!(s.limits.max_rounds, Some(3));
+        assert!(s.capabilities.guardian_read_only);
+        assert_eq!(s.identity.project_key.as_deref(), Some("/src/app"));
+        let r = run_request(&c);
+        let b = r.token_budget.expect("budget");
+        assert_eq!(
+            (b.compression_trigger_percent, b.compression_target_percent),
+            (70, 35)
+        );
+        assert_eq!(r.task_list, root.task_list);
+        let wire = serde_json::to_value(bamboo_subagent::frames::ParentFrame::Run(r)).unwrap();
+        assert_eq!(wire["token_budget"]["compression_trigger_percent"], 70);
+        assert_eq!(wire["task_list"]["items"][0]["status"], "pending");
     }
 
     #[test]

@@ -206,7 +206,10 @@ impl Frames<'_, '_> {
     ) -> Option<PumpResult> {
         let env = self.env;
         match frame {
-            Some(Ok(ChildFrame::Event { event })) => self.events.publish_at(arrived, event),
+            Some(Ok(ChildFrame::Event { event })) => {
+                env.control.note(&event);
+                self.events.publish_at(arrived, event)
+            }
             Some(Ok(ChildFrame::ApprovalRequest { id, body })) => {
                 spawn_approval(env, self.side, self.tx, self.fanout, id, body);
             }

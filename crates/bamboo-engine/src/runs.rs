@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bamboo_domain::{AgentEvent, LastTool, TaskList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,15 @@ pub(crate) struct RunControl {
     pub clock: OnceLock<Arc<ActivityClock>>,
     /// Pid of the leased worker (0: none yet).
     pub pid: AtomicU32,
+    /// What the run's events said last about tools and the task list (C10, S4).
+    seen: Mutex<Seen>,
+}
+
+/// What the pump noted from a run's events.
+#[derive(Debug, Default)]
+struct Seen {
+    last_tool: Option<LastTool>,
+    task_list: Option<TaskList>,
 }
 
 impl RunControl {
@@ -35,6 +45,43 @@ impl RunControl {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes a tool or task-list event of the run; other events cost one match.
+    pub fn note(&self, event: &AgentEvent) {
+        let tool = LastTool::of(event);
+        let tasks = match event {
+            AgentEvent::TaskListUpdated { task_list } => Some(task_list.clone()),
+            _ => None,
+        };
+        if tool.is_none() && tasks.is_none() {
+            return;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if tool.is_some() {
+            seen.last_tool = tool;
+        }
+        if tasks.is_some() {
+            seen.task_list = tasks;
+        }
+    }
+
+    /// The last tool event of the run so far (C10).
+    pub fn last_tool(&self) -> Option<LastTool> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_tool
+            .clone()
+    }
+
+    /// The task list as the run last reported it (S4).
+    pub fn task_list(&self) -> Option<TaskList> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .task_list
             .clone()
     }
 
@@ -105,6 +152,7 @@ impl RunRegistry {
             done: watch::channel(false).0,
             clock: OnceLock::new(),
             pid: AtomicU32::new(0),
+            seen: Mutex::new(Seen::default()),
         });
         runs.insert(child.to_owned(), control.clone());
         Some(Reservation {

@@ -355,7 +355,7 @@ async fn run_started(
     slot.close();
     // The final status goes after the create, never instead of it.
     match creation.wait(&out.fanout).await {
-        Ok(()) => finish(inner, child_id, result, Some(&clock)).await,
+        Ok(()) => finish(inner, child_id, result, Some((&clock, &res.control))).await,
         Err(why) => report(child_id, CompletionStatus::Error, None, Some(why)),
     }
 }
@@ -460,7 +460,7 @@ async fn run_reattached(
     drop(link);
     worker.kill().await;
     slot.close();
-    finish(inner, child_id, result, Some(&clock)).await
+    finish(inner, child_id, result, Some((&clock, &res.control))).await
 }
 
 /// What the pump of a run on `res` needs.
@@ -547,13 +547,15 @@ async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineEr
     Ok(session)
 }
 
-/// E6's `running` mark on a child session, in memory.
+/// E6's `running` mark on a child session, in memory; the last tool is
+/// the new run's from now on (C10).
 pub(crate) fn set_running(s: &mut Session) {
     if let Some(c) = s.child.as_mut() {
         c.status = ChildStatus::Running;
         c.started_at = Some(chrono::Utc::now());
         c.completed_at = None;
         c.last_error = None;
+        c.last_tool = None;
         c.round_count += 1;
     }
 }
@@ -566,9 +568,11 @@ async fn finish(
     inner: &Inner,
     child_id: &str,
     r: PumpResult,
-    clock: Option<&ActivityClock>,
+    ran: Option<(&ActivityClock, &RunControl)>,
 ) -> RunReport {
-    let last_event = clock.map(ActivityClock::last_wall);
+    let last_event = ran.map(|(clock, _)| clock.last_wall());
+    let last_tool = ran.and_then(|(_, control)| control.last_tool());
+    let task_list = ran.and_then(|(_, control)| control.task_list());
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
     let (suspended, transcript) = (r.suspended, r.transcript);
     // C6: messages sent while the run ran wait in the child's inbox.
@@ -589,9 +593,15 @@ async fn finish(
                 } else {
                     Vec::new()
                 };
+                if task_list.is_some() {
+                    s.task_list = task_list;
+                }
                 let Some(c) = s.child.as_mut() else {
                     return false;
                 };
+                if last_tool.is_some() {
+                    c.last_tool = last_tool;
+                }
                 c.status = if suspended {
                     ChildStatus::Suspended
                 } else {

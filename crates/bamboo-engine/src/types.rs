@@ -1,6 +1,6 @@
 //! Typed inputs and results of the child actions (C1-C8).
 
-use bamboo_domain::{ChildStatus, ModelRef, Role, Session};
+use bamboo_domain::{ChildStatus, LastTool, ModelRef, Role, Session, TaskList, TokenBudget};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,12 @@ pub struct CreateChild {
     /// Watchdog idle cap for this child, seconds.
     #[serde(default)]
     pub idle_timeout_secs: Option<u64>,
+    /// Most model rounds one run may take; default: the executor's (C11).
+    #[serde(default)]
+    pub max_rounds: Option<u32>,
+    /// A read-only reviewer: its write and command tools are refused (C11).
+    #[serde(default)]
+    pub read_only: bool,
     /// Queue a run right away.
     #[serde(default)]
     pub auto_run: bool,
@@ -191,6 +197,21 @@ pub struct ChildSummary {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What a live run adds to a child's stored state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Live {
+    /// A run is queued or in flight.
+    pub running: bool,
+    /// When its last event arrived.
+    pub last_event: Option<DateTime<Utc>>,
+    /// Pid of its worker.
+    pub worker_pid: Option<u32>,
+    /// Its last tool event.
+    pub last_tool: Option<LastTool>,
+    /// Its task list as it last reported it.
+    pub task_list: Option<TaskList>,
+}
+
 /// One child in detail (C3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChildDetail {
@@ -246,18 +267,31 @@ pub struct ChildDetail {
     /// Pid of the worker serving the live run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_pid: Option<u32>,
+    /// The last tool the child's run started or finished, and its phase:
+    /// live while it runs, the last run's after (C10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_tool: Option<LastTool>,
+    /// Most model rounds a run may take; `None`: the executor's default (C11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rounds: Option<u32>,
+    /// A read-only reviewer: its write and command tools are refused (C11).
+    pub read_only: bool,
+    /// The project the child belongs to (S5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<String>,
+    /// Its context budget (S4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<TokenBudget>,
+    /// Its task list (S4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_list: Option<TaskList>,
     /// What the caller might do next, in one sentence.
     pub guidance: String,
 }
 
 impl ChildDetail {
-    pub(crate) fn of(
-        s: &Session,
-        running: bool,
-        live_last_event: Option<DateTime<Utc>>,
-        worker_pid: Option<u32>,
-        inbox_pending: usize,
-    ) -> Self {
+    pub(crate) fn of(s: &Session, live: Live, inbox_pending: usize) -> Self {
+        let running = live.running;
         let c = s
             .child
             .clone()
@@ -287,12 +321,18 @@ impl ChildDetail {
             running,
             started_at: c.started_at,
             completed_at: c.completed_at,
-            last_event_at: live_last_event.or(c.last_event_at),
+            last_event_at: live.last_event.or(c.last_event_at),
             updated_at: s.updated_at,
             round_count: c.round_count,
             depth: s.spawn_depth,
             last_result: last_of(Role::Assistant),
-            worker_pid,
+            worker_pid: live.worker_pid,
+            last_tool: live.last_tool.or(c.last_tool),
+            max_rounds: c.max_rounds,
+            read_only: c.read_only,
+            project_key: s.project_key.clone(),
+            token_budget: s.token_budget,
+            task_list: live.task_list.or_else(|| s.task_list.clone()),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Frames (protocol.md section 4): one JSON object per WebSocket text message.
 
-use bamboo_domain::{AgentEvent, Message, TerminalStatus};
+use bamboo_domain::{AgentEvent, Message, TaskList, TerminalStatus, TokenBudget};
 use serde::{Deserialize, Serialize};
 
 /// Parent-to-child frames, tagged by `kind`.
@@ -43,6 +43,14 @@ pub struct RunRequest {
     /// Full prior transcript, oldest first; omitted when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<Message>,
+    /// The child's context budget: an executor that keeps a conversation
+    /// compresses it to stay within (extension; omitted when the child has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<TokenBudget>,
+    /// The child's task list, shown to the model (extension; omitted when
+    /// the child has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_list: Option<TaskList>,
 }
 
 impl RunRequest {

@@ -406,7 +406,7 @@ impl ProvisionSpec {
     }
 
     /// Spec fields this worker does not implement are refused, not ignored
-    /// (F14): a parent relying on them must learn at once that they do
+    /// (F17): a parent relying on them must learn at once that they do
     /// nothing here.
     fn refuse_unimplemented(&self) -> Result<(), SpecError> {
         let caps = &self.capabilities;

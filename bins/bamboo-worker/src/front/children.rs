@@ -19,6 +19,9 @@ pub enum Phase {
     Awaiting,
     /// Its run ended with this status.
     Done(CompletionStatus),
+    /// Never created: the engine refused the create (a full disk), and the
+    /// front door stopped creating.
+    NotCreated,
 }
 
 /// One child the front door created.
@@ -40,6 +43,8 @@ pub struct Child {
     pub error: Option<String>,
     /// Its final answer.
     pub result: Option<String>,
+    /// What it was asked to do, when this run gave it.
+    pub assignment: Option<String>,
 }
 
 impl Child {
@@ -79,7 +84,7 @@ pub struct Children {
 
 impl Children {
     /// Registers a created child.
-    pub fn add(&mut self, id: String, name: String) {
+    pub fn add(&mut self, id: String, name: String, assignment: Option<String>) {
         self.by_id.insert(id.clone(), self.list.len());
         self.list.push(Child {
             id,
@@ -90,8 +95,33 @@ impl Children {
             tokens: 0,
             error: None,
             result: None,
+            assignment,
         });
         self.open += 1;
+    }
+
+    /// Records a child that was never created (`error` says why); it has no
+    /// session, and is not waited for.
+    pub fn add_uncreated(&mut self, name: String, assignment: String, error: String) {
+        self.list.push(Child {
+            id: String::new(),
+            name,
+            phase: Phase::NotCreated,
+            started: None,
+            ended: None,
+            tokens: 0,
+            error: Some(error),
+            result: None,
+            assignment: Some(assignment),
+        });
+    }
+
+    /// How many children were never created.
+    pub fn uncreated(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|c| c.phase == Phase::NotCreated)
+            .count()
     }
 
     /// All children, in creation order.
@@ -118,7 +148,7 @@ impl Children {
     pub fn open_ids(&self) -> Vec<String> {
         self.list
             .iter()
-            .filter(|c| !matches!(c.phase, Phase::Done(_)))
+            .filter(|c| !matches!(c.phase, Phase::Done(_) | Phase::NotCreated))
             .map(|c| c.id.clone())
             .collect()
     }
@@ -208,7 +238,7 @@ impl Children {
                 Phase::Running => 1,
                 Phase::Awaiting => 2,
                 Phase::Done(CompletionStatus::Completed) => 3,
-                Phase::Done(_) => 4,
+                Phase::Done(_) | Phase::NotCreated => 4,
             };
             c[i] += 1;
         }
@@ -237,7 +267,7 @@ mod tests {
     #[test]
     fn nested_sessions_are_named_under_their_parent() {
         let mut c = Children::default();
-        c.add("a".into(), "alpha".into());
+        c.add("a".into(), "alpha".into(), None);
         assert_eq!(c.who("root", "a").unwrap().label, "alpha");
         let g1 = c.who("a", "g1").unwrap();
         assert_eq!(
@@ -253,7 +283,7 @@ mod tests {
     #[test]
     fn phases_follow_the_log_and_only_top_completions_close_a_child() {
         let mut c = Children::default();
-        c.add("a".into(), "alpha".into());
+        c.add("a".into(), "alpha".into(), None);
         let now = Utc::now();
         let a = c.who("root", "a").unwrap();
         let started = AgentEvent::SubAgentStarted {

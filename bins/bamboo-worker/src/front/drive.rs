@@ -3,12 +3,13 @@
 //! to the prompt, and handles interrupts and a closed stdout.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bamboo_domain::{AgentEvent, CompletionStatus};
-use bamboo_engine::{CreateChild, Engine, Since};
+use bamboo_engine::{CreateChild, Engine, EngineError, NewRoot, Since};
 use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -16,9 +17,9 @@ use tokio::sync::mpsc;
 use super::approve::FrontPolicy;
 use super::children::{Children, Who};
 use super::feed::{self, LoggedEvent, PendingAsk};
-use super::out::{Closed, Out};
+use super::out::{Closed, Hold, Out};
 use super::render::Human;
-use super::signals::Interrupts;
+use super::signals::{Interrupts, Resizes};
 use super::status::StatusArea;
 use super::style::Style;
 use super::{exit, json, prompt, summary, Fallback, Outcome, OutputMode, RunOptions};
@@ -40,13 +41,20 @@ enum Stop {
 struct Front<'a> {
     engine: &'a Engine,
     options: &'a RunOptions,
+    data_dir: &'a Path,
     root: String,
+    /// Why the engine refused a create, when it did: creating stopped there.
+    refused: Option<EngineError>,
     children: Children,
     out: Out,
     human: Human,
     status: Option<Arc<Mutex<StatusArea>>>,
     stdout_tty: bool,
     stop: Option<Stop>,
+    /// Set while an approval question waits: output and notes wait too.
+    hold: Hold,
+    /// Notes that came while output was held.
+    held_notes: Vec<String>,
     started: Instant,
 }
 
@@ -54,6 +62,7 @@ struct Front<'a> {
 pub async fn drive(
     engine: &Engine,
     options: &RunOptions,
+    data_dir: &Path,
     policy: Arc<FrontPolicy>,
     notes_tx: mpsc::UnboundedSender<String>,
     mut notes: mpsc::UnboundedReceiver<String>,
@@ -64,28 +73,73 @@ pub async fn drive(
         Some(id) => (resumed_root(engine, id).await?, Since::Now),
         None => {
             let model = options.executor.provider().map(|p| p.model.clone());
-            let root = engine.create_root("bamboo-worker run", model).await?;
-            (root.id, Since::Start)
+            let mut new_root = NewRoot::new(root_title(&options.assignments));
+            new_root.model = model;
+            new_root.workspace = options
+                .workspace
+                .as_ref()
+                .map(|w| w.to_string_lossy().into_owned());
+            new_root.project_key = options.project.clone();
+            new_root.metadata = super::resume::plan(&options.assignments, &options.names);
+            options.executor_record.to_metadata(&mut new_root.metadata);
+            match engine.create_root_with(new_root).await {
+                Ok(root) => {
+                    super::out::to_stderr(&root_line(&root.id, options.data_dir.as_deref()));
+                    (root.id, Since::Start)
+                }
+                // Nothing was created; the summary still says so, and how
+                // to go on.
+                Err(e @ EngineError::Store(_)) => {
+                    let mut front = Front::new(engine, options, data_dir, String::new());
+                    front.note(&format!("cannot create the root session: {e}"));
+                    front.refused = Some(e);
+                    let planned = planned(options);
+                    front.create_children(&planned, &mut interrupts).await;
+                    return Ok(front.finish());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     let mut events = feed::events(engine, &root, since);
     let mut asks: Option<BoxStream<'static, PendingAsk>> =
         (options.approvals.fallback == Fallback::Ask).then(|| feed::approvals(engine, &root));
-    let mut front = Front::new(engine, options, root.clone());
+    let mut front = Front::new(engine, options, data_dir, root.clone());
     let prompts = asks.is_some().then(|| {
         let e = engine.clone();
         let answer: prompt::Answer = Arc::new(move |id: &str, ok: bool| {
             e.answer_approval(id, ok).map_err(|e| e.to_string())
         });
-        prompt::spawn(answer, policy.remembered(), front.status.clone(), notes_tx)
+        prompt::spawn(
+            answer,
+            policy.remembered(),
+            front.status.clone(),
+            front.hold.clone(),
+            notes_tx,
+        )
     });
     if options.resume.is_some() {
         front.rerun_children(&policy).await?;
+        let uncreated = super::resume::never_created(engine, &root).await?;
+        if !uncreated.is_empty() {
+            front.note(&format!(
+                "creating the {} children an earlier run never created",
+                uncreated.len()
+            ));
+            for (assignment, _) in &uncreated {
+                policy.name_assignment(assignment);
+            }
+            front.create_children(&uncreated, &mut interrupts).await;
+        }
     }
-    front.create_children(&mut interrupts).await?;
+    front
+        .create_children(&planned(options), &mut interrupts)
+        .await;
     let mut tick = tokio::time::interval(TICK);
+    let mut resizes = Resizes::install();
     let mut deadline: Option<tokio::time::Instant> = None;
     while front.children.open() > 0 {
+        front.release_notes();
         if front.out.flush().is_err() {
             front.stop_early(Stop::StdoutClosed);
         }
@@ -127,6 +181,7 @@ pub async fn drive(
                     break;
                 }
             },
+            _ = resizes.next() => front.draw(),
             _ = tick.tick() => {
                 if super::out::stdout_reader_gone() {
                     front.stop_early(Stop::StdoutClosed);
@@ -136,6 +191,46 @@ pub async fn drive(
         }
     }
     Ok(front.finish())
+}
+
+/// A root's title: its first assignment's first line, cut at a word
+/// boundary, so `sessions` tells runs apart.
+fn root_title(assignments: &[String]) -> String {
+    const MAX: usize = 60;
+    let Some(first) = assignments.first() else {
+        return "bamboo-worker run".into();
+    };
+    let line = first.lines().next().unwrap_or_default().trim();
+    if line.chars().count() <= MAX {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(MAX).collect();
+    let at_word = cut.rfind(' ').filter(|&i| i > MAX / 2).unwrap_or(cut.len());
+    format!("{}…", cut[..at_word].trim_end())
+}
+
+/// The line saying which root this run is, and how to resume it.
+fn root_line(root: &str, data_dir: Option<&Path>) -> String {
+    let short = super::ids::short(root);
+    match data_dir {
+        Some(dir) => format!(
+            "bamboo-worker run: root {root} (resume with: bamboo-worker run --data-dir {} --resume {short})",
+            dir.display()
+        ),
+        None => format!(
+            "bamboo-worker run: root {root} (in a temporary data directory, removed at exit: give --data-dir DIR to keep it and resume)"
+        ),
+    }
+}
+
+/// `(assignment, name)` of each child the command line asks for.
+fn planned(options: &RunOptions) -> Vec<(String, String)> {
+    options
+        .assignments
+        .iter()
+        .cloned()
+        .zip(options.names.iter().cloned())
+        .collect()
 }
 
 /// The root session `--resume` names, checked to be a root.
@@ -162,17 +257,22 @@ async fn next_ask(asks: &mut Option<BoxStream<'static, PendingAsk>>) -> Option<P
 }
 
 impl<'a> Front<'a> {
-    fn new(engine: &'a Engine, options: &'a RunOptions, root: String) -> Self {
+    fn new(engine: &'a Engine, options: &'a RunOptions, data_dir: &'a Path, root: String) -> Self {
         let stdout_tty = std::io::stdout().is_terminal();
         let human_mode = options.output == OutputMode::Human;
         let status = (human_mode && std::io::stderr().is_terminal())
             .then(|| Arc::new(Mutex::new(StatusArea::new(Style::detect(true)))));
+        let hold = Hold::default();
+        let mut out = Out::default();
+        out.held_by(hold.clone());
         Self {
             engine,
             options,
+            data_dir,
             root,
+            refused: None,
             children: Children::default(),
-            out: Out::default(),
+            out,
             human: Human::new(
                 Style::detect(stdout_tty),
                 options.output == OutputMode::Quiet,
@@ -181,6 +281,8 @@ impl<'a> Front<'a> {
             status,
             stdout_tty,
             stop: None,
+            hold,
+            held_notes: Vec::new(),
             started: Instant::now(),
         }
     }
@@ -208,26 +310,31 @@ impl<'a> Front<'a> {
         }
         for r in resumed {
             self.note(&r.describe());
-            self.children.add(r.id, r.title);
+            self.children.add(r.id, r.title, None);
         }
         Ok(())
     }
 
-    /// Creates one child per assignment; an interrupt stops creating.
-    async fn create_children(&mut self, interrupts: &mut Interrupts) -> anyhow::Result<()> {
+    /// Creates one child per `(assignment, name)`; an interrupt stops
+    /// creating, and so does the first create the engine refuses (a full
+    /// disk): the rest are listed as never created, and the children
+    /// already created run on to their end.
+    async fn create_children(&mut self, planned: &[(String, String)], interrupts: &mut Interrupts) {
         let workspace = self
             .options
             .workspace
             .as_ref()
             .map(|w| w.to_string_lossy().into_owned());
-        let total = self.options.assignments.len();
-        for (i, (assignment, name)) in self
-            .options
-            .assignments
-            .iter()
-            .zip(&self.options.names)
-            .enumerate()
-        {
+        let total = planned.len();
+        for (i, (assignment, name)) in planned.iter().enumerate() {
+            if self.refused.is_some() {
+                self.children.add_uncreated(
+                    name.clone(),
+                    assignment.clone(),
+                    "not created: an earlier create was refused".into(),
+                );
+                continue;
+            }
             let mut input = CreateChild::new(&self.root, assignment);
             input.title = Some(name.clone());
             input.role = "cli".into();
@@ -235,19 +342,35 @@ impl<'a> Front<'a> {
             input.auto_run = true;
             input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
             input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
+            input.max_rounds = self.options.max_rounds;
+            input.read_only = self.options.read_only;
             let child = tokio::select! {
                 biased;
                 sig = interrupts.next() => {
                     self.note(&format!("{sig}: stopped after creating {i} of {total} children"));
                     self.stop_early(Stop::Interrupted);
-                    return Ok(());
+                    return;
                 }
-                c = self.engine.create_child(input) => c
-                    .with_context(|| format!("cannot create child {} ({name})", i + 1))?,
+                c = self.engine.create_child(input) => c,
             };
-            self.children.add(child.id, name.clone());
+            match child {
+                Ok(child) => self
+                    .children
+                    .add(child.id, name.clone(), Some(assignment.clone())),
+                Err(e) => {
+                    self.note(&format!(
+                        "cannot create child {} ({name}): {e}; no further children are created, those running go on",
+                        i + 1
+                    ));
+                    self.children.add_uncreated(
+                        name.clone(),
+                        assignment.clone(),
+                        format!("not created: {e}"),
+                    );
+                    self.refused = Some(e);
+                }
+            }
         }
-        Ok(())
     }
 
     /// The first interrupt starts the graceful stop; a second one returns
@@ -405,8 +528,26 @@ impl<'a> Front<'a> {
 
     /// A line for the person at the terminal, on stderr.
     fn note(&mut self, text: &str) {
+        let line = format!("bamboo-worker run: {text}");
+        if self.hold.is_held() {
+            self.held_notes.push(line);
+            return;
+        }
         self.hide();
-        super::out::to_stderr(&format!("bamboo-worker run: {text}"));
+        for held in self.held_notes.drain(..) {
+            super::out::to_stderr(&held);
+        }
+        super::out::to_stderr(&line);
+    }
+
+    /// Prints the notes held back while a question waited, once answered.
+    fn release_notes(&mut self) {
+        if !self.hold.is_held() && !self.held_notes.is_empty() {
+            self.hide();
+            for held in self.held_notes.drain(..) {
+                super::out::to_stderr(&held);
+            }
+        }
     }
 
     fn hide(&mut self) {
@@ -425,6 +566,9 @@ impl<'a> Front<'a> {
 
     /// Prints the summary and decides the exit code.
     fn finish(mut self) -> Outcome {
+        // A question still open (its child ended) holds nothing back now.
+        self.hold.release();
+        self.release_notes();
         self.hide();
         let all_done = self.children.completed() == self.children.all().len();
         let exit_code = match self.stop {
@@ -437,6 +581,7 @@ impl<'a> Front<'a> {
             let printed = match self.options.output {
                 OutputMode::Json => json::summary(
                     &mut self.out,
+                    &self.root,
                     self.children.all(),
                     exit_code,
                     interrupted,
@@ -453,9 +598,47 @@ impl<'a> Front<'a> {
             };
             let _ = printed.and_then(|_| self.out.flush());
         }
+        if let Some(e) = self.refused.take() {
+            let line = self.refused_line(&e);
+            self.note(&line);
+        }
         Outcome {
             exit_code,
             hard: false,
+        }
+    }
+
+    /// What to do about children a refused create kept from being created:
+    /// where the data is, how much room it has, and the command that runs
+    /// them once there is room.
+    fn refused_line(&self, e: &EngineError) -> String {
+        let dir = self.data_dir.display();
+        let free = super::units::free_space(self.data_dir)
+            .map_or_else(|| "unknown space".to_owned(), super::units::human_bytes);
+        let n = self.children.uncreated();
+        let what = format!(
+            "{n} of {} children were never created",
+            self.children.all().len()
+        );
+        let room = match e {
+            EngineError::Store(s) if s.is_out_of_space() => format!("is full ({free} free)"),
+            _ => format!("has {free} free"),
+        };
+        match &self.options.data_dir {
+            Some(_) if self.root.is_empty() => format!(
+                "{what}. The data directory {dir} {room}: free space there, then run the same \
+                 command again"
+            ),
+            Some(_) => format!(
+                "{what}. The data directory {dir} {room}: free space there, then \
+                 `bamboo-worker run --data-dir {dir} --resume {}` creates them and reruns the \
+                 children that did not complete",
+                self.root
+            ),
+            None => format!(
+                "{what}. The temporary data directory {dir} {room} and is removed at exit: run \
+                 again with --data-dir on a disk with room (or set TMPDIR)"
+            ),
         }
     }
 }

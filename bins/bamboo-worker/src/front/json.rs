@@ -25,6 +25,12 @@ struct ChildLine<'a> {
     child_id: &'a str,
     name: &'a str,
     status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
     duration_ms: u64,
     tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +43,7 @@ struct ChildLine<'a> {
 #[derive(Debug, Serialize)]
 struct SummaryLine<'a> {
     kind: &'static str,
+    root_id: &'a str,
     exit_code: u8,
     interrupted: bool,
     total: usize,
@@ -68,6 +75,7 @@ pub fn event(
 /// Writes the summary line.
 pub fn summary(
     out: &mut Out,
+    root_id: &str,
     children: &[Child],
     exit_code: u8,
     interrupted: bool,
@@ -78,6 +86,7 @@ pub fn summary(
     let completed = lines.iter().filter(|c| c.status == "completed").count();
     let line = SummaryLine {
         kind: "summary",
+        root_id,
         exit_code,
         interrupted,
         total: children.len(),
@@ -94,11 +103,15 @@ fn child_line(c: &Child) -> ChildLine<'_> {
         Phase::Queued => "queued".into(),
         Phase::Running => "running".into(),
         Phase::Awaiting => "awaiting_approval".into(),
+        Phase::NotCreated => "not_created".into(),
     };
     ChildLine {
         child_id: &c.id,
         name: &c.name,
         status,
+        assignment: c.assignment.as_deref(),
+        started_at: c.started,
+        ended_at: c.ended,
         duration_ms: millis(c.elapsed(chrono::Utc::now())),
         tokens: c.tokens,
         result: c.result.as_deref(),

@@ -14,11 +14,13 @@ pub mod approve;
 pub mod children;
 mod drive;
 mod feed;
+pub mod ids;
 pub mod json;
 pub mod names;
 pub mod out;
 pub mod prompt;
 pub mod reaper;
+pub mod recorded;
 pub mod render;
 pub mod resume;
 pub mod sessions;
@@ -129,6 +131,12 @@ pub struct RunOptions {
     pub run_timeout: Option<Duration>,
     /// Per-child watchdog idle cap.
     pub idle_timeout: Option<Duration>,
+    /// Per-child cap on model rounds of one run (`--max-turns`).
+    pub max_rounds: Option<u32>,
+    /// Every child a read-only reviewer (`--read-only`).
+    pub read_only: bool,
+    /// The root's project key (`--project`); default: the workspace's path.
+    pub project: Option<String>,
     /// Output form.
     pub output: OutputMode,
     /// Variables passed on purpose to cli programs (`--pass-env`).
@@ -139,6 +147,8 @@ pub struct RunOptions {
     pub remote: Option<RemoteTarget>,
     /// Run the children on a pool on NATS instead of local workers.
     pub pool: Option<PoolTarget>,
+    /// The executor flags, recorded with a new root for `--resume`.
+    pub executor_record: recorded::Recorded,
 }
 
 /// A resident worker (`bamboo-worker serve`) `run --remote` sends children to.
@@ -198,8 +208,8 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         options.approvals.fallback,
         notes_tx.clone(),
     ));
-    let engine = setup::build_engine(&options, data_dir, policy.clone()).await?;
-    let outcome = drive::drive(&engine, &options, policy, notes_tx, notes_rx).await;
+    let engine = setup::build_engine(&options, data_dir.clone(), policy.clone()).await?;
+    let outcome = drive::drive(&engine, &options, &data_dir, policy, notes_tx, notes_rx).await;
     if !matches!(outcome, Ok(Outcome { hard: true, .. })) {
         // Bounded: a stuck worker must not keep the front door alive.
         let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;

@@ -2,6 +2,34 @@
 //! panicking: every write returns [`Closed`] once stdout is gone.
 
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Most output held back while a question waits; past it, output flows
+/// again rather than grow without bound.
+const HOLD_MAX: usize = 16 * 1024 * 1024;
+
+/// Set while an approval question waits on the terminal: output is held
+/// back so the question stays on screen, and released after the answer.
+#[derive(Debug, Clone, Default)]
+pub struct Hold(Arc<AtomicBool>);
+
+impl Hold {
+    /// Holds output back until [`Hold::release`].
+    pub fn hold(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Lets held output go (at the next flush).
+    pub fn release(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    /// Whether output is held now.
+    pub fn is_held(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 /// Stdout is closed (or failed): stop writing, cancel the children, exit quietly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +39,9 @@ pub struct Closed;
 pub struct Out {
     w: BufWriter<Box<dyn Write + Send>>,
     closed: bool,
+    hold: Hold,
+    /// Output written while held, in order.
+    held: Vec<u8>,
 }
 
 impl std::fmt::Debug for Out {
@@ -31,23 +62,47 @@ impl Out {
         Self {
             w: BufWriter::with_capacity(64 * 1024, w),
             closed: false,
+            hold: Hold::default(),
+            held: Vec::new(),
         }
     }
 
-    /// Writes `text` as is.
+    /// Output held back while `hold` is set (a question on the same terminal).
+    pub fn held_by(&mut self, hold: Hold) {
+        self.hold = hold;
+    }
+
+    /// Writes `text` as is (or keeps it while output is held).
     pub fn write(&mut self, text: &str) -> Result<(), Closed> {
         if self.closed {
             return Err(Closed);
         }
+        if self.hold.is_held() && self.held.len() + text.len() <= HOLD_MAX {
+            self.held.extend_from_slice(text.as_bytes());
+            return Ok(());
+        }
+        self.write_held()?;
         self.w.write_all(text.as_bytes()).map_err(|_| self.close())
     }
 
-    /// Sends buffered output on.
+    /// Sends buffered output on (none while held).
     pub fn flush(&mut self) -> Result<(), Closed> {
         if self.closed {
             return Err(Closed);
         }
+        if self.hold.is_held() {
+            return Ok(());
+        }
+        self.write_held()?;
         self.w.flush().map_err(|_| self.close())
+    }
+
+    fn write_held(&mut self) -> Result<(), Closed> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        self.w.write_all(&held).map_err(|_| self.close())
     }
 
     fn close(&mut self) -> Closed {
@@ -76,4 +131,47 @@ pub fn stdout_reader_gone() -> bool {
 pub fn to_stderr(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn held_output_waits_for_the_release_and_keeps_its_order() {
+        let sink = Shared::default();
+        let mut out = Out::new(Box::new(sink.clone()));
+        let hold = Hold::default();
+        out.held_by(hold.clone());
+        let seen = || {
+            String::from_utf8(sink.0.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .unwrap_or_default()
+        };
+        out.write("one\n").unwrap();
+        out.flush().unwrap();
+        hold.hold();
+        out.write("two\n").unwrap();
+        out.flush().unwrap();
+        assert_eq!(seen(), "one\n", "nothing passes while held");
+        hold.release();
+        out.write("three\n").unwrap();
+        out.flush().unwrap();
+        assert_eq!(seen(), "one\ntwo\nthree\n");
+    }
 }

@@ -1,7 +1,9 @@
 //! Approval prompts on the terminal: one question at a time on stderr, the
 //! answer from stdin. `y`/`n` answer this request; `a` (always) and `N`
 //! (never) answer every request of that tool for the rest of the run. The
-//! status area is hidden while a question is shown; children keep running.
+//! status area is hidden while a question is shown, and the children's
+//! output and notes are held back until it is answered; children keep
+//! running.
 
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::approve::Remembered;
+use super::out::Hold;
 use super::status::StatusArea;
 
 /// One request waiting for a person.
@@ -45,6 +48,7 @@ pub fn spawn(
     answer: Answer,
     remembered: Remembered,
     status: Option<Arc<Mutex<StatusArea>>>,
+    hold: Hold,
     notes: mpsc::UnboundedSender<String>,
 ) -> mpsc::UnboundedSender<Ask> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
@@ -56,6 +60,8 @@ pub fn spawn(
                 Some(v) => (v, false),
                 None if stdin_gone => (false, false),
                 None => {
+                    // Nothing else prints while the question waits.
+                    hold.hold();
                     if let Some(s) = &status {
                         lock(s).pause();
                     }
@@ -63,6 +69,7 @@ pub fn spawn(
                     if let Some(s) = &status {
                         lock(s).resume();
                     }
+                    hold.release();
                     got.unwrap_or_else(|| {
                         stdin_gone = true;
                         let _ =
@@ -141,7 +148,7 @@ mod tests {
             let _ = seen_tx.send((id.to_owned(), ok));
             Err("it expired".to_owned())
         });
-        let asks = spawn(answer, remembered, None, notes_tx);
+        let asks = spawn(answer, remembered, None, Hold::default(), notes_tx);
         asks.send(Ask {
             id: "ap-1".into(),
             label: "c1".into(),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use bamboo_domain::{AgentEvent, CompletionStatus};
+use bamboo_domain::{AgentEvent, CompletionStatus, TaskItemStatus};
 
 use super::children::{Child, Phase, Who};
 use super::out::{Closed, Out};
@@ -98,6 +98,26 @@ impl Human {
                 .style
                 .bad(&format!("error: {}", first_line(message, 200))),
             AgentEvent::Complete { .. } => return Ok(()),
+            AgentEvent::ContextCompressed {
+                before_tokens,
+                after_tokens,
+                messages_compressed,
+                method,
+                ..
+            } => self.style.dim(&format!(
+                "⇣ context compressed ({method}): {messages_compressed} messages, ~{before_tokens} → ~{after_tokens} tokens"
+            )),
+            AgentEvent::TaskListUpdated { task_list } => {
+                let done = task_list
+                    .items
+                    .iter()
+                    .filter(|t| t.status == TaskItemStatus::Completed)
+                    .count();
+                self.style.dim(&format!(
+                    "☰ task list: {done} of {} done",
+                    task_list.items.len()
+                ))
+            }
             other => {
                 let json = serde_json::to_string(other).unwrap_or_default();
                 self.style.dim(&format!("· {}", first_line(&json, 120)))
@@ -318,6 +338,7 @@ mod tests {
             tokens: 0,
             error: error.map(str::to_owned),
             result: result.map(str::to_owned),
+            assignment: None,
         }
     }
 

@@ -9,10 +9,77 @@
 //! a completed child has its answer, a skipped one had nothing to do. Only
 //! direct children of the root are rerun; a rerun child spawns its own
 //! children again as it needs them.
+//!
+//! The root also carries the run's plan (each assignment and its name), so
+//! children a run never created, because the engine refused the create (a
+//! full disk), are created by the resume.
+
+use std::collections::HashSet;
 
 use anyhow::{bail, Context};
 use bamboo_domain::ChildStatus;
 use bamboo_engine::{Engine, RunTicket};
+use serde::{Deserialize, Serialize};
+
+/// The root's metadata key holding the run's plan.
+const PLAN_KEY: &str = "bamboo.run.plan";
+
+/// One planned child: its assignment and display name (its title).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Planned {
+    assignment: String,
+    name: String,
+}
+
+/// The root's metadata recording that `assignments` are to run as children
+/// named `names`.
+pub fn plan(
+    assignments: &[String],
+    names: &[String],
+) -> serde_json::Map<String, serde_json::Value> {
+    let planned: Vec<Planned> = assignments
+        .iter()
+        .zip(names)
+        .map(|(assignment, name)| Planned {
+            assignment: assignment.clone(),
+            name: name.clone(),
+        })
+        .collect();
+    let mut metadata = serde_json::Map::new();
+    if let Ok(value) = serde_json::to_value(planned) {
+        metadata.insert(PLAN_KEY.to_owned(), value);
+    }
+    metadata
+}
+
+/// The `(assignment, name)` of every child the root's plan has and no child
+/// of the root carries (by name), in plan order: the ones a run never
+/// created. Empty for a root with no plan (an older version's, or not
+/// made by `run`).
+pub async fn never_created(engine: &Engine, root: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(session) = engine
+        .session(root)
+        .await
+        .with_context(|| format!("cannot read session {root}"))?
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(value) = session.metadata.get(PLAN_KEY) else {
+        return Ok(Vec::new());
+    };
+    let planned: Vec<Planned> = serde_json::from_value(value.clone())
+        .with_context(|| format!("the plan stored with root {root} is damaged"))?;
+    let children = engine
+        .list_children(root)
+        .await
+        .with_context(|| format!("cannot list the children of {root}"))?;
+    let created: HashSet<&str> = children.iter().map(|c| c.title.as_str()).collect();
+    Ok(planned
+        .into_iter()
+        .filter(|p| !created.contains(p.name.as_str()))
+        .map(|p| (p.assignment, p.name))
+        .collect())
+}
 
 /// Whether `--resume` reruns a child with this status.
 pub fn needs_rerun(status: ChildStatus) -> bool {

@@ -6,7 +6,9 @@
 //! it, so the listing can read every session id), which takes the directory's
 //! lock: while a `run` has it open, this fails with "in use" instead of
 //! reading half-written state. Opening also marks children orphaned by a dead
-//! engine as `error`, so the listing shows what a resume would find.
+//! engine as `error`, so the listing shows what a resume would find; on a
+//! full disk that mark is shown, flagged as not stored yet, and written by a
+//! later opening with room (reading needs no free space).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -32,14 +34,29 @@ pub struct SessionsOptions {
     pub json: bool,
     /// Show this session instead of listing all.
     pub show: Option<String>,
+    /// List only this project's sessions: a directory, or a key as given.
+    pub project: Option<String>,
 }
 
 /// Runs `sessions`: prints the listing or one session to stdout.
 pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
-    let opened = Opened::open(&options.data_dir).await?;
+    let mut opened = Opened::open(&options.data_dir).await?;
+    if let Some(project) = &options.project {
+        if let Err(e) = opened.keep_project(project).await {
+            opened.engine.shutdown().await;
+            return Err(e);
+        }
+    }
     let text = match &options.show {
         None => list(&opened, options.json).await,
-        Some(id) => show(&opened, id, options.json).await,
+        Some(id) => match super::ids::resolve(
+            id,
+            opened.sessions.keys().map(String::as_str),
+            &options.data_dir,
+        ) {
+            Ok(id) => show(&opened, &id, options.json).await,
+            Err(e) => Err(e),
+        },
     };
     opened.engine.shutdown().await;
     emit(&text?);
@@ -96,7 +113,9 @@ impl Opened {
         let mut sessions = HashMap::new();
         let ids = store.list_ids().await.context("cannot list the sessions")?;
         for id in ids {
-            match store.load(&id).await {
+            // Through the engine: a child's ending that a full disk refused
+            // shows as the engine reported it, marked as not stored yet.
+            match engine.session(&id).await {
                 Ok(Some(s)) => {
                     sessions.insert(id, s);
                 }
@@ -107,6 +126,26 @@ impl Opened {
             }
         }
         Ok(Self { engine, sessions })
+    }
+
+    /// Keeps only the sessions of `project` (S5): an existing directory
+    /// names the project its canonical path keys, anything else is the key.
+    async fn keep_project(&mut self, project: &str) -> anyhow::Result<()> {
+        let key = if Path::new(project).is_dir() {
+            bamboo_engine::project::key_of(project)
+        } else {
+            project.to_owned()
+        };
+        let ids: std::collections::HashSet<String> = self
+            .engine
+            .list_project(&key)
+            .await
+            .with_context(|| format!("cannot list the sessions of project {key}"))?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        self.sessions.retain(|id, _| ids.contains(id));
+        Ok(())
     }
 
     /// The children of `id` among the loaded sessions, oldest first.

@@ -3,6 +3,28 @@
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+/// SIGWINCH: the terminal changed size, so the status area is redrawn at
+/// once to its new width.
+#[derive(Debug)]
+pub struct Resizes(Option<Signal>);
+
+impl Resizes {
+    /// Listens for resizes (none when the handler cannot be installed).
+    pub fn install() -> Self {
+        Self(signal(SignalKind::window_change()).ok())
+    }
+
+    /// The next resize; never, without a handler.
+    pub async fn next(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// The signals `run` reacts to.
 #[derive(Debug)]
 pub struct Interrupts {

@@ -56,15 +56,23 @@ impl StatusArea {
         self.paused = false;
     }
 
-    /// Redraws the area from the children's state.
+    /// Redraws the area from the children's state, each line cut to the
+    /// terminal's width (read anew each time, so a resize takes effect at the
+    /// next draw): a line that wrapped would leave a copy behind at every
+    /// redraw.
     pub fn draw(&mut self, children: &Children) {
         if self.paused {
             return;
         }
         let lines = self.lines(children, Instant::now());
+        let width = terminal_size::terminal_size_of(std::io::stderr())
+            .map_or(80, |(w, _)| usize::from(w.0));
         self.hide();
         let mut err = std::io::stderr().lock();
         for line in &lines {
+            // One column spare: writing the last one leaves some terminals
+            // waiting to wrap.
+            let line = super::style::fit(line, width.saturating_sub(1).max(1));
             let _ = writeln!(err, "\x1b[2K{line}");
         }
         let _ = err.flush();
@@ -73,8 +81,17 @@ impl StatusArea {
 
     fn lines(&self, children: &Children, now: Instant) -> Vec<String> {
         let [queued, running, awaiting, done, failed] = children.counts();
+        let mut counts = vec![format!("{queued} queued"), format!("{running} running")];
+        if awaiting > 0 {
+            counts.push(format!("{awaiting} awaiting approval"));
+        }
+        counts.push(format!("{done} done"));
+        if failed > 0 {
+            counts.push(format!("{failed} failed"));
+        }
         let mut lines = vec![self.style.dim(&format!(
-            "── {queued} queued · {running} running · {awaiting} awaiting approval · {done} done · {failed} failed · {}",
+            "── {} · {}",
+            counts.join(" · "),
             human_duration(now.saturating_duration_since(self.started))
         ))];
         let active = children
@@ -111,7 +128,7 @@ mod tests {
     fn the_area_counts_phases_and_lists_running_children() {
         let mut c = Children::default();
         for i in 0..8 {
-            c.add(format!("id{i}"), format!("c{i}"));
+            c.add(format!("id{i}"), format!("c{i}"), None);
         }
         let now = Instant::now();
         for i in 0..7 {
@@ -129,7 +146,7 @@ mod tests {
         });
         let lines = area.lines(&c, now);
         assert!(
-            lines[0].contains("1 queued · 7 running · 0 awaiting approval"),
+            lines[0].contains("1 queued · 7 running · 0 done"),
             "{lines:?}"
         );
         assert!(lines[1].contains("[c0] running"), "{lines:?}");

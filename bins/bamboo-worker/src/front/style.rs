@@ -1,8 +1,12 @@
 //! Colours per child (off without a terminal or with `NO_COLOR`) and making
 //! child text safe to show on a terminal.
 
-/// Foreground colours cycled through the children.
-const PALETTE: [u8; 6] = [36, 33, 35, 32, 34, 31];
+/// Foreground colours (of the 256-colour palette) cycled through the
+/// children: twenty hues that stay apart on dark and light backgrounds, so
+/// twenty children running side by side each have their own.
+const PALETTE: [u8; 20] = [
+    39, 214, 170, 112, 203, 44, 220, 135, 75, 208, 161, 114, 33, 178, 99, 49, 209, 141, 190, 168,
+];
 
 /// How text is decorated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +31,7 @@ impl Style {
     pub fn tag(&self, index: usize, label: &str) -> String {
         if self.colour {
             let c = PALETTE[index % PALETTE.len()];
-            format!("\x1b[{c}m[{label}]\x1b[0m")
+            format!("\x1b[38;5;{c}m[{label}]\x1b[0m")
         } else {
             format!("[{label}]")
         }
@@ -71,6 +75,62 @@ impl Style {
     }
 }
 
+/// `line` cut to `width` columns on screen (with `…` when cut): escape
+/// sequences take no column and are kept, and a cut line ends with a reset so
+/// no colour leaks. One column per character (the status area's text).
+pub fn fit(line: &str, width: usize) -> String {
+    let mut out = String::with_capacity(line.len().min(width * 4));
+    let mut columns = 0;
+    let mut chars = line.chars().peekable();
+    let mut escaped = false;
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // A CSI sequence: ESC [ parameters final-letter.
+            out.push(c);
+            escaped = true;
+            if chars.peek() == Some(&'[') {
+                for c in chars.by_ref() {
+                    out.push(c);
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        // The last column takes `…` when more visible text would follow.
+        if columns + 1 >= width && line_has_more(&chars) {
+            out.push('…');
+            if escaped {
+                out.push_str("\x1b[0m");
+            }
+            return out;
+        }
+        out.push(c);
+        columns += 1;
+    }
+    out
+}
+
+/// Whether visible text follows (not only escape sequences).
+fn line_has_more(rest: &std::iter::Peekable<std::str::Chars<'_>>) -> bool {
+    let mut rest = rest.clone();
+    while let Some(c) = rest.next() {
+        if c == '\x1b' {
+            if rest.peek() == Some(&'[') {
+                for c in rest.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        return true;
+    }
+    false
+}
+
 /// The first line of `text`, at most `max` characters (with `…` when cut).
 pub fn first_line(text: &str, max: usize) -> String {
     let line = text.trim().lines().next().unwrap_or("");
@@ -103,7 +163,9 @@ mod tests {
             colour: true,
             sanitize: true,
         };
-        assert!(s.tag(0, "c1").starts_with("\x1b[36m[c1]"));
+        assert!(s.tag(0, "c1").starts_with("\x1b[38;5;39m[c1]"));
+        let hues: std::collections::HashSet<String> = (0..20).map(|i| s.tag(i, "x")).collect();
+        assert_eq!(hues.len(), 20, "twenty children, twenty colours");
         assert_eq!(s.clean("a\x1b[2Jb\tc"), "a\u{fffd}[2Jb\tc");
     }
 
@@ -111,5 +173,17 @@ mod tests {
     fn first_line_is_cut_with_an_ellipsis() {
         assert_eq!(first_line("  one\ntwo", 10), "one");
         assert_eq!(first_line("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn a_line_fits_its_width_on_screen_with_escapes_kept_and_reset() {
+        assert_eq!(fit("abcdef", 10), "abcdef");
+        assert_eq!(fit("abcdef", 6), "abcdef");
+        assert_eq!(fit("abcdefg", 6), "abcde…");
+        // Escapes take no column.
+        assert_eq!(fit("\x1b[2mabc\x1b[0m", 3), "\x1b[2mabc\x1b[0m");
+        let cut = fit("\x1b[2mabcdef\x1b[0m", 4);
+        assert_eq!(cut, "\x1b[2mabc…\x1b[0m");
+        assert_eq!(fit("── 12 queued · 8 running", 8).chars().count(), 8);
     }
 }

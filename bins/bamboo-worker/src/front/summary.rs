@@ -15,7 +15,7 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
     let now = Instant::now();
     let rows: Vec<[String; 4]> = children
         .iter()
-        .filter(|c| children.len() <= FULL_TABLE_MAX || !completed(c))
+        .filter(|c| children.len() <= FULL_TABLE_MAX || !(completed(c) || uncreated(c)))
         .map(|c| {
             [
                 c.name.clone(),
@@ -52,6 +52,10 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
     if children.len() > FULL_TABLE_MAX && done > 0 {
         lines.push(format!("({done} completed children not listed)"));
     }
+    let never = children.iter().filter(|c| uncreated(c)).count();
+    if children.len() > FULL_TABLE_MAX && never > 0 {
+        lines.push(format!("({never} children never created, not listed)"));
+    }
     let mut last = format!(
         "{done} of {} runs completed in {}",
         children.len(),
@@ -64,6 +68,10 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
     lines
 }
 
+fn uncreated(c: &Child) -> bool {
+    c.phase == Phase::NotCreated
+}
+
 fn completed(c: &Child) -> bool {
     c.phase == Phase::Done(CompletionStatus::Completed)
 }
@@ -74,6 +82,7 @@ fn status(c: &Child) -> &'static str {
         Phase::Queued => "queued",
         Phase::Running => "running",
         Phase::Awaiting => "awaiting approval",
+        Phase::NotCreated => "not created",
     }
 }
 
@@ -104,8 +113,8 @@ mod tests {
     #[test]
     fn the_table_lists_each_child_and_the_first_error_line() {
         let mut c = Children::default();
-        c.add("a".into(), "alpha".into());
-        c.add("b".into(), "beta".into());
+        c.add("a".into(), "alpha".into(), None);
+        c.add("b".into(), "beta".into(), None);
         let t = Instant::now();
         let b = c.who("root", "b").unwrap();
         let done = bamboo_domain::AgentEvent::SubAgentCompleted {

@@ -1,4 +1,4 @@
-//! Endings the disk refused. When a child's final status (or the start-up
+//! Endings the disk refused (S6). When a child's final status (or the start-up
 //! repair of an orphaned child) cannot be written, typically because the
 //! disk is full, the ending is kept here: every read through this store
 //! shows it, marked as not yet stored, and it is written with the next
@@ -175,6 +175,11 @@ impl SessionStore for Deferred {
 
     async fn list_ids(&self) -> Result<Vec<String>, StoreError> {
         self.inner.list_ids().await
+    }
+
+    async fn list_project(&self, key: &str) -> Result<Vec<Session>, StoreError> {
+        let sessions = self.inner.list_project(key).await?;
+        Ok(sessions.into_iter().map(|s| self.overlay(s)).collect())
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {

@@ -92,14 +92,41 @@ impl FileStore {
         Ok(store)
     }
 
+    /// Reads session `id` of the data directory `data_dir` without opening
+    /// the store: no lock is taken and nothing is written, so it works while
+    /// an engine holds the directory, and on a full or read-only disk. It
+    /// reads what is stored now (an engine may change it right after).
+    /// Blocking: one small file read.
+    pub fn peek(data_dir: impl AsRef<Path>, id: &str) -> Result<Option<Session>, StoreError> {
+        check_id(id)?;
+        let path = data_dir.as_ref().join("sessions").join(file_name(id));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        match log::newest(&bytes) {
+            Ok(newest) => Ok(Some(newest.doc)),
+            Err(LogError::Empty) => Ok(None),
+            Err(LogError::BadLine(reason)) => Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+
     /// Builds the child index anew from the session files (the sessions are
     /// the source of truth). A session that cannot be read is left out, with
     /// a warning.
     pub async fn rebuild_index(&self) -> Result<(), StoreError> {
         let mut expected = Children::new();
+        let mut projects = Children::new();
         for id in self.list_ids().await? {
             match self.read(&id, Fill::Unlocked).await {
                 Ok(Some(stored)) => {
+                    if let Some(key) = stored.doc.project_key {
+                        projects.entry(key).or_default().insert(id.clone());
+                    }
                     if let Some(parent) = stored.doc.parent_id {
                         expected.entry(parent).or_default().insert(id);
                     }
@@ -110,7 +137,7 @@ impl FileStore {
                 }
             }
         }
-        self.index.set(expected);
+        self.index.set(expected, projects);
         Ok(())
     }
 
@@ -359,9 +386,7 @@ impl SessionStore for FileStore {
         if !on_spare {
             self.create_new(session, line).await?;
         }
-        if let Some(parent) = &session.parent_id {
-            self.index.add(parent, &session.id);
-        }
+        self.index.note(session);
         self.remember(session, line_len, line_len);
         Ok(())
     }
@@ -384,9 +409,7 @@ impl SessionStore for FileStore {
             }
             Err(e) => return Err(e),
         }
-        if let Some(parent) = &session.parent_id {
-            self.index.add(parent, &session.id);
-        }
+        self.index.note(session);
         Ok(())
     }
 
@@ -425,6 +448,19 @@ impl SessionStore for FileStore {
         Ok(out)
     }
 
+    async fn list_project(&self, key: &str) -> Result<Vec<Session>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.index.read_project(key) {
+            // An entry whose session is gone, or changed project, is skipped.
+            match self.read(&id, Fill::Unlocked).await?.map(|n| n.doc) {
+                Some(s) if s.project_key.as_deref() == Some(key) => out.push(s),
+                _ => {}
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
     async fn list_ids(&self) -> Result<Vec<String>, StoreError> {
         let entries = self.entries(SUFFIX).await?;
         Ok(entries.into_iter().map(|(id, _)| id).collect())
@@ -451,9 +487,7 @@ impl SessionStore for FileStore {
             }
         }
         sync_dir(self.sessions.clone()).await?;
-        if let Some(parent) = &session.parent_id {
-            self.index.remove(parent, id);
-        }
+        self.index.forget(&session);
         drop(held);
         self.locks.forget(id);
         Ok(true)

@@ -47,7 +47,7 @@ pub enum StoreError {
     },
     /// The disk (or the user's quota) holding the data directory is full.
     /// Nothing of the refused write counts: the session is as it was before.
-    #[error("the disk holding {path} is full ({source}): free space in the data directory, then try again")]
+    #[error("no space left for {path} (the disk is full, or the quota used up): free space in the data directory, then try again")]
     OutOfSpace {
         /// The file or directory.
         path: String,
@@ -56,7 +56,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The file system refused the engine's user, or is mounted read-only.
-    #[error("no permission to write {path} ({source}): the data directory must be writable by the user running the engine")]
+    #[error("no permission to write {path}: the data directory must be writable by the user running the engine")]
     PermissionDenied {
         /// The file or directory.
         path: String,
@@ -116,6 +116,21 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError>;
     /// Every stored session id (used by start-up recovery).
     async fn list_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// The sessions of project `key` (roots and children), oldest first
+    /// (S5). This default reads every session; a store with an index
+    /// answers from it.
+    async fn list_project(&self, key: &str) -> Result<Vec<Session>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.list_ids().await? {
+            if let Some(s) = self.load(&id).await? {
+                if s.project_key.as_deref() == Some(key) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
     /// Removes a session; `false` when it did not exist.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
 }

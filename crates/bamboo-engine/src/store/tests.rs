@@ -413,3 +413,73 @@ async fn an_empty_data_directory_is_narrowed_and_a_shared_one_is_left_alone() {
     assert_eq!(mode(shared.path()), 0o755);
     assert_eq!(mode(&shared.path().join("sessions")), 0o700);
 }
+
+#[test]
+fn s7_os_errors_are_sorted_by_what_the_operator_must_do() {
+    let path = std::path::Path::new("/data/sessions/a.jsonl");
+    let of = |errno| StoreError::from_io(path, std::io::Error::from_raw_os_error(errno));
+    // ENOSPC, EDQUOT
+    for errno in [28, 122] {
+        let e = of(errno);
+        assert!(e.is_out_of_space(), "{errno}: {e:?}");
+        assert!(e.to_string().contains("free space in the data directory"));
+    }
+    // EACCES, EPERM, EROFS
+    for errno in [13, 1, 30] {
+        assert!(
+            matches!(of(errno), StoreError::PermissionDenied { .. }),
+            "{errno}"
+        );
+    }
+    // EIO
+    assert!(matches!(of(5), StoreError::Io { .. }));
+    assert!(!of(5).is_out_of_space());
+}
+
+#[tokio::test]
+async fn s5_sessions_are_listed_by_project_also_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Session::new_root("p");
+    p.project_key = Some("/src/p".into());
+    let mut q = Session::new_root("q");
+    q.project_key = Some("/src/q".into());
+    let pc = Session::new_child(&p, ChildInfo::new("r", "a"));
+    let qc = Session::new_child(&q, ChildInfo::new("r", "b"));
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    {
+        let s = FileStore::open(dir.path()).await.unwrap();
+        for x in [&p, &q, &pc, &qc] {
+            s.create(x).await.unwrap();
+        }
+        assert_eq!(
+            ids(s.list_project("/src/p").await.unwrap()),
+            [p.id.clone(), pc.id.clone()]
+        );
+        s.delete(&pc.id).await.unwrap();
+        assert_eq!(ids(s.list_project("/src/p").await.unwrap()), [p.id.clone()]);
+    }
+    let s = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(
+        ids(s.list_project("/src/q").await.unwrap()),
+        [q.id.clone(), qc.id.clone()]
+    );
+    assert!(s.list_project("/src/none").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn peek_reads_a_session_while_the_store_is_open_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    let mut root = Session::new_root("r");
+    store.create(&root).await.unwrap();
+    root.title = "renamed".into();
+    store.save(&root).await.unwrap();
+    // The store holds the directory's lock; peeking takes none.
+    let seen = FileStore::peek(dir.path(), &root.id).unwrap().unwrap();
+    assert_eq!(seen.title, "renamed");
+    assert!(FileStore::peek(dir.path(), "nobody").unwrap().is_none());
+    assert!(matches!(
+        FileStore::peek(dir.path(), "../x"),
+        Err(StoreError::InvalidId(_))
+    ));
+}

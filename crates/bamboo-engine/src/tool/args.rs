@@ -60,6 +60,15 @@ pub struct CreateArgs {
     /// Tools hidden from the child.
     #[serde(default)]
     pub disabled_tools: Vec<String>,
+    /// Most model rounds one run of the child may take (at least 1); default:
+    /// the child executor's own limit.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_rounds: Option<u32>,
+    /// Make the child a read-only reviewer: it may read and run read-only
+    /// commands, and its writes are refused (default false).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Arguments of `list` (none).

@@ -77,6 +77,8 @@ pub async fn create(engine: &Engine, parent: &str, a: CreateArgs) -> Out {
         workspace: a.workspace.filter(|w| !w.trim().is_empty()),
         system_prompt: a.system_prompt.filter(|p| !p.trim().is_empty()),
         disabled_tools: a.disabled_tools,
+        max_rounds: a.max_rounds,
+        read_only: a.read_only,
         auto_run: a.auto_run,
         ..CreateChild::default()
     };
@@ -154,8 +156,8 @@ fn detail_json(d: &ChildDetail) -> Value {
         "a2a_last_state": null,
         "runner_started_at": time(d.started_at),
         "runner_completed_at": time(d.completed_at),
-        "last_tool_name": null,
-        "last_tool_phase": null,
+        "last_tool_name": d.last_tool.as_ref().map(|t| t.name.clone()),
+        "last_tool_phase": d.last_tool.as_ref().map(|t| t.phase),
         "last_event_at": time(d.last_event_at),
         "round_count": d.round_count,
         "has_pending_injected_messages": d.pending_messages > 0,

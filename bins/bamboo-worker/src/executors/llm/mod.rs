@@ -11,11 +11,18 @@
 //! user message unless the transcript already ends with it.
 //!
 //! The outcome's `transcript` is the whole conversation after the run (prior
-//! messages included, the built-in system prompt excluded).
+//! messages included, the built-in system prompt excluded), compressed where
+//! the run compressed it.
+//!
+//! With a `token_budget` in the run, the conversation is kept within it
+//! (`context`); with a `task_list`, the list is shown to the model after the
+//! system prompt and the `task_list` tool changes it (`tasks`).
 
 pub mod client;
+pub mod context;
 pub mod guardian;
 pub mod sse;
+pub mod tasks;
 #[cfg(test)]
 mod tests;
 pub mod tools;
@@ -26,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bamboo_domain::{AgentEvent, Message, Role, TokenUsage};
+use bamboo_domain::{AgentEvent, Message, Role, TaskList, TokenBudget, TokenUsage};
 use bamboo_subagent::executor::{Executor, RunContext, RunOutcome, RunRequest};
 use bamboo_subagent::spec::ProvisionSpec;
 use serde_json::{json, Value};
@@ -165,17 +172,26 @@ impl LlmExecutor {
                 }
             },
         };
+        if let Some(why) = request.token_budget.as_ref().and_then(TokenBudget::problem) {
+            return RunOutcome::error(format!("the run's {why}"));
+        }
         let system = self.system_prompt(ws.as_ref());
         let toolbox = Toolbox::new(&self.policy, ws);
         let mut conv = Conversation::start(system, request.messages, &request.assignment);
+        conv.tasks = request.task_list;
         let mut usage: Option<TokenUsage> = None;
         for _round in 0..self.max_rounds {
             for text in ctx.steering.drain() {
                 conv.messages.push(Message::user(text));
             }
+            if let Some(budget) = &request.token_budget {
+                if self.compress(client, &mut conv, budget, ctx).await.is_err() {
+                    return RunOutcome::cancelled();
+                }
+            }
             let body =
                 conv.request_body(&self.model, &toolbox, request.reasoning_effort.as_deref());
-            let mut turn = match stream_turn(client, &body, ctx).await {
+            let mut turn = match stream_turn(client, &body, ctx, true).await {
                 Ok(t) => t,
                 Err(LlmError::Cancelled) => return RunOutcome::cancelled(),
                 Err(e) => return RunOutcome::error(e.to_string()),
@@ -202,7 +218,7 @@ impl LlmExecutor {
                 return out;
             }
             for call in &calls {
-                match run_tool(&toolbox, call, ctx).await {
+                match run_tool(&toolbox, &mut conv.tasks, call, ctx).await {
                     Some(msg) => conv.messages.push(msg),
                     None => return RunOutcome::cancelled(),
                 }
@@ -212,6 +228,91 @@ impl LlmExecutor {
             "reached limits.max_rounds ({}) without a final answer: raise limits.max_rounds or narrow the assignment",
             self.max_rounds
         ))
+    }
+}
+
+impl LlmExecutor {
+    /// F13: when the prompt passes the budget's trigger, folds older turns
+    /// into the model's summary of them (or a marker when the model gives
+    /// none) so the prompt gets below the target, and says so with a
+    /// `context_compressed` event. `Err` only when the run was cancelled.
+    async fn compress(
+        &self,
+        client: &ChatClient,
+        conv: &mut Conversation,
+        budget: &TokenBudget,
+        ctx: &RunContext,
+    ) -> Result<(), LlmError> {
+        let fixed = conv.fixed_tokens();
+        let before = fixed + context::prompt_tokens([], &conv.messages);
+        if before <= budget.trigger_tokens() {
+            return Ok(());
+        }
+        // Folding a single message (say, an earlier summary, when the system
+        // prompt and assignment alone pass the trigger) would only ask the
+        // model again every round for nothing.
+        let Some(plan) =
+            context::plan(&conv.messages, conv.keep, fixed, budget).filter(|p| p.fold.len() > 1)
+        else {
+            return Ok(());
+        };
+        let text = context::transcript_text(&conv.messages, &plan.fold);
+        let summary = match self.summarise(client, &text, plan.room, budget, ctx).await {
+            Ok(s) if !s.trim().is_empty() => Some(s),
+            Err(LlmError::Cancelled) => return Err(LlmError::Cancelled),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not summarise older turns; cutting them instead");
+                None
+            }
+        };
+        let method = if summary.is_some() {
+            "summary"
+        } else {
+            "truncated"
+        };
+        let folded = context::folded_message(summary.as_deref(), plan.fold.len(), plan.room);
+        conv.keep = context::apply(&mut conv.messages, &plan.fold, folded, conv.keep);
+        let event = AgentEvent::ContextCompressed {
+            before_tokens: before,
+            after_tokens: fixed + context::prompt_tokens([], &conv.messages),
+            target_tokens: budget.target_tokens(),
+            messages_compressed: plan.fold.len(),
+            method: method.into(),
+        };
+        ctx.events
+            .emit(event)
+            .await
+            .map_err(|_| LlmError::Cancelled)
+    }
+
+    /// Asks the model for a summary of `text` in about `room` tokens; its
+    /// text is not streamed to the parent.
+    async fn summarise(
+        &self,
+        client: &ChatClient,
+        text: &str,
+        room: u64,
+        budget: &TokenBudget,
+        ctx: &RunContext,
+    ) -> Result<String, LlmError> {
+        // The newest part of what is folded, if all of it would not fit the
+        // window itself.
+        let max_chars = (budget.max_context_tokens / 2 * 4) as usize;
+        let skip = text.chars().count().saturating_sub(max_chars);
+        let text: String = text.chars().skip(skip).collect();
+        let words = (room * 3 / 4).max(20);
+        let body = json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": format!(
+                    "You compress conversations. Summarise the conversation below in at most {words} words. Keep facts, decisions, file names, results and open questions; no preamble."
+                )},
+                {"role": "user", "content": text},
+            ],
+            "stream": true,
+        });
+        Ok(stream_turn(client, &body, ctx, false).await?.content)
     }
 }
 
@@ -236,11 +337,12 @@ impl Executor for LlmExecutor {
     }
 }
 
-/// Streams one completion, emitting its text as `token` events.
+/// Streams one completion, emitting its text as `token` events when `emit`.
 async fn stream_turn(
     client: &ChatClient,
     body: &Value,
     ctx: &RunContext,
+    emit: bool,
 ) -> Result<Turn, LlmError> {
     let mut response = client.open(body, &ctx.cancel).await?;
     let mut parser = SseParser::default();
@@ -260,7 +362,7 @@ async fn stream_turn(
         };
         for payload in payloads.drain(..) {
             match turn.apply(&payload) {
-                Ok(ChunkOutcome::Text(text)) if !text.is_empty() => {
+                Ok(ChunkOutcome::Text(text)) if emit && !text.is_empty() => {
                     if ctx
                         .events
                         .emit(AgentEvent::Token { content: text })
@@ -292,7 +394,14 @@ async fn stream_turn(
 }
 
 /// Runs one tool call with its events; `None` when the run was cancelled.
-async fn run_tool(toolbox: &Toolbox, call: &ToolCall, ctx: &RunContext) -> Option<Message> {
+/// `task_list` calls change `tasks` (when the run has a list) and are
+/// followed by a `task_list_updated` event.
+async fn run_tool(
+    toolbox: &Toolbox,
+    tasks: &mut Option<TaskList>,
+    call: &ToolCall,
+    ctx: &RunContext,
+) -> Option<Message> {
     let parsed: Result<Value, String> = if call.arguments.trim().is_empty() {
         Ok(json!({}))
     } else {
@@ -307,9 +416,17 @@ async fn run_tool(toolbox: &Toolbox, call: &ToolCall, ctx: &RunContext) -> Optio
         arguments: shown,
     };
     ctx.events.emit(start).await.ok()?;
-    let outcome = match parsed {
-        Ok(args) => toolbox.call(&call.name, &args, ctx).await,
-        Err(e) => ToolOutcome::Failed(format!(
+    let mut changed = None;
+    let outcome = match (parsed, tasks.as_mut()) {
+        (Ok(args), Some(list)) if call.name == tasks::NAME => match tasks::apply(list, &args) {
+            Ok(text) => {
+                changed = Some(list.clone());
+                ToolOutcome::Ok(text)
+            }
+            Err(e) => ToolOutcome::Failed(e),
+        },
+        (Ok(args), _) => toolbox.call(&call.name, &args, ctx).await,
+        (Err(e), _) => ToolOutcome::Failed(format!(
             "the arguments are not valid JSON ({e}): send a JSON object"
         )),
     };
@@ -333,6 +450,10 @@ async fn run_tool(toolbox: &Toolbox, call: &ToolCall, ctx: &RunContext) -> Optio
         ),
     };
     ctx.events.emit(event).await.ok()?;
+    if let Some(task_list) = changed {
+        let updated = AgentEvent::TaskListUpdated { task_list };
+        ctx.events.emit(updated).await.ok()?;
+    }
     let mut msg = Message::new(Role::Tool, content);
     msg.tool_call_id = Some(call.id.clone());
     Some(msg)
@@ -356,6 +477,10 @@ fn assistant_message(content: &str, calls: &[ToolCall]) -> Message {
 struct Conversation {
     system: Option<String>,
     messages: Vec<Message>,
+    /// Index of the assignment's message, which compression keeps.
+    keep: Option<usize>,
+    /// The run's task list, shown after the system prompt.
+    tasks: Option<TaskList>,
 }
 
 impl Conversation {
@@ -370,10 +495,25 @@ impl Conversation {
         if !already && !assignment.is_empty() {
             messages.push(Message::user(assignment));
         }
+        let keep = messages.iter().rposition(|m| m.role == Role::User);
         Self {
             system: (!has_system).then_some(system),
             messages,
+            keep,
+            tasks: None,
         }
+    }
+
+    /// The estimated tokens of what the prompt carries besides `messages`.
+    fn fixed_tokens(&self) -> u64 {
+        let tasks = self.tasks.as_ref().map(tasks::prompt);
+        context::prompt_tokens(
+            self.system
+                .iter()
+                .map(String::as_str)
+                .chain(tasks.as_deref()),
+            &[],
+        )
     }
 
     fn request_body(&self, model: &str, toolbox: &Toolbox, effort: Option<&str>) -> Value {
@@ -381,14 +521,27 @@ impl Conversation {
         if let Some(s) = &self.system {
             wire.push(json!({"role": "system", "content": s}));
         }
-        wire.extend(self.messages.iter().map(wire_message));
+        let tasks_at = self
+            .messages
+            .iter()
+            .take_while(|m| m.role == Role::System)
+            .count();
+        let mut rest = self.messages.iter();
+        wire.extend(rest.by_ref().take(tasks_at).map(wire_message));
+        if let Some(list) = &self.tasks {
+            wire.push(json!({"role": "system", "content": tasks::prompt(list)}));
+        }
+        wire.extend(rest.map(wire_message));
         let mut body = json!({
             "model": model,
             "messages": wire,
             "stream": true,
             "stream_options": {"include_usage": true},
         });
-        let tools = toolbox.definitions();
+        let mut tools = toolbox.definitions();
+        if self.tasks.is_some() {
+            tools.push(tasks::definition());
+        }
         if !tools.is_empty() {
             body["tools"] = Value::Array(tools);
         }

@@ -697,3 +697,252 @@ async fn a_guardian_reviewer_reads_but_never_writes() {
     let offered = tool_names(&server.received()[0]);
     assert!(!offered.contains(&"write_file".to_owned()), "{offered:?}");
 }
+
+/// A prior transcript of `turns` long assistant/user exchanges after the
+/// system prompt and before the assignment.
+fn long_history(turns: usize) -> Vec<Message> {
+    let mut v = vec![Message::system("You are the child.")];
+    for i in 0..turns {
+        v.push(Message::user(format!("question {i} {}", "q".repeat(600))));
+        v.push(Message::assistant(format!(
+            "answer {i} {}",
+            "a".repeat(600)
+        )));
+    }
+    v
+}
+
+/// The prompt of a request as the executor estimates it.
+fn estimated(req: &Received) -> u64 {
+    messages(req)
+        .iter()
+        .map(|m| {
+            let content = m["content"].as_str().unwrap_or_default();
+            let calls = m
+                .get("tool_calls")
+                .map_or(0, |c| super::context::text_tokens(&c.to_string()));
+            super::context::text_tokens(content) + calls + 4
+        })
+        .sum()
+}
+
+fn compressed_events(events: &[AgentEvent]) -> Vec<(u64, u64, u64, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ContextCompressed {
+                before_tokens,
+                after_tokens,
+                target_tokens,
+                method,
+                ..
+            } => Some((
+                *before_tokens,
+                *after_tokens,
+                *target_tokens,
+                method.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn f13_a_prompt_past_the_trigger_is_summarised_below_the_target_keeping_the_assignment() {
+    let server = ScriptedServer::start(vec![
+        text_with_usage("They discussed twenty questions and settled all of them."),
+        text_with_usage("final answer"),
+    ])
+    .await
+    .expect("server");
+    let e = exec(&server, json!({}));
+    let mut history = long_history(20);
+    history.push(Message::user("THE ASSIGNMENT: count the questions"));
+    let budget = bamboo_domain::TokenBudget {
+        max_context_tokens: 8000,
+        compression_trigger_percent: 70,
+        compression_target_percent: 35,
+    };
+    let request = RunRequest {
+        assignment: "THE ASSIGNMENT: count the questions".into(),
+        messages: history,
+        token_budget: Some(budget),
+        ..RunRequest::default()
+    };
+    let (out, events) = run(&e, request, None).await;
+    assert_eq!(out.result.as_deref(), Some("final answer"), "{out:?}");
+    let reqs = server.received();
+    assert_eq!(reqs.len(), 2, "one summary call, then the round");
+    // The summary call: no tools, the old turns as its input.
+    assert!(reqs[0].body.get("tools").is_none());
+    assert!(messages(&reqs[0])[1]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("question 10 "));
+    let round = &reqs[1];
+    assert!(
+        estimated(round) <= budget.target_tokens(),
+        "{} > {}",
+        estimated(round),
+        budget.target_tokens()
+    );
+    let texts: Vec<String> = messages(round)
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(texts[0], "You are the child.", "the system prompt is kept");
+    assert!(texts
+        .iter()
+        .any(|t| t == "THE ASSIGNMENT: count the questions"));
+    assert!(texts.iter().any(|t| t.contains("settled all of them")));
+    assert!(!texts.iter().any(|t| t.contains("question 0 ")));
+    let compressed = compressed_events(&events);
+    assert_eq!(compressed.len(), 1, "{events:?}");
+    let (before, after, target, method) = &compressed[0];
+    assert!(
+        *before > budget.trigger_tokens() && after <= target,
+        "{compressed:?}"
+    );
+    assert_eq!(method, "summary");
+    // The transcript handed back is the compressed one.
+    let transcript = out.transcript.unwrap_or_default();
+    assert!(transcript.len() < 42 / 2, "{}", transcript.len());
+    assert!(transcript
+        .iter()
+        .any(|m| m.content.contains("settled all of them")));
+}
+
+#[tokio::test]
+async fn f13_when_the_model_cannot_summarise_older_turns_are_cut_with_a_marker() {
+    let server = ScriptedServer::start(vec![Reply::status(400), text_with_usage("done")])
+        .await
+        .expect("server");
+    let e = exec(&server, json!({}));
+    let budget = bamboo_domain::TokenBudget {
+        max_context_tokens: 8000,
+        compression_trigger_percent: 70,
+        compression_target_percent: 35,
+    };
+    let request = RunRequest {
+        assignment: "go".into(),
+        messages: long_history(20),
+        token_budget: Some(budget),
+        ..RunRequest::default()
+    };
+    let (out, events) = run(&e, request, None).await;
+    assert_eq!(out.result.as_deref(), Some("done"), "{out:?}");
+    let round = server.received().pop().expect("a round");
+    assert!(estimated(&round) <= budget.target_tokens());
+    let texts: Vec<String> = messages(&round)
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("earlier messages were cut")),
+        "{texts:?}"
+    );
+    assert_eq!(texts.last().map(String::as_str), Some("go"));
+    assert_eq!(compressed_events(&events)[0].3, "truncated");
+}
+
+#[tokio::test]
+async fn f14_the_task_list_is_shown_and_the_task_list_tool_changes_it() {
+    let server = ScriptedServer::start(vec![
+        Reply::tool_calls(&[("t1", "task_list", json!({"id": "1", "status": "completed"}))]),
+        text_with_usage("done"),
+    ])
+    .await
+    .expect("server");
+    let e = exec(&server, json!({}));
+    let list = bamboo_domain::TaskList {
+        items: vec![bamboo_domain::TaskItem {
+            id: "1".into(),
+            description: "read the code".into(),
+            status: bamboo_domain::TaskItemStatus::InProgress,
+        }],
+    };
+    let request = RunRequest {
+        assignment: "work".into(),
+        task_list: Some(list),
+        ..RunRequest::default()
+    };
+    let (out, events) = run(&e, request, None).await;
+    assert_eq!(out.result.as_deref(), Some("done"), "{out:?}");
+    let reqs = server.received();
+    assert_eq!(tool_names(&reqs[0]), vec!["task_list"]);
+    let shown = |r: &Received| {
+        messages(r).iter().any(|m| {
+            m["role"] == "system"
+                && m["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("- [completed] 1: read the code")
+        })
+    };
+    assert!(messages(&reqs[0]).iter().any(|m| m["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("- [in_progress] 1: read the code")));
+    assert!(shown(&reqs[1]), "the next round shows the changed list");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        AgentEvent::TaskListUpdated { task_list } if task_list.items[0].status == bamboo_domain::TaskItemStatus::Completed
+    )));
+}
+
+#[tokio::test]
+async fn f15_a_read_only_childs_write_file_is_refused_and_nothing_is_written() {
+    let ws = tempfile::tempdir().expect("tempdir");
+    let server = ScriptedServer::start(vec![
+        Reply::tool_calls(&[(
+            "w",
+            "write_file",
+            json!({"path": "out.txt", "content": "x"}),
+        )]),
+        text_with_usage("ok"),
+    ])
+    .await
+    .expect("server");
+    let e = exec(
+        &server,
+        json!({"workspace": ws.path(), "capabilities": {"guardian_read_only": true}}),
+    );
+    let (out, events) = run(&e, RunRequest::new("write it"), None).await;
+    assert_eq!(out.status, TerminalStatus::Completed);
+    assert!(!ws.path().join("out.txt").exists(), "a write ran");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            AgentEvent::ToolError { tool_name, error, .. }
+                if tool_name == "write_file" && error.contains("read-only") && error.starts_with("denied")
+        )),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn f13_an_assignment_larger_than_the_budget_is_sent_as_it_is_without_summary_calls() {
+    let server = ScriptedServer::start(vec![text_with_usage("ok")])
+        .await
+        .expect("server");
+    let e = exec(&server, json!({}));
+    let request = RunRequest {
+        assignment: "z".repeat(4000),
+        token_budget: Some(bamboo_domain::TokenBudget {
+            max_context_tokens: 500,
+            compression_trigger_percent: 70,
+            compression_target_percent: 35,
+        }),
+        ..RunRequest::default()
+    };
+    let (out, events) = run(&e, request, None).await;
+    assert_eq!(out.result.as_deref(), Some("ok"), "{out:?}");
+    assert_eq!(
+        server.received().len(),
+        1,
+        "no summary call for nothing to fold"
+    );
+    assert!(compressed_events(&events).is_empty());
+}

@@ -3,6 +3,8 @@
 //! nested spawn `spawn_subagent`. File and command tools exist only when the
 //! spec names a workspace. With enforced permissions, `write_file` and
 //! `run_command` ask the host first; a denial is the tool's result, not a crash.
+//! A read-only (guardian) child is not offered `write_file`, and a call of it
+//! anyway is refused with a tool error saying why.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -172,6 +174,11 @@ impl Toolbox {
     /// Runs one call. Unknown or hidden tools and bad arguments fail with a
     /// message the model can act on.
     pub async fn call(&self, name: &str, args: &Value, ctx: &RunContext) -> ToolOutcome {
+        if self.read_only && ToolName::parse(name) == Some(ToolName::WriteFile) {
+            return ToolOutcome::Failed(
+                "denied: this child is a read-only reviewer and may not write files; report what should change instead".into(),
+            );
+        }
         let Some(tool) = ToolName::parse(name).filter(|t| self.enabled.contains(t)) else {
             let offered: Vec<&str> = self.enabled.iter().map(|t| t.as_str()).collect();
             return ToolOutcome::Failed(format!(
