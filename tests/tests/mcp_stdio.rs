@@ -129,7 +129,8 @@ fn protocol_line(line: &str) -> Value {
 #[tokio::test]
 async fn stdout_carries_only_protocol_and_root_continues_a_session() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Server::start(data.path(), &[]).await;
+    let workspace = data.path().to_str().unwrap().to_owned();
+    let mut server = Server::start(data.path(), &["--workspace", &workspace]).await;
     let created = server
         .tool(
             "SubAgent",
@@ -158,6 +159,23 @@ async fn stdout_carries_only_protocol_and_root_continues_a_session() {
     let transcript: Value =
         serde_json::from_str(read["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
     let root = transcript["parent_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        transcript["workspace"], workspace,
+        "the child works in --workspace"
+    );
+    let read = server
+        .request(
+            "resources/read",
+            json!({"uri": format!("bamboo://sessions/{root}")}),
+        )
+        .await;
+    let root_session: Value =
+        serde_json::from_str(read["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        root_session["title"], "raw-stdio-test",
+        "titled with the client's name"
+    );
+    assert_eq!(root_session["workspace"], workspace);
     let seen = server.close().await;
     assert!(seen.len() >= 4, "{seen:?}");
 

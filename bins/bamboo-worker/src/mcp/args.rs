@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bamboo_subagent::Secret;
 
 use crate::executor_flags::{passed_env, ExecutorArgs};
@@ -99,6 +99,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The children's executor.
     pub executor: ExecutorChoice,
+    /// Where the children work, unless they are given their own.
+    pub workspace: PathBuf,
     /// Variables passed on purpose to cli programs.
     pub pass_env: Vec<(String, Secret)>,
 }
@@ -115,11 +117,7 @@ impl McpArgs {
             }
         }
         let executor = self.exec.choice()?;
-        // Children without a workspace of their own work in this process's
-        // directory: --workspace moves it there once, up front.
         let workspace = self.exec.workspace()?;
-        std::env::set_current_dir(&workspace)
-            .with_context(|| format!("cannot enter --workspace {}", workspace.display()))?;
         let data_dir = match &self.data_dir {
             Some(d) => d.clone(),
             None => default_data_dir()?,
@@ -127,6 +125,7 @@ impl McpArgs {
         Ok(Settings {
             data_dir,
             executor,
+            workspace,
             pass_env: passed_env(&self.exec.pass_env)?,
         })
     }

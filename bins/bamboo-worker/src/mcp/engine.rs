@@ -4,13 +4,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context;
+use bamboo_domain::ModelRef;
 use bamboo_engine::credentials::CredentialResolver;
 use bamboo_engine::Engine;
-use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
+use bamboo_subagent::spec::ProviderCredential;
 
 use super::args::{McpArgs, Settings};
+use crate::executor_flags::self_spec;
 use crate::front::approve::{FrontPolicy, NamedProgram};
-use crate::front::{ApproveMode, ExecutorChoice, Fallback};
+use crate::front::{ApproveMode, Fallback};
 
 /// What every connection of this process shares.
 #[derive(Debug, Clone)]
@@ -19,6 +21,10 @@ pub struct Shared {
     pub engine: Engine,
     /// `--root`: the root every connection continues, when given.
     pub root: Option<String>,
+    /// The model new roots give their children (`--model`), if any.
+    pub model: Option<ModelRef>,
+    /// The workspace new roots give their children (`--workspace`).
+    pub workspace: String,
 }
 
 /// Starts the engine on `settings.data_dir` with the front door's executor
@@ -46,26 +52,12 @@ pub async fn start(args: &McpArgs, settings: Settings) -> anyhow::Result<Arc<Sha
     for (name, value) in &settings.pass_env {
         builder = builder.pass_env(name, value.clone());
     }
-    builder = match &settings.executor {
-        ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
-        ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
-            command: command.clone(),
-            args: args.clone(),
-        }),
-        ExecutorChoice::Llm { .. } => builder.executor(ExecutorSpec::BambooRuntime),
-    };
-    let provider = match &settings.executor {
-        ExecutorChoice::Echo => None,
-        ExecutorChoice::Cli { provider, .. } => provider.as_ref(),
-        ExecutorChoice::Llm { provider } => Some(provider),
-    };
-    if let Some(p) = provider {
-        builder = builder.credentials(Arc::new(OneCredential(ProviderCredential {
-            provider: p.model.provider.clone(),
-            api_key: p.api_key.clone(),
-            base_url: p.base_url.clone(),
-            provider_type: Some("openai".into()),
-        })));
+    // The executor, its model and the one credential, from the same
+    // mapping a resident worker uses, so every executor kind is covered.
+    let own = self_spec(&settings.executor, &settings.workspace, Vec::new(), "mcp");
+    builder = builder.executor(own.executor);
+    if let Some(credential) = own.secrets.provider_credentials.into_iter().next() {
+        builder = builder.credentials(Arc::new(OneCredential(credential)));
     }
     let engine = builder.build().await.with_context(|| {
         format!(
@@ -79,6 +71,8 @@ pub async fn start(args: &McpArgs, settings: Settings) -> anyhow::Result<Arc<Sha
     Ok(Arc::new(Shared {
         engine,
         root: args.root.clone(),
+        model: own.model,
+        workspace: settings.workspace.to_string_lossy().into_owned(),
     }))
 }
 

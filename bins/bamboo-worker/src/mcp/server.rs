@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use bamboo_engine::NewRoot;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, InitializeRequestParams,
     InitializeResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
@@ -79,10 +80,13 @@ impl FleetServer {
                 } else {
                     client
                 };
+                let mut new_root = NewRoot::new(title);
+                new_root.model = self.shared.model.clone();
+                new_root.workspace = Some(self.shared.workspace.clone());
                 let root = self
                     .shared
                     .engine
-                    .create_root(title, None)
+                    .create_root_with(new_root)
                     .await
                     .map_err(|e| {
                         ErrorData::internal_error(format!("cannot create the root session: {e}"), None)
