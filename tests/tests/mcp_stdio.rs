@@ -3,7 +3,8 @@
 //! (a worker prints `ready ws://...` on its own stdout; nothing of it may
 //! reach the client), and `--root` continues a root session in a later
 //! process, whose children are then reachable again (C9 keeps them to it).
-//! Flags that cannot work are refused with exit 2 and one line.
+//! Flags that cannot work are refused with exit 2 and one line; an llm
+//! executor's model and key reach the children (a scripted model server).
 
 // Test code: a panic is how a failure is reported.
 #![allow(clippy::unwrap_used)]
@@ -13,6 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bamboo_e2e::{worker_bin, PATIENCE};
+use bamboo_testkit::{Reply, ScriptedServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -28,11 +30,16 @@ struct Server {
 
 impl Server {
     async fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data, extra, &[]).await
+    }
+
+    async fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(worker_bin())
             .args(["mcp", "--data-dir"])
             .arg(data)
             .args(extra)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -254,5 +261,63 @@ async fn a_non_loopback_listen_without_tls_is_refused_with_exit_2() {
     assert!(
         stderr.contains("--tls-cert") && stderr.lines().count() == 1,
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn llm_children_get_the_model_and_key_of_the_flags() {
+    let model = ScriptedServer::start(vec![Reply::text("hello from the model")])
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with_env(
+        data.path(),
+        &[
+            "--executor",
+            "llm",
+            "--model",
+            "openai/scripted-model",
+            "--base-url",
+            &model.base_url,
+            "--api-key-env",
+            "MCP_TEST_KEY",
+        ],
+        &[("MCP_TEST_KEY", "sk-mcp-test")],
+    )
+    .await;
+    let created = server
+        .tool(
+            "SubAgent",
+            json!({"action": "create", "title": "Thinker", "responsibility": "r",
+                   "subagent_type": "tester", "prompt": "say hello", "auto_run": true}),
+        )
+        .await;
+    assert_eq!(
+        created["result"]["model"], "openai/scripted-model",
+        "{created}"
+    );
+    let child = created["result"]["child_session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waited = server
+        .tool(
+            "wait",
+            json!({"child_session_ids": [child], "timeout_secs": 30}),
+        )
+        .await;
+    let ended = &waited["result"]["children"][0];
+    assert_eq!(ended["status"], "completed", "{waited}");
+    assert_eq!(ended["result"], "hello from the model", "{waited}");
+    server.close().await;
+    let asked = model.received();
+    assert_eq!(asked[0].body["model"], "scripted-model");
+    assert!(
+        asked[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer sk-mcp-test"),
+        "{:?}",
+        asked[0].headers
     );
 }
