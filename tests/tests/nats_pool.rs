@@ -754,3 +754,68 @@ async fn sigterm_with_nats_down_exits_promptly() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// Issue 25: `run` looks at the pool before creating any child: with no
+/// worker joined it says so at once (the children wait in the queue), with
+/// workers it says how many; an unreachable server is one usage error
+/// (exit 2), not one failure per child.
+#[test]
+fn the_front_door_says_what_the_pool_holds_before_any_child() {
+    use std::io::{BufRead, BufReader};
+    let nats = NatsServer::start();
+    let mut waiting = std::process::Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--nats", &nats.url(), "--pool", "empty", "a", "b"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = waiting.stderr.take().unwrap();
+    let mut said = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("no worker has joined pool empty yet") {
+            break;
+        }
+    }
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+    assert!(
+        said.contains("bamboo-worker join --nats URL --pool empty"),
+        "{said}"
+    );
+
+    let _worker = PoolWorker::join(&nats.url(), "full", 3, &[]);
+    let out = std::process::Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--nats", &nats.url(), "--pool", "full", "one"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("pool full: 1 worker has joined, 3 run slots in all"),
+        "{said}"
+    );
+
+    let port = nats.url().rsplit(':').next().unwrap().to_owned();
+    drop(nats);
+    let out = std::process::Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--nats",
+            &format!("nats://127.0.0.1:{port}"),
+            "--pool",
+            "gone",
+            "x",
+            "y",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert_eq!(said.matches("no child was started").count(), 1, "{said}");
+}

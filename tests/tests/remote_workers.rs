@@ -481,13 +481,82 @@ async fn the_front_door_runs_children_on_a_resident_worker() {
         stdout.contains("remote-alpha") && stdout.contains("remote-beta"),
         "{stdout}"
     );
-    // Without the CA the certificate is not trusted: the children fail, saying why.
-    let out = tokio::task::spawn_blocking(move || run(&[])).await.unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Without the CA the certificate is not trusted: said once, before any
+    // child, as a usage error (issue 25).
+    let out = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all.contains("TLS handshake"), "{all}");
+    assert_eq!(all.matches("TLS handshake").count(), 1, "{all}");
+    assert!(all.contains("no child was started"), "{all}");
+    // A wrong token: the same, naming the 401.
+    let wrong = token_file(dir.path(), "a-wrong-token-of-another-length");
+    let endpoint = worker.endpoint.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bamboo_e2e::worker_bin())
+            .args(["run", "--remote", &endpoint, "--token-file"])
+            .arg(&wrong)
+            .args(["--ca-cert", &ca, "remote-alpha", "remote-beta"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert_eq!(all.matches("401").count(), 1, "{all}");
+    assert!(
+        !all.contains("a-wrong-token"),
+        "the token stays secret: {all}"
+    );
+}
+
+/// Issue 25: a busy resident worker (503) means wait and ask again, never a
+/// failed child. A default `serve` (4 runs at a time) with `run --remote`
+/// (8 at a time): all 8 children complete, with the default `--remote-max`
+/// (children wait in the front door) and with `--remote-max 8` (the worker
+/// answers busy and is asked again).
+#[test]
+fn eight_children_against_a_default_serve_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), TOKEN);
+    let worker = Resident::start(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--token-file".into(),
+        token.display().to_string(),
+    ]);
+    for extra in [&[][..], &["--remote-max", "8"][..]] {
+        let mut cmd = Command::new(bamboo_e2e::worker_bin());
+        cmd.args(["run", "--remote", &worker.endpoint, "--token-file"])
+            .arg(&token)
+            .args(extra)
+            .env("NO_COLOR", "1");
+        for i in 0..8 {
+            cmd.arg(format!("__sleep_ms:300 child {i}"));
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("8 of 8 runs completed"), "{text}");
+        assert!(!text.contains("busy"), "{text}");
+    }
 }

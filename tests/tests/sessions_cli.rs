@@ -79,7 +79,8 @@ fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
     let human = worker(&["sessions", "--data-dir", d]);
     let list = stdout(&human);
     assert!(human.status.success(), "{}", text(&human));
-    assert!(list.starts_with("bamboo-worker run  "), "{list}");
+    // The root is titled with its first assignment.
+    assert!(list.starts_with("alpha one  "), "{list}");
     // Children are titled with their short names (`run` derives them from
     // the first words of each assignment).
     for title in ["alpha-one", "beta-two"] {
@@ -584,4 +585,65 @@ fn the_root_is_named_at_the_start_and_found_again_by_a_prefix() {
     let empty = worker(&["run", "--data-dir", d, "fine", " "]);
     assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("assignment 2 is empty"));
+}
+
+/// Issue 25: a cli child's stderr (warnings, progress) is shown, marked `!`,
+/// and kept as `stderr` events, also when the child succeeds: on the
+/// terminal's text, in `--json` and in `sessions show`.
+#[test]
+fn a_successful_cli_childs_stderr_is_shown_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let program = ["sh", "-c", "echo 'warning: cache is cold' >&2; echo done"];
+    let text_run = Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--executor", "cli", "--name", "w", "go", "--"])
+        .args(program)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(text_run.status.code(), Some(0), "{}", text(&text_run));
+    assert!(
+        stdout(&text_run).contains("[w] ! warning: cache is cold"),
+        "{}",
+        text(&text_run)
+    );
+    let json_run = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--json",
+            "--data-dir",
+            d,
+            "--executor",
+            "cli",
+            "go",
+            "--",
+        ])
+        .args(program)
+        .output()
+        .unwrap();
+    assert_eq!(json_run.status.code(), Some(0), "{}", text(&json_run));
+    let stderr_events: Vec<Value> = stdout(&json_run)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"]["event"]["type"] == "stderr")
+        .collect();
+    assert_eq!(stderr_events.len(), 1, "{}", text(&json_run));
+    assert_eq!(
+        stderr_events[0]["event"]["event"]["line"],
+        "warning: cache is cold"
+    );
+    let json = listing(dir.path());
+    let child = json[0]["children"][0]["id"].as_str().unwrap().to_owned();
+    let shown = worker(&[
+        "sessions",
+        "--data-dir",
+        d,
+        "show",
+        &json[0]["id"].as_str().unwrap()[..8],
+    ]);
+    assert!(
+        stdout(&shown).contains("! warning: cache is cold"),
+        "{} (child {child})",
+        text(&shown)
+    );
 }

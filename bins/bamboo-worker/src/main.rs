@@ -288,6 +288,18 @@ struct RunArgs {
         requires = "remote"
     )]
     ca_cert: Option<PathBuf>,
+    /// --remote: at most this many children on the resident worker at once
+    /// (its `serve --max-runs`); beyond it children wait here. A worker that
+    /// is busy anyway (other clients) is asked again until a slot frees.
+    #[arg(
+        help_heading = "Sessions and workers",
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        requires = "remote",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    remote_max: u32,
     /// A fixed argument for the worker program (repeatable).
     #[arg(
         help_heading = "Sessions and workers",
@@ -491,7 +503,14 @@ fn run_command(args: RunArgs, given: &[front::recorded::Field]) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             front::out::to_stderr(&format!("bamboo-worker run: {e:#}"));
-            ExitCode::from(front::exit::SOME_FAILED)
+            // A setup that cannot work is a usage error, not a failed task.
+            if e.downcast_ref::<front::preflight::Misconfigured>()
+                .is_some()
+            {
+                ExitCode::from(front::exit::USAGE)
+            } else {
+                ExitCode::from(front::exit::SOME_FAILED)
+            }
         }
     }
 }
@@ -579,6 +598,7 @@ fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
         endpoint: endpoint.clone(),
         token: resident::read_token(token_file)?,
         ca_certs,
+        max_connections: a.remote_max as usize,
     }))
 }
 

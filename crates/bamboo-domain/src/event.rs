@@ -77,6 +77,12 @@ pub enum AgentEvent {
         /// What went wrong.
         message: String,
     },
+    /// A line a command-line agent wrote to its stderr (warnings, progress),
+    /// whatever the run's end. A reader that does not know the type skips it.
+    Stderr {
+        /// The line, without its newline.
+        line: String,
+    },
     /// Parent side: a child run started.
     SubAgentStarted {
         /// The parent session.
@@ -246,6 +252,7 @@ impl AgentEvent {
             Self::ToolError { .. } => "tool_error",
             Self::Complete { .. } => "complete",
             Self::Error { .. } => "error",
+            Self::Stderr { .. } => "stderr",
             Self::SubAgentStarted { .. } => "sub_agent_started",
             Self::SubAgentEvent { .. } => "sub_agent_event",
             Self::SubAgentHeartbeat { .. } => "sub_agent_heartbeat",
@@ -272,6 +279,9 @@ mod tests {
             AgentEvent::Complete { usage: None },
             AgentEvent::Error {
                 message: "boom".into(),
+            },
+            AgentEvent::Stderr {
+                line: "warning: slow disk".into(),
             },
             AgentEvent::SubAgentEvent {
                 parent_session_id: "p".into(),

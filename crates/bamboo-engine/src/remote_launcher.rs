@@ -3,13 +3,17 @@
 //! record only (no pid, nothing to kill but the connection); it counts as
 //! alive until retired, so the pool parks it between runs, and a parked
 //! connection the worker closed is reopened to the same endpoint. A run is
-//! never moved to another endpoint.
+//! never moved to another endpoint. A worker that answers "busy" (all its run
+//! slots taken, HTTP 503) is asked again with a growing pause, up to the run
+//! time cap, never failing the child for it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bamboo_subagent::transport::client::{connect_with, ClientOptions, Connection};
+use bamboo_subagent::transport::TransportError;
 use bamboo_subagent::Secret;
 use tokio::sync::Semaphore;
 
@@ -28,7 +32,15 @@ struct Target {
     token: Secret,
     link: ClientOptions,
     slots: Arc<Semaphore>,
+    /// How long a busy worker is asked again before the run fails.
+    busy_wait: Duration,
 }
+
+/// The first pause before asking a busy worker again; it doubles up to
+/// [`BUSY_PAUSE_MAX`].
+const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(50);
+/// The longest pause between two asks of a busy worker.
+const BUSY_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// Reaches the configured resident workers.
 #[derive(Debug, Default)]
@@ -51,6 +63,7 @@ impl RemoteLauncher {
                     token: r.token.clone(),
                     link,
                     slots: Arc::new(Semaphore::new(r.max_connections.max(1))),
+                    busy_wait: timeouts.run,
                 };
                 (endpoint.clone(), Arc::new(target))
             })
@@ -83,14 +96,27 @@ impl RemoteLauncher {
 
 impl Target {
     async fn open(&self) -> Result<Connection, LaunchError> {
-        connect_with(&self.endpoint, Some(&self.token), &self.link)
-            .await
-            .map_err(|e| {
-                LaunchError(format!(
-                    "resident worker {} unreachable: {e}",
-                    self.endpoint
-                ))
-            })
+        let give_up = tokio::time::Instant::now() + self.busy_wait;
+        let mut pause = BUSY_PAUSE_FIRST;
+        loop {
+            match connect_with(&self.endpoint, Some(&self.token), &self.link).await {
+                Ok(conn) => return Ok(conn),
+                // Its runs end soon enough: a slot frees, and this run takes it.
+                Err(TransportError::Busy { .. })
+                    if tokio::time::Instant::now() + pause < give_up =>
+                {
+                    tracing::debug!(endpoint = %self.endpoint, ?pause, "resident worker busy; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(BUSY_PAUSE_MAX);
+                }
+                Err(e) => {
+                    return Err(LaunchError(format!(
+                        "resident worker {} unreachable: {e}",
+                        self.endpoint
+                    )))
+                }
+            }
+        }
     }
 }
 

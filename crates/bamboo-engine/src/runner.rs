@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bamboo_subagent::spec::ProvisionSpec;
+use bamboo_subagent::spec::{Placement, ProvisionSpec};
+use tokio::sync::Notify;
 
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +40,12 @@ pub(crate) struct Lease {
     pub admission: Option<crate::worker::Admission>,
 }
 
+/// What [`ActorRunner::launch_or_parked`] found.
+enum Launched {
+    New(Box<dyn ActorWorker>),
+    Parked(Box<dyn ActorWorker>, Link),
+}
+
 /// Pool plus launcher.
 #[derive(Debug)]
 pub(crate) struct ActorRunner {
@@ -48,6 +55,8 @@ pub(crate) struct ActorRunner {
     closed: std::sync::atomic::AtomicBool,
     /// Background kills, awaited by `shutdown` so no process outlives it.
     retiring: TaskTracker,
+    /// Told whenever a worker is parked (see [`ActorRunner::acquire`]).
+    parked: Notify,
 }
 
 impl ActorRunner {
@@ -58,6 +67,7 @@ impl ActorRunner {
             started: AtomicUsize::new(0),
             closed: Default::default(),
             retiring: TaskTracker::new(),
+            parked: Notify::new(),
         }
     }
 
@@ -111,7 +121,18 @@ impl ActorRunner {
                 }
             }
         }
-        let mut worker = self.launcher.launch(spec).await?;
+        let mut worker = match self.launch_or_parked(spec, &fingerprint).await? {
+            Launched::New(worker) => worker,
+            Launched::Parked(worker, link) => {
+                return Ok(Lease {
+                    worker,
+                    link,
+                    fingerprint,
+                    reused: true,
+                    admission,
+                })
+            }
+        };
         self.started.fetch_add(1, Ordering::Relaxed);
         match worker.connect().await {
             Ok(link) => Ok(Lease {
@@ -125,6 +146,51 @@ impl ActorRunner {
                 worker.kill().await;
                 Err(LaunchError(format!("new worker unreachable: {e}")))
             }
+        }
+    }
+
+    /// A new worker for `spec`; for a resident worker, also whichever
+    /// connection of the same fingerprint is parked first. A resident worker
+    /// answers "busy" while its run slots are taken, parked connections of
+    /// this engine included, and the launcher keeps asking: the run must
+    /// then take the connection the next finished run parks, or wait on it
+    /// forever. A local spawn is never raced (abandoning it wastes a start).
+    async fn launch_or_parked(
+        &self,
+        spec: &ProvisionSpec,
+        fingerprint: &Fingerprint,
+    ) -> Result<Launched, LaunchError> {
+        if !matches!(spec.placement, Placement::Remote { .. }) {
+            return Ok(Launched::New(self.launcher.launch(spec).await?));
+        }
+        let parked = async {
+            loop {
+                let notified = self.parked.notified();
+                let checkout = self.pool().checkout(fingerprint);
+                self.retire_all(checkout.dead);
+                if let Some(mut p) = checkout.worker {
+                    let mut open = p.link.take();
+                    if open.as_mut().is_some_and(|l| l.rx.is_closed()) {
+                        open = None;
+                    }
+                    let link = match open {
+                        Some(link) => Ok(link),
+                        None => p.worker.connect().await,
+                    };
+                    match link {
+                        Ok(link) => return (p.worker, link),
+                        Err(e) => {
+                            tracing::info!(error = %e, "pooled worker unreachable; replacing it");
+                            self.retire(p.worker);
+                        }
+                    }
+                }
+                notified.await;
+            }
+        };
+        tokio::select! {
+            launched = self.launcher.launch(spec) => Ok(Launched::New(launched?)),
+            (worker, link) = parked => Ok(Launched::Parked(worker, link)),
         }
     }
 
@@ -146,6 +212,7 @@ impl ActorRunner {
         if let Some(extra) = self.pool().checkin(lease.fingerprint, parked) {
             self.retire(extra.worker);
         }
+        self.parked.notify_waiters();
     }
 
     /// Retires every worker parked for longer than `max_idle`. Returns how many.

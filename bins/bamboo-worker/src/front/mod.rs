@@ -18,6 +18,7 @@ pub mod ids;
 pub mod json;
 pub mod names;
 pub mod out;
+pub mod preflight;
 pub mod prompt;
 pub mod reaper;
 pub mod recorded;
@@ -160,6 +161,8 @@ pub struct RemoteTarget {
     pub token: Secret,
     /// Extra trusted CA certificates (DER), from `--ca-cert`.
     pub ca_certs: Vec<Vec<u8>>,
+    /// Children on it at once (`--remote-max`).
+    pub max_connections: usize,
 }
 
 /// `run --nats URL --pool NAME`: where pool children go.
@@ -208,7 +211,22 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         options.approvals.fallback,
         notes_tx.clone(),
     ));
-    let engine = setup::build_engine(&options, data_dir.clone(), policy.clone()).await?;
+    // The endpoint or pool, checked once before any child exists.
+    if let Some(remote) = &options.remote {
+        preflight::remote(remote).await?;
+    }
+    let pool = match &options.pool {
+        Some(target) => {
+            let settings = bamboo_pool::ClientSettings::default();
+            let (client, note) = preflight::pool(target, settings).await?;
+            if let Some(note) = note {
+                out::to_stderr(&format!("bamboo-worker run: {note}"));
+            }
+            Some(client)
+        }
+        None => None,
+    };
+    let engine = setup::build_engine(&options, data_dir.clone(), policy.clone(), pool).await?;
     let outcome = drive::drive(&engine, &options, &data_dir, policy, notes_tx, notes_rx).await;
     if !matches!(outcome, Ok(Outcome { hard: true, .. })) {
         // Bounded: a stuck worker must not keep the front door alive.

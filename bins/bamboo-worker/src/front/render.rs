@@ -75,6 +75,12 @@ impl Human {
         if self.quiet {
             return Ok(());
         }
+        if let AgentEvent::Stderr { line } = event {
+            // A line of its own, dimmed and marked; the child's unfinished
+            // text line is not on screen yet, so it waits on.
+            let text = self.style.dim(&format!("! {}", self.style.clean(line)));
+            return self.line(out, who, &text);
+        }
         let text = match event {
             AgentEvent::ToolStart {
                 tool_name,
@@ -128,8 +134,20 @@ impl Human {
     }
 
     /// Model text: whole lines are printed, the rest waits for its newline.
+    /// A token costs the same however long the waiting line is: only the
+    /// token is searched for a newline, and the line grows in place.
     fn token(&mut self, out: &mut Out, who: &Who, content: &str) -> Result<(), Closed> {
         if self.quiet {
+            return Ok(());
+        }
+        if !content.contains('\n') {
+            match self.partial.get_mut(&who.session_id) {
+                Some(buf) => buf.push_str(content),
+                None => {
+                    self.partial
+                        .insert(who.session_id.clone(), content.to_owned());
+                }
+            }
             return Ok(());
         }
         let mut buf = self.partial.remove(&who.session_id).unwrap_or_default();
@@ -143,8 +161,8 @@ impl Human {
             start += pos + 1;
         }
         if start < buf.len() {
-            self.partial
-                .insert(who.session_id.clone(), buf[start..].to_owned());
+            buf.drain(..start);
+            self.partial.insert(who.session_id.clone(), buf);
         }
         Ok(())
     }

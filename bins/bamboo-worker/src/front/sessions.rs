@@ -445,6 +445,7 @@ fn describe(event: &AgentEvent, titles: &HashMap<&str, &str>) -> String {
             ..
         } => match event.as_ref() {
             AgentEvent::Token { content } => format!("{} token {content:?}", who(child_session_id)),
+            AgentEvent::Stderr { line } => format!("{} ! {line}", who(child_session_id)),
             inner => format!("{} {}", who(child_session_id), json(inner)),
         },
         AgentEvent::SubAgentHeartbeat {

@@ -16,6 +16,7 @@ pub async fn build_engine(
     options: &RunOptions,
     data_dir: PathBuf,
     policy: Arc<dyn ApprovalPolicy>,
+    pool: Option<bamboo_pool::PoolClient>,
 ) -> anyhow::Result<Engine> {
     let program = match &options.worker_bin {
         Some(p) => p.clone(),
@@ -50,7 +51,7 @@ pub async fn build_engine(
     if let Some(r) = &options.remote {
         let mut remote = RemoteEndpoint::new(r.token.clone());
         remote.ca_certs = r.ca_certs.clone();
-        remote.max_connections = options.max_running;
+        remote.max_connections = r.max_connections.min(options.max_running);
         let placement = Placement::Remote {
             endpoint: r.endpoint.clone(),
         };
@@ -58,10 +59,7 @@ pub async fn build_engine(
             .remote_worker(r.endpoint.clone(), remote)
             .default_placement(placement);
     }
-    if let Some(target) = &options.pool {
-        let client =
-            bamboo_pool::PoolClient::connect(&target.nats, bamboo_pool::ClientSettings::default())
-                .await?;
+    if let (Some(target), Some(client)) = (&options.pool, pool) {
         builder = builder.nats_pool(client).default_placement(
             bamboo_subagent::spec::Placement::Schedulable {
                 pool: target.pool.clone(),

@@ -48,7 +48,7 @@ pub enum TransportError {
     #[error("worker at {0} refused the connection: missing or wrong bearer token (401)")]
     Unauthorized(String),
     /// A resident worker is serving as many runs as it may (HTTP 503).
-    #[error("worker at {endpoint} is busy: {detail} (503); retry later, raise its --max-runs, or lower this endpoint's connection cap")]
+    #[error("worker at {endpoint} is busy: {detail} (503); retry later, raise its --max-runs, or lower this endpoint's connection cap (`run --remote-max`)")]
     Busy {
         /// The endpoint.
         endpoint: String,

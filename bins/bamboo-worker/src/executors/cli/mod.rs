@@ -52,7 +52,7 @@ use super::env::{child_env, pass_through, ProviderKey};
 use super::host::{ask_approval, Approval};
 use super::proc::cgroup::Leaf;
 use super::proc::tree::RunMark;
-use super::proc::{die_with_worker, read_tail, spawn_contained, RunProcesses};
+use super::proc::{die_with_worker, spawn_contained, RunProcesses};
 
 pub use super::proc::tree::RUN_MARK_VAR;
 use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
@@ -257,7 +257,7 @@ impl CliExecutor {
         let stderr = child
             .stderr
             .take()
-            .map(|e| tokio::spawn(read_tail(e, STDERR_TAIL_BYTES)));
+            .map(|e| tokio::spawn(stderr_lines(e, ctx.events.clone())));
         let Some(stdout) = child.stdout.take() else {
             return RunOutcome::error("cli_adapter: the program's stdout was not captured");
         };
@@ -356,6 +356,44 @@ async fn stop_reason(abort: &CancellationToken, deadline: Option<Instant>) -> St
             Stop::Cancelled
         }
     }
+}
+
+/// Passes each stderr line on as a `stderr` event as it comes (a program's
+/// warnings and progress are shown whether it succeeds or not), and returns
+/// the tail ([`STDERR_TAIL_BYTES`]) for a failure's error. Lines longer than
+/// [`MAX_LINE_BYTES`] are passed on in pieces.
+async fn stderr_lines(stream: tokio::process::ChildStderr, sink: EventSink) -> String {
+    let mut reader = BufReader::new(stream);
+    let mut tail: Vec<u8> = Vec::new();
+    let mut line = Vec::new();
+    let mut sink = Some(sink);
+    loop {
+        line.clear();
+        match read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        tail.extend_from_slice(&line);
+        // Trimmed at twice the cap, so trimming stays amortised O(1).
+        if tail.len() > 2 * STDERR_TAIL_BYTES {
+            tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(s) = &sink {
+            let event = AgentEvent::Stderr {
+                line: text.to_owned(),
+            };
+            // A run that ended takes no more events; the tail is still kept.
+            if s.emit(event).await.is_err() {
+                sink = None;
+            }
+        }
+    }
+    if tail.len() > STDERR_TAIL_BYTES {
+        tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+    }
+    String::from_utf8_lossy(&tail).into_owned()
 }
 
 /// The stderr tail once the program exited; a leftover still holding
