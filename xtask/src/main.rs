@@ -4,11 +4,14 @@
 //!   including the end-to-end suite.
 //! - `cargo xtask e2e`: builds the worker and runs the cross-process suite.
 //!   Both find `nats-server` for the pool tests first, installing it with
-//!   apt-get when missing and root (else they stop and say how).
+//!   apt-get when missing and root (else they stop and say how), and the
+//!   MCP clients of the `bamboo-worker mcp` tests (the Python SDK in a cached
+//!   venv, Claude Code from npm), installing them when missing.
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
 //! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs.
 
 mod bench;
+mod mcp_clients;
 mod nats;
 mod process;
 mod tidy;
@@ -69,7 +72,9 @@ fn ci() -> Result<()> {
     ]))?;
     build_worker()?;
     let nats = nats::ensure()?;
-    step(with_worker(cargo(&["test", "--workspace"])).env("BAMBOO_NATS_SERVER", &nats))?;
+    step(
+        with_tools(with_worker(cargo(&["test", "--workspace"])))?.env("BAMBOO_NATS_SERVER", &nats),
+    )?;
     eprintln!("xtask: ci passed");
     Ok(())
 }
@@ -77,12 +82,22 @@ fn ci() -> Result<()> {
 fn e2e() -> Result<()> {
     build_worker()?;
     let nats = nats::ensure()?;
-    step(with_worker(cargo(&["test", "-p", "bamboo-e2e"])).env("BAMBOO_NATS_SERVER", &nats))
+    step(
+        with_tools(with_worker(cargo(&["test", "-p", "bamboo-e2e"])))?
+            .env("BAMBOO_NATS_SERVER", &nats),
+    )
 }
 
 /// The debug worker the end-to-end suite starts.
 fn build_worker() -> Result<()> {
     step(&mut cargo(&["build", "-p", "bamboo-worker"]))
+}
+
+/// Points the tests at the MCP clients they drive `bamboo-worker mcp` with.
+fn with_tools(mut cmd: std::process::Command) -> Result<std::process::Command> {
+    cmd.env("BAMBOO_MCP_PYTHON", mcp_clients::python_sdk()?);
+    cmd.env("BAMBOO_CLAUDE_BIN", mcp_clients::claude()?);
+    Ok(cmd)
 }
 
 /// Points the tests at the debug worker.

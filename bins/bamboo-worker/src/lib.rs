@@ -4,6 +4,7 @@
 pub mod executor_flags;
 pub mod executors;
 pub mod front;
+pub mod mcp;
 pub mod memory;
 pub mod resident;
 pub mod serve;

@@ -20,6 +20,8 @@ const TRANSPORT_CRATES: &[&str] = &[
     "reqwest",
     "rustls",
     "tokio_rustls",
+    // The MCP server's HTTP transport sees every request's headers.
+    "rmcp",
 ];
 
 /// Installs the stderr logger. Without `RUST_LOG` a fixed level (warn) is

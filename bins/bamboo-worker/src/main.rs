@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use bamboo_subagent::spec::ExecutorKind;
 use bamboo_worker::executor_flags::{passed_env, ExecutorArgs};
 use bamboo_worker::front::{ApproveMode, Fallback};
-use bamboo_worker::{front, resident, serve};
+use bamboo_worker::{front, mcp, resident, serve};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -114,6 +114,21 @@ enum Command {
     ///   bamboo-worker join --nats nats://bus:4222 --pool gpu --token-file /run/secrets/nats --max-runs 4
     #[command(verbatim_doc_comment)]
     Join(Box<join::JoinArgs>),
+    /// Serve the fleet to an MCP client (Claude Code, Codex, ...): the
+    /// client becomes the parent of sub-agents through the SubAgent, wait and
+    /// approvals tools.
+    ///
+    /// Speaks MCP on stdin/stdout (the client starts it), or streamable HTTP
+    /// with --listen and a bearer token. Sessions are kept in --data-dir, so
+    /// they survive client restarts. Exits 2 on a usage error.
+    ///
+    /// Examples:
+    ///   claude mcp add bamboo -- bamboo-worker mcp
+    ///   bamboo-worker mcp --print-config claude
+    ///   bamboo-worker mcp --executor cli --approve-tool cli_adapter -- claude -p {assignment}
+    ///   bamboo-worker mcp --listen 127.0.0.1:7400 --token-file ~/.config/bamboo/mcp-token
+    #[command(verbatim_doc_comment)]
+    Mcp(Box<mcp::McpArgs>),
     /// Internal: removes a `run` temporary directory once stdin closes.
     #[command(name = "__reap-tempdir", hide = true)]
     ReapTempdir {
@@ -362,6 +377,13 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Join(args)) => join::main(*args),
+        Some(Command::Mcp(args)) => match mcp::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bamboo-worker mcp: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::ReapTempdir { dir }) => ExitCode::from(front::reaper::reap(&dir)),
     }
 }

@@ -405,8 +405,9 @@ impl ProvisionSpec {
         self.refuse_unimplemented()
     }
 
-    /// Spec fields this worker does not implement are refused, not ignored:
-    /// a parent relying on them must learn at once that they do nothing here.
+    /// Spec fields this worker does not implement are refused, not ignored
+    /// (F17): a parent relying on them must learn at once that they do
+    /// nothing here.
     fn refuse_unimplemented(&self) -> Result<(), SpecError> {
         let caps = &self.capabilities;
         if caps.mcp.is_some() && caps.mcp_proxy.is_some() {
@@ -418,6 +419,18 @@ impl ProvisionSpec {
         if caps.mcp_proxy.is_some() {
             return Err(SpecError::Invalid(
                 "capabilities.mcp_proxy is not supported by this worker (no MCP proxy over a bus): leave it unset".into(),
+            ));
+        }
+        // Accepting these and doing nothing would leave a child without the
+        // tools its parent thinks it gave it.
+        if caps.mcp.is_some() {
+            return Err(SpecError::Invalid(
+                "capabilities.mcp is not supported by this worker (no executor here connects to MCP servers pushed by the parent): leave it unset, or configure MCP servers in the child program itself".into(),
+            ));
+        }
+        if caps.skills_dir.is_some() {
+            return Err(SpecError::Invalid(
+                "capabilities.skills_dir is not supported by this worker (no executor here loads skills): leave it unset".into(),
             ));
         }
         if self.bus.is_some() {
@@ -552,7 +565,7 @@ mod tests {
             br#"{"version":1,"identity":{"child_id":"c"},"executor":{"kind":"bamboo_runtime"},"fabric_dir":"/f",
             "model":{"provider":"openai","model":"gpt-4o"},
             "secrets":{"provider_credentials":[{"provider":"openai","api_key":"sk-XYZ","base_url":"http://127.0.0.1:1/v1","provider_type":"openai"}],"worker_auth_token":"tok-ABC","pass_env":{"FOO_TOKEN":"tok-PASS"}},
-            "capabilities":{"enforce_permissions":true,"nested_spawn":true,"max_spawn_depth":2,"mcp":{"a":1}},
+            "capabilities":{"enforce_permissions":true,"nested_spawn":true,"max_spawn_depth":2},
             "disabled_tools":["bash"],"limits":{"run_timeout_secs":5,"max_rounds":3}}"#,
         )
         .unwrap();
@@ -608,5 +621,22 @@ mod tests {
         assert!(matches!(traversal, Err(SpecError::Invalid(_))));
         let version = ProvisionSpec::from_slice(br#"{"version":2,"identity":{"child_id":"c"},"executor":{"kind":"echo"},"fabric_dir":"/f"}"#);
         assert!(matches!(version, Err(SpecError::Invalid(m)) if m.contains("version")));
+    }
+
+    #[test]
+    fn capabilities_no_executor_implements_are_refused_by_name() {
+        for (caps, name) in [
+            (r#"{"mcp":{"servers":[]}}"#, "capabilities.mcp "),
+            (r#"{"skills_dir":"/s"}"#, "capabilities.skills_dir"),
+        ] {
+            let spec = format!(
+                r#"{{"version":1,"identity":{{"child_id":"c"}},"executor":{{"kind":"echo"}},"fabric_dir":"/f","capabilities":{caps}}}"#
+            );
+            let refused = ProvisionSpec::from_slice(spec.as_bytes());
+            assert!(
+                matches!(&refused, Err(SpecError::Invalid(m)) if m.contains(name) && !m.contains('\n')),
+                "{refused:?}"
+            );
+        }
     }
 }
