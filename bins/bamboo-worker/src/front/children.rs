@@ -229,6 +229,31 @@ impl Children {
         false
     }
 
+    /// Child `i` runs again (`--retries`): queued, its last try's times,
+    /// error and result forgotten, waited for again.
+    pub fn reopen(&mut self, i: usize) {
+        let Some(c) = self.list.get_mut(i) else {
+            return;
+        };
+        if matches!(c.phase, Phase::Done(_)) {
+            c.phase = Phase::Queued;
+            c.started = None;
+            c.ended = None;
+            c.error = None;
+            c.result = None;
+            self.open += 1;
+        }
+    }
+
+    /// Ids of the children still queued (not started yet).
+    pub fn queued_ids(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|c| c.phase == Phase::Queued)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
     /// Counts per phase: (queued, running, awaiting, completed, not completed).
     pub fn counts(&self) -> [usize; 5] {
         let mut c = [0; 5];
