@@ -245,13 +245,17 @@ impl Children {
         }
     }
 
-    /// Ids of the children still queued (not started yet).
-    pub fn queued_ids(&self) -> Vec<String> {
-        self.list
-            .iter()
-            .filter(|c| c.phase == Phase::Queued)
-            .map(|c| c.id.clone())
-            .collect()
+    /// Ends child `i` without a run (`--halt` left it unstarted): it is not
+    /// waited for any more.
+    pub fn close(&mut self, i: usize, status: CompletionStatus, error: String) {
+        let Some(c) = self.list.get_mut(i) else {
+            return;
+        };
+        if !matches!(c.phase, Phase::Done(_) | Phase::NotCreated) {
+            c.phase = Phase::Done(status);
+            c.error = Some(error);
+            self.open -= 1;
+        }
     }
 
     /// Counts per phase: (queued, running, awaiting, completed, not completed).

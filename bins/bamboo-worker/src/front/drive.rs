@@ -2,7 +2,7 @@
 //! in order until every child it created has ended, relays approval requests
 //! to the prompt, and handles interrupts and a closed stdout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -80,6 +80,10 @@ struct Front<'a> {
     failures: usize,
     /// Where each child's current try runs (`--joblog`, `--results`).
     workers: HashMap<usize, String>,
+    /// With `--halt`, children are created idle and started here, at most
+    /// `-j` at once, so a halt starts none after it (the engine's own queue
+    /// would start the next one before the failure is seen here).
+    unstarted: VecDeque<usize>,
 }
 
 /// Runs the children and prints them; see the module docs.
@@ -167,6 +171,7 @@ pub async fn drive(
     let mut deadline: Option<tokio::time::Instant> = None;
     // A child waiting to be retried is not open, but the run is not over.
     while front.children.open() > 0 || front.tries.waiting() > 0 {
+        front.start_more().await;
         front.release_notes();
         if front.out.flush().is_err() {
             front.stop_early(Stop::StdoutClosed);
@@ -175,6 +180,7 @@ pub async fn drive(
             deadline = Some(tokio::time::Instant::now() + CANCEL_WAIT);
             front.cancel_all();
             front.failures += front.tries.drop_waiting().len();
+            front.close_unstarted("not started: the run was stopped");
         }
         tokio::select! {
             biased;
@@ -325,6 +331,7 @@ impl<'a> Front<'a> {
             halted: None,
             failures: 0,
             workers: HashMap::new(),
+            unstarted: VecDeque::new(),
         }
     }
 
@@ -380,11 +387,12 @@ impl<'a> Front<'a> {
             input.title = Some(name.clone());
             input.role = "cli".into();
             input.workspace = workspace.clone();
-            input.auto_run = true;
+            input.auto_run = self.options.parallel.halt.is_none();
             input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
             input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
             input.max_rounds = self.options.max_rounds;
             input.read_only = self.options.read_only;
+            let input_auto_run = input.auto_run;
             let child = tokio::select! {
                 biased;
                 sig = interrupts.next() => {
@@ -395,9 +403,13 @@ impl<'a> Front<'a> {
                 c = self.engine.create_child(input) => c,
             };
             match child {
-                Ok(child) => self
-                    .children
-                    .add(child.id, name.clone(), Some(assignment.clone())),
+                Ok(child) => {
+                    self.children
+                        .add(child.id, name.clone(), Some(assignment.clone()));
+                    if !input_auto_run {
+                        self.unstarted.push_back(self.children.all().len() - 1);
+                    }
+                }
                 Err(e) => {
                     self.note(&format!(
                         "cannot create child {} ({name}): {e}; no further children are created, those running go on",
@@ -867,18 +879,57 @@ impl Front<'_> {
         } else {
             format!("{} failed", self.failures)
         };
-        let (ids, which) = match h.when {
-            When::Now => (self.children.open_ids(), "running and queued"),
-            When::Soon => (self.children.queued_ids(), "queued"),
+        let waiting = self.unstarted.len();
+        self.close_unstarted(&format!("not started: --halt {h}"));
+        let text = match h.when {
+            When::Now => {
+                let ids = self.children.open_ids();
+                let text = format!(
+                    "--halt {h}: {why}; cancelling the {} running children, starting none of the {waiting} waiting",
+                    ids.len()
+                );
+                self.cancel(ids);
+                text
+            }
+            When::Soon => format!(
+                "--halt {h}: {why}; starting none of the {waiting} waiting, the {} running finish",
+                self.children.open()
+            ),
         };
-        let tail = match h.when {
-            When::Now => "",
-            When::Soon => "; the running ones finish",
-        };
-        self.note(&format!(
-            "--halt {h}: {why}; cancelling the {} {which} children{tail}",
-            ids.len()
-        ));
+        self.note(&text);
+    }
+
+    /// With `--halt`: starts waiting children while fewer than `-j` run.
+    async fn start_more(&mut self) {
+        if self.halted.is_some() || self.stop.is_some() {
+            return;
+        }
+        while self.children.open() - self.unstarted.len() < self.options.max_running {
+            let Some(top) = self.unstarted.pop_front() else {
+                return;
+            };
+            let Some(id) = self.children.get(top).map(|c| c.id.clone()) else {
+                continue;
+            };
+            if let Err(e) = self.engine.run_child(&self.root, &id, false).await {
+                let error = format!("could not be started: {e}");
+                self.children
+                    .close(top, CompletionStatus::Error, error.clone());
+                let name = self.children.get(top).map(|c| c.name.clone());
+                self.note(&format!("[{}] {error}", name.unwrap_or_default()));
+            }
+        }
+    }
+
+    /// Ends every child not started yet as cancelled, with `why`.
+    fn close_unstarted(&mut self, why: &str) {
+        let mut ids = Vec::new();
+        for top in std::mem::take(&mut self.unstarted) {
+            self.children
+                .close(top, CompletionStatus::Cancelled, why.to_owned());
+            ids.extend(self.children.get(top).map(|c| c.id.clone()));
+        }
+        // Their stored status says so too (an idle cancel logs no event).
         self.cancel(ids);
     }
 

@@ -99,7 +99,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    fn a_scheduled_retry_comes_due_after_its_pause() {
+    async fn a_scheduled_retry_comes_due_after_its_pause() {
         let mut t = Tries::default();
         assert_eq!(t.schedule(4), (2, Duration::from_secs(1)));
         assert!(t.take_due().is_empty());
