@@ -1,7 +1,7 @@
 //! The front door's GNU-parallel-like flags (issue 25, part 3) with the real
 //! `bamboo-worker run`: `--retries` with a cli program that fails once,
 //! `--halt`, `--joblog`, `--results`, `-j`, `--group`, `--no-tag`,
-//! `--timestamps`. Documented in docs/operations.md ("Like GNU parallel").
+//! `--timestamps`, `--progress`. Documented in docs/operations.md ("Like GNU parallel").
 
 #![allow(clippy::unwrap_used)]
 
@@ -65,6 +65,7 @@ fn a_child_failing_once_is_retried_and_the_joblog_has_a_line_per_try() {
             "cli",
             "--retries",
             "2",
+            "--progress",
             "--joblog",
             joblog.to_str().unwrap(),
             "flaky",
@@ -85,6 +86,9 @@ fn a_child_failing_once_is_retried_and_the_joblog_has_a_line_per_try() {
         stderr.contains("[flaky] try 1 of 3 ended error; try 2 in"),
         "{stderr}"
     );
+    // The retried try is not an end: progress is said once, at the end.
+    assert_eq!(stderr.matches("progress: ").count(), 1, "{stderr}");
+    assert!(stderr.contains("progress: 1/1 ended"), "{stderr}");
     let log = std::fs::read_to_string(&joblog).unwrap();
     let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(

@@ -904,7 +904,7 @@ impl Front<'_> {
         if self.halted.is_some() || self.stop.is_some() {
             return;
         }
-        while self.children.open() - self.unstarted.len() < self.options.max_running {
+        while self.children.open().saturating_sub(self.unstarted.len()) < self.options.max_running {
             let Some(top) = self.unstarted.pop_front() else {
                 return;
             };
