@@ -57,7 +57,7 @@ pub struct ParallelArgs {
     /// Start each line with the time its event was logged (RFC 3339, UTC).
     #[arg(help_heading = "Like GNU parallel", long)]
     pub timestamps: bool,
-    /// Print `done/total`, rate and ETA on stderr each time a child ends
+    /// Print `ended/total`, rate and ETA on stderr each time a child ends for good
     /// (on a terminal the status area shows it anyway).
     #[arg(help_heading = "Like GNU parallel", long)]
     pub progress: bool,
