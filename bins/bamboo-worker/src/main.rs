@@ -72,9 +72,10 @@ enum Command {
     /// On a terminal: a colour per child, text as lines, one line per tool
     /// call, a live status area, and a summary table at the end.
     ///
-    /// Exit codes: 0 every child completed, 1 some did not (or stdout closed
-    /// early), 2 usage error, 130 interrupted (SIGINT/SIGTERM; a second one
-    /// stops at once).
+    /// Exit codes: 0 every child completed (or --halt ...,success=K was
+    /// reached), 1 some did not (or --halt ...,fail=K stopped the run, or
+    /// stdout closed early), 2 usage error, 130 interrupted (SIGINT/SIGTERM;
+    /// a second one stops at once).
     ///
     /// Examples:
     ///   bamboo-worker run "hello world" "second task"
@@ -83,6 +84,7 @@ enum Command {
     ///   OPENAI_API_KEY=... bamboo-worker run --executor llm --model openai/gpt-4o-mini "list the files"
     ///   GITHUB_TOKEN=... bamboo-worker run --executor cli --pass-env GITHUB_TOKEN "open a PR" -- claude -p {assignment}
     ///   bamboo-worker run --data-dir ./runs --resume <ROOT>   (rerun what a killed run left unfinished)
+    ///   bamboo-worker run -j 4 --retries 2 --halt now,fail=3 --joblog jobs.tsv --from tasks.txt
     #[command(verbatim_doc_comment)]
     Run(Box<RunArgs>),
     /// List the sessions kept in a data directory, or show one.
@@ -205,8 +207,15 @@ struct RunArgs {
     approve_tools: Vec<String>,
 
     // --- Limits ---
-    /// At most this many children run at once.
-    #[arg(help_heading = "Limits", long, default_value_t = 8, value_name = "N")]
+    /// At most this many children run at once (`-j`/`--jobs` as in GNU parallel).
+    #[arg(
+        help_heading = "Limits",
+        short = 'j',
+        long,
+        visible_alias = "jobs",
+        default_value_t = 8,
+        value_name = "N"
+    )]
     max_running: usize,
     /// Per-child cap on a run's total time: seconds, or 90s, 15m, 1h [default: 1h].
     #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
@@ -229,6 +238,10 @@ struct RunArgs {
     /// Print the results only.
     #[arg(help_heading = "Output", short, long)]
     quiet: bool,
+
+    // --- Like GNU parallel ---
+    #[command(flatten)]
+    parallel: front::parallel::ParallelArgs,
 
     // --- Sessions and workers ---
     /// Keep sessions in this directory [default: a temporary one, removed at exit].
@@ -557,7 +570,7 @@ fn run_options(
     let executor = a.exec.choice()?;
     let remote = remote_target(&a)?;
     if a.max_running == 0 {
-        bail!("--max-running must be at least 1");
+        bail!("--max-running (-j) must be at least 1");
     }
     let workspace = a.exec.workspace()?;
     if a.exec.executor.0 == ExecutorKind::CliAdapter {
@@ -602,6 +615,7 @@ fn run_options(
         remote,
         pool,
         executor_record,
+        parallel: a.parallel.options(),
     })
 }
 

@@ -269,6 +269,35 @@ impl Children {
         false
     }
 
+    /// Child `i` runs again (`--retries`): queued, its last try's times,
+    /// error and result forgotten, waited for again.
+    pub fn reopen(&mut self, i: usize) {
+        let Some(c) = self.list.get_mut(i) else {
+            return;
+        };
+        if matches!(c.phase, Phase::Done(_)) {
+            c.phase = Phase::Queued;
+            c.started = None;
+            c.ended = None;
+            c.error = None;
+            c.result = None;
+            self.open += 1;
+        }
+    }
+
+    /// Ends child `i` without a run (`--halt` left it unstarted): it is not
+    /// waited for any more.
+    pub fn close(&mut self, i: usize, status: CompletionStatus, error: String) {
+        let Some(c) = self.list.get_mut(i) else {
+            return;
+        };
+        if !matches!(c.phase, Phase::Done(_) | Phase::NotCreated) {
+            c.phase = Phase::Done(status);
+            c.error = Some(error);
+            self.open -= 1;
+        }
+    }
+
     /// Counts per phase: (queued, running, awaiting, completed, not completed).
     pub fn counts(&self) -> [usize; 5] {
         let mut c = [0; 5];

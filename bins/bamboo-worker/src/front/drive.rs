@@ -2,6 +2,7 @@
 //! in order until every child it created has ended, relays approval requests
 //! to the prompt, and handles interrupts and a closed stdout.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -15,14 +16,23 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use super::approve::FrontPolicy;
-use super::children::{Children, Who};
+use super::children::{Children, Phase, Who};
 use super::feed::{self, LoggedEvent, PendingAsk};
+use super::group::Group;
+use super::halt::{Halt, When};
+use super::joblog::{self, Joblog};
 use super::out::{Closed, Hold, Out};
+use super::parallel::Logs;
 use super::render::Human;
+use super::results::{self, Results};
+use super::retry::{self, Tries};
 use super::signals::{Interrupts, Resizes};
 use super::status::StatusArea;
 use super::style::Style;
-use super::{exit, json, prompt, summary, Fallback, Outcome, OutputMode, RunOptions};
+use super::{
+    exit, json, progress, prompt, summary, ExecutorChoice, Fallback, Outcome, OutputMode,
+    RunOptions,
+};
 
 /// How long cancelled children get to end before the summary is printed.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
@@ -56,6 +66,24 @@ struct Front<'a> {
     /// Notes that came while output was held.
     held_notes: Vec<String>,
     started: Instant,
+    /// `--retries`: tries per child and the retries waiting.
+    tries: Tries,
+    /// `--joblog`.
+    joblog: Option<Joblog>,
+    /// `--results`.
+    results: Option<Results>,
+    /// `--group`: each child's lines kept until its try ends.
+    group: Option<Group>,
+    /// `--halt` tripped.
+    halted: Option<Halt>,
+    /// Children that failed for good (their retries spent), cancels aside.
+    failures: usize,
+    /// Where each child's current try runs (`--joblog`, `--results`).
+    workers: HashMap<usize, String>,
+    /// With `--halt`, children are created idle and started here, at most
+    /// `-j` at once, so a halt starts none after it (the engine's own queue
+    /// would start the next one before the failure is seen here).
+    unstarted: VecDeque<usize>,
 }
 
 /// Runs the children and prints them; see the module docs.
@@ -66,6 +94,7 @@ pub async fn drive(
     policy: Arc<FrontPolicy>,
     notes_tx: mpsc::UnboundedSender<String>,
     mut notes: mpsc::UnboundedReceiver<String>,
+    logs: Logs,
 ) -> anyhow::Result<Outcome> {
     let mut interrupts =
         Interrupts::install().context("cannot install the SIGINT/SIGTERM handlers")?;
@@ -105,6 +134,8 @@ pub async fn drive(
     let mut asks: Option<BoxStream<'static, PendingAsk>> =
         (options.approvals.fallback == Fallback::Ask).then(|| feed::approvals(engine, &root));
     let mut front = Front::new(engine, options, data_dir, root.clone());
+    front.joblog = logs.joblog;
+    front.results = logs.results;
     let prompts = asks.is_some().then(|| {
         let e = engine.clone();
         let answer: prompt::Answer = Arc::new(move |id: &str, ok: bool| {
@@ -138,7 +169,9 @@ pub async fn drive(
     let mut tick = tokio::time::interval(TICK);
     let mut resizes = Resizes::install();
     let mut deadline: Option<tokio::time::Instant> = None;
-    while front.children.open() > 0 {
+    // A child waiting to be retried is not open, but the run is not over.
+    while front.children.open() > 0 || front.tries.waiting() > 0 {
+        front.start_more().await;
         front.release_notes();
         if front.out.flush().is_err() {
             front.stop_early(Stop::StdoutClosed);
@@ -146,6 +179,8 @@ pub async fn drive(
         if front.stop.is_some() && deadline.is_none() {
             deadline = Some(tokio::time::Instant::now() + CANCEL_WAIT);
             front.cancel_all();
+            front.failures += front.tries.drop_waiting().len();
+            front.close_unstarted("not started: the run was stopped");
         }
         tokio::select! {
             biased;
@@ -159,6 +194,7 @@ pub async fn drive(
                 break;
             }
             Some(note) = notes.recv() => front.note(&note),
+            _ = sleep_until(front.tries.next_due()) => front.retry_due().await,
             Some(ask) = next_ask(&mut asks) => {
                 if let Some(p) = &prompts {
                     let _ = p.send(front.ask(ask));
@@ -265,6 +301,14 @@ impl<'a> Front<'a> {
         let hold = Hold::default();
         let mut out = Out::default();
         out.held_by(hold.clone());
+        let mut human = Human::new(
+            Style::detect(stdout_tty),
+            options.output == OutputMode::Quiet,
+            options.assignments.len(),
+        );
+        let par = &options.parallel;
+        human.layout(par.tag, par.timestamps);
+        let group = (par.group && options.output != OutputMode::Json).then(Group::default);
         Self {
             engine,
             options,
@@ -277,17 +321,21 @@ impl<'a> Front<'a> {
                 Children::default()
             },
             out,
-            human: Human::new(
-                Style::detect(stdout_tty),
-                options.output == OutputMode::Quiet,
-                options.assignments.len(),
-            ),
+            human,
             status,
             stdout_tty,
             stop: None,
             hold,
             held_notes: Vec::new(),
             started: Instant::now(),
+            tries: Tries::default(),
+            joblog: None,
+            results: None,
+            group,
+            halted: None,
+            failures: 0,
+            workers: HashMap::new(),
+            unstarted: VecDeque::new(),
         }
     }
 
@@ -343,11 +391,12 @@ impl<'a> Front<'a> {
             input.title = Some(name.clone());
             input.role = "cli".into();
             input.workspace = workspace.clone();
-            input.auto_run = true;
+            input.auto_run = self.options.parallel.halt.is_none();
             input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
             input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
             input.max_rounds = self.options.max_rounds;
             input.read_only = self.options.read_only;
+            let input_auto_run = input.auto_run;
             let child = tokio::select! {
                 biased;
                 sig = interrupts.next() => {
@@ -358,9 +407,13 @@ impl<'a> Front<'a> {
                 c = self.engine.create_child(input) => c,
             };
             match child {
-                Ok(child) => self
-                    .children
-                    .add(child.id, name.clone(), Some(assignment.clone())),
+                Ok(child) => {
+                    self.children
+                        .add(child.id, name.clone(), Some(assignment.clone()));
+                    if !input_auto_run {
+                        self.unstarted.push_back(self.children.all().len() - 1);
+                    }
+                }
                 Err(e) => {
                     self.note(&format!(
                         "cannot create child {} ({name}): {e}; no further children are created, those running go on",
@@ -403,9 +456,13 @@ impl<'a> Front<'a> {
 
     /// Cancels every open child, concurrently, in the background.
     fn cancel_all(&self) {
+        self.cancel(self.children.open_ids());
+    }
+
+    /// Cancels the children `ids`, concurrently, in the background.
+    fn cancel(&self, ids: Vec<String>) {
         let engine = self.engine.clone();
         let root = self.root.clone();
-        let ids = self.children.open_ids();
         tokio::spawn(async move {
             let cancels = ids.iter().map(|id| engine.cancel_child(&root, id));
             for r in futures::future::join_all(cancels).await {
@@ -434,8 +491,16 @@ impl<'a> Front<'a> {
         if self.stdout_tty {
             self.hide();
         }
+        self.human.at(logged.time);
+        if let (Some(r), Some(w)) = (&mut self.results, &who) {
+            if w.top != usize::MAX {
+                let line = json::event_line(logged.seq, logged.time, Some(w), &logged.event);
+                r.event(w.top, w.is_top, &logged.event, &line);
+            }
+        }
         let printed = self.print(&logged, who.as_ref());
         let Some(who) = who else { return };
+        self.note_worker(&who, &logged.event).await;
         let ended = self.children.apply(&who, &logged.event, logged.time);
         if ended {
             self.fetch_result(&who).await;
@@ -445,11 +510,16 @@ impl<'a> Front<'a> {
                         (OutputMode::Json, _) | (_, None) => Ok(()),
                         (_, Some(child)) => {
                             let child = child.clone();
-                            self.human.finished(&mut self.out, &who, &child)
+                            let out = match &mut self.group {
+                                Some(g) => g.out(who.top),
+                                None => &mut self.out,
+                            };
+                            self.human.finished(out, &who, &child)
                         }
                     },
                 );
             self.closed_if(printed);
+            self.try_ended(&who);
         } else {
             self.closed_if(printed);
         }
@@ -464,7 +534,13 @@ impl<'a> Front<'a> {
                 json::event(&mut self.out, logged.seq, logged.time, who, &logged.event)
             }
             _ => match who {
-                Some(who) => self.human.event(&mut self.out, who, &logged.event),
+                Some(who) => {
+                    let out = match &mut self.group {
+                        Some(g) if who.top != usize::MAX => g.out(who.top),
+                        _ => &mut self.out,
+                    };
+                    self.human.event(out, who, &logged.event)
+                }
                 None => self.unattributed(&logged.event),
             },
         }
@@ -574,10 +650,17 @@ impl<'a> Front<'a> {
         self.hold.release();
         self.release_notes();
         self.hide();
+        // Children cut short still show what they printed.
+        if let Some(g) = &mut self.group {
+            let r = g.release_all(&mut self.out);
+            self.closed_if(r);
+        }
         let all_done = self.children.completed() == self.children.all().len();
+        let halted_on_success = self.halted.is_some_and(|h| h.on_success());
         let exit_code = match self.stop {
             Some(Stop::Interrupted) => exit::INTERRUPTED,
             _ if all_done => exit::ALL_COMPLETED,
+            None if halted_on_success => exit::ALL_COMPLETED,
             _ => exit::SOME_FAILED,
         };
         let interrupted = self.stop == Some(Stop::Interrupted);
@@ -643,6 +726,235 @@ impl<'a> Front<'a> {
                 "{what}. The temporary data directory {dir} {room} and is removed at exit: run \
                  again with --data-dir on a disk with room (or set TMPDIR)"
             ),
+        }
+    }
+}
+
+/// The GNU-parallel-like part of the loop: retries, halting, the job log,
+/// the results directory, grouped output and progress.
+impl Front<'_> {
+    /// Where child `top`'s current try runs, learnt from its first event
+    /// (its worker exists by then): `local:PID`, the remote URL, `pool:NAME`.
+    async fn note_worker(&mut self, who: &Who, event: &AgentEvent) {
+        let wanted = self.joblog.is_some() || self.results.is_some();
+        if !wanted || !who.is_top || self.workers.contains_key(&who.top) {
+            return;
+        }
+        if !matches!(event, AgentEvent::SubAgentEvent { .. }) {
+            return;
+        }
+        let label = if let Some(r) = &self.options.remote {
+            r.endpoint.clone()
+        } else if let Some(p) = &self.options.pool {
+            format!("pool:{}", p.pool)
+        } else {
+            match self.engine.get_child(&self.root, &who.session_id).await {
+                Ok(d) => d
+                    .worker_pid
+                    .map_or_else(|| "local".to_owned(), |pid| format!("local:{pid}")),
+                Err(_) => "local".to_owned(),
+            }
+        };
+        self.workers.insert(who.top, label);
+    }
+
+    /// A top-level child's try ended: log it, keep its results, retry it or
+    /// count it, print its grouped lines, show progress, maybe halt.
+    fn try_ended(&mut self, who: &Who) {
+        let top = who.top;
+        let Some(child) = self.children.get(top).cloned() else {
+            return;
+        };
+        let Phase::Done(status) = child.phase else {
+            return;
+        };
+        let attempt = self.tries.current(top);
+        let exit_code = self.exit_code(status, child.error.as_deref());
+        let worker = self
+            .workers
+            .remove(&top)
+            .unwrap_or_else(|| "local".to_owned());
+        let mut problems = Vec::new();
+        let command = self.command_of(child.assignment.as_deref().unwrap_or(""));
+        if let Some(log) = &mut self.joblog {
+            let entry = joblog::Entry {
+                name: &child.name,
+                seq: top + 1,
+                start: child.started.unwrap_or_else(chrono::Utc::now),
+                runtime: child.elapsed(chrono::Utc::now()),
+                status: status.as_str(),
+                exit: exit_code,
+                worker: &worker,
+                attempt,
+                command: &command,
+            };
+            problems.extend(log.write(&entry).err());
+        }
+        if let Some(r) = &mut self.results {
+            let s = results::Status {
+                name: &child.name,
+                child_id: &child.id,
+                status: status.to_string(),
+                tries: attempt,
+                exit_code,
+                started_at: child.started,
+                ended_at: child.ended,
+                duration_ms: u64::try_from(child.elapsed(chrono::Utc::now()).as_millis())
+                    .unwrap_or(u64::MAX),
+                error: child.error.as_deref(),
+                assignment: child.assignment.as_deref(),
+                worker: &worker,
+            };
+            problems.extend(r.try_ended(top, &child, &s).err());
+        }
+        if let Some(g) = &mut self.group {
+            let r = g.release(top, &mut self.out);
+            self.closed_if(r);
+        }
+        for p in problems {
+            self.note(&p);
+        }
+        let retries = self.options.parallel.retries;
+        let may_retry = retry::retryable(status)
+            && attempt <= retries
+            && self.stop.is_none()
+            && self.halted.is_none();
+        if may_retry {
+            let (next, pause) = self.tries.schedule(top);
+            self.note(&format!(
+                "[{}] try {attempt} of {} ended {status}; try {next} in {}",
+                child.name,
+                retries + 1,
+                summary::human_duration(pause)
+            ));
+            return;
+        }
+        if retry::retryable(status) {
+            self.failures += 1;
+        }
+        if self.options.parallel.progress && self.status.is_none() {
+            let [_, _, _, done, failed] = self.children.counts();
+            let ended = (done + failed).saturating_sub(self.tries.waiting());
+            let text = progress::text(ended, self.children.all().len(), self.started.elapsed());
+            self.note(&format!("progress: {text}"));
+        }
+        self.check_halt();
+    }
+
+    /// Runs again the children whose retry pause is over (the same session,
+    /// its transcript back to the assignment).
+    async fn retry_due(&mut self) {
+        for top in self.tries.take_due() {
+            let Some(child) = self.children.get(top) else {
+                continue;
+            };
+            let (id, name) = (child.id.clone(), child.name.clone());
+            match self.engine.retry_child(&self.root, &id, true).await {
+                Ok(_) => {
+                    self.tries.started_again(top);
+                    self.children.reopen(top);
+                }
+                Err(e) => {
+                    self.note(&format!("cannot run [{name}] again ({e}); it stays failed"));
+                    self.failures += 1;
+                    self.check_halt();
+                }
+            }
+        }
+    }
+
+    /// `--halt`: once its count is reached, `now` cancels every open child
+    /// and `soon` the queued ones; no retry starts after it.
+    fn check_halt(&mut self) {
+        let Some(h) = self.options.parallel.halt else {
+            return;
+        };
+        if self.halted.is_some() || self.stop.is_some() {
+            return;
+        }
+        let completed = self.children.completed();
+        if !h.tripped(self.failures, completed) {
+            return;
+        }
+        self.halted = Some(h);
+        self.failures += self.tries.drop_waiting().len();
+        let why = if h.on_success() {
+            format!("{completed} completed")
+        } else {
+            format!("{} failed", self.failures)
+        };
+        let waiting = self.unstarted.len();
+        self.close_unstarted(&format!("not started: --halt {h}"));
+        let text = match h.when {
+            When::Now => {
+                let ids = self.children.open_ids();
+                let text = format!(
+                    "--halt {h}: {why}; cancelling the {} running children, starting none of the {waiting} waiting",
+                    ids.len()
+                );
+                self.cancel(ids);
+                text
+            }
+            When::Soon => format!(
+                "--halt {h}: {why}; starting none of the {waiting} waiting, the {} running finish",
+                self.children.open()
+            ),
+        };
+        self.note(&text);
+    }
+
+    /// With `--halt`: starts waiting children while fewer than `-j` run.
+    async fn start_more(&mut self) {
+        if self.halted.is_some() || self.stop.is_some() {
+            return;
+        }
+        while self.children.open().saturating_sub(self.unstarted.len()) < self.options.max_running {
+            let Some(top) = self.unstarted.pop_front() else {
+                return;
+            };
+            let Some(id) = self.children.get(top).map(|c| c.id.clone()) else {
+                continue;
+            };
+            if let Err(e) = self.engine.run_child(&self.root, &id, false).await {
+                let error = format!("could not be started: {e}");
+                self.children
+                    .close(top, CompletionStatus::Error, error.clone());
+                let name = self.children.get(top).map(|c| c.name.clone());
+                self.note(&format!("[{}] {error}", name.unwrap_or_default()));
+            }
+        }
+    }
+
+    /// Ends every child not started yet as cancelled, with `why`.
+    fn close_unstarted(&mut self, why: &str) {
+        let mut ids = Vec::new();
+        for top in std::mem::take(&mut self.unstarted) {
+            self.children
+                .close(top, CompletionStatus::Cancelled, why.to_owned());
+            ids.extend(self.children.get(top).map(|c| c.id.clone()));
+        }
+        // Their stored status says so too (an idle cancel logs no event).
+        self.cancel(ids);
+    }
+
+    /// A cli program's exit code, when the try's end tells it.
+    fn exit_code(&self, status: CompletionStatus, error: Option<&str>) -> Option<i32> {
+        if !matches!(self.options.executor, ExecutorChoice::Cli { .. }) {
+            return None;
+        }
+        match status {
+            CompletionStatus::Completed => Some(0),
+            _ => error.and_then(joblog::exit_code_in),
+        }
+    }
+
+    /// The command a child ran: the cli command line, else its assignment.
+    fn command_of(&self, assignment: &str) -> String {
+        match &self.options.executor {
+            ExecutorChoice::Cli { command, args, .. } => {
+                joblog::command_line(command, args, assignment)
+            }
+            _ => assignment.to_owned(),
         }
     }
 }

@@ -72,6 +72,24 @@ pub fn event(
     write_line(out, &line)
 }
 
+/// One event line as text, without its newline (for `--results`).
+pub fn event_line(
+    seq: u64,
+    time: chrono::DateTime<chrono::Utc>,
+    who: Option<&Who>,
+    event: &bamboo_domain::AgentEvent,
+) -> String {
+    let line = EventLine {
+        kind: "event",
+        seq,
+        time,
+        child_id: who.map(|w| w.session_id.as_str()),
+        name: who.map(|w| w.label.as_str()),
+        event,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
 /// Writes the summary line.
 pub fn summary(
     out: &mut Out,

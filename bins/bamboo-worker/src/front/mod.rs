@@ -8,22 +8,31 @@
 //! (NDJSON), [`status`] (live status area), [`summary`] (final table),
 //! [`approve`] and [`prompt`] (approvals), [`signals`], [`reaper`] (temp
 //! dir), [`out`] (stdout that survives a closed pipe), `feed` (engine
-//! streams), `setup` (engine), `drive` (the loop).
+//! streams), `setup` (engine), `drive` (the loop). Like GNU parallel:
+//! [`parallel`] (the flags), [`retry`], [`halt`], [`joblog`], [`results`],
+//! [`group`], [`progress`].
 
 pub mod approve;
 pub mod children;
 mod drive;
 mod feed;
+pub mod group;
+pub mod halt;
 pub mod ids;
+pub mod joblog;
 pub mod json;
 pub mod names;
 pub mod out;
+pub mod parallel;
 pub mod preflight;
+pub mod progress;
 pub mod prompt;
 pub mod reaper;
 pub mod recorded;
 pub mod render;
+pub mod results;
 pub mod resume;
+pub mod retry;
 pub mod sessions;
 mod setup;
 pub mod signals;
@@ -150,6 +159,9 @@ pub struct RunOptions {
     pub pool: Option<PoolTarget>,
     /// The executor flags, recorded with a new root for `--resume`.
     pub executor_record: recorded::Recorded,
+    /// Retries, halting, job log, results, grouping, tags, timestamps,
+    /// progress (the GNU parallel flags).
+    pub parallel: parallel::Parallel,
 }
 
 /// A resident worker (`bamboo-worker serve`) `run --remote` sends children to.
@@ -226,8 +238,15 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         }
         None => None,
     };
+    // A job log or results directory that cannot be written is said before
+    // any child runs.
+    let logs = parallel::Logs::open(&options.parallel)
+        .map_err(|e| preflight::Misconfigured(format!("{e:#}; no child was started")))?;
     let engine = setup::build_engine(&options, data_dir.clone(), policy.clone(), pool).await?;
-    let outcome = drive::drive(&engine, &options, &data_dir, policy, notes_tx, notes_rx).await;
+    let outcome = drive::drive(
+        &engine, &options, &data_dir, policy, notes_tx, notes_rx, logs,
+    )
+    .await;
     if !matches!(outcome, Ok(Outcome { hard: true, .. })) {
         // Bounded: a stuck worker must not keep the front door alive.
         let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;

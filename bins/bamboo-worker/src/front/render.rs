@@ -22,6 +22,11 @@ pub struct Human {
     tag_results: bool,
     partial: HashMap<String, String>,
     tails: HashMap<usize, String>,
+    /// Lines start with `[name]` (`--no-tag` turns it off).
+    tag: bool,
+    /// Lines start with this time (`--timestamps`): the current event's.
+    stamp: Option<String>,
+    timestamps: bool,
 }
 
 impl Human {
@@ -33,6 +38,22 @@ impl Human {
             tag_results: children > 1,
             partial: HashMap::new(),
             tails: HashMap::new(),
+            tag: true,
+            stamp: None,
+            timestamps: false,
+        }
+    }
+
+    /// `--no-tag` (`tag` false) and `--timestamps`.
+    pub fn layout(&mut self, tag: bool, timestamps: bool) {
+        self.tag = tag;
+        self.timestamps = timestamps;
+    }
+
+    /// The time of the event being rendered, for `--timestamps`.
+    pub fn at(&mut self, time: chrono::DateTime<chrono::Utc>) {
+        if self.timestamps {
+            self.stamp = Some(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         }
     }
 
@@ -258,7 +279,8 @@ impl Human {
     }
 
     fn quiet_result(&mut self, out: &mut Out, who: &Who, result: &str) -> Result<(), Closed> {
-        if !self.tag_results && !self.style.sanitize {
+        let tagged = self.tag_results && self.tag;
+        if !tagged && self.stamp.is_none() && !self.style.sanitize {
             // Not a terminal: the result exactly as the child gave it.
             out.write(result)?;
             return if result.ends_with('\n') {
@@ -269,7 +291,7 @@ impl Human {
         }
         for line in result.trim_end().lines() {
             let line = self.style.clean(line);
-            if self.tag_results {
+            if tagged || self.stamp.is_some() {
                 self.line(out, who, &line)?;
             } else {
                 out.write(&line)?;
@@ -280,8 +302,15 @@ impl Human {
     }
 
     fn line(&self, out: &mut Out, who: &Who, text: &str) -> Result<(), Closed> {
-        out.write(&self.style.tag(who.top, &who.label))?;
-        out.write(" ")?;
+        if let Some(stamp) = &self.stamp {
+            out.write(stamp)?;
+            out.write(" ")?;
+        }
+        // Quiet results of a single child go untagged, as before.
+        if self.tag && (!self.quiet || self.tag_results) {
+            out.write(&self.style.tag(who.top, &who.label))?;
+            out.write(" ")?;
+        }
         out.write(text)?;
         out.write("\n")
     }

@@ -94,10 +94,12 @@ impl StatusArea {
         if failed > 0 {
             counts.push(format!("{failed} failed"));
         }
+        let elapsed = now.saturating_duration_since(self.started);
+        let progress = super::progress::text(done + failed, children.all().len(), elapsed);
         let mut lines = vec![self.style.dim(&format!(
-            "── {} · {}",
+            "── {} · {} · {progress}",
             counts.join(" · "),
-            human_duration(now.saturating_duration_since(self.started))
+            human_duration(elapsed)
         ))];
         let active = children
             .all()
