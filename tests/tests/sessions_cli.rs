@@ -573,7 +573,10 @@ fn the_root_is_named_at_the_start_and_found_again_by_a_prefix() {
     let resumed = worker(&["run", "--data-dir", d, "--resume", short]);
     let all = text(&resumed);
     assert_eq!(resumed.status.code(), Some(1), "{all}");
-    assert!(all.contains(r#"rerunning "fails" (was error: second)"#), "{all}");
+    assert!(
+        all.contains(r#"rerunning "fails" (was error: second)"#),
+        "{all}"
+    );
     let unknown = worker(&["run", "--data-dir", d, "--resume", "zzzz"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no session zzzz"));

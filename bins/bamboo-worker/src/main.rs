@@ -493,6 +493,16 @@ fn run_options(
             bail!("--max-turns is not yet supported for --executor cli: use --run-timeout to bound the program, or drop --max-turns");
         }
     }
+    if matches!(
+        a.exec.executor.0,
+        ExecutorKind::ClaudeCode | ExecutorKind::Codex
+    ) && a.read_only
+    {
+        bail!("--read-only cannot be enforced on --executor claude or codex (the agent decides what it writes): use --permission-mode plan for claude, or --executor llm");
+    }
+    if a.exec.executor.0 == ExecutorKind::Codex && a.max_turns.is_some() {
+        bail!("--max-turns is not supported for --executor codex (codex exec has no turn limit): use --run-timeout, or drop --max-turns");
+    }
     if a.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
         bail!(
             "--project is blank: give a project key, or leave it out to use the workspace's path"

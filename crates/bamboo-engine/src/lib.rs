@@ -49,6 +49,7 @@ mod steering;
 pub mod store;
 pub mod tool;
 mod types;
+pub mod usage;
 mod watchdog;
 pub mod worker;
 mod writeback;

@@ -288,6 +288,8 @@ async fn run_queued(
                 clean: true,
                 suspended: false,
                 transcript: None,
+                usage: None,
+                agent_session_id: None,
             };
             return finish(inner, child_id, r, None).await;
         }
@@ -574,7 +576,8 @@ async fn finish(
     let last_tool = ran.and_then(|(_, control)| control.last_tool());
     let task_list = ran.and_then(|(_, control)| control.task_list());
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
-    let (suspended, transcript) = (r.suspended, r.transcript);
+    let (suspended, transcript) = (r.suspended, r.transcript.clone());
+    let (usage, agent_session) = (r.usage, r.agent_session_id.clone());
     // C6: messages sent while the run ran wait in the child's inbox.
     let inbox = inner.inbox(child_id);
     if let Err(e) = &inbox {
@@ -596,6 +599,7 @@ async fn finish(
                 if task_list.is_some() {
                     s.task_list = task_list;
                 }
+                crate::usage::record_run(s, usage.as_ref(), agent_session);
                 let Some(c) = s.child.as_mut() else {
                     return false;
                 };
@@ -682,6 +686,8 @@ fn stopped(reason: String) -> PumpResult {
         clean: false,
         suspended: false,
         transcript: None,
+        usage: None,
+        agent_session_id: None,
     }
 }
 
@@ -693,6 +699,8 @@ fn error_result(error: String) -> PumpResult {
         clean: false,
         suspended: false,
         transcript: None,
+        usage: None,
+        agent_session_id: None,
     }
 }
 

@@ -61,6 +61,14 @@ pub enum ExecutorChoice {
         /// The model and its key.
         provider: Provider,
     },
+    /// A coding agent (Claude Code, Codex) as the child's engine.
+    Agent {
+        /// Its `claude_code` or `codex` spec.
+        spec: bamboo_subagent::spec::ExecutorSpec,
+        /// The key (and base URL) it gets in its own environment; none: the
+        /// agent's own login.
+        provider: Option<Provider>,
+    },
 }
 
 /// A model and the credential of its provider.
@@ -75,10 +83,11 @@ pub struct Provider {
 }
 
 impl ExecutorChoice {
-    fn provider(&self) -> Option<&Provider> {
+    /// The model and credential the children get, if any.
+    pub fn provider(&self) -> Option<&Provider> {
         match self {
             Self::Echo => None,
-            Self::Cli { provider, .. } => provider.as_ref(),
+            Self::Cli { provider, .. } | Self::Agent { provider, .. } => provider.as_ref(),
             Self::Llm { provider } => Some(provider),
         }
     }
