@@ -4,11 +4,14 @@
 //!   including the end-to-end suite.
 //! - `cargo xtask e2e`: builds the worker and runs the cross-process suite.
 //!   Both find `nats-server` for the pool tests first, installing it with
-//!   apt-get when missing and root (else they stop and say how).
+//!   apt-get when missing and root (else they stop and say how), and the
+//!   real `claude` and `codex` binaries (env var, PATH, else a pinned npm
+//!   install in the user cache).
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
 //! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs.
 
 mod bench;
+mod coding_agents;
 mod nats;
 mod process;
 mod tidy;
@@ -69,7 +72,10 @@ fn ci() -> Result<()> {
     ]))?;
     build_worker()?;
     let nats = nats::ensure()?;
-    step(with_worker(cargo(&["test", "--workspace"])).env("BAMBOO_NATS_SERVER", &nats))?;
+    step(
+        coding_agents::with_agents(&mut with_worker(cargo(&["test", "--workspace"])))?
+            .env("BAMBOO_NATS_SERVER", &nats),
+    )?;
     eprintln!("xtask: ci passed");
     Ok(())
 }
@@ -77,7 +83,10 @@ fn ci() -> Result<()> {
 fn e2e() -> Result<()> {
     build_worker()?;
     let nats = nats::ensure()?;
-    step(with_worker(cargo(&["test", "-p", "bamboo-e2e"])).env("BAMBOO_NATS_SERVER", &nats))
+    step(
+        coding_agents::with_agents(&mut with_worker(cargo(&["test", "-p", "bamboo-e2e"])))?
+            .env("BAMBOO_NATS_SERVER", &nats),
+    )
 }
 
 /// The debug worker the end-to-end suite starts.

@@ -1,0 +1,495 @@
+//! Coding agents as children (issue 20): the real Claude Code binary driven
+//! by real worker processes, through the `run` front door and through the
+//! engine, against a scripted Anthropic Messages server (the only mock).
+//! The binary is `BAMBOO_CLAUDE_BIN` (`cargo xtask e2e` finds or installs
+//! it); without it these tests fail, they never skip.
+
+#![allow(clippy::unwrap_used)]
+
+mod engine_support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bamboo_domain::{CompletionStatus, ModelRef};
+use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::{CreateChild, Engine, SendMessage, Since};
+use bamboo_subagent::spec::{ClaudeCodeSpec, ExecutorSpec, ProviderCredential};
+use bamboo_subagent::Secret;
+use bamboo_testkit::{Reply, ScriptedServer};
+use engine_support::{completion, SOON};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// The key the scripted server expects; it must reach the agent only in
+/// its own environment.
+const KEY: &str = "sk-ant-test-issue20";
+
+/// The real Claude Code binary.
+fn claude_bin() -> PathBuf {
+    let p = std::env::var_os("BAMBOO_CLAUDE_BIN").map(PathBuf::from).expect(
+        "BAMBOO_CLAUDE_BIN is not set: run `cargo xtask e2e` (it finds or installs Claude Code), or set it to a claude binary",
+    );
+    assert!(
+        p.is_file(),
+        "BAMBOO_CLAUDE_BIN={} is not a file",
+        p.display()
+    );
+    p
+}
+
+/// `bamboo-worker run --executor claude` against `server`, in `ws`.
+fn front_door(server: &ScriptedServer, ws: &Path, tmp: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bamboo_e2e::worker_bin());
+    cmd.arg("run")
+        .args(["--executor", "claude", "--agent-bin"])
+        .arg(claude_bin())
+        .args(["--model", "claude-test", "--base-url", &server.base_url])
+        .arg("--workspace")
+        .arg(ws)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("TMPDIR", tmp)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The child events of a `--json` run, unwrapped.
+fn child_events(lines: &[Value]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter(|l| l["event"]["type"] == "sub_agent_event")
+        .map(|l| l["event"]["event"].clone())
+        .collect()
+}
+
+/// Whether any request the model got carries `needle` in its body.
+fn model_saw(server: &ScriptedServer, needle: &str) -> bool {
+    server
+        .received()
+        .iter()
+        .any(|r| r.body.to_string().contains(needle))
+}
+
+/// Issue 20 (2, 3): through the front door, Claude Code's text, its Bash
+/// call with the command and the result come as events, its usage and cost
+/// reach `--json`; the key reached the agent (the model got it) and never
+/// its argv.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_text_and_a_bash_call_with_its_result_and_usage_through_the_front_door() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_tool_use(
+            "toolu_1",
+            "Bash",
+            json!({"command": "echo bash-said-hi", "description": "say hi"}),
+        ),
+        Reply::anthropic_text("all done here", 40, 9),
+    ])
+    .await
+    .unwrap();
+    let out = front_door(&server, ws.path(), tmp.path())
+        .args(["--approve", "all", "--json", "say hi with bash"])
+        .output()
+        .await
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{lines:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = child_events(&lines);
+    let start = events
+        .iter()
+        .find(|e| e["type"] == "tool_start")
+        .expect("tool_start");
+    assert_eq!(start["tool_name"], "Bash");
+    assert_eq!(start["arguments"]["command"], "echo bash-said-hi");
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "tool_complete")
+        .expect("tool_complete");
+    assert_eq!(done["tool_call_id"], "toolu_1");
+    assert!(
+        done["result"].as_str().unwrap().contains("bash-said-hi"),
+        "{done}"
+    );
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert_eq!(text, "all done here");
+    let usage = &events
+        .iter()
+        .find(|e| e["type"] == "complete")
+        .expect("complete")["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() >= 40, "{usage}");
+    assert!(usage["cost_usd"].as_f64().unwrap() > 0.0, "{usage}");
+    assert_eq!(usage["tool_calls"], 1);
+    assert_eq!(usage["turns"], 2);
+    let summary = lines.iter().find(|l| l["kind"] == "summary").unwrap();
+    assert_eq!(summary["children"][0]["result"], "all done here");
+    let req = &server.received()[0];
+    assert!(
+        req.request_line.starts_with("POST /v1/messages"),
+        "{}",
+        req.request_line
+    );
+    assert!(
+        req.headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == KEY),
+        "the agent's own key reached the model"
+    );
+}
+
+/// Issue 20 (2): with `--approve none` Claude Code's permission question is
+/// denied: the file is not created, and the child still completes with the
+/// denial in what its model was told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_permission_question_leaves_no_file_and_the_denial_reaches_the_model() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_tool_use(
+            "toolu_1",
+            "Bash",
+            json!({"command": "touch denied.txt", "description": "make a file"}),
+        ),
+        Reply::anthropic_text("could not", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let out = front_door(&server, ws.path(), tmp.path())
+        .args(["--approve", "none", "--json", "make a file"])
+        .output()
+        .await
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    assert!(out.status.success(), "{lines:?}");
+    assert!(!ws.path().join("denied.txt").exists());
+    let summary = lines.iter().find(|l| l["kind"] == "summary").unwrap();
+    assert_eq!(summary["children"][0]["status"], "completed");
+    assert!(
+        model_saw(&server, "did not allow this action"),
+        "the denial is in the transcript: {:?}",
+        server.received().last().map(|r| r.body.to_string())
+    );
+}
+
+/// Issue 20 (2), on a pseudo-terminal (`script`): Claude Code's permission
+/// question becomes the front door's prompt; `y` lets the Bash call run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_agents_question_is_prompted_and_y_lets_it_run() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_tool_use(
+            "toolu_1",
+            "Bash",
+            json!({"command": "touch allowed.txt", "description": "make a file"}),
+        ),
+        Reply::anthropic_text("made it", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let line = format!(
+        "{} run --name maker --executor claude --agent-bin {} --model claude-test --base-url {} --workspace {} 'make a file'",
+        bamboo_e2e::worker_bin().display(),
+        claude_bin().display(),
+        server.base_url,
+        ws.path().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("TMPDIR", tmp.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let read_until = |needle: &str, seen: &mut Vec<u8>| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !String::from_utf8_lossy(seen).contains(needle) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(bytes) => seen.extend(bytes),
+                    Err(_) => panic!(
+                        "never saw {needle:?} in:\n{}",
+                        String::from_utf8_lossy(seen)
+                    ),
+                }
+            }
+        };
+        read_until("[y/n/a/N]", &mut seen);
+        stdin.write_all(b"y\n").unwrap();
+        stdin.flush().unwrap();
+        read_until("runs completed", &mut seen);
+        let status = child.wait().unwrap();
+        drop(stdin);
+        (status, String::from_utf8_lossy(&seen).into_owned())
+    })
+    .await
+    .unwrap();
+    let (status, text) = seen;
+    assert!(status.success(), "{text}");
+    assert!(text.contains("[maker] asks to use Bash"), "{text}");
+    assert!(text.contains("touch allowed.txt"), "{text}");
+    assert!(ws.path().join("allowed.txt").exists(), "{text}");
+}
+
+/// Hands out the scripted server's Anthropic credential.
+#[derive(Debug)]
+struct Anthropic(String);
+
+impl CredentialResolver for Anthropic {
+    fn credential(&self, provider: &str) -> Option<ProviderCredential> {
+        (provider == "anthropic").then(|| ProviderCredential {
+            provider: "anthropic".into(),
+            api_key: Secret::new(KEY),
+            base_url: Some(self.0.clone()),
+            provider_type: Some("anthropic".into()),
+        })
+    }
+}
+
+/// An engine whose children run Claude Code (through `agent_bin`) against
+/// `server`, with humans answering approvals through the engine.
+async fn claude_engine(dir: &Path, server: &ScriptedServer, agent_bin: &Path) -> Engine {
+    engine_support::builder(dir, 2)
+        .executor(ExecutorSpec::ClaudeCode(ClaudeCodeSpec {
+            binary: Some(agent_bin.display().to_string()),
+            ..ClaudeCodeSpec::default()
+        }))
+        .credentials(Arc::new(Anthropic(server.base_url.clone())))
+        .enforce_permissions(true)
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn root_and_child(engine: &Engine, ws: &Path, assignment: &str) -> (String, String) {
+    let model = ModelRef {
+        provider: "anthropic".into(),
+        model: "claude-test".into(),
+    };
+    let root = engine.create_root("root", Some(model)).await.unwrap();
+    let mut input = CreateChild::new(&root.id, assignment);
+    input.workspace = Some(ws.display().to_string());
+    let child = engine.create_child(input).await.unwrap();
+    (root.id, child.id)
+}
+
+/// Claude Code processes whose working directory is `ws`.
+fn agents_in(ws: &Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        if String::from_utf8_lossy(&cmdline).contains("--permission-prompt-tool")
+            && cwd.as_deref() == Some(ws)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Issue 20 (2): an agent's permission question reaches the embedding
+/// root's `approval_requests` (tool, command, the asking child), and the
+/// answer given there lets the command run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_question_reaches_the_embedders_approval_requests_and_its_answer_counts() {
+    let (dir, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_tool_use(
+            "toolu_1",
+            "Bash",
+            json!({"command": "touch relayed.txt", "description": "make a file"}),
+        ),
+        Reply::anthropic_text("ok", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let engine = claude_engine(dir.path(), &server, &claude_bin()).await;
+    let (root, child) = root_and_child(&engine, ws.path(), "make a file").await;
+    let mut approvals = engine.approval_requests(Some(&root));
+    let mut rx = engine.events(&root, Since::Now);
+    engine.run_child(&root, &child, true).await.unwrap();
+    let asked = tokio::time::timeout(SOON, approvals.next())
+        .await
+        .expect("a question in time")
+        .unwrap();
+    assert_eq!(asked.child_session_id, child);
+    assert_eq!(asked.tool_name, "Bash");
+    assert_eq!(asked.resource, "touch relayed.txt");
+    assert!(asked.ancestry.contains(&root));
+    engine.answer_approval(&asked.id, true).unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    assert!(ws.path().join("relayed.txt").exists());
+    engine.shutdown().await;
+}
+
+/// Issue 20 (2): a steering message sent while the agent waits on its
+/// model is in the model's next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steering_message_reaches_the_model_in_its_next_request() {
+    let (dir, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_text("first answer", 10, 2).after(Duration::from_secs(3)),
+        Reply::anthropic_text("second answer", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let engine = claude_engine(dir.path(), &server, &claude_bin()).await;
+    let (root, child) = root_and_child(&engine, ws.path(), "start").await;
+    let mut rx = engine.events(&root, Since::Now);
+    engine.run_child(&root, &child, true).await.unwrap();
+    assert!(server.wait_for_requests(1, SOON).await);
+    engine
+        .send_message(
+            &root,
+            &child,
+            SendMessage::new("STEER-also-check-the-tests"),
+        )
+        .await
+        .unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    assert!(!received[0]
+        .body
+        .to_string()
+        .contains("STEER-also-check-the-tests"));
+    assert!(received[1]
+        .body
+        .to_string()
+        .contains("STEER-also-check-the-tests"));
+    engine.shutdown().await;
+}
+
+/// Issue 20 (2): cancelling a child while its agent waits on the model
+/// leaves no agent process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_leaves_no_agent_process() {
+    let (dir, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut stalled = Reply::anthropic_text("never", 1, 1);
+    stalled.hang = true;
+    stalled.chunks.truncate(1);
+    let server = ScriptedServer::start(vec![stalled]).await.unwrap();
+    let engine = claude_engine(dir.path(), &server, &claude_bin()).await;
+    let (root, child) = root_and_child(&engine, ws.path(), "wait forever").await;
+    let mut rx = engine.events(&root, Since::Now);
+    engine.run_child(&root, &child, true).await.unwrap();
+    assert!(server.wait_for_requests(1, SOON).await);
+    let ws_path = ws.path().canonicalize().unwrap();
+    let agents = agents_in(&ws_path);
+    assert!(!agents.is_empty(), "the agent runs in its workspace");
+    let started = Instant::now();
+    engine.cancel_child(&root, &child).await.unwrap();
+    let (status, _) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Cancelled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agents.iter().all(|p| bamboo_e2e::process_gone(*p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        agents.iter().all(|p| bamboo_e2e::process_gone(*p)),
+        "agent processes {agents:?} outlived the cancel"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    engine.shutdown().await;
+}
+
+/// Issue 20 (2): the agent's session id is kept on the child, and the
+/// child's second run starts the agent with `--resume <that id>` (seen in
+/// the argv a wrapper script logs) instead of replaying the transcript.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_of_the_child_resumes_the_agents_session() {
+    let (dir, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = dir.path().join("argv.log");
+    let wrapper = dir.path().join("claude-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            claude_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_text("one", 10, 2),
+        Reply::anthropic_text("two", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let engine = claude_engine(dir.path(), &server, &wrapper).await;
+    let (root, child) = root_and_child(&engine, ws.path(), "first task").await;
+    let mut rx = engine.events(&root, Since::Now);
+    engine.run_child(&root, &child, true).await.unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    let session = engine.session(&child).await.unwrap().unwrap();
+    let id = session.metadata["agent_session_id"]
+        .as_str()
+        .expect("the agent's session id is kept")
+        .to_owned();
+    engine
+        .send_message(&root, &child, SendMessage::new("second task"))
+        .await
+        .unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    let argv = std::fs::read_to_string(&log).unwrap();
+    let runs: Vec<&str> = argv.lines().collect();
+    assert_eq!(runs.len(), 2, "{argv}");
+    assert!(!runs[0].contains("--resume"), "{argv}");
+    assert!(runs[1].contains(&format!("--resume {id}")), "{argv}");
+    assert!(!argv.contains(KEY), "the key is never in argv");
+    // The resumed agent sent the earlier turn from its own session.
+    let second = server.received()[1].body.to_string();
+    assert!(
+        second.contains("first task") && second.contains("second task"),
+        "{second}"
+    );
+    let usage = bamboo_engine::usage::totals(&engine.session(&child).await.unwrap().unwrap());
+    assert_eq!(usage.turns, 2, "{usage:?}");
+    engine.shutdown().await;
+}
