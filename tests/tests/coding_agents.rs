@@ -142,6 +142,8 @@ async fn claude_text_and_a_bash_call_with_its_result_and_usage_through_the_front
     assert_eq!(usage["turns"], 2);
     let summary = lines.iter().find(|l| l["kind"] == "summary").unwrap();
     assert_eq!(summary["children"][0]["result"], "all done here");
+    assert_eq!(summary["children"][0]["usage"], *usage, "{summary}");
+    assert_eq!(summary["usage"], *usage, "the root's total: {summary}");
     let req = &server.received()[0];
     assert!(
         req.request_line.starts_with("POST /v1/messages"),
@@ -492,4 +494,82 @@ async fn a_second_run_of_the_child_resumes_the_agents_session() {
     let usage = bamboo_engine::usage::totals(&engine.session(&child).await.unwrap().unwrap());
     assert_eq!(usage.turns, 2, "{usage:?}");
     engine.shutdown().await;
+}
+
+/// `count` scripted Bash calls (`echo turn-N`), then a closing text.
+fn bash_turns(count: usize) -> Vec<Reply> {
+    let mut replies: Vec<Reply> = (1..=count)
+        .map(|n| {
+            Reply::anthropic_tool_use(
+                &format!("toolu_{n}"),
+                "Bash",
+                json!({"command": format!("echo turn-{n}"), "description": "count"}),
+            )
+        })
+        .collect();
+    replies.push(Reply::anthropic_text("finished", 10, 2));
+    replies
+}
+
+/// Issue 20 (4): a model that wants 5 tool turns stops at `--max-turns 2`
+/// (Claude Code's own limit), and the child's error names the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_turns_stops_the_agent_and_names_the_budget() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(bash_turns(5)).await.unwrap();
+    let out = front_door(&server, ws.path(), tmp.path())
+        .args(["--approve", "all", "--max-turns", "2", "--json", "count"])
+        .output()
+        .await
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    let summary = lines.iter().find(|l| l["kind"] == "summary").unwrap();
+    let child = &summary["children"][0];
+    assert_eq!(child["status"], "error", "{summary}");
+    let error = child["error"].as_str().unwrap();
+    assert!(error.contains("budget max_turns exceeded"), "{error}");
+    assert!(error.contains("--max-turns"), "{error}");
+    assert_eq!(server.received().len(), 2, "two model turns, not five");
+    let starts = child_events(&lines)
+        .iter()
+        .filter(|e| e["type"] == "tool_start")
+        .count();
+    assert!(starts <= 2, "{starts} tool calls");
+}
+
+/// Issue 20 (3, 4): `--max-cost` cancels a child whose reported cost passes
+/// it, the error naming the budget and by how much; the summary table shows
+/// each child's tokens and cost and the root's total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_cost_cancels_a_child_over_budget_and_the_summary_shows_usage() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![Reply::anthropic_text("pricey", 5000, 900)])
+        .await
+        .unwrap();
+    let out = front_door(&server, ws.path(), tmp.path())
+        .args(["--approve", "all", "--max-cost", "0.000001", "spend"])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    let header = stdout.lines().find(|l| l.starts_with("NAME")).unwrap();
+    assert!(
+        header.contains("TOKENS") && header.contains("COST"),
+        "{stdout}"
+    );
+    let row = stdout.lines().find(|l| l.starts_with("spend")).unwrap();
+    assert!(row.contains("cancelled") && row.contains("$0."), "{row}");
+    assert!(
+        stdout.contains("[spend] cancelled: budget max_cost_usd exceeded"),
+        "the error names the budget: {stdout}"
+    );
+    assert!(stdout.contains("over its limit of $0.000001"), "{stdout}");
+    assert!(
+        stdout.contains("; in total ") && stdout.contains(" tokens, $"),
+        "the root's total: {stdout}"
+    );
 }

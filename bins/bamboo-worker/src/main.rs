@@ -199,13 +199,22 @@ struct RunArgs {
     /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
     #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
     idle_timeout: Option<Duration>,
-    /// Per-child cap on model rounds of one run (--executor llm) [default: 20].
+    /// Per-child cap on model rounds of one run (--executor llm; claude: its
+    /// own --max-turns) [default: 20 for llm].
     #[arg(help_heading = "Limits", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_turns: Option<u32>,
     /// Make every child a read-only reviewer: it reads and runs read-only
     /// commands, its writes are refused (--executor llm or echo).
     #[arg(help_heading = "Limits", long)]
     read_only: bool,
+    /// Budget per child: most tokens (in, out and cache) over its runs;
+    /// past it the child is cancelled, the error naming the budget.
+    #[arg(help_heading = "Limits", long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens: Option<u64>,
+    /// Budget per child: most cost in US dollars over its runs (where the
+    /// executor reports cost, e.g. claude); past it the child is cancelled.
+    #[arg(help_heading = "Limits", long, value_name = "USD", value_parser = parse_cost)]
+    max_cost: Option<f64>,
 
     // --- Output ---
     /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
@@ -530,6 +539,8 @@ fn run_options(
         idle_timeout: a.idle_timeout,
         max_rounds: a.max_turns,
         read_only: a.read_only,
+        max_tokens: a.max_tokens,
+        max_cost_usd: a.max_cost,
         project: a.project,
         output,
         pass_env: passed_env(&a.exec.pass_env)?,
@@ -538,6 +549,19 @@ fn run_options(
         pool,
         executor_record,
     })
+}
+
+/// `--max-cost`: a positive number of US dollars, `$` allowed (`0.50`, `$2`).
+fn parse_cost(raw: &str) -> Result<f64, String> {
+    let n: f64 = raw
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("{raw:?} is not an amount of US dollars: give e.g. 0.50 or $2"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("{raw:?} must be more than 0 US dollars"));
+    }
+    Ok(n)
 }
 
 /// The resident worker of `--remote`, its token and CA certificates.

@@ -156,6 +156,9 @@ pub enum AgentEvent {
         /// Why, when it did not complete.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// What the run used, when its executor counted it (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<TokenUsage>,
     },
     /// Parent side: a child asks for approval of a gated action.
     ChildApprovalRequested {

@@ -43,6 +43,21 @@ impl Engine {
                 "title is blank: give the child a title or leave it out".into(),
             ));
         }
+        if input.max_tokens == Some(0) {
+            return Err(EngineError::InvalidInput(
+                "max_tokens is 0: give a token budget of at least 1, or leave it out for none"
+                    .into(),
+            ));
+        }
+        if input
+            .max_cost_usd
+            .is_some_and(|c| !c.is_finite() || c <= 0.0)
+        {
+            return Err(EngineError::InvalidInput(
+                "max_cost_usd must be a positive number of US dollars (e.g. 0.50), or left out for none"
+                    .into(),
+            ));
+        }
         if input.max_rounds == Some(0) {
             return Err(EngineError::InvalidInput(
                 "max_rounds is 0: give at least 1 model round, or leave it out for the default"
@@ -106,6 +121,8 @@ impl Engine {
         info.idle_timeout_secs = input.idle_timeout_secs;
         info.max_rounds = input.max_rounds;
         info.read_only = input.read_only;
+        info.max_tokens = input.max_tokens;
+        info.max_cost_usd = input.max_cost_usd;
         // Budget (at 70/35), task list and project come from the parent (S4, S5).
         let mut s = Session::new_child(parent, info);
         // Bypass mode is inherited (protocol.md 11).

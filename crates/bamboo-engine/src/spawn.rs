@@ -32,7 +32,7 @@ use crate::worker::Link;
 use crate::writeback::{untaken, write_back};
 
 /// How one run ended, for callers that await it (nested spawns, tests).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     /// The child.
     pub child_id: String,
@@ -47,6 +47,9 @@ pub struct RunReport {
     /// Pid of the worker that served the run, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_pid: Option<u32>,
+    /// What the run used, when its executor counted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bamboo_domain::TokenUsage>,
 }
 
 /// Resolves with the run's report once `sub_agent_completed` is published.
@@ -208,6 +211,7 @@ async fn run_child(
         child_session_id: child_id,
         status: report.status,
         error: report.error.clone(),
+        usage: report.usage,
     };
     reservation.complete(|| out.fanout.publish(completed));
     // The end of a run is when its events become durable (coalesced, off
@@ -578,6 +582,9 @@ async fn finish(
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
     let (suspended, transcript) = (r.suspended, r.transcript.clone());
     let (usage, agent_session) = (r.usage, r.agent_session_id.clone());
+    // Set by the store update when the child's totals passed a budget.
+    let over_budget = Arc::new(std::sync::Mutex::new(None::<String>));
+    let over = over_budget.clone();
     // C6: messages sent while the run ran wait in the child's inbox.
     let inbox = inner.inbox(child_id);
     if let Err(e) = &inbox {
@@ -600,9 +607,17 @@ async fn finish(
                     s.task_list = task_list;
                 }
                 crate::usage::record_run(s, usage.as_ref(), agent_session);
+                let budget = crate::usage::over_budget(s);
                 let Some(c) = s.child.as_mut() else {
                     return false;
                 };
+                if let Some(why) = budget {
+                    *over.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    c.status = ChildStatus::Cancelled;
+                    c.last_error = Some(why);
+                    c.completed_at = Some(chrono::Utc::now());
+                    return true;
+                }
                 if last_tool.is_some() {
                     c.last_tool = last_tool;
                 }
@@ -635,7 +650,13 @@ async fn finish(
         // Acknowledged only once the transcript holding them is durable.
         Ok(_) => {
             ack_all(inbox.as_ref(), &claimed);
-            report(child_id, r.status, r.result, r.error)
+            let budget = over_budget.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let mut done = match budget {
+                Some(why) => report(child_id, CompletionStatus::Cancelled, None, Some(why)),
+                None => report(child_id, r.status, r.result, r.error),
+            };
+            done.usage = usage;
+            done
         }
         Err(e) => unstored(inner, child_id, r.status, r.result, r.error, &e),
     }
@@ -716,5 +737,6 @@ fn report(
         result,
         error,
         worker_pid: None,
+        usage: None,
     }
 }

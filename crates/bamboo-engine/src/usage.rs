@@ -47,9 +47,62 @@ pub(crate) fn record_run(
     }
 }
 
+/// Why the child's totals are over one of its budgets (`max_tokens`,
+/// `max_cost_usd`), naming the budget and by how much; `None` within them.
+pub fn over_budget(session: &Session) -> Option<String> {
+    let info = session.child.as_ref()?;
+    let used = totals(session);
+    if let Some(limit) = info.max_tokens {
+        if used.total_tokens > limit {
+            return Some(format!(
+                "budget max_tokens exceeded: the child used {} tokens, {} over its limit of {limit}; raise --max-tokens (max_tokens) or give it less to do",
+                used.total_tokens,
+                used.total_tokens - limit
+            ));
+        }
+    }
+    if let (Some(limit), Some(cost)) = (info.max_cost_usd, used.cost_usd) {
+        if cost > limit {
+            return Some(format!(
+                "budget max_cost_usd exceeded: the child cost ${cost:.6}, ${:.6} over its limit of ${limit:.6}; raise --max-cost (max_cost_usd) or give it less to do",
+                cost - limit
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_name_what_was_passed_and_by_how_much() {
+        let root = Session::new_root("r");
+        let mut info = bamboo_domain::ChildInfo::new("", "a");
+        info.max_tokens = Some(100);
+        info.max_cost_usd = Some(0.01);
+        let mut s = Session::new_child(&root, info);
+        let run = TokenUsage {
+            total_tokens: 60,
+            cost_usd: Some(0.006),
+            ..TokenUsage::default()
+        };
+        record_run(&mut s, Some(&run), None);
+        assert_eq!(over_budget(&s), None);
+        record_run(&mut s, Some(&run), None);
+        let why = over_budget(&s).unwrap();
+        assert!(
+            why.contains("max_tokens") && why.contains("20 over"),
+            "{why}"
+        );
+        s.child.as_mut().unwrap().max_tokens = None;
+        let why = over_budget(&s).unwrap();
+        assert!(
+            why.contains("max_cost_usd") && why.contains("$0.002000 over"),
+            "{why}"
+        );
+    }
 
     #[test]
     fn runs_add_up_and_the_last_agent_session_is_kept() {

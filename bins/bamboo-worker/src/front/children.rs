@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use bamboo_domain::{AgentEvent, CompletionStatus};
+use bamboo_domain::{AgentEvent, CompletionStatus, TokenUsage};
 
 /// Where a child is in its life, as the status area shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct Child {
     pub result: Option<String>,
     /// What it was asked to do, when this run gave it.
     pub assignment: Option<String>,
+    /// What its runs (and its nested sessions') used, when reported.
+    pub usage: Option<TokenUsage>,
 }
 
 impl Child {
@@ -56,6 +58,31 @@ impl Child {
             _ => chrono::TimeDelta::zero(),
         };
         span.to_std().unwrap_or(Duration::ZERO)
+    }
+}
+
+/// The sum of what `children` used, when any reported usage.
+pub fn total_usage(children: &[Child]) -> Option<TokenUsage> {
+    children
+        .iter()
+        .filter_map(|c| c.usage.as_ref())
+        .fold(None, |acc: Option<TokenUsage>, u| {
+            let mut t = acc.unwrap_or_default();
+            t.add(u);
+            Some(t)
+        })
+}
+
+/// Tokens and cost in a few characters: `1.2k tok · $0.0123`.
+pub fn usage_text(u: &TokenUsage) -> String {
+    let tokens = if u.total_tokens >= 1000 {
+        format!("{:.1}k tok", u.total_tokens as f64 / 1000.0)
+    } else {
+        format!("{} tok", u.total_tokens)
+    };
+    match u.cost_usd {
+        Some(c) => format!("{tokens} · ${c:.4}"),
+        None => tokens,
     }
 }
 
@@ -93,6 +120,7 @@ impl Children {
             started: None,
             ended: None,
             tokens: 0,
+            usage: None,
             error: None,
             result: None,
             assignment,
@@ -110,6 +138,7 @@ impl Children {
             started: None,
             ended: None,
             tokens: 0,
+            usage: None,
             error: Some(error),
             result: None,
             assignment: Some(assignment),
@@ -203,8 +232,13 @@ impl Children {
                 }
             }
             AgentEvent::SubAgentEvent { event, .. } => {
-                if matches!(**event, AgentEvent::Token { .. }) {
-                    child.tokens += 1;
+                match &**event {
+                    AgentEvent::Token { .. } => child.tokens += 1,
+                    // Each run reports its usage once, in its `complete`.
+                    AgentEvent::Complete { usage: Some(u) } => {
+                        child.usage.get_or_insert_with(TokenUsage::default).add(u);
+                    }
+                    _ => {}
                 }
                 if child.phase == Phase::Awaiting && who.is_top {
                     child.phase = Phase::Running;
@@ -245,6 +279,11 @@ impl Children {
         c
     }
 
+    /// What all children used together (the root's total), when any reported.
+    pub fn total_usage(&self) -> Option<TokenUsage> {
+        total_usage(&self.list)
+    }
+
     /// Children that completed.
     pub fn completed(&self) -> usize {
         self.counts()[3]
@@ -261,6 +300,7 @@ mod tests {
             child_session_id: child.into(),
             status,
             error: None,
+            usage: None,
         }
     }
 

@@ -37,6 +37,9 @@ struct ChildLine<'a> {
     result: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// Tokens, cache tokens, cost, turns and tool calls, when reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<bamboo_domain::TokenUsage>,
 }
 
 /// The last line.
@@ -49,6 +52,9 @@ struct SummaryLine<'a> {
     total: usize,
     completed: usize,
     duration_ms: u64,
+    /// The root's total over its children, when any reported usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<bamboo_domain::TokenUsage>,
     children: Vec<ChildLine<'a>>,
 }
 
@@ -92,6 +98,7 @@ pub fn summary(
         total: children.len(),
         completed,
         duration_ms: millis(now.saturating_duration_since(started)),
+        usage: super::children::total_usage(children),
         children: lines,
     };
     write_line(out, &line)
@@ -116,6 +123,7 @@ fn child_line(c: &Child) -> ChildLine<'_> {
         tokens: c.tokens,
         result: c.result.as_deref(),
         error: c.error.as_deref(),
+        usage: c.usage,
     }
 }
 

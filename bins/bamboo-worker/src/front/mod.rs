@@ -144,6 +144,10 @@ pub struct RunOptions {
     pub max_rounds: Option<u32>,
     /// Every child a read-only reviewer (`--read-only`).
     pub read_only: bool,
+    /// Per-child token budget (`--max-tokens`).
+    pub max_tokens: Option<u64>,
+    /// Per-child cost budget in USD (`--max-cost`).
+    pub max_cost_usd: Option<f64>,
     /// The root's project key (`--project`); default: the workspace's path.
     pub project: Option<String>,
     /// Output form.

@@ -73,8 +73,12 @@ impl StatusArea {
 
     fn lines(&self, children: &Children, now: Instant) -> Vec<String> {
         let [queued, running, awaiting, done, failed] = children.counts();
+        let used = children
+            .total_usage()
+            .map(|u| format!(" · {}", super::children::usage_text(&u)))
+            .unwrap_or_default();
         let mut lines = vec![self.style.dim(&format!(
-            "── {queued} queued · {running} running · {awaiting} awaiting approval · {done} done · {failed} failed · {}",
+            "── {queued} queued · {running} running · {awaiting} awaiting approval · {done} done · {failed} failed · {}{used}",
             human_duration(now.saturating_duration_since(self.started))
         ))];
         let active = children

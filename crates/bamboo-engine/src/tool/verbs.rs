@@ -78,6 +78,8 @@ pub async fn create(engine: &Engine, parent: &str, a: CreateArgs) -> Out {
         system_prompt: a.system_prompt.filter(|p| !p.trim().is_empty()),
         disabled_tools: a.disabled_tools,
         max_rounds: a.max_rounds,
+        max_tokens: a.max_tokens,
+        max_cost_usd: a.max_cost_usd,
         read_only: a.read_only,
         auto_run: a.auto_run,
         ..CreateChild::default()
