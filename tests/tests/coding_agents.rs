@@ -573,3 +573,205 @@ async fn max_cost_cancels_a_child_over_budget_and_the_summary_shows_usage() {
         "the root's total: {stdout}"
     );
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A repository with one commit (a README).
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.path().join("README"), "main checkout\n").unwrap();
+    git(dir.path(), &["add", "README"]);
+    git(
+        dir.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    );
+    dir
+}
+
+/// Issue 20 (5): with `--worktree`, three Claude Code children each write
+/// notes.txt (their own text: the name of their worktree) in one
+/// repository: the main checkout is unchanged, three branches
+/// `bamboo/<name>` each hold their own file committed by the child, and the
+/// summary lists them; a fourth child that changed nothing leaves no branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worktree_children_commit_on_their_own_branches_and_an_idle_one_leaves_none() {
+    let (tmp, repo) = (tempfile::tempdir().unwrap(), repo());
+    let write = |n: usize| {
+        Reply::anthropic_tool_use(
+            &format!("toolu_{n}"),
+            "Bash",
+            json!({"command": "basename \"$PWD\" > notes.txt", "description": "write notes"}),
+        )
+    };
+    let server = ScriptedServer::start(vec![
+        write(1),
+        Reply::anthropic_text("wrote", 10, 2),
+        write(2),
+        Reply::anthropic_text("wrote", 10, 2),
+        write(3),
+        Reply::anthropic_text("wrote", 10, 2),
+        Reply::anthropic_text("nothing to do", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let data = tmp.path().join("data");
+    let out = front_door(&server, repo.path(), tmp.path())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--approve", "all", "--worktree", "--max-running", "1"])
+        .args([
+            "--name", "alpha", "--name", "beta", "--name", "gamma", "--name", "idle",
+        ])
+        .args(["write notes", "write notes", "write notes", "look only"])
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !repo.path().join("notes.txt").exists(),
+        "main checkout unchanged"
+    );
+    assert_eq!(git(repo.path(), &["status", "--porcelain"]), "");
+    let branches = git(
+        repo.path(),
+        &["branch", "--list", "bamboo/*", "--format=%(refname:short)"],
+    );
+    assert_eq!(
+        branches.lines().collect::<Vec<_>>(),
+        ["bamboo/alpha", "bamboo/beta", "bamboo/gamma"],
+        "{stdout}"
+    );
+    let mut texts = Vec::new();
+    for b in ["alpha", "beta", "gamma"] {
+        let branch = format!("bamboo/{b}");
+        texts.push(git(repo.path(), &["show", &format!("{branch}:notes.txt")]));
+        assert_eq!(
+            git(repo.path(), &["diff", "--name-only", "main", &branch]),
+            "notes.txt"
+        );
+        let author = git(repo.path(), &["log", "-1", "--format=%an|%s", &branch]);
+        assert!(author.contains(b), "the commit names the child: {author}");
+        assert!(
+            stdout.contains(&format!("{b}: branch {branch} at "))
+                && stdout.contains("(1 file: notes.txt)"),
+            "the summary lists it: {stdout}"
+        );
+    }
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 3, "each branch has its own text: {texts:?}");
+    assert!(
+        stdout.contains("idle: changed nothing; no branch kept"),
+        "{stdout}"
+    );
+    let worktrees = git(repo.path(), &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        worktrees
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count(),
+        4,
+        "three kept worktrees besides the main checkout: {worktrees}"
+    );
+    // `sessions show` reports alpha's worktree and usage; `sessions
+    // remove-worktree` removes the directory and keeps the branch.
+    let block = worktrees
+        .split("\n\n")
+        .find(|b| b.contains("refs/heads/bamboo/alpha"))
+        .unwrap();
+    let path = PathBuf::from(
+        block
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("worktree "),
+    );
+    let id = path.file_name().unwrap().to_string_lossy().into_owned();
+    let sessions = |args: &[&str]| {
+        let out = std::process::Command::new(bamboo_e2e::worker_bin())
+            .arg("sessions")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = sessions(&["show", &id]);
+    assert!(
+        shown.contains(&format!(
+            "worktree {} on branch bamboo/alpha at ",
+            path.display()
+        )) && shown.contains("(notes.txt)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("usage    ") && shown.contains("tool calls"),
+        "{shown}"
+    );
+    let removed = sessions(&["remove-worktree", &id]);
+    assert!(removed.contains("removed the worktree"), "{removed}");
+    assert!(!path.exists());
+    assert!(git(repo.path(), &["branch", "--list", "bamboo/alpha"]).contains("bamboo/alpha"));
+    let shown = sessions(&["show", &id]);
+    assert!(
+        shown.contains("worktree removed; branch bamboo/alpha at "),
+        "{shown}"
+    );
+}
+
+/// Issue 20 (5): `--worktree` in a workspace that is not in a git
+/// repository is refused with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worktree_outside_a_git_repository_is_refused() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![]).await.unwrap();
+    let out = front_door(&server, ws.path(), tmp.path())
+        .args(["--worktree", "write notes"])
+        .output()
+        .await
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("isolation worktree needs a git repository") && all.contains("git init"),
+        "{all}"
+    );
+    assert!(server.received().is_empty(), "no agent ran");
+}

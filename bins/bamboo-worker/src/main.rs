@@ -149,6 +149,12 @@ enum SessionsCommand {
         /// unique start of it (e.g. its first 8 characters).
         id: String,
     },
+    /// Remove the git worktree a `run --worktree` child kept (its branch and
+    /// commits stay; a branch with no commit is deleted too).
+    RemoveWorktree {
+        /// The child's session id, or a unique start of it.
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,6 +221,12 @@ struct RunArgs {
     /// executor reports cost, e.g. claude); past it the child is cancelled.
     #[arg(help_heading = "Limits", long, value_name = "USD", value_parser = parse_cost)]
     max_cost: Option<f64>,
+    /// Run each child in a git worktree of its own, on a new branch
+    /// `bamboo/<name>` from HEAD; its changes are committed there and the
+    /// summary lists branch, commit and files (the workspace must be in a
+    /// git repository).
+    #[arg(long)]
+    worktree: bool,
 
     // --- Output ---
     /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
@@ -541,6 +553,7 @@ fn run_options(
         read_only: a.read_only,
         max_tokens: a.max_tokens,
         max_cost_usd: a.max_cost,
+        worktree: a.worktree,
         project: a.project,
         output,
         pass_env: passed_env(&a.exec.pass_env)?,
@@ -665,9 +678,13 @@ fn sessions(a: SessionsArgs) -> ExitCode {
             data_dir,
             json: a.json,
             project: a.project,
-            show: match a.command {
-                Some(SessionsCommand::Show { id }) => Some(id),
-                Some(SessionsCommand::List) | None => None,
+            show: match &a.command {
+                Some(SessionsCommand::Show { id }) => Some(id.clone()),
+                Some(SessionsCommand::List | SessionsCommand::RemoveWorktree { .. }) | None => None,
+            },
+            remove_worktree: match a.command {
+                Some(SessionsCommand::RemoveWorktree { id }) => Some(id),
+                _ => None,
             },
         },
         None => {

@@ -64,6 +64,22 @@ impl TokenUsage {
     }
 }
 
+/// A child's git worktree as its completion reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeOutcome {
+    /// Its branch, `bamboo/<child name>`.
+    pub branch: String,
+    /// The branch's last commit, when the child changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Files changed on the branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// The worktree directory is still there.
+    #[serde(default)]
+    pub kept: bool,
+}
+
 /// One event of an agent's stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -159,6 +175,10 @@ pub enum AgentEvent {
         /// What the run used, when its executor counted it (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<TokenUsage>,
+        /// The child's git worktree after the run, when it has one
+        /// (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<WorktreeOutcome>,
     },
     /// Parent side: a child asks for approval of a gated action.
     ChildApprovalRequested {

@@ -89,6 +89,9 @@ impl Engine {
             });
         }
         let mut child = self.new_child_session(&parent, &input);
+        if input.isolation == Some(crate::worktree::Isolation::Worktree) {
+            self.isolate(&mut child).await?;
+        }
         // With a slot free now, the child is created already running: one
         // durable write instead of two (create, then mark running).
         let ready = input
@@ -112,6 +115,27 @@ impl Engine {
             }
         }
         self.get_child(&parent.id, &id).await
+    }
+
+    /// Gives a new child a git worktree of its own (see [`crate::worktree`]);
+    /// its workspace becomes the same place inside the worktree.
+    async fn isolate(&self, child: &mut Session) -> Result<(), EngineError> {
+        let Some(ws) = child.workspace.clone() else {
+            return Err(EngineError::InvalidInput(
+                "isolation worktree needs a workspace in a git repository: give the child (or its parent) a workspace".into(),
+            ));
+        };
+        let dir = self.inner.cfg.data_dir.join("worktrees");
+        let (name, id) = (child.title.clone(), child.id.clone());
+        let wt = tokio::task::spawn_blocking(move || {
+            crate::worktree::create(std::path::Path::new(&ws), &name, &id, &dir)
+        })
+        .await
+        .map_err(|e| EngineError::InvalidInput(format!("creating the worktree failed: {e}")))?
+        .map_err(EngineError::InvalidInput)?;
+        child.workspace = Some(wt.workspace.clone());
+        crate::worktree::store(child, &wt);
+        Ok(())
     }
 
     fn new_child_session(&self, parent: &Session, input: &CreateChild) -> Session {

@@ -52,6 +52,7 @@ mod types;
 pub mod usage;
 mod watchdog;
 pub mod worker;
+pub mod worktree;
 mod writeback;
 
 pub use approval::{

@@ -50,6 +50,9 @@ pub struct RunReport {
     /// What the run used, when its executor counted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<bamboo_domain::TokenUsage>,
+    /// The child's worktree after the run (branch, commit, changed files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 /// Resolves with the run's report once `sub_agent_completed` is published.
@@ -212,6 +215,15 @@ async fn run_child(
         status: report.status,
         error: report.error.clone(),
         usage: report.usage,
+        worktree: report
+            .worktree
+            .as_ref()
+            .map(|w| bamboo_domain::WorktreeOutcome {
+                branch: w.branch.clone(),
+                commit: w.commit.clone(),
+                files: w.files.clone(),
+                kept: !w.removed,
+            }),
     };
     reservation.complete(|| out.fanout.publish(completed));
     // The end of a run is when its events become durable (coalesced, off
@@ -306,6 +318,9 @@ async fn run_queued(
     let Some(slot) = slot else {
         return finish(inner, child_id, stopped(cancel_reason(control)), None).await;
     };
+    if let Err(e) = reopen_worktree(inner, child_id).await {
+        return finish(inner, child_id, error_result(e.to_string()), None).await;
+    }
     let session = match mark_running(inner, child_id).await {
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
@@ -537,6 +552,77 @@ fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::
     )
 }
 
+/// Commits what the run changed in the child's worktree, if it has one
+/// (or removes a worktree with no change). A git failure is logged and
+/// leaves the worktree as it is, for a human to look at.
+async fn conclude_worktree(inner: &Inner, child_id: &str) -> Option<crate::worktree::Worktree> {
+    let session = inner.store.load(child_id).await.ok().flatten()?;
+    let wt = crate::worktree::of(&session).filter(|w| !w.removed)?;
+    let (name, summary) = (
+        session.title.clone(),
+        session
+            .child
+            .as_ref()
+            .map(|c| c.assignment.clone())
+            .unwrap_or_default(),
+    );
+    let kept = wt.clone();
+    match tokio::task::spawn_blocking(move || crate::worktree::conclude(&wt, &name, &summary)).await
+    {
+        Ok(Ok(done)) => Some(done),
+        Ok(Err(e)) => {
+            tracing::error!(child = child_id, error = %e, "could not commit the child's worktree");
+            Some(kept)
+        }
+        Err(_) => Some(kept),
+    }
+}
+
+/// A removed worktree of a resumed child is made again (same branch name,
+/// from HEAD), so its run is isolated like the first.
+async fn reopen_worktree(inner: &Inner, child_id: &str) -> Result<(), EngineError> {
+    let Some(session) = inner.store.load(child_id).await? else {
+        return Ok(());
+    };
+    let Some(old) = crate::worktree::of(&session).filter(|w| w.removed) else {
+        return Ok(());
+    };
+    let dir = inner.cfg.data_dir.join("worktrees");
+    let (name, id) = (session.title.clone(), session.id.clone());
+    let repo = old.repo.clone();
+    let wt = tokio::task::spawn_blocking(move || {
+        crate::worktree::create(std::path::Path::new(&repo), &name, &id, &dir)
+    })
+    .await
+    .map_err(|e| EngineError::InvalidInput(format!("reopening the worktree failed: {e}")))?
+    .map_err(EngineError::InvalidInput)?;
+    inner
+        .store
+        .update(
+            child_id,
+            Box::new(move |s: &mut Session| {
+                let inside = crate::worktree::of(s)
+                    .and_then(|w| {
+                        std::path::Path::new(&w.workspace)
+                            .strip_prefix(&w.path)
+                            .ok()
+                            .map(std::path::Path::to_path_buf)
+                    })
+                    .unwrap_or_default();
+                let mut wt = wt.clone();
+                wt.workspace = std::path::Path::new(&wt.path)
+                    .join(inside)
+                    .display()
+                    .to_string();
+                s.workspace = Some(wt.workspace.clone());
+                crate::worktree::store(s, &wt);
+                true
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
 /// E6: persists `running` and returns the session as stored, including any
 /// message appended while the run was queued.
 async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineError> {
@@ -582,6 +668,8 @@ async fn finish(
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
     let (suspended, transcript) = (r.suspended, r.transcript.clone());
     let (usage, agent_session) = (r.usage, r.agent_session_id.clone());
+    let worktree = conclude_worktree(inner, child_id).await;
+    let worktree_record = worktree.clone();
     // Set by the store update when the child's totals passed a budget.
     let over_budget = Arc::new(std::sync::Mutex::new(None::<String>));
     let over = over_budget.clone();
@@ -607,6 +695,9 @@ async fn finish(
                     s.task_list = task_list;
                 }
                 crate::usage::record_run(s, usage.as_ref(), agent_session);
+                if let Some(wt) = &worktree_record {
+                    crate::worktree::store(s, wt);
+                }
                 let budget = crate::usage::over_budget(s);
                 let Some(c) = s.child.as_mut() else {
                     return false;
@@ -656,6 +747,7 @@ async fn finish(
                 None => report(child_id, r.status, r.result, r.error),
             };
             done.usage = usage;
+            done.worktree = worktree;
             done
         }
         Err(e) => unstored(inner, child_id, r.status, r.result, r.error, &e),
@@ -738,5 +830,6 @@ fn report(
         error,
         worker_pid: None,
         usage: None,
+        worktree: None,
     }
 }

@@ -53,6 +53,10 @@ pub struct CreateChild {
     /// Budget: most cost in USD over all the child's runs (cancelled past it).
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// `worktree`: run in a git worktree of its own on a branch
+    /// `bamboo/<title>` (the workspace must be in a git repository).
+    #[serde(default)]
+    pub isolation: Option<crate::worktree::Isolation>,
     /// Queue a run right away.
     #[serde(default)]
     pub auto_run: bool,
@@ -304,6 +308,9 @@ pub struct ChildDetail {
     /// Its cost budget in USD over all runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+    /// Its git worktree: branch, last commit and changed files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::Worktree>,
     /// What the caller might do next, in one sentence.
     pub guidance: String,
 }
@@ -358,6 +365,7 @@ impl ChildDetail {
                 .then(|| crate::usage::totals(s)),
             max_tokens: c.max_tokens,
             max_cost_usd: c.max_cost_usd,
+            worktree: crate::worktree::of(s),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Child {
     pub assignment: Option<String>,
     /// What its runs (and its nested sessions') used, when reported.
     pub usage: Option<TokenUsage>,
+    /// Its git worktree as its last run left it (`--worktree`).
+    pub worktree: Option<bamboo_domain::WorktreeOutcome>,
 }
 
 impl Child {
@@ -121,6 +123,7 @@ impl Children {
             ended: None,
             tokens: 0,
             usage: None,
+            worktree: None,
             error: None,
             result: None,
             assignment,
@@ -139,6 +142,7 @@ impl Children {
             ended: None,
             tokens: 0,
             usage: None,
+            worktree: None,
             error: Some(error),
             result: None,
             assignment: Some(assignment),
@@ -247,7 +251,15 @@ impl Children {
             AgentEvent::ChildApprovalRequested { .. } if !matches!(child.phase, Phase::Done(_)) => {
                 child.phase = Phase::Awaiting;
             }
-            AgentEvent::SubAgentCompleted { status, error, .. } if who.is_top => {
+            AgentEvent::SubAgentCompleted {
+                status,
+                error,
+                worktree,
+                ..
+            } if who.is_top => {
+                if worktree.is_some() {
+                    child.worktree.clone_from(worktree);
+                }
                 if matches!(child.phase, Phase::Done(_)) {
                     return false;
                 }
@@ -301,6 +313,7 @@ mod tests {
             status,
             error: None,
             usage: None,
+            worktree: None,
         }
     }
 

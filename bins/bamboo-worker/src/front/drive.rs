@@ -328,6 +328,9 @@ impl<'a> Front<'a> {
             input.read_only = self.options.read_only;
             input.max_tokens = self.options.max_tokens;
             input.max_cost_usd = self.options.max_cost_usd;
+            if self.options.worktree {
+                input.isolation = Some(bamboo_engine::worktree::Isolation::Worktree);
+            }
             let child = tokio::select! {
                 biased;
                 sig = interrupts.next() => {

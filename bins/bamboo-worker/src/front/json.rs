@@ -40,6 +40,9 @@ struct ChildLine<'a> {
     /// Tokens, cache tokens, cost, turns and tool calls, when reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<bamboo_domain::TokenUsage>,
+    /// Its git worktree: branch, commit, changed files (`--worktree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worktree: Option<&'a bamboo_domain::WorktreeOutcome>,
 }
 
 /// The last line.
@@ -124,6 +127,7 @@ fn child_line(c: &Child) -> ChildLine<'_> {
         result: c.result.as_deref(),
         error: c.error.as_deref(),
         usage: c.usage,
+        worktree: c.worktree.as_ref(),
     }
 }
 

@@ -148,6 +148,8 @@ pub struct RunOptions {
     pub max_tokens: Option<u64>,
     /// Per-child cost budget in USD (`--max-cost`).
     pub max_cost_usd: Option<f64>,
+    /// Each child in its own git worktree (`--worktree`).
+    pub worktree: bool,
     /// The root's project key (`--project`); default: the workspace's path.
     pub project: Option<String>,
     /// Output form.

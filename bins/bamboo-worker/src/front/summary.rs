@@ -57,6 +57,11 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
             lines.push(line.trim_end().to_owned());
         }
     }
+    for c in children {
+        if let Some(w) = &c.worktree {
+            lines.push(worktree_line(&c.name, w));
+        }
+    }
     let done = children.iter().filter(|c| completed(c)).count();
     if children.len() > FULL_TABLE_MAX && done > 0 {
         lines.push(format!("({done} completed children not listed)"));
@@ -117,6 +122,22 @@ fn usage_cell(u: &TokenUsage) -> String {
     )
 }
 
+/// `name: branch bamboo/name at 1a2b3c4 (2 files: a.txt, b.txt)`, or that
+/// it changed nothing and left no branch.
+pub fn worktree_line(name: &str, w: &bamboo_domain::WorktreeOutcome) -> String {
+    match &w.commit {
+        Some(commit) => format!(
+            "{name}: branch {} at {} ({} file{}: {})",
+            w.branch,
+            commit.chars().take(7).collect::<String>(),
+            w.files.len(),
+            if w.files.len() == 1 { "" } else { "s" },
+            w.files.join(", ")
+        ),
+        None => format!("{name}: changed nothing; no branch kept"),
+    }
+}
+
 fn uncreated(c: &Child) -> bool {
     c.phase == Phase::NotCreated
 }
@@ -172,6 +193,7 @@ mod tests {
             status: CompletionStatus::Error,
             error: Some("kaput\nstderr tail".into()),
             usage: None,
+            worktree: None,
         };
         c.apply(&b, &done, chrono::Utc::now());
         let lines = table(c.all(), true, t);

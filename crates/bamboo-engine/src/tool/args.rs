@@ -74,6 +74,11 @@ pub struct CreateArgs {
     /// executor reports cost; past it the child is cancelled.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// `worktree`: the child works in a git worktree of its own, on a new
+    /// branch `bamboo/<title>` from HEAD; its changes are committed there
+    /// and reported (the workspace must be in a git repository).
+    #[serde(default)]
+    pub isolation: Option<crate::worktree::Isolation>,
     /// Make the child a read-only reviewer: it may read and run read-only
     /// commands, and its writes are refused (default false).
     #[serde(default)]

@@ -80,6 +80,7 @@ pub async fn create(engine: &Engine, parent: &str, a: CreateArgs) -> Out {
         max_rounds: a.max_rounds,
         max_tokens: a.max_tokens,
         max_cost_usd: a.max_cost_usd,
+        isolation: a.isolation,
         read_only: a.read_only,
         auto_run: a.auto_run,
         ..CreateChild::default()
