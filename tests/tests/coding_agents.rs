@@ -775,3 +775,88 @@ async fn worktree_outside_a_git_repository_is_refused() {
     );
     assert!(server.received().is_empty(), "no agent ran");
 }
+
+/// The real Codex binary.
+fn codex_bin() -> PathBuf {
+    let p = std::env::var_os("BAMBOO_CODEX_BIN").map(PathBuf::from).expect(
+        "BAMBOO_CODEX_BIN is not set: run `cargo xtask e2e` (it finds or installs Codex), or set it to a codex binary",
+    );
+    assert!(
+        p.is_file(),
+        "BAMBOO_CODEX_BIN={} is not a file",
+        p.display()
+    );
+    p
+}
+
+/// Issue 20 (6): through the front door, a `codex exec` run's command
+/// item, message and usage arrive as events (a scripted OpenAI Responses
+/// server is the model); the key reaches the agent only in its own
+/// environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_exec_message_command_item_and_usage_as_events() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::responses_exec("call_1", "echo codex-said-hi"),
+        Reply::responses_text("codex is done", 40, 9),
+    ])
+    .await
+    .unwrap();
+    let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
+        .arg("run")
+        .args(["--executor", "codex", "--agent-bin"])
+        .arg(codex_bin())
+        .args(["--model", "test-model", "--base-url", &server.base_url])
+        .arg("--workspace")
+        .arg(ws.path())
+        .args(["--approve", "all", "--json", "say hi"])
+        .env("OPENAI_API_KEY", "sk-codex-test")
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{lines:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = child_events(&lines);
+    let start = events
+        .iter()
+        .find(|e| e["type"] == "tool_start")
+        .expect("tool_start");
+    assert!(
+        start["arguments"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("echo codex-said-hi"),
+        "{start}"
+    );
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "tool_complete")
+        .expect("tool_complete");
+    assert!(
+        done["result"].as_str().unwrap().contains("codex-said-hi"),
+        "{done}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "token" && e["content"] == "codex is done"));
+    let usage = &events
+        .iter()
+        .find(|e| e["type"] == "complete")
+        .expect("complete")["usage"];
+    assert_eq!(usage["turns"], 1, "{usage}");
+    assert_eq!(usage["tool_calls"], 1, "{usage}");
+    assert!(usage["total_tokens"].as_u64().unwrap() >= 49, "{usage}");
+    let summary = lines.iter().find(|l| l["kind"] == "summary").unwrap();
+    assert_eq!(summary["children"][0]["result"], "codex is done");
+    assert!(server.received()[0]
+        .headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v == "Bearer sk-codex-test"));
+}

@@ -254,12 +254,12 @@ impl Reply {
         ])
     }
 
-    /// An OpenAI Responses stream asking for one shell command
-    /// (`function_call` of `shell` with `{"command":[...]}`).
-    pub fn responses_shell(call_id: &str, argv: &[&str]) -> Self {
-        let args = serde_json::json!({"command": argv}).to_string();
+    /// An OpenAI Responses stream asking for one shell command: a
+    /// `function_call` of Codex's `exec_command` tool with `{"cmd": cmd}`.
+    pub fn responses_exec(call_id: &str, cmd: &str) -> Self {
+        let args = serde_json::json!({ "cmd": cmd }).to_string();
         let item = serde_json::json!({"type":"function_call","id":"fc_1","call_id":call_id,
-            "name":"shell","arguments":args,"status":"completed"});
+            "name":"exec_command","arguments":args,"status":"completed"});
         Self::named_sse([
             responses_created(),
             (

@@ -339,6 +339,8 @@ mod tests {
             error: error.map(str::to_owned),
             result: result.map(str::to_owned),
             assignment: None,
+            usage: None,
+            worktree: None,
         }
     }
 
