@@ -82,7 +82,7 @@ fn model_saw(server: &ScriptedServer, needle: &str) -> bool {
         .any(|r| r.body.to_string().contains(needle))
 }
 
-/// Issue 20 (2, 3): through the front door, Claude Code's text, its Bash
+/// Issue 20 (2, 3), F18, F20, C14: through the front door, Claude Code's text, its Bash
 /// call with the command and the result come as events, its usage and cost
 /// reach `--json`; the key reached the agent (the model got it) and never
 /// its argv.
@@ -158,7 +158,7 @@ async fn claude_text_and_a_bash_call_with_its_result_and_usage_through_the_front
     );
 }
 
-/// Issue 20 (2): with `--approve none` Claude Code's permission question is
+/// Issue 20 (2), F18: with `--approve none` Claude Code's permission question is
 /// denied: the file is not created, and the child still completes with the
 /// denial in what its model was told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +191,7 @@ async fn a_denied_permission_question_leaves_no_file_and_the_denial_reaches_the_
     );
 }
 
-/// Issue 20 (2), on a pseudo-terminal (`script`): Claude Code's permission
+/// Issue 20 (2), F18, on a pseudo-terminal (`script`): Claude Code's permission
 /// question becomes the front door's prompt; `y` lets the Bash call run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_terminal_the_agents_question_is_prompted_and_y_lets_it_run() {
@@ -326,7 +326,7 @@ fn agents_in(ws: &Path) -> Vec<u32> {
     found
 }
 
-/// Issue 20 (2): an agent's permission question reaches the embedding
+/// Issue 20 (2), F18, E17: an agent's permission question reaches the embedding
 /// root's `approval_requests` (tool, command, the asking child), and the
 /// answer given there lets the command run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +362,7 @@ async fn an_agents_question_reaches_the_embedders_approval_requests_and_its_answ
     engine.shutdown().await;
 }
 
-/// Issue 20 (2): a steering message sent while the agent waits on its
+/// Issue 20 (2), F18, C6: a steering message sent while the agent waits on its
 /// model is in the model's next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steering_message_reaches_the_model_in_its_next_request() {
@@ -401,7 +401,7 @@ async fn a_steering_message_reaches_the_model_in_its_next_request() {
     engine.shutdown().await;
 }
 
-/// Issue 20 (2): cancelling a child while its agent waits on the model
+/// Issue 20 (2), F18, E19: cancelling a child while its agent waits on the model
 /// leaves no agent process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_leaves_no_agent_process() {
@@ -434,7 +434,7 @@ async fn cancel_leaves_no_agent_process() {
     engine.shutdown().await;
 }
 
-/// Issue 20 (2): the agent's session id is kept on the child, and the
+/// Issue 20 (2), F18, S8: the agent's session id is kept on the child, and the
 /// child's second run starts the agent with `--resume <that id>` (seen in
 /// the argv a wrapper script logs) instead of replaying the transcript.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,7 +511,7 @@ fn bash_turns(count: usize) -> Vec<Reply> {
     replies
 }
 
-/// Issue 20 (4): a model that wants 5 tool turns stops at `--max-turns 2`
+/// Issue 20 (4), C11, C12: a model that wants 5 tool turns stops at `--max-turns 2`
 /// (Claude Code's own limit), and the child's error names the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_turns_stops_the_agent_and_names_the_budget() {
@@ -537,7 +537,7 @@ async fn max_turns_stops_the_agent_and_names_the_budget() {
     assert!(starts <= 2, "{starts} tool calls");
 }
 
-/// Issue 20 (3, 4): `--max-cost` cancels a child whose reported cost passes
+/// Issue 20 (3, 4), C12, C14: `--max-cost` cancels a child whose reported cost passes
 /// it, the error naming the budget and by how much; the summary table shows
 /// each child's tokens and cost and the root's total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,7 +611,7 @@ fn repo() -> tempfile::TempDir {
     dir
 }
 
-/// Issue 20 (5): with `--worktree`, three Claude Code children each write
+/// Issue 20 (5), C13: with `--worktree`, three Claude Code children each write
 /// notes.txt (their own text: the name of their worktree) in one
 /// repository: the main checkout is unchanged, three branches
 /// `bamboo/<name>` each hold their own file committed by the child, and the
@@ -752,7 +752,7 @@ async fn worktree_children_commit_on_their_own_branches_and_an_idle_one_leaves_n
     );
 }
 
-/// Issue 20 (5): `--worktree` in a workspace that is not in a git
+/// Issue 20 (5), C13: `--worktree` in a workspace that is not in a git
 /// repository is refused with a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worktree_outside_a_git_repository_is_refused() {
@@ -789,7 +789,7 @@ fn codex_bin() -> PathBuf {
     p
 }
 
-/// Issue 20 (6): through the front door, a `codex exec` run's command
+/// Issue 20 (6), F19, F20: through the front door, a `codex exec` run's command
 /// item, message and usage arrive as events (a scripted OpenAI Responses
 /// server is the model); the key reaches the agent only in its own
 /// environment.
