@@ -860,3 +860,115 @@ async fn codex_exec_message_command_item_and_usage_as_events() {
         .iter()
         .any(|(k, v)| k == "authorization" && v == "Bearer sk-codex-test"));
 }
+
+/// Hands out the scripted server's OpenAI credential.
+#[derive(Debug)]
+struct OpenAi(String);
+
+impl CredentialResolver for OpenAi {
+    fn credential(&self, provider: &str) -> Option<ProviderCredential> {
+        (provider == "openai").then(|| ProviderCredential {
+            provider: "openai".into(),
+            api_key: Secret::new("sk-codex-test"),
+            base_url: Some(self.0.clone()),
+            provider_type: Some("openai".into()),
+        })
+    }
+}
+
+/// Issue 20 (6), F19, E17: in `app_server` mode Codex's approval request
+/// for a command reaches the embedding root's `approval_requests`; the
+/// answer given there lets the command run, and the run completes with
+/// its message and usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_app_server_relays_an_approval_and_its_answer_counts() {
+    use bamboo_subagent::spec::{CodexMode, CodexSpec};
+    let (dir, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::responses_exec("call_1", "echo hi > approved.txt"),
+        Reply::responses_text("made it", 30, 5),
+    ])
+    .await
+    .unwrap();
+    let engine = engine_support::builder(dir.path(), 2)
+        .executor(ExecutorSpec::Codex(CodexSpec {
+            binary: Some(codex_bin().display().to_string()),
+            mode: Some(CodexMode::AppServer),
+            sandbox: Some("workspace-write".into()),
+            approval_policy: Some("untrusted".into()),
+            ..CodexSpec::default()
+        }))
+        .credentials(Arc::new(OpenAi(server.base_url.clone())))
+        .enforce_permissions(true)
+        .build()
+        .await
+        .unwrap();
+    let model = ModelRef {
+        provider: "openai".into(),
+        model: "test-model".into(),
+    };
+    let root = engine.create_root("root", Some(model)).await.unwrap();
+    let mut input = CreateChild::new(&root.id, "make a file");
+    input.workspace = Some(ws.path().display().to_string());
+    let child = engine.create_child(input).await.unwrap().id;
+    let mut approvals = engine.approval_requests(Some(&root.id));
+    let mut rx = engine.events(&root.id, Since::Now);
+    engine.run_child(&root.id, &child, true).await.unwrap();
+    let asked = tokio::time::timeout(SOON, approvals.next())
+        .await
+        .expect("a question in time")
+        .unwrap();
+    assert_eq!(asked.child_session_id, child);
+    assert_eq!(asked.tool_name, "command_execution");
+    assert!(asked.resource.contains("echo hi > approved.txt"), "{asked:?}");
+    engine.answer_approval(&asked.id, true).unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    assert!(ws.path().join("approved.txt").exists());
+    let detail = engine.get_child(&root.id, &child).await.unwrap();
+    assert_eq!(detail.last_result.as_deref(), Some("made it"));
+    let usage = detail.usage.expect("usage kept on the child");
+    assert_eq!((usage.turns, usage.tool_calls), (1, 1), "{usage:?}");
+    engine.shutdown().await;
+}
+
+/// Issue 20 (2), F18, E17: a Claude Code grandchild's permission question
+/// reaches the embedding root's `approval_requests` with its whole
+/// ancestry, and a denial there keeps its command from running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchilds_question_reaches_the_embedding_roots_approval_requests() {
+    let (dir, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![
+        Reply::anthropic_tool_use(
+            "toolu_1",
+            "Bash",
+            json!({"command": "touch grandchild.txt", "description": "make a file"}),
+        ),
+        Reply::anthropic_text("was refused", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let engine = claude_engine(dir.path(), &server, &claude_bin()).await;
+    let (root, child) = root_and_child(&engine, ws.path(), "coordinate").await;
+    let grandchild = engine
+        .create_child(CreateChild::new(&child, "make a file"))
+        .await
+        .unwrap()
+        .id;
+    let mut approvals = engine.approval_requests(Some(&root));
+    let mut rx = engine.events(&child, Since::Now);
+    engine.run_child(&child, &grandchild, true).await.unwrap();
+    let asked = tokio::time::timeout(SOON, approvals.next())
+        .await
+        .expect("a question in time")
+        .unwrap();
+    assert_eq!(asked.child_session_id, grandchild);
+    assert_eq!(asked.ancestry, vec![child.clone(), root.clone()]);
+    assert_eq!(asked.resource, "touch grandchild.txt");
+    engine.answer_approval(&asked.id, false).unwrap();
+    let (status, error) = completion(&mut rx, &grandchild).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    assert!(!ws.path().join("grandchild.txt").exists());
+    assert!(model_saw(&server, "did not allow this action"));
+    engine.shutdown().await;
+}

@@ -16,9 +16,12 @@
 //!   `CODEX_HOME`, so the user's own `~/.codex` does not leak into a child.
 //! - Cancel ends its process group (and cgroup leaf) within the grace.
 //!
-//! `mode: app_server` is not driven by this worker yet: such a spec is
-//! refused at build time with an error saying so.
+//! - `mode: app_server` runs `codex app-server` instead and speaks its
+//!   JSON-RPC (see [`app_server`]): every approval Codex asks for is relayed
+//!   through the run's host bridge, steering becomes `turn/steer`, cancel
+//!   `turn/interrupt`.
 
+pub mod app_server;
 pub mod events;
 
 use std::ffi::OsString;
@@ -55,11 +58,6 @@ pub enum CodexConfigError {
     /// The spec is not a `codex` spec.
     #[error("executor kind {0:?} is not codex")]
     WrongKind(&'static str),
-    /// `mode: app_server` is not driven yet.
-    #[error(
-        "codex mode app_server is not implemented by this worker yet: use mode exec (the default)"
-    )]
-    AppServer,
     /// `binary` is blank.
     #[error("codex.binary is empty: give the path of the codex program, or leave it out to use `codex` from PATH")]
     EmptyBinary,
@@ -74,6 +72,7 @@ pub enum CodexConfigError {
 /// Runs `codex exec` per assignment. `Debug` never shows the key.
 #[derive(Debug, Clone)]
 pub struct CodexExecutor {
+    mode: CodexMode,
     binary: String,
     model: Option<String>,
     sandbox: Option<String>,
@@ -106,9 +105,6 @@ impl CodexExecutor {
         let ExecutorSpec::Codex(c) = &spec.executor else {
             return Err(CodexConfigError::WrongKind(spec.executor.kind().wire()));
         };
-        if c.mode == Some(CodexMode::AppServer) {
-            return Err(CodexConfigError::AppServer);
-        }
         if c.binary.as_deref().is_some_and(|b| b.trim().is_empty()) {
             return Err(CodexConfigError::EmptyBinary);
         }
@@ -138,6 +134,7 @@ impl CodexExecutor {
             None => std::env::temp_dir().join("bamboo-codex-home"),
         };
         Ok(Self {
+            mode: c.mode.unwrap_or_default(),
             binary: c.binary.clone().unwrap_or_else(|| "codex".into()),
             model: c.model.clone().or_else(|| {
                 spec.model
@@ -167,6 +164,15 @@ impl CodexExecutor {
             args.extend(["resume".into(), id.to_owned()]);
         }
         args.extend(["--json".into(), "--skip-git-repo-check".into()]);
+        args.extend(self.config_args());
+        args.push("-".into());
+        args
+    }
+
+    /// The `-c` configuration both modes share: provider, model, sandbox,
+    /// approval policy, network access.
+    fn config_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
         if self.key.is_some() {
             let url = self
                 .base_url
@@ -195,7 +201,6 @@ impl CodexExecutor {
                 format!("sandbox_workspace_write.network_access={n}"),
             ]);
         }
-        args.push("-".into());
         args
     }
 
@@ -225,11 +230,7 @@ impl CodexExecutor {
         Ok(env)
     }
 
-    fn spawn(
-        &self,
-        session: Option<&str>,
-        mark: &RunMark,
-    ) -> Result<(Child, RunProcesses), String> {
+    fn spawn(&self, args: Vec<String>, mark: &RunMark) -> Result<(Child, RunProcesses), String> {
         if let Some(ws) = &self.workspace {
             if !ws.is_dir() {
                 return Err(format!(
@@ -239,7 +240,6 @@ impl CodexExecutor {
             }
         }
         let env = self.env()?;
-        let args = self.args(session);
         let make = || {
             let mut cmd = Command::new(&self.binary);
             cmd.args(&args)
@@ -270,7 +270,7 @@ impl CodexExecutor {
     async fn run_agent(&self, request: RunRequest, ctx: RunContext) -> RunOutcome {
         let session = request.agent_session_id.clone();
         let mark = RunMark::fresh();
-        let (mut child, procs) = match self.spawn(session.as_deref(), &mark) {
+        let (mut child, procs) = match self.spawn(self.args(session.as_deref()), &mark) {
             Ok(c) => c,
             Err(e) => return RunOutcome::error(e),
         };
@@ -383,7 +383,10 @@ async fn until(deadline: Option<Instant>) {
 #[async_trait]
 impl Executor for CodexExecutor {
     async fn run(&self, request: RunRequest, ctx: RunContext) -> RunOutcome {
-        self.run_agent(request, ctx).await
+        match self.mode {
+            CodexMode::Exec => self.run_agent(request, ctx).await,
+            CodexMode::AppServer => app_server::run(self, request, ctx).await,
+        }
     }
 }
 
@@ -431,10 +434,12 @@ mod tests {
             .args(Some("t-1"))
             .join(" ")
             .starts_with("exec resume t-1 --json"));
-        let refused = CodexExecutor::from_spec(&spec(
-            serde_json::json!({"kind": "codex", "mode": "app_server"}),
-        ));
-        assert_eq!(refused.err(), Some(CodexConfigError::AppServer));
+        let server = CodexExecutor::from_spec(&spec(
+            serde_json::json!({"kind": "codex", "mode": "app_server", "approval_policy": "untrusted"}),
+        ))
+        .unwrap();
+        assert_eq!(server.mode, CodexMode::AppServer);
+        assert!(server.config_args().join(" ").contains(r#"approval_policy="untrusted""#));
         let quoted = CodexExecutor::from_spec(&spec(
             serde_json::json!({"kind": "codex", "base_url": "x\"y"}),
         ));
