@@ -914,13 +914,16 @@ async fn codex_app_server_relays_an_approval_and_its_answer_counts() {
     let mut approvals = engine.approval_requests(Some(&root.id));
     let mut rx = engine.events(&root.id, Since::Now);
     engine.run_child(&root.id, &child, true).await.unwrap();
-    let asked = tokio::time::timeout(SOON, approvals.next())
-        .await
-        .expect("a question in time")
-        .unwrap();
+    let asked = tokio::select! {
+        a = approvals.next() => a.unwrap(),
+        done = completion(&mut rx, &child) => panic!("ended without a question: {done:?}; model requests: {}", server.received().len()),
+    };
     assert_eq!(asked.child_session_id, child);
     assert_eq!(asked.tool_name, "command_execution");
-    assert!(asked.resource.contains("echo hi > approved.txt"), "{asked:?}");
+    assert!(
+        asked.resource.contains("echo hi > approved.txt"),
+        "{asked:?}"
+    );
     engine.answer_approval(&asked.id, true).unwrap();
     let (status, error) = completion(&mut rx, &child).await;
     assert_eq!(status, CompletionStatus::Completed, "{error:?}");

@@ -52,6 +52,12 @@ pub async fn run(exec: &CodexExecutor, request: RunRequest, ctx: RunContext) -> 
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return RunOutcome::error("codex app-server: its stdin/stdout were not captured");
     };
+    let stderr = child.stderr.take().map(|e| {
+        tokio::spawn(crate::executors::proc::read_tail(
+            e,
+            super::STDERR_TAIL_BYTES,
+        ))
+    });
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
     let writer = tokio::spawn(async move {
         while let Some(v) = rx.recv().await {
@@ -119,24 +125,42 @@ pub async fn run(exec: &CodexExecutor, request: RunRequest, ctx: RunContext) -> 
     // The server serves until its stdin closes; the turn is over.
     drop(tx);
     let _ = tokio::time::timeout(KILL_GRACE, writer).await;
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         procs.terminate(&mut child).await;
     } else {
         procs.finish().await;
     }
-    conclude(st, &ctx).await
+    let tail = match stderr {
+        Some(t) => tokio::time::timeout(KILL_GRACE, t)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    conclude(st, &tail, &ctx).await
 }
 
-async fn conclude(st: State, ctx: &RunContext) -> RunOutcome {
+async fn conclude(st: State, stderr_tail: &str, ctx: &RunContext) -> RunOutcome {
     if ctx.cancel.is_cancelled() {
         return RunOutcome::cancelled();
     }
     let mut outcome = match (&st.failure, st.done) {
         (Some(f), _) => RunOutcome::error(format!("codex run failed: {f}")),
         (None, true) => RunOutcome::completed(st.last_message.clone().unwrap_or_default()),
-        (None, false) => RunOutcome::error(
-            "codex app-server ended before its turn completed: run `codex app-server` by hand to see why",
-        ),
+        (None, false) => {
+            let mut msg = "codex app-server ended before its turn completed".to_owned();
+            if stderr_tail.trim().is_empty() {
+                msg.push_str(": run `codex app-server` by hand to see why");
+            } else {
+                msg.push_str("; stderr tail:\n");
+                msg.push_str(stderr_tail.trim_end());
+            }
+            RunOutcome::error(msg)
+        }
     };
     if outcome.status == bamboo_domain::TerminalStatus::Completed
         && ctx
@@ -189,6 +213,9 @@ fn handle(
                     }
                     if let Some(m) = &exec.model {
                         params["model"] = json!(m);
+                    }
+                    if let Some(p) = &exec.approval_policy {
+                        params["approvalPolicy"] = json!(p);
                     }
                     let method = match session {
                         Some(thread) => {

@@ -123,6 +123,8 @@ impl CodexExecutor {
             .clone()
             .or_else(|| cred.and_then(|c| c.base_url.clone()));
         for (v, f) in [
+            (&c.model, "model"),
+            (&c.sandbox, "sandbox"),
             (&base_url, "base_url"),
             (&c.wire_api, "wire_api"),
             (&c.approval_policy, "approval_policy"),
@@ -186,13 +188,15 @@ impl CodexExecutor {
             args.extend(["-c".into(), format!("model_provider={PROVIDER}")]);
         }
         if let Some(m) = &self.model {
-            args.extend(["-m".into(), m.clone()]);
+            // As configuration, not `-m`: `app-server` takes no `-m`.
+            args.extend(["-c".into(), format!("model=\"{m}\"")]);
         }
         if let Some(s) = &self.sandbox {
             // `exec resume` takes no --sandbox; the config key works for both.
             args.extend(["-c".into(), format!("sandbox_mode=\"{s}\"")]);
         }
-        if let Some(p) = &self.approval_policy {
+        // The app server takes the policy per thread (`thread/start`).
+        if let (Some(p), CodexMode::Exec) = (&self.approval_policy, self.mode) {
             args.extend(["-c".into(), format!("approval_policy=\"{p}\"")]);
         }
         if let Some(n) = self.network_access {
@@ -439,7 +443,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(server.mode, CodexMode::AppServer);
-        assert!(server.config_args().join(" ").contains(r#"approval_policy="untrusted""#));
+        assert!(!server.config_args().join(" ").contains("approval_policy"));
         let quoted = CodexExecutor::from_spec(&spec(
             serde_json::json!({"kind": "codex", "base_url": "x\"y"}),
         ));
