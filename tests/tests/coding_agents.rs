@@ -140,6 +140,11 @@ async fn claude_text_and_a_bash_call_with_its_result_and_usage_through_the_front
     assert!(usage["cost_usd"].as_f64().unwrap() > 0.0, "{usage}");
     assert_eq!(usage["tool_calls"], 1);
     assert_eq!(usage["turns"], 2);
+    let completed = lines
+        .iter()
+        .find(|l| l["event"]["type"] == "sub_agent_completed")
+        .expect("sub_agent_completed");
+    assert_eq!(completed["event"]["usage"], *usage, "{completed}");
     let summary = lines.iter().find(|l| l["kind"] == "summary").unwrap();
     assert_eq!(summary["children"][0]["result"], "all done here");
     assert_eq!(summary["children"][0]["usage"], *usage, "{summary}");
@@ -973,5 +978,105 @@ async fn a_grandchilds_question_reaches_the_embedding_roots_approval_requests() 
     assert_eq!(status, CompletionStatus::Completed, "{error:?}");
     assert!(!ws.path().join("grandchild.txt").exists());
     assert!(model_saw(&server, "did not allow this action"));
+    engine.shutdown().await;
+}
+
+/// Issue 20 (4), C12: `--max-tokens` cancels a child whose usage passes it,
+/// the error naming the budget and by how much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_cancels_a_child_over_budget() {
+    let (tmp, ws) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = ScriptedServer::start(vec![Reply::anthropic_text("wordy", 5000, 900)])
+        .await
+        .unwrap();
+    let out = front_door(&server, ws.path(), tmp.path())
+        .args(["--approve", "all", "--max-tokens", "100", "--json", "talk"])
+        .output()
+        .await
+        .unwrap();
+    let lines = json_lines(&out.stdout);
+    assert!(!out.status.success(), "{lines:?}");
+    let child = &lines.iter().find(|l| l["kind"] == "summary").unwrap()["children"][0];
+    assert_eq!(child["status"], "cancelled", "{child}");
+    let error = child["error"].as_str().unwrap();
+    assert!(
+        error.contains("budget max_tokens exceeded") && error.contains("over its limit of 100"),
+        "{error}"
+    );
+}
+
+/// Issue 20 (5), C13: a resumed worktree child works in the same worktree:
+/// its second run's change is a second commit on the same branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_worktree_child_reuses_its_worktree() {
+    let (dir, repo) = (tempfile::tempdir().unwrap(), repo());
+    let write = |n: usize, text: &str| {
+        Reply::anthropic_tool_use(
+            &format!("toolu_{n}"),
+            "Bash",
+            json!({"command": format!("echo {text} >> notes.txt"), "description": "write"}),
+        )
+    };
+    let server = ScriptedServer::start(vec![
+        write(1, "first"),
+        Reply::anthropic_text("one", 10, 2),
+        write(2, "second"),
+        Reply::anthropic_text("two", 10, 2),
+    ])
+    .await
+    .unwrap();
+    let engine = engine_support::builder(dir.path(), 2)
+        .executor(ExecutorSpec::ClaudeCode(ClaudeCodeSpec {
+            binary: Some(claude_bin().display().to_string()),
+            permission_mode: Some("acceptEdits".into()),
+            ..ClaudeCodeSpec::default()
+        }))
+        .credentials(Arc::new(Anthropic(server.base_url.clone())))
+        .enforce_permissions(false)
+        .build()
+        .await
+        .unwrap();
+    let model = ModelRef {
+        provider: "anthropic".into(),
+        model: "claude-test".into(),
+    };
+    let root = engine.create_root("root", Some(model)).await.unwrap().id;
+    let mut input = CreateChild::new(&root, "write notes");
+    input.title = Some("scribe".into());
+    input.workspace = Some(repo.path().display().to_string());
+    input.isolation = Some(bamboo_engine::worktree::Isolation::Worktree);
+    let child = engine.create_child(input).await.unwrap().id;
+    let mut rx = engine.events(&root, Since::Now);
+    engine.run_child(&root, &child, true).await.unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    let first = engine
+        .get_child(&root, &child)
+        .await
+        .unwrap()
+        .worktree
+        .unwrap();
+    engine
+        .send_message(&root, &child, SendMessage::new("write more"))
+        .await
+        .unwrap();
+    let (status, error) = completion(&mut rx, &child).await;
+    assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+    let second = engine
+        .get_child(&root, &child)
+        .await
+        .unwrap()
+        .worktree
+        .unwrap();
+    assert_eq!((&second.path, &second.branch), (&first.path, &first.branch));
+    assert_ne!(second.commit, first.commit);
+    assert_eq!(
+        git(repo.path(), &["rev-list", "--count", "main..bamboo/scribe"]),
+        "2"
+    );
+    assert_eq!(
+        git(repo.path(), &["show", "bamboo/scribe:notes.txt"]),
+        "first\nsecond"
+    );
     engine.shutdown().await;
 }

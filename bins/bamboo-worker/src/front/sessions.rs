@@ -377,7 +377,32 @@ async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
         .values()
         .map(|s| (s.id.as_str(), s.title.as_str()))
         .collect();
-    Ok(render_session(session, &logs, &titles))
+    let mut text = render_session(session, &logs, &titles);
+    if session.parent_id.is_none() {
+        // The root's total: what its children used, when any reported it.
+        let used: Vec<bamboo_domain::TokenUsage> = opened
+            .sessions
+            .values()
+            .filter(|c| c.parent_id.as_deref() == Some(id))
+            .filter(|c| c.metadata.contains_key(bamboo_engine::usage::USAGE_KEY))
+            .map(bamboo_engine::usage::totals)
+            .collect();
+        if !used.is_empty() {
+            let mut total = bamboo_domain::TokenUsage::default();
+            for u in &used {
+                total.add(u);
+            }
+            text = text.replacen(
+                "kind     root\n",
+                &format!(
+                    "kind     root\nusage    {} (its children)\n",
+                    usage_line(&total)
+                ),
+                1,
+            );
+        }
+    }
+    Ok(text)
 }
 
 #[derive(Serialize)]
