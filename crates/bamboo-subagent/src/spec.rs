@@ -267,8 +267,8 @@ impl ExecutorSpec {
     }
 }
 
-/// Time and round limits (all optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Time, round and budget limits (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Longest a run may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,6 +279,12 @@ pub struct Limits {
     /// Most model rounds per run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rounds: Option<u32>,
+    /// What the child may still spend in US dollars (its `max_cost_usd`
+    /// minus what its runs cost so far), for an executor that can stop
+    /// itself (extension; `claude_code`: `--max-budget-usd`). The engine
+    /// enforces the budget either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 /// The secrets envelope. Its `Debug` shows no secret.

@@ -238,8 +238,10 @@ impl Children {
             AgentEvent::SubAgentEvent { event, .. } => {
                 match &**event {
                     AgentEvent::Token { .. } => child.tokens += 1,
-                    // Each run reports its usage once, in its `complete`.
-                    AgentEvent::Complete { usage: Some(u) } => {
+                    // A nested session's run counts by its `complete`; the
+                    // child's own run by its `sub_agent_completed` (which a
+                    // run stopped by a budget also carries).
+                    AgentEvent::Complete { usage: Some(u) } if !who.is_top => {
                         child.usage.get_or_insert_with(TokenUsage::default).add(u);
                     }
                     _ => {}
@@ -255,10 +257,14 @@ impl Children {
                 status,
                 error,
                 worktree,
+                usage,
                 ..
             } if who.is_top => {
                 if worktree.is_some() {
                     child.worktree.clone_from(worktree);
+                }
+                if let Some(u) = usage {
+                    child.usage.get_or_insert_with(TokenUsage::default).add(u);
                 }
                 if matches!(child.phase, Phase::Done(_)) {
                     return false;

@@ -80,6 +80,7 @@ pub struct ClaudeExecutor {
     key: Option<Secret>,
     base_url: Option<String>,
     max_turns: Option<u32>,
+    max_cost_usd: Option<f64>,
     run_timeout: Option<Duration>,
     /// The private home of an isolated agent (kept across runs, so a later
     /// run can resume the agent's session).
@@ -128,6 +129,7 @@ impl ClaudeExecutor {
             key: cred.map(|c| c.api_key.clone()),
             base_url: cred.and_then(|c| c.base_url.clone()),
             max_turns: spec.limits.max_rounds,
+            max_cost_usd: spec.limits.max_cost_usd,
             run_timeout: spec.limits.run_timeout_secs.map(Duration::from_secs),
             home,
             ask: spec.capabilities.enforce_permissions && !spec.capabilities.bypass,
@@ -158,6 +160,9 @@ impl ClaudeExecutor {
         }
         if let Some(n) = self.max_turns {
             args.extend(["--max-turns".into(), n.to_string()]);
+        }
+        if let Some(usd) = self.max_cost_usd {
+            args.extend(["--max-budget-usd".into(), format!("{usd:.6}")]);
         }
         if let Some(id) = session {
             args.extend(["--resume".into(), id.to_owned()]);
@@ -534,7 +539,7 @@ mod tests {
 
     fn spec(executor: serde_json::Value) -> ProvisionSpec {
         let v = serde_json::json!({"identity": {"child_id": "c"}, "executor": executor,
-            "fabric_dir": "/f", "limits": {"max_rounds": 2}});
+            "fabric_dir": "/f", "limits": {"max_rounds": 2, "max_cost_usd": 0.5}});
         ProvisionSpec::from_slice(v.to_string().as_bytes()).expect("spec")
     }
 
@@ -550,7 +555,7 @@ mod tests {
             "{args}"
         );
         assert!(
-            args.contains("--model m --max-turns 2 --resume s-1"),
+            args.contains("--model m --max-turns 2 --max-budget-usd 0.500000 --resume s-1"),
             "{args}"
         );
         assert!(
