@@ -426,7 +426,7 @@ mod tests {
         );
         assert!(args.contains(&format!(r#"env_key="{KEY_VAR}""#)), "{args}");
         assert!(
-            args.contains("-m m") && args.contains(r#"sandbox_mode="workspace-write""#),
+            args.contains(r#"model="m""#) && args.contains(r#"sandbox_mode="workspace-write""#),
             "{args}"
         );
         assert!(
