@@ -140,4 +140,42 @@ mod tests {
         assert_eq!(lines.len(), 1 + MAX_CHILD_LINES + 1);
         assert!(lines[7].contains("and 1 more"));
     }
+
+    /// C14: the status area shows the running total of what the children
+    /// used: a child's own run by its completion, a nested run by its
+    /// `complete`.
+    #[test]
+    fn the_area_shows_the_usage_so_far() {
+        use bamboo_domain::{AgentEvent, CompletionStatus, TokenUsage};
+        let mut c = Children::default();
+        c.add("a".into(), "a".into(), None);
+        let run = TokenUsage {
+            total_tokens: 1500,
+            cost_usd: Some(0.25),
+            ..TokenUsage::default()
+        };
+        let top = c.who("root", "a").unwrap();
+        let nested = c.who("a", "g").unwrap();
+        let wrapped = AgentEvent::SubAgentEvent {
+            parent_session_id: "a".into(),
+            child_session_id: "g".into(),
+            event: Box::new(AgentEvent::Complete { usage: Some(run) }),
+        };
+        c.apply(&nested, &wrapped, chrono::Utc::now());
+        let done = AgentEvent::SubAgentCompleted {
+            parent_session_id: "root".into(),
+            child_session_id: "a".into(),
+            status: CompletionStatus::Completed,
+            error: None,
+            usage: Some(run),
+            worktree: None,
+        };
+        c.apply(&top, &done, chrono::Utc::now());
+        let area = StatusArea::new(Style {
+            colour: false,
+            sanitize: true,
+        });
+        let lines = area.lines(&c, Instant::now());
+        assert!(lines[0].ends_with(" · 3.0k tok · $0.5000"), "{lines:?}");
+    }
 }
