@@ -413,6 +413,11 @@ impl ClaudeExecutor {
                     tr.totals.turns,
                     self.max_turns.map_or_else(|| "?".into(), |n| n.to_string())
                 ),
+                "error_max_budget_usd" => format!(
+                    "budget max_cost_usd exceeded: Claude Code stopped at ${:.6} (its --max-budget-usd was ${:.6}): raise --max-cost",
+                    tr.totals.cost_usd.unwrap_or(0.0),
+                    self.max_cost_usd.unwrap_or(0.0)
+                ),
                 other => format!("claude_code run failed: {other}"),
             }),
             (Some(result), None) => RunOutcome::completed(result.clone()),
