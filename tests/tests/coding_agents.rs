@@ -1078,5 +1078,23 @@ async fn a_resumed_worktree_child_reuses_its_worktree() {
         git(repo.path(), &["show", "bamboo/scribe:notes.txt"]),
         "first\nsecond"
     );
+    // The SubAgent tool's `get` and `list` carry the extras too (C14).
+    let got = bamboo_engine::tool::call(
+        &engine,
+        &root,
+        json!({"action": "get", "child_session_id": child}),
+    )
+    .await;
+    assert_eq!(
+        got["result"]["worktree"]["branch"], "bamboo/scribe",
+        "{got}"
+    );
+    assert_eq!(got["result"]["worktree"]["files"], json!(["notes.txt"]));
+    assert_eq!(got["result"]["usage"]["turns"], 4, "{got}");
+    let listed = bamboo_engine::tool::call(&engine, &root, json!({"action": "list"})).await;
+    assert_eq!(
+        listed["result"]["children"][0]["usage"]["tool_calls"], 2,
+        "{listed}"
+    );
     engine.shutdown().await;
 }
