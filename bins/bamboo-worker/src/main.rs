@@ -390,6 +390,8 @@ fn given_flags(m: &ArgMatches) -> Vec<front::recorded::Field> {
             Field::PassEnv => on_line("pass_env"),
             Field::MaxTurns => on_line("max_turns"),
             Field::ReadOnly => on_line("read_only"),
+            Field::AgentBin => on_line("agent_bin"),
+            Field::PermissionMode => on_line("permission_mode"),
         })
         .collect()
 }
@@ -416,6 +418,12 @@ fn recorded(a: &RunArgs) -> anyhow::Result<front::recorded::Recorded> {
         pass_env: a.exec.pass_env.clone(),
         max_turns: a.max_turns,
         read_only: a.read_only,
+        agent_bin: a
+            .exec
+            .agent_bin
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        permission_mode: a.exec.permission_mode.clone(),
     })
 }
 
@@ -475,6 +483,8 @@ fn apply_recorded(a: &mut RunArgs, r: &front::recorded::Recorded) -> anyhow::Res
     a.exec.pass_env = r.pass_env.clone();
     a.max_turns = r.max_turns;
     a.read_only = r.read_only;
+    a.exec.agent_bin = r.agent_bin.as_ref().map(PathBuf::from);
+    a.exec.permission_mode = r.permission_mode.clone();
     Ok(())
 }
 
