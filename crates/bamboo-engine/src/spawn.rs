@@ -553,11 +553,15 @@ fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::
 }
 
 /// Commits what the run changed in the child's worktree, if it has one
-/// (or removes a worktree with no change). A git failure is logged and
-/// leaves the worktree as it is, for a human to look at.
-async fn conclude_worktree(inner: &Inner, child_id: &str) -> Option<crate::worktree::Worktree> {
-    let session = inner.store.load(child_id).await.ok().flatten()?;
-    let wt = crate::worktree::of(&session).filter(|w| !w.removed)?;
+/// (or removes a worktree with no change), and records the result on the
+/// child. A git failure is logged and leaves the worktree as it is, for a
+/// human to look at. A child without a worktree costs nothing here.
+async fn conclude_worktree(
+    inner: &Inner,
+    child_id: &str,
+    session: &Session,
+) -> Option<crate::worktree::Worktree> {
+    let wt = crate::worktree::of(session).filter(|w| !w.removed)?;
     let (name, summary) = (
         session.title.clone(),
         session
@@ -567,15 +571,33 @@ async fn conclude_worktree(inner: &Inner, child_id: &str) -> Option<crate::workt
             .unwrap_or_default(),
     );
     let kept = wt.clone();
-    match tokio::task::spawn_blocking(move || crate::worktree::conclude(&wt, &name, &summary)).await
+    let done = match tokio::task::spawn_blocking(move || {
+        crate::worktree::conclude(&wt, &name, &summary)
+    })
+    .await
     {
-        Ok(Ok(done)) => Some(done),
+        Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::error!(child = child_id, error = %e, "could not commit the child's worktree");
-            Some(kept)
+            return Some(kept);
         }
-        Err(_) => Some(kept),
+        Err(_) => return Some(kept),
+    };
+    let record = done.clone();
+    let stored = inner
+        .store
+        .update(
+            child_id,
+            Box::new(move |s: &mut Session| {
+                crate::worktree::store(s, &record);
+                true
+            }),
+        )
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(child = child_id, error = %e, "could not record the child's worktree");
     }
+    Some(done)
 }
 
 /// A removed worktree of a resumed child is made again (same branch name,
@@ -668,8 +690,6 @@ async fn finish(
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
     let (suspended, transcript) = (r.suspended, r.transcript.clone());
     let (usage, agent_session) = (r.usage, r.agent_session_id.clone());
-    let worktree = conclude_worktree(inner, child_id).await;
-    let worktree_record = worktree.clone();
     // Set by the store update when the child's totals passed a budget.
     let over_budget = Arc::new(std::sync::Mutex::new(None::<String>));
     let over = over_budget.clone();
@@ -695,9 +715,6 @@ async fn finish(
                     s.task_list = task_list;
                 }
                 crate::usage::record_run(s, usage.as_ref(), agent_session);
-                if let Some(wt) = &worktree_record {
-                    crate::worktree::store(s, wt);
-                }
                 let budget = crate::usage::over_budget(s);
                 let Some(c) = s.child.as_mut() else {
                     return false;
@@ -739,8 +756,9 @@ async fn finish(
         .await;
     match persisted {
         // Acknowledged only once the transcript holding them is durable.
-        Ok(_) => {
+        Ok(session) => {
             ack_all(inbox.as_ref(), &claimed);
+            let worktree = conclude_worktree(inner, child_id, &session).await;
             let budget = over_budget.lock().unwrap_or_else(|p| p.into_inner()).take();
             let mut done = match budget {
                 Some(why) => report(child_id, CompletionStatus::Cancelled, None, Some(why)),
