@@ -114,6 +114,7 @@ pub fn token_stream_reply(tokens: usize) -> Reply {
         status: 200,
         chunks,
         hang: false,
+        delay: std::time::Duration::ZERO,
     }
 }
 

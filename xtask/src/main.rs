@@ -6,11 +6,13 @@
 //!   Both find `nats-server` for the pool tests first, installing it with
 //!   apt-get when missing and root (else they stop and say how), and the
 //!   MCP clients of the `bamboo-worker mcp` tests (the Python SDK in a cached
-//!   venv, Claude Code from npm), installing them when missing.
+//!   venv) and the real `claude` and `codex` binaries (env var, PATH, else a
+//!   pinned npm install in the user cache), installing them when missing.
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
 //! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs.
 
 mod bench;
+mod coding_agents;
 mod mcp_clients;
 mod nats;
 mod process;
@@ -96,7 +98,7 @@ fn build_worker() -> Result<()> {
 /// Points the tests at the MCP clients they drive `bamboo-worker mcp` with.
 fn with_tools(mut cmd: std::process::Command) -> Result<std::process::Command> {
     cmd.env("BAMBOO_MCP_PYTHON", mcp_clients::python_sdk()?);
-    cmd.env("BAMBOO_CLAUDE_BIN", mcp_clients::claude()?);
+    coding_agents::with_agents(&mut cmd)?;
     Ok(cmd)
 }
 

@@ -1,7 +1,8 @@
-//! The MCP clients the `bamboo-worker mcp` tests drive it with (issue 21):
-//! the official MCP Python SDK in a cached virtualenv, and the real Claude
-//! Code binary from npm. Found or installed here, so those tests never skip;
-//! a machine without python3 or npm stops here, saying what to install.
+//! The MCP client the `bamboo-worker mcp` tests drive it with (issue 21):
+//! the official MCP Python SDK in a cached virtualenv, found or installed
+//! here, so those tests never skip; a machine without python3 stops here,
+//! saying what to install. (Claude Code, the other client, comes from
+//! `coding_agents`.)
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,6 @@ use crate::process::{command, step};
 
 /// The PyPI `mcp` version the tests are written against.
 const MCP_SDK: &str = "mcp==2.3.0";
-/// The npm Claude Code version the tests are written against.
-const CLAUDE_CODE: &str = "@anthropic-ai/claude-code@2.1.197";
-/// Where npm puts the native binary of the Linux x64 package.
-const CLAUDE_BIN: &str = "node_modules/@anthropic-ai/claude-code-linux-x64/claude";
 
 /// The per-user cache the tools live in, kept across clones and runs.
 fn cache_dir() -> Result<PathBuf> {
@@ -61,48 +58,6 @@ fn has_sdk(python: &Path) -> bool {
     python.is_file()
         && command(python)
             .args(["-c", "import mcp.client.stdio"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-/// The Claude Code binary: `BAMBOO_CLAUDE_BIN`, else the cached npm
-/// install, made with npm when missing.
-pub fn claude() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("BAMBOO_CLAUDE_BIN").map(PathBuf::from) {
-        return Ok(p);
-    }
-    let dir = cache_dir()?.join("claude");
-    let bin = dir.join(CLAUDE_BIN);
-    if runs(&bin) {
-        return Ok(bin);
-    }
-    eprintln!(
-        "xtask: installing {CLAUDE_CODE} with npm in {}",
-        dir.display()
-    );
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    step(
-        command("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg(CLAUDE_CODE),
-    )
-    .context("npm could not install Claude Code: install node and npm (apt-get install -y npm), then rerun; or set BAMBOO_CLAUDE_BIN to a claude binary")?;
-    if !runs(&bin) {
-        bail!(
-            "npm installed {CLAUDE_CODE} but {} does not run (`claude --version` failed)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn runs(bin: &Path) -> bool {
-    bin.is_file()
-        && command(bin)
-            .arg("--version")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
 use bamboo_subagent::spec::{
-    Capabilities, ExecutorKind, ExecutorSpec, ProviderCredential, ProvisionSpec,
+    Capabilities, ClaudeCodeSpec, CodexSpec, ExecutorKind, ExecutorSpec, ProviderCredential,
+    ProvisionSpec,
 };
 use bamboo_subagent::Secret;
 
@@ -65,6 +66,14 @@ pub struct ExecutorArgs {
     /// A NAME that is not set here is refused (exit 2).
     #[arg(help_heading = "Executor", long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// claude, codex: the agent program [default: `claude` / `codex` found on PATH].
+    #[arg(help_heading = "Executor", long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+    /// claude: Claude Code's --permission-mode (default, acceptEdits, plan,
+    /// bypassPermissions) [default: default, so every gated tool asks];
+    /// codex: its approval policy (untrusted, on-request, never).
+    #[arg(help_heading = "Executor", long, value_name = "MODE")]
+    pub permission_mode: Option<String>,
     /// cli: the program and its arguments, after `--`.
     #[arg(last = true, value_name = "PROG ARGS")]
     pub trailing: Vec<String>,
@@ -80,10 +89,14 @@ impl ExecutorArgs {
         }
         let model_flags = a.model.is_some() || a.api_key_env.is_some();
         if model_flags && a.executor.0 == ExecutorKind::Echo {
-            bail!("--model and --api-key-env apply only to --executor llm or cli");
+            bail!("--model and --api-key-env apply only to --executor llm, cli, claude or codex");
         }
-        if a.base_url.is_some() && a.executor.0 != ExecutorKind::BambooRuntime {
-            bail!("--base-url applies only to --executor llm");
+        let agent = matches!(a.executor.0, ExecutorKind::ClaudeCode | ExecutorKind::Codex);
+        if a.base_url.is_some() && !(agent || a.executor.0 == ExecutorKind::BambooRuntime) {
+            bail!("--base-url applies only to --executor llm, claude or codex");
+        }
+        if (a.agent_bin.is_some() || a.permission_mode.is_some()) && !agent {
+            bail!("--agent-bin and --permission-mode apply only to --executor claude or codex");
         }
         if !a.pass_env.is_empty() && a.executor.0 != ExecutorKind::CliAdapter {
             bail!("--pass-env applies only to --executor cli (only cli programs get an environment from it)");
@@ -117,7 +130,76 @@ impl ExecutorArgs {
                     provider: a.provider(raw)?,
                 })
             }
+            ExecutorKind::ClaudeCode | ExecutorKind::Codex => self.agent_choice(),
         }
+    }
+
+    /// `--executor claude|codex`: the agent's spec and, when its key variable
+    /// is set, the provider credential it gets in its own environment.
+    fn agent_choice(&self) -> anyhow::Result<ExecutorChoice> {
+        let claude = self.executor.0 == ExecutorKind::ClaudeCode;
+        let (provider, flag) = if claude {
+            ("anthropic", "claude")
+        } else {
+            ("openai", "codex")
+        };
+        let model = self.model.as_deref().map(|m| {
+            m.strip_prefix(provider)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(m)
+                .to_owned()
+        });
+        if model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            bail!("--model is empty: give the agent's model name, e.g. --model claude-sonnet-4-5");
+        }
+        let binary = self
+            .agent_bin
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
+        if let Some(bin) = &binary {
+            if !std::path::Path::new(bin).is_file() {
+                bail!("--agent-bin {bin} is not a file: give the path of the {flag} program, or drop the flag to use `{flag}` from PATH");
+            }
+        }
+        let var = self
+            .api_key_env
+            .clone()
+            .unwrap_or_else(|| provider_key_var(provider));
+        let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty());
+        if key.is_none() && self.api_key_env.is_some() {
+            bail!("--api-key-env {var}: the variable is not set; export the API key there, or drop the flag to let the agent use its own login");
+        }
+        let credential = key.map(|key| Provider {
+            model: ModelRef {
+                provider: provider.to_owned(),
+                model: model.clone().unwrap_or_else(|| "default".into()),
+            },
+            base_url: self.base_url.clone(),
+            api_key: Secret::new(key),
+        });
+        if credential.is_none() && self.base_url.is_some() {
+            bail!("--base-url needs an API key for --executor {flag}: export {var} (or name the variable with --api-key-env)");
+        }
+        let spec = if claude {
+            ExecutorSpec::ClaudeCode(ClaudeCodeSpec {
+                binary,
+                model,
+                permission_mode: self.permission_mode.clone(),
+                ..ClaudeCodeSpec::default()
+            })
+        } else {
+            ExecutorSpec::Codex(CodexSpec {
+                binary,
+                model,
+                approval_policy: self.permission_mode.clone(),
+                base_url: self.base_url.clone(),
+                ..CodexSpec::default()
+            })
+        };
+        Ok(ExecutorChoice::Agent {
+            spec,
+            provider: credential,
+        })
     }
 
     /// The model `raw` and its key, from `--api-key-env` or the provider's
@@ -189,12 +271,9 @@ pub fn self_spec(
             args: args.clone(),
         },
         ExecutorChoice::Llm { .. } => ExecutorSpec::BambooRuntime,
+        ExecutorChoice::Agent { spec, .. } => spec.clone(),
     };
-    let provider = match choice {
-        ExecutorChoice::Echo => None,
-        ExecutorChoice::Cli { provider, .. } => provider.as_ref(),
-        ExecutorChoice::Llm { provider } => Some(provider),
-    };
+    let provider = choice.provider();
     let mut spec = ProvisionSpec::new(name, executor, "");
     spec.workspace = Some(workspace.to_string_lossy().into_owned());
     spec.reusable = true;

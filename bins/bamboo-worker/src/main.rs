@@ -166,6 +166,12 @@ enum SessionsCommand {
         /// unique start of it (e.g. its first 8 characters).
         id: String,
     },
+    /// Remove the git worktree a `run --worktree` child kept (its branch and
+    /// commits stay; a branch with no commit is deleted too).
+    RemoveWorktree {
+        /// The child's session id, or a unique start of it.
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,13 +229,28 @@ struct RunArgs {
     /// Per-child cap on time without any event: seconds, or 90s, 15m [default: 15m].
     #[arg(help_heading = "Limits", long, value_name = "DURATION", value_parser = front::units::parse_duration)]
     idle_timeout: Option<Duration>,
-    /// Per-child cap on model rounds of one run (--executor llm) [default: 20].
+    /// Per-child cap on model rounds of one run (--executor llm; claude: its
+    /// own --max-turns) [default: 20 for llm].
     #[arg(help_heading = "Limits", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_turns: Option<u32>,
     /// Make every child a read-only reviewer: it reads and runs read-only
     /// commands, its writes are refused (--executor llm or echo).
     #[arg(help_heading = "Limits", long)]
     read_only: bool,
+    /// Budget per child: most tokens (in, out and cache) over its runs;
+    /// past it the child is cancelled, the error naming the budget.
+    #[arg(help_heading = "Limits", long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens: Option<u64>,
+    /// Budget per child: most cost in US dollars over its runs (where the
+    /// executor reports cost, e.g. claude); past it the child is cancelled.
+    #[arg(help_heading = "Limits", long, value_name = "USD", value_parser = parse_cost)]
+    max_cost: Option<f64>,
+    /// Run each child in a git worktree of its own, on a new branch
+    /// `bamboo/<name>` from HEAD; its changes are committed there and the
+    /// summary lists branch, commit and files (the workspace must be in a
+    /// git repository).
+    #[arg(long)]
+    worktree: bool,
 
     // --- Output ---
     /// Print NDJSON: one object per event, then a summary object (docs/operations.md).
@@ -450,6 +471,8 @@ fn given_flags(m: &ArgMatches) -> Vec<front::recorded::Field> {
             Field::PassEnv => on_line("pass_env"),
             Field::MaxTurns => on_line("max_turns"),
             Field::ReadOnly => on_line("read_only"),
+            Field::AgentBin => on_line("agent_bin"),
+            Field::PermissionMode => on_line("permission_mode"),
         })
         .collect()
 }
@@ -476,6 +499,12 @@ fn recorded(a: &RunArgs) -> anyhow::Result<front::recorded::Recorded> {
         pass_env: a.exec.pass_env.clone(),
         max_turns: a.max_turns,
         read_only: a.read_only,
+        agent_bin: a
+            .exec
+            .agent_bin
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        permission_mode: a.exec.permission_mode.clone(),
     })
 }
 
@@ -535,6 +564,8 @@ fn apply_recorded(a: &mut RunArgs, r: &front::recorded::Recorded) -> anyhow::Res
     a.exec.pass_env = r.pass_env.clone();
     a.max_turns = r.max_turns;
     a.read_only = r.read_only;
+    a.exec.agent_bin = r.agent_bin.as_ref().map(PathBuf::from);
+    a.exec.permission_mode = r.permission_mode.clone();
     Ok(())
 }
 
@@ -581,6 +612,16 @@ fn run_options(
             bail!("--max-turns is not yet supported for --executor cli: use --run-timeout to bound the program, or drop --max-turns");
         }
     }
+    if matches!(
+        a.exec.executor.0,
+        ExecutorKind::ClaudeCode | ExecutorKind::Codex
+    ) && a.read_only
+    {
+        bail!("--read-only cannot be enforced on --executor claude or codex (the agent decides what it writes): use --permission-mode plan for claude, or --executor llm");
+    }
+    if a.exec.executor.0 == ExecutorKind::Codex && a.max_turns.is_some() {
+        bail!("--max-turns is not supported for --executor codex (codex exec has no turn limit): use --run-timeout, or drop --max-turns");
+    }
     if a.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
         bail!(
             "--project is blank: give a project key, or leave it out to use the workspace's path"
@@ -608,6 +649,9 @@ fn run_options(
         idle_timeout: a.idle_timeout,
         max_rounds: a.max_turns,
         read_only: a.read_only,
+        max_tokens: a.max_tokens,
+        max_cost_usd: a.max_cost,
+        worktree: a.worktree,
         project: a.project,
         output,
         pass_env: passed_env(&a.exec.pass_env)?,
@@ -617,6 +661,19 @@ fn run_options(
         executor_record,
         parallel: a.parallel.options(),
     })
+}
+
+/// `--max-cost`: a positive number of US dollars, `$` allowed (`0.50`, `$2`).
+fn parse_cost(raw: &str) -> Result<f64, String> {
+    let n: f64 = raw
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("{raw:?} is not an amount of US dollars: give e.g. 0.50 or $2"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("{raw:?} must be more than 0 US dollars"));
+    }
+    Ok(n)
 }
 
 /// The resident worker of `--remote`, its token and CA certificates.
@@ -721,9 +778,13 @@ fn sessions(a: SessionsArgs) -> ExitCode {
             data_dir,
             json: a.json,
             project: a.project,
-            show: match a.command {
-                Some(SessionsCommand::Show { id }) => Some(id),
-                Some(SessionsCommand::List) | None => None,
+            show: match &a.command {
+                Some(SessionsCommand::Show { id }) => Some(id.clone()),
+                Some(SessionsCommand::List | SessionsCommand::RemoveWorktree { .. }) | None => None,
+            },
+            remove_worktree: match a.command {
+                Some(SessionsCommand::RemoveWorktree { id }) => Some(id),
+                _ => None,
             },
         },
         None => {

@@ -11,8 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::status::CompletionStatus;
 
-/// Token accounting reported by a model server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Token accounting reported by a model server or a coding agent. The
+/// fields after `total_tokens` are extensions: omitted when zero or unknown,
+/// so a run that reports only tokens looks as it always did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenUsage {
     /// Tokens in the prompt.
     #[serde(default)]
@@ -20,9 +26,58 @@ pub struct TokenUsage {
     /// Tokens generated.
     #[serde(default)]
     pub completion_tokens: u64,
-    /// Sum of the two, as the server reports it.
+    /// Sum of the two, as the server reports it (an agent's own count adds
+    /// its cache tokens).
     #[serde(default)]
     pub total_tokens: u64,
+    /// Prompt tokens read from the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+    /// Cost in US dollars, when the executor knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Model turns (requests to the model).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub turns: u64,
+    /// Tool calls started.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tool_calls: u64,
+}
+
+impl TokenUsage {
+    /// Adds `other` to these totals (cost: unknown plus known is known).
+    pub fn add(&mut self, other: &TokenUsage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.turns += other.turns;
+        self.tool_calls += other.tool_calls;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// A child's git worktree as its completion reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeOutcome {
+    /// Its branch, `bamboo/<child name>`.
+    pub branch: String,
+    /// The branch's last commit, when the child changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Files changed on the branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// The worktree directory is still there.
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// One event of an agent's stream.
@@ -147,6 +202,13 @@ pub enum AgentEvent {
         /// Why, when it did not complete.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// What the run used, when its executor counted it (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<TokenUsage>,
+        /// The child's git worktree after the run, when it has one
+        /// (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worktree: Option<WorktreeOutcome>,
     },
     /// Parent side: a child asks for approval of a gated action.
     ChildApprovalRequested {

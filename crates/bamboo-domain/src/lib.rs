@@ -14,7 +14,7 @@ pub mod tasks;
 pub mod tool_phase;
 
 pub use budget::TokenBudget;
-pub use event::{AgentEvent, TokenUsage};
+pub use event::{AgentEvent, TokenUsage, WorktreeOutcome};
 pub use message::{Message, Role};
 pub use session::{ChildInfo, ModelRef, Session, SessionId, SessionKind};
 pub use status::{ChildStatus, CompletionStatus, ParseStatusError, TerminalStatus};

@@ -103,6 +103,14 @@ pub struct ChildInfo {
     /// (the worker's `capabilities.guardian_read_only`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// Budget: most tokens (in + out + cache) over all the child's runs;
+    /// past it the run is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Budget: most cost in USD over all the child's runs; past it the run
+    /// is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 fn pending() -> ChildStatus {
@@ -123,6 +131,8 @@ impl ChildInfo {
             last_event_at: None,
             round_count: 0,
             pending_messages: Vec::new(),
+            max_tokens: None,
+            max_cost_usd: None,
             run_timeout_secs: None,
             idle_timeout_secs: None,
             last_tool: None,

@@ -43,6 +43,21 @@ impl Engine {
                 "title is blank: give the child a title or leave it out".into(),
             ));
         }
+        if input.max_tokens == Some(0) {
+            return Err(EngineError::InvalidInput(
+                "max_tokens is 0: give a token budget of at least 1, or leave it out for none"
+                    .into(),
+            ));
+        }
+        if input
+            .max_cost_usd
+            .is_some_and(|c| !c.is_finite() || c <= 0.0)
+        {
+            return Err(EngineError::InvalidInput(
+                "max_cost_usd must be a positive number of US dollars (e.g. 0.50), or left out for none"
+                    .into(),
+            ));
+        }
         if input.max_rounds == Some(0) {
             return Err(EngineError::InvalidInput(
                 "max_rounds is 0: give at least 1 model round, or leave it out for the default"
@@ -74,6 +89,9 @@ impl Engine {
             });
         }
         let mut child = self.new_child_session(&parent, &input);
+        if input.isolation == Some(crate::worktree::Isolation::Worktree) {
+            self.isolate(&mut child).await?;
+        }
         // With a slot free now, the child is created already running: one
         // durable write instead of two (create, then mark running).
         let ready = input
@@ -99,6 +117,27 @@ impl Engine {
         self.get_child(&parent.id, &id).await
     }
 
+    /// Gives a new child a git worktree of its own (see [`crate::worktree`]);
+    /// its workspace becomes the same place inside the worktree.
+    async fn isolate(&self, child: &mut Session) -> Result<(), EngineError> {
+        let Some(ws) = child.workspace.clone() else {
+            return Err(EngineError::InvalidInput(
+                "isolation worktree needs a workspace in a git repository: give the child (or its parent) a workspace".into(),
+            ));
+        };
+        let dir = self.inner.cfg.data_dir.join("worktrees");
+        let (name, id) = (child.title.clone(), child.id.clone());
+        let wt = tokio::task::spawn_blocking(move || {
+            crate::worktree::create(std::path::Path::new(&ws), &name, &id, &dir)
+        })
+        .await
+        .map_err(|e| EngineError::InvalidInput(format!("creating the worktree failed: {e}")))?
+        .map_err(EngineError::InvalidInput)?;
+        child.workspace = Some(wt.workspace.clone());
+        crate::worktree::store(child, &wt);
+        Ok(())
+    }
+
     fn new_child_session(&self, parent: &Session, input: &CreateChild) -> Session {
         let mut info = ChildInfo::new(input.role.clone(), input.assignment.clone());
         info.responsibility = input.responsibility.clone();
@@ -106,6 +145,8 @@ impl Engine {
         info.idle_timeout_secs = input.idle_timeout_secs;
         info.max_rounds = input.max_rounds;
         info.read_only = input.read_only;
+        info.max_tokens = input.max_tokens;
+        info.max_cost_usd = input.max_cost_usd;
         // Budget (at 70/35), task list and project come from the parent (S4, S5).
         let mut s = Session::new_child(parent, info);
         // Bypass mode is inherited (protocol.md 11).

@@ -24,6 +24,8 @@ pub struct Fingerprint {
     depth_cap: u32,
     /// Built into the executor when the worker starts (C11).
     max_rounds: Option<u32>,
+    /// The cost budget left, in micro-dollars (built into the executor).
+    max_cost_micros: Option<u64>,
     read_only: bool,
     /// The project the worker's identity names (S5).
     project_key: Option<String>,
@@ -55,6 +57,10 @@ impl Fingerprint {
             no_human_approver: caps.no_human_approver,
             depth_cap: caps.spawn_depth_cap(),
             max_rounds: spec.limits.max_rounds,
+            max_cost_micros: spec
+                .limits
+                .max_cost_usd
+                .map(|c| (c * 1_000_000.0).round() as u64),
             read_only: caps.guardian_read_only,
             project_key: spec.identity.project_key.clone(),
             extras,
@@ -83,6 +89,7 @@ impl Fingerprint {
             no_human_approver: false,
             depth_cap: 0,
             max_rounds: None,
+            max_cost_micros: None,
             read_only: false,
             project_key: None,
             extras: String::new(),

@@ -49,8 +49,10 @@ mod steering;
 pub mod store;
 pub mod tool;
 mod types;
+pub mod usage;
 mod watchdog;
 pub mod worker;
+pub mod worktree;
 mod writeback;
 
 pub use approval::{

@@ -51,6 +51,11 @@ pub(crate) fn spec_for(cfg: &EngineConfig, child: &Session, worker_id: &str) -> 
             run_timeout_secs: None,
             idle_timeout_secs: Some(cfg.timeouts.worker_idle.as_secs().max(1)),
             max_rounds: info.and_then(|c| c.max_rounds),
+            max_cost_usd: info.and_then(|c| c.max_cost_usd).map(|limit| {
+                let spent = crate::usage::totals(child).cost_usd.unwrap_or(0.0);
+                // Never zero: an agent told it may spend nothing would not start.
+                (limit - spent).max(0.000_001)
+            }),
         },
         secrets,
         reusable: true,
@@ -97,6 +102,7 @@ pub(crate) fn run_request(child: &Session) -> RunRequest {
         messages: child.messages.clone(),
         token_budget: child.token_budget,
         task_list: child.task_list.clone(),
+        agent_session_id: crate::usage::agent_session(child),
     }
 }
 

@@ -70,6 +70,10 @@ pub(crate) struct PumpResult {
     pub suspended: bool,
     /// The run's transcript from the terminal frame, for write-back (E15).
     pub transcript: Option<Vec<bamboo_domain::Message>>,
+    /// What the run used, from the terminal frame.
+    pub usage: Option<bamboo_domain::TokenUsage>,
+    /// The coding agent's session id, for the child's next run.
+    pub agent_session_id: Option<String>,
 }
 
 /// Why the parent stopped the run.
@@ -92,6 +96,8 @@ impl Stop {
             clean: false,
             suspended: false,
             transcript: None,
+            usage: None,
+            agent_session_id: None,
         }
     }
 }
@@ -104,6 +110,8 @@ fn failed(error: String) -> PumpResult {
         clean: false,
         suspended: false,
         transcript: None,
+        usage: None,
+        agent_session_id: None,
     }
 }
 
@@ -309,5 +317,7 @@ fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
         clean: completed,
         suspended: t.status == TerminalStatus::Suspended,
         transcript: t.transcript,
+        usage: t.usage,
+        agent_session_id: t.agent_session_id,
     }
 }

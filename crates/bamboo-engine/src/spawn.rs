@@ -32,7 +32,7 @@ use crate::worker::Link;
 use crate::writeback::{untaken, write_back};
 
 /// How one run ended, for callers that await it (nested spawns, tests).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     /// The child.
     pub child_id: String,
@@ -47,6 +47,12 @@ pub struct RunReport {
     /// Pid of the worker that served the run, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_pid: Option<u32>,
+    /// What the run used, when its executor counted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bamboo_domain::TokenUsage>,
+    /// The child's worktree after the run (branch, commit, changed files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::Worktree>,
 }
 
 /// Resolves with the run's report once `sub_agent_completed` is published.
@@ -208,6 +214,16 @@ async fn run_child(
         child_session_id: child_id,
         status: report.status,
         error: report.error.clone(),
+        usage: report.usage,
+        worktree: report
+            .worktree
+            .as_ref()
+            .map(|w| bamboo_domain::WorktreeOutcome {
+                branch: w.branch.clone(),
+                commit: w.commit.clone(),
+                files: w.files.clone(),
+                kept: !w.removed,
+            }),
     };
     reservation.complete(|| out.fanout.publish(completed));
     // The end of a run is when its events become durable (coalesced, off
@@ -288,6 +304,8 @@ async fn run_queued(
                 clean: true,
                 suspended: false,
                 transcript: None,
+                usage: None,
+                agent_session_id: None,
             };
             return finish(inner, child_id, r, None).await;
         }
@@ -300,6 +318,9 @@ async fn run_queued(
     let Some(slot) = slot else {
         return finish(inner, child_id, stopped(cancel_reason(control)), None).await;
     };
+    if let Err(e) = reopen_worktree(inner, child_id).await {
+        return finish(inner, child_id, error_result(e.to_string()), None).await;
+    }
     let session = match mark_running(inner, child_id).await {
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
@@ -551,6 +572,99 @@ fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::
     )
 }
 
+/// Commits what the run changed in the child's worktree, if it has one
+/// (or removes a worktree with no change), and records the result on the
+/// child. A git failure is logged and leaves the worktree as it is, for a
+/// human to look at. A child without a worktree costs nothing here.
+async fn conclude_worktree(
+    inner: &Inner,
+    child_id: &str,
+    session: &Session,
+) -> Option<crate::worktree::Worktree> {
+    let wt = crate::worktree::of(session).filter(|w| !w.removed)?;
+    let (name, summary) = (
+        session.title.clone(),
+        session
+            .child
+            .as_ref()
+            .map(|c| c.assignment.clone())
+            .unwrap_or_default(),
+    );
+    let kept = wt.clone();
+    let done = match tokio::task::spawn_blocking(move || {
+        crate::worktree::conclude(&wt, &name, &summary)
+    })
+    .await
+    {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::error!(child = child_id, error = %e, "could not commit the child's worktree");
+            return Some(kept);
+        }
+        Err(_) => return Some(kept),
+    };
+    let record = done.clone();
+    let stored = inner
+        .store
+        .update(
+            child_id,
+            Box::new(move |s: &mut Session| {
+                crate::worktree::store(s, &record);
+                true
+            }),
+        )
+        .await;
+    if let Err(e) = stored {
+        tracing::error!(child = child_id, error = %e, "could not record the child's worktree");
+    }
+    Some(done)
+}
+
+/// A removed worktree of a resumed child is made again (same branch name,
+/// from HEAD), so its run is isolated like the first.
+async fn reopen_worktree(inner: &Inner, child_id: &str) -> Result<(), EngineError> {
+    let Some(session) = inner.store.load(child_id).await? else {
+        return Ok(());
+    };
+    let Some(old) = crate::worktree::of(&session).filter(|w| w.removed) else {
+        return Ok(());
+    };
+    let dir = inner.cfg.data_dir.join("worktrees");
+    let (name, id) = (session.title.clone(), session.id.clone());
+    let repo = old.repo.clone();
+    let wt = tokio::task::spawn_blocking(move || {
+        crate::worktree::create(std::path::Path::new(&repo), &name, &id, &dir)
+    })
+    .await
+    .map_err(|e| EngineError::InvalidInput(format!("reopening the worktree failed: {e}")))?
+    .map_err(EngineError::InvalidInput)?;
+    inner
+        .store
+        .update(
+            child_id,
+            Box::new(move |s: &mut Session| {
+                let inside = crate::worktree::of(s)
+                    .and_then(|w| {
+                        std::path::Path::new(&w.workspace)
+                            .strip_prefix(&w.path)
+                            .ok()
+                            .map(std::path::Path::to_path_buf)
+                    })
+                    .unwrap_or_default();
+                let mut wt = wt.clone();
+                wt.workspace = std::path::Path::new(&wt.path)
+                    .join(inside)
+                    .display()
+                    .to_string();
+                s.workspace = Some(wt.workspace.clone());
+                crate::worktree::store(s, &wt);
+                true
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
 /// E6: persists `running` and returns the session as stored, including any
 /// message appended while the run was queued.
 async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineError> {
@@ -594,7 +708,11 @@ async fn finish(
     let last_tool = ran.and_then(|(_, control)| control.last_tool());
     let task_list = ran.and_then(|(_, control)| control.task_list());
     let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
-    let (suspended, transcript) = (r.suspended, r.transcript);
+    let (suspended, transcript) = (r.suspended, r.transcript.clone());
+    let (usage, agent_session) = (r.usage, r.agent_session_id.clone());
+    // Set by the store update when the child's totals passed a budget.
+    let over_budget = Arc::new(std::sync::Mutex::new(None::<String>));
+    let over = over_budget.clone();
     // C6: messages sent while the run ran wait in the child's inbox.
     let inbox = inner.inbox(child_id);
     if let Err(e) = &inbox {
@@ -616,9 +734,18 @@ async fn finish(
                 if task_list.is_some() {
                     s.task_list = task_list;
                 }
+                crate::usage::record_run(s, usage.as_ref(), agent_session);
+                let budget = crate::usage::over_budget(s);
                 let Some(c) = s.child.as_mut() else {
                     return false;
                 };
+                if let Some(why) = budget {
+                    *over.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    c.status = ChildStatus::Cancelled;
+                    c.last_error = Some(why);
+                    c.completed_at = Some(chrono::Utc::now());
+                    return true;
+                }
                 if last_tool.is_some() {
                     c.last_tool = last_tool;
                 }
@@ -649,9 +776,17 @@ async fn finish(
         .await;
     match persisted {
         // Acknowledged only once the transcript holding them is durable.
-        Ok(_) => {
+        Ok(session) => {
             ack_all(inbox.as_ref(), &claimed);
-            report(child_id, r.status, r.result, r.error)
+            let worktree = conclude_worktree(inner, child_id, &session).await;
+            let budget = over_budget.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let mut done = match budget {
+                Some(why) => report(child_id, CompletionStatus::Cancelled, None, Some(why)),
+                None => report(child_id, r.status, r.result, r.error),
+            };
+            done.usage = usage;
+            done.worktree = worktree;
+            done
         }
         Err(e) => unstored(inner, child_id, r.status, r.result, r.error, &e),
     }
@@ -702,6 +837,8 @@ fn stopped(reason: String) -> PumpResult {
         clean: false,
         suspended: false,
         transcript: None,
+        usage: None,
+        agent_session_id: None,
     }
 }
 
@@ -713,6 +850,8 @@ fn error_result(error: String) -> PumpResult {
         clean: false,
         suspended: false,
         transcript: None,
+        usage: None,
+        agent_session_id: None,
     }
 }
 
@@ -728,5 +867,7 @@ fn report(
         result,
         error,
         worker_pid: None,
+        usage: None,
+        worktree: None,
     }
 }

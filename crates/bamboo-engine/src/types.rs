@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Input of `create_child` (C1).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateChild {
     /// The parent session (the caller).
     pub parent_id: String,
@@ -47,6 +47,16 @@ pub struct CreateChild {
     /// A read-only reviewer: its write and command tools are refused (C11).
     #[serde(default)]
     pub read_only: bool,
+    /// Budget: most tokens over all the child's runs (cancelled past it).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Budget: most cost in USD over all the child's runs (cancelled past it).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// `worktree`: run in a git worktree of its own on a branch
+    /// `bamboo/<title>` (the workspace must be in a git repository).
+    #[serde(default)]
+    pub isolation: Option<crate::worktree::Isolation>,
     /// Queue a run right away.
     #[serde(default)]
     pub auto_run: bool,
@@ -178,7 +188,7 @@ pub enum SendOutcome {
 }
 
 /// A child in a list (C2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChildSummary {
     /// Child id.
     pub id: String,
@@ -195,6 +205,9 @@ pub struct ChildSummary {
     pub last_error: Option<String>,
     /// Last time the child session was written.
     pub updated_at: DateTime<Utc>,
+    /// What its runs used so far, when its executor counts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bamboo_domain::TokenUsage>,
 }
 
 /// What a live run adds to a child's stored state.
@@ -213,7 +226,7 @@ pub(crate) struct Live {
 }
 
 /// One child in detail (C3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChildDetail {
     /// Child id.
     pub id: String,
@@ -285,6 +298,19 @@ pub struct ChildDetail {
     /// Its task list (S4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_list: Option<TaskList>,
+    /// What its runs used so far (tokens, cost, turns, tool calls), when
+    /// its executor counts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bamboo_domain::TokenUsage>,
+    /// Its token budget over all runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Its cost budget in USD over all runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// Its git worktree: branch, last commit and changed files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<crate::worktree::Worktree>,
     /// What the caller might do next, in one sentence.
     pub guidance: String,
 }
@@ -333,6 +359,13 @@ impl ChildDetail {
             project_key: s.project_key.clone(),
             token_budget: s.token_budget,
             task_list: live.task_list.or_else(|| s.task_list.clone()),
+            usage: s
+                .metadata
+                .contains_key(crate::usage::USAGE_KEY)
+                .then(|| crate::usage::totals(s)),
+            max_tokens: c.max_tokens,
+            max_cost_usd: c.max_cost_usd,
+            worktree: crate::worktree::of(s),
         }
     }
 
@@ -346,6 +379,7 @@ impl ChildDetail {
             running: self.running,
             last_error: self.last_error.clone(),
             updated_at: self.updated_at,
+            usage: self.usage,
         }
     }
 }
@@ -392,7 +426,7 @@ pub struct DeleteOutcome {
 }
 
 /// Result of `update_child` (C4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpdateOutcome {
     /// The child after the update.
     pub child: ChildDetail,

@@ -198,6 +198,8 @@ impl RunReader {
                         self.shared.pool.name
                     )),
                     transcript: None,
+                    usage: None,
+                    agent_session_id: None,
                 })))
             }
             RunState::QueueFailed => {

@@ -51,6 +51,11 @@ pub struct RunRequest {
     /// the child has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_list: Option<TaskList>,
+    /// The coding agent session an earlier run of this child left, for an
+    /// executor that resumes it instead of replaying `messages` (extension;
+    /// omitted when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session_id: Option<String>,
 }
 
 impl RunRequest {
@@ -165,6 +170,27 @@ pub struct Terminal {
     /// The run's transcript, when the executor keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript: Option<Vec<Message>>,
+    /// What the run used (tokens, cost, turns, tool calls), when the
+    /// executor counts it (extension; omitted otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bamboo_domain::TokenUsage>,
+    /// The coding agent's own session id, which the next run of the same
+    /// child resumes (extension; omitted otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_session_id: Option<String>,
+}
+
+impl From<crate::executor::RunOutcome> for Terminal {
+    fn from(o: crate::executor::RunOutcome) -> Self {
+        Self {
+            status: o.status,
+            result: o.result,
+            error: o.error,
+            transcript: o.transcript,
+            usage: o.usage,
+            agent_session_id: o.agent_session_id,
+        }
+    }
 }
 
 impl ParentFrame {

@@ -130,6 +130,10 @@ executor_kinds! {
     BambooRuntime => "bamboo_runtime",
     /// `cli_adapter`: an external command-line agent.
     CliAdapter => "cli_adapter",
+    /// `claude_code`: Claude Code over its stream-json protocol.
+    ClaudeCode => "claude_code",
+    /// `codex`: the Codex CLI (`exec --json` or `app-server`).
+    Codex => "codex",
 }
 
 impl std::fmt::Display for ExecutorKind {
@@ -154,6 +158,100 @@ pub enum ExecutorSpec {
         #[serde(default)]
         args: Vec<String>,
     },
+    /// Claude Code, driven over its stream-json protocol.
+    ClaudeCode(ClaudeCodeSpec),
+    /// The Codex CLI.
+    Codex(CodexSpec),
+}
+
+/// How a `claude_code` child runs (the reference's field names; every field
+/// optional, unknown ones ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClaudeCodeSpec {
+    /// Path of the `claude` program; absent: `claude` on the worker's PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// Model name passed as `--model`; absent: the spec's `model.model`, else
+    /// Claude Code's own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Claude Code's `--permission-mode` (`default`, `acceptEdits`, `plan`,
+    /// `bypassPermissions`, ...); absent: `default`, always passed explicitly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    /// `true`: the agent sees the user's own Claude setup (`~/.claude`,
+    /// settings, MCP servers). Absent/false: a private config directory and
+    /// `--strict-mcp-config --setting-sources project`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherit_user_config: Option<bool>,
+    /// Names of worker environment variables passed to the agent as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_env: Option<Vec<String>>,
+}
+
+/// How a `codex` child runs (the reference's field names; every field
+/// optional, unknown ones ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CodexSpec {
+    /// Path of the `codex` program; absent: `codex` on the worker's PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// Model name passed as `-m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `exec` (default) or `app_server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CodexMode>,
+    /// Codex's `--sandbox` (`read-only`, `workspace-write`, `danger-full-access`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// `true`: the agent uses the user's own `~/.codex`; otherwise a private
+    /// `CODEX_HOME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherit_user_config: Option<bool>,
+    /// Reference field; accepted and ignored (the key always comes from the
+    /// spec's provider credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_mode: Option<String>,
+    /// Base URL of the provider; absent: the credential's `base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Provider wire API (`responses` default, or `chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_api: Option<String>,
+    /// Reference field naming the key's provider; absent: the spec's
+    /// `model.provider`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_key_ref: Option<String>,
+    /// Names of worker environment variables passed to the agent as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_env: Option<Vec<String>>,
+    /// Codex's approval policy (`untrusted`, `on-request`, `never`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_policy: Option<String>,
+    /// Network access inside a `workspace-write` sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_access: Option<bool>,
+    /// Reference field; accepted, and the dangerous bypass is never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_danger_bypass: Option<bool>,
+    /// Reference field; accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_profile: Option<String>,
+    /// Reference field; accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_owned: Option<bool>,
+}
+
+/// How a `codex` child talks to Codex.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodexMode {
+    /// `codex exec --json`: one run, events on stdout.
+    #[default]
+    Exec,
+    /// `codex app-server`: JSON-RPC over stdio, approvals relayed.
+    AppServer,
 }
 
 impl ExecutorSpec {
@@ -163,12 +261,14 @@ impl ExecutorSpec {
             Self::Echo => ExecutorKind::Echo,
             Self::BambooRuntime => ExecutorKind::BambooRuntime,
             Self::CliAdapter { .. } => ExecutorKind::CliAdapter,
+            Self::ClaudeCode(_) => ExecutorKind::ClaudeCode,
+            Self::Codex(_) => ExecutorKind::Codex,
         }
     }
 }
 
-/// Time and round limits (all optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Time, round and budget limits (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// Longest a run may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +279,12 @@ pub struct Limits {
     /// Most model rounds per run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rounds: Option<u32>,
+    /// What the child may still spend in US dollars (its `max_cost_usd`
+    /// minus what its runs cost so far), for an executor that can stop
+    /// itself (extension; `claude_code`: `--max-budget-usd`). The engine
+    /// enforces the budget either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 /// The secrets envelope. Its `Debug` shows no secret.
@@ -302,7 +408,7 @@ pub enum SpecError {
     #[error("provision spec is not JSON: {0}")]
     NotJson(String),
     /// An unknown `executor.kind`.
-    #[error("unknown executor kind {0:?}: expected one of echo, bamboo_runtime, cli_adapter")]
+    #[error("unknown executor kind {0:?}: expected one of echo, bamboo_runtime, cli_adapter, claude_code, codex")]
     UnknownExecutor(String),
     /// JSON that does not fit the schema.
     #[error("invalid provision spec: {0}")]
@@ -484,6 +590,8 @@ mod tests {
                 command: "c".into(),
                 args: vec![],
             },
+            ExecutorSpec::ClaudeCode(ClaudeCodeSpec::default()),
+            ExecutorSpec::Codex(CodexSpec::default()),
         ];
         assert_eq!(samples.len(), ExecutorKind::ALL.len());
         for spec in samples {
@@ -495,6 +603,35 @@ mod tests {
             );
         }
         assert_eq!(ExecutorKind::from_wire("mcp"), None);
+    }
+
+    #[test]
+    fn agent_kinds_take_the_references_fields_and_ignore_unknown_ones() {
+        let claude: ExecutorSpec = serde_json::from_str(
+            r#"{"kind":"claude_code","binary":"/b/claude","model":"m","permission_mode":"default",
+               "inherit_user_config":false,"forward_env":["X"],"future":1}"#,
+        )
+        .unwrap();
+        let ExecutorSpec::ClaudeCode(c) = &claude else {
+            panic!("{claude:?}")
+        };
+        assert_eq!(c.binary.as_deref(), Some("/b/claude"));
+        assert_eq!(c.forward_env.as_deref(), Some(&["X".to_owned()][..]));
+        assert_eq!(
+            serde_json::to_string(&ExecutorSpec::ClaudeCode(ClaudeCodeSpec::default())).unwrap(),
+            r#"{"kind":"claude_code"}"#
+        );
+        let codex: ExecutorSpec = serde_json::from_str(
+            r#"{"kind":"codex","mode":"app_server","sandbox":"workspace-write","approval_policy":"on-request",
+               "wire_api":"responses","network_access":true,"allow_danger_bypass":false,"auth_mode":"api_key",
+               "provider_key_ref":"openai","permission_profile":"p","workspace_owned":true,"base_url":"http://x"}"#,
+        )
+        .unwrap();
+        let ExecutorSpec::Codex(x) = &codex else {
+            panic!("{codex:?}")
+        };
+        assert_eq!(x.mode, Some(CodexMode::AppServer));
+        assert_eq!(x.sandbox.as_deref(), Some("workspace-write"));
     }
 
     #[test]

@@ -57,6 +57,8 @@ async fn tls_server() -> (String, Vec<u8>) {
                         result: Some(auth),
                         error: None,
                         transcript: None,
+                        usage: None,
+                        agent_session_id: None,
                     });
                     ws.send(Message::text(t.to_text())).await.unwrap();
                 }

@@ -101,6 +101,9 @@ pub struct Reply {
     pub chunks: Vec<String>,
     /// Keep the connection open without finishing the body (a stalled stream).
     pub hang: bool,
+    /// Wait this long after the request arrived before answering (a slow
+    /// model: the client is known to be waiting meanwhile).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -115,6 +118,7 @@ impl Reply {
             status: 200,
             chunks: body,
             hang: false,
+            delay: Duration::ZERO,
         }
     }
 
@@ -156,7 +160,124 @@ impl Reply {
             status,
             chunks: vec![format!(r#"{{"error":{{"message":"scripted {status}"}}}}"#)],
             hang: false,
+            delay: Duration::ZERO,
         }
+    }
+
+    /// A `200` SSE stream of named events (`event: NAME` + `data: JSON`),
+    /// with no `[DONE]` (the Anthropic and Responses dialects).
+    pub fn named_sse(events: impl IntoIterator<Item = (&'static str, serde_json::Value)>) -> Self {
+        Self {
+            status: 200,
+            chunks: events
+                .into_iter()
+                .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+                .collect(),
+            hang: false,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// An Anthropic Messages stream answering with `text` (two deltas),
+    /// reporting `input`/`output` tokens.
+    pub fn anthropic_text(text: &str, input: u64, output: u64) -> Self {
+        let (a, b) = text.split_at(text.len() / 2);
+        let mut events = vec![anthropic_start(input)];
+        events.push((
+            "content_block_start",
+            serde_json::json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ));
+        for part in [a, b] {
+            events.push((
+                "content_block_delta",
+                serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":part}}),
+            ));
+        }
+        events.extend(anthropic_end(0, "end_turn", output));
+        Self::named_sse(events)
+    }
+
+    /// An Anthropic Messages stream asking for one `tool_use` of `name`
+    /// with `input` (arriving as `input_json_delta` pieces).
+    pub fn anthropic_tool_use(id: &str, name: &str, input: serde_json::Value) -> Self {
+        let json = input.to_string();
+        let (a, b) = json.split_at(json.len() / 2);
+        let mut events = vec![anthropic_start(10)];
+        events.push((
+            "content_block_start",
+            serde_json::json!({"type":"content_block_start","index":0,
+                "content_block":{"type":"tool_use","id":id,"name":name,"input":{}}}),
+        ));
+        for part in [a, b] {
+            events.push((
+                "content_block_delta",
+                serde_json::json!({"type":"content_block_delta","index":0,
+                    "delta":{"type":"input_json_delta","partial_json":part}}),
+            ));
+        }
+        events.extend(anthropic_end(0, "tool_use", 5));
+        Self::named_sse(events)
+    }
+
+    /// An OpenAI Responses stream answering with `text`, reporting
+    /// `input`/`output` tokens in `response.completed`.
+    pub fn responses_text(text: &str, input: u64, output: u64) -> Self {
+        let item = serde_json::json!({"type":"message","id":"msg_1","role":"assistant","status":"completed",
+            "content":[{"type":"output_text","text":text,"annotations":[]}]});
+        Self::named_sse([
+            responses_created(),
+            (
+                "response.output_item.added",
+                serde_json::json!({"type":"response.output_item.added","output_index":0,
+                "item":{"type":"message","id":"msg_1","role":"assistant","status":"in_progress","content":[]}}),
+            ),
+            (
+                "response.content_part.added",
+                serde_json::json!({"type":"response.content_part.added","item_id":"msg_1",
+                "output_index":0,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}),
+            ),
+            (
+                "response.output_text.delta",
+                serde_json::json!({"type":"response.output_text.delta","item_id":"msg_1",
+                "output_index":0,"content_index":0,"delta":text}),
+            ),
+            (
+                "response.output_text.done",
+                serde_json::json!({"type":"response.output_text.done","item_id":"msg_1",
+                "output_index":0,"content_index":0,"text":text}),
+            ),
+            (
+                "response.output_item.done",
+                serde_json::json!({"type":"response.output_item.done","output_index":0,"item":item}),
+            ),
+            responses_completed(input, output),
+        ])
+    }
+
+    /// An OpenAI Responses stream asking for one shell command: a
+    /// `function_call` of Codex's `exec_command` tool with `{"cmd": cmd}`.
+    pub fn responses_exec(call_id: &str, cmd: &str) -> Self {
+        let args = serde_json::json!({ "cmd": cmd }).to_string();
+        let item = serde_json::json!({"type":"function_call","id":"fc_1","call_id":call_id,
+            "name":"exec_command","arguments":args,"status":"completed"});
+        Self::named_sse([
+            responses_created(),
+            (
+                "response.output_item.added",
+                serde_json::json!({"type":"response.output_item.added","output_index":0,"item":item}),
+            ),
+            (
+                "response.output_item.done",
+                serde_json::json!({"type":"response.output_item.done","output_index":0,"item":item}),
+            ),
+            responses_completed(10, 5),
+        ])
+    }
+
+    /// This reply, answered `delay` after its request arrived.
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// A raw body with status 200.
@@ -165,8 +286,55 @@ impl Reply {
             status: 200,
             chunks: vec![body.to_owned()],
             hang: false,
+            delay: Duration::ZERO,
         }
     }
+}
+
+fn anthropic_start(input: u64) -> (&'static str, serde_json::Value) {
+    (
+        "message_start",
+        serde_json::json!({"type":"message_start","message":{"id":format!("msg_{}", uuid_like()),
+            "type":"message","role":"assistant","model":"scripted","content":[],"stop_reason":null,
+            "usage":{"input_tokens":input,"output_tokens":1}}}),
+    )
+}
+
+fn anthropic_end(index: usize, stop: &str, output: u64) -> [(&'static str, serde_json::Value); 3] {
+    [
+        (
+            "content_block_stop",
+            serde_json::json!({"type":"content_block_stop","index":index}),
+        ),
+        (
+            "message_delta",
+            serde_json::json!({"type":"message_delta","delta":{"stop_reason":stop},"usage":{"output_tokens":output}}),
+        ),
+        ("message_stop", serde_json::json!({"type":"message_stop"})),
+    ]
+}
+
+fn responses_created() -> (&'static str, serde_json::Value) {
+    (
+        "response.created",
+        serde_json::json!({"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}),
+    )
+}
+
+fn responses_completed(input: u64, output: u64) -> (&'static str, serde_json::Value) {
+    (
+        "response.completed",
+        serde_json::json!({"type":"response.completed","response":{"id":"resp_1","status":"completed","output":[],
+            "usage":{"input_tokens":input,"input_tokens_details":{"cached_tokens":0},"output_tokens":output,
+            "output_tokens_details":{"reasoning_tokens":0},"total_tokens":input + output}}}),
+    )
+}
+
+/// A distinct id per call, so each scripted message has its own.
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A request the scripted server received.
@@ -217,15 +385,15 @@ impl ScriptedServer {
         let on_request = Arc::new(on_request);
         let rec = received.clone();
         tokio::spawn(async move {
-            let mut n = 0usize;
             while let Ok((sock, _)) = listener.accept().await {
-                let reply = script.lock().ok().and_then(|mut s| s.pop_front());
-                let (rec, arrived_tx, on_request) =
-                    (rec.clone(), arrived_tx.clone(), on_request.clone());
-                let index = n;
-                n += 1;
+                let (rec, arrived_tx, on_request, script) = (
+                    rec.clone(),
+                    arrived_tx.clone(),
+                    on_request.clone(),
+                    script.clone(),
+                );
                 tokio::spawn(async move {
-                    let _ = serve_one(sock, reply, index, rec, arrived_tx, on_request).await;
+                    let _ = serve_one(sock, script, rec, arrived_tx, on_request).await;
                 });
             }
         });
@@ -257,19 +425,31 @@ impl ScriptedServer {
 
 async fn serve_one(
     mut sock: TcpStream,
-    reply: Option<Reply>,
-    index: usize,
+    script: Arc<Mutex<VecDeque<Reply>>>,
     received: Arc<Mutex<Vec<Received>>>,
     arrived: mpsc::UnboundedSender<usize>,
     on_request: Arc<OnRequest>,
 ) -> std::io::Result<()> {
     let req = read_request(&mut sock).await?;
-    if let Ok(mut v) = received.lock() {
-        v.push(req);
+    if !req.request_line.starts_with("POST ") {
+        // A connectivity probe (Claude Code sends `HEAD /`): answered, not
+        // scripted, not counted.
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await?;
+        return sock.shutdown().await;
     }
+    // The script is taken in arrival order of the requests, not of the
+    // connections (a client may open one before it sends).
+    let (index, reply) = {
+        let mut v = received.lock().unwrap_or_else(|p| p.into_inner());
+        v.push(req);
+        let reply = script.lock().ok().and_then(|mut s| s.pop_front());
+        (v.len() - 1, reply)
+    };
     let _ = arrived.send(index);
     on_request(index);
     let reply = reply.unwrap_or_else(|| Reply::status(500));
+    tokio::time::sleep(reply.delay).await;
     let ctype = if reply.status == 200 {
         "text/event-stream"
     } else {

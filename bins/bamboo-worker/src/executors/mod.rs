@@ -1,7 +1,9 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`
 //! through the [`registry`].
 
+pub mod claude;
 pub mod cli;
+pub mod codex;
 pub mod env;
 pub mod host;
 pub mod llm;

@@ -11,7 +11,7 @@ use bamboo_subagent::executor::Executor;
 use bamboo_subagent::spec::{ExecutorKind, ProvisionSpec};
 use clap::builder::PossibleValue;
 
-use super::{cli, llm};
+use super::{claude, cli, codex, llm};
 
 /// Builds an executor from a spec of its kind, or says in one line why not.
 pub type Builder = fn(&ProvisionSpec) -> Result<Arc<dyn Executor>, String>;
@@ -49,6 +49,18 @@ pub const ENTRIES: &[Entry] = &[
         about: "The built-in agent loop over an OpenAI-compatible endpoint",
         build: build_llm,
     },
+    Entry {
+        kind: ExecutorKind::ClaudeCode,
+        flag: "claude",
+        about: "Claude Code over its stream-json protocol (approvals relayed, sessions resumed)",
+        build: build_claude,
+    },
+    Entry {
+        kind: ExecutorKind::Codex,
+        flag: "codex",
+        about: "The Codex CLI (codex exec --json, or its app-server)",
+        build: build_codex,
+    },
 ];
 
 fn build_echo(_: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
@@ -61,6 +73,14 @@ fn build_cli(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
 
 fn build_llm(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
     llm::build(spec).map_err(|e| e.to_string())
+}
+
+fn build_claude(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
+    claude::build(spec).map_err(|e| e.to_string())
+}
+
+fn build_codex(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
+    codex::build(spec).map_err(|e| e.to_string())
 }
 
 /// The entry of `kind`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use bamboo_domain::{AgentEvent, CompletionStatus};
+use bamboo_domain::{AgentEvent, CompletionStatus, TokenUsage};
 
 /// Where a child is in its life, as the status area shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,10 @@ pub struct Child {
     pub assignment: Option<String>,
     /// Where its run runs (`pid 1234`, an endpoint, a pool worker), once known.
     pub worker: Option<String>,
+    /// What its runs (and its nested sessions') used, when reported.
+    pub usage: Option<TokenUsage>,
+    /// Its git worktree as its last run left it (`--worktree`).
+    pub worktree: Option<bamboo_domain::WorktreeOutcome>,
 }
 
 impl Child {
@@ -61,6 +65,31 @@ impl Child {
             _ => chrono::TimeDelta::zero(),
         };
         span.to_std().unwrap_or(Duration::ZERO)
+    }
+}
+
+/// The sum of what `children` used, when any reported usage.
+pub fn total_usage(children: &[Child]) -> Option<TokenUsage> {
+    children
+        .iter()
+        .filter_map(|c| c.usage.as_ref())
+        .fold(None, |acc: Option<TokenUsage>, u| {
+            let mut t = acc.unwrap_or_default();
+            t.add(u);
+            Some(t)
+        })
+}
+
+/// Tokens and cost in a few characters: `1.2k tok · $0.0123`.
+pub fn usage_text(u: &TokenUsage) -> String {
+    let tokens = if u.total_tokens >= 1000 {
+        format!("{:.1}k tok", u.total_tokens as f64 / 1000.0)
+    } else {
+        format!("{} tok", u.total_tokens)
+    };
+    match u.cost_usd {
+        Some(c) => format!("{tokens} · ${c:.4}"),
+        None => tokens,
     }
 }
 
@@ -109,6 +138,8 @@ impl Children {
             started: None,
             ended: None,
             tokens: 0,
+            usage: None,
+            worktree: None,
             error: None,
             result: None,
             assignment,
@@ -127,6 +158,8 @@ impl Children {
             started: None,
             ended: None,
             tokens: 0,
+            usage: None,
+            worktree: None,
             error: Some(error),
             result: None,
             assignment: Some(assignment),
@@ -241,6 +274,12 @@ impl Children {
                             None => worker.clone(),
                         });
                     }
+                    // A nested session's run counts by its `complete`; the
+                    // child's own run by its `sub_agent_completed` (which a
+                    // run stopped by a budget also carries).
+                    AgentEvent::Complete { usage: Some(u) } if !who.is_top => {
+                        child.usage.get_or_insert_with(TokenUsage::default).add(u);
+                    }
                     _ => {}
                 }
                 if child.phase == Phase::InPool && who.is_top {
@@ -253,7 +292,19 @@ impl Children {
             AgentEvent::ChildApprovalRequested { .. } if !matches!(child.phase, Phase::Done(_)) => {
                 child.phase = Phase::Awaiting;
             }
-            AgentEvent::SubAgentCompleted { status, error, .. } if who.is_top => {
+            AgentEvent::SubAgentCompleted {
+                status,
+                error,
+                worktree,
+                usage,
+                ..
+            } if who.is_top => {
+                if worktree.is_some() {
+                    child.worktree.clone_from(worktree);
+                }
+                if let Some(u) = usage {
+                    child.usage.get_or_insert_with(TokenUsage::default).add(u);
+                }
                 if matches!(child.phase, Phase::Done(_)) {
                     return false;
                 }
@@ -314,6 +365,11 @@ impl Children {
         c
     }
 
+    /// What all children used together (the root's total), when any reported.
+    pub fn total_usage(&self) -> Option<TokenUsage> {
+        total_usage(&self.list)
+    }
+
     /// Children that completed.
     pub fn completed(&self) -> usize {
         self.counts()[3]
@@ -330,6 +386,8 @@ mod tests {
             child_session_id: child.into(),
             status,
             error: None,
+            usage: None,
+            worktree: None,
         }
     }
 

@@ -396,6 +396,11 @@ impl<'a> Front<'a> {
             input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
             input.max_rounds = self.options.max_rounds;
             input.read_only = self.options.read_only;
+            input.max_tokens = self.options.max_tokens;
+            input.max_cost_usd = self.options.max_cost_usd;
+            if self.options.worktree {
+                input.isolation = Some(bamboo_engine::worktree::Isolation::Worktree);
+            }
             let input_auto_run = input.auto_run;
             let child = tokio::select! {
                 biased;

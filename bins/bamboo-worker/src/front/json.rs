@@ -37,6 +37,12 @@ struct ChildLine<'a> {
     result: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// Tokens, cache tokens, cost, turns and tool calls, when reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<bamboo_domain::TokenUsage>,
+    /// Its git worktree: branch, commit, changed files (`--worktree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worktree: Option<&'a bamboo_domain::WorktreeOutcome>,
 }
 
 /// The last line.
@@ -49,6 +55,9 @@ struct SummaryLine<'a> {
     total: usize,
     completed: usize,
     duration_ms: u64,
+    /// The root's total over its children, when any reported usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<bamboo_domain::TokenUsage>,
     children: Vec<ChildLine<'a>>,
 }
 
@@ -110,6 +119,7 @@ pub fn summary(
         total: children.len(),
         completed,
         duration_ms: millis(now.saturating_duration_since(started)),
+        usage: super::children::total_usage(children),
         children: lines,
     };
     write_line(out, &line)
@@ -135,6 +145,8 @@ fn child_line(c: &Child) -> ChildLine<'_> {
         tokens: c.tokens,
         result: c.result.as_deref(),
         error: c.error.as_deref(),
+        usage: c.usage,
+        worktree: c.worktree.as_ref(),
     }
 }
 

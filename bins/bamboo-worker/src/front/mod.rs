@@ -71,6 +71,14 @@ pub enum ExecutorChoice {
         /// The model and its key.
         provider: Provider,
     },
+    /// A coding agent (Claude Code, Codex) as the child's engine.
+    Agent {
+        /// Its `claude_code` or `codex` spec.
+        spec: bamboo_subagent::spec::ExecutorSpec,
+        /// The key (and base URL) it gets in its own environment; none: the
+        /// agent's own login.
+        provider: Option<Provider>,
+    },
 }
 
 /// A model and the credential of its provider.
@@ -85,10 +93,11 @@ pub struct Provider {
 }
 
 impl ExecutorChoice {
-    fn provider(&self) -> Option<&Provider> {
+    /// The model and credential the children get, if any.
+    pub fn provider(&self) -> Option<&Provider> {
         match self {
             Self::Echo => None,
-            Self::Cli { provider, .. } => provider.as_ref(),
+            Self::Cli { provider, .. } | Self::Agent { provider, .. } => provider.as_ref(),
             Self::Llm { provider } => Some(provider),
         }
     }
@@ -145,6 +154,12 @@ pub struct RunOptions {
     pub max_rounds: Option<u32>,
     /// Every child a read-only reviewer (`--read-only`).
     pub read_only: bool,
+    /// Per-child token budget (`--max-tokens`).
+    pub max_tokens: Option<u64>,
+    /// Per-child cost budget in USD (`--max-cost`).
+    pub max_cost_usd: Option<f64>,
+    /// Each child in its own git worktree (`--worktree`).
+    pub worktree: bool,
     /// The root's project key (`--project`); default: the workspace's path.
     pub project: Option<String>,
     /// Output form.

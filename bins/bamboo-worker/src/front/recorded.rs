@@ -42,6 +42,12 @@ pub struct Recorded {
     /// `--read-only`.
     #[serde(default)]
     pub read_only: bool,
+    /// `--agent-bin` (claude, codex), as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_bin: Option<String>,
+    /// `--permission-mode` (claude, codex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
 }
 
 /// One flag of [`Recorded`]: its name on the command line, and how it reads.
@@ -65,11 +71,15 @@ pub enum Field {
     MaxTurns,
     /// `--read-only`
     ReadOnly,
+    /// `--agent-bin`
+    AgentBin,
+    /// `--permission-mode`
+    PermissionMode,
 }
 
 impl Field {
     /// Every field, in the order differences are named.
-    pub const ALL: [Field; 9] = [
+    pub const ALL: [Field; 11] = [
         Field::Executor,
         Field::Program,
         Field::Model,
@@ -79,6 +89,8 @@ impl Field {
         Field::PassEnv,
         Field::MaxTurns,
         Field::ReadOnly,
+        Field::AgentBin,
+        Field::PermissionMode,
     ];
 
     /// The flag, as a person types it.
@@ -93,6 +105,8 @@ impl Field {
             Field::PassEnv => "--pass-env",
             Field::MaxTurns => "--max-turns",
             Field::ReadOnly => "--read-only",
+            Field::AgentBin => "--agent-bin",
+            Field::PermissionMode => "--permission-mode",
         }
     }
 }
@@ -115,6 +129,8 @@ impl Recorded {
                 .max_turns
                 .map_or_else(|| "(none)".into(), |n| n.to_string()),
             Field::ReadOnly => self.read_only.to_string(),
+            Field::AgentBin => opt(&self.agent_bin),
+            Field::PermissionMode => opt(&self.permission_mode),
         }
     }
 
@@ -130,6 +146,8 @@ impl Recorded {
             Field::PassEnv => self.pass_env = other.pass_env.clone(),
             Field::MaxTurns => self.max_turns = other.max_turns,
             Field::ReadOnly => self.read_only = other.read_only,
+            Field::AgentBin => self.agent_bin = other.agent_bin.clone(),
+            Field::PermissionMode => self.permission_mode = other.permission_mode.clone(),
         }
     }
 

@@ -396,6 +396,8 @@ mod tests {
             result: result.map(str::to_owned),
             assignment: None,
             worker: None,
+            usage: None,
+            worktree: None,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct SessionsOptions {
     pub show: Option<String>,
     /// List only this project's sessions: a directory, or a key as given.
     pub project: Option<String>,
+    /// Remove the kept git worktree of this child instead.
+    pub remove_worktree: Option<String>,
 }
 
 /// Runs `sessions`: prints the listing or one session to stdout.
@@ -47,9 +49,17 @@ pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
             return Err(e);
         }
     }
-    let text = match &options.show {
-        None => list(&opened, options.json).await,
-        Some(id) => match super::ids::resolve(
+    let text = match (&options.show, &options.remove_worktree) {
+        (_, Some(id)) => match super::ids::resolve(
+            id,
+            opened.sessions.keys().map(String::as_str),
+            &options.data_dir,
+        ) {
+            Ok(id) => remove_worktree(&opened, &id).await,
+            Err(e) => Err(e),
+        },
+        (None, None) => list(&opened, options.json).await,
+        (Some(id), None) => match super::ids::resolve(
             id,
             opened.sessions.keys().map(String::as_str),
             &options.data_dir,
@@ -72,6 +82,9 @@ fn emit(text: &str) {
 /// An engine on the data directory, and the sessions it holds.
 struct Opened {
     engine: Engine,
+    /// The store under the engine, for the one write `sessions` makes
+    /// (recording a removed worktree).
+    store: Arc<FileStore>,
     /// Every readable session, by id.
     sessions: HashMap<String, Session>,
 }
@@ -125,7 +138,11 @@ impl Opened {
                 }
             }
         }
-        Ok(Self { engine, sessions })
+        Ok(Self {
+            engine,
+            store,
+            sessions,
+        })
     }
 
     /// Keeps only the sessions of `project` (S5): an existing directory
@@ -294,6 +311,52 @@ fn shown_title(n: &Node) -> String {
     }
 }
 
+/// `sessions remove-worktree ID`: removes the child's kept worktree and
+/// records that it is gone.
+async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
+    let Some(session) = opened.sessions.get(id) else {
+        bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
+    };
+    let Some(wt) = bamboo_engine::worktree::of(session) else {
+        bail!("session {id} has no worktree: only children of `run --worktree` have one");
+    };
+    if wt.removed {
+        return Ok(format!(
+            "the worktree of {id} was already removed (branch {})\n",
+            wt.branch
+        ));
+    }
+    let path = wt.path.clone();
+    let wt = tokio::task::spawn_blocking(move || {
+        let mut wt = wt;
+        bamboo_engine::worktree::remove(&mut wt).map(|()| wt)
+    })
+    .await
+    .context("removing the worktree failed")?
+    .map_err(anyhow::Error::msg)?;
+    let record = wt.clone();
+    opened
+        .store
+        .update(
+            id,
+            Box::new(move |s: &mut Session| {
+                bamboo_engine::worktree::store(s, &record);
+                true
+            }),
+        )
+        .await
+        .context("cannot record the removed worktree")?;
+    let branch = if wt.commit.is_some() {
+        "kept with its commits"
+    } else {
+        "deleted (it had no commit)"
+    };
+    Ok(format!(
+        "removed the worktree {path}; branch {} {branch}\n",
+        wt.branch
+    ))
+}
+
 async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
     let Some(session) = opened.sessions.get(id) else {
         bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
@@ -314,7 +377,32 @@ async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
         .values()
         .map(|s| (s.id.as_str(), s.title.as_str()))
         .collect();
-    Ok(render_session(session, &logs, &titles))
+    let mut text = render_session(session, &logs, &titles);
+    if session.parent_id.is_none() {
+        // The root's total: what its children used, when any reported it.
+        let used: Vec<bamboo_domain::TokenUsage> = opened
+            .sessions
+            .values()
+            .filter(|c| c.parent_id.as_deref() == Some(id))
+            .filter(|c| c.metadata.contains_key(bamboo_engine::usage::USAGE_KEY))
+            .map(bamboo_engine::usage::totals)
+            .collect();
+        if !used.is_empty() {
+            let mut total = bamboo_domain::TokenUsage::default();
+            for u in &used {
+                total.add(u);
+            }
+            text = text.replacen(
+                "kind     root\n",
+                &format!(
+                    "kind     root\nusage    {} (its children)\n",
+                    usage_line(&total)
+                ),
+                1,
+            );
+        }
+    }
+    Ok(text)
 }
 
 #[derive(Serialize)]
@@ -370,6 +458,15 @@ fn concerns(event: &AgentEvent, id: &str) -> bool {
 }
 
 /// The human view of one session.
+/// `1234 tokens, $0.0123, 3 turns, 2 tool calls`.
+fn usage_line(u: &bamboo_domain::TokenUsage) -> String {
+    let cost = u.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+    format!(
+        "{} tokens{cost}, {} turns, {} tool calls",
+        u.total_tokens, u.turns, u.tool_calls
+    )
+}
+
 pub fn render_session(s: &Session, logs: &Logs, titles: &HashMap<&str, &str>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "session  {}", s.id);
@@ -380,6 +477,38 @@ pub fn render_session(s: &Session, logs: &Logs, titles: &HashMap<&str, &str>) ->
             let _ = writeln!(out, "status   {}", c.status);
             if let Some(e) = &c.last_error {
                 let _ = writeln!(out, "error    {}", indent_rest(e, "         "));
+            }
+            if s.metadata.contains_key(bamboo_engine::usage::USAGE_KEY) {
+                let _ = writeln!(
+                    out,
+                    "usage    {}",
+                    usage_line(&bamboo_engine::usage::totals(s))
+                );
+            }
+            if let Some(w) = bamboo_engine::worktree::of(s) {
+                let files = if w.files.is_empty() {
+                    "no files".to_owned()
+                } else {
+                    w.files.join(", ")
+                };
+                let _ = match (&w.commit, w.removed) {
+                    (Some(c), false) => writeln!(
+                        out,
+                        "worktree {} on branch {} at {c} ({files})",
+                        w.path, w.branch
+                    ),
+                    (Some(c), true) => writeln!(
+                        out,
+                        "worktree removed; branch {} at {c} ({files})",
+                        w.branch
+                    ),
+                    (None, false) => writeln!(
+                        out,
+                        "worktree {} on branch {} (nothing committed yet)",
+                        w.path, w.branch
+                    ),
+                    (None, true) => writeln!(out, "worktree none kept: the child changed nothing"),
+                };
             }
         }
         _ => {

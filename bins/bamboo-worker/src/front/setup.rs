@@ -39,6 +39,7 @@ pub async fn build_engine(
             args: args.clone(),
         }),
         ExecutorChoice::Llm { .. } => builder.executor(ExecutorSpec::BambooRuntime),
+        ExecutorChoice::Agent { spec, .. } => builder.executor(spec.clone()),
     };
     if let Some(p) = options.executor.provider() {
         builder = builder.credentials(Arc::new(OneCredential(ProviderCredential {

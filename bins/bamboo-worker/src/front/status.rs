@@ -96,8 +96,12 @@ impl StatusArea {
         }
         let elapsed = now.saturating_duration_since(self.started);
         let progress = super::progress::text(done + failed, children.all().len(), elapsed);
+        let used = children
+            .total_usage()
+            .map(|u| format!(" · {}", super::children::usage_text(&u)))
+            .unwrap_or_default();
         let mut lines = vec![self.style.dim(&format!(
-            "── {} · {} · {progress}",
+            "── {} · {} · {progress}{used}",
             counts.join(" · "),
             human_duration(elapsed)
         ))];
@@ -200,5 +204,43 @@ mod tests {
         let lines = area.lines(&c, Instant::now());
         assert!(lines[0].contains("0 queued · 1 running"), "{lines:?}");
         assert!(lines[1].contains("on w-7@gpu-1"), "{lines:?}");
+    }
+
+    /// C14: the status area shows the running total of what the children
+    /// used: a child's own run by its completion, a nested run by its
+    /// `complete`.
+    #[test]
+    fn the_area_shows_the_usage_so_far() {
+        use bamboo_domain::{AgentEvent, CompletionStatus, TokenUsage};
+        let mut c = Children::default();
+        c.add("a".into(), "a".into(), None);
+        let run = TokenUsage {
+            total_tokens: 1500,
+            cost_usd: Some(0.25),
+            ..TokenUsage::default()
+        };
+        let top = c.who("root", "a").unwrap();
+        let nested = c.who("a", "g").unwrap();
+        let wrapped = AgentEvent::SubAgentEvent {
+            parent_session_id: "a".into(),
+            child_session_id: "g".into(),
+            event: Box::new(AgentEvent::Complete { usage: Some(run) }),
+        };
+        c.apply(&nested, &wrapped, chrono::Utc::now());
+        let done = AgentEvent::SubAgentCompleted {
+            parent_session_id: "root".into(),
+            child_session_id: "a".into(),
+            status: CompletionStatus::Completed,
+            error: None,
+            usage: Some(run),
+            worktree: None,
+        };
+        c.apply(&top, &done, chrono::Utc::now());
+        let area = StatusArea::new(Style {
+            colour: false,
+            sanitize: true,
+        });
+        let lines = area.lines(&c, Instant::now());
+        assert!(lines[0].ends_with(" · 3.0k tok · $0.5000"), "{lines:?}");
     }
 }

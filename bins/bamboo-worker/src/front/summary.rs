@@ -1,10 +1,12 @@
-//! The table printed at the end: name, status, duration, first line of the error.
+//! The table printed at the end: name, status, duration, usage (tokens and
+//! cost, when any child reported them), first line of the error; and the
+//! root's total usage.
 
 use std::time::{Duration, Instant};
 
-use bamboo_domain::CompletionStatus;
+use bamboo_domain::{CompletionStatus, TokenUsage};
 
-use super::children::{Child, Phase};
+use super::children::{total_usage, Child, Phase};
 use super::style::first_line;
 
 /// Above this many children only the ones that did not complete get a row.
@@ -13,6 +15,7 @@ const FULL_TABLE_MAX: usize = 40;
 /// The summary as text lines (no trailing newline per line).
 pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<String> {
     let now = Instant::now();
+    let with_usage = children.iter().any(|c| c.usage.is_some());
     let rows: Vec<[String; 4]> = children
         .iter()
         .filter(|c| children.len() <= FULL_TABLE_MAX || !(completed(c) || uncreated(c)))
@@ -20,14 +23,20 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
             [
                 c.name.clone(),
                 status(c).to_owned(),
-                human_duration(c.elapsed(chrono::Utc::now())),
+                with_usage_column(
+                    human_duration(c.elapsed(chrono::Utc::now())),
+                    with_usage.then(|| c.usage.as_ref().map(usage_cell).unwrap_or_default()),
+                ),
                 first_line(c.error.as_deref().unwrap_or(""), 80),
             ]
         })
         .collect();
     let mut lines = Vec::new();
     if !rows.is_empty() {
-        let header = ["NAME", "STATUS", "DURATION", "ERROR"].map(String::from);
+        let mut header = ["NAME", "STATUS", "DURATION", "ERROR"].map(String::from);
+        if with_usage {
+            header[2] = with_usage_column("DURATION".into(), Some(usage_header()));
+        }
         let mut widths = [0; 3];
         for row in std::iter::once(&header).chain(&rows) {
             for (w, cell) in widths.iter_mut().zip(row) {
@@ -48,6 +57,11 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
             lines.push(line.trim_end().to_owned());
         }
     }
+    for c in children {
+        if let Some(w) = &c.worktree {
+            lines.push(worktree_line(&c.name, w));
+        }
+    }
     let done = children.iter().filter(|c| completed(c)).count();
     if children.len() > FULL_TABLE_MAX && done > 0 {
         lines.push(format!("({done} completed children not listed)"));
@@ -61,11 +75,67 @@ pub fn table(children: &[Child], interrupted: bool, started: Instant) -> Vec<Str
         super::units::count(children.len(), "run", "runs"),
         human_duration(now.saturating_duration_since(started))
     );
+    if let Some(total) = total_usage(children) {
+        let cost = total
+            .cost_usd
+            .map(|c| format!(", ${c:.4}"))
+            .unwrap_or_default();
+        last.push_str(&format!(
+            "; in total {} tokens{cost}, {} turns, {} tool calls",
+            total.total_tokens, total.turns, total.tool_calls
+        ));
+    }
     if interrupted {
         last.push_str(" (interrupted)");
     }
     lines.push(last);
     lines
+}
+
+/// Width of the duration column when usage columns follow it.
+const DURATION_WIDTH: usize = 8;
+
+/// The duration cell, followed by the usage cells when shown (kept in one
+/// cell so the table's column logic stays as it is).
+fn with_usage_column(duration: String, usage: Option<String>) -> String {
+    match usage {
+        Some(u) => format!("{duration:DURATION_WIDTH$}  {u}"),
+        None => duration,
+    }
+}
+
+fn usage_header() -> String {
+    format!(
+        "{:>8}  {:>10}  {:>5}  {:>5}",
+        "TOKENS", "COST", "TURNS", "TOOLS"
+    )
+}
+
+/// Tokens, cost (`-` when unknown), turns and tool calls, aligned.
+fn usage_cell(u: &TokenUsage) -> String {
+    let cost = u
+        .cost_usd
+        .map_or_else(|| "-".into(), |c| format!("${c:.4}"));
+    format!(
+        "{:>8}  {:>10}  {:>5}  {:>5}",
+        u.total_tokens, cost, u.turns, u.tool_calls
+    )
+}
+
+/// `name: branch bamboo/name at 1a2b3c4 (2 files: a.txt, b.txt)`, or that
+/// it changed nothing and left no branch.
+pub fn worktree_line(name: &str, w: &bamboo_domain::WorktreeOutcome) -> String {
+    match &w.commit {
+        Some(commit) => format!(
+            "{name}: branch {} at {} ({} file{}: {})",
+            w.branch,
+            commit.chars().take(7).collect::<String>(),
+            w.files.len(),
+            if w.files.len() == 1 { "" } else { "s" },
+            w.files.join(", ")
+        ),
+        None => format!("{name}: changed nothing; no branch kept"),
+    }
 }
 
 fn uncreated(c: &Child) -> bool {
@@ -123,6 +193,8 @@ mod tests {
             child_session_id: "b".into(),
             status: CompletionStatus::Error,
             error: Some("kaput\nstderr tail".into()),
+            usage: None,
+            worktree: None,
         };
         c.apply(&b, &done, chrono::Utc::now());
         let lines = table(c.all(), true, t);

@@ -65,6 +65,20 @@ pub struct CreateArgs {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_rounds: Option<u32>,
+    /// Budget: most tokens (in, out and cache) over all the child's runs;
+    /// past it the child is cancelled, the error naming the budget.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u64>,
+    /// Budget: most cost in US dollars over all the child's runs, where its
+    /// executor reports cost; past it the child is cancelled.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// `worktree`: the child works in a git worktree of its own, on a new
+    /// branch `bamboo/<title>` from HEAD; its changes are committed there
+    /// and reported (the workspace must be in a git repository).
+    #[serde(default)]
+    pub isolation: Option<crate::worktree::Isolation>,
     /// Make the child a read-only reviewer: it may read and run read-only
     /// commands, and its writes are refused (default false).
     #[serde(default)]

@@ -78,6 +78,9 @@ pub async fn create(engine: &Engine, parent: &str, a: CreateArgs) -> Out {
         system_prompt: a.system_prompt.filter(|p| !p.trim().is_empty()),
         disabled_tools: a.disabled_tools,
         max_rounds: a.max_rounds,
+        max_tokens: a.max_tokens,
+        max_cost_usd: a.max_cost_usd,
+        isolation: a.isolation,
         read_only: a.read_only,
         auto_run: a.auto_run,
         ..CreateChild::default()
@@ -110,7 +113,7 @@ pub async fn list(engine: &Engine, parent: &str) -> Out {
     let children: Vec<Value> = kids
         .iter()
         .map(|k| {
-            json!({
+            let mut v = json!({
                 "child_session_id": k.id,
                 "title": k.title,
                 "subagent_type": k.role,
@@ -118,7 +121,12 @@ pub async fn list(engine: &Engine, parent: &str) -> Out {
                 "last_run_error": k.last_error,
                 "is_running": k.running,
                 "updated_at": k.updated_at.to_rfc3339(),
-            })
+            });
+            // Extension (C14): present only when the child's runs reported it.
+            if let Some(u) = &k.usage {
+                v["usage"] = json!(u);
+            }
+            v
         })
         .collect();
     Ok(json!({"parent_session_id": parent, "count": children.len(), "children": children}))
@@ -135,6 +143,23 @@ pub async fn get(engine: &Engine, parent: &str, a: ChildArgs) -> Out {
 }
 
 fn detail_json(d: &ChildDetail) -> Value {
+    let mut v = detail_reference_json(d);
+    // Extensions (C12, C13, C14): present only when set.
+    for (key, value) in [
+        ("usage", d.usage.as_ref().map(|u| json!(u))),
+        ("worktree", d.worktree.as_ref().map(|w| json!(w))),
+        ("max_tokens", d.max_tokens.map(|n| json!(n))),
+        ("max_cost_usd", d.max_cost_usd.map(|c| json!(c))),
+    ] {
+        if let Some(value) = value {
+            v[key] = value;
+        }
+    }
+    v
+}
+
+/// The reference's `get` fields.
+fn detail_reference_json(d: &ChildDetail) -> Value {
     json!({
         "child_session_id": d.id,
         "title": d.title,

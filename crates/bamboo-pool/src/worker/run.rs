@@ -63,12 +63,7 @@ pub(crate) async fn serve_run(env: Arc<RunEnv>, item: WorkItem, stop: Cancellati
         )),
         Ok(executor) => drive(executor, item, out_tx.clone(), control, stop).await,
     };
-    let terminal = ChildFrame::Terminal(Terminal {
-        status: outcome.status,
-        result: outcome.result,
-        error: outcome.error,
-        transcript: outcome.transcript,
-    });
+    let terminal = ChildFrame::Terminal(Terminal::from(outcome));
     let _ = out_tx.send(terminal.to_text()).await;
     drop(out_tx);
     let _ = outbox.await;

@@ -12,7 +12,7 @@ pub mod frame_host;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bamboo_domain::{AgentEvent, Message, TerminalStatus};
+use bamboo_domain::{AgentEvent, Message, TerminalStatus, TokenUsage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,10 @@ pub struct RunOutcome {
     pub error: Option<String>,
     /// The run's transcript, when kept.
     pub transcript: Option<Vec<Message>>,
+    /// What the run used, when the executor counts it.
+    pub usage: Option<TokenUsage>,
+    /// The coding agent's session id, for the child's next run to resume.
+    pub agent_session_id: Option<String>,
 }
 
 impl RunOutcome {
@@ -46,6 +50,8 @@ impl RunOutcome {
             result: Some(result.into()),
             error: None,
             transcript: None,
+            usage: None,
+            agent_session_id: None,
         }
     }
 
@@ -56,6 +62,8 @@ impl RunOutcome {
             result: None,
             error: Some(error.into()),
             transcript: None,
+            usage: None,
+            agent_session_id: None,
         }
     }
 
@@ -66,6 +74,8 @@ impl RunOutcome {
             result: None,
             error: Some("run cancelled".into()),
             transcript: None,
+            usage: None,
+            agent_session_id: None,
         }
     }
 }

@@ -274,6 +274,8 @@ impl Connection {
                             .into(),
                     ),
                     transcript: None,
+                    usage: None,
+                    agent_session_id: None,
                 });
                 let _ = self.out.send(refused.to_text()).await;
             }
@@ -368,12 +370,7 @@ const MAX_TERMINAL_BYTES: usize = 12 << 20;
 /// The terminal frame of `outcome`; without its transcript when that would
 /// make the frame too large (the result and status always go through).
 fn terminal_text(outcome: crate::executor::RunOutcome) -> String {
-    let mut terminal = Terminal {
-        status: outcome.status,
-        result: outcome.result,
-        error: outcome.error,
-        transcript: outcome.transcript,
-    };
+    let mut terminal = Terminal::from(outcome);
     let text = ChildFrame::Terminal(terminal.clone()).to_text();
     if text.len() <= MAX_TERMINAL_BYTES || terminal.transcript.is_none() {
         return text;

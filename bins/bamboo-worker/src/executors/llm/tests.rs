@@ -418,6 +418,7 @@ async fn malformed_streams_end_the_run_with_a_clear_error() {
             status: 200,
             chunks: vec!["data: {\"choices\":[{\"delta\":{\"content\":\"cut \"}}]}\n\n".into()],
             hang: false,
+            delay: std::time::Duration::ZERO,
         },
     ])
     .await
@@ -441,6 +442,7 @@ async fn a_stalled_stream_is_cancelled_at_once() {
         status: 200,
         chunks: vec!["data: {\"choices\":[{\"delta\":{\"content\":\"partial \"}}]}\n\n".into()],
         hang: true,
+        delay: std::time::Duration::ZERO,
     }])
     .await
     .expect("server");
@@ -464,6 +466,7 @@ async fn stalled_stream_times_out_with_idle_limit() {
         status: 200,
         chunks: vec![],
         hang: true,
+        delay: std::time::Duration::ZERO,
     }])
     .await
     .expect("server");
