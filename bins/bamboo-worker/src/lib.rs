@@ -6,5 +6,6 @@ pub mod executors;
 pub mod front;
 pub mod memory;
 pub mod resident;
+pub mod resident_pki;
 pub mod serve;
 pub mod stdin_spec;
