@@ -38,7 +38,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", num_args = 1.., conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_self_signed: Vec<String>,
     /// Where --tls-self-signed keeps ca.pem, cert.pem and key.pem (0600).
-    #[arg(long, value_name = "DIR", default_value = "bamboo-tls", requires = "tls_self_signed")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "bamboo-tls",
+        requires = "tls_self_signed"
+    )]
     pub tls_dir: PathBuf,
     /// Allow a non-loopback --listen without TLS (the token then crosses the
     /// network in clear text).

@@ -63,7 +63,9 @@ pub fn ensure(dir: &Path, names: &[String]) -> anyhow::Result<SelfSigned> {
 
 /// `(CA certificate, leaf certificate, leaf key)` as PEM.
 fn make(names: &[String]) -> anyhow::Result<(String, String, String)> {
-    let fail = |what: &'static str| move |e: rcgen::Error| anyhow::anyhow!("--tls-self-signed: cannot {what}: {e}");
+    let fail = |what: &'static str| {
+        move |e: rcgen::Error| anyhow::anyhow!("--tls-self-signed: cannot {what}: {e}")
+    };
     let mut ca_params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail("set up the CA"))?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
@@ -127,7 +129,9 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&made.key), 0o600);
         assert_eq!(mode(&tls), 0o700);
-        assert!(!std::fs::read_to_string(&made.ca).unwrap().contains("PRIVATE KEY"));
+        assert!(!std::fs::read_to_string(&made.ca)
+            .unwrap()
+            .contains("PRIVATE KEY"));
         let again = ensure(&tls, &["other".into()]).unwrap();
         assert!(!again.made);
         assert_eq!(std::fs::read(&again.cert).unwrap(), cert, "reused");
