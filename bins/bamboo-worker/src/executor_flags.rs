@@ -204,31 +204,6 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_urls_are_told_from_remote_ones() {
-        for url in [
-            "http://127.0.0.1:8080/v1",
-            "http://localhost:11434/v1",
-            "http://[::1]:8000/v1",
-            "http://127.1.2.3/v1",
-        ] {
-            assert!(is_loopback_url(url), "{url}");
-        }
-        for url in [
-            "https://api.openai.com/v1",
-            "http://10.0.0.7:8000/v1",
-            "not a url",
-            "http://localhost.example.com/v1",
-        ] {
-            assert!(!is_loopback_url(url), "{url}");
-        }
-    }
-}
-
 /// The `--pass-env` variables with their values from this environment.
 pub fn passed_env(names: &[String]) -> anyhow::Result<Vec<(String, Secret)>> {
     names
@@ -289,4 +264,29 @@ pub fn self_spec(
         ..Capabilities::default()
     };
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_told_from_remote_ones() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:11434/v1",
+            "http://[::1]:8000/v1",
+            "http://127.1.2.3/v1",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.7:8000/v1",
+            "not a url",
+            "http://localhost.example.com/v1",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }
