@@ -233,6 +233,46 @@ fn show_assembles_a_childs_tokens_into_its_text() {
     assert!(text_line.trim_end().ends_with("w1998 w1999"), "{text_line}");
 }
 
+/// Issue 25 part 6: on a terminal `show` goes through `$PAGER`; with
+/// `--no-pager`, or piped, it is printed straight.
+#[test]
+fn show_pages_through_the_pager_on_a_terminal_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = worker(&["run", "--data-dir", d, "paged child"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (id, _) = only_child(dir.path());
+    // `script` gives `sessions` a pseudo-terminal as stdout; the "pager"
+    // marks every line it shows.
+    let on_terminal = |extra: &str| {
+        let cmd = format!(
+            "{} sessions --data-dir {d} show {id} {extra}",
+            bamboo_e2e::worker_bin().display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("PAGER", "sed 's/^/paged: /'")
+            .stdin(Stdio::null())
+            .output()
+            .expect("`script` (util-linux) is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let paged = on_terminal("");
+    assert!(paged.contains("paged: session  "), "{paged}");
+    let straight = on_terminal("--no-pager");
+    assert!(
+        straight.contains("session  ") && !straight.contains("paged: "),
+        "{straight}"
+    );
+    // Piped: never paged.
+    let piped = Command::new(bamboo_e2e::worker_bin())
+        .args(["sessions", "--data-dir", d, "show", &id])
+        .env("PAGER", "sed 's/^/paged: /'")
+        .output()
+        .unwrap();
+    assert!(!stdout(&piped).contains("paged: "), "{}", text(&piped));
+}
+
 /// Issue 25 part 6: while `run --data-dir D` holds D, `sessions` lists and
 /// shows its running child (read-only), and `show --follow` prints the
 /// child's events as they are logged and ends when the child ends.
