@@ -30,13 +30,15 @@ pub struct ReadTo {
 }
 
 /// Prints the events of session `id` logged after `read_to` as they arrive;
-/// returns once neither it nor any of its descendants is running (a child
-/// not started yet is waited for).
+/// returns once neither it nor any of its descendants is running. A child
+/// not started yet is waited for when `held` (a run holds the directory and
+/// may start it); otherwise nothing will.
 pub async fn follow(
     dir: &Path,
     id: &str,
     titles: HashMap<String, String>,
     read_to: ReadTo,
+    held: bool,
 ) -> anyhow::Result<()> {
     let session = FileStore::peek(dir, id)
         .with_context(|| format!("cannot read session {id}"))?
@@ -62,8 +64,8 @@ pub async fn follow(
         }
         let (tail, seen) = &mut own;
         render(&mut text, &mut transcript, fresh(tail, seen)?.iter());
-        super::sessions::emit_partial(&text);
-        if !live(dir, id)? {
+        super::sessions::emit(&text);
+        if !live(dir, id, held)? {
             // One more round: the last events may reach the file just after
             // the status does.
             if ended_once {
@@ -77,7 +79,7 @@ pub async fn follow(
     }
     let mut text = String::new();
     transcript.finish(&mut text);
-    super::sessions::emit_partial(&text);
+    super::sessions::emit(&text);
     Ok(())
 }
 
@@ -101,8 +103,9 @@ fn render<'a>(
     }
 }
 
-/// Whether session `id` or a descendant runs (or `id` waits to run).
-fn live(dir: &Path, id: &str) -> anyhow::Result<bool> {
+/// Whether session `id` or a descendant runs (or, when `held`, `id` waits
+/// to run).
+fn live(dir: &Path, id: &str, held: bool) -> anyhow::Result<bool> {
     let mut sessions: Vec<Session> = Vec::new();
     for sid in FileStore::peek_ids(dir).context("cannot list the sessions")? {
         if let Ok(Some(s)) = FileStore::peek(dir, &sid) {
@@ -123,7 +126,7 @@ fn live(dir: &Path, id: &str) -> anyhow::Result<bool> {
     };
     Ok(sessions.iter().any(|s| {
         let status = s.status();
-        let waiting = s.id == id && status == Some(ChildStatus::Pending);
+        let waiting = held && s.id == id && status == Some(ChildStatus::Pending);
         (status == Some(ChildStatus::Running) || waiting) && within(s)
     }))
 }

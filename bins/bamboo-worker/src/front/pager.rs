@@ -9,12 +9,12 @@ use std::process::{Command, Stdio};
 /// Shows `text` through the pager when stdout is a terminal, else prints it.
 pub fn page(text: &str) {
     if !std::io::stdout().is_terminal() {
-        return super::sessions::emit_partial(text);
+        return super::sessions::emit(text);
     }
     let pager = std::env::var("PAGER").unwrap_or_else(|_| "less".to_owned());
     // `PAGER=` or `PAGER=cat` asks for no pager.
     if pager.trim().is_empty() || pager.trim() == "cat" {
-        return super::sessions::emit_partial(text);
+        return super::sessions::emit(text);
     }
     let mut command = Command::new("sh");
     // Through the shell, as git and man do: `PAGER="less -S"` has arguments.
@@ -26,7 +26,7 @@ pub fn page(text: &str) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(pager = %pager, error = %e, "cannot start the pager; printing instead");
-            return super::sessions::emit_partial(text);
+            return super::sessions::emit(text);
         }
     };
     if let Some(mut stdin) = child.stdin.take() {

@@ -76,12 +76,14 @@ pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
         },
     };
     let titles = opened.titles();
+    // Held by a run: a child still pending may yet start, so --follow waits.
+    let held = opened.engine.is_none();
     opened.close().await;
     let (text, id) = shown?;
     match id {
         Some((id, read_to)) if options.follow => {
             emit(&text);
-            super::follow::follow(&options.data_dir, &id, titles, read_to).await
+            super::follow::follow(&options.data_dir, &id, titles, read_to, held).await
         }
         _ if options.pager && !options.json => {
             super::pager::page(&text);
@@ -95,11 +97,7 @@ pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
-pub fn emit_partial(text: &str) {
-    emit(text);
-}
-
-fn emit(text: &str) {
+pub fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
