@@ -300,6 +300,46 @@ async fn front_door_runs_llm_children_with_the_key_from_its_environment() {
     assert_eq!(auth.as_deref(), Some("Bearer sk-from-env"));
 }
 
+/// Issue 25 part 7: a keyless local endpoint needs no dummy key. With a
+/// loopback base URL (here from OPENAI_BASE_URL, the fallback of
+/// --base-url) and no key variable set, the llm child runs and no
+/// Authorization header is sent; `--api-key-env ''` says the same for any URL.
+#[tokio::test]
+async fn front_door_runs_llm_children_against_a_keyless_loopback_endpoint() {
+    for explicit_no_key in [false, true] {
+        let server = ScriptedServer::start(vec![Reply::text("hi from a local model")])
+            .await
+            .unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        let mut cmd = tokio::process::Command::new(bamboo_e2e::worker_bin());
+        cmd.args(["run", "--executor", "llm", "--model", "openai/local-model"])
+            .args(["--workspace", ws.path().to_str().unwrap()])
+            .env_remove("OPENAI_API_KEY")
+            .env("OPENAI_BASE_URL", &server.base_url);
+        if explicit_no_key {
+            cmd.args(["--api-key-env", ""]);
+        }
+        let out = cmd.arg("say hi").output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("[say-hi] hi from a local model"), "{text}");
+        let received = server.received();
+        assert_eq!(received.len(), 1);
+        assert!(
+            !received[0]
+                .headers
+                .iter()
+                .any(|(k, _)| k == "authorization"),
+            "no key, no header: {:?}",
+            received[0].headers
+        );
+    }
+}
+
 #[test]
 fn front_door_runs_cli_children_and_gates_them_on_approval() {
     let run = |approve: &str| {

@@ -236,7 +236,17 @@ fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go
     let show = worker(&["sessions", "--data-dir", d, "show", &root]);
     assert_eq!(show.status.code(), Some(0));
     let shown = String::from_utf8_lossy(&show.stdout);
-    let listed = shown.lines().filter(|l| l.starts_with("  #")).count();
+    // `show` assembles a child's tokens into one line, so every logged
+    // event is shown once as `--json`, which lists them one by one.
+    let json = worker(&["sessions", "--data-dir", d, "show", &root, "--json"]);
+    assert_eq!(json.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let listed = doc["descendant_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] != "events_truncated")
+        .count();
     assert!(
         logged > 0 && listed >= logged,
         "every whole line is shown: {listed} of {logged}"

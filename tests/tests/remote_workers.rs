@@ -115,6 +115,83 @@ async fn healthz_needs_no_token_and_reveals_nothing() {
     assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
 }
 
+/// Issue 25 part 7: `wss://` to a plain listener (a resident worker without
+/// TLS, and a one-shot worker) fails at its first answer with "does not
+/// speak TLS", well inside the 5 s handshake bound it used to wait out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_to_a_plain_listener_fails_at_once_saying_it_does_not_speak_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Resident::start(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--token-file".into(),
+        token_file(dir.path(), TOKEN).display().to_string(),
+    ]);
+    let fabric = dir.path().join("fabric");
+    let one_shot = bamboo_e2e::spawn(&bamboo_e2e::echo_spec("c1", &fabric, true)).await;
+    let one_shot_endpoint = one_shot.endpoint().to_owned();
+    for plain in [worker.endpoint.clone(), one_shot_endpoint] {
+        let secure = plain.replace("ws://", "wss://");
+        let started = Instant::now();
+        let err = connect_err(&secure, Some(TOKEN), &ClientOptions::default()).await;
+        let text = err.to_string();
+        assert!(matches!(err, TransportError::NotTls { .. }), "{text}");
+        assert!(text.contains("this endpoint does not speak TLS"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "told at once, not after the handshake bound: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Issue 25 part 7: `serve --tls-self-signed localhost` makes a CA and a
+/// leaf (key 0600), and `run --remote wss://localhost:PORT --ca-cert CA`
+/// runs children on it end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tls_self_signed_and_run_with_its_ca_work_end_to_end() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path().join("tls");
+    let token = token_file(dir.path(), TOKEN).display().to_string();
+    let worker = Resident::start(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--token-file".into(),
+        token.clone(),
+        "--tls-self-signed".into(),
+        "localhost".into(),
+        "--tls-dir".into(),
+        tls_dir.display().to_string(),
+    ]);
+    assert!(worker.endpoint.starts_with("wss://"), "{}", worker.endpoint);
+    let key_mode = std::fs::metadata(tls_dir.join("key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    let endpoint = format!("wss://localhost:{}", worker.port());
+    let ca = tls_dir.join("ca.pem").display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bamboo_e2e::worker_bin())
+            .args(["run", "--remote", &endpoint, "--token-file", &token])
+            .args(["--ca-cert", &ca, "self-signed-alpha"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("self-signed-alpha"), "{stdout}");
+}
+
 fn serve_fails(args: &[&str]) -> String {
     let out = Command::new(bamboo_e2e::worker_bin())
         .arg("serve")

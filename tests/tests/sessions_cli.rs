@@ -105,7 +105,8 @@ fn sessions_lists_a_runs_children_and_shows_transcript_and_events() {
     assert!(child.contains("status   completed"), "{child}");
     assert!(child.contains("  user: alpha one"), "{child}");
     assert!(child.contains("  assistant: echo: alpha one"), "{child}");
-    assert!(child.contains(r#"[alpha-one] token "alpha ""#), "{child}");
+    // The tokens are assembled into the child's text, on one line.
+    assert!(child.contains("[alpha-one] alpha one \n"), "{child}");
     assert!(child.contains("[alpha-one] completed"), "{child}");
     assert!(!child.contains("beta"), "only this child's events: {child}");
 
@@ -163,17 +164,177 @@ fn sessions_names_what_is_wrong_and_exits_2() {
 }
 
 #[tokio::test]
-async fn sessions_refuses_a_directory_an_engine_has_open() {
+async fn sessions_reads_a_directory_an_engine_has_open_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let engine = echo_engine(dir.path()).build().await.unwrap();
+    let root = engine.create_root("held", None).await.unwrap().id;
+    let before = tree_bytes(dir.path());
     let out = tokio::process::Command::new(bamboo_e2e::worker_bin())
         .args(["sessions", "--data-dir", dir.path().to_str().unwrap()])
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("in use"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains(&root), "{}", text(&out));
+    assert_eq!(tree_bytes(dir.path()), before, "nothing written");
     engine.shutdown().await;
+}
+
+/// Every file under `dir` and its bytes, to see that a reader wrote nothing.
+/// The store's spare files are left out: the engine holding the directory
+/// makes them in the background whenever it likes.
+fn tree_bytes(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(".spare-") {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(tree_bytes(&path));
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The id and title of the only child of the only root in `dir`.
+fn only_child(dir: &Path) -> (String, String) {
+    let json = listing(dir);
+    let child = &json[0]["children"][0];
+    (
+        child["id"].as_str().unwrap().to_owned(),
+        child["title"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Issue 25 part 6: a child that streamed 2,000 tokens shows as its text,
+/// in a few lines, not one line per token.
+#[test]
+fn show_assembles_a_childs_tokens_into_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let words: Vec<String> = (0..2000).map(|i| format!("w{i}")).collect();
+    let assignment = words.join(" ");
+    let out = worker(&["run", "--data-dir", d, &assignment]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (id, title) = only_child(dir.path());
+    let shown = worker(&["sessions", "--data-dir", d, "--no-pager", "show", &id]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let all = stdout(&shown);
+    let events: Vec<&str> = all
+        .lines()
+        .skip_while(|l| !l.starts_with("events of this child"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(events.len() <= 5, "a few lines, not 2,000: {events:#?}");
+    let text_line = events
+        .iter()
+        .find(|l| l.contains(&format!("[{title}] w0 w1 w2 ")))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(text_line.trim_end().ends_with("w1998 w1999"), "{text_line}");
+}
+
+/// Issue 25 part 6: on a terminal `show` goes through `$PAGER`; with
+/// `--no-pager`, or piped, it is printed straight.
+#[test]
+fn show_pages_through_the_pager_on_a_terminal_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = worker(&["run", "--data-dir", d, "paged child"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (id, _) = only_child(dir.path());
+    // `script` gives `sessions` a pseudo-terminal as stdout; the "pager"
+    // marks every line it shows.
+    let on_terminal = |extra: &str| {
+        let cmd = format!(
+            "{} sessions --data-dir {d} show {id} {extra}",
+            bamboo_e2e::worker_bin().display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("PAGER", "sed 's/^/paged: /'")
+            .stdin(Stdio::null())
+            .output()
+            .expect("`script` (util-linux) is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let paged = on_terminal("");
+    assert!(paged.contains("paged: session  "), "{paged}");
+    let straight = on_terminal("--no-pager");
+    assert!(
+        straight.contains("session  ") && !straight.contains("paged: "),
+        "{straight}"
+    );
+    // Piped: never paged.
+    let piped = Command::new(bamboo_e2e::worker_bin())
+        .args(["sessions", "--data-dir", d, "show", &id])
+        .env("PAGER", "sed 's/^/paged: /'")
+        .output()
+        .unwrap();
+    assert!(!stdout(&piped).contains("paged: "), "{}", text(&piped));
+}
+
+/// Issue 25 part 6: while `run --data-dir D` holds D, `sessions` lists and
+/// shows its running child (read-only), and `show --follow` prints the
+/// child's events as they are logged and ends when the child ends.
+#[test]
+fn sessions_list_show_and_follow_a_running_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut run = Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--data-dir", d, "__sleep_ms:4000 slow child text"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the child to be stored as running.
+    let deadline = Instant::now() + SOON;
+    let (id, title) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the child never showed as running"
+        );
+        if dir.path().join("sessions").is_dir() {
+            let out = worker(&["sessions", "--data-dir", d, "--json"]);
+            assert!(out.status.success(), "read-only while held: {}", text(&out));
+            let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let child = &json[0]["children"][0];
+            if child["status"] == "running" {
+                break (
+                    child["id"].as_str().unwrap().to_owned(),
+                    child["title"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run still holds the directory"
+    );
+    let human = worker(&["sessions", "--data-dir", d]);
+    assert!(stdout(&human).contains("running"), "{}", text(&human));
+    let shown = worker(&["sessions", "--data-dir", d, "show", &id]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    assert!(
+        stdout(&shown).contains("status   running"),
+        "{}",
+        text(&shown)
+    );
+
+    let followed = worker(&["sessions", "--data-dir", d, "show", &id, "--follow"]);
+    let all = text(&followed);
+    assert!(followed.status.success(), "{all}");
+    // It ended because the child did: the run is over or ending.
+    let status = run.wait().unwrap();
+    assert!(status.success(), "{all}");
+    assert!(all.contains(&format!("[{title}] slow child text")), "{all}");
+    assert!(all.contains(&format!("[{title}] completed")), "{all}");
 }
 
 /// `children_to_resume` picks the unfinished children, oldest first, and

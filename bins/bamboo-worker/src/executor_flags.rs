@@ -39,13 +39,16 @@ pub struct ExecutorArgs {
     /// environment, under its usual variable; without it the program gets no key.
     #[arg(help_heading = "Executor", long, value_name = "PROVIDER/MODEL")]
     pub model: Option<String>,
-    /// llm: base URL of an OpenAI-compatible API [default: https://api.openai.com/v1].
+    /// llm: base URL of an OpenAI-compatible API [default: $OPENAI_BASE_URL,
+    /// else https://api.openai.com/v1]. A loopback URL (a local model
+    /// server) needs no key when the key variable is unset.
     #[arg(help_heading = "Executor", long, value_name = "URL")]
     pub base_url: Option<String>,
     /// llm, cli: environment variable holding the API key [default: the provider's
     /// usual one, e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, else
     /// <PROVIDER>_API_KEY]. The key travels to workers only in their stdin spec,
     /// never in their argv or env; a cli program gets it in its own env.
+    /// llm: `--api-key-env ''` sends no key (a keyless endpoint).
     #[arg(help_heading = "Executor", long, value_name = "VAR")]
     pub api_key_env: Option<String>,
     /// Working directory of the runs [default: the current directory].
@@ -114,7 +117,14 @@ impl ExecutorArgs {
                 if a.api_key_env.is_some() && a.model.is_none() {
                     bail!("--api-key-env needs --model provider/model to say whose key it is");
                 }
-                let provider = a.model.as_deref().map(|raw| a.provider(raw)).transpose()?;
+                if a.api_key_env.as_deref() == Some("") {
+                    bail!("--api-key-env '' (no key) applies only to --executor llm: name the variable holding the program's key, or leave out --model");
+                }
+                let provider = a
+                    .model
+                    .as_deref()
+                    .map(|raw| a.provider(raw, None))
+                    .transpose()?;
                 Ok(ExecutorChoice::Cli {
                     command,
                     args,
@@ -126,8 +136,9 @@ impl ExecutorArgs {
                     .model
                     .as_deref()
                     .context("--executor llm needs --model provider/model")?;
+                let base_url = a.base_url.clone().or_else(base_url_from_env);
                 Ok(ExecutorChoice::Llm {
-                    provider: a.provider(raw)?,
+                    provider: a.provider(raw, base_url)?,
                 })
             }
             ExecutorKind::ClaudeCode | ExecutorKind::Codex => self.agent_choice(),
@@ -203,21 +214,36 @@ impl ExecutorArgs {
     }
 
     /// The model `raw` and its key, from `--api-key-env` or the provider's
-    /// usual variable.
-    fn provider(&self, raw: &str) -> anyhow::Result<Provider> {
+    /// usual variable. `base_url` is the llm endpoint (`None` for cli): with
+    /// `--api-key-env ''`, or a loopback endpoint and the variable unset,
+    /// the key is empty (no key is sent).
+    fn provider(&self, raw: &str, base_url: Option<String>) -> anyhow::Result<Provider> {
         let model = ModelRef::parse(raw).with_context(|| {
             format!("--model {raw:?} is not provider/model (e.g. openai/gpt-4o-mini)")
         })?;
+        if self.api_key_env.as_deref() == Some("") {
+            return Ok(Provider {
+                model,
+                base_url,
+                api_key: Secret::new(""),
+            });
+        }
         let var = self
             .api_key_env
             .clone()
             .unwrap_or_else(|| provider_key_var(&model.provider));
-        let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty()).with_context(|| {
-            format!("environment variable {var} is not set: export the API key there, or name another variable with --api-key-env")
-        })?;
+        let key = std::env::var(&var).ok().filter(|k| !k.trim().is_empty());
+        let key = match key {
+            Some(k) => k,
+            // A model server on this machine usually takes no key.
+            None if base_url.as_deref().is_some_and(is_loopback_url) => String::new(),
+            None => bail!(
+                "environment variable {var} is not set: export the API key there, name another variable with --api-key-env, or for a keyless endpoint give --api-key-env ''"
+            ),
+        };
         Ok(Provider {
             model,
-            base_url: self.base_url.clone(),
+            base_url,
             api_key: Secret::new(key),
         })
     }
@@ -234,6 +260,30 @@ impl ExecutorArgs {
         }
         Ok(workspace)
     }
+}
+
+/// `OPENAI_BASE_URL` from this environment (the OpenAI SDKs' variable), when
+/// `--base-url` is not given; blank counts as unset.
+fn base_url_from_env() -> Option<String> {
+    std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+}
+
+/// Whether `url`'s host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `--pass-env` variables with their values from this environment.
@@ -293,4 +343,29 @@ pub fn self_spec(
         ..Capabilities::default()
     };
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_told_from_remote_ones() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:11434/v1",
+            "http://[::1]:8000/v1",
+            "http://127.1.2.3/v1",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.7:8000/v1",
+            "not a url",
+            "http://localhost.example.com/v1",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }

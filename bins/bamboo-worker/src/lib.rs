@@ -7,5 +7,6 @@ pub mod front;
 pub mod mcp;
 pub mod memory;
 pub mod resident;
+pub mod resident_pki;
 pub mod serve;
 pub mod stdin_spec;

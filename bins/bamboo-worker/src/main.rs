@@ -152,6 +152,10 @@ struct SessionsArgs {
     /// `run --project` gave it.
     #[arg(long, value_name = "PROJECT", global = true)]
     project: Option<String>,
+    /// Print straight to stdout, never through $PAGER (text is paged only
+    /// when stdout is a terminal).
+    #[arg(long, global = true)]
+    no_pager: bool,
     #[command(subcommand)]
     command: Option<SessionsCommand>,
 }
@@ -165,6 +169,10 @@ enum SessionsCommand {
         /// The session id (a root or a child), as `sessions` lists it, or a
         /// unique start of it (e.g. its first 8 characters).
         id: String,
+        /// Keep printing its events as they are logged (while a `run`
+        /// holds the directory) until it and its children stop running.
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Remove the git worktree a `run --worktree` child kept (its branch and
     /// commits stay; a branch with no commit is deleted too).
@@ -778,8 +786,10 @@ fn sessions(a: SessionsArgs) -> ExitCode {
             data_dir,
             json: a.json,
             project: a.project,
+            follow: matches!(a.command, Some(SessionsCommand::Show { follow: true, .. })),
+            pager: !a.no_pager,
             show: match &a.command {
-                Some(SessionsCommand::Show { id }) => Some(id.clone()),
+                Some(SessionsCommand::Show { id, .. }) => Some(id.clone()),
                 Some(SessionsCommand::List | SessionsCommand::RemoveWorktree { .. }) | None => None,
             },
             remove_worktree: match a.command {

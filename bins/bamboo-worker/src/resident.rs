@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::executor_flags::{passed_env, self_spec, ExecutorArgs};
 use crate::executors;
 use crate::executors::proc::tree::kill_all_descendants;
+use crate::resident_pki::{self, SelfSigned};
 
 /// Flags of `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +32,19 @@ pub struct ServeArgs {
     /// PEM private key for TLS; needs --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve wss:// with a private CA and a certificate for these host
+    /// names (or IP addresses) made now, in --tls-dir (reused when there):
+    /// hand its ca.pem to engines as `run --ca-cert`.
+    #[arg(long, value_name = "NAME", num_args = 1.., conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: Vec<String>,
+    /// Where --tls-self-signed keeps ca.pem, cert.pem and key.pem (0600).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "bamboo-tls",
+        requires = "tls_self_signed"
+    )]
+    pub tls_dir: PathBuf,
     /// Allow a non-loopback --listen without TLS (the token then crosses the
     /// network in clear text).
     #[arg(long)]
@@ -56,7 +70,8 @@ pub struct ServeArgs {
 
 /// Runs the resident worker until SIGTERM or Ctrl-C; `Ok` once drained.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config(&args)?;
+    let made = self_signed(&args)?;
+    let config = config(&args, made.as_ref())?;
     let choice = args.executor.choice()?;
     let workspace = args.executor.workspace()?;
     let pass_env = passed_env(&args.executor.pass_env)?;
@@ -72,6 +87,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(endpoint = %format!("{scheme}://{addr}"), max_runs = config.max_runs, "resident worker listening");
         // The readiness line scripts and tests wait for.
         println!("listening {scheme}://{addr}");
+        if let Some(made) = &made {
+            tell_how_to_trust(made, &args, addr.port());
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         match serve_resident(listener, executor, config, shutdown).await {
@@ -90,11 +108,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     served
 }
 
-fn config(args: &ServeArgs) -> anyhow::Result<ResidentConfig> {
+/// The CA and certificate of `--tls-self-signed`, made or reused.
+fn self_signed(args: &ServeArgs) -> anyhow::Result<Option<SelfSigned>> {
+    if args.tls_self_signed.is_empty() {
+        return Ok(None);
+    }
+    resident_pki::ensure(&args.tls_dir, &args.tls_self_signed).map(Some)
+}
+
+/// Says on stderr (stdout carries the readiness line) where the CA is and
+/// how an engine uses it.
+fn tell_how_to_trust(made: &SelfSigned, args: &ServeArgs, port: u16) {
+    let what = if made.made { "made" } else { "reused" };
+    let host = &args.tls_self_signed[0];
+    eprintln!(
+        "bamboo-worker serve: {what} a CA and a certificate for {} in {} (key.pem is 0600; delete the directory for new ones); engines trust this worker with:\n  bamboo-worker run --remote wss://{host}:{port} --token-file {} --ca-cert {} ...",
+        args.tls_self_signed.join(", "),
+        args.tls_dir.display(),
+        args.token_file.display(),
+        made.ca.display()
+    );
+}
+
+fn config(args: &ServeArgs, made: Option<&SelfSigned>) -> anyhow::Result<ResidentConfig> {
     if args.max_runs == 0 {
         bail!("--max-runs must be at least 1");
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    let (cert, key) = match made {
+        Some(m) => (Some(&m.cert), Some(&m.key)),
+        None => (args.tls_cert.as_ref(), args.tls_key.as_ref()),
+    };
+    let tls = match (cert, key) {
         (Some(cert), Some(key)) => {
             let read = |p: &Path, what: &str| {
                 std::fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))

@@ -106,10 +106,13 @@ async fn live(settings: ServeSettings, parent: Parent) -> i32 {
     };
     tracing::info!(endpoint = %worker.record().endpoint, child_id = %spec.identity.child_id, "worker ready");
     // A readiness line lets our fleet stop waiting at once; the fabric
-    // record stays the source of truth.
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ready {}", worker.record().endpoint).and_then(|_| out.flush());
-    drop(out);
+    // record stays the source of truth. Only when our fleet asks: a foreign
+    // parent (the reference framework's) lets the worker inherit its own
+    // stdout, an MCP stdio server's NDJSON, which a stray line corrupts.
+    if bamboo_subagent::fleet::ready_line_wanted() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready {}", worker.record().endpoint).and_then(|_| out.flush());
+    }
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

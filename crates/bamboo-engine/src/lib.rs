@@ -71,7 +71,7 @@ pub use escalation::{ChildApprovalReviewer, BYPASS_KEY};
 /// The event log alone, for `cargo xtask bench`; not part of the API.
 #[doc(hidden)]
 pub use events::bench;
-pub use events::{EventStream, LogLimits, LoggedEvent, Since};
+pub use events::{EventStream, LogLimits, LogTail, LoggedEvent, Since};
 pub use inbox::{InboxKind, InboxMessage};
 pub use placement::{RemoteEndpoint, PLACEMENT_KEY};
 pub use pool::PoolLimits;

@@ -299,6 +299,20 @@ pub async fn spawn_worker(
 /// `BAMBOO_` variable).
 pub const PARENT_PID_VAR: &str = "BAMBOO_PARENT_PID";
 
+/// Environment variable our fleet sets to `1` to ask a worker for the
+/// `ready <endpoint>` line on its stdout (a wake-up; the fabric record is
+/// what the fleet trusts). An environment variable, not a flag or a spec
+/// field: a foreign protocol-v1 worker ignores it, and it is the same for
+/// every child. Without it a worker prints nothing on stdout, which a
+/// foreign parent may have handed down as its own.
+pub const READY_LINE_VAR: &str = "BAMBOO_READY_LINE";
+
+/// Whether this worker's parent asked for the ready line
+/// ([`READY_LINE_VAR`] is `1`).
+pub fn ready_line_wanted() -> bool {
+    std::env::var_os(READY_LINE_VAR).is_some_and(|v| v == "1")
+}
+
 fn start(command: &WorkerCommand) -> Result<Child, FleetError> {
     let mut cmd = Command::new(&command.program);
     cmd.args(&command.args)
@@ -315,6 +329,7 @@ fn start(command: &WorkerCommand) -> Result<Child, FleetError> {
     // a parent that dies while the worker is still starting is then noticed
     // (getppid alone would already show the re-parenting and look fine).
     cmd.env(PARENT_PID_VAR, std::process::id().to_string());
+    cmd.env(READY_LINE_VAR, "1");
     for (name, _) in std::env::vars_os() {
         if name.to_str().is_some_and(crate::secret::is_secret_env_name) {
             cmd.env_remove(&name);

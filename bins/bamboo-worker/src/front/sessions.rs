@@ -2,13 +2,18 @@
 //! root sessions with their children as a tree, or shows one session's
 //! transcript, status and logged events.
 //!
-//! The directory is opened through an engine (with the file store handed to
-//! it, so the listing can read every session id), which takes the directory's
-//! lock: while a `run` has it open, this fails with "in use" instead of
-//! reading half-written state. Opening also marks children orphaned by a dead
-//! engine as `error`, so the listing shows what a resume would find; on a
-//! full disk that mark is shown, flagged as not stored yet, and written by a
-//! later opening with room (reading needs no free space).
+//! A directory no engine holds is opened through an engine (with the file
+//! store handed to it, so the listing can read every session id), which
+//! takes the directory's lock and marks children orphaned by a dead engine
+//! as `error`, so the listing shows what a resume would find; on a full disk
+//! that mark is shown, flagged as not stored yet, and written by a later
+//! opening with room (reading needs no free space).
+//!
+//! While a `run` holds the directory, it is read read-only instead: the
+//! session files and event logs directly, with no lock and no write (each
+//! session file is replaced or appended whole-line, and a log line still
+//! being written is left for later), so a running child shows as running.
+//! `show --follow` then tails the logs until the session's runs end.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,7 +24,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use bamboo_domain::{AgentEvent, ChildStatus, Session};
 use bamboo_engine::store::{FileStore, SessionStore, StoreError};
-use bamboo_engine::Engine;
+use bamboo_engine::{Engine, LogTail};
+
+use super::follow::ReadTo;
+use super::transcript::Transcript;
 use serde::Serialize;
 
 /// How times are printed: UTC, to the second.
@@ -36,55 +44,88 @@ pub struct SessionsOptions {
     pub show: Option<String>,
     /// List only this project's sessions: a directory, or a key as given.
     pub project: Option<String>,
+    /// With `show`: keep printing new events until the session's runs end.
+    pub follow: bool,
+    /// Page the text through `$PAGER` when stdout is a terminal.
+    pub pager: bool,
     /// Remove the kept git worktree of this child instead.
     pub remove_worktree: Option<String>,
 }
 
 /// Runs `sessions`: prints the listing or one session to stdout.
 pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
-    let mut opened = Opened::open(&options.data_dir).await?;
-    if let Some(project) = &options.project {
-        if let Err(e) = opened.keep_project(project).await {
-            opened.engine.shutdown().await;
-            return Err(e);
-        }
+    if options.follow && options.json {
+        bail!("--follow prints text as it is logged: leave out --json (the event log itself, <data>/events/<id>.ndjson, is NDJSON)");
     }
-    let text = match (&options.show, &options.remove_worktree) {
-        (_, Some(id)) => match super::ids::resolve(
+    let mut opened = Opened::open(&options.data_dir).await?;
+    if let Some(id) = &options.remove_worktree {
+        let removed = match super::ids::resolve(
             id,
             opened.sessions.keys().map(String::as_str),
             &options.data_dir,
         ) {
             Ok(id) => remove_worktree(&opened, &id).await,
             Err(e) => Err(e),
-        },
-        (None, None) => list(&opened, options.json).await,
-        (Some(id), None) => match super::ids::resolve(
+        };
+        opened.close().await;
+        emit(&removed?);
+        return Ok(());
+    }
+    if let Some(project) = &options.project {
+        if let Err(e) = opened.keep_project(project).await {
+            opened.close().await;
+            return Err(e);
+        }
+    }
+    let shown = match &options.show {
+        None => list(&opened, options.json).await.map(|t| (t, None)),
+        Some(id) => match super::ids::resolve(
             id,
             opened.sessions.keys().map(String::as_str),
             &options.data_dir,
         ) {
-            Ok(id) => show(&opened, &id, options.json).await,
+            Ok(id) => show(&opened, &id, options.json)
+                .await
+                .map(|(t, read_to)| (t, Some((id, read_to)))),
             Err(e) => Err(e),
         },
     };
-    opened.engine.shutdown().await;
-    emit(&text?);
-    Ok(())
+    let titles = opened.titles();
+    // Held by a run: a child still pending may yet start, so --follow waits.
+    let held = opened.engine.is_none();
+    opened.close().await;
+    let (text, id) = shown?;
+    match id {
+        Some((id, read_to)) if options.follow => {
+            emit(&text);
+            super::follow::follow(&options.data_dir, &id, titles, read_to, held).await
+        }
+        _ if options.pager && !options.json => {
+            super::pager::page(&text);
+            Ok(())
+        }
+        _ => {
+            emit(&text);
+            Ok(())
+        }
+    }
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn emit(text: &str) {
+pub fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// An engine on the data directory, and the sessions it holds.
+/// The data directory, read through an engine or read-only, and the
+/// sessions it holds.
 struct Opened {
-    engine: Engine,
+    /// `None` when a run holds the directory: it is read read-only.
+    engine: Option<Engine>,
     /// The store under the engine, for the one write `sessions` makes
-    /// (recording a removed worktree).
-    store: Arc<FileStore>,
+    /// (recording a removed worktree); `None` with the engine.
+    store: Option<Arc<FileStore>>,
+    dir: PathBuf,
     /// Every readable session, by id.
     sessions: HashMap<String, Session>,
 }
@@ -107,9 +148,7 @@ impl Opened {
         }
         let store = match FileStore::open(dir).await {
             Ok(s) => Arc::new(s),
-            Err(e @ StoreError::InUse(_)) => bail!(
-                "{e} (most likely a `bamboo-worker run` that has not ended; `sessions` can read the directory once it has)"
-            ),
+            Err(StoreError::InUse(_)) => return Self::read_only(dir),
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("cannot open the sessions in {}", dir.display()))
@@ -139,10 +178,51 @@ impl Opened {
             }
         }
         Ok(Self {
-            engine,
-            store,
+            engine: Some(engine),
+            store: Some(store),
+            dir: dir.to_path_buf(),
             sessions,
         })
+    }
+
+    /// The directory as it is stored now, with no lock and no write: a run
+    /// holds it, so its running children show as running.
+    fn read_only(dir: &Path) -> anyhow::Result<Self> {
+        let ids = FileStore::peek_ids(dir)
+            .with_context(|| format!("cannot list the sessions in {}", dir.display()))?;
+        let mut sessions = HashMap::new();
+        for id in ids {
+            match FileStore::peek(dir, &id) {
+                Ok(Some(s)) => {
+                    sessions.insert(id, s);
+                }
+                // Deleted since the listing.
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "skipping an unreadable session")
+                }
+            }
+        }
+        Ok(Self {
+            engine: None,
+            store: None,
+            dir: dir.to_path_buf(),
+            sessions,
+        })
+    }
+
+    async fn close(self) {
+        if let Some(engine) = self.engine {
+            engine.shutdown().await;
+        }
+    }
+
+    /// Session id → title, to name children in events.
+    fn titles(&self) -> HashMap<String, String> {
+        self.sessions
+            .values()
+            .map(|s| (s.id.clone(), s.title.clone()))
+            .collect()
     }
 
     /// Keeps only the sessions of `project` (S5): an existing directory
@@ -153,8 +233,13 @@ impl Opened {
         } else {
             project.to_owned()
         };
-        let ids: std::collections::HashSet<String> = self
-            .engine
+        let Some(engine) = &self.engine else {
+            // Read-only: the stored sessions carry their project key.
+            self.sessions
+                .retain(|_, s| s.project_key.as_deref() == Some(key.as_str()));
+            return Ok(());
+        };
+        let ids: std::collections::HashSet<String> = engine
             .list_project(&key)
             .await
             .with_context(|| format!("cannot list the sessions of project {key}"))?
@@ -259,11 +344,11 @@ pub fn render_tree(roots: &[Node]) -> String {
         };
         let _ = writeln!(
             out,
-            "{}  {}  created {}  {}{kind}",
+            "{}  {}  created {}  {} children{kind}",
             root.title,
             root.id,
             root.created_at,
-            super::units::count(root.children.len(), "child", "children")
+            root.children.len()
         );
         render_children(&mut out, &root.children, 1);
     }
@@ -320,6 +405,9 @@ async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
     let Some(wt) = bamboo_engine::worktree::of(session) else {
         bail!("session {id} has no worktree: only children of `run --worktree` have one");
     };
+    let Some(store) = &opened.store else {
+        bail!("a run holds this data directory: remove the worktree once it has ended");
+    };
     if wt.removed {
         return Ok(format!(
             "the worktree of {id} was already removed (branch {})\n",
@@ -335,8 +423,7 @@ async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
     .context("removing the worktree failed")?
     .map_err(anyhow::Error::msg)?;
     let record = wt.clone();
-    opened
-        .store
+    store
         .update(
             id,
             Box::new(move |s: &mut Session| {
@@ -357,11 +444,12 @@ async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
     ))
 }
 
-async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
+async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<(String, ReadTo)> {
     let Some(session) = opened.sessions.get(id) else {
         bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
     };
-    let logs = Logs::read(&opened.engine, session).await;
+    let logs = Logs::read(&opened.dir, session)?;
+    let read_to = logs.read_to;
     if json {
         let doc = ShowJson {
             session,
@@ -370,14 +458,9 @@ async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
         };
         let mut text = serde_json::to_string_pretty(&doc).context("cannot encode the session")?;
         text.push('\n');
-        return Ok(text);
+        return Ok((text, read_to));
     }
-    let titles: HashMap<&str, &str> = opened
-        .sessions
-        .values()
-        .map(|s| (s.id.as_str(), s.title.as_str()))
-        .collect();
-    let mut text = render_session(session, &logs, &titles);
+    let mut text = render_session(session, &logs, opened.titles());
     if session.parent_id.is_none() {
         // The root's total: what its children used, when any reported it.
         let used: Vec<bamboo_domain::TokenUsage> = opened
@@ -402,7 +485,16 @@ async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<String> {
             );
         }
     }
-    Ok(text)
+    Ok((text, read_to))
+}
+
+/// `1234 tokens, $0.0123, 3 turns, 2 tool calls`.
+fn usage_line(u: &bamboo_domain::TokenUsage) -> String {
+    let cost = u.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+    format!(
+        "{} tokens{cost}, {} turns, {} tool calls",
+        u.total_tokens, u.turns, u.tool_calls
+    )
 }
 
 #[derive(Serialize)]
@@ -422,31 +514,37 @@ pub struct Logs {
     pub own: Vec<bamboo_engine::LoggedEvent>,
     /// The session's own log: every event of its descendants.
     pub descendants: Vec<bamboo_engine::LoggedEvent>,
+    /// How far each log was read (`--follow` continues there).
+    pub read_to: ReadTo,
 }
 
 impl Logs {
-    async fn read(engine: &Engine, session: &Session) -> Self {
-        use bamboo_engine::Since;
-        use futures::StreamExt;
+    /// Reads the log files directly (no engine needed, so the same with a
+    /// run holding the directory). Blocking: reads the files.
+    fn read(dir: &Path, session: &Session) -> anyhow::Result<Self> {
         let mut own = Vec::new();
+        let mut read_to = ReadTo::default();
         if let Some(parent) = &session.parent_id {
-            let mut stream = engine.logged_events(parent, Since::Start);
-            while let Some(e) = stream.next().await {
-                if concerns(&e.event, &session.id) {
-                    own.push(e);
-                }
-            }
+            own = LogTail::new(dir, parent)
+                .read_new()
+                .with_context(|| format!("cannot read the event log of session {parent}"))?;
+            read_to.parent = own.last().map_or(0, |e| e.seq);
+            own.retain(|e| concerns(&e.event, &session.id));
         }
-        let descendants = engine
-            .logged_events(&session.id, Since::Start)
-            .collect()
-            .await;
-        Self { own, descendants }
+        let descendants = LogTail::new(dir, &session.id)
+            .read_new()
+            .with_context(|| format!("cannot read the event log of session {}", session.id))?;
+        read_to.own = descendants.last().map_or(0, |e| e.seq);
+        Ok(Self {
+            own,
+            descendants,
+            read_to,
+        })
     }
 }
 
 /// Whether a parent-log event is about child `id`.
-fn concerns(event: &AgentEvent, id: &str) -> bool {
+pub fn concerns(event: &AgentEvent, id: &str) -> bool {
     if let Some(child) = event.child_session_id() {
         return child == id;
     }
@@ -458,16 +556,8 @@ fn concerns(event: &AgentEvent, id: &str) -> bool {
 }
 
 /// The human view of one session.
-/// `1234 tokens, $0.0123, 3 turns, 2 tool calls`.
-fn usage_line(u: &bamboo_domain::TokenUsage) -> String {
-    let cost = u.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
-    format!(
-        "{} tokens{cost}, {} turns, {} tool calls",
-        u.total_tokens, u.turns, u.tool_calls
-    )
-}
-
-pub fn render_session(s: &Session, logs: &Logs, titles: &HashMap<&str, &str>) -> String {
+pub fn render_session(s: &Session, logs: &Logs, titles: HashMap<String, String>) -> String {
+    let mut transcript = Transcript::new(titles);
     let mut out = String::new();
     let _ = writeln!(out, "session  {}", s.id);
     let _ = writeln!(out, "title    {}", s.title);
@@ -530,82 +620,26 @@ pub fn render_session(s: &Session, logs: &Logs, titles: &HashMap<&str, &str>) ->
             "\nevents of this child ({}, from its parent's log):",
             logs.own.len()
         );
-        render_events(&mut out, &logs.own, titles);
+        render_events(&mut out, &logs.own, &mut transcript);
     }
     let _ = writeln!(
         out,
         "\nevents of its children and below ({}, its own log):",
         logs.descendants.len()
     );
-    render_events(&mut out, &logs.descendants, titles);
+    render_events(&mut out, &logs.descendants, &mut transcript);
     out
 }
 
 fn render_events(
     out: &mut String,
     events: &[bamboo_engine::LoggedEvent],
-    titles: &HashMap<&str, &str>,
+    transcript: &mut Transcript,
 ) {
     for e in events {
-        let _ = writeln!(
-            out,
-            "  #{:<5} {}  {}",
-            e.seq,
-            e.time.format("%H:%M:%S%.3f"),
-            describe(&e.event, titles)
-        );
+        transcript.push(out, e);
     }
-}
-
-/// One event as a short line: who (the child's title) and what.
-fn describe(event: &AgentEvent, titles: &HashMap<&str, &str>) -> String {
-    let who = |id: &str| match titles.get(id) {
-        Some(t) if !t.is_empty() => format!("[{t}]"),
-        _ => format!("[{id}]"),
-    };
-    let json = |e: &AgentEvent| serde_json::to_string(e).unwrap_or_default();
-    match event {
-        AgentEvent::SubAgentStarted {
-            child_session_id, ..
-        } => format!("{} started", who(child_session_id)),
-        AgentEvent::SubAgentEvent {
-            child_session_id,
-            event,
-            ..
-        } => match event.as_ref() {
-            AgentEvent::Token { content } => format!("{} token {content:?}", who(child_session_id)),
-            AgentEvent::Stderr { line } => format!("{} ! {line}", who(child_session_id)),
-            inner => format!("{} {}", who(child_session_id), json(inner)),
-        },
-        AgentEvent::SubAgentHeartbeat {
-            child_session_id, ..
-        } => format!("{} heartbeat", who(child_session_id)),
-        AgentEvent::SubAgentCompleted {
-            child_session_id,
-            status,
-            error,
-            ..
-        } => match error {
-            Some(e) => format!("{} {status}: {e}", who(child_session_id)),
-            None => format!("{} {status}", who(child_session_id)),
-        },
-        AgentEvent::ChildApprovalRequested {
-            child_session_id,
-            tool_name,
-            resource,
-            ..
-        } => format!(
-            "{} approval requested: {tool_name} on {resource:?}",
-            who(child_session_id)
-        ),
-        AgentEvent::EventsTruncated {
-            first_seq,
-            last_seq,
-            reason,
-            ..
-        } => format!("events #{first_seq}..#{last_seq} were lost: {reason}"),
-        other => json(other),
-    }
+    transcript.finish(out);
 }
 
 /// `text` with every line after the first indented by `pad`.
@@ -666,9 +700,6 @@ mod tests {
         };
         assert!(concerns(&ev("c1"), "c1"));
         assert!(!concerns(&ev("c2"), "c1"));
-        let titles = HashMap::from([("c1", "one")]);
-        assert_eq!(describe(&ev("c1"), &titles), r#"[one] token "hi ""#);
-        assert_eq!(describe(&ev("zz"), &titles), r#"[zz] token "hi ""#);
         let lost = AgentEvent::EventsTruncated {
             session_id: "p".into(),
             first_seq: 3,
@@ -676,6 +707,5 @@ mod tests {
             reason: "cap".into(),
         };
         assert!(concerns(&lost, "c1"), "a loss is shown to every child");
-        assert_eq!(describe(&lost, &titles), "events #3..#9 were lost: cap");
     }
 }

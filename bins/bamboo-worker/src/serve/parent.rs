@@ -19,7 +19,13 @@ const PARENT_DEATH_SIGNAL: nix::sys::signal::Signal = nix::sys::signal::Signal::
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parent {
     pid: u32,
+    /// Re-parented to init before the first instruction: the parent that
+    /// started the worker is gone already.
+    gone_at_start: bool,
 }
+
+/// The pid orphans are re-parented to when no subreaper takes them.
+const INIT: u32 = 1;
 
 impl Parent {
     /// The parent now; call this first thing, before anything that takes
@@ -31,8 +37,25 @@ impl Parent {
         let named = std::env::var(bamboo_subagent::fleet::PARENT_PID_VAR)
             .ok()
             .and_then(|v| v.parse::<u32>().ok());
-        Self {
-            pid: named.unwrap_or_else(std::os::unix::process::parent_id),
+        let now = std::os::unix::process::parent_id();
+        Self::from(named, now)
+    }
+
+    /// The parent given the pid the fleet named (if any) and `getppid` now.
+    /// With no name, a parent that is init already means the one that
+    /// started the worker exited before this ran (a foreign parent that
+    /// writes the spec and leaves): watching init would keep the worker
+    /// alive for its whole idle timeout, so the parent counts as gone.
+    fn from(named: Option<u32>, now: u32) -> Self {
+        match named {
+            Some(pid) => Self {
+                pid,
+                gone_at_start: false,
+            },
+            None => Self {
+                pid: now,
+                gone_at_start: now == INIT && std::process::id() != INIT,
+            },
         }
     }
 
@@ -43,7 +66,7 @@ impl Parent {
 
     /// Whether the worker has been re-parented, i.e. the parent died.
     pub fn is_gone(self) -> bool {
-        std::os::unix::process::parent_id() != self.pid
+        self.gone_at_start || std::os::unix::process::parent_id() != self.pid
     }
 
     /// Starts watching (on the current tokio runtime). The returned token is
@@ -116,6 +139,15 @@ fn arm_death_signal(parent: Parent, gone: &CancellationToken) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn init_as_the_parent_of_an_unnamed_start_means_the_parent_left() {
+        assert!(Parent::from(None, INIT).gone_at_start);
+        assert!(!Parent::from(None, 4242).gone_at_start);
+        // The fleet named the parent: init now is a re-parenting the watch
+        // sees as a changed parent.
+        assert!(!Parent::from(Some(4242), INIT).gone_at_start);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_living_parent_is_not_reported_gone() {
         let parent = Parent::at_start();
@@ -128,9 +160,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_parent_that_changed_before_watching_is_reported_at_once() {
         // Our own pid is never our parent: as if the real one died already.
-        let parent = Parent {
-            pid: std::process::id(),
-        };
+        let parent = Parent::from(Some(std::process::id()), 0);
         let gone = parent.watch(Duration::from_secs(3600));
         tokio::time::timeout(Duration::from_millis(1), gone.cancelled())
             .await

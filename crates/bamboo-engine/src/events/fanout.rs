@@ -44,6 +44,7 @@ impl Fanout {
     fn append_at(&self, micros: i64, event: Arc<AgentEvent>, json: &[u8]) {
         for log in &self.logs {
             log.append(micros, &event, json);
+            log.write_soon();
         }
     }
 

@@ -45,6 +45,10 @@ pub(crate) enum Plan {
 /// How long an ended run's events may wait for their sync, so that runs
 /// ending close together share it (see [`SessionLog::sync_soon`]).
 pub(crate) const SYNC_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a logged event may wait in the buffer before it is written to
+/// the file: a reader with no engine (`sessions show --follow` while a run
+/// holds the directory) sees the file at most this far behind.
+pub(crate) const WRITE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A session's log.
 #[derive(Debug)]
@@ -58,6 +62,8 @@ pub(crate) struct SessionLog {
     syncing: tokio::sync::Mutex<()>,
     /// A [`SessionLog::sync_soon`] is waiting out its window.
     sync_due: std::sync::atomic::AtomicBool,
+    /// A write of the buffer is scheduled (see [`SessionLog::write_soon`]).
+    write_due: std::sync::atomic::AtomicBool,
     /// `fdatasync`s done, for the tests of group commit.
     #[cfg(test)]
     pub(super) syncs: std::sync::atomic::AtomicU64,
@@ -140,6 +146,7 @@ impl SessionLog {
             }),
             syncing: tokio::sync::Mutex::new(()),
             sync_due: std::sync::atomic::AtomicBool::new(false),
+            write_due: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             syncs: std::sync::atomic::AtomicU64::new(0),
             writers: std::sync::atomic::AtomicUsize::new(0),
@@ -379,6 +386,31 @@ impl SessionLog {
             // Cleared first: a run ending during the sync schedules the next.
             log.sync_due.store(false, Ordering::Release);
             log.sync().await;
+        });
+    }
+
+    /// Writes the buffer [`WRITE_WINDOW`] from now, in the background (no
+    /// sync): readers of the file alone, which take no lock and hold no
+    /// engine, see a live run's events within that window, at the cost of
+    /// one `write` per window per log. Outside an async runtime it does
+    /// nothing (the buffer is written when full or when the run ends).
+    pub fn write_soon(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        // A load first: the common case (already due) costs no write to the
+        // shared cache line.
+        if self.write_due.load(Ordering::Acquire) || self.write_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.write_due.store(false, Ordering::Release);
+            return;
+        };
+        let log = self.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(WRITE_WINDOW).await;
+            // Cleared first: an event appended during the write schedules the next.
+            log.write_due.store(false, Ordering::Release);
+            log.write_pending();
         });
     }
 

@@ -16,7 +16,8 @@
 //!
 //! Module map: `log` (one session's log: sequence, ring, file, cap), `line`
 //! (the file format), `read` (reading a log file back), `stream` (a
-//! subscriber), `fanout` (what a run publishes to).
+//! subscriber), `fanout` (what a run publishes to), `tail` (reading a log with no
+//! engine).
 
 pub mod bench;
 mod fanout;
@@ -25,6 +26,7 @@ mod line;
 mod log;
 mod read;
 mod stream;
+mod tail;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use fanout::{now_micros, ChildEvents, Fanout};
 pub use stream::EventStream;
+pub use tail::LogTail;
 
 /// Events kept in memory per log by default (the newest ones).
 pub const DEFAULT_RING_EVENTS: usize = 65_536;

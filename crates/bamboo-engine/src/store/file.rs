@@ -115,6 +115,32 @@ impl FileStore {
         }
     }
 
+    /// The ids of the sessions stored in `data_dir`, read like
+    /// [`FileStore::peek`]: no lock, no write, so it works while an engine
+    /// holds the directory. A directory with no `sessions/` folder holds none.
+    /// Blocking: one directory read.
+    pub fn peek_ids(data_dir: impl AsRef<Path>) -> Result<Vec<String>, StoreError> {
+        let dir = data_dir.as_ref().join("sessions");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+                continue;
+            };
+            if check_id(id).is_ok() {
+                ids.push(id.to_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Builds the child index anew from the session files (the sessions are
     /// the source of truth). A session that cannot be read is left out, with
     /// a warning.

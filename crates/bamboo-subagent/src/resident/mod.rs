@@ -38,8 +38,7 @@ use crate::transport::{Keepalive, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_B
 use head::{read_head, Head, Rewind};
 use throttle::Throttle;
 
-/// The first byte of a TLS handshake record.
-const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+use crate::transport::server::TLS_HANDSHAKE_BYTE;
 
 /// Connections still in the gate (TLS, request head, a throttled 401) at
 /// once; more are closed at once, so a flood cannot exhaust file descriptors.
@@ -254,7 +253,13 @@ impl Gate {
     /// TLS (when configured), then the request head.
     async fn open(&self, tcp: TcpStream) -> std::io::Result<(Box<dyn Io>, Head)> {
         let mut io: Box<dyn Io> = match &self.acceptor {
-            None => Box::new(tcp),
+            None => {
+                let mut tcp = tcp;
+                if crate::transport::server::refuse_tls(&mut tcp).await {
+                    return Err(std::io::Error::other("a TLS client on the plain port"));
+                }
+                Box::new(tcp)
+            }
             Some(acceptor) => {
                 let mut first = [0u8; 1];
                 let n = tcp.peek(&mut first).await?;

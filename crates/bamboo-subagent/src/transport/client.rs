@@ -331,6 +331,14 @@ fn handshake_error(endpoint: &str, e: WsError) -> TransportError {
         WsError::Io(io)
             if io
                 .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(is_plain_text_answer) =>
+        {
+            TransportError::NotTls { endpoint }
+        }
+        WsError::Io(io)
+            if io
+                .get_ref()
                 .is_some_and(|inner| inner.is::<rustls::Error>()) =>
         {
             TransportError::TlsHandshake {
@@ -343,6 +351,16 @@ fn handshake_error(endpoint: &str, e: WsError) -> TransportError {
             source: Box::new(other),
         },
     }
+}
+
+/// Whether rustls failed because the first bytes back were not a TLS record
+/// (a plain listener's `HTTP/1.1 400 ...`): a `ContentType` byte TLS does
+/// not know.
+fn is_plain_text_answer(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+    )
 }
 
 /// `(is_tls, host:port)` of a `ws://` or `wss://` endpoint; the port defaults

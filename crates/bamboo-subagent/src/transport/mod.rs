@@ -74,6 +74,14 @@ pub enum TransportError {
         /// The TLS error.
         detail: String,
     },
+    /// A `wss://` endpoint answered the TLS hello in plain text: it is a
+    /// plain (`ws://`) listener. Told at its first answer, not after the
+    /// handshake bound.
+    #[error("{endpoint}: this endpoint does not speak TLS (it answered in plain text): use ws:// for it, or give the worker a certificate (serve --tls-cert/--tls-key, or --tls-self-signed NAME) and keep wss://")]
+    NotTls {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// The WebSocket handshake or stream failed.
     #[error("websocket error with {endpoint}: {source}")]
     WebSocket {

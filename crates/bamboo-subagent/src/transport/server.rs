@@ -113,9 +113,46 @@ pub async fn serve_connection(
 /// Upgrades one incoming connection, checking the bearer token, within
 /// `config.handshake_timeout`: a client that sends nothing cannot hold the
 /// worker.
-pub async fn accept(stream: TcpStream, config: &ServerConfig) -> Result<Upgraded, TransportError> {
+pub async fn accept(
+    mut stream: TcpStream,
+    config: &ServerConfig,
+) -> Result<Upgraded, TransportError> {
     let _ = stream.set_nodelay(true);
+    if tokio::time::timeout(config.handshake_timeout, refuse_tls(&mut stream))
+        .await
+        .unwrap_or(false)
+    {
+        return Err(TransportError::WebSocket {
+            endpoint: "incoming connection".to_owned(),
+            source: Box::new(tokio_tungstenite::tungstenite::Error::Io(
+                std::io::Error::other("a TLS client on a plain listener (wss:// to ws://)"),
+            )),
+        });
+    }
     upgrade(stream, config).await
+}
+
+/// The first byte of a TLS connection: a handshake record.
+pub(crate) const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+
+/// When the client opens with a TLS hello (a `wss://` URL given for this
+/// plain listener), answers in plain text and returns true: the client
+/// then fails at once with "does not speak TLS", where waiting for an HTTP
+/// request that never comes would hold it for the whole handshake bound.
+pub(crate) async fn refuse_tls(stream: &mut TcpStream) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut first = [0u8; 1];
+    if !matches!(stream.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_BYTE) {
+        return false;
+    }
+    let body = "this endpoint does not speak TLS: connect with ws://";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    true
 }
 
 /// Upgrades an already accepted stream (plain or TLS) like [`accept`].

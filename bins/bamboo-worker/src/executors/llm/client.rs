@@ -204,17 +204,20 @@ impl ChatClient {
         body: &serde_json::Value,
         cancel: &CancellationToken,
     ) -> Result<Response, LlmError> {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
-            .map_err(|_| LlmError::Setup(format!(
-                "the API key for provider {} contains characters not allowed in an HTTP header: check the key",
-                self.provider
-            )))?;
-        // Keeps the key out of any Debug output of the request.
-        auth.set_sensitive(true);
-        let request = self
-            .http
-            .post(&self.url)
-            .header(AUTHORIZATION, auth)
+        let mut request = self.http.post(&self.url);
+        // An empty key is a keyless endpoint (a local model server): no
+        // Authorization header at all, rather than an empty bearer.
+        if !self.key.expose().is_empty() {
+            let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
+                .map_err(|_| LlmError::Setup(format!(
+                    "the API key for provider {} contains characters not allowed in an HTTP header: check the key",
+                    self.provider
+                )))?;
+            // Keeps the key out of any Debug output of the request.
+            auth.set_sensitive(true);
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let request = request
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "text/event-stream")
             .body(body.to_string())
