@@ -257,7 +257,7 @@ async fn on_a_terminal_the_agents_question_is_prompted_and_y_lets_it_run() {
         read_until("[y/n/a/N]", &mut seen);
         stdin.write_all(b"y\n").unwrap();
         stdin.flush().unwrap();
-        read_until("runs completed", &mut seen);
+        read_until("completed in", &mut seen);
         let status = child.wait().unwrap();
         drop(stdin);
         (status, String::from_utf8_lossy(&seen).into_owned())

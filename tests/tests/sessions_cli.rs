@@ -793,6 +793,26 @@ fn a_successful_cli_childs_stderr_is_shown_and_kept() {
         stderr_events[0]["event"]["event"]["line"],
         "warning: cache is cold"
     );
+    // The JSON summary carries a cli program's exit code.
+    let summary: Value = serde_json::from_str(stdout(&json_run).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["children"][0]["exit_code"], 0, "{summary}");
+    let failed = Command::new(bamboo_e2e::worker_bin())
+        .args([
+            "run",
+            "--json",
+            "--executor",
+            "cli",
+            "go",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let summary: Value = serde_json::from_str(stdout(&failed).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["children"][0]["exit_code"], 3, "{summary}");
     let json = listing(dir.path());
     let child = json[0]["children"][0]["id"].as_str().unwrap().to_owned();
     let shown = worker(&[

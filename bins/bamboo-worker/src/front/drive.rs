@@ -674,6 +674,7 @@ impl<'a> Front<'a> {
                 OutputMode::Json => json::summary(
                     &mut self.out,
                     &self.root,
+                    matches!(self.options.executor, super::ExecutorChoice::Cli { .. }),
                     self.children.all(),
                     exit_code,
                     interrupted,

@@ -37,6 +37,9 @@ struct ChildLine<'a> {
     result: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// A cli program's exit code, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
     /// Tokens, cache tokens, cost, turns and tool calls, when reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<bamboo_domain::TokenUsage>,
@@ -103,13 +106,14 @@ pub fn event_line(
 pub fn summary(
     out: &mut Out,
     root_id: &str,
+    cli: bool,
     children: &[Child],
     exit_code: u8,
     interrupted: bool,
     started: Instant,
 ) -> Result<(), Closed> {
     let now = Instant::now();
-    let lines: Vec<ChildLine<'_>> = children.iter().map(child_line).collect();
+    let lines: Vec<ChildLine<'_>> = children.iter().map(|c| child_line(c, cli)).collect();
     let completed = lines.iter().filter(|c| c.status == "completed").count();
     let line = SummaryLine {
         kind: "summary",
@@ -125,7 +129,9 @@ pub fn summary(
     write_line(out, &line)
 }
 
-fn child_line(c: &Child) -> ChildLine<'_> {
+/// One child's summary; `cli`: its runs are cli programs, whose exit code
+/// is known (0 when it completed, else the one its error names).
+fn child_line(c: &Child, cli: bool) -> ChildLine<'_> {
     let status = match c.phase {
         Phase::Done(s) => s.to_string(),
         Phase::Queued => "queued".into(),
@@ -145,6 +151,12 @@ fn child_line(c: &Child) -> ChildLine<'_> {
         tokens: c.tokens,
         result: c.result.as_deref(),
         error: c.error.as_deref(),
+        exit_code: match c.phase {
+            _ if !cli => None,
+            Phase::Done(bamboo_domain::CompletionStatus::Completed) => Some(0),
+            Phase::Done(_) => c.error.as_deref().and_then(super::joblog::exit_code_in),
+            _ => None,
+        },
         usage: c.usage,
         worktree: c.worktree.as_ref(),
     }

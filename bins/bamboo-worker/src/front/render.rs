@@ -124,7 +124,8 @@ impl Human {
             AgentEvent::Error { message } => self
                 .style
                 .bad(&format!("error: {}", first_line(message, 200))),
-            AgentEvent::Complete { .. } => return Ok(()),
+            // The status area says where a child runs; the text stays the child's.
+            AgentEvent::Complete { .. } | AgentEvent::Placed { .. } => return Ok(()),
             AgentEvent::Retrying {
                 what,
                 attempt,

@@ -149,6 +149,16 @@ fn inner(event: &AgentEvent, json: impl Fn(&AgentEvent) -> String) -> String {
             tool_name, error, ..
         } => format!("✗ {tool_name}: {}", first_line(error, 200)),
         AgentEvent::Stderr { line } => format!("! {line}"),
+        AgentEvent::Placed { worker, host, .. } => match host {
+            Some(host) => format!("placed on {worker}@{host}"),
+            None => format!("placed on {worker}"),
+        },
+        AgentEvent::Retrying {
+            what,
+            attempt,
+            reason,
+            ..
+        } => format!("↻ {what}: {reason}; try {attempt}"),
         AgentEvent::Error { message } => format!("error: {}", first_line(message, 200)),
         AgentEvent::Complete { .. } => "complete".to_owned(),
         other => json(other),
