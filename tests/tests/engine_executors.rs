@@ -60,6 +60,9 @@ async fn run_child(
     let wait = async {
         loop {
             match rx.recv().await.unwrap() {
+                // Where the run runs is the engine's note, not the child's.
+                AgentEvent::SubAgentEvent { event, .. }
+                    if matches!(*event, AgentEvent::Placed { .. }) => {}
                 AgentEvent::SubAgentEvent { event, .. } => events.push(*event),
                 AgentEvent::SubAgentCompleted { .. } => return,
                 _ => {}
@@ -120,7 +123,7 @@ async fn cancelling_a_cli_child_kills_its_whole_process_group() {
     let mut rx = engine.events(&root, bamboo_engine::Since::Now);
     engine.run_child(&root, &child, false).await.unwrap();
     first_event(&mut rx, "the started line", |e| {
-        matches!(e, AgentEvent::SubAgentEvent { .. })
+        matches!(e, AgentEvent::SubAgentEvent { event, .. } if !matches!(**event, AgentEvent::Placed { .. }))
     })
     .await;
     let pid: u32 = std::fs::read_to_string(&pidfile)
