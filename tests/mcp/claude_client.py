@@ -133,15 +133,21 @@ def serve(model: Model) -> ThreadingHTTPServer:
     return server
 
 
-def main(claude: str, worker: str, work: str) -> None:
+def main(claude: str, worker: str, work: str, children: str = "echo") -> None:
     model = Model()
     server = serve(model)
     home = os.path.join(work, "home")
     os.makedirs(home, exist_ok=True)
     config = os.path.join(work, "mcp.json")
     with open(config, "w") as f:
-        json.dump({"mcpServers": {"bamboo": {"command": worker, "args": [
-            "mcp", "--data-dir", os.path.join(work, "data"), "--executor", "echo"]}}}, f)
+        args = ["mcp", "--data-dir", os.path.join(work, "data"), "--executor", children]
+        if children == "claude":
+            # The children are Claude Code too, on the same scripted server:
+            # their requests carry no bamboo tools, so it answers them "ok".
+            args += ["--agent-bin", claude, "--model", "anthropic/claude-fake",
+                     "--base-url", f"http://127.0.0.1:{server.server_address[1]}",
+                     "--api-key-env", "CHILD_CLAUDE_KEY", "--approve", "all"]
+        json.dump({"mcpServers": {"bamboo": {"command": worker, "args": args}}}, f)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
     env.update({
         "HOME": home,
@@ -149,6 +155,7 @@ def main(claude: str, worker: str, work: str) -> None:
         "ANTHROPIC_API_KEY": "fake-key",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "ENABLE_TOOL_SEARCH": "false",
+        "CHILD_CLAUDE_KEY": "fake-child-key",
     })
     run = subprocess.run(
         [claude, "-p", "Use the fleet to greet.", "--mcp-config", config, "--strict-mcp-config",
@@ -165,8 +172,8 @@ def main(claude: str, worker: str, work: str) -> None:
     assert result is not None, f"no result line:\n{run.stdout}\n{run.stderr}"
     assert run.returncode == 0, f"claude exited {run.returncode}:\n{run.stdout}\n{run.stderr}"
     final = result.get("result", "")
-    assert "The child finished with:" in final and final.rstrip().endswith(
-        f"Assignment: {ASSIGNMENT}"), final
+    expected = f"Assignment: {ASSIGNMENT}" if children == "echo" else "ok"
+    assert "The child finished with:" in final and final.rstrip().endswith(expected), final
     assert model.tool_lists, "the model never saw the bamboo tools"
     schema = model.tool_lists[0][SUBAGENT]["input_schema"]
     assert "create" in schema["properties"]["action"]["enum"], schema
@@ -174,4 +181,4 @@ def main(claude: str, worker: str, work: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

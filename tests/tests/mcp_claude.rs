@@ -2,7 +2,8 @@
 //! (F16, issue 21): its scripted model (a fake Anthropic Messages server on
 //! loopback, the only thing mocked) creates a child through the SubAgent
 //! tool, waits for it with `wait`, and ends with the child's result in its
-//! final text. `cargo xtask e2e` / `ci` installs Claude Code from npm into a
+//! final text; a second test does the same with Claude Code as the child too.
+//! `cargo xtask e2e` / `ci` installs Claude Code from npm into a
 //! cache (`BAMBOO_CLAUDE_BIN`); the script is tests/mcp/claude_client.py.
 
 use std::path::PathBuf;
@@ -25,6 +26,17 @@ fn from_env(name: &str, what: &str) -> PathBuf {
 
 #[tokio::test]
 async fn claude_code_creates_a_child_waits_and_reports_its_result() {
+    drive_claude("echo").await;
+}
+
+/// The same with a Claude Code child under the Claude Code parent (the
+/// agent-CLI executor of issue 20), both on the scripted server.
+#[tokio::test]
+async fn a_claude_code_child_under_a_claude_code_parent() {
+    drive_claude("claude").await;
+}
+
+async fn drive_claude(children: &str) {
     let python = from_env("BAMBOO_MCP_PYTHON", "the MCP Python SDK venv");
     let claude = from_env("BAMBOO_CLAUDE_BIN", "Claude Code");
     let work = tempfile::tempdir().expect("temp dir");
@@ -36,6 +48,7 @@ async fn claude_code_creates_a_child_waits_and_reports_its_result() {
         .arg(claude)
         .arg(worker_bin())
         .arg(work.path())
+        .arg(children)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
