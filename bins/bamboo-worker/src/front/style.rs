@@ -58,20 +58,30 @@ impl Style {
     /// Child text as shown: on a terminal, control characters (escape
     /// sequences a child could use to rewrite the screen) become `�`.
     pub fn clean<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        if self.sanitize && text.chars().any(|c| c.is_control() && c != '\t') {
-            text.chars()
-                .map(|c| {
-                    if c.is_control() && c != '\t' {
-                        '\u{fffd}'
-                    } else {
-                        c
-                    }
-                })
-                .collect::<String>()
-                .into()
+        if self.sanitize {
+            defuse(text)
         } else {
             text.into()
         }
+    }
+}
+
+/// `text` with control characters (escape sequences a child could use to
+/// drive a terminal or pager) shown as `�`; tabs stay.
+pub fn defuse(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
     }
 }
 

@@ -171,23 +171,10 @@ fn head(e: &LoggedEvent) -> String {
     format!("  #{:<5} {}  ", e.seq, e.time.format("%H:%M:%S%.3f"))
 }
 
-/// `text` with control characters (a child's escape sequences) shown as
-/// U+FFFD: a transcript must not drive the terminal or pager it is read on.
+/// `text` safe to show: a transcript must not drive the terminal or pager
+/// it is read on.
 fn clean(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.chars().any(|c| c.is_control() && c != '\t') {
-        text.chars()
-            .map(|c| {
-                if c.is_control() && c != '\t' {
-                    '\u{fffd}'
-                } else {
-                    c
-                }
-            })
-            .collect::<String>()
-            .into()
-    } else {
-        text.into()
-    }
+    super::style::defuse(text)
 }
 
 #[cfg(test)]
