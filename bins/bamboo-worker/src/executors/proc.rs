@@ -191,6 +191,52 @@ impl Drop for RunProcesses {
     }
 }
 
+/// A coding agent's program (`kind`: `claude_code`, `codex`) started for one
+/// run: its environment exactly `env` plus the run's mark, piped stdio, in
+/// `workspace` (which must exist), in its own process group, dying with the
+/// worker, contained like a cli program (see [`spawn_contained`]). `install`
+/// says how to get the program when it cannot be started.
+pub fn spawn_agent(
+    kind: &str,
+    binary: &str,
+    args: &[String],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    workspace: Option<&std::path::Path>,
+    mark: &tree::RunMark,
+    install: &str,
+) -> Result<(Child, RunProcesses), String> {
+    use std::process::Stdio;
+    if let Some(ws) = workspace {
+        if !ws.is_dir() {
+            return Err(format!(
+                "{kind} workspace {} is not a directory: create it or fix the spec's workspace",
+                ws.display()
+            ));
+        }
+    }
+    let make = || {
+        let mut cmd = tokio::process::Command::new(binary);
+        cmd.args(args)
+            .env_clear()
+            .envs(env.iter().cloned())
+            .env(tree::RUN_MARK_VAR, mark.value())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(ws) = workspace {
+            cmd.current_dir(ws);
+        }
+        die_with_worker(&mut cmd);
+        cmd
+    };
+    let (child, leaf) = spawn_contained(make)
+        .map_err(|e| format!("could not start {kind} program {binary:?}: {e}: {install}"))?;
+    let procs = RunProcesses::of(&child, mark.clone(), leaf);
+    Ok((child, procs))
+}
+
 /// Spawns the command `make` builds (in its own process group, with its
 /// run mark) in a fresh cgroup leaf when the worker can have one. A program
 /// that could not enter its leaf never ran: it is started again without one,

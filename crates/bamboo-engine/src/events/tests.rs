@@ -226,12 +226,7 @@ async fn the_cap_is_reported_as_an_explicit_gap_never_silently() {
 #[tokio::test]
 async fn a_reopened_log_continues_its_numbering_and_cuts_a_torn_line() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let l = logs(dir.path(), 16, u64::MAX);
-        publish(&l, "p", 0..50);
-        l.close().await;
-    }
-    let path = dir.path().join("events/p.ndjson");
+    let path = closed_log(dir.path(), 50).await;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
@@ -242,6 +237,15 @@ async fn a_reopened_log_continues_its_numbering_and_cuts_a_torn_line() {
     let mut all = l.subscribe("p", Since::Start, false);
     publish(&l, "p", 50..60);
     assert_tokens(&take(&mut all, 60).await, 1);
+}
+
+/// A closed log of session `p` under `dir` holding tokens `0..n` (events
+/// `1..=n`); its file's path.
+async fn closed_log(dir: &std::path::Path, n: u64) -> std::path::PathBuf {
+    let l = logs(dir, 16, u64::MAX);
+    publish(&l, "p", 0..n);
+    l.close().await;
+    dir.join("events/p.ndjson")
 }
 
 /// What a reader of the whole log gets: `(seq, Some(token index))` for an
@@ -274,12 +278,7 @@ async fn a_write_cut_short_and_glued_to_a_gap_marker_is_read_around_never_silent
     // What an older version left on a full disk: a cut-off event followed by
     // a gap marker on the same line, as the file's last line.
     let dir = tempfile::tempdir().unwrap();
-    {
-        let l = logs(dir.path(), 16, u64::MAX);
-        publish(&l, "p", 0..50);
-        l.close().await;
-    }
-    let path = dir.path().join("events/p.ndjson");
+    let path = closed_log(dir.path(), 50).await;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
@@ -308,12 +307,7 @@ async fn a_write_cut_short_and_glued_to_a_gap_marker_is_read_around_never_silent
 #[tokio::test]
 async fn a_damaged_line_in_the_middle_is_reported_as_a_gap() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let l = logs(dir.path(), 16, u64::MAX);
-        publish(&l, "p", 0..40);
-        l.close().await;
-    }
-    let path = dir.path().join("events/p.ndjson");
+    let path = closed_log(dir.path(), 40).await;
     let text = std::fs::read_to_string(&path).unwrap();
     // Event 21's line is damaged in place (its bytes zeroed, newline kept).
     let damaged: Vec<String> = text
@@ -338,12 +332,7 @@ async fn after_a_gap_a_reopened_log_logs_again_and_readers_see_both() {
     // A log whose writes failed: events 31..=45 never reached the file, the
     // gap marker did. The next engine logs again after it.
     let dir = tempfile::tempdir().unwrap();
-    {
-        let l = logs(dir.path(), 16, u64::MAX);
-        publish(&l, "p", 0..30);
-        l.close().await;
-    }
-    let path = dir.path().join("events/p.ndjson");
+    let path = closed_log(dir.path(), 30).await;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)

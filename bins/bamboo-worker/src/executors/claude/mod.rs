@@ -29,7 +29,6 @@ pub mod protocol;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,15 +38,15 @@ use bamboo_subagent::executor::{ApprovalBody, Executor, RunContext, RunOutcome, 
 use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 use bamboo_subagent::Secret;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::env::{child_env, pass_through};
 use super::host::{ask_host, Approval};
-use super::proc::tree::{RunMark, RUN_MARK_VAR};
-use super::proc::{die_with_worker, read_tail, spawn_contained, RunProcesses, KILL_GRACE};
+use super::proc::tree::RunMark;
+use super::proc::{read_tail, spawn_agent, RunProcesses, KILL_GRACE};
 use protocol::{Action, Question, Translator};
 
 /// How much of stderr's tail an error carries.
@@ -215,41 +214,16 @@ impl ClaudeExecutor {
         session: Option<&str>,
         mark: &RunMark,
     ) -> Result<(Child, RunProcesses), String> {
-        if let Some(ws) = &self.workspace {
-            if !ws.is_dir() {
-                return Err(format!(
-                    "claude_code workspace {} is not a directory: create it or fix the spec's workspace",
-                    ws.display()
-                ));
-            }
-        }
         let env = self.env()?;
-        let args = self.args(session);
-        let make = || {
-            let mut cmd = Command::new(&self.binary);
-            cmd.args(&args)
-                .env_clear()
-                .envs(env.iter().cloned())
-                .env(RUN_MARK_VAR, mark.value())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
-            if let Some(ws) = &self.workspace {
-                cmd.current_dir(ws);
-            }
-            die_with_worker(&mut cmd);
-            cmd
-        };
-        let (child, leaf) = spawn_contained(make).map_err(|e| {
-            format!(
-                "could not start claude_code program {:?}: {e}: install Claude Code (npm install @anthropic-ai/claude-code) or give its path with --agent-bin / claude_code.binary",
-                self.binary
-            )
-        })?;
-        let procs = RunProcesses::of(&child, mark.clone(), leaf);
-        Ok((child, procs))
+        spawn_agent(
+            "claude_code",
+            &self.binary,
+            &self.args(session),
+            &env,
+            self.workspace.as_deref(),
+            mark,
+            "install Claude Code (npm install @anthropic-ai/claude-code) or give its path with --agent-bin / claude_code.binary",
+        )
     }
 
     async fn run_agent(&self, request: RunRequest, mut ctx: RunContext) -> RunOutcome {

@@ -26,7 +26,6 @@ pub mod events;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,12 +35,12 @@ use bamboo_subagent::executor::{Executor, RunContext, RunOutcome, RunRequest};
 use bamboo_subagent::spec::{CodexMode, ExecutorSpec, ProvisionSpec};
 use bamboo_subagent::Secret;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::time::Instant;
 
 use super::env::{child_env, pass_through};
-use super::proc::tree::{RunMark, RUN_MARK_VAR};
-use super::proc::{die_with_worker, read_tail, spawn_contained, RunProcesses, KILL_GRACE};
+use super::proc::tree::RunMark;
+use super::proc::{read_tail, spawn_agent, RunProcesses, KILL_GRACE};
 use events::Reader;
 
 /// The variable the agent's provider key is put under (named in the
@@ -235,40 +234,16 @@ impl CodexExecutor {
     }
 
     fn spawn(&self, args: Vec<String>, mark: &RunMark) -> Result<(Child, RunProcesses), String> {
-        if let Some(ws) = &self.workspace {
-            if !ws.is_dir() {
-                return Err(format!(
-                    "codex workspace {} is not a directory: create it or fix the spec's workspace",
-                    ws.display()
-                ));
-            }
-        }
         let env = self.env()?;
-        let make = || {
-            let mut cmd = Command::new(&self.binary);
-            cmd.args(&args)
-                .env_clear()
-                .envs(env.iter().cloned())
-                .env(RUN_MARK_VAR, mark.value())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
-            if let Some(ws) = &self.workspace {
-                cmd.current_dir(ws);
-            }
-            die_with_worker(&mut cmd);
-            cmd
-        };
-        let (child, leaf) = spawn_contained(make).map_err(|e| {
-            format!(
-                "could not start codex program {:?}: {e}: install Codex (npm install @openai/codex) or give its path with --agent-bin / codex.binary",
-                self.binary
-            )
-        })?;
-        let procs = RunProcesses::of(&child, mark.clone(), leaf);
-        Ok((child, procs))
+        spawn_agent(
+            "codex",
+            &self.binary,
+            &args,
+            &env,
+            self.workspace.as_deref(),
+            mark,
+            "install Codex (npm install @openai/codex) or give its path with --agent-bin / codex.binary",
+        )
     }
 
     async fn run_agent(&self, request: RunRequest, ctx: RunContext) -> RunOutcome {
