@@ -1,6 +1,6 @@
 """Claude Code as the MCP client of `bamboo-worker mcp` (issue 21).
 
-Run by tests/tests/mcp_claude.rs as
+Run by tests/tests/agents/mcp_claude.rs as
 `python claude_client.py CLAUDE_BIN WORKER_BIN WORK_DIR`. Starts a scripted
 fake Anthropic Messages server on 127.0.0.1 (the only thing mocked), then runs
 `claude -p` with the worker as its MCP server. The scripted model calls the

@@ -1,6 +1,6 @@
 """Drives `bamboo-worker mcp` with the official MCP Python SDK client.
 
-Run by tests/tests/mcp_server.rs (issue 21) as
+Run by tests/tests/agents/mcp_server.rs (issue 21) as
 `python client.py WORKER_BIN DATA_DIR SCENARIO`; prints `ok SCENARIO` and
 exits 0, or fails with an assertion saying what differed.
 

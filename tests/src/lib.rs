@@ -11,7 +11,12 @@ use bamboo_subagent::frames::{ChildFrame, Terminal};
 use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 use bamboo_subagent::transport::client::FrameReceiver;
 
+pub mod engine;
 pub mod nats;
+pub mod procs;
+pub mod remote;
+pub mod terminal;
+pub mod tools;
 
 /// A generous bound for anything a test waits on.
 pub const PATIENCE: Duration = Duration::from_secs(30);
