@@ -1,12 +1,17 @@
 //! `cargo xtask tidy`: source checks cheaper than a build. Every behaviour ID a
 //! `.rs` file cites must be in the glossary (docs/behaviors.md), and every `.rs`
-//! file must open with a `//!` line saying what the module is for.
+//! file must open with a `//!` line saying what the module is for, and the
+//! code map of docs/ARCHITECTURE.md must match the tree (`code_map`), and
+//! the run path and the worker side must keep to their side (`boundaries`).
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+mod boundaries;
+mod code_map;
 
 /// The glossary, relative to the workspace root.
 pub const GLOSSARY: &str = "docs/behaviors.md";
@@ -127,6 +132,8 @@ pub fn run(root: &Path) -> Result<()> {
         let shown = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         problems.extend(check_source(&shown, &text, &glossary));
     }
+    problems.extend(code_map::run(root)?);
+    problems.extend(boundaries::run(root, &files)?);
     for p in &problems {
         eprintln!("{p}");
     }
