@@ -1,5 +1,6 @@
-//! Giving memory back when a worker goes quiet. This is the only module of
-//! the workspace with `unsafe` code: two libc calls, each in its own function.
+//! Giving memory back when a worker goes quiet. Two libc calls, each in its
+//! own function with `#[allow(unsafe_code)]` (the workspace denies it; the
+//! executors' `pre_exec` hooks are the only other places that allow it).
 //!
 //! Most of an idle worker's resident memory is its own program: start-up and
 //! run code is scattered over several MiB of text, and the kernel maps up to

@@ -1,5 +1,10 @@
 //! Worker mode: watch the parent, read the spec, build the executor, bind,
 //! publish, serve, withdraw (F4), and leave no process behind (F12).
+//!
+//! A worker runs on a current-thread runtime: it has one engine connection in
+//! normal use and all its work is I/O-bound, and one thread keeps start-up
+//! and idle memory small. On any exit (parent death and SIGTERM included) it
+//! kills the cgroup leaves of its runs and every descendant it still has.
 
 mod parent;
 

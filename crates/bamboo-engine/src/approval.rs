@@ -8,6 +8,15 @@
 //! watcher ([`crate::Engine::approval_requests`]) without loss. An answer to
 //! a request that is no longer open says why (expired, answered, withdrawn).
 //!
+//! Ids: the worker asks with its own `sa-<uuid>` and gets its answer under
+//! that id; people see and answer an engine-made `ap-<uuid>` (never the
+//! child's id), logged as `child_approval_requested` to every ancestor's
+//! event log. The board remembers the last 4096 closed ids, so a late answer
+//! gets the right typed error. Defaults: a 300 s timeout, then deny; and
+//! `enforce_permissions` on, so cli and llm children ask unless the embedder
+//! opts out. A spec with `no_human_approver` gets neither a policy nor a
+//! person.
+//!
 //! The broker runs on the approval's own task, never on the event pump, so a
 //! slow decision cannot stall forwarding.
 

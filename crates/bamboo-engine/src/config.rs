@@ -1,4 +1,12 @@
 //! Engine configuration: everything the builder collects.
+//!
+//! [`Timeouts`] bounds every wait between engine and worker
+//! (docs/operations.md, "Timeouts"): spawn to ready (`register`), TCP connect
+//! (`connect`), TLS + WebSocket handshake (`handshake`), and an open link by
+//! keepalive (a ping every 2 s; no frame at all for 8 s and the link is
+//! dead, so a frozen worker or a cut connection ends its run as `error` in
+//! seconds rather than after the 15-minute idle cap). A worker that is only
+//! thinking still answers pings.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

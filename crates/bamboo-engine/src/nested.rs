@@ -4,6 +4,13 @@
 //! `api_nested.rs`), which creates the grandchild under the requesting child
 //! and runs it through the canonical spawn path. Every request is answered
 //! (`success: false` on failure) rather than leaving the child waiting.
+//!
+//! The depth cap holds at every level: `create_child` checks it, and the
+//! spec tells a worker at the cap `nested_spawn: false` (the `bamboo_runtime`
+//! executor then offers no `spawn_subagent` tool). While it waits for the
+//! grandchild, the asking run lends its running slot (`slots.rs`) and takes
+//! one again before the reply goes out, so nesting cannot deadlock, even at a
+//! limit of 1.
 
 use std::sync::Arc;
 

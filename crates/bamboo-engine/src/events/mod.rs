@@ -14,6 +14,15 @@
 //! behind it continues from the file, transparently, and catches up. Memory
 //! is bounded per log (the ring) and per reader (one batch).
 //!
+//! Durability: lines are written in batches, and each log is `fdatasync`ed
+//! soon after a run ends (in the background, once per `SYNC_WINDOW` of 10 ms
+//! for all the runs that end in it: group commit) and at shutdown. The file
+//! is capped (`EngineBuilder::event_log_cap`, default 1 GiB); past it, new
+//! events live only in the ring, and a reader that misses them gets an
+//! `events_truncated` event naming the lost numbers. A log no run writes to
+//! keeps only its newest 128 events in memory. The log is deleted with its
+//! session.
+//!
 //! Module map: `log` (one session's log: sequence, ring, file, cap), `line`
 //! (the file format), `read` (reading a log file back), `stream` (a
 //! subscriber), `fanout` (what a run publishes to), `tail` (reading a log with no
