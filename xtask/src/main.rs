@@ -9,7 +9,8 @@
 //!   venv) and the real `claude` and `codex` binaries (env var, PATH, else a
 //!   pinned npm install in the user cache), installing them when missing.
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
-//! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs.
+//! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs, the
+//!   code map of docs/ARCHITECTURE.md and two of its boundaries.
 
 mod bench;
 mod coding_agents;
@@ -47,8 +48,9 @@ enum Task {
         #[arg(value_parser = PossibleValuesParser::new(bench::GROUPS))]
         groups: Vec<String>,
     },
-    /// Check that code cites only behaviour IDs of docs/behaviors.md and every
-    /// .rs file starts with a `//!` line.
+    /// Check that code cites only behaviour IDs of docs/behaviors.md, every
+    /// .rs file starts with a `//!` line, the code map of docs/ARCHITECTURE.md
+    /// matches the tree, and the run path and worker side keep to their side.
     Tidy,
 }
 
