@@ -108,6 +108,29 @@ pub async fn run_report(engine: &Engine, root: &str, child: &str) -> bamboo_engi
     ticket.await.expect("the run reports")
 }
 
+/// Runs `assignment` as a new child and waits until its worker is known:
+/// `(the root's events from before the run, root id, child id, worker pid)`.
+pub async fn start_child(engine: &Engine, assignment: &str) -> (EventStream, String, String, u32) {
+    let (root, child) = root_and_child(engine, assignment).await;
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
+    engine
+        .run_child(&root, &child, true)
+        .await
+        .expect("run_child");
+    first_event(&mut events, "sub_agent_started", |e| {
+        matches!(e, AgentEvent::SubAgentStarted { .. })
+    })
+    .await;
+    let pid = loop {
+        let detail = engine.get_child(&root, &child).await.expect("get_child");
+        if let Some(pid) = detail.worker_pid {
+            break pid;
+        }
+        tokio::task::yield_now().await;
+    };
+    (events, root, child, pid)
+}
+
 /// Reads the next event of a session's stream (the stream is lossless).
 #[allow(async_fn_in_trait)]
 pub trait NextEvent {

@@ -90,6 +90,29 @@ pub async fn collect_run(rx: &mut FrameReceiver) -> (Vec<AgentEvent>, Terminal) 
     }
 }
 
+/// Runs the worker with `args` and `input` on stdin to its end; returns its
+/// exit code and stderr.
+pub fn worker_with_stdin(input: &[u8], args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(worker_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the worker starts");
+    if let Some(mut stdin) = child.stdin.take() {
+        // The worker may stop reading early (oversized input): a broken pipe is fine.
+        let _ = stdin.write_all(input);
+    }
+    let out = child.wait_with_output().expect("the worker's output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// True once `pid` is gone (or a zombie nobody has reaped yet).
 pub fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -11,19 +11,7 @@ use bamboo_engine::CreateChild;
 async fn a_worker_killed_mid_run_is_an_error_within_a_second_and_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
-    let (root, child) = root_and_child(&engine, "__sleep_ms:20000 never").await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Now);
-    engine.run_child(&root, &child, true).await.unwrap();
-    first_event(&mut events, "sub_agent_started", |e| {
-        matches!(e, AgentEvent::SubAgentStarted { .. })
-    })
-    .await;
-    let pid = loop {
-        if let Some(pid) = engine.get_child(&root, &child).await.unwrap().worker_pid {
-            break pid;
-        }
-        tokio::task::yield_now().await;
-    };
+    let (mut events, root, child, pid) = start_child(&engine, "__sleep_ms:20000 never").await;
     let killed_at = Instant::now();
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])

@@ -6,9 +6,9 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bamboo_domain::{AgentEvent, CompletionStatus, TerminalStatus};
+use bamboo_domain::{CompletionStatus, TerminalStatus};
 use bamboo_e2e::engine::*;
-use bamboo_engine::{Engine, Timeouts};
+use bamboo_engine::Timeouts;
 use bamboo_subagent::frames::{ParentFrame, RunRequest};
 
 /// The documented error of a worker that died mid-run (docs/operations.md).
@@ -22,28 +22,6 @@ fn signal(pid: u32, sig: &str) {
         .stderr(Stdio::null())
         .status()
         .unwrap();
-}
-
-/// Runs `assignment` as a child, waits until its worker is known, and returns
-/// `(events, child id, worker pid)`.
-async fn start_child(
-    engine: &Engine,
-    assignment: &str,
-) -> (bamboo_engine::EventStream, String, u32) {
-    let (root, child) = root_and_child(engine, assignment).await;
-    let mut events = engine.events(&root, bamboo_engine::Since::Now);
-    engine.run_child(&root, &child, true).await.unwrap();
-    first_event(&mut events, "sub_agent_started", |e| {
-        matches!(e, AgentEvent::SubAgentStarted { .. })
-    })
-    .await;
-    let pid = loop {
-        if let Some(pid) = engine.get_child(&root, &child).await.unwrap().worker_pid {
-            break pid;
-        }
-        tokio::task::yield_now().await;
-    };
-    (events, child, pid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +123,7 @@ async fn a_silent_connection_held_against_a_worker_does_not_delay_a_run() {
 async fn a_frozen_worker_is_an_error_within_ten_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 1).await;
-    let (mut events, child, pid) = start_child(&engine, "__sleep_ms:60000 frozen").await;
+    let (mut events, _, child, pid) = start_child(&engine, "__sleep_ms:60000 frozen").await;
     let stopped_at = Instant::now();
     signal(pid, "-STOP");
     let (status, error) = completion(&mut events, &child).await;
@@ -194,7 +172,7 @@ async fn a_worker_that_is_busy_but_not_frozen_outlives_the_keepalive_limit() {
 async fn a_worker_killed_mid_run_gives_the_documented_message() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 1).await;
-    let (mut events, child, pid) = start_child(&engine, "__sleep_ms:60000 doomed").await;
+    let (mut events, _, child, pid) = start_child(&engine, "__sleep_ms:60000 doomed").await;
     signal(pid, "-KILL");
     let (status, error) = completion(&mut events, &child).await;
     assert_eq!(status, CompletionStatus::Error);

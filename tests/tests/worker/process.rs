@@ -1,7 +1,6 @@
 //! End to end: the worker process itself — bad specs (F4), bearer auth (4.4),
 //! orphan defence (F12), secrets kept out of the fabric, the `run` front door.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,26 +11,6 @@ use bamboo_subagent::transport::client::connect;
 use bamboo_subagent::transport::TransportError;
 use bamboo_subagent::Secret;
 
-/// Runs the worker with `input` on stdin; returns (exit code, stderr).
-fn run_worker_with(input: &[u8], args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(worker_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // The worker may stop reading early (oversized input): a broken pipe is fine.
-    let _ = stdin.write_all(input);
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn assert_refused(input: &[u8], expect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let fabric = dir.path().join("agents");
@@ -41,7 +20,7 @@ fn assert_refused(input: &[u8], expect: &str) {
             .into_bytes(),
         Err(_) => input.to_vec(),
     };
-    let (code, stderr) = run_worker_with(&input, &[]);
+    let (code, stderr) = bamboo_e2e::worker_with_stdin(&input, &[]);
     assert_eq!(code, Some(2), "stderr: {stderr}");
     let lines: Vec<_> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got {stderr:?}");

@@ -3,11 +3,6 @@
 //! is refused with exit 2 and one line naming it, before anything is
 //! published (F4).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use bamboo_e2e::worker_bin;
-
 /// Feeds `capabilities` in an otherwise valid echo spec to a worker; returns
 /// its exit code and stderr, and checks it published nothing.
 fn provision_with(capabilities: &str) -> (Option<i32>, String) {
@@ -17,21 +12,9 @@ fn provision_with(capabilities: &str) -> (Option<i32>, String) {
         r#"{{"version":1,"identity":{{"child_id":"c1"}},"executor":{{"kind":"echo"}},"fabric_dir":{:?},"capabilities":{capabilities}}}"#,
         fabric.to_string_lossy()
     );
-    let mut child = Command::new(worker_bin())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(spec.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let refused = bamboo_e2e::worker_with_stdin(spec.as_bytes(), &[]);
     assert!(!fabric.exists(), "nothing published for a refused spec");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    refused
 }
 
 fn assert_refused_naming(capabilities: &str, name: &str) {
