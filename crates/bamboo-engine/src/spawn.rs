@@ -214,6 +214,7 @@ async fn run_child(
         child_session_id: child_id,
         status: report.status,
         error: report.error.clone(),
+        result: report.result.clone(),
         usage: report.usage,
         worktree: report
             .worktree
