@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bamboo_domain::{CompletionStatus, ModelRef};
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::{CreateChild, Engine, SendMessage, Since};
 use bamboo_subagent::spec::{ClaudeCodeSpec, ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;

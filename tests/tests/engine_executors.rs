@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bamboo_domain::{AgentEvent, ChildStatus, ModelRef};
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::{async_trait, ApprovalPolicy, ApprovalRequest, CreateChild, Engine};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;

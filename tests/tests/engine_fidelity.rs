@@ -14,7 +14,7 @@ use bamboo_domain::{
     AgentEvent, ChildStatus, CompletionStatus, ModelRef, TaskItem, TaskItemStatus, TaskList,
     TokenBudget,
 };
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::{tool, Engine, NewRoot, Since};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;

@@ -10,7 +10,7 @@ mod engine_support;
 use std::sync::Arc;
 
 use bamboo_domain::{ChildStatus, CompletionStatus, ModelRef, Role};
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::{CreateChild, Engine, SendMessage, SendOutcome, Since};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;

@@ -1,47 +1,34 @@
-//! A parent fans out children, prints their streams (lossless, in order,
-//! with sequence numbers) and answers their approval requests.
+//! A parent fans out four children, streams their events, approves what
+//! they ask, and awaits their results.
 //!
 //! ```sh
 //! cargo build -p bamboo-worker
-//! cargo run -p bamboo-engine --example fan_out -- target/debug/bamboo-worker
+//! cargo run -p bamboo-engine --example fan_out
 //! ```
 
-use bamboo_domain::AgentEvent;
-use bamboo_engine::{CreateChild, Engine, EngineError, Since};
-use bamboo_subagent::spec::ExecutorSpec;
-use futures::StreamExt;
+use bamboo_engine::{AgentEvent, Child, Engine, ExecutorSpec};
+use futures::{future, stream, StreamExt};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let worker = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "target/debug/bamboo-worker".into());
-    let data = std::env::temp_dir().join(format!("bamboo-fan-out-{}", std::process::id()));
-    let engine = Engine::builder(&data)
-        .worker_program(worker)
+    let engine = Engine::builder()
+        .ephemeral()
         .executor(ExecutorSpec::Echo)
         .max_running(3)
         .build()
         .await?;
     let parent = engine.create_root("orchestrator", None).await?;
-    // From the start: nothing the children do can be missed, however slow
-    // this loop is.
-    let mut events = engine.events(&parent.id, Since::Start);
-    // Approvals are state: answer each open request, wherever it comes from
-    // in the tree under `parent`.
-    let mut approvals = engine.approval_requests(Some(&parent.id));
-    let answerer = engine.clone();
+    // Approve whatever any child under the parent asks.
+    let (mut asks, approver) = (engine.approval_requests(Some(&parent.id)), engine.clone());
     tokio::spawn(async move {
-        while let Some(request) = approvals.next().await {
+        while let Some(ask) = asks.next().await {
             println!(
-                "approval {} for {} on {:?}: yes",
-                request.id, request.tool_name, request.resource
+                "approving {} for {}",
+                ask.tool_name,
+                &ask.child_session_id[..8]
             );
-            // A request that expired or whose run ended meanwhile is not an
-            // error for the parent: the child already has its answer.
-            if let Err(EngineError::Approval(why)) = answerer.answer_approval(&request.id, true) {
-                println!("note: {why}");
-            }
+            // Refused only when the request expired or its run ended: the child has its answer.
+            let _ = approver.answer_approval(&ask.id, true);
         }
     });
     let tasks = [
@@ -50,60 +37,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "__sleep_ms:200 review the draft",
         "__approve:write_file write a summary",
     ];
-    for t in tasks {
-        let mut input = CreateChild::new(&parent.id, t);
-        input.role = "helper".into();
-        input.auto_run = true;
-        engine.create_child(input).await?;
+    let mut children = Vec::new();
+    for task in tasks {
+        children.push(
+            engine
+                .spawn(Child::new(&parent.id, task).role("helper"))
+                .await?,
+        );
     }
-    let mut done = 0;
-    while done < tasks.len() {
-        let Some(logged) = events.next().await else {
-            break;
-        };
-        match &*logged.event {
-            AgentEvent::SubAgentStarted {
-                child_session_id,
-                title,
-                ..
-            } => {
-                println!(
-                    "#{} [{}] started: {}",
-                    logged.seq,
-                    short(child_session_id),
-                    title.as_deref().unwrap_or_default()
-                )
-            }
-            AgentEvent::SubAgentEvent {
-                child_session_id,
-                event,
-                ..
-            } => {
-                if let AgentEvent::Token { content } = &**event {
-                    println!("#{} [{}] {content}", logged.seq, short(child_session_id));
-                }
-            }
-            AgentEvent::SubAgentCompleted {
-                child_session_id,
-                status,
-                ..
-            } => {
-                println!("#{} [{}] {status}", logged.seq, short(child_session_id));
-                done += 1;
-            }
-            _ => {}
+    // Every child's events, as they come; each stream ends with its child's run.
+    let mut events = stream::select_all(
+        children
+            .iter()
+            .map(|c| c.events().map(move |e| (c.id()[..8].to_owned(), e))),
+    );
+    while let Some((child, logged)) = events.next().await {
+        if let Some(AgentEvent::Token { content }) = logged.child_event() {
+            println!("#{} [{child}] {content}", logged.seq);
         }
     }
-    for c in engine.list_children(&parent.id).await? {
-        let d = engine.get_child(&parent.id, &c.id).await?;
-        println!("{} → {}", c.title, d.last_result.unwrap_or_default());
+    let outcomes = future::try_join_all(children.iter().map(|c| c.wait())).await?;
+    for (task, outcome) in tasks.iter().zip(outcomes) {
+        println!(
+            "{task} → {}: {}",
+            outcome.status,
+            outcome.result.unwrap_or_default()
+        );
     }
-    println!("workers started: {}", engine.stats().workers_started);
     engine.shutdown().await;
-    let _ = std::fs::remove_dir_all(&data);
     Ok(())
-}
-
-fn short(id: &str) -> &str {
-    &id[..8.min(id.len())]
 }

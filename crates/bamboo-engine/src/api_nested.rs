@@ -27,7 +27,10 @@ impl NestedSpawner for FacadeSpawner {
             let Some(inner) = runtime.upgrade() else {
                 return json!({"success": false, "result": "the engine has shut down"});
             };
-            let engine = Engine { inner };
+            let engine = Engine {
+                inner,
+                scratch: None,
+            };
             // Inbox questions (ask, reply, inbox) between the requester and its kin.
             if let Some(reply) = crate::ask::serve(&engine, &requester, &body).await {
                 return reply;

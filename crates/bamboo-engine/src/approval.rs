@@ -189,7 +189,7 @@ impl Board {
 
 /// Decides approvals and tracks the ones waiting for a human.
 #[derive(Debug)]
-pub struct ApprovalBroker {
+pub(crate) struct ApprovalBroker {
     config: ApprovalConfig,
     board: Arc<Mutex<Board>>,
 }
@@ -328,6 +328,7 @@ impl ApprovalBroker {
     }
 
     /// Ids of requests waiting for a human.
+    #[cfg(test)]
     pub fn pending_ids(&self) -> Vec<String> {
         lock(&self.board).open.keys().cloned().collect()
     }

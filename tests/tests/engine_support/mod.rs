@@ -17,7 +17,8 @@ pub const SOON: Duration = Duration::from_secs(30);
 
 /// A builder over the real worker binary with the echo executor.
 pub fn builder(dir: &Path, max_running: usize) -> EngineBuilder {
-    Engine::builder(dir)
+    Engine::builder()
+        .data_dir(dir)
         .worker_program(bamboo_e2e::worker_bin())
         .executor(ExecutorSpec::Echo)
         .max_running(max_running)
