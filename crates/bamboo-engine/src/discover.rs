@@ -22,7 +22,7 @@ pub(crate) enum FindWorkerError {
     #[error("{WORKER_BIN_ENV}={0} is not a file: point it at the bamboo-worker program (build it with `cargo build -p bamboo-worker`)")]
     EnvNotAFile(PathBuf),
     /// Nothing found anywhere.
-    #[error("no bamboo-worker program found: set {WORKER_BIN_ENV} to its path, or build it with `cargo build -p bamboo-worker` (looked next to this program, in cargo's target directory and on PATH: {looked})")]
+    #[error("no bamboo-worker program found: set {WORKER_BIN_ENV} to its path, or build it with `cargo build -p bamboo-worker` (looked at {looked})")]
     NotFound {
         /// The places looked at, comma-separated.
         looked: String,
@@ -63,11 +63,18 @@ fn find(env: &Env) -> Result<PathBuf, FindWorkerError> {
     if let Some(found) = candidates.iter().find(|p| is_program(p)) {
         return Ok(found.clone());
     }
-    let looked = candidates
+    // PATH is the user's own: named, not listed.
+    let on_path = env
+        .path
+        .as_ref()
+        .map_or(0, |p| std::env::split_paths(p).count());
+    let mut looked: Vec<String> = candidates
         .iter()
+        .take(candidates.len().saturating_sub(on_path))
         .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
+    looked.push("PATH".into());
+    let looked = looked.join(", ");
     Err(FindWorkerError::NotFound { looked })
 }
 

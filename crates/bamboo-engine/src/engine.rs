@@ -127,6 +127,12 @@ impl Engine {
         self.inner.approvals.watch(under)
     }
 
+    /// Where the engine keeps its data (for an ephemeral engine, its
+    /// temporary directory until shutdown).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.cfg.data_dir
+    }
+
     /// Current counters.
     pub fn stats(&self) -> EngineStats {
         EngineStats {
