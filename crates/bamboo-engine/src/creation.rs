@@ -30,7 +30,9 @@ pub(crate) type Stored = oneshot::Receiver<Result<(), StoreError>>;
 #[derive(Debug)]
 pub(crate) struct Creation {
     state: State,
-    announce: Option<AgentEvent>,
+    /// Boxed: the event is large and a `Creation` travels inside the run's
+    /// start.
+    announce: Option<Box<AgentEvent>>,
 }
 
 #[derive(Debug)]
@@ -62,7 +64,7 @@ impl Creation {
         });
         let creation = Self {
             state: State::Storing(task),
-            announce: Some(announce),
+            announce: Some(Box::new(announce)),
         };
         (creation, told)
     }
@@ -71,7 +73,7 @@ impl Creation {
     pub(crate) fn stored(announce: AgentEvent) -> Self {
         Self {
             state: State::Done(Ok(())),
-            announce: Some(announce),
+            announce: Some(Box::new(announce)),
         }
     }
 
@@ -96,7 +98,7 @@ impl Creation {
         };
         if kept.is_ok() {
             if let Some(event) = self.announce.take() {
-                fanout.publish(event);
+                fanout.publish(*event);
             }
         }
         kept
