@@ -1,5 +1,5 @@
 //! A child created with `auto_run` while a slot is free is stored while its
-//! run already starts (E2's fast path): the durable create (the store's sync)
+//! run already starts: the durable create (the store's sync)
 //! overlaps leasing the worker and sending it the run, so a warm run waits on
 //! the disk once, at its end, where it would otherwise wait twice.
 //!
@@ -11,6 +11,7 @@
 //! is written only after the create (the run waits again before `finish`). If
 //! the create fails, the run is stopped unread, its completion says why, and
 //! `create_child` returns the store's error.
+// Behaviours: E2.
 
 use std::sync::Arc;
 

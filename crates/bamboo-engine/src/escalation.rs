@@ -1,9 +1,10 @@
 //! Approvals up the chain (seed 003's escalation bridge, without process
-//! globals, E21). A grandchild's request climbs its ancestry level by level:
+//! globals). A grandchild's request climbs its ancestry level by level:
 //! a level whose session runs in bypass mode may answer through the
 //! [`ChildApprovalReviewer`] seam (off the event pump, timeout ⇒ deny);
 //! a level that is not bypassed, or whose reviewer has no opinion, passes it
-//! up. At the root the policy/human path of the broker applies (E17).
+//! up. At the root the policy/human path of the broker applies.
+// Behaviours: E21, E17.
 
 use std::fmt;
 use std::future::Future;

@@ -1,9 +1,10 @@
-//! Nested spawn (E18): a child asks, over `subagent_request`, for a grandchild.
+//! Nested spawn: a child asks, over `subagent_request`, for a grandchild.
 //! The run path does not serve it itself: it hands the request to the
 //! [`NestedSpawner`] injected into the runtime (the facade, see
 //! `api_nested.rs`), which creates the grandchild under the requesting child
 //! and runs it through the canonical spawn path. Every request is answered
 //! (`success: false` on failure) rather than leaving the child waiting.
+// Behaviours: E18.
 
 use std::sync::Arc;
 
