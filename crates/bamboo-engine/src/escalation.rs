@@ -66,7 +66,7 @@ where
 }
 
 impl crate::Engine {
-    /// Puts `session_id` in (or out of) bypass mode ([`BYPASS_KEY`]). Its
+    /// Puts `session_id` in (or out of) bypass mode (kept in its metadata). Its
     /// children created afterwards inherit it; its workers get
     /// `capabilities.bypass`.
     pub async fn set_bypass(&self, session_id: &str, on: bool) -> Result<(), crate::EngineError> {
