@@ -111,7 +111,9 @@ pub use bamboo_domain::{
     AgentEvent, ChildStatus, CompletionStatus, ModelRef, Session, SessionId, TokenUsage,
     WorktreeOutcome,
 };
-pub use bamboo_subagent::spec::{ClaudeCodeSpec, CodexSpec, ExecutorSpec, Placement};
+pub use bamboo_subagent::spec::{
+    ClaudeCodeSpec, CodexSpec, ExecutorSpec, Placement, ProviderCredential,
+};
 pub use bamboo_subagent::Secret;
 pub use child::Child;
 pub use config::Timeouts;
