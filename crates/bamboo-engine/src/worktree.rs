@@ -5,7 +5,7 @@
 //! the end of each run what it changed is committed on that branch (author
 //! and message naming the child); a child that changed nothing leaves no
 //! branch and no worktree. The record lives in the child's metadata
-//! ([`WORKTREE_KEY`]) so a resumed child finds its worktree again.
+//! (under `worktree`) so a resumed child finds its worktree again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -52,7 +52,7 @@ async fn dispatch(engine: &Engine, parent: &str, args: Value) -> Result<Value, S
     }
 }
 
-/// The JSON schema of the tool's arguments, generated from [`ToolCall`].
+/// The JSON schema of the tool's arguments, generated from the same types the parser reads.
 /// Subschemas are inlined: tool interfaces of model providers often do not
 /// follow `$ref`.
 pub fn schema() -> Value {
