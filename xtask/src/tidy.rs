@@ -127,6 +127,8 @@ pub fn run(root: &Path) -> Result<()> {
         let shown = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         problems.extend(check_source(&shown, &text, &glossary));
     }
+    let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    problems.extend(crate::layers::check(root)?);
     for p in &problems {
         eprintln!("{p}");
     }
@@ -143,7 +145,7 @@ pub fn run(root: &Path) -> Result<()> {
 
 /// Collects `.rs` files under `dir` (sorted), skipping `target` and hidden
 /// directories. A missing `dir` has none.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }
