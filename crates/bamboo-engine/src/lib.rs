@@ -111,8 +111,10 @@ pub use bamboo_domain::{
     AgentEvent, ChildStatus, CompletionStatus, ModelRef, Session, SessionId, TokenUsage,
     WorktreeOutcome,
 };
+/// What a NATS pool client needs ([`EngineBuilder::nats_pool`]).
+pub use bamboo_pool::{ClientSettings, NatsOptions, PoolClient, PoolError};
 pub use bamboo_subagent::spec::{
-    ClaudeCodeSpec, CodexSpec, ExecutorSpec, Placement, ProviderCredential,
+    ClaudeCodeSpec, CodexMode, CodexSpec, ExecutorSpec, Placement, ProviderCredential,
 };
 pub use bamboo_subagent::Secret;
 pub use child::Child;
