@@ -130,6 +130,8 @@ impl ChildHandle {
     /// Waits for the followed run to end and returns how it ended. A
     /// pending child is awaited until it runs and ends. Fails only when no
     /// end can come: the child was deleted, or the engine shut down first.
+    /// (Should the parent's event log lose the completion to its size cap,
+    /// this waits until shutdown: read [`detail`](Self::detail) instead.)
     pub async fn wait(&self) -> Result<ChildOutcome, EngineError> {
         let mut events = self.events();
         while let Some(logged) = events.next().await {
