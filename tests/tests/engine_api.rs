@@ -259,3 +259,23 @@ async fn an_ephemeral_engine_removes_its_data_at_shutdown_or_drop() {
     drop(clone);
     assert!(!dir.exists(), "{} removed on drop", dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_on_an_existing_child_follows_its_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 4).await;
+    let root = engine.create_root("root", None).await.unwrap();
+    let first = engine.spawn(Child::new(&root.id, "once")).await.unwrap();
+    first.wait().await.unwrap();
+    // Another handle, from the ids alone: the finished run is behind it.
+    let again = engine.child(&root.id, first.id()).await.unwrap();
+    again.send("twice").await.unwrap();
+    let outcome = tokio::time::timeout(SOON, again.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.result.as_deref(), Some("echo: twice"));
+    let wrong = engine.child(&root.id, "no-such-child").await;
+    assert!(wrong.is_err(), "an unknown child has no handle");
+    engine.shutdown().await;
+}

@@ -36,6 +36,7 @@ pub(crate) fn worker_program() -> Result<PathBuf, FindWorkerError> {
         current_exe: std::env::current_exe().ok(),
         target_dir: std::env::var_os("CARGO_TARGET_DIR"),
         manifest_dir: std::env::var_os("CARGO_MANIFEST_DIR"),
+        cwd: std::env::current_dir().ok(),
         path: std::env::var_os("PATH"),
     })
 }
@@ -47,6 +48,7 @@ struct Env {
     current_exe: Option<PathBuf>,
     target_dir: Option<OsString>,
     manifest_dir: Option<OsString>,
+    cwd: Option<PathBuf>,
     path: Option<OsString>,
 }
 
@@ -90,13 +92,18 @@ fn candidates(env: &Env) -> Vec<PathBuf> {
     // Under cargo (a doc-test runs from a temporary directory): the build
     // directory of the workspace being tested.
     if let Some(manifest) = env.manifest_dir.as_ref().map(PathBuf::from) {
-        let targets: Vec<PathBuf> = match &env.target_dir {
-            Some(t) => {
-                let t = PathBuf::from(t);
-                vec![if t.is_relative() { manifest.join(t) } else { t }]
+        // CARGO_TARGET_DIR when set (a relative one is cargo's working
+        // directory's), else `target` beside the package or a workspace
+        // above it.
+        let mut targets: Vec<PathBuf> = Vec::new();
+        if let Some(t) = env.target_dir.as_ref().map(PathBuf::from) {
+            match (t.is_relative(), &env.cwd) {
+                (true, Some(cwd)) => targets.push(cwd.join(t)),
+                (true, None) => {}
+                (false, _) => targets.push(t),
             }
-            None => manifest.ancestors().map(|a| a.join("target")).collect(),
-        };
+        }
+        targets.extend(manifest.ancestors().map(|a| a.join("target")));
         for t in targets {
             dirs.push(t.join("debug"));
             dirs.push(t.join("release"));
