@@ -14,7 +14,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder()
         .ephemeral()
         .executor(ExecutorSpec::Echo)
-        .max_running(3)
         .build()
         .await?;
     let parent = engine.create_root("orchestrator", None).await?;
@@ -22,47 +21,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut asks, approver) = (engine.approval_requests(Some(&parent.id)), engine.clone());
     tokio::spawn(async move {
         while let Some(ask) = asks.next().await {
-            println!(
-                "approving {} for {}",
-                ask.tool_name,
-                &ask.child_session_id[..8]
-            );
-            // Refused only when the request expired or its run ended: the child has its answer.
+            println!("approving {} on {}", ask.tool_name, ask.resource);
+            // Refused only if the request expired or its run ended: the child has its answer.
             let _ = approver.answer_approval(&ask.id, true);
         }
     });
     let tasks = [
-        "research the topic",
+        "research",
         "draft an outline",
-        "__sleep_ms:200 review the draft",
-        "__approve:write_file write a summary",
+        "__sleep_ms:200 review",
+        "__approve:write_file sum up",
     ];
-    let mut children = Vec::new();
-    for task in tasks {
-        children.push(
-            engine
-                .spawn(Child::new(&parent.id, task).role("helper"))
-                .await?,
-        );
-    }
-    // Every child's events, as they come; each stream ends with its child's run.
-    let mut events = stream::select_all(
-        children
-            .iter()
-            .map(|c| c.events().map(move |e| (c.id()[..8].to_owned(), e))),
-    );
-    while let Some((child, logged)) = events.next().await {
+    let spawns = tasks.map(|task| engine.spawn(Child::new(&parent.id, task).role("helper")));
+    let children = future::try_join_all(spawns).await?;
+    // Every child's events as they come, in order per child; each stream ends with its run.
+    let mut events = stream::select_all(children.iter().map(|child| child.events()));
+    while let Some(logged) = events.next().await {
         if let Some(AgentEvent::Token { content }) = logged.child_event() {
-            println!("#{} [{child}] {content}", logged.seq);
+            let child = logged.event.child_session_id().unwrap_or_default();
+            println!("#{} [{}] {content}", logged.seq, &child[..8]);
         }
     }
-    let outcomes = future::try_join_all(children.iter().map(|c| c.wait())).await?;
-    for (task, outcome) in tasks.iter().zip(outcomes) {
-        println!(
-            "{task} → {}: {}",
-            outcome.status,
-            outcome.result.unwrap_or_default()
-        );
+    for (task, child) in tasks.iter().zip(&children) {
+        let outcome = child.wait().await?;
+        println!("{task} → {}: {:?}", outcome.status, outcome.result);
     }
     engine.shutdown().await;
     Ok(())
