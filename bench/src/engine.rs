@@ -36,7 +36,8 @@ impl Bench {
         configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let builder = Engine::builder(dir.path())
+        let builder = Engine::builder()
+            .data_dir(dir.path())
             .worker_program(worker_bin()?)
             .executor(executor)
             .max_running(max_running);

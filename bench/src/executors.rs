@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bamboo_domain::ModelRef;
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
 use bamboo_subagent::Secret;
 use bamboo_testkit::ScriptedServer;

@@ -218,7 +218,8 @@ async fn fleet(url: &str) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let client = PoolClient::connect(&NatsOptions::new(url), ClientSettings::default()).await?;
-    let engine = Engine::builder(dir.path())
+    let engine = Engine::builder()
+        .data_dir(dir.path())
         .executor(ExecutorSpec::Echo)
         .max_running(1000)
         .default_placement(Placement::Schedulable {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bamboo_domain::{AgentEvent, CompletionStatus};
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::EventStream;
 use bamboo_engine::{CreateChild, Engine, EngineBuilder, Timeouts};
 use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
@@ -17,7 +17,8 @@ pub const SOON: Duration = Duration::from_secs(30);
 
 /// A builder over the real worker binary with the echo executor.
 pub fn builder(dir: &Path, max_running: usize) -> EngineBuilder {
-    Engine::builder(dir)
+    Engine::builder()
+        .data_dir(dir)
         .worker_program(crate::worker_bin())
         .executor(ExecutorSpec::Echo)
         .max_running(max_running)

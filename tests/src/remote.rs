@@ -179,7 +179,8 @@ pub fn engine_builder(
     residents: &[&Resident],
     cap: usize,
 ) -> EngineBuilder {
-    let mut b = Engine::builder(dir)
+    let mut b = Engine::builder()
+        .data_dir(dir)
         .worker_program(crate::worker_bin())
         .executor(ExecutorSpec::Echo)
         .max_running(max_running)

@@ -14,6 +14,7 @@
 
 mod bench;
 mod coding_agents;
+mod layers;
 mod mcp_clients;
 mod nats;
 mod process;

@@ -2,7 +2,7 @@
 //! `.rs` file cites must be in the glossary (docs/behaviors.md), and every `.rs`
 //! file must open with a `//!` line saying what the module is for, and the
 //! code map of docs/ARCHITECTURE.md must match the tree (`code_map`), and
-//! the run path and the worker side must keep to their side (`boundaries`).
+//! the engine's run path must not name the API layer (`boundaries`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -132,8 +132,14 @@ pub fn run(root: &Path) -> Result<()> {
         let shown = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         problems.extend(check_source(&shown, &text, &glossary));
     }
-    problems.extend(code_map::run(root)?);
-    problems.extend(boundaries::run(root, &files)?);
+    let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    problems.extend(crate::layers::check(root)?);
+    problems.extend(code_map::run(root)?.iter().map(ToString::to_string));
+    problems.extend(
+        boundaries::run(root, &files)?
+            .iter()
+            .map(ToString::to_string),
+    );
     for p in &problems {
         eprintln!("{p}");
     }
@@ -150,7 +156,7 @@ pub fn run(root: &Path) -> Result<()> {
 
 /// Collects `.rs` files under `dir` (sorted), skipping `target` and hidden
 /// directories. A missing `dir` has none.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }

@@ -154,6 +154,6 @@ fn factory(exec: &ExecutorArgs, choice: &ExecutorChoice) -> anyhow::Result<Execu
     let workspace = exec.workspace()?;
     let pass_env = passed_env(&exec.pass_env)?;
     let spec = self_spec(choice, &workspace, pass_env, "pool");
-    let executor = bamboo_executors::build(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let executor = bamboo_executors::build(&spec)?;
     Ok(Arc::new(move |_: &ProvisionSpec| Ok(executor.clone())))
 }

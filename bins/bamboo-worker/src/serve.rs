@@ -87,7 +87,7 @@ async fn live(settings: ServeSettings, parent: Parent) -> i32 {
     };
     let executor = match executors::build(&spec) {
         Ok(x) => x,
-        Err(e) => return refuse(&e),
+        Err(e) => return refuse(&e.to_string()),
     };
     let options = WorkerOptions {
         accept_timeout: settings.accept_timeout,

@@ -386,6 +386,7 @@ mod tests {
             child_session_id: child.into(),
             status,
             error: None,
+            result: None,
             usage: None,
             worktree: None,
         }

@@ -156,7 +156,8 @@ impl Opened {
         };
         // No worker is ever started: the program only satisfies the builder.
         let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bamboo-worker"));
-        let engine = Engine::builder(dir)
+        let engine = Engine::builder()
+            .data_dir(dir)
             .worker_program(program)
             .store(store.clone())
             .build()

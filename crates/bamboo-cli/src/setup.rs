@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::{ApprovalPolicy, Engine, Placement, RemoteEndpoint};
 use bamboo_subagent::spec::ProviderCredential;
 
@@ -23,7 +23,8 @@ pub async fn build_engine(
         None => std::env::current_exe()
             .context("cannot find this program's own path to spawn workers; pass --worker-bin")?,
     };
-    let mut builder = Engine::builder(data_dir)
+    let mut builder = Engine::builder()
+        .data_dir(data_dir)
         .worker_program(program)
         .worker_args(options.worker_args.clone())
         .max_running(options.max_running)

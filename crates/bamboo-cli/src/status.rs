@@ -232,6 +232,7 @@ mod tests {
             child_session_id: "a".into(),
             status: CompletionStatus::Completed,
             error: None,
+            result: None,
             usage: Some(run),
             worktree: None,
         };

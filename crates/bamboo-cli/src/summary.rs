@@ -193,6 +193,7 @@ mod tests {
             child_session_id: "b".into(),
             status: CompletionStatus::Error,
             error: Some("kaput\nstderr tail".into()),
+            result: None,
             usage: None,
             worktree: None,
         };

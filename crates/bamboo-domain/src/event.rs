@@ -202,6 +202,10 @@ pub enum AgentEvent {
         /// Why, when it did not complete.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The child's final answer, when the run completed with one
+        /// (extension: a reader that does not know it skips it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
         /// What the run used, when its executor counted it (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<TokenUsage>,
@@ -415,6 +419,45 @@ mod tests {
         assert_eq!(asked.child_session_id(), Some("c"));
         assert_eq!(asked.parent_session_id(), None);
         assert_eq!(AgentEvent::token("x").child_session_id(), None);
+    }
+
+    #[test]
+    fn sub_agent_completed_reads_protocol_v1_and_writes_no_absent_extension() {
+        // The protocol v1 form: no result, usage or worktree.
+        let v1 = r#"{"type":"sub_agent_completed","parent_session_id":"p","child_session_id":"c","status":"completed"}"#;
+        let e: AgentEvent = serde_json::from_str(v1).unwrap();
+        let AgentEvent::SubAgentCompleted {
+            status,
+            error,
+            result,
+            usage,
+            worktree,
+            ..
+        } = &e
+        else {
+            panic!("not a sub_agent_completed: {e:?}");
+        };
+        assert_eq!(*status, CompletionStatus::Completed);
+        assert!(error.is_none() && result.is_none() && usage.is_none() && worktree.is_none());
+        // Absent extensions are not written: the v1 bytes come back.
+        assert_eq!(serde_json::to_string(&e).unwrap(), v1);
+        // Present ones travel.
+        let with = AgentEvent::SubAgentCompleted {
+            parent_session_id: "p".into(),
+            child_session_id: "c".into(),
+            status: CompletionStatus::Completed,
+            error: None,
+            result: Some("42".into()),
+            usage: Some(TokenUsage {
+                total_tokens: 7,
+                ..TokenUsage::default()
+            }),
+            worktree: None,
+        };
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(json["result"], "42");
+        assert_eq!(json["usage"]["total_tokens"], 7);
+        assert_eq!(serde_json::from_value::<AgentEvent>(json).unwrap(), with);
     }
 
     fn round_trip(json: &str) -> AgentEvent {

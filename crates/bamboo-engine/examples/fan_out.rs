@@ -1,109 +1,51 @@
-//! A parent fans out children, prints their streams (lossless, in order,
-//! with sequence numbers) and answers their approval requests.
+//! A parent fans out four children, streams their events, approves what
+//! they ask, and awaits their results.
 //!
 //! ```sh
 //! cargo build -p bamboo-worker
-//! cargo run -p bamboo-engine --example fan_out -- target/debug/bamboo-worker
+//! cargo run -p bamboo-engine --example fan_out
 //! ```
 
-use bamboo_domain::AgentEvent;
-use bamboo_engine::{CreateChild, Engine, EngineError, Since};
-use bamboo_subagent::spec::ExecutorSpec;
-use futures::StreamExt;
+use bamboo_engine::{AgentEvent, Child, Engine, ExecutorSpec};
+use futures::{future, stream, StreamExt};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let worker = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "target/debug/bamboo-worker".into());
-    let data = std::env::temp_dir().join(format!("bamboo-fan-out-{}", std::process::id()));
-    let engine = Engine::builder(&data)
-        .worker_program(worker)
+    let engine = Engine::builder()
+        .ephemeral()
         .executor(ExecutorSpec::Echo)
-        .max_running(3)
         .build()
         .await?;
     let parent = engine.create_root("orchestrator", None).await?;
-    // From the start: nothing the children do can be missed, however slow
-    // this loop is.
-    let mut events = engine.events(&parent.id, Since::Start);
-    // Approvals are state: answer each open request, wherever it comes from
-    // in the tree under `parent`.
-    let mut approvals = engine.approval_requests(Some(&parent.id));
-    let answerer = engine.clone();
+    // Approve whatever any child under the parent asks.
+    let (mut asks, approver) = (engine.approval_requests(Some(&parent.id)), engine.clone());
     tokio::spawn(async move {
-        while let Some(request) = approvals.next().await {
-            println!(
-                "approval {} for {} on {:?}: yes",
-                request.id, request.tool_name, request.resource
-            );
-            // A request that expired or whose run ended meanwhile is not an
-            // error for the parent: the child already has its answer.
-            if let Err(EngineError::Approval(why)) = answerer.answer_approval(&request.id, true) {
-                println!("note: {why}");
-            }
+        while let Some(ask) = asks.next().await {
+            println!("approving {} on {}", ask.tool_name, ask.resource);
+            // Refused only if the request expired or its run ended: the child has its answer.
+            let _ = approver.answer_approval(&ask.id, true);
         }
     });
     let tasks = [
-        "research the topic",
+        "research",
         "draft an outline",
-        "__sleep_ms:200 review the draft",
-        "__approve:write_file write a summary",
+        "__sleep_ms:200 review",
+        "__approve:write_file sum up",
     ];
-    for t in tasks {
-        let mut input = CreateChild::new(&parent.id, t);
-        input.role = "helper".into();
-        input.auto_run = true;
-        engine.create_child(input).await?;
-    }
-    let mut done = 0;
-    while done < tasks.len() {
-        let Some(logged) = events.next().await else {
-            break;
-        };
-        match &*logged.event {
-            AgentEvent::SubAgentStarted {
-                child_session_id,
-                title,
-                ..
-            } => {
-                println!(
-                    "#{} [{}] started: {}",
-                    logged.seq,
-                    short(child_session_id),
-                    title.as_deref().unwrap_or_default()
-                )
-            }
-            AgentEvent::SubAgentEvent {
-                child_session_id,
-                event,
-                ..
-            } => {
-                if let AgentEvent::Token { content } = &**event {
-                    println!("#{} [{}] {content}", logged.seq, short(child_session_id));
-                }
-            }
-            AgentEvent::SubAgentCompleted {
-                child_session_id,
-                status,
-                ..
-            } => {
-                println!("#{} [{}] {status}", logged.seq, short(child_session_id));
-                done += 1;
-            }
-            _ => {}
+    let spawns = tasks.map(|task| engine.spawn(Child::new(&parent.id, task).role("helper")));
+    let children = future::try_join_all(spawns).await?;
+    // Every child's events as they come, in order per child; each stream ends with its run.
+    let mut events = stream::select_all(children.iter().map(|child| child.events()));
+    while let Some(logged) = events.next().await {
+        if let Some(AgentEvent::Token { content }) = logged.child_event() {
+            let child = logged.event.child_session_id().unwrap_or_default();
+            println!("#{} [{}] {content}", logged.seq, &child[..8]);
         }
     }
-    for c in engine.list_children(&parent.id).await? {
-        let d = engine.get_child(&parent.id, &c.id).await?;
-        println!("{} → {}", c.title, d.last_result.unwrap_or_default());
+    for (task, child) in tasks.iter().zip(&children) {
+        let outcome = child.wait().await?;
+        println!("{task} → {}: {:?}", outcome.status, outcome.result);
     }
-    println!("workers started: {}", engine.stats().workers_started);
     engine.shutdown().await;
-    let _ = std::fs::remove_dir_all(&data);
     Ok(())
-}
-
-fn short(id: &str) -> &str {
-    &id[..8.min(id.len())]
 }

@@ -1,5 +1,6 @@
-//! Child actions C1-C8 as typed calls on [`Engine`]. Every action checks the
-//! caller owns the child (C9); every run goes through the canonical spawn path.
+//! The child actions as typed calls on [`Engine`]. Every action checks the
+//! caller owns the child; every run goes through the canonical spawn path.
+// Behaviours: C1-C8, C9.
 
 use bamboo_domain::{ChildInfo, ChildStatus, Message, Role, Session};
 
@@ -17,10 +18,12 @@ use crate::types::{
 };
 
 /// Metadata flag: the title was given, not derived from the prompt, so the
-/// rendered assignment (C1) shows it.
+/// rendered assignment shows it.
+// Behaviours: C1.
 const TITLE_GIVEN_KEY: &str = "title_given";
 
-/// C7: the error a cancelled child keeps, idle or running.
+/// The error a cancelled child keeps, idle or running.
+// Behaviours: C7.
 pub(crate) const CANCELLED_BY_PARENT: &str = "Cancelled by parent";
 
 /// A title from the first words of an assignment.
@@ -30,8 +33,9 @@ fn title_of(assignment: &str) -> String {
 }
 
 impl Engine {
-    /// C1: creates a child of `input.parent_id` (one level deeper, depth-capped),
+    /// Creates a child of `input.parent_id` (one level deeper, depth-capped),
     /// and queues a run when `auto_run`.
+    // Behaviours: C1.
     pub async fn create_child(&self, input: CreateChild) -> Result<ChildDetail, EngineError> {
         if input.assignment.trim().is_empty() {
             return Err(EngineError::InvalidInput(
@@ -198,13 +202,15 @@ impl Engine {
         s
     }
 
-    /// C2: the children of `parent_id` with their status.
+    /// The children of `parent_id` with their status.
+    // Behaviours: C2.
     pub async fn list_children(&self, parent_id: &str) -> Result<Vec<ChildSummary>, EngineError> {
         let kids = self.inner.store.list_children(parent_id).await?;
         Ok(kids.iter().map(|s| self.detail(s).summary()).collect())
     }
 
-    /// C3: one child in detail, with a guidance line.
+    /// One child in detail, with a guidance line.
+    // Behaviours: C3.
     pub async fn get_child(
         &self,
         parent_id: &str,
@@ -232,10 +238,11 @@ impl Engine {
         ChildDetail::of(s, live, inbox.unwrap_or(0))
     }
 
-    /// C4: updates fields. Changing the responsibility, role or assignment
+    /// Updates fields. Changing the responsibility, role or assignment
     /// re-renders the assignment into the last user message, sets the child
     /// `pending`, clears its error and (unless `keep_later_messages`) drops
     /// what came after it. Blank fields are refused.
+    // Behaviours: C4.
     pub async fn update_child(
         &self,
         parent_id: &str,
@@ -276,8 +283,9 @@ impl Engine {
         })
     }
 
-    /// C5: runs the child again and returns at once (E2). Refuses while
+    /// Runs the child again and returns at once. Refuses while
     /// running; by default resets the transcript to its last user message.
+    // Behaviours: C5, E2.
     pub async fn run_child(
         &self,
         parent_id: &str,
@@ -290,10 +298,11 @@ impl Engine {
             .ticket)
     }
 
-    /// C5 with the count of dropped messages: marks the child `pending`,
+    /// Runs the child again, with the count of dropped messages: marks the child `pending`,
     /// optionally drops what came after its last user message (never for a
     /// suspended child, whose transcript is the state it resumes from), and
     /// queues the run. [`EngineError::AlreadyRunning`] while a run is live.
+    // Behaviours: C5.
     pub async fn retry_child(
         &self,
         parent_id: &str,
@@ -333,8 +342,9 @@ impl Engine {
         })
     }
 
-    /// C6: sends a message (see [`SendOutcome`] for the paths). Empty text
+    /// Sends a message (see [`SendOutcome`] for the paths). Empty text
     /// is refused.
+    // Behaviours: C6.
     pub async fn send_message(
         &self,
         parent_id: &str,
@@ -364,11 +374,11 @@ impl Engine {
         Ok(SendOutcome::Appended { run_queued })
     }
 
-    /// The running path of C6: durable first, in the child's inbox; then,
+    /// The running path of `send_message`: durable first, in the child's inbox; then,
     /// under the store's lock, decided by the persisted status so a run ending
     /// right now cannot strand it (the run's end takes what is in the inbox,
-    /// or this call turns it into a user message, never both); then in-band
-    /// (E16).
+    /// or this call turns it into a user message, never both); then in-band.
+    // Behaviours: C6, E16.
     async fn steer(
         &self,
         parent_id: &str,
@@ -431,8 +441,9 @@ impl Engine {
         Ok(())
     }
 
-    /// C7: cancels the child's run and waits for it to report (E19). An idle
+    /// Cancels the child's run and waits for it to report. An idle
     /// child is marked `cancelled` too, with "Cancelled by parent".
+    // Behaviours: C7, E19.
     pub async fn cancel_child(
         &self,
         parent_id: &str,
@@ -469,7 +480,8 @@ impl Engine {
         true
     }
 
-    /// C8: deletes the child and its descendants, cancelling running ones first.
+    /// Deletes the child and its descendants, cancelling running ones first.
+    // Behaviours: C8.
     pub async fn delete_child(
         &self,
         parent_id: &str,
@@ -504,7 +516,8 @@ impl Engine {
     }
 }
 
-/// Applies a C4 update; returns how many messages were dropped.
+/// Applies an update; returns how many messages were dropped.
+// Behaviours: C4.
 fn apply_update(s: &mut Session, u: UpdateChild) -> usize {
     let rewrites = u.rewrites_assignment();
     if let Some(t) = u.title {

@@ -1,8 +1,9 @@
-//! The facade's side of nested spawns (E18): the [`NestedSpawner`] the
+//! The facade's side of nested spawns: the [`NestedSpawner`] the
 //! engine injects into its runtime. A request with an explicit tool action
 //! goes through the tool layer as the requester; otherwise the grandchild is
 //! created and run, and the reply carries its result. The depth cap is
 //! enforced by `create_child` at every level.
+// Behaviours: E18.
 
 use std::sync::Weak;
 
@@ -27,7 +28,10 @@ impl NestedSpawner for FacadeSpawner {
             let Some(inner) = runtime.upgrade() else {
                 return json!({"success": false, "result": "the engine has shut down"});
             };
-            let engine = Engine { inner };
+            let engine = Engine {
+                inner,
+                scratch: None,
+            };
             // Inbox questions (ask, reply, inbox) between the requester and its kin.
             if let Some(reply) = crate::ask::serve(&engine, &requester, &body).await {
                 return reply;

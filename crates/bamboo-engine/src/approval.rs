@@ -1,4 +1,4 @@
-//! Approval broker (E17). Order: a wired policy answers at once; otherwise the
+//! Approval broker. Order: a wired policy answers at once; otherwise the
 //! request is surfaced to a human as `child_approval_requested` and answered
 //! through [`crate::Engine::answer_approval`]; an unanswered request is denied
 //! after the timeout; with no policy answer and no human, deny (fail closed).
@@ -19,6 +19,7 @@
 //!
 //! The broker runs on the approval's own task, never on the event pump, so a
 //! slow decision cannot stall forwarding.
+// Behaviours: E17.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -198,7 +199,7 @@ impl Board {
 
 /// Decides approvals and tracks the ones waiting for a human.
 #[derive(Debug)]
-pub struct ApprovalBroker {
+pub(crate) struct ApprovalBroker {
     config: ApprovalConfig,
     board: Arc<Mutex<Board>>,
 }
@@ -337,6 +338,7 @@ impl ApprovalBroker {
     }
 
     /// Ids of requests waiting for a human.
+    #[cfg(test)]
     pub fn pending_ids(&self) -> Vec<String> {
         lock(&self.board).open.keys().cloned().collect()
     }

@@ -1,6 +1,7 @@
-//! C1: the first user message of a child, rendered from its title,
+//! The first user message of a child, rendered from its title,
 //! responsibility, role and prompt. The one place that rendering lives, so
-//! create and update (C4) can never disagree.
+//! create and update can never disagree.
+// Behaviours: C1, C4.
 
 /// The assignment block a child reads as its user message. Blank labels are
 /// left out. Without a responsibility (a bare typed create, e.g. the `run`

@@ -1,5 +1,5 @@
 //! A child created with `auto_run` while a slot is free is stored while its
-//! run already starts (E2's fast path): the durable create (the store's sync)
+//! run already starts: the durable create (the store's sync)
 //! overlaps leasing the worker and sending it the run, so a warm run waits on
 //! the disk once, at its end, where it would otherwise wait twice.
 //!
@@ -11,6 +11,7 @@
 //! is written only after the create (the run waits again before `finish`). If
 //! the create fails, the run is stopped unread, its completion says why, and
 //! `create_child` returns the store's error.
+// Behaviours: E2.
 
 use std::sync::Arc;
 
@@ -30,7 +31,9 @@ pub(crate) type Stored = oneshot::Receiver<Result<(), StoreError>>;
 #[derive(Debug)]
 pub(crate) struct Creation {
     state: State,
-    announce: Option<AgentEvent>,
+    /// Boxed: the event is large and a `Creation` travels inside the run's
+    /// start.
+    announce: Option<Box<AgentEvent>>,
 }
 
 #[derive(Debug)]
@@ -62,7 +65,7 @@ impl Creation {
         });
         let creation = Self {
             state: State::Storing(task),
-            announce: Some(announce),
+            announce: Some(Box::new(announce)),
         };
         (creation, told)
     }
@@ -71,7 +74,7 @@ impl Creation {
     pub(crate) fn stored(announce: AgentEvent) -> Self {
         Self {
             state: State::Done(Ok(())),
-            announce: Some(announce),
+            announce: Some(Box::new(announce)),
         }
     }
 
@@ -96,7 +99,7 @@ impl Creation {
         };
         if kept.is_ok() {
             if let Some(event) = self.announce.take() {
-                fanout.publish(event);
+                fanout.publish(*event);
             }
         }
         kept

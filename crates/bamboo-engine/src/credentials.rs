@@ -1,5 +1,6 @@
-//! Least-privilege credentials (E20): the engine asks a resolver for the one
+//! Least-privilege credentials: the engine asks a resolver for the one
 //! credential of the provider a child uses; nothing else enters its spec.
+// Behaviours: E20.
 
 use std::fmt;
 

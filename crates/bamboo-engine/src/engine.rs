@@ -1,6 +1,7 @@
 //! The embedding entry point: [`Engine`], built once with [`EngineBuilder`] and
 //! shared (it is a cheap `Clone`). Everything is an explicit handle: two
-//! engines in one process share nothing (E21).
+//! engines in one process share nothing.
+// E21: no global state.
 //!
 //! The engine is a thin facade over the run path's [`Runtime`]: it turns
 //! calls into runtime operations and injects itself, as a
@@ -26,39 +27,20 @@ use crate::placement::{PlacementLauncher, RemoteEndpoint};
 use crate::pool::PoolLimits;
 use crate::remote_launcher::RemoteLauncher;
 use crate::runtime::Runtime;
+use crate::scratch::Scratch;
 use crate::store::{FileStore, SessionStore};
 use crate::worker::WorkerLauncher;
 
-/// Runs sub-agents as actor worker processes.
-///
-/// ```no_run
-/// use bamboo_engine::{Engine, CreateChild, Since};
-/// use futures::StreamExt;
-/// use bamboo_subagent::spec::{ExecutorSpec, Placement};
-///
-/// # async fn demo() -> Result<(), bamboo_engine::EngineError> {
-/// let engine = Engine::builder("/tmp/bamboo-data")
-///     .worker_program("/usr/local/bin/bamboo-worker")
-///     .executor(ExecutorSpec::Echo)
-///     .max_running(4)
-///     .build()
-///     .await?;
-/// let parent = engine.create_root("orchestrator", None).await?;
-/// let mut events = engine.events(&parent.id, Since::Start);
-/// let mut input = CreateChild::new(&parent.id, "summarise the report");
-/// input.auto_run = true;
-/// let child = engine.create_child(input).await?;
-/// while let Some(logged) = events.next().await {
-///     println!("{} {}", logged.seq, serde_json::to_string(&logged.event).unwrap_or_default());
-///     if matches!(*logged.event, bamboo_domain::AgentEvent::SubAgentCompleted { .. }) { break; }
-/// }
-/// println!("{:?}", engine.get_child(&parent.id, &child.id).await?.status);
-/// engine.shutdown().await;
-/// # Ok(()) }
-/// ```
+/// Runs sub-agents as actor worker processes: create root sessions, spawn
+/// children under them ([`Engine::spawn`]), follow their events, answer
+/// their approval requests, and shut down. A cheap `Clone`: every clone is
+/// the same engine. See the crate's front page for a complete program.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Runtime>,
+    /// The data directory of an ephemeral engine, removed at shutdown (or
+    /// when the last handle is dropped).
+    pub(crate) scratch: Option<Arc<Scratch>>,
 }
 
 /// Counters an application (or a test) can watch.
@@ -77,10 +59,12 @@ pub struct EngineStats {
 }
 
 impl Engine {
-    /// Starts configuring an engine whose data lives under `data_dir`.
-    pub fn builder(data_dir: impl Into<PathBuf>) -> EngineBuilder {
+    /// Starts configuring an engine. Give it a data directory
+    /// ([`EngineBuilder::data_dir`]) or make it [`EngineBuilder::ephemeral`].
+    pub fn builder() -> EngineBuilder {
         EngineBuilder {
-            cfg: EngineConfig::new(data_dir.into()),
+            cfg: EngineConfig::new(PathBuf::new()),
+            ephemeral: false,
             worker: None,
             launcher: None,
             store: None,
@@ -106,7 +90,7 @@ impl Engine {
         Ok(self.inner.store.load(id).await?)
     }
 
-    /// A session's events, live and lossless (E7): every event of every run
+    /// A session's events, live and lossless: every event of every run
     /// of its descendants (children, grandchildren, ...), in order, each with
     /// the log's sequence number, with no gap and no duplicate. A reader that
     /// falls behind continues from the session's log file; a child is never
@@ -123,7 +107,7 @@ impl Engine {
     }
 
     /// Answers a pending approval by the `request_id` of its
-    /// `child_approval_requested` event (E17). A request that is no longer
+    /// `child_approval_requested` event. A request that is no longer
     /// open gives [`EngineError::Approval`] saying why (expired, answered,
     /// withdrawn, unknown): not fatal, the child has its answer already.
     pub fn answer_approval(&self, request_id: &str, approved: bool) -> Result<(), EngineError> {
@@ -143,6 +127,12 @@ impl Engine {
         self.inner.approvals.watch(under)
     }
 
+    /// Where the engine keeps its data (for an ephemeral engine, its
+    /// temporary directory until shutdown).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.cfg.data_dir
+    }
+
     /// Current counters.
     pub fn stats(&self) -> EngineStats {
         EngineStats {
@@ -156,15 +146,22 @@ impl Engine {
 
     /// Cancels every run, waits for them to report, and retires every worker:
     /// no worker process outlives this call. New runs are refused afterwards.
+    /// An ephemeral engine's data directory is removed.
     pub async fn shutdown(&self) {
         self.inner.shutdown().await;
+        if let Some(scratch) = &self.scratch {
+            scratch.remove();
+        }
     }
 }
 
-/// Configures an [`Engine`]. Only the worker program is required.
+/// Configures an [`Engine`]. Only a data directory (or
+/// [`ephemeral`](Self::ephemeral)) is required; the worker program is found
+/// when not given (see [`worker_program`](Self::worker_program)).
 #[derive(Debug)]
 pub struct EngineBuilder {
     cfg: EngineConfig,
+    ephemeral: bool,
     worker: Option<WorkerCommand>,
     launcher: Option<Arc<dyn WorkerLauncher>>,
     store: Option<Arc<dyn SessionStore>>,
@@ -173,7 +170,29 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The worker program (started with fixed arguments only).
+    /// Where the engine keeps its sessions, event logs and worker records
+    /// (created if missing). Another engine started later on the same
+    /// directory picks up where this one left off.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cfg.data_dir = dir.into();
+        self.ephemeral = false;
+        self
+    }
+
+    /// Keeps the engine's data in a private temporary directory, removed at
+    /// [`Engine::shutdown`] (or, best effort, when the last handle on the
+    /// engine is dropped without one): for a throwaway run.
+    pub fn ephemeral(mut self) -> Self {
+        self.ephemeral = true;
+        self
+    }
+
+    /// The worker program (started with fixed arguments only). Without
+    /// one, the engine looks for `bamboo-worker`: the path in the
+    /// `BAMBOO_WORKER_BIN` environment variable; else next to the running
+    /// program or in its parent directory (where cargo puts examples and
+    /// tests); else, when cargo runs the program, in the workspace's
+    /// `target` directory; else on `PATH`.
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         let args = self.worker.take().map(|w| w.args).unwrap_or_default();
         self.worker = Some(WorkerCommand {
@@ -193,21 +212,22 @@ impl EngineBuilder {
         self
     }
 
-    /// At most `n` actors run at once (E12; default 8).
+    /// At most `n` children run at once (default 8); more wait for a slot.
     pub fn max_running(mut self, n: usize) -> Self {
         self.cfg.max_running = n.max(1);
         self
     }
 
-    /// Warm-pool limits (E11; default 4 idle per fingerprint, 32 in total,
-    /// each raised to `max_running` when that is larger).
+    /// How many idle workers are kept warm for reuse (default 4 per kind
+    /// of worker, 32 in total, each raised to `max_running` when that is
+    /// larger).
     pub fn pool_limits(mut self, limits: PoolLimits) -> Self {
         self.cfg.pool = limits;
         self.pool_set = true;
         self
     }
 
-    /// An automatic approval decider, consulted first (E17).
+    /// An automatic approval decider, consulted before any human.
     pub fn approval_policy(mut self, policy: Arc<dyn ApprovalPolicy>) -> Self {
         self.cfg.approvals.policy = Some(policy);
         self
@@ -249,13 +269,14 @@ impl EngineBuilder {
         self
     }
 
-    /// Supplies per-provider credentials (E20).
+    /// Supplies per-provider credentials (each child gets only its own
+    /// provider's key).
     pub fn credentials(mut self, resolver: Arc<dyn CredentialResolver>) -> Self {
         self.cfg.credentials = Some(resolver);
         self
     }
 
-    /// Nested-spawn depth cap (E18; default 4).
+    /// How deep children may spawn children of their own (default 4).
     pub fn max_spawn_depth(mut self, cap: u32) -> Self {
         self.cfg.max_spawn_depth = cap;
         self
@@ -276,7 +297,7 @@ impl EngineBuilder {
         self
     }
 
-    /// The system prompt of children with `role` (C1).
+    /// The system prompt of children with `role`.
     pub fn role_prompt(mut self, role: impl Into<String>, prompt: impl Into<String>) -> Self {
         self.cfg.role_prompts.insert(role.into(), prompt.into());
         self
@@ -327,7 +348,7 @@ impl EngineBuilder {
     }
 
     /// Runs placed `schedulable` go to worker pools on NATS through
-    /// `client` (issue 12); see [`crate::pool_launcher`].
+    /// `client`.
     pub fn nats_pool(mut self, client: bamboo_pool::PoolClient) -> Self {
         self.nats_pool = Some(client);
         self.cfg.routing.pools = true;
@@ -344,6 +365,29 @@ impl EngineBuilder {
     /// returns the engine.
     pub async fn build(self) -> Result<Engine, EngineError> {
         let mut cfg = self.cfg;
+        let scratch = match self.ephemeral {
+            true => {
+                let (scratch, dir) = Scratch::create()?;
+                cfg.data_dir = dir;
+                Some(Arc::new(scratch))
+            }
+            false if cfg.data_dir.as_os_str().is_empty() => {
+                return Err(EngineError::Config(
+                    "no data directory: call data_dir(path) on the builder, or ephemeral() for a temporary one".into(),
+                ))
+            }
+            false => None,
+        };
+        // Without a program, a launcher or a NATS pool, find the worker.
+        let worker = match self.worker {
+            Some(w) if !w.program.as_os_str().is_empty() => Some(w),
+            w if self.launcher.is_none() && self.nats_pool.is_none() => Some(WorkerCommand {
+                program: crate::discover::worker_program()
+                    .map_err(|e| EngineError::Config(e.to_string()))?,
+                args: w.map(|w| w.args).unwrap_or_default(),
+            }),
+            w => w,
+        };
         if !self.pool_set {
             // A burst at the running limit ends with `max_running` clean workers
             // of one fingerprint; a smaller idle cap would retire some only to
@@ -351,7 +395,7 @@ impl EngineBuilder {
             cfg.pool.max_idle_per_key = cfg.pool.max_idle_per_key.max(cfg.max_running);
             cfg.pool.max_idle_total = cfg.pool.max_idle_total.max(cfg.max_running);
         }
-        let local: Arc<dyn WorkerLauncher> = match (self.launcher, self.worker) {
+        let local: Arc<dyn WorkerLauncher> = match (self.launcher, worker) {
             (Some(l), _) => l,
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
                 Arc::new(FleetLauncher::with_timeouts(cmd, &cfg.timeouts))
@@ -401,6 +445,6 @@ impl EngineBuilder {
                 drop(crate::spawn::reattach(&inner, &parent, pool.clone(), rec));
             }
         }
-        Ok(Engine { inner })
+        Ok(Engine { inner, scratch })
     }
 }

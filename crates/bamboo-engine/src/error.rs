@@ -12,7 +12,8 @@ pub enum EngineError {
     /// The session is not a child session.
     #[error("session {0} is a root session, not a child: child actions need a child id")]
     NotAChild(String),
-    /// The child belongs to another parent (C9).
+    /// The child belongs to another parent.
+    // Behaviours: C9.
     #[error(
         "session {child} is not a child of {parent}: a caller can only act on its own children"
     )]
@@ -22,7 +23,8 @@ pub enum EngineError {
         /// The caller.
         parent: String,
     },
-    /// A run is queued or in flight (E5).
+    /// A run is queued or in flight.
+    // Behaviours: E5.
     #[error(
         "child {0} is already running: wait for its sub_agent_completed event, or cancel it first"
     )]
@@ -30,7 +32,8 @@ pub enum EngineError {
     /// Input that cannot be acted on.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// Nested spawn at or beyond the cap (E18).
+    /// Nested spawn at or beyond the cap.
+    // Behaviours: E18.
     #[error("spawn depth cap {cap} reached: session {parent} is at depth {depth} and may not spawn children; do the work itself")]
     DepthCap {
         /// The would-be parent.

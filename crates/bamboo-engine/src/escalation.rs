@@ -1,9 +1,10 @@
 //! Approvals up the chain (seed 003's escalation bridge, without process
-//! globals, E21). A grandchild's request climbs its ancestry level by level:
+//! globals). A grandchild's request climbs its ancestry level by level:
 //! a level whose session runs in bypass mode may answer through the
 //! [`ChildApprovalReviewer`] seam (off the event pump, timeout ⇒ deny);
 //! a level that is not bypassed, or whose reviewer has no opinion, passes it
-//! up. At the root the policy/human path of the broker applies (E17).
+//! up. At the root the policy/human path of the broker applies.
+// Behaviours: E21, E17.
 
 use std::fmt;
 use std::future::Future;
@@ -65,7 +66,7 @@ where
 }
 
 impl crate::Engine {
-    /// Puts `session_id` in (or out of) bypass mode ([`BYPASS_KEY`]). Its
+    /// Puts `session_id` in (or out of) bypass mode (kept in its metadata). Its
     /// children created afterwards inherit it; its workers get
     /// `capabilities.bypass`.
     pub async fn set_bypass(&self, session_id: &str, on: bool) -> Result<(), crate::EngineError> {

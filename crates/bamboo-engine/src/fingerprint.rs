@@ -1,6 +1,7 @@
-//! Worker fingerprint (E10): everything baked into a worker at provision time.
+//! Worker fingerprint: everything baked into a worker at provision time.
 //! Two specs with equal fingerprints yield interchangeable workers; any differing
 //! axis yields a different pool key. The tool list is order-insensitive.
+// Behaviours: E10.
 
 use std::collections::BTreeSet;
 
@@ -22,12 +23,14 @@ pub struct Fingerprint {
     enforce_permissions: bool,
     no_human_approver: bool,
     depth_cap: u32,
-    /// Built into the executor when the worker starts (C11).
+    /// Built into the executor when the worker starts.
+    // Behaviours: C11.
     max_rounds: Option<u32>,
     /// The cost budget left, in micro-dollars (built into the executor).
     max_cost_micros: Option<u64>,
     read_only: bool,
-    /// The project the worker's identity names (S5).
+    /// The project the worker's identity names.
+    // Behaviours: S5.
     project_key: Option<String>,
     /// MCP config and skills dir, as canonical JSON text (opaque to the engine).
     extras: String,

@@ -1,4 +1,4 @@
-//! Nested spawn (E18): a child asks, over `subagent_request`, for a grandchild.
+//! Nested spawn: a child asks, over `subagent_request`, for a grandchild.
 //! The run path does not serve it itself: it hands the request to the
 //! [`NestedSpawner`] injected into the runtime (the facade, see
 //! `api_nested.rs`), which creates the grandchild under the requesting child
@@ -11,6 +11,8 @@
 //! grandchild, the asking run lends its running slot (`slots.rs`) and takes
 //! one again before the reply goes out, so nesting cannot deadlock, even at a
 //! limit of 1.
+
+// Behaviours: E18.
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
-//! Warm-pool bookkeeping (E10, E11, E13), generic over the worker type so it is
+//! Warm-pool bookkeeping, generic over the worker type so it is
 //! testable without processes. The pool only decides; callers kill what it
 //! hands back (`Checkout::dead`, `checkin`'s overflow) outside any lock.
+// Behaviours: E10, E11, E13.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -8,7 +9,8 @@ use std::time::Instant;
 
 /// What the pool needs to know about a worker.
 pub trait Poolable {
-    /// Non-blocking liveness check (F3).
+    /// Non-blocking liveness check.
+    // Behaviours: F3.
     fn is_alive(&mut self) -> bool;
 }
 

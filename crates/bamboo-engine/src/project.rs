@@ -1,7 +1,8 @@
-//! Project keys (S5): which project a session belongs to. A key is the
+//! Project keys: which project a session belongs to. A key is the
 //! canonical path of the project's workspace (symlinks and `..` resolved), so
 //! every way of naming the same directory gives the same key; a session may
 //! also be given any key outright.
+// Behaviours: S5.
 
 use std::path::Path;
 
@@ -36,9 +37,11 @@ pub struct NewRoot {
     pub workspace: Option<String>,
     /// Its project key; default: derived from the workspace.
     pub project_key: Option<String>,
-    /// Its context budget; children get it compressed earlier (S4).
+    /// Its context budget; children get it compressed earlier.
+    // Behaviours: S4.
     pub token_budget: Option<TokenBudget>,
-    /// Its task list; children get a copy (S4).
+    /// Its task list; children get a copy.
+    // Behaviours: S4.
     pub task_list: Option<TaskList>,
     /// The application's own notes about it, kept as given.
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -55,8 +58,9 @@ impl NewRoot {
 }
 
 impl Engine {
-    /// Creates a root session with a workspace, project, budget or task list
-    /// (S4, S5). A blank project key or an unusable budget is refused.
+    /// Creates a root session with a workspace, project, budget or task list.
+    /// A blank project key or an unusable budget is refused.
+    // Behaviours: S4, S5.
     pub async fn create_root_with(&self, root: NewRoot) -> Result<Session, EngineError> {
         if root
             .project_key
@@ -85,7 +89,8 @@ impl Engine {
     }
 
     /// Every session of the project `key` (its roots and their
-    /// descendants), oldest first (S5).
+    /// descendants), oldest first.
+    // Behaviours: S5.
     pub async fn list_project(&self, key: &str) -> Result<Vec<Session>, EngineError> {
         Ok(self.inner.store.list_project(key).await?)
     }

@@ -1,6 +1,7 @@
 //! From a child session to what a worker receives: the ProvisionSpec (baked in
 //! at spawn, so it decides the pool fingerprint) and the `run` request
-//! (rehydration, E14: the whole transcript ships with every run).
+//! (rehydration: the whole transcript ships with every run).
+// Behaviours: E14.
 
 use bamboo_domain::{Role, Session};
 use bamboo_subagent::frames::RunRequest;
@@ -12,7 +13,8 @@ use crate::config::EngineConfig;
 use crate::credentials::secrets_for;
 
 /// Metadata key of a child's disabled tool list (array of strings).
-/// Where the engine's workers register (F6): `<data>/fabric`.
+/// Where the engine's workers register: `<data>/fabric`.
+// Behaviours: F6.
 pub(crate) fn fabric_dir(cfg: &EngineConfig) -> std::path::PathBuf {
     cfg.data_dir.join("fabric")
 }
@@ -83,11 +85,12 @@ fn disabled_tools(child: &Session) -> Option<Vec<String>> {
     (!tools.is_empty()).then_some(tools)
 }
 
-/// The `run` frame for `child` (E14): the last user message is the
+/// The `run` frame for `child`: the last user message is the
 /// assignment, and `messages` is the whole transcript, oldest first, including
 /// that message (what the reference parent sends, protocol.md 4), so a reused
 /// worker needs no state, a rerun keeps its context and a suspended child
 /// resumes from everything it had.
+// Behaviours: E14.
 pub(crate) fn run_request(child: &Session) -> RunRequest {
     let assignment = child
         .messages

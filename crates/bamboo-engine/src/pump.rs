@@ -1,6 +1,6 @@
 //! The event pump of one run: forwards the child's events to the parent's
-//! stream (E7), runs the watchdog (E9), routes approvals
-//! (E17) and nested spawns (E18) to side tasks so they never stall forwarding,
+//! stream, runs the watchdog, routes approvals
+//! and nested spawns to side tasks so they never stall forwarding,
 //! and turns the run's end into a status.
 //!
 //! Hot path per event: one serialization and one append per ancestor log
@@ -8,6 +8,7 @@
 //! together (one socket read holds many) are handled as one burst: one
 //! wake-up, one look at the other branches, one activity stamp. No engine
 //! lock, and never a wait on a reader.
+// Behaviours: E7, E9, E17, E18.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,11 +65,13 @@ pub(crate) struct PumpResult {
     pub status: CompletionStatus,
     pub result: Option<String>,
     pub error: Option<String>,
-    /// The worker ended the run cleanly and may be parked (E13).
+    /// The worker ended the run cleanly and may be parked.
+    // Behaviours: E13.
     pub clean: bool,
     /// The worker's terminal was `suspended`: the child is kept resumable.
     pub suspended: bool,
-    /// The run's transcript from the terminal frame, for write-back (E15).
+    /// The run's transcript from the terminal frame, for write-back.
+    // Behaviours: E15.
     pub transcript: Option<Vec<bamboo_domain::Message>>,
     /// What the run used, from the terminal frame.
     pub usage: Option<bamboo_domain::TokenUsage>,

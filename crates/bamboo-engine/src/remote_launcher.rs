@@ -1,11 +1,12 @@
 //! The launcher of `Placement::Remote`: reaches a resident worker that is
-//! already running (F11) instead of starting a process. The handle is a
+//! already running instead of starting a process. The handle is a
 //! record only (no pid, nothing to kill but the connection); it counts as
 //! alive until retired, so the pool parks it between runs, and a parked
 //! connection the worker closed is reopened to the same endpoint. A run is
 //! never moved to another endpoint. A worker that answers "busy" (all its run
 //! slots taken, HTTP 503) is asked again with a growing pause, up to the run
 //! time cap, never failing the child for it.
+// Behaviours: F11.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

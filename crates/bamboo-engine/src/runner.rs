@@ -1,8 +1,9 @@
-//! The actor runner's worker side (E10, E11, E13): hand a run a connected
+//! The actor runner's worker side: hand a run a connected
 //! worker from the warm pool or a fresh spawn, and park or retire it after.
 //!
 //! Parked workers keep their open connection, so a reused worker costs no
 //! handshake: the next `run` frame goes straight down the same socket.
+// Behaviours: E10, E11, E13.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -194,8 +195,9 @@ impl ActorRunner {
         }
     }
 
-    /// After a run: park the worker when the run ended cleanly and it is alive
-    /// (E13), otherwise retire it. Extras beyond the pool caps are retired.
+    /// After a run: park the worker when the run ended cleanly and it is alive,
+    /// otherwise retire it. Extras beyond the pool caps are retired.
+    // Behaviours: E13.
     pub fn release(&self, mut lease: Lease, clean: bool) {
         // Given back at the end, once the worker is parked: a run woken by
         // it then finds the parked worker instead of opening another.

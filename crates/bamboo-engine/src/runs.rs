@@ -1,6 +1,7 @@
-//! Runner reservations (E5): at most one run per child. A reservation exists
+//! Runner reservations: at most one run per child. A reservation exists
 //! from enqueue to the completion event; it carries the run's cancellation and
 //! lets `cancel` wait for the run to finish.
+// Behaviours: E5.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
@@ -18,11 +19,13 @@ pub(crate) struct RunControl {
     pub cancel: CancellationToken,
     reason: Mutex<Option<String>>,
     done: watch::Sender<bool>,
-    /// Set once the run has a worker; gives C3 its live last-event time.
+    /// Set once the run has a worker; gives `get_child` its live last-event time.
+    // Behaviours: C3.
     pub clock: OnceLock<Arc<ActivityClock>>,
     /// Pid of the leased worker (0: none yet).
     pub pid: AtomicU32,
-    /// What the run's events said last about tools and the task list (C10, S4).
+    /// What the run's events said last about tools and the task list.
+    // Behaviours: C10, S4.
     seen: Mutex<Seen>,
 }
 
@@ -67,7 +70,8 @@ impl RunControl {
         }
     }
 
-    /// The last tool event of the run so far (C10).
+    /// The last tool event of the run so far.
+    // Behaviours: C10.
     pub fn last_tool(&self) -> Option<LastTool> {
         self.seen
             .lock()
@@ -76,7 +80,8 @@ impl RunControl {
             .clone()
     }
 
-    /// The task list as the run last reported it (S4).
+    /// The task list as the run last reported it.
+    // Behaviours: S4.
     pub fn task_list(&self) -> Option<TaskList> {
         self.seen
             .lock()

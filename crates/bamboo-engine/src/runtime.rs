@@ -79,7 +79,8 @@ impl Runtime {
         )?)
     }
 
-    /// Loads `child_id` and checks it is a child of `parent_id` (C9).
+    /// Loads `child_id` and checks it is a child of `parent_id`.
+    // Behaviours: C9.
     pub async fn load_child(
         &self,
         parent_id: &str,
@@ -103,8 +104,9 @@ impl Runtime {
     }
 
     /// The sessions whose logs carry a run of a child of `parent_id`: the
-    /// parent, its parent, ... up to the root (E7: the human at the top sees
+    /// parent, its parent, ... up to the root (the human at the top sees
     /// the whole tree). Stops at a missing session or a cycle.
+    // Behaviours: E7.
     pub async fn ancestry(&self, parent_id: &str) -> Vec<String> {
         let mut chain = vec![parent_id.to_owned()];
         while chain.len() <= 64 {

@@ -1,9 +1,10 @@
-//! Running-actor limit (E12): at most N actors run at once; further runs wait.
+//! Running-actor limit: at most N actors run at once; further runs wait.
 //! Idle pooled workers hold no slot. Counts current and peak for observability.
 //!
-//! A run that only waits for its nested grandchildren (E18) lends its slot to
+//! A run that only waits for its nested grandchildren lends its slot to
 //! them ([`LendableSlot`]): otherwise, with every slot held by a waiting
 //! parent, the grandchildren would wait forever (a limit of 1 deadlocked).
+// Behaviours: E12, E18.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,12 +1,13 @@
-//! The one canonical spawn path (E1). Every entry point (child actions, the
+//! The one canonical spawn path. Every entry point (child actions, the
 //! tool layer, nested spawns) calls [`enqueue`], so event order, statuses and
 //! fields cannot drift between them.
 //!
-//! Life of a run: reserve (E5) → load and check (E3, E4) → wait for a slot
-//! (E12) → persist `running` (E6) → `sub_agent_started` → lease a worker
-//! (E10, E11) → register for steering (E16) → pump (E7-E9, E17, E18) → park or
-//! retire (E13) → write back and persist the final status (E6, E15) →
-//! `sub_agent_completed` (E2) → release the reservation.
+//! Life of a run: reserve → load and check → wait for a slot
+//! → persist `running` → `sub_agent_started` → lease a worker
+//! → register for steering → pump → park or
+//! retire → write back and persist the final status →
+//! `sub_agent_completed` → release the reservation.
+// Behaviours: E1, E5, E3, E4, E12, E6, E10, E11, E16, E7-E9, E17, E18, E13, E15, E2.
 
 use std::sync::Arc;
 
@@ -58,7 +59,8 @@ pub struct RunReport {
 /// Resolves with the run's report once `sub_agent_completed` is published.
 pub type RunTicket = oneshot::Receiver<RunReport>;
 
-/// Queues a run of `child_id` for `parent_id` and returns at once (E2).
+/// Queues a run of `child_id` for `parent_id` and returns at once.
+// Behaviours: E2.
 pub(crate) fn enqueue(
     inner: &Arc<Inner>,
     parent_id: &str,
@@ -113,11 +115,12 @@ pub(crate) struct Ready {
     slot: Slot,
 }
 
-/// E2's fast path for a child about to be created with `auto_run`: reserves
+/// The fast path for a child about to be created with `auto_run`: reserves
 /// it and takes a slot, if one is free now. The child is then created already
 /// `running` ([`set_running`]) and handed to [`launch`], which saves the
 /// separate durable write of `running`. `None`: queue it with [`enqueue`].
 /// Dropping the result gives both back.
+// Behaviours: E2.
 pub(crate) fn try_start_now(inner: &Inner, child_id: &str) -> Option<Ready> {
     if inner.shutdown.is_cancelled() {
         return None;
@@ -214,6 +217,7 @@ async fn run_child(
         child_session_id: child_id,
         status: report.status,
         error: report.error.clone(),
+        result: report.result.clone(),
         usage: report.usage,
         worktree: report
             .worktree
@@ -232,8 +236,9 @@ async fn run_child(
     let _ = done.send(report);
 }
 
-/// E8: `sub_agent_heartbeat` every `every` from the moment the run is
+/// `sub_agent_heartbeat` every `every` from the moment the run is
 /// reserved (waiting for a slot or a worker included) until it ends.
+// Behaviours: E8.
 async fn with_heartbeat(
     fanout: &Fanout,
     parent_id: &str,
@@ -278,15 +283,17 @@ impl Drop for Run {
     }
 }
 
-/// E3/E4 checks: `Err` when the child cannot run at all, `Ok(false)` when it
+/// `Err` when the child cannot run at all, `Ok(false)` when it
 /// has nothing pending. A suspended child always has: it resumes.
+// Behaviours: E3, E4.
 async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, EngineError> {
     let session = inner.load_child(parent_id, child_id).await?;
     Ok(session.has_pending_user_message() || session.status() == Some(ChildStatus::Suspended))
 }
 
-/// A queued run: checks (E3, E4), waits for a slot (E12), persists
-/// `running` (E6), then runs.
+/// A queued run: checks, waits for a slot, persists
+/// `running`, then runs.
+// Behaviours: E3, E4, E12, E6.
 async fn run_queued(
     inner: &Arc<Inner>,
     parent_id: &str,
@@ -528,8 +535,9 @@ fn pump_env<'a>(
     }
 }
 
-/// Drives the run on `link` with the child's steering registered to it
-/// (E16); `waiting` steering messages go first.
+/// Drives the run on `link` with the child's steering registered to it;
+/// `waiting` steering messages go first.
+// Behaviours: E16.
 async fn steered(
     env: PumpEnv<'_>,
     link: &mut Link,
@@ -547,7 +555,8 @@ async fn steered(
 
 /// Steering messages sent while no engine carried the run (they wait in the
 /// child's inbox): a reattached run passes them on in-band. Their durable
-/// copies stay until the run's end, as for any steering (C6).
+/// copies stay until the run's end, as for any steering.
+// Behaviours: C6.
 fn steering_in_inbox(inner: &Inner, child_id: &str) -> Vec<String> {
     let Ok(inbox) = inner.inbox(child_id) else {
         return Vec::new();
@@ -561,7 +570,8 @@ fn steering_in_inbox(inner: &Inner, child_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Watchdog caps: the child's overrides, else the engine's (E9).
+/// Watchdog caps: the child's overrides, else the engine's.
+// Behaviours: E9.
 fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::Duration) {
     let t = inner.cfg.timeouts;
     let info = session.child.as_ref();
@@ -665,8 +675,9 @@ async fn reopen_worktree(inner: &Inner, child_id: &str) -> Result<(), EngineErro
     Ok(())
 }
 
-/// E6: persists `running` and returns the session as stored, including any
+/// Persists `running` and returns the session as stored, including any
 /// message appended while the run was queued.
+// Behaviours: E6.
 async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineError> {
     let session = inner
         .store
@@ -681,8 +692,9 @@ async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineEr
     Ok(session)
 }
 
-/// E6's `running` mark on a child session, in memory; the last tool is
-/// the new run's from now on (C10).
+/// The `running` mark on a child session, in memory; the last tool is
+/// the new run's from now on.
+// Behaviours: E6, C10.
 pub(crate) fn set_running(s: &mut Session) {
     if let Some(c) = s.child.as_mut() {
         c.status = ChildStatus::Running;
@@ -694,10 +706,11 @@ pub(crate) fn set_running(s: &mut Session) {
     }
 }
 
-/// E6 + E15: writes the run back (the terminal's transcript when it has one,
+/// Writes the run back (the terminal's transcript when it has one,
 /// else the result as an assistant message), persists the final status and
-/// error, folds steering messages the run did not take into the transcript
-/// (C6), and builds the report.
+/// error, folds steering messages the run did not take into the transcript,
+/// and builds the report.
+// Behaviours: E6, E15, C6.
 async fn finish(
     inner: &Inner,
     child_id: &str,

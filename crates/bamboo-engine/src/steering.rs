@@ -1,7 +1,8 @@
-//! Live steering registry (E16): while a child runs, its worker's frame sender
+//! Live steering registry: while a child runs, its worker's frame sender
 //! is registered here so `send_message` reaches it in-band. The registration is
 //! removed the moment the run ends (guard drop), so a later message takes the
 //! durable path instead of vanishing.
+// Behaviours: E16.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

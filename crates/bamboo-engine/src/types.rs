@@ -1,10 +1,12 @@
-//! Typed inputs and results of the child actions (C1-C8).
+//! Typed inputs and results of the child actions.
+// Behaviours: C1-C8.
 
 use bamboo_domain::{ChildStatus, LastTool, ModelRef, Role, Session, TaskList, TokenBudget};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Input of `create_child` (C1).
+/// Input of `create_child`.
+// Behaviours: C1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateChild {
     /// The parent session (the caller).
@@ -41,10 +43,12 @@ pub struct CreateChild {
     /// Watchdog idle cap for this child, seconds.
     #[serde(default)]
     pub idle_timeout_secs: Option<u64>,
-    /// Most model rounds one run may take; default: the executor's (C11).
+    /// Most model rounds one run may take; default: the executor's.
+    // Behaviours: C11.
     #[serde(default)]
     pub max_rounds: Option<u32>,
-    /// A read-only reviewer: its write and command tools are refused (C11).
+    /// A read-only reviewer: its write and command tools are refused.
+    // Behaviours: C11.
     #[serde(default)]
     pub read_only: bool,
     /// Budget: most tokens over all the child's runs (cancelled past it).
@@ -76,7 +80,8 @@ impl CreateChild {
     }
 }
 
-/// Input of `update_child` (C4). At least one field must be set.
+/// Input of `update_child`. At least one field must be set.
+// Behaviours: C4.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateChild {
     /// New title.
@@ -103,12 +108,14 @@ pub struct UpdateChild {
 }
 
 impl UpdateChild {
-    /// True when the update changes what the assignment renders from (C4).
+    /// True when the update changes what the assignment renders from.
+    // Behaviours: C4.
     pub(crate) fn rewrites_assignment(&self) -> bool {
         self.responsibility.is_some() || self.role.is_some() || self.assignment.is_some()
     }
 
-    /// The first field set to a blank string, by its tool name (C4).
+    /// The first field set to a blank string, by its tool name.
+    // Behaviours: C4.
     pub(crate) fn blank_field(&self) -> Option<&'static str> {
         let fields = [
             ("title", &self.title),
@@ -134,7 +141,8 @@ impl UpdateChild {
     }
 }
 
-/// Input of `send_message` (C6).
+/// Input of `send_message`.
+// Behaviours: C6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendMessage {
     /// The message.
@@ -187,7 +195,8 @@ pub enum SendOutcome {
     },
 }
 
-/// A child in a list (C2).
+/// A child in a list.
+// Behaviours: C2.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChildSummary {
     /// Child id.
@@ -225,7 +234,8 @@ pub(crate) struct Live {
     pub task_list: Option<TaskList>,
 }
 
-/// One child in detail (C3).
+/// One child in detail.
+// Behaviours: C3.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChildDetail {
     /// Child id.
@@ -238,7 +248,8 @@ pub struct ChildDetail {
     pub role: String,
     /// Responsibility.
     pub responsibility: String,
-    /// The assignment (the parent's prompt, before rendering, C1).
+    /// The assignment (the parent's prompt, before rendering).
+    // Behaviours: C1.
     pub assignment: String,
     /// Model the child talks to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,7 +266,8 @@ pub struct ChildDetail {
     /// The text of the last user message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_user_message: Option<String>,
-    /// Messages kept durably (in the child's inbox) until a run takes them (C6).
+    /// Messages kept durably (in the child's inbox) until a run takes them.
+    // Behaviours: C6.
     pub pending_messages: usize,
     /// A run is queued or in flight now.
     pub running: bool,
@@ -281,21 +293,27 @@ pub struct ChildDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_pid: Option<u32>,
     /// The last tool the child's run started or finished, and its phase:
-    /// live while it runs, the last run's after (C10).
+    /// live while it runs, the last run's after.
+    // Behaviours: C10.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_tool: Option<LastTool>,
-    /// Most model rounds a run may take; `None`: the executor's default (C11).
+    /// Most model rounds a run may take; `None`: the executor's default.
+    // Behaviours: C11.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_rounds: Option<u32>,
-    /// A read-only reviewer: its write and command tools are refused (C11).
+    /// A read-only reviewer: its write and command tools are refused.
+    // Behaviours: C11.
     pub read_only: bool,
-    /// The project the child belongs to (S5).
+    /// The project the child belongs to.
+    // Behaviours: S5.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project_key: Option<String>,
-    /// Its context budget (S4).
+    /// Its context budget.
+    // Behaviours: S4.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_budget: Option<TokenBudget>,
-    /// Its task list (S4).
+    /// Its task list.
+    // Behaviours: S4.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_list: Option<TaskList>,
     /// What its runs used so far (tokens, cost, turns, tool calls), when
@@ -384,8 +402,9 @@ impl ChildDetail {
     }
 }
 
-/// One sentence telling the parent what to do next (C3), in the SubAgent
+/// One sentence telling the parent what to do next, in the SubAgent
 /// tool's verbs.
+// Behaviours: C3.
 fn guidance(c: &bamboo_domain::ChildInfo, running: bool, inbox_pending: usize) -> String {
     let pending = c.pending_messages.len() + inbox_pending;
     if running && pending > 0 {
@@ -409,14 +428,16 @@ fn guidance(c: &bamboo_domain::ChildInfo, running: bool, inbox_pending: usize) -
     }
 }
 
-/// Result of `cancel_child` (C7).
+/// Result of `cancel_child`.
+// Behaviours: C7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CancelOutcome {
     /// A run was queued or in flight and has been cancelled.
     pub was_running: bool,
 }
 
-/// Result of `delete_child` (C8).
+/// Result of `delete_child`.
+// Behaviours: C8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DeleteOutcome {
     /// A running child (or descendant) was cancelled first.
@@ -425,7 +446,8 @@ pub struct DeleteOutcome {
     pub deleted: usize,
 }
 
-/// Result of `update_child` (C4).
+/// Result of `update_child`.
+// Behaviours: C4.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpdateOutcome {
     /// The child after the update.
@@ -434,7 +456,8 @@ pub struct UpdateOutcome {
     pub messages_removed: usize,
 }
 
-/// Result of `retry_child` (C5): the run is queued.
+/// Result of `retry_child`: the run is queued.
+// Behaviours: C5.
 #[derive(Debug)]
 pub struct Retry {
     /// Messages dropped after the last user message.

@@ -7,7 +7,7 @@ use bamboo_domain::{Session, TokenUsage};
 /// Metadata key of a child's usage totals (a [`TokenUsage`] object).
 pub const USAGE_KEY: &str = "usage";
 /// Metadata key of the coding agent's session id (a string).
-pub const AGENT_SESSION_KEY: &str = "agent_session_id";
+pub(crate) const AGENT_SESSION_KEY: &str = "agent_session_id";
 
 /// The usage totals of `session` over all its runs so far (zero when none).
 pub fn totals(session: &Session) -> TokenUsage {
@@ -19,7 +19,7 @@ pub fn totals(session: &Session) -> TokenUsage {
 }
 
 /// The agent session a run of `session` resumes, if an earlier run left one.
-pub fn agent_session(session: &Session) -> Option<String> {
+pub(crate) fn agent_session(session: &Session) -> Option<String> {
     session
         .metadata
         .get(AGENT_SESSION_KEY)
@@ -49,7 +49,7 @@ pub(crate) fn record_run(
 
 /// Why the child's totals are over one of its budgets (`max_tokens`,
 /// `max_cost_usd`), naming the budget and by how much; `None` within them.
-pub fn over_budget(session: &Session) -> Option<String> {
+pub(crate) fn over_budget(session: &Session) -> Option<String> {
     let info = session.child.as_ref()?;
     let used = totals(session);
     if let Some(limit) = info.max_tokens {

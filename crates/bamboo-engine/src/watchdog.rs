@@ -1,8 +1,9 @@
-//! Run watchdog (E9): a total-time cap and an idle cap (no child frame for that
+//! Run watchdog: a total-time cap and an idle cap (no child frame for that
 //! long). The pump stamps activity on an atomic clock (no lock, no timer reset
 //! per event); the watchdog sleeps to the nearest deadline and re-checks lazily.
 //! A child waiting on its parent (an approval, a nested spawn) is not idle: the
 //! idle cap counts only from the end of the last such wait.
+// Behaviours: E9.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,7 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::{Instant, Sleep};
 
-/// When the run last showed activity, readable from other tasks (C3).
+/// When the run last showed activity, readable from other tasks.
+// Behaviours: C3.
 #[derive(Debug)]
 pub struct ActivityClock {
     start: Instant,

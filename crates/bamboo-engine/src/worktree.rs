@@ -5,7 +5,7 @@
 //! the end of each run what it changed is committed on that branch (author
 //! and message naming the child); a child that changed nothing leaves no
 //! branch and no worktree. The record lives in the child's metadata
-//! ([`WORKTREE_KEY`]) so a resumed child finds its worktree again.
+//! (under `worktree`) so a resumed child finds its worktree again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +14,7 @@ use bamboo_domain::Session;
 use serde::{Deserialize, Serialize};
 
 /// Metadata key of a child's worktree record (a [`Worktree`] object).
-pub const WORKTREE_KEY: &str = "worktree";
+pub(crate) const WORKTREE_KEY: &str = "worktree";
 
 /// How a child is isolated from its parent's checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -109,7 +109,7 @@ fn branch_name(name: &str) -> String {
 /// (`bamboo-worktrees/<child id>`; `dir` when that cannot be found), on a
 /// new branch from HEAD. A workspace that
 /// is not in a git repository is refused.
-pub fn create(
+pub(crate) fn create(
     workspace: &Path,
     name: &str,
     child_id: &str,
@@ -189,7 +189,7 @@ pub fn create(
 /// After a run: commits what the child changed on its branch (author and
 /// message naming the child). Returns the record updated; a branch with no
 /// change since its base is removed with its worktree (`removed`).
-pub fn conclude(wt: &Worktree, child_name: &str, summary: &str) -> Result<Worktree, String> {
+pub(crate) fn conclude(wt: &Worktree, child_name: &str, summary: &str) -> Result<Worktree, String> {
     let mut wt = wt.clone();
     let path = PathBuf::from(&wt.path);
     if !path.is_dir() {

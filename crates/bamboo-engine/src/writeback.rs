@@ -1,19 +1,22 @@
-//! E15 write-back: what a finished run leaves on its child. The terminal's
+//! Write-back: what a finished run leaves on its child. The terminal's
 //! transcript is adopted when there is one (so tool calls and their results
 //! reach the next run), bounded so its size never fails a completed run; and
 //! the steering messages the run took in-band are told apart from those it
-//! never saw (C6), so none is answered twice and none is lost.
+//! never saw, so none is answered twice and none is lost.
+// Behaviours: E15, C6.
 
 use bamboo_domain::{Message, Role, Session};
 
-/// Largest transcript written back as is (E15). A larger one is not adopted
+/// Largest transcript written back as is. A larger one is not adopted
 /// (the result alone is appended), so its size never fails a completed run.
+// Behaviours: E15.
 pub(crate) const MAX_WRITE_BACK_BYTES: usize = 8 << 20;
 
-/// E15: adopts the run's transcript (keeping our system prompt when the
+/// Adopts the run's transcript (keeping our system prompt when the
 /// worker's has none), or appends the result when there is no usable
 /// transcript. Returns the user texts the run added, i.e. the steering
-/// messages it took in-band (C6).
+/// messages it took in-band.
+// Behaviours: E15, C6.
 pub(crate) fn write_back(
     s: &mut Session,
     transcript: Option<Vec<Message>>,
@@ -55,7 +58,8 @@ fn user_texts(messages: &[Message]) -> Vec<&str> {
         .collect()
 }
 
-/// The pending steering messages the run did not take (C6), in order.
+/// The pending steering messages the run did not take, in order.
+// Behaviours: C6.
 pub(crate) fn untaken(pending: Vec<String>, mut taken: Vec<String>) -> Vec<String> {
     pending
         .into_iter()

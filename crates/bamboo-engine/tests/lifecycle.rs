@@ -31,7 +31,8 @@ impl WorkerLauncher for NeverUp {
 #[tokio::test(start_paused = true)]
 async fn e8_heartbeats_start_when_the_run_is_reserved() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::builder(dir.path())
+    let engine = Engine::builder()
+        .data_dir(dir.path())
         .launcher(Arc::new(NeverUp))
         .build()
         .await
@@ -116,7 +117,8 @@ async fn e3_a_load_failure_before_the_run_still_publishes_an_error_completion() 
         inner: FileStore::open(dir.path()).await.unwrap(),
         allowed: Mutex::new(HashMap::new()),
     });
-    let engine = Engine::builder(dir.path())
+    let engine = Engine::builder()
+        .data_dir(dir.path())
         .launcher(Arc::new(NeverUp))
         .store(store.clone())
         .build()

@@ -6,6 +6,7 @@
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod approvals;
 mod approvals_chain;
 mod child_lifecycle;

@@ -61,7 +61,8 @@ fn children(listing: &Value) -> Vec<(String, String)> {
 }
 
 fn echo_engine(dir: &Path) -> bamboo_engine::EngineBuilder {
-    Engine::builder(dir)
+    Engine::builder()
+        .data_dir(dir)
         .worker_program(bamboo_e2e::worker_bin())
         .executor(ExecutorSpec::Echo)
 }

@@ -37,7 +37,8 @@ async fn pool_engine(dir: &Path, url: &str, pool: &str, max_running: usize) -> E
 }
 
 async fn pool_engine_with(dir: &Path, c: PoolClient, pool: &str, max_running: usize) -> Engine {
-    Engine::builder(dir)
+    Engine::builder()
+        .data_dir(dir)
         .executor(ExecutorSpec::Echo)
         .max_running(max_running)
         .default_placement(Placement::Schedulable { pool: pool.into() })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bamboo_domain::ModelRef;
-use bamboo_engine::credentials::CredentialResolver;
+use bamboo_engine::CredentialResolver;
 use bamboo_engine::Engine;
 use bamboo_subagent::spec::ProviderCredential;
 
@@ -41,7 +41,8 @@ pub async fn start(args: &McpArgs, settings: Settings) -> anyhow::Result<Arc<Sha
             settings.data_dir.display()
         )
     })?;
-    let mut builder = Engine::builder(&settings.data_dir)
+    let mut builder = Engine::builder()
+        .data_dir(&settings.data_dir)
         .worker_program(program)
         .worker_args(args.worker_args.clone())
         .max_running(args.max_running)

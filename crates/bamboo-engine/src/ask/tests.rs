@@ -21,7 +21,8 @@ impl WorkerLauncher for NoWorkers {
 }
 
 async fn family(dir: &std::path::Path) -> (Engine, String, String, String) {
-    let engine = Engine::builder(dir)
+    let engine = Engine::builder()
+        .data_dir(dir)
         .launcher(Arc::new(NoWorkers))
         .build()
         .await

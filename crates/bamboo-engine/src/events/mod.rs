@@ -1,4 +1,4 @@
-//! Lossless event delivery (E7, stronger than the reference): every session
+//! Lossless event delivery (stronger than the reference's): every session
 //! has an append-only event log, and subscribers read it as a stream.
 //!
 //! A session's log holds the events of every run of its descendants, in the
@@ -28,6 +28,7 @@
 //! subscriber), `fanout` (what a run publishes to), `tail` (reading a log with no
 //! engine).
 
+#[cfg(feature = "bench")]
 pub mod bench;
 mod fanout;
 mod fast;

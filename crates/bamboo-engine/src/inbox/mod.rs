@@ -100,7 +100,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InboxError + '_ {
 
 /// One session's inbox on disk.
 #[derive(Debug, Clone)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     root: PathBuf,
 }
 

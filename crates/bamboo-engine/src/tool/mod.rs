@@ -5,13 +5,13 @@
 //! calls on [`Engine`] do the work. [`schema`] is derived from the same
 //! argument types the parser uses.
 
-pub mod args;
+mod args;
 mod verbs;
 
 use serde_json::{json, Value};
 
 use crate::engine::Engine;
-pub use args::ToolCall;
+use args::ToolCall;
 pub use verbs::{
     NOTE_ALREADY_RUNNING, NOTE_APPENDED_IDLE, NOTE_APPENDED_QUEUED, NOTE_MESSAGE_QUEUED,
     NOTE_RETRY_QUEUED, NOTE_UPDATED, UPDATE_NEEDS_A_FIELD,
@@ -52,7 +52,7 @@ async fn dispatch(engine: &Engine, parent: &str, args: Value) -> Result<Value, S
     }
 }
 
-/// The JSON schema of the tool's arguments, generated from [`ToolCall`].
+/// The JSON schema of the tool's arguments, generated from the same types the parser reads.
 /// Subschemas are inlined: tool interfaces of model providers often do not
 /// follow `$ref`.
 pub fn schema() -> Value {

@@ -13,18 +13,21 @@ use crate::types::{ChildDetail, CreateChild, SendMessage, SendOutcome, UpdateChi
 /// Note of a successful `update`.
 pub const NOTE_UPDATED: &str =
     "Child session updated in place. Use action=run to execute the same child session.";
-/// Note of `run` on a running child (C5).
+/// Note of `run` on a running child.
+// Behaviours: C5.
 pub const NOTE_ALREADY_RUNNING: &str = "Child session is already running.";
 /// Note of a queued `run`.
 pub const NOTE_RETRY_QUEUED: &str = "Queued existing child session for retry in place.";
-/// Note of `send_message` steered to a running child (C6).
+/// Note of `send_message` steered to a running child.
+// Behaviours: C6.
 pub const NOTE_MESSAGE_QUEUED: &str = "Message queued for the child session. It will be picked up at the next turn boundary without canceling current progress.";
 /// Note of `send_message` appended and run.
 pub const NOTE_APPENDED_QUEUED: &str = "Follow-up message appended and child session queued.";
 /// Note of `send_message` appended without a run.
 pub const NOTE_APPENDED_IDLE: &str =
     "Follow-up message appended. Use action=run to execute the child session.";
-/// The error of an `update` that changes nothing (C4).
+/// The error of an `update` that changes nothing.
+// Behaviours: C4.
 pub const UPDATE_NEEDS_A_FIELD: &str =
     "update requires at least one field: title/responsibility/prompt/subagent_type/reasoning_effort";
 
@@ -52,7 +55,8 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
     t.map_or(Value::Null, |t| json!(t.to_rfc3339()))
 }
 
-/// C1.
+/// `create`: creates a child.
+// Behaviours: C1.
 pub async fn create(engine: &Engine, parent: &str, a: CreateArgs) -> Out {
     for (name, value) in [
         ("title", &a.title),
@@ -107,7 +111,8 @@ async fn resolve_model(engine: &Engine, parent: &str, text: &str) -> Result<Mode
     }
 }
 
-/// C2.
+/// `list`: the caller's children.
+// Behaviours: C2.
 pub async fn list(engine: &Engine, parent: &str) -> Out {
     let kids = engine.list_children(parent).await.map_err(err)?;
     let children: Vec<Value> = kids
@@ -132,7 +137,8 @@ pub async fn list(engine: &Engine, parent: &str) -> Out {
     Ok(json!({"parent_session_id": parent, "count": children.len(), "children": children}))
 }
 
-/// C3.
+/// `get`: one child in detail.
+// Behaviours: C3.
 pub async fn get(engine: &Engine, parent: &str, a: ChildArgs) -> Out {
     required("child_session_id", &a.child_session_id)?;
     let d = engine
@@ -191,7 +197,8 @@ fn detail_reference_json(d: &ChildDetail) -> Value {
     })
 }
 
-/// C4.
+/// `update`: changes a child's fields.
+// Behaviours: C4.
 pub async fn update(engine: &Engine, parent: &str, a: UpdateArgs) -> Out {
     required("child_session_id", &a.child_session_id)?;
     let u = UpdateChild {
@@ -219,7 +226,8 @@ pub async fn update(engine: &Engine, parent: &str, a: UpdateArgs) -> Out {
     }))
 }
 
-/// C5: a running child is a normal result, not an error.
+/// `run`: a running child is a normal result, not an error.
+// Behaviours: C5.
 pub async fn run(engine: &Engine, parent: &str, a: RunArgs) -> Out {
     required("child_session_id", &a.child_session_id)?;
     let id = a.child_session_id;
@@ -239,7 +247,8 @@ fn already_running(id: &str) -> Value {
     json!({"child_session_id": id, "status": "already_running", "note": NOTE_ALREADY_RUNNING})
 }
 
-/// C6.
+/// `send_message`: steers or messages a child.
+// Behaviours: C6.
 pub async fn send_message(engine: &Engine, parent: &str, a: SendArgs) -> Out {
     required("child_session_id", &a.child_session_id)?;
     required("message", &a.message)?;
@@ -275,7 +284,8 @@ pub async fn send_message(engine: &Engine, parent: &str, a: SendArgs) -> Out {
     }))
 }
 
-/// C7.
+/// `cancel`: stops a child.
+// Behaviours: C7.
 pub async fn cancel(engine: &Engine, parent: &str, a: ChildArgs) -> Out {
     required("child_session_id", &a.child_session_id)?;
     engine
@@ -285,7 +295,8 @@ pub async fn cancel(engine: &Engine, parent: &str, a: ChildArgs) -> Out {
     Ok(json!({"child_session_id": a.child_session_id, "status": ChildStatus::Cancelled}))
 }
 
-/// C8.
+/// `delete`: removes a child and its descendants.
+// Behaviours: C8.
 pub async fn delete(engine: &Engine, parent: &str, a: ChildArgs) -> Out {
     required("child_session_id", &a.child_session_id)?;
     let out = engine
