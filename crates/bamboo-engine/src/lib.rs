@@ -6,11 +6,11 @@
 //! answers and a graceful shutdown; [`tool`] is the thin JSON layer for a tool
 //! interface. See `docs/ARCHITECTURE.md` for the life of a child run.
 //!
-//! Module map: [`store`] (sessions on disk), [`fingerprint`] and [`pool`] (warm
-//! pool), [`slots`] (running-actor limit), [`approval`], [`watchdog`],
-//! [`steering`], [`events`] (the lossless event logs), [`worker`] and [`fleet_launcher`]
-//! (workers), [`credentials`]; private: the spawn path, the event pump, the
-//! runner, nested spawns, recovery.
+//! Module map: [`store`] (sessions on disk), [`approval`], [`events`] (the
+//! lossless event logs), [`launch`] (where a run's worker comes from: local
+//! processes, resident remote workers, NATS pools), [`credentials`]; private:
+//! the warm pool, the running-actor limit, the spawn path, the event pump,
+//! nested spawns, recovery.
 
 // Tests may unwrap: a panic there is the failure report.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -28,57 +28,54 @@ mod error;
 pub mod escalation;
 pub mod events;
 mod fingerprint;
-pub mod fleet_launcher;
 pub mod inbox;
+pub mod launch;
+mod leases;
 mod nested;
-pub mod placement;
-mod pool;
-mod pool_journal;
-pub mod pool_launcher;
 pub mod project;
 mod provision;
 mod pump;
 mod recovery;
-mod remote_launcher;
-mod runner;
-mod runs;
-mod runtime;
+mod reservations;
+mod run_path;
 mod slots;
 mod spawn;
 mod steering;
 pub mod store;
+mod timeouts;
 pub mod tool;
 mod types;
 pub mod usage;
+mod warm;
 mod watchdog;
-pub mod worker;
 pub mod worktree;
 mod writeback;
 
+pub use approval::ChildApprovalReviewer;
 pub use approval::{
     ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, DecidedBy, Decision,
     PendingApproval,
 };
 /// Re-exported so applications can implement [`ApprovalPolicy`] and
-/// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
+/// [`launch::Launcher`] without depending on `async-trait` themselves.
 pub use async_trait::async_trait;
 /// Re-exported: where a child runs.
 pub use bamboo_subagent::spec::Placement;
-pub use config::Timeouts;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
-pub use escalation::{ChildApprovalReviewer, BYPASS_KEY};
+pub use escalation::BYPASS_KEY;
 /// The event log alone, for `cargo xtask bench`; not part of the API.
 #[doc(hidden)]
 pub use events::bench;
 pub use events::{EventStream, LogLimits, LogTail, LoggedEvent, Since};
 pub use inbox::{InboxKind, InboxMessage};
-pub use placement::{RemoteEndpoint, PLACEMENT_KEY};
-pub use pool::PoolLimits;
+pub use launch::{RemoteEndpoint, PLACEMENT_KEY};
 pub use project::NewRoot;
 pub use provision::DISABLED_TOOLS_KEY;
 pub use spawn::{RunReport, RunTicket};
+pub use timeouts::Timeouts;
 pub use types::{
     CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
     SendOutcome, UpdateChild, UpdateOutcome,
 };
+pub use warm::WarmLimits;
