@@ -127,6 +127,7 @@ pub fn run(root: &Path) -> Result<()> {
         let shown = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         problems.extend(check_source(&shown, &text, &glossary));
     }
+    problems.extend(crate::import_cycles::check(root)?);
     for p in &problems {
         eprintln!("{p}");
     }
