@@ -143,7 +143,7 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
         if let Err(why) = creation.wait(&env.out.fanout).await {
             // Not one frame of a child that was never stored is read.
             let _ = tx.send(ParentFrame::Cancel).await;
-            return failed(why);
+            return failed(why.to_string());
         }
     }
     let fanout = &env.out.fanout;

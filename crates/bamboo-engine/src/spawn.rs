@@ -348,7 +348,12 @@ async fn run_started(
     // The final status goes after the create, never instead of it.
     match creation.wait(&out.fanout).await {
         Ok(()) => finish(inner, child_id, result, Some((&clock, &res.control))).await,
-        Err(why) => report(child_id, CompletionStatus::Error, None, Some(why)),
+        Err(why) => report(
+            child_id,
+            CompletionStatus::Error,
+            None,
+            Some(why.to_string()),
+        ),
     }
 }
 
