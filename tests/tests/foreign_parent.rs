@@ -116,3 +116,94 @@ fn wait_gone(pid: u32, limit: Duration) -> bool {
     }
     process_gone(pid)
 }
+
+/// Starts, in the background of `sh`, a subshell that waits a little and
+/// becomes a worker reading `spec` (as a foreign parent does, naming no
+/// parent pid), writes its pid to `pid_file`, and lets `sh` exit: the
+/// worker's parent is gone before its first instruction.
+const LEAVING_PARENT: &str =
+    r#"sh -c '( sleep 0.3; exec "$0" ) <"$1" >/dev/null 2>&1 & echo $! >"$2"' "$0" "$1" "$2""#;
+
+/// Waits for the pid a script wrote into `path`.
+fn read_pid(path: &std::path::Path) -> u32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The foreign parent runs as a cli child of our own `run`: when it leaves,
+/// the worker of that run (a child subreaper) adopts the new worker, which
+/// must not take it for its parent and idle 120 s; it exits while the run
+/// still goes on.
+#[test]
+fn a_worker_adopted_by_a_bamboo_worker_after_its_foreign_parent_left_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.json");
+    let pid_file = dir.path().join("pid");
+    std::fs::write(&spec_path, idle_spec("c1", &dir.path().join("fabric"))).unwrap();
+    // The run's program starts the leaving parent, then stays (the run goes on).
+    let program = format!("{LEAVING_PARENT}; sleep 60");
+    let mut run = Command::new(worker_bin())
+        .args(["run", "--executor", "cli", "host a foreign parent", "--"])
+        .args(["sh", "-c", &program])
+        .arg(worker_bin())
+        .arg(&spec_path)
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = read_pid(&pid_file);
+    let gone = wait_gone(pid, Duration::from_secs(15));
+    let run_still_going = run.try_wait().unwrap().is_none();
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(gone, "the worker {pid} outlived its departed parent");
+    assert!(
+        run_still_going,
+        "the run ended first: its sweep, not the worker, ended {pid}"
+    );
+}
+
+/// A subreaper that adopts orphans for a living (here a process that calls
+/// itself `tini`, as a container's init does) is never the real parent.
+#[test]
+fn a_worker_adopted_by_a_known_subreaper_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.json");
+    let pid_file = dir.path().join("pid");
+    std::fs::write(&spec_path, idle_spec("c1", &dir.path().join("fabric"))).unwrap();
+    // PR_SET_CHILD_SUBREAPER (36), PR_SET_NAME (15); then the leaving parent.
+    let python = r#"
+import ctypes, subprocess, sys, time
+libc = ctypes.CDLL(None)
+assert libc.prctl(36, 1, 0, 0, 0) == 0
+libc.prctl(15, b"tini", 0, 0, 0)
+subprocess.run(["sh", "-c", sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]], check=True)
+time.sleep(60)
+"#;
+    let mut reaper = Command::new("python3")
+        .args(["-c", python, LEAVING_PARENT])
+        .arg(worker_bin())
+        .arg(&spec_path)
+        .arg(&pid_file)
+        .env_remove(PARENT_PID_VAR)
+        .env_remove(READY_LINE_VAR)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = read_pid(&pid_file);
+    let gone = wait_gone(pid, Duration::from_secs(15));
+    let _ = reaper.kill();
+    let _ = reaper.wait();
+    assert!(gone, "the worker {pid} took the subreaper for its parent");
+}

@@ -15,6 +15,7 @@
 mod bench;
 mod coding_agents;
 mod import_cycles;
+mod layers;
 mod mcp_clients;
 mod nats;
 mod process;

@@ -128,6 +128,8 @@ pub fn run(root: &Path) -> Result<()> {
         problems.extend(check_source(&shown, &text, &glossary));
     }
     problems.extend(crate::import_cycles::check(root)?);
+    let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    problems.extend(crate::layers::check(root)?);
     for p in &problems {
         eprintln!("{p}");
     }
@@ -144,7 +146,7 @@ pub fn run(root: &Path) -> Result<()> {
 
 /// Collects `.rs` files under `dir` (sorted), skipping `target` and hidden
 /// directories. A missing `dir` has none.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }

@@ -27,6 +27,64 @@ pub struct Parent {
 /// The pid orphans are re-parented to when no subreaper takes them.
 const INIT: u32 = 1;
 
+/// Programs whose job is adopting orphans (init systems, `systemd --user`,
+/// container inits): none of them starts a worker with a spec on its stdin,
+/// so a worker whose unnamed parent is one of them was adopted.
+const ADOPTER_NAMES: [&str; 7] = [
+    "systemd",
+    "init",
+    "tini",
+    "dumb-init",
+    "docker-init",
+    "catatonit",
+    "s6-svscan",
+];
+
+/// What a worker started without a named parent knows of the process that
+/// is its parent at its first instruction.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Adopter {
+    /// The pid of the Bamboo worker whose cli run this worker was started
+    /// under (that worker is a child subreaper and says so in the
+    /// environment of its programs).
+    worker_subreaper: Option<u32>,
+    /// Whether this worker leads its own process group: a program a worker
+    /// starts directly does (it gets a group of its own), one started by
+    /// that program's descendants normally does not.
+    own_group: bool,
+    /// The parent's program name (`/proc/<ppid>/comm`).
+    parent_name: Option<String>,
+}
+
+impl Adopter {
+    /// Looks at the parent `ppid` and this process.
+    fn look(ppid: u32) -> Self {
+        Self {
+            worker_subreaper: std::env::var(bamboo_executors::proc::tree::SUBREAPER_PID_VAR)
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            own_group: nix::unistd::getpgrp() == nix::unistd::getpid(),
+            parent_name: std::fs::read_to_string(format!("/proc/{ppid}/comm"))
+                .ok()
+                .map(|n| n.trim_end().to_owned()),
+        }
+    }
+
+    /// Whether `ppid` adopted this worker rather than started it: init
+    /// (unless this is init), a Bamboo worker that is not the one that
+    /// started this process directly, or a program that adopts orphans for
+    /// a living. Other subreapers cannot be told apart from a real parent.
+    fn adopted_us(&self, ppid: u32) -> bool {
+        let by_init = ppid == INIT && std::process::id() != INIT;
+        let by_worker = self.worker_subreaper == Some(ppid) && !self.own_group;
+        let by_name = self
+            .parent_name
+            .as_deref()
+            .is_some_and(|n| ADOPTER_NAMES.contains(&n));
+        by_init || by_worker || by_name
+    }
+}
+
 impl Parent {
     /// The parent now; call this first thing, before anything that takes
     /// time, since a parent that dies earlier goes unnoticed.
@@ -38,15 +96,19 @@ impl Parent {
             .ok()
             .and_then(|v| v.parse::<u32>().ok());
         let now = std::os::unix::process::parent_id();
-        Self::from(named, now)
+        if named.is_some() {
+            return Self::from(named, now, &Adopter::default());
+        }
+        Self::from(None, now, &Adopter::look(now))
     }
 
-    /// The parent given the pid the fleet named (if any) and `getppid` now.
-    /// With no name, a parent that is init already means the one that
-    /// started the worker exited before this ran (a foreign parent that
-    /// writes the spec and leaves): watching init would keep the worker
-    /// alive for its whole idle timeout, so the parent counts as gone.
-    fn from(named: Option<u32>, now: u32) -> Self {
+    /// The parent given the pid the fleet named (if any), `getppid` now and
+    /// what is known of that process. With no name, a parent that adopts
+    /// orphans (see [`Adopter::adopted_us`]) means the one that started the
+    /// worker exited before this ran (a foreign parent that writes the spec
+    /// and leaves): watching the adopter would keep the worker alive for its
+    /// whole idle timeout, so the parent counts as gone.
+    fn from(named: Option<u32>, now: u32, adopter: &Adopter) -> Self {
         match named {
             Some(pid) => Self {
                 pid,
@@ -54,7 +116,7 @@ impl Parent {
             },
             None => Self {
                 pid: now,
-                gone_at_start: now == INIT && std::process::id() != INIT,
+                gone_at_start: adopter.adopted_us(now),
             },
         }
     }
@@ -141,11 +203,39 @@ mod tests {
 
     #[test]
     fn init_as_the_parent_of_an_unnamed_start_means_the_parent_left() {
-        assert!(Parent::from(None, INIT).gone_at_start);
-        assert!(!Parent::from(None, 4242).gone_at_start);
+        let nothing = Adopter::default();
+        assert!(Parent::from(None, INIT, &nothing).gone_at_start);
+        assert!(!Parent::from(None, 4242, &nothing).gone_at_start);
         // The fleet named the parent: init now is a re-parenting the watch
         // sees as a changed parent.
-        assert!(!Parent::from(Some(4242), INIT).gone_at_start);
+        assert!(!Parent::from(Some(4242), INIT, &nothing).gone_at_start);
+    }
+
+    #[test]
+    fn a_worker_subreaper_adopted_us_unless_it_started_us_directly() {
+        let under = |own_group| Adopter {
+            worker_subreaper: Some(4242),
+            own_group,
+            parent_name: Some("bamboo-worker".into()),
+        };
+        // Started by a program of the worker's cli run, which then left.
+        assert!(Parent::from(None, 4242, &under(false)).gone_at_start);
+        // The run's program itself (it leads its own group).
+        assert!(!Parent::from(None, 4242, &under(true)).gone_at_start);
+        // A living foreign parent under that run.
+        assert!(!Parent::from(None, 5151, &under(false)).gone_at_start);
+    }
+
+    #[test]
+    fn programs_that_adopt_orphans_for_a_living_are_never_the_real_parent() {
+        let named = |n: &str| Adopter {
+            parent_name: Some(n.into()),
+            ..Adopter::default()
+        };
+        assert!(Parent::from(None, 4242, &named("systemd")).gone_at_start);
+        assert!(Parent::from(None, 4242, &named("tini")).gone_at_start);
+        assert!(!Parent::from(None, 4242, &named("python3")).gone_at_start);
+        assert!(!Parent::from(Some(4242), 4242, &named("systemd")).gone_at_start);
     }
 
     #[tokio::test(start_paused = true)]
@@ -160,7 +250,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_parent_that_changed_before_watching_is_reported_at_once() {
         // Our own pid is never our parent: as if the real one died already.
-        let parent = Parent::from(Some(std::process::id()), 0);
+        let parent = Parent::from(Some(std::process::id()), 0, &Adopter::default());
         let gone = parent.watch(Duration::from_secs(3600));
         tokio::time::timeout(Duration::from_millis(1), gone.cancelled())
             .await

@@ -246,7 +246,14 @@ pub fn spawn_contained(
 ) -> std::io::Result<(Child, Option<cgroup::Leaf>)> {
     // Orphaned descendants must stay ours, to be reaped (and found, without
     // a leaf), in both modes.
-    tree::adopt_orphans();
+    let adopting = tree::adopt_orphans();
+    let mut make = move || {
+        let mut cmd = make();
+        if adopting {
+            cmd.env(tree::SUBREAPER_PID_VAR, std::process::id().to_string());
+        }
+        cmd
+    };
     if let Some(mut leaf) = cgroup::Leaf::create() {
         let mut cmd = make();
         leaf.enter_on_spawn(&mut cmd);

@@ -14,7 +14,31 @@ use clap::builder::PossibleValue;
 use super::{claude, cli, codex, llm};
 
 /// Builds an executor from a spec of its kind, or says in one line why not.
-pub type Builder = fn(&ProvisionSpec) -> Result<Arc<dyn Executor>, String>;
+pub type Builder = fn(&ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError>;
+
+/// Why a worker cannot build the executor its spec asks for; each message is
+/// one line that says what to change in the spec.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No entry for the spec's kind in this worker.
+    #[error("this worker has no executor for kind {0}")]
+    UnknownKind(ExecutorKind),
+    /// A read-only child cannot run an external program, which is unrestricted.
+    #[error("capabilities.guardian_read_only cannot be enforced for a cli_adapter child (its program runs unrestricted): use bamboo_runtime, or unset it")]
+    ReadOnlyCli,
+    /// The `cli_adapter` part of the spec.
+    #[error(transparent)]
+    Cli(#[from] cli::CliConfigError),
+    /// The `bamboo_runtime` part of the spec.
+    #[error(transparent)]
+    Llm(#[from] llm::LlmConfigError),
+    /// The `claude_code` part of the spec.
+    #[error(transparent)]
+    Claude(#[from] claude::ClaudeConfigError),
+    /// The `codex` part of the spec.
+    #[error(transparent)]
+    Codex(#[from] codex::CodexConfigError),
+}
 
 /// One executor kind as the worker and the front door know it.
 #[derive(Debug)]
@@ -63,36 +87,36 @@ pub const ENTRIES: &[Entry] = &[
     },
 ];
 
-fn build_echo(_: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
+fn build_echo(_: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
     Ok(Arc::new(EchoExecutor))
 }
 
-fn build_cli(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
-    cli::build(spec).map_err(|e| e.to_string())
+fn build_cli(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
+    Ok(cli::build(spec)?)
 }
 
-fn build_llm(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
-    llm::build(spec).map_err(|e| e.to_string())
+fn build_llm(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
+    Ok(llm::build(spec)?)
 }
 
-fn build_claude(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
-    claude::build(spec).map_err(|e| e.to_string())
+fn build_claude(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
+    Ok(claude::build(spec)?)
 }
 
-fn build_codex(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
-    codex::build(spec).map_err(|e| e.to_string())
+fn build_codex(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
+    Ok(codex::build(spec)?)
 }
 
 /// The entry of `kind`.
-pub fn entry(kind: ExecutorKind) -> Result<&'static Entry, String> {
+pub fn entry(kind: ExecutorKind) -> Result<&'static Entry, BuildError> {
     ENTRIES
         .iter()
         .find(|e| e.kind == kind)
-        .ok_or_else(|| format!("this worker has no executor for kind {kind}"))
+        .ok_or(BuildError::UnknownKind(kind))
 }
 
 /// Builds the executor a spec asks for, or says in one line why it cannot.
-pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
+pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
     (entry(spec.executor.kind())?.build)(spec)
 }
 

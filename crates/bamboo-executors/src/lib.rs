@@ -1,10 +1,14 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`
-//! through the [`registry`].
+//! through the [`registry`]; and the executor flags ([`flags`]) that front
+//! ends and resident workers turn into an [`choice::ExecutorChoice`] and a
+//! worker spec.
 
+pub mod choice;
 pub mod claude;
 pub mod cli;
 pub mod codex;
 pub mod env;
+pub mod flags;
 pub mod host;
 pub mod llm;
 pub mod proc;
@@ -20,14 +24,16 @@ use std::sync::Arc;
 use bamboo_subagent::executor::Executor;
 use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
 
+pub use registry::BuildError;
+
 /// Builds the executor a spec asks for, or says in one line why it cannot
 /// (through [`registry`], where each kind is declared once).
-pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, String> {
+pub fn build(spec: &ProvisionSpec) -> Result<Arc<dyn Executor>, BuildError> {
     // The external program runs unrestricted: read-only cannot be enforced.
     if spec.capabilities.guardian_read_only
         && matches!(spec.executor, ExecutorSpec::CliAdapter { .. })
     {
-        return Err("capabilities.guardian_read_only cannot be enforced for a cli_adapter child (its program runs unrestricted): use bamboo_runtime, or unset it".into());
+        return Err(BuildError::ReadOnlyCli);
     }
     registry::build(spec)
 }
@@ -52,7 +58,8 @@ mod tests {
         let err = build(&spec(
             serde_json::json!({"kind": "cli_adapter", "command": " "}),
         ))
-        .err();
+        .err()
+        .map(|e| e.to_string());
         assert!(err
             .unwrap_or_default()
             .contains("cli_adapter.command is empty"));

@@ -21,6 +21,12 @@ use nix::unistd::Pid;
 /// The environment variable that carries a run's mark.
 pub const RUN_MARK_VAR: &str = "BAMBOO_RUN_MARK";
 
+/// The environment variable that carries the pid of the worker (a child
+/// subreaper) whose run a program belongs to: a worker started by one of
+/// that program's descendants, without a named parent, knows from it that
+/// being adopted by this pid means its real parent is gone.
+pub const SUBREAPER_PID_VAR: &str = "BAMBOO_SUBREAPER_PID";
+
 /// How many times a sweep re-reads `/proc` for processes forked while it was
 /// signalling their parents.
 const SWEEP_PASSES: usize = 8;
