@@ -1,5 +1,5 @@
 //! The launch layer: where a run's worker comes from. The spawn core asks
-//! one router ([`PlacementLauncher`], here) for a worker for a spec; the
+//! one router (`PlacementLauncher`, here) for a worker for a spec; the
 //! router matches on the spec's placement, for admission (a per-endpoint
 //! cap), the launch, the `placed` announcement and resumption, and hands the
 //! spec to that placement's launcher (the traits are in `launcher.rs`):
@@ -12,7 +12,7 @@
 //!   flight, so a restarted engine reattaches to them.
 //!
 //! A placement whose runs outlive the engine says so through the router
-//! ([`PlacementLauncher::in_flight`], [`PlacementLauncher::resume`]): start-up
+//! (`PlacementLauncher::in_flight`, `PlacementLauncher::resume`): start-up
 //! recovery and the spawn path name no placement. The engine's routing
 //! (role → placement, else a default, else local; or the create call
 //! decides) is here too. Adding a placement touches its own file(s), this
