@@ -9,10 +9,12 @@
 //!   venv) and the real `claude` and `codex` binaries (env var, PATH, else a
 //!   pinned npm install in the user cache), installing them when missing.
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
-//! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs.
+//! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs, no
+//!   import circle in the engine.
 
 mod bench;
 mod coding_agents;
+mod import_cycles;
 mod layers;
 mod mcp_clients;
 mod nats;

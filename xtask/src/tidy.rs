@@ -127,6 +127,7 @@ pub fn run(root: &Path) -> Result<()> {
         let shown = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         problems.extend(check_source(&shown, &text, &glossary));
     }
+    problems.extend(crate::import_cycles::check(root)?);
     let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
     problems.extend(crate::layers::check(root)?);
     for p in &problems {
