@@ -9,11 +9,13 @@
 //!   venv) and the real `claude` and `codex` binaries (env var, PATH, else a
 //!   pinned npm install in the user cache), installing them when missing.
 //! - `cargo xtask bench [GROUP...]`: release builds, prints median figures.
-//! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs, the
-//!   code map of docs/ARCHITECTURE.md and two of its boundaries.
+//! - `cargo xtask tidy`: behaviour IDs against the glossary, module docs, no
+//!   import circle in the engine (nor the run path naming the API), the
+//!   layering, the code map of docs/ARCHITECTURE.md.
 
 mod bench;
 mod coding_agents;
+mod import_cycles;
 mod layers;
 mod mcp_clients;
 mod nats;
@@ -51,7 +53,8 @@ enum Task {
     },
     /// Check that code cites only behaviour IDs of docs/behaviors.md, every
     /// .rs file starts with a `//!` line, the code map of docs/ARCHITECTURE.md
-    /// matches the tree, and the run path and worker side keep to their side.
+    /// matches the tree, the crates are layered and the engine has no import
+    /// circle.
     Tidy,
 }
 

@@ -1,8 +1,7 @@
 //! `cargo xtask tidy`: source checks cheaper than a build. Every behaviour ID a
 //! `.rs` file cites must be in the glossary (docs/behaviors.md), and every `.rs`
 //! file must open with a `//!` line saying what the module is for, and the
-//! code map of docs/ARCHITECTURE.md must match the tree (`code_map`), and
-//! the engine's run path must not name the API layer (`boundaries`).
+//! code map of docs/ARCHITECTURE.md must match the tree (`code_map`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -10,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-mod boundaries;
 mod code_map;
 
 /// The glossary, relative to the workspace root.
@@ -132,14 +130,10 @@ pub fn run(root: &Path) -> Result<()> {
         let shown = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         problems.extend(check_source(&shown, &text, &glossary));
     }
+    problems.extend(crate::import_cycles::check(root)?);
     let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
     problems.extend(crate::layers::check(root)?);
     problems.extend(code_map::run(root)?.iter().map(ToString::to_string));
-    problems.extend(
-        boundaries::run(root, &files)?
-            .iter()
-            .map(ToString::to_string),
-    );
     for p in &problems {
         eprintln!("{p}");
     }

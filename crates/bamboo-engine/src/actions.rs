@@ -8,7 +8,7 @@ use crate::assignment::render;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::inbox::{InboxKind, InboxMessage};
-use crate::placement::PLACEMENT_KEY;
+use crate::launch::PLACEMENT_KEY;
 use crate::provision::DISABLED_TOOLS_KEY;
 use crate::spawn::{self, enqueue, RunTicket};
 use crate::store::SessionStore;
@@ -76,7 +76,7 @@ impl Engine {
                 .cfg
                 .routing
                 .check(p)
-                .map_err(EngineError::InvalidInput)?;
+                .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         }
         let parent = self
             .inner
@@ -221,7 +221,7 @@ impl Engine {
     }
 
     fn detail(&self, s: &Session) -> ChildDetail {
-        let run = self.inner.runs.get(&s.id);
+        let run = self.inner.reservations.get(&s.id);
         let live = match &run {
             None => Live::default(),
             Some(r) => Live {
@@ -260,7 +260,7 @@ impl Engine {
             )));
         }
         self.inner.load_child(parent_id, child_id).await?;
-        if update.rewrites_assignment() && self.inner.runs.get(child_id).is_some() {
+        if update.rewrites_assignment() && self.inner.reservations.get(child_id).is_some() {
             return Err(EngineError::AlreadyRunning(child_id.to_owned()));
         }
         let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -310,7 +310,7 @@ impl Engine {
         reset_transcript: bool,
     ) -> Result<Retry, EngineError> {
         self.inner.load_child(parent_id, child_id).await?;
-        if self.inner.runs.get(child_id).is_some() {
+        if self.inner.reservations.get(child_id).is_some() {
             return Err(EngineError::AlreadyRunning(child_id.to_owned()));
         }
         let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -358,7 +358,7 @@ impl Engine {
         }
         self.inner.load_child(parent_id, child_id).await?;
         let mut interrupted = false;
-        if let Some(run) = self.inner.runs.get(child_id) {
+        if let Some(run) = self.inner.reservations.get(child_id) {
             if !msg.interrupt {
                 return self.steer(parent_id, child_id, &msg.text).await;
             }
@@ -472,7 +472,7 @@ impl Engine {
 
     /// Cancels a live run of `child_id` and waits for it; false when none.
     async fn cancel_run(&self, child_id: &str) -> bool {
-        let Some(run) = self.inner.runs.get(child_id) else {
+        let Some(run) = self.inner.reservations.get(child_id) else {
             return false;
         };
         run.cancel(CANCELLED_BY_PARENT);
@@ -579,5 +579,25 @@ fn truncate_after_last_user(s: &mut Session) -> usize {
             removed
         }
         _ => 0,
+    }
+}
+
+impl Engine {
+    /// Puts `session_id` in (or out of) bypass mode ([`crate::BYPASS_KEY`]). Its
+    /// children created afterwards inherit it; its workers get
+    /// `capabilities.bypass`.
+    pub async fn set_bypass(&self, session_id: &str, on: bool) -> Result<(), EngineError> {
+        self.inner
+            .store
+            .update(
+                session_id,
+                Box::new(move |s| {
+                    s.metadata
+                        .insert(crate::escalation::BYPASS_KEY.into(), on.into());
+                    true
+                }),
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -14,12 +14,12 @@ use serde_json::{json, Value};
 
 use crate::engine::Engine;
 use crate::nested::NestedSpawner;
-use crate::runtime::Runtime;
+use crate::run_path::RunPath;
 use crate::types::CreateChild;
 
 /// Reaches the facade of a runtime it does not keep alive.
 #[derive(Debug)]
-pub(crate) struct FacadeSpawner(pub Weak<Runtime>);
+pub(crate) struct FacadeSpawner(pub Weak<RunPath>);
 
 impl NestedSpawner for FacadeSpawner {
     fn serve(&self, requester: String, body: Value) -> BoxFuture<'static, Value> {

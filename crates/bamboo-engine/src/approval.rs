@@ -132,6 +132,14 @@ pub enum ApprovalError {
     Withdrawn(String),
 }
 
+/// Reviews a descendant's gated action on behalf of a bypassed level (a
+/// policy or a model check). `None`: no opinion, pass the request up.
+#[async_trait]
+pub trait ChildApprovalReviewer: Send + Sync + fmt::Debug {
+    /// Decides `request` for the bypassed session `level`.
+    async fn review(&self, level: &str, request: &ApprovalRequest) -> Option<bool>;
+}
+
 /// How approvals are decided.
 #[derive(Debug, Clone)]
 pub struct ApprovalConfig {
@@ -142,7 +150,7 @@ pub struct ApprovalConfig {
     /// How long a decision may take before it is denied (reference: 300 s).
     pub timeout: Duration,
     /// Answers for bypassed levels below the root (approvals up the chain).
-    pub reviewer: Option<Arc<dyn crate::escalation::ChildApprovalReviewer>>,
+    pub reviewer: Option<Arc<dyn ChildApprovalReviewer>>,
 }
 
 impl Default for ApprovalConfig {

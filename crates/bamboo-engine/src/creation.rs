@@ -39,8 +39,23 @@ pub(crate) struct Creation {
 #[derive(Debug)]
 enum State {
     /// The create's task: why it failed, if it did.
-    Storing(JoinHandle<Result<(), String>>),
-    Done(Result<(), String>),
+    Storing(JoinHandle<Result<(), NotStored>>),
+    Done(Result<(), NotStored>),
+}
+
+/// Why a child's create did not store it; kept, so every wait sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum NotStored {
+    /// The store refused the create; the caller of the create got the
+    /// error itself, the run keeps what it said.
+    #[error("the child could not be stored: {reason}")]
+    Refused {
+        /// The store's error, as it reads.
+        reason: String,
+    },
+    /// The create's task ended without an answer (a panic, or shutdown).
+    #[error("the child's create failed: {0}")]
+    Lost(Arc<tokio::task::JoinError>),
 }
 
 impl Creation {
@@ -55,13 +70,18 @@ impl Creation {
         let (tell, told) = oneshot::channel();
         let task = tokio::spawn(async move {
             let outcome = store.create(&session).await;
-            let kept = outcome
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| format!("the child could not be stored: {e}"));
             // The caller may have gone; the run goes on either way.
-            let _ = tell.send(outcome);
-            kept
+            match outcome {
+                Ok(()) => {
+                    let _ = tell.send(Ok(()));
+                    Ok(())
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    let _ = tell.send(Err(e));
+                    Err(NotStored::Refused { reason })
+                }
+            }
         });
         let creation = Self {
             state: State::Storing(task),
@@ -86,12 +106,12 @@ impl Creation {
     /// Waits until the child is stored, then announces it on `fanout` (once).
     /// `Err` says why it could not be stored; the answer is kept, so waiting
     /// again is free.
-    pub(crate) async fn wait(&mut self, fanout: &Fanout) -> Result<(), String> {
+    pub(crate) async fn wait(&mut self, fanout: &Fanout) -> Result<(), NotStored> {
         let kept = match &mut self.state {
             State::Storing(task) => {
                 let kept = task
                     .await
-                    .unwrap_or_else(|join| Err(format!("the child's create failed: {join}")));
+                    .unwrap_or_else(|join| Err(NotStored::Lost(Arc::new(join))));
                 self.state = State::Done(kept.clone());
                 kept
             }

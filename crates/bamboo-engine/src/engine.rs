@@ -3,7 +3,7 @@
 //! engines in one process share nothing.
 // E21: no global state.
 //!
-//! The engine is a thin facade over the run path's [`Runtime`]: it turns
+//! The engine is a thin facade over the run path's [`RunPath`]: it turns
 //! calls into runtime operations and injects itself, as a
 //! [`crate::nested::NestedSpawner`], for children's nested spawn requests.
 
@@ -18,18 +18,19 @@ use bamboo_subagent::Secret;
 
 use crate::api_nested::FacadeSpawner;
 use crate::approval::{ApprovalPolicy, ApprovalStream, PendingApproval};
-use crate::config::{EngineConfig, Timeouts};
+use crate::config::EngineConfig;
 use crate::credentials::CredentialResolver;
 use crate::error::EngineError;
 use crate::events::{EventStream, Since};
-use crate::fleet_launcher::FleetLauncher;
-use crate::placement::{PlacementLauncher, RemoteEndpoint};
-use crate::pool::PoolLimits;
-use crate::remote_launcher::RemoteLauncher;
-use crate::runtime::Runtime;
+use crate::launch::{
+    Launcher, LocalLauncher, PlacementLauncher, PoolJournal, PoolOnly, RemoteEndpoint,
+    RemoteLauncher,
+};
+use crate::run_path::RunPath;
 use crate::scratch::Scratch;
 use crate::store::{FileStore, SessionStore};
-use crate::worker::WorkerLauncher;
+use crate::timeouts::Timeouts;
+use crate::warm::WarmLimits;
 
 /// Runs sub-agents as actor worker processes: create root sessions, spawn
 /// children under them ([`Engine::spawn`]), follow their events, answer
@@ -37,7 +38,7 @@ use crate::worker::WorkerLauncher;
 /// the same engine. See the crate's front page for a complete program.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    pub(crate) inner: Arc<Runtime>,
+    pub(crate) inner: Arc<RunPath>,
     /// The data directory of an ephemeral engine, removed at shutdown (or
     /// when the last handle is dropped).
     pub(crate) scratch: Option<Arc<Scratch>>,
@@ -138,9 +139,9 @@ impl Engine {
         EngineStats {
             running: self.inner.slots.running(),
             peak_running: self.inner.slots.peak(),
-            workers_started: self.inner.runner.started(),
-            idle_workers: self.inner.runner.idle(),
-            reserved: self.inner.runs.count(),
+            workers_started: self.inner.leases.started(),
+            idle_workers: self.inner.leases.idle(),
+            reserved: self.inner.reservations.count(),
         }
     }
 
@@ -163,7 +164,7 @@ pub struct EngineBuilder {
     cfg: EngineConfig,
     ephemeral: bool,
     worker: Option<WorkerCommand>,
-    launcher: Option<Arc<dyn WorkerLauncher>>,
+    launcher: Option<Arc<dyn Launcher>>,
     store: Option<Arc<dyn SessionStore>>,
     pool_set: bool,
     nats_pool: Option<bamboo_pool::PoolClient>,
@@ -221,8 +222,9 @@ impl EngineBuilder {
     /// How many idle workers are kept warm for reuse (default 4 per kind
     /// of worker, 32 in total, each raised to `max_running` when that is
     /// larger).
-    pub fn pool_limits(mut self, limits: PoolLimits) -> Self {
-        self.cfg.pool = limits;
+    // Behaviours: E11.
+    pub fn warm_limits(mut self, limits: WarmLimits) -> Self {
+        self.cfg.warm = limits;
         self.pool_set = true;
         self
     }
@@ -342,13 +344,13 @@ impl EngineBuilder {
     }
 
     /// Starts local workers some other way (tests, custom fleets).
-    pub fn launcher(mut self, launcher: Arc<dyn WorkerLauncher>) -> Self {
+    pub fn launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
         self.launcher = Some(launcher);
         self
     }
 
     /// Runs placed `schedulable` go to worker pools on NATS through
-    /// `client`.
+    /// `client`; see [`crate::launch`].
     pub fn nats_pool(mut self, client: bamboo_pool::PoolClient) -> Self {
         self.nats_pool = Some(client);
         self.cfg.routing.pools = true;
@@ -392,16 +394,16 @@ impl EngineBuilder {
             // A burst at the running limit ends with `max_running` clean workers
             // of one fingerprint; a smaller idle cap would retire some only to
             // spawn replacements for the next burst.
-            cfg.pool.max_idle_per_key = cfg.pool.max_idle_per_key.max(cfg.max_running);
-            cfg.pool.max_idle_total = cfg.pool.max_idle_total.max(cfg.max_running);
+            cfg.warm.max_idle_per_key = cfg.warm.max_idle_per_key.max(cfg.max_running);
+            cfg.warm.max_idle_total = cfg.warm.max_idle_total.max(cfg.max_running);
         }
-        let local: Arc<dyn WorkerLauncher> = match (self.launcher, worker) {
+        let local: Arc<dyn Launcher> = match (self.launcher, worker) {
             (Some(l), _) => l,
             (None, Some(cmd)) if !cmd.program.as_os_str().is_empty() => {
-                Arc::new(FleetLauncher::with_timeouts(cmd, &cfg.timeouts))
+                Arc::new(LocalLauncher::with_timeouts(cmd, &cfg.timeouts))
             }
             // A pool-only engine needs no local worker program.
-            _ if self.nats_pool.is_some() => Arc::new(crate::pool_launcher::NoLocalLauncher),
+            _ if self.nats_pool.is_some() => Arc::new(PoolOnly),
             _ => {
                 return Err(EngineError::Config(
                     "no worker program: call worker_program(path) on the builder".into(),
@@ -410,40 +412,30 @@ impl EngineBuilder {
         };
         let routing = &cfg.routing;
         for p in routing.routes.values().chain([&routing.default]) {
-            routing.check(p).map_err(EngineError::Config)?;
+            routing
+                .check(p)
+                .map_err(|e| EngineError::Config(e.to_string()))?;
         }
-        let remote = RemoteLauncher::new(&cfg.routing.remotes, &cfg.timeouts);
-        let launcher: Arc<dyn WorkerLauncher> = Arc::new(PlacementLauncher::new(local, remote));
-        let journal = Arc::new(crate::pool_journal::PoolJournal::new(&cfg.data_dir));
-        let pool_runs = self.nats_pool.map(|client| {
-            Arc::new(
-                crate::pool_launcher::NatsPoolLauncher::new(client).with_journal(journal.clone()),
-            )
-        });
-        let launcher: Arc<dyn WorkerLauncher> = match &pool_runs {
-            Some(pool) => Arc::new(crate::pool_launcher::PlacementLauncher::new(
-                launcher,
-                Some(pool.clone() as Arc<dyn WorkerLauncher>),
-            )),
-            None => launcher,
-        };
+        let launcher = Arc::new(PlacementLauncher::new(
+            local,
+            RemoteLauncher::new(&cfg.routing.remotes, &cfg.timeouts),
+            self.nats_pool,
+            Arc::new(PoolJournal::new(&cfg.data_dir)),
+        ));
         let store: Arc<dyn SessionStore> = match self.store {
             Some(s) => s,
             None => Arc::new(FileStore::open(&cfg.data_dir).await?),
         };
         let store = Arc::new(crate::store::Deferred::new(store));
-        let resumable =
-            crate::recovery::pool_runs(store.as_ref(), &journal, pool_runs.is_some()).await;
+        let resumable = crate::recovery::resumable_runs(store.as_ref(), &launcher).await;
         let keep = resumable.iter().map(|(r, _)| r.child_id.clone()).collect();
         crate::recovery::mark_orphans(&store, &keep).await?;
         crate::recovery::recover_inboxes(&cfg.data_dir.join("inbox"));
-        let inner = Runtime::new(cfg, store, launcher, |weak| Arc::new(FacadeSpawner(weak)));
-        if let Some(pool) = pool_runs {
-            for (rec, parent) in resumable {
-                // Nobody awaits these runs; their events and final status
-                // reach the parent like any run's.
-                drop(crate::spawn::reattach(&inner, &parent, pool.clone(), rec));
-            }
+        let inner = RunPath::new(cfg, store, launcher, |weak| Arc::new(FacadeSpawner(weak)));
+        for (run, parent) in resumable {
+            // Nobody awaits these runs; their events and final status
+            // reach the parent like any run's.
+            drop(crate::spawn::reattach(&inner, &parent, run));
         }
         Ok(Engine { inner, scratch })
     }

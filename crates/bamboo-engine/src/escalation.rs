@@ -6,28 +6,17 @@
 //! up. At the root the policy/human path of the broker applies.
 // Behaviours: E21, E17.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
+pub use crate::approval::ChildApprovalReviewer;
 use crate::approval::{ApprovalRequest, DecidedBy, Decision};
-use crate::store::SessionStore;
 
 /// Session metadata key: the session runs in "bypass permissions" mode
 /// (children inherit it at creation). Its descendants' requests may then be
 /// answered by the [`ChildApprovalReviewer`] at its level.
 pub const BYPASS_KEY: &str = "bypass_permissions";
-
-/// Reviews a descendant's gated action on behalf of a bypassed level (a
-/// policy or a model check). `None`: no opinion, pass the request up.
-#[async_trait]
-pub trait ChildApprovalReviewer: Send + Sync + fmt::Debug {
-    /// Decides `request` for the bypassed session `level`.
-    async fn review(&self, level: &str, request: &ApprovalRequest) -> Option<bool>;
-}
 
 /// Walks the levels below the root (`request.ancestry`, parent first, root
 /// excluded). `Some` when a bypassed level decided; `None` when the request
@@ -65,46 +54,10 @@ where
     None
 }
 
-impl crate::Engine {
-    /// Puts `session_id` in (or out of) bypass mode (kept in its metadata). Its
-    /// children created afterwards inherit it; its workers get
-    /// `capabilities.bypass`.
-    pub async fn set_bypass(&self, session_id: &str, on: bool) -> Result<(), crate::EngineError> {
-        self.inner
-            .store
-            .update(
-                session_id,
-                Box::new(move |s| {
-                    s.metadata.insert(BYPASS_KEY.into(), on.into());
-                    true
-                }),
-            )
-            .await?;
-        Ok(())
-    }
-}
-
-/// [`climb`] over the engine's sessions and configured reviewer.
-pub(crate) async fn climb_engine(
-    inner: &crate::runtime::Runtime,
-    request: &ApprovalRequest,
-) -> Option<Decision> {
-    let cfg = &inner.cfg.approvals;
-    let store = &inner.store;
-    let bypassed = |id: String| async move {
-        match store.load(&id).await {
-            Ok(Some(s)) => s.metadata.get(BYPASS_KEY) == Some(&serde_json::Value::Bool(true)),
-            _ => false,
-        }
-    };
-    let (level, decision) = climb(request, cfg.reviewer.as_ref(), cfg.timeout, bypassed).await?;
-    tracing::info!(child = %request.child_session_id, level = %level, approved = decision.approved, "approval decided up the chain");
-    Some(decision)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
 
     #[derive(Debug)]
     struct Silent;

@@ -216,7 +216,7 @@ impl ChildHandle {
     /// ending while we look is looked at again: its completion may fall
     /// either side of the position.
     fn mark_point(&self) -> (u64, bool) {
-        let runs = &self.engine.inner.runs;
+        let runs = &self.engine.inner.reservations;
         loop {
             let before = runs.get(&self.id).is_some();
             let after = self.engine.log_position(&self.parent_id);

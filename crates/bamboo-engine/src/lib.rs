@@ -49,7 +49,9 @@
 //! [`Engine::delete_child`]) and each session's whole event log
 //! ([`Engine::events`]: every descendant's events in order); [`tool`] is
 //! the same actions as one JSON tool for an agent's tool interface, and
-//! [`store`] the session store an application may replace. See
+//! [`store`] the session store an application may replace; [`launch`] is
+//! where a run's worker comes from (local processes, resident remote
+//! workers, NATS pools), for an application that brings its own. See
 //! `docs/ARCHITECTURE.md` for the life of a child run.
 
 #![warn(missing_docs)]
@@ -71,41 +73,38 @@ mod error;
 mod escalation;
 mod events;
 mod fingerprint;
-pub mod fleet_launcher;
 mod handle;
 mod inbox;
+pub mod launch;
+mod leases;
 mod nested;
-mod placement;
-mod pool;
-mod pool_journal;
-mod pool_launcher;
 pub mod project;
 mod provision;
 mod pump;
 mod recovery;
-mod remote_launcher;
-mod runner;
-mod runs;
-mod runtime;
+mod reservations;
+mod run_path;
 mod scratch;
 mod slots;
 mod spawn;
 mod steering;
 pub mod store;
+mod timeouts;
 pub mod tool;
 mod types;
 pub mod usage;
+mod warm;
 mod watchdog;
-pub mod worker;
 pub mod worktree;
 mod writeback;
 
+pub use approval::ChildApprovalReviewer;
 pub use approval::{
     ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, DecidedBy, Decision,
     PendingApproval,
 };
 /// Re-exported so applications can implement [`ApprovalPolicy`] and
-/// [`worker::WorkerLauncher`] without depending on `async-trait` themselves.
+/// [`launch::Launcher`] without depending on `async-trait` themselves.
 pub use async_trait::async_trait;
 pub use bamboo_domain::{
     AgentEvent, ChildStatus, CompletionStatus, ModelRef, Session, SessionId, TokenUsage,
@@ -118,22 +117,21 @@ pub use bamboo_subagent::spec::{
 };
 pub use bamboo_subagent::Secret;
 pub use child::Child;
-pub use config::Timeouts;
 pub use credentials::CredentialResolver;
 pub use engine::{Engine, EngineBuilder, EngineStats};
 pub use error::EngineError;
-pub use escalation::ChildApprovalReviewer;
 /// The event log alone, for `cargo xtask bench` (cargo feature `bench`).
 #[cfg(feature = "bench")]
 pub use events::bench;
 pub use events::{EventStream, LogTail, LoggedEvent, Since};
 pub use handle::{ChildEvents, ChildHandle, ChildOutcome};
 pub use inbox::{InboxError, InboxKind, InboxMessage};
-pub use placement::RemoteEndpoint;
-pub use pool::PoolLimits;
+pub use launch::RemoteEndpoint;
 pub use project::NewRoot;
 pub use spawn::{RunReport, RunTicket};
+pub use timeouts::Timeouts;
 pub use types::{
     CancelOutcome, ChildDetail, ChildSummary, CreateChild, DeleteOutcome, Retry, SendMessage,
     SendOutcome, UpdateChild, UpdateOutcome,
 };
+pub use warm::WarmLimits;

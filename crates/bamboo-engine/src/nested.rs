@@ -1,6 +1,6 @@
 //! Nested spawn: a child asks, over `subagent_request`, for a grandchild.
 //! The run path does not serve it itself: it hands the request to the
-//! [`NestedSpawner`] injected into the runtime (the facade, see
+//! [`NestedSpawner`] injected into the run path (the facade, see
 //! `api_nested.rs`), which creates the grandchild under the requesting child
 //! and runs it through the canonical spawn path. Every request is answered
 //! (`success: false` on failure) rather than leaving the child waiting.
@@ -14,24 +14,11 @@
 
 // Behaviours: E18.
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use serde_json::Value;
-
-use crate::runtime::Runtime;
 
 /// Serves a child's nested spawn request; always yields the reply body.
 pub(crate) trait NestedSpawner: Send + Sync + std::fmt::Debug {
     /// Serves one request from `requester` (its tool-result JSON body).
     fn serve(&self, requester: String, body: Value) -> BoxFuture<'static, Value>;
-}
-
-/// Serves one request from `requester` through the runtime's spawner.
-pub(crate) fn serve(
-    inner: Arc<Runtime>,
-    requester: String,
-    body: Value,
-) -> BoxFuture<'static, Value> {
-    inner.nested.serve(requester, body)
 }

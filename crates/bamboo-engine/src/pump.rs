@@ -18,15 +18,15 @@ use bamboo_subagent::frames::{ApprovalBody, ChildFrame, ParentFrame, RunRequest,
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::approval::ApprovalRequest;
+use crate::approval::{ApprovalRequest, Decision};
 use crate::creation::Creation;
-use crate::events::{now_micros, ChildEvents, Fanout};
-use crate::runs::RunControl;
-use crate::runtime::Runtime as Inner;
+use crate::events::{now_micros, ChildEvents, Fanout, RunLogs};
+use crate::launch::{Checkpoint, FrameTx, Link, LinkError};
+use crate::reservations::RunControl;
+use crate::run_path::RunPath;
 use crate::slots::LendableSlot;
-use crate::spawn::Run;
+use crate::store::SessionStore;
 use crate::watchdog::{ActivityClock, Watchdog};
-use crate::worker::{FrameTx, Link, LinkError};
 
 /// Most frames handled per wake-up before the pump looks at cancel, the
 /// watchdog and side tasks again (a few hundred microseconds of work).
@@ -34,11 +34,11 @@ const BURST: usize = 256;
 
 /// Everything the pump needs besides the connection.
 pub(crate) struct PumpEnv<'a> {
-    pub inner: &'a Arc<Inner>,
+    pub inner: &'a Arc<RunPath>,
     pub parent_id: &'a str,
     pub child_id: &'a str,
     /// The run's ancestry and the logs it publishes to.
-    pub out: &'a Run,
+    pub out: &'a RunLogs,
     pub control: &'a RunControl,
     /// The run's slot, lent to nested spawns while the run waits on them.
     pub slot: Arc<LendableSlot>,
@@ -81,12 +81,12 @@ pub(crate) struct PumpResult {
 
 /// Why the parent stopped the run.
 #[derive(Debug, Clone)]
-enum Stop {
+enum StopCause {
     Cancelled(String),
     Timeout(String),
 }
 
-impl Stop {
+impl StopCause {
     fn result(self) -> PumpResult {
         let (status, error) = match self {
             Self::Cancelled(r) => (CompletionStatus::Cancelled, r),
@@ -102,6 +102,16 @@ impl Stop {
             usage: None,
             agent_session_id: None,
         }
+    }
+}
+
+/// Records a run's position through `checkpoint` when one is due (`quiet`:
+/// the run has been waiting), writing the events up to it to the log files
+/// first.
+fn record(checkpoint: Option<&dyn Checkpoint>, fanout: &Fanout, quiet: bool) {
+    if let Some(c) = checkpoint.filter(|c| c.due(quiet)) {
+        fanout.write_pending();
+        c.record();
     }
 }
 
@@ -122,9 +132,11 @@ fn failed(error: String) -> PumpResult {
 /// that is already going (a pool run an engine reattached to after a restart).
 pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_>) -> PumpResult {
     let tx = link.tx.clone();
-    let logs = env.out.fanout.clone();
-    link.rx
-        .bind_run(env.child_id, Arc::new(move || logs.write_pending()));
+    // A run that outlives the engine records how far it was read.
+    let checkpoint = link.rx.checkpoint();
+    if let Some(c) = &checkpoint {
+        c.bind(env.child_id);
+    }
     if let Some(request) = opening.request {
         if let Err(e) = tx.send(ParentFrame::Run(request)).await {
             return failed(format!("could not send the run to the worker: {e}"));
@@ -134,7 +146,7 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
         if let Err(why) = creation.wait(&env.out.fanout).await {
             // Not one frame of a child that was never stored is read.
             let _ = tx.send(ParentFrame::Cancel).await;
-            return failed(why);
+            return failed(why.to_string());
         }
     }
     let fanout = &env.out.fanout;
@@ -145,32 +157,42 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
     let timeouts = env.inner.cfg.timeouts;
     let mut watchdog = Watchdog::new(env.clock.clone(), env.run_limit, env.idle_limit);
     let mut side: JoinSet<()> = JoinSet::new();
-    let mut stop: Option<Stop> = None;
+    let mut stop: Option<StopCause> = None;
     let grace = tokio::time::sleep(Duration::from_secs(86_400 * 365));
     tokio::pin!(grace);
     // Pinned once: re-creating it per event would take the token's lock each time.
     let cancelled = env.control.cancel.cancelled();
     tokio::pin!(cancelled);
+    // A quiet run (waiting for steering, thinking) still gets its last
+    // position recorded: one timer for the run, not one per frame.
+    let every = checkpoint
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |c| c.every());
+    let mut quiet = tokio::time::interval_at(Instant::now() + every, every);
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = &mut cancelled, if stop.is_none() => {
                 let reason = env.control.reason().unwrap_or_else(|| "cancelled by the parent".into());
-                stop = Some(Stop::Cancelled(reason));
+                stop = Some(StopCause::Cancelled(reason));
                 let _ = tx.send(ParentFrame::Cancel).await;
                 grace.as_mut().reset(Instant::now() + timeouts.cancel_grace);
             }
             trip = watchdog.tripped(), if stop.is_none() => {
                 tracing::warn!(child = env.child_id, reason = %trip.reason(), "watchdog tripped");
-                stop = Some(Stop::Timeout(trip.reason()));
+                stop = Some(StopCause::Timeout(trip.reason()));
                 let _ = tx.send(ParentFrame::Cancel).await;
                 grace.as_mut().reset(Instant::now() + timeouts.cancel_grace);
             }
             _ = &mut grace, if stop.is_some() => {
                 tracing::warn!(child = env.child_id, "worker ignored cancel; it will be killed");
-                return stop.map(Stop::result).unwrap_or_else(|| failed("stopped".into()));
+                return stop.map(StopCause::result).unwrap_or_else(|| failed("stopped".into()));
             }
             Some(_) = side.join_next(), if !side.is_empty() => {}
+            _ = quiet.tick(), if checkpoint.is_some() => {
+                record(checkpoint.as_deref(), fanout, true);
+            }
             frame = link.rx.recv() => {
                 let mut frame = frame;
                 let mut handled = 0;
@@ -190,6 +212,9 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
                     }
                 }
                 env.clock.touch();
+                // Every frame handed out is handled now: its position may
+                // be recorded once its events are in the log files.
+                record(checkpoint.as_deref(), fanout, false);
                 // The readers this burst woke wait on this very thread
                 // (tokio runs a task woken here next, and no other thread
                 // may take it) until the pump yields. Without this, a fast
@@ -219,7 +244,7 @@ impl Frames<'_, '_> {
         self,
         frame: Option<Result<ChildFrame, LinkError>>,
         arrived: i64,
-        stop: &mut Option<Stop>,
+        stop: &mut Option<StopCause>,
     ) -> Option<PumpResult> {
         let env = self.env;
         match frame {
@@ -238,17 +263,17 @@ impl Frames<'_, '_> {
                     let _waiting = waiting;
                     // The child only waits now: its slot goes to the grandchild.
                     slot.lend();
-                    let reply = crate::nested::serve(inner.clone(), child, body).await;
+                    let reply = inner.nested.serve(child, body).await;
                     slot.restore(&inner.slots).await;
                     let _ = tx.send(ParentFrame::SubagentReply { id, body: reply }).await;
                 });
             }
             Some(Ok(ChildFrame::Terminal(t))) => return Some(from_terminal(t, stop.take())),
             Some(Err(e)) => {
-                return Some(stop.take().map(Stop::result).unwrap_or_else(|| failed(e.to_string())))
+                return Some(stop.take().map(StopCause::result).unwrap_or_else(|| failed(e.to_string())))
             }
             None => {
-                return Some(stop.take().map(Stop::result).unwrap_or_else(|| {
+                return Some(stop.take().map(StopCause::result).unwrap_or_else(|| {
                     failed(
                         "worker connection closed before the run ended (the worker process exited or was killed)".into(),
                     )
@@ -282,7 +307,7 @@ fn spawn_approval(
     side.spawn(async move {
         let _waiting = waiting;
         // Up the chain first: a bypassed level below the root may answer.
-        let decision = match crate::escalation::climb_engine(&inner, &request).await {
+        let decision = match climb_engine(&inner, &request).await {
             Some(d) => d,
             None => broker.decide(&request, |ev| fanout.publish(ev)).await,
         };
@@ -305,7 +330,7 @@ fn spawn_approval(
 /// Maps a terminal frame to a result. A completed run stays completed even if
 /// a cancel crossed it on the wire: the work is done. A suspended run is
 /// reported as completed on the stream but kept `suspended` on the child.
-fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
+fn from_terminal(t: Terminal, stop: Option<StopCause>) -> PumpResult {
     let completed = matches!(
         t.status,
         TerminalStatus::Completed | TerminalStatus::Suspended
@@ -323,4 +348,23 @@ fn from_terminal(t: Terminal, stop: Option<Stop>) -> PumpResult {
         usage: t.usage,
         agent_session_id: t.agent_session_id,
     }
+}
+
+/// [`crate::escalation::climb`] over the engine's sessions and configured reviewer.
+async fn climb_engine(inner: &RunPath, request: &ApprovalRequest) -> Option<Decision> {
+    let cfg = &inner.cfg.approvals;
+    let store = &inner.store;
+    let bypassed = |id: String| async move {
+        match store.load(&id).await {
+            Ok(Some(s)) => {
+                s.metadata.get(crate::escalation::BYPASS_KEY)
+                    == Some(&serde_json::Value::Bool(true))
+            }
+            _ => false,
+        }
+    };
+    let (level, decision) =
+        crate::escalation::climb(request, cfg.reviewer.as_ref(), cfg.timeout, bypassed).await?;
+    tracing::info!(child = %request.child_session_id, level = %level, approved = decision.approved, "approval decided up the chain");
+    Some(decision)
 }

@@ -9,7 +9,7 @@ use bamboo_domain::{ChildStatus, Message, Session};
 
 use std::collections::HashSet;
 
-use crate::pool_journal::{PoolJournal, PoolRunRecord};
+use crate::launch::{PlacementLauncher, Resumable};
 use crate::store::{Deferred, Ending, SessionStore, StoreError};
 
 /// The reason recorded on an orphaned child.
@@ -17,7 +17,7 @@ pub const ORPHAN_REASON: &str =
     "the engine stopped while this child was running, so the run was lost; run it again";
 
 /// Marks every orphaned running child as error, except those in `keep`
-/// (pool runs this engine reattaches to). Returns how many; those whose
+/// (runs this engine reattaches to). Returns how many; those whose
 /// write was refused are among them, deferred.
 pub(crate) async fn mark_orphans(
     store: &Deferred,
@@ -68,30 +68,33 @@ pub(crate) async fn mark_orphans(
     Ok(marked)
 }
 
-/// The pool runs a previous engine left in flight whose child is still
-/// `running`, with the child's parent: the runs go on on their pool
-/// workers, so an engine with a pool client reattaches to them (issue 12).
-/// Every other record is dropped; without a pool client the child is then
-/// marked orphaned like a local one.
-pub(crate) async fn pool_runs(
+/// The runs a previous engine left in flight (on a placement where runs
+/// outlive the engine) whose child is still `running`, with the child's
+/// parent: the runs go on without the engine, so this one reattaches to
+/// them (issue 12). Every other record is dropped; a run this engine cannot
+/// reach (no NATS pool client) is reported, and its child is then marked
+/// orphaned like a local one.
+pub(crate) async fn resumable_runs(
     store: &dyn SessionStore,
-    journal: &PoolJournal,
-    have_pool: bool,
-) -> Vec<(PoolRunRecord, String)> {
+    launcher: &PlacementLauncher,
+) -> Vec<(Resumable, String)> {
     let mut out = Vec::new();
-    for rec in journal.load_all() {
-        let session = store.load(&rec.child_id).await.ok().flatten();
+    for run in launcher.in_flight() {
+        let session = store.load(&run.child_id).await.ok().flatten();
         let parent = session
             .filter(|s| s.status() == Some(ChildStatus::Running))
             .and_then(|s| s.parent_id);
-        match parent {
-            Some(parent) if have_pool => out.push((rec, parent)),
-            Some(_) => {
-                tracing::warn!(child = %rec.child_id, pool = %rec.pool, run = %rec.run_id,
-                    "a pool run of a previous engine may still be going, but this engine has no NATS pool client; the child is marked as error");
-                journal.remove(&rec.child_id);
+        let Some(parent) = parent else {
+            launcher.forget(&run);
+            continue;
+        };
+        match launcher.can_resume(&run) {
+            Ok(()) => out.push((run, parent)),
+            Err(e) => {
+                tracing::warn!(child = %run.child_id, run = %run, error = %e,
+                    "a run of a previous engine may still be going, but this engine cannot reach it; the child is marked as error");
+                launcher.forget(&run);
             }
-            None => journal.remove(&rec.child_id),
         }
     }
     out

@@ -19,17 +19,15 @@ use tokio::sync::oneshot;
 
 use crate::creation::{Creation, Stored};
 use crate::error::EngineError;
-use crate::events::Fanout;
-use crate::pool_journal::PoolRunRecord;
-use crate::pool_launcher::NatsPoolLauncher;
+use crate::events::{Fanout, RunLogs};
+use crate::launch::{LaunchError, Link, PlacementLauncher, Resumable};
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, Opening, PumpEnv, PumpResult};
-use crate::runs::{Reservation, RunControl};
-use crate::runtime::Runtime as Inner;
+use crate::reservations::{Reservation, RunControl};
+use crate::run_path::RunPath;
 use crate::slots::{LendableSlot, Slot};
 use crate::store::SessionStore;
 use crate::watchdog::ActivityClock;
-use crate::worker::Link;
 use crate::writeback::{untaken, write_back};
 
 /// How one run ended, for callers that await it (nested spawns, tests).
@@ -62,7 +60,7 @@ pub type RunTicket = oneshot::Receiver<RunReport>;
 /// Queues a run of `child_id` for `parent_id` and returns at once.
 // Behaviours: E2.
 pub(crate) fn enqueue(
-    inner: &Arc<Inner>,
+    inner: &Arc<RunPath>,
     parent_id: &str,
     child_id: &str,
 ) -> Result<RunTicket, EngineError> {
@@ -70,7 +68,7 @@ pub(crate) fn enqueue(
         return Err(EngineError::ShuttingDown);
     }
     let reservation = inner
-        .runs
+        .reservations
         .reserve(child_id, &inner.shutdown)
         .ok_or_else(|| EngineError::AlreadyRunning(child_id.to_owned()))?;
     Ok(spawn_run(inner, parent_id, reservation, Start::Queued))
@@ -83,13 +81,13 @@ enum Start {
     /// Started by [`launch`]: holding its slot, the child being stored
     /// `running` by `creation`.
     Now(Slot, Box<Session>, Creation),
-    /// A pool run a previous engine started, read on from its record.
-    Reattach(Arc<NatsPoolLauncher>, PoolRunRecord),
+    /// A run a previous engine started, read on where it left off.
+    Reattach(Resumable),
 }
 
 /// Spawns the task of one reserved run.
 fn spawn_run(
-    inner: &Arc<Inner>,
+    inner: &Arc<RunPath>,
     parent_id: &str,
     reservation: Reservation,
     started: Start,
@@ -120,13 +118,12 @@ pub(crate) struct Ready {
 /// `running` ([`set_running`]) and handed to [`launch`], which saves the
 /// separate durable write of `running`. `None`: queue it with [`enqueue`].
 /// Dropping the result gives both back.
-// Behaviours: E2.
-pub(crate) fn try_start_now(inner: &Inner, child_id: &str) -> Option<Ready> {
+pub(crate) fn try_start_now(inner: &RunPath, child_id: &str) -> Option<Ready> {
     if inner.shutdown.is_cancelled() {
         return None;
     }
     let slot = inner.slots.try_acquire()?;
-    let reservation = inner.runs.reserve(child_id, &inner.shutdown)?;
+    let reservation = inner.reservations.reserve(child_id, &inner.shutdown)?;
     Some(Ready { reservation, slot })
 }
 
@@ -134,7 +131,7 @@ pub(crate) fn try_start_now(inner: &Inner, child_id: &str) -> Option<Ready> {
 /// `ready` (see [`try_start_now`]), both at once (see [`crate::creation`]).
 /// The receiver gets the store's answer to the create.
 pub(crate) fn launch(
-    inner: &Arc<Inner>,
+    inner: &Arc<RunPath>,
     parent_id: &str,
     ready: Ready,
     session: Session,
@@ -150,28 +147,22 @@ pub(crate) fn launch(
     stored
 }
 
-/// Continues the pool run of `rec` that a previous engine started and did
-/// not see end (issue 12): the child, still `running` on disk, is reserved
-/// and its run read on from the recorded position. `None` when the child is
-/// already reserved.
-pub(crate) fn reattach(
-    inner: &Arc<Inner>,
-    parent_id: &str,
-    launcher: Arc<NatsPoolLauncher>,
-    rec: PoolRunRecord,
-) -> Option<RunTicket> {
-    let reservation = inner.runs.reserve(&rec.child_id, &inner.shutdown)?;
+/// Continues `run`, which a previous engine started and did not see end
+/// (issue 12): the child, still `running` on disk, is reserved and its run
+/// read on where it was left. `None` when the child is already reserved.
+pub(crate) fn reattach(inner: &Arc<RunPath>, parent_id: &str, run: Resumable) -> Option<RunTicket> {
+    let reservation = inner.reservations.reserve(&run.child_id, &inner.shutdown)?;
     Some(spawn_run(
         inner,
         parent_id,
         reservation,
-        Start::Reattach(launcher, rec),
+        Start::Reattach(run),
     ))
 }
 
 /// A run from its reservation to its completion event.
 async fn run_child(
-    inner: Arc<Inner>,
+    inner: Arc<RunPath>,
     parent_id: String,
     reservation: Reservation,
     started: Start,
@@ -180,7 +171,7 @@ async fn run_child(
     let child_id = reservation.child.clone();
     // The run's events go to its parent's log and every further ancestor's.
     let ancestry = inner.ancestry(&parent_id).await;
-    let out = Run::new(Fanout::new(&inner.events, &ancestry), ancestry);
+    let out = RunLogs::new(Fanout::new(&inner.events, &ancestry), ancestry);
     let work = async {
         match started {
             Start::Now(slot, session, creation) => {
@@ -197,8 +188,8 @@ async fn run_child(
                 .await
             }
             Start::Queued => run_queued(&inner, &parent_id, &reservation, &out).await,
-            Start::Reattach(launcher, rec) => {
-                run_reattached(&inner, &parent_id, &reservation, &out, &launcher, rec).await
+            Start::Reattach(run) => {
+                run_reattached(&inner, &parent_id, &reservation, &out, run).await
             }
         }
     };
@@ -262,31 +253,10 @@ async fn with_heartbeat(
     }
 }
 
-/// Where a run reports: its ancestry (parent first) and their logs, which
-/// count it as a writer while it lives.
-#[derive(Debug)]
-pub(crate) struct Run {
-    pub ancestry: Vec<String>,
-    pub fanout: Fanout,
-}
-
-impl Run {
-    fn new(fanout: Fanout, ancestry: Vec<String>) -> Self {
-        fanout.start_run();
-        Self { ancestry, fanout }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        self.fanout.finish_run();
-    }
-}
-
 /// `Err` when the child cannot run at all, `Ok(false)` when it
 /// has nothing pending. A suspended child always has: it resumes.
 // Behaviours: E3, E4.
-async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, EngineError> {
+async fn check(inner: &RunPath, parent_id: &str, child_id: &str) -> Result<bool, EngineError> {
     let session = inner.load_child(parent_id, child_id).await?;
     Ok(session.has_pending_user_message() || session.status() == Some(ChildStatus::Suspended))
 }
@@ -295,10 +265,10 @@ async fn check(inner: &Inner, parent_id: &str, child_id: &str) -> Result<bool, E
 /// `running`, then runs.
 // Behaviours: E3, E4, E12, E6.
 async fn run_queued(
-    inner: &Arc<Inner>,
+    inner: &Arc<RunPath>,
     parent_id: &str,
     res: &Reservation,
-    out: &Run,
+    out: &RunLogs,
 ) -> RunReport {
     let (child_id, control) = (res.child.as_str(), &res.control);
     match check(inner, parent_id, child_id).await {
@@ -354,10 +324,10 @@ fn cancel_reason(control: &RunControl) -> String {
 /// A run holding its slot, its child being stored `running` as `session` by
 /// `creation`: `sub_agent_started`, lease, pump, park or retire, write-back.
 async fn run_started(
-    inner: &Arc<Inner>,
+    inner: &Arc<RunPath>,
     parent_id: &str,
     res: &Reservation,
-    out: &Run,
+    out: &RunLogs,
     slot: Slot,
     session: Session,
     mut creation: Creation,
@@ -384,16 +354,21 @@ async fn run_started(
     // The final status goes after the create, never instead of it.
     match creation.wait(&out.fanout).await {
         Ok(()) => finish(inner, child_id, result, Some((&clock, &res.control))).await,
-        Err(why) => report(child_id, CompletionStatus::Error, None, Some(why)),
+        Err(why) => report(
+            child_id,
+            CompletionStatus::Error,
+            None,
+            Some(why.to_string()),
+        ),
     }
 }
 
 /// What [`run_started`] hands to its lease-and-pump step.
 struct Started<'a> {
-    inner: &'a Arc<Inner>,
+    inner: &'a Arc<RunPath>,
     parent_id: &'a str,
     res: &'a Reservation,
-    out: &'a Run,
+    out: &'a RunLogs,
     slot: &'a Arc<LendableSlot>,
     clock: &'a Arc<ActivityClock>,
     session: &'a Session,
@@ -407,7 +382,7 @@ impl Started<'_> {
         let worker_id = format!("w-{}", uuid::Uuid::new_v4().simple());
         let spec = spec_for(&inner.cfg, self.session, &worker_id);
         let lease = tokio::select! {
-            l = inner.runner.acquire(&spec) => l,
+            l = inner.leases.acquire(&spec) => l,
             _ = control.cancel.cancelled() => return stopped(cancel_reason(control)),
         };
         let mut lease = match lease {
@@ -430,67 +405,43 @@ impl Started<'_> {
         let opening = Opening {
             request: Some(run_request(self.session)),
             stored: Some(creation),
-            placed: placed(&spec.placement, lease.worker.pid()),
+            placed: PlacementLauncher::placed(&spec.placement, lease.worker.pid()),
         };
         let result = steered(env, &mut lease.link, opening, Vec::new()).await;
-        inner.runner.release(lease, result.clean);
+        inner.leases.release(lease, result.clean);
         result
     }
 }
 
-/// Where a leased run runs, for the parent's stream; `None` for a pool run,
-/// whose link says so once a pool worker takes it.
-fn placed(placement: &bamboo_subagent::spec::Placement, pid: Option<u32>) -> Option<AgentEvent> {
-    use bamboo_subagent::spec::Placement;
-    let (placement, worker) = match placement {
-        Placement::Local => (
-            "local",
-            pid.map_or_else(|| "local".to_owned(), |p| format!("pid {p}")),
-        ),
-        Placement::Remote { endpoint } => ("remote", endpoint.clone()),
-        Placement::Schedulable { .. } => return None,
-    };
-    Some(AgentEvent::Placed {
-        placement: placement.to_owned(),
-        worker,
-        host: None,
-    })
-}
-
-/// A reattached pool run: waits for a slot (it counts against the running
-/// limit like any run), attaches to the run and pumps it on without sending
-/// it again.
+/// A reattached run: waits for a slot (it counts against the running limit
+/// like any run), attaches to the run and pumps it on without sending it
+/// again.
 async fn run_reattached(
-    inner: &Arc<Inner>,
+    inner: &Arc<RunPath>,
     parent_id: &str,
     res: &Reservation,
-    out: &Run,
-    launcher: &NatsPoolLauncher,
-    rec: PoolRunRecord,
+    out: &RunLogs,
+    run: Resumable,
 ) -> RunReport {
     let (child_id, control) = (res.child.as_str(), &res.control);
-    let run_id = rec.run_id.clone();
+    let what = run.to_string();
     let session = match inner.load_child(parent_id, child_id).await {
         Ok(s) => s,
         Err(e) => return finish(inner, child_id, error_result(e.to_string()), None).await,
     };
     let attached = async {
-        let worker = launcher.reattach(rec).await?;
-        let link = worker
-            .connect()
-            .await
-            .map_err(|e| crate::worker::LaunchError(e.to_string()))?;
-        Ok::<_, crate::worker::LaunchError>((worker, link))
+        let worker = inner.leases.launcher.resume(run).await?;
+        let link = worker.connect().await?;
+        Ok::<_, LaunchError>((worker, link))
     };
     let (mut worker, mut link) = match attached.await {
         Ok(w) => w,
         Err(e) => {
-            let why =
-                format!("the engine restarted and could not reattach to pool run {run_id}: {e}");
+            let why = format!("the engine restarted and could not reattach to {what}: {e}");
             return finish(inner, child_id, error_result(why), None).await;
         }
     };
-    tracing::info!(child = child_id, run = %run_id, "reattached to a pool run after a restart");
+    tracing::info!(child = child_id, run = %what, "reattached to a run after a restart");
     let slot = tokio::select! {
         s = inner.slots.acquire() => s,
         _ = control.cancel.cancelled() => None,
@@ -513,10 +464,10 @@ async fn run_reattached(
 
 /// What the pump of a run on `res` needs.
 fn pump_env<'a>(
-    inner: &'a Arc<Inner>,
+    inner: &'a Arc<RunPath>,
     parent_id: &'a str,
     res: &'a Reservation,
-    out: &'a Run,
+    out: &'a RunLogs,
     slot: &Arc<LendableSlot>,
     clock: &Arc<ActivityClock>,
     session: &Session,
@@ -557,7 +508,7 @@ async fn steered(
 /// child's inbox): a reattached run passes them on in-band. Their durable
 /// copies stay until the run's end, as for any steering.
 // Behaviours: C6.
-fn steering_in_inbox(inner: &Inner, child_id: &str) -> Vec<String> {
+fn steering_in_inbox(inner: &RunPath, child_id: &str) -> Vec<String> {
     let Ok(inbox) = inner.inbox(child_id) else {
         return Vec::new();
     };
@@ -572,7 +523,7 @@ fn steering_in_inbox(inner: &Inner, child_id: &str) -> Vec<String> {
 
 /// Watchdog caps: the child's overrides, else the engine's.
 // Behaviours: E9.
-fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::Duration) {
+fn limits(inner: &RunPath, session: &Session) -> (std::time::Duration, std::time::Duration) {
     let t = inner.cfg.timeouts;
     let info = session.child.as_ref();
     let secs = std::time::Duration::from_secs;
@@ -587,7 +538,7 @@ fn limits(inner: &Inner, session: &Session) -> (std::time::Duration, std::time::
 /// child. A git failure is logged and leaves the worktree as it is, for a
 /// human to look at. A child without a worktree costs nothing here.
 async fn conclude_worktree(
-    inner: &Inner,
+    inner: &RunPath,
     child_id: &str,
     session: &Session,
 ) -> Option<crate::worktree::Worktree> {
@@ -632,7 +583,7 @@ async fn conclude_worktree(
 
 /// A removed worktree of a resumed child is made again (same branch name,
 /// from HEAD), so its run is isolated like the first.
-async fn reopen_worktree(inner: &Inner, child_id: &str) -> Result<(), EngineError> {
+async fn reopen_worktree(inner: &RunPath, child_id: &str) -> Result<(), EngineError> {
     let Some(session) = inner.store.load(child_id).await? else {
         return Ok(());
     };
@@ -677,8 +628,7 @@ async fn reopen_worktree(inner: &Inner, child_id: &str) -> Result<(), EngineErro
 
 /// Persists `running` and returns the session as stored, including any
 /// message appended while the run was queued.
-// Behaviours: E6.
-async fn mark_running(inner: &Inner, child_id: &str) -> Result<Session, EngineError> {
+async fn mark_running(inner: &RunPath, child_id: &str) -> Result<Session, EngineError> {
     let session = inner
         .store
         .update(
@@ -712,7 +662,7 @@ pub(crate) fn set_running(s: &mut Session) {
 /// and builds the report.
 // Behaviours: E6, E15, C6.
 async fn finish(
-    inner: &Inner,
+    inner: &RunPath,
     child_id: &str,
     r: PumpResult,
     ran: Option<(&ActivityClock, &RunControl)>,
@@ -811,7 +761,7 @@ async fn finish(
 /// handed to the caller, marked unsaved. The ending waits in the store's
 /// deferred endings, so readers agree with this report meanwhile.
 fn unstored(
-    inner: &Inner,
+    inner: &RunPath,
     child_id: &str,
     status: CompletionStatus,
     result: Option<String>,

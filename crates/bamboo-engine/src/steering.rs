@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bamboo_subagent::frames::ParentFrame;
 
-use crate::worker::FrameTx;
+use crate::launch::FrameTx;
 
 type Entries = HashMap<String, (u64, Arc<dyn FrameTx>)>;
 
@@ -95,7 +95,7 @@ impl SteeringRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::LinkError;
+    use crate::launch::LinkError;
     use async_trait::async_trait;
 
     #[derive(Default)]

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bamboo_domain::{AgentEvent, CompletionStatus, Session};
+use bamboo_engine::launch::{LaunchError, Launcher, Worker};
 use bamboo_engine::store::{FileStore, Mutator, SessionStore, StoreError};
-use bamboo_engine::worker::{ActorWorker, LaunchError, WorkerLauncher};
 use bamboo_engine::{async_trait, CreateChild, Engine, Since};
 use bamboo_subagent::spec::ProvisionSpec;
 use futures::StreamExt;
@@ -22,8 +22,8 @@ use futures::StreamExt;
 struct NeverUp;
 
 #[async_trait]
-impl WorkerLauncher for NeverUp {
-    async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
+impl Launcher for NeverUp {
+    async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
         std::future::pending().await
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use bamboo_domain::CompletionStatus;
 use bamboo_e2e::engine::*;
 use bamboo_engine::async_trait;
-use bamboo_engine::fleet_launcher::FleetLauncher;
-use bamboo_engine::worker::{ActorWorker, FrameRx, LaunchError, Link, LinkError, WorkerLauncher};
+use bamboo_engine::launch::{
+    FrameRx, LaunchError, Launcher, Link, LinkError, LocalLauncher, Worker,
+};
 use bamboo_subagent::fleet::WorkerCommand;
 use bamboo_subagent::frames::ChildFrame;
 use bamboo_subagent::spec::ProvisionSpec;
@@ -24,20 +25,23 @@ struct Switches {
 }
 
 #[derive(Debug)]
-struct Launcher(FleetLauncher, Arc<Switches>);
+struct Switched(LocalLauncher, Arc<Switches>);
 
 #[async_trait]
-impl WorkerLauncher for Launcher {
-    async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
-        Ok(Box::new(Worker(self.0.launch(spec).await?, self.1.clone())))
+impl Launcher for Switched {
+    async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
+        Ok(Box::new(SwitchedWorker(
+            self.0.launch(spec).await?,
+            self.1.clone(),
+        )))
     }
 }
 
 #[derive(Debug)]
-struct Worker(Box<dyn ActorWorker>, Arc<Switches>);
+struct SwitchedWorker(Box<dyn Worker>, Arc<Switches>);
 
 #[async_trait]
-impl ActorWorker for Worker {
+impl Worker for SwitchedWorker {
     fn pid(&self) -> Option<u32> {
         self.0.pid()
     }
@@ -81,12 +85,12 @@ impl FrameRx for Rx {
 async fn a_parked_connection_that_closed_is_reopened_before_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let switches = Arc::new(Switches::default());
-    let fleet = FleetLauncher::new(
+    let fleet = LocalLauncher::new(
         WorkerCommand::new(bamboo_e2e::worker_bin()),
         Duration::from_secs(10),
     );
     let engine = builder(dir.path(), 1)
-        .launcher(Arc::new(Launcher(fleet, switches.clone())))
+        .launcher(Arc::new(Switched(fleet, switches.clone())))
         .build()
         .await
         .unwrap();

@@ -632,3 +632,57 @@ fn eight_children_against_a_default_serve_all_complete() {
         assert!(!text.contains("busy"), "{text}");
     }
 }
+
+/// Issue 22: an engine with a NATS pool as well as a resident worker capped
+/// at one connection never holds two connections to that worker: four runs
+/// on it take turns on the one connection (the cap is taken whatever other
+/// placements the engine serves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_endpoint_capped_at_one_keeps_one_connection_beside_a_nats_pool() {
+    let nats = bamboo_e2e::nats::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    // The worker would take four runs at once: only the engine's cap holds.
+    let worker = Resident::tls(dir.path(), &pki, 0, &["--max-runs", "4"]);
+    let pool = bamboo_pool::PoolClient::connect(
+        &bamboo_pool::NatsOptions::new(nats.url()),
+        bamboo_pool::ClientSettings::default(),
+    )
+    .await
+    .unwrap();
+    let engine = engine_builder(&dir.path().join("data"), 4, &pki, &[&worker], 1)
+        .nats_pool(pool)
+        .build()
+        .await
+        .unwrap();
+    let root = engine.create_root("root", None).await.unwrap();
+    let mut events = engine.events(&root.id, Since::Start);
+    for i in 0..4 {
+        start(
+            &engine,
+            &root.id,
+            &format!("__sleep_ms:200 task-{i}"),
+            &worker,
+        )
+        .await;
+    }
+    let mut done = 0;
+    while done < 4 {
+        let ev = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("every child completes")
+            .expect("stream open");
+        if let AgentEvent::SubAgentCompleted { status, error, .. } = ev {
+            assert_eq!(status, CompletionStatus::Completed, "{error:?}");
+            done += 1;
+        }
+    }
+    // Each connection opened to the worker counts as a worker started; the
+    // four runs took turns on one (without the cap, all four opened one).
+    assert_eq!(
+        engine.stats().workers_started,
+        1,
+        "one connection to the capped worker, reused by every run"
+    );
+    engine.shutdown().await;
+}

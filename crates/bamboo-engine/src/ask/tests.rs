@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::serve;
-use crate::worker::{ActorWorker, LaunchError, WorkerLauncher};
+use crate::launch::{LaunchError, Launcher, Worker};
 use crate::{CreateChild, Engine};
 
 /// No run happens in these tests: a launcher is still required.
@@ -11,12 +11,12 @@ use crate::{CreateChild, Engine};
 struct NoWorkers;
 
 #[async_trait::async_trait]
-impl WorkerLauncher for NoWorkers {
+impl Launcher for NoWorkers {
     async fn launch(
         &self,
         _: &bamboo_subagent::spec::ProvisionSpec,
-    ) -> Result<Box<dyn ActorWorker>, LaunchError> {
-        Err(LaunchError("no workers in this test".into()))
+    ) -> Result<Box<dyn Worker>, LaunchError> {
+        Err(LaunchError::Other("no workers in this test".into()))
     }
 }
 

@@ -150,3 +150,24 @@ impl ChildEvents {
         self.scratch.set(json);
     }
 }
+
+/// Where a run reports: its ancestry (parent first) and their logs, which
+/// count it as a writer while it lives.
+#[derive(Debug)]
+pub(crate) struct RunLogs {
+    pub ancestry: Vec<String>,
+    pub fanout: Fanout,
+}
+
+impl RunLogs {
+    pub fn new(fanout: Fanout, ancestry: Vec<String>) -> Self {
+        fanout.start_run();
+        Self { ancestry, fanout }
+    }
+}
+
+impl Drop for RunLogs {
+    fn drop(&mut self) {
+        self.fanout.finish_run();
+    }
+}

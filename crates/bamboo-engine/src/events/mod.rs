@@ -48,7 +48,7 @@ use bamboo_domain::AgentEvent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use fanout::{now_micros, ChildEvents, Fanout};
+pub(crate) use fanout::{now_micros, ChildEvents, Fanout, RunLogs};
 pub use stream::EventStream;
 pub use tail::LogTail;
 

@@ -1,9 +1,9 @@
-//! The run path's own type: [`Runtime`] owns everything a run needs (store,
-//! event logs, runner and pool, slots, approvals, steering, the run
-//! registry) and knows nothing of the public API. [`crate::Engine`] is a thin
-//! facade over it; the one way back up, a child's nested spawn request,
-//! goes through the injected [`NestedSpawner`], so spawn, pump, runner and
-//! pool can change and be tested without the facade.
+//! The run path's own type: [`RunPath`] owns everything a run needs (store,
+//! event logs, worker leases and the warm pool, slots, approvals, steering,
+//! the reservations) and knows nothing of the public API. [`crate::Engine`]
+//! is a thin facade over it; the one way back up, a child's nested spawn
+//! request, goes through the injected [`NestedSpawner`], so spawn, pump,
+//! leases and the launch layer can change and be tested without the facade.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -17,48 +17,48 @@ use crate::approval::ApprovalBroker;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::events::EventLogs;
+use crate::launch::PlacementLauncher;
+use crate::leases::WorkerLeases;
 use crate::nested::NestedSpawner;
-use crate::runner::ActorRunner;
-use crate::runs::RunRegistry;
+use crate::reservations::Reservations;
 use crate::slots::RunSlots;
 use crate::steering::SteeringRegistry;
 use crate::store::{Deferred, SessionStore};
-use crate::worker::WorkerLauncher;
 
 /// Shared state of one engine's run path.
 #[derive(Debug)]
-pub(crate) struct Runtime {
+pub(crate) struct RunPath {
     pub cfg: EngineConfig,
     /// The store, with the endings a full disk refused kept until written.
     pub store: Arc<Deferred>,
     pub events: EventLogs,
-    pub runner: ActorRunner,
+    pub leases: WorkerLeases,
     pub slots: RunSlots,
     pub approvals: Arc<ApprovalBroker>,
     pub steering: SteeringRegistry,
-    pub runs: RunRegistry,
+    pub reservations: Reservations,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// Where a child's nested spawn request goes (the facade, injected).
     pub nested: Arc<dyn NestedSpawner>,
 }
 
-impl Runtime {
-    /// A runtime over `store` whose workers come from `launcher`; `nested`
-    /// gets a weak handle to it (it must not keep the runtime alive).
+impl RunPath {
+    /// The run path over `store` whose workers come from `launcher`; `nested`
+    /// gets a weak handle to it (it must not keep the run path alive).
     pub fn new(
         cfg: EngineConfig,
         store: Arc<Deferred>,
-        launcher: Arc<dyn WorkerLauncher>,
-        nested: impl FnOnce(Weak<Runtime>) -> Arc<dyn NestedSpawner>,
+        launcher: Arc<PlacementLauncher>,
+        nested: impl FnOnce(Weak<RunPath>) -> Arc<dyn NestedSpawner>,
     ) -> Arc<Self> {
-        let rt = Arc::new_cyclic(|weak| Runtime {
+        let rt = Arc::new_cyclic(|weak| RunPath {
             events: EventLogs::new(cfg.data_dir.join("events"), cfg.event_log),
-            runner: crate::runner::ActorRunner::new(launcher, cfg.pool),
+            leases: crate::leases::WorkerLeases::new(launcher, cfg.warm),
             slots: RunSlots::new(cfg.max_running),
             approvals: Arc::new(ApprovalBroker::new(cfg.approvals.clone())),
             steering: SteeringRegistry::default(),
-            runs: RunRegistry::default(),
+            reservations: Reservations::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             nested: nested(weak.clone()),
@@ -124,7 +124,7 @@ impl Runtime {
 
     /// Cancels every run, waits for them to report, and retires every worker.
     pub async fn shutdown(&self) {
-        self.runs
+        self.reservations
             .cancel_all("cancelled: the engine is shutting down");
         self.shutdown.cancel();
         self.slots.close();
@@ -136,7 +136,7 @@ impl Runtime {
         {
             tracing::warn!("some runs did not finish in time; their workers are killed");
         }
-        self.runner.shutdown().await;
+        self.leases.shutdown().await;
         self.approvals.close();
         self.events.close().await;
         if self.store.waiting() > 0 && self.store.retry().await == 0 {
@@ -152,7 +152,7 @@ impl Runtime {
 /// longer than that, and removes stale worker records from the fabric (the
 /// ones of workers killed with SIGKILL). Holds the runtime only weakly, and
 /// stops at shutdown.
-fn spawn_housekeeping(rt: &Arc<Runtime>) {
+fn spawn_housekeeping(rt: &Arc<RunPath>) {
     let max_idle = rt.cfg.timeouts.worker_idle;
     let period = (max_idle / 4).max(Duration::from_millis(10));
     let fabric = Fabric::new(crate::provision::fabric_dir(&rt.cfg));
@@ -160,7 +160,7 @@ fn spawn_housekeeping(rt: &Arc<Runtime>) {
     rt.tasks.spawn(async move {
         loop {
             let Some(rt) = weak.upgrade() else { return };
-            let n = rt.runner.evict_idle(max_idle);
+            let n = rt.leases.evict_idle(max_idle);
             drop(rt);
             if n > 0 {
                 tracing::debug!(retired = n, "retired workers idle in the pool");
@@ -182,7 +182,7 @@ const DEFERRED_RETRY: Duration = Duration::from_secs(1);
 
 /// Writes the endings a full disk refused once it has room again (see
 /// `store::deferred`). Holds the runtime only weakly; stops at shutdown.
-fn spawn_deferred_writes(rt: &Arc<Runtime>) {
+fn spawn_deferred_writes(rt: &Arc<RunPath>) {
     let (weak, stop) = (Arc::downgrade(rt), rt.shutdown.clone());
     rt.tasks.spawn(async move {
         loop {
@@ -207,7 +207,7 @@ fn spawn_deferred_writes(rt: &Arc<Runtime>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::{ActorWorker, LaunchError, Link, LinkError};
+    use crate::launch::{LaunchError, Launcher, Link, LinkError, RemoteLauncher, Worker};
     use async_trait::async_trait;
     use bamboo_domain::{ChildInfo, CompletionStatus, Message};
     use bamboo_subagent::executor::echo::EchoExecutor;
@@ -226,8 +226,8 @@ mod tests {
     struct LoopWorker(Mutex<Option<Connection>>);
 
     #[async_trait]
-    impl WorkerLauncher for Loopback {
-        async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
+    impl Launcher for Loopback {
+        async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let endpoint = format!("ws://{}", listener.local_addr().unwrap());
             tokio::spawn(async move {
@@ -241,7 +241,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl ActorWorker for LoopWorker {
+    impl Worker for LoopWorker {
         fn pid(&self) -> Option<u32> {
             None
         }
@@ -254,8 +254,8 @@ mod tests {
                 .lock()
                 .unwrap()
                 .take()
-                .ok_or(LinkError("used".into()))?;
-            Ok(crate::fleet_launcher::link_of(conn))
+                .ok_or(LinkError::Other("used".into()))?;
+            Ok(crate::launch::link_of(conn))
         }
         async fn kill(&mut self) {}
     }
@@ -282,7 +282,13 @@ mod tests {
         cfg.enforce_permissions = false;
         let store = Arc::new(crate::store::FileStore::open(dir.path()).await.unwrap());
         let deferred = Arc::new(crate::store::Deferred::new(store.clone()));
-        let rt = Runtime::new(cfg, deferred, Arc::new(Loopback), |_| Arc::new(Canned));
+        let launcher = Arc::new(PlacementLauncher::new(
+            Arc::new(Loopback),
+            RemoteLauncher::default(),
+            None,
+            Arc::new(crate::launch::PoolJournal::new(dir.path())),
+        ));
+        let rt = RunPath::new(cfg, deferred, launcher, |_| Arc::new(Canned));
         let root = Session::new_root("p");
         let mut child = Session::new_child(&root, ChildInfo::new("r", "__spawn:sub"));
         child.messages.push(Message::user("__spawn:sub"));

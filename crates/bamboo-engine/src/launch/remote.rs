@@ -18,10 +18,42 @@ use bamboo_subagent::transport::TransportError;
 use bamboo_subagent::Secret;
 use tokio::sync::Semaphore;
 
-use crate::config::Timeouts;
-use crate::fleet_launcher::link_of;
-use crate::placement::RemoteEndpoint;
-use crate::worker::{ActorWorker, LaunchError, Link, LinkError};
+use super::{link_of, Admission, LaunchError, Link, LinkError, PlacementError, Worker};
+use crate::timeouts::Timeouts;
+
+/// A resident worker the engine may send children to.
+#[derive(Clone)]
+pub struct RemoteEndpoint {
+    /// The bearer token the worker requires. Held by the engine only: never
+    /// written into a session, a log, a spec or the fabric.
+    pub token: Secret,
+    /// Extra trusted CA certificates (DER) for its `wss://` certificate.
+    pub ca_certs: Vec<Vec<u8>>,
+    /// At most this many runs on it at once, and so at most this many open
+    /// connections; keep it at or below its `--max-runs`.
+    pub max_connections: usize,
+}
+
+impl RemoteEndpoint {
+    /// An endpoint with `token`, the public web roots only, and 4 connections.
+    pub fn new(token: Secret) -> Self {
+        Self {
+            token,
+            ca_certs: Vec::new(),
+            max_connections: 4,
+        }
+    }
+}
+
+impl std::fmt::Debug for RemoteEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteEndpoint")
+            .field("token", &self.token)
+            .field("ca_certs", &self.ca_certs.len())
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
 
 /// One configured endpoint: how to reach it, and its cap. A run takes a slot
 /// (`admit`) before it asks the pool, and holds it until it ends; a parked
@@ -73,20 +105,24 @@ impl RemoteLauncher {
     }
 
     /// Waits for one of `endpoint`'s connection slots (held by the run).
-    pub async fn admit(&self, endpoint: &str) -> Option<crate::worker::Admission> {
+    pub async fn admit(&self, endpoint: &str) -> Option<Admission> {
         let target = self.targets.get(endpoint)?;
         let permit = target.slots.clone().acquire_owned().await.ok()?;
         Some(Box::new(permit))
     }
 
     /// Opens a connection to the resident worker at `endpoint`.
-    pub async fn reach(&self, endpoint: &str) -> Result<Box<dyn ActorWorker>, LaunchError> {
-        let target = self.targets.get(endpoint).ok_or_else(|| {
-            LaunchError(format!(
-                "no resident worker is configured at {endpoint}; add it to the engine with its token"
-            ))
+    pub async fn reach(&self, endpoint: &str) -> Result<Box<dyn Worker>, LaunchError> {
+        let target = self
+            .targets
+            .get(endpoint)
+            .ok_or_else(|| PlacementError::NoRemote {
+                endpoint: endpoint.to_owned(),
+            })?;
+        let conn = target.open().await.map_err(|source| LaunchError::Remote {
+            endpoint: endpoint.to_owned(),
+            source,
         })?;
-        let conn = target.open().await?;
         Ok(Box::new(RemoteWorker {
             target: target.clone(),
             first: Mutex::new(Some(conn)),
@@ -96,7 +132,7 @@ impl RemoteLauncher {
 }
 
 impl Target {
-    async fn open(&self) -> Result<Connection, LaunchError> {
+    async fn open(&self) -> Result<Connection, TransportError> {
         let give_up = tokio::time::Instant::now() + self.busy_wait;
         let mut pause = BUSY_PAUSE_FIRST;
         loop {
@@ -110,12 +146,7 @@ impl Target {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(BUSY_PAUSE_MAX);
                 }
-                Err(e) => {
-                    return Err(LaunchError(format!(
-                        "resident worker {} unreachable: {e}",
-                        self.endpoint
-                    )))
-                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -130,7 +161,7 @@ struct RemoteWorker {
 }
 
 #[async_trait]
-impl ActorWorker for RemoteWorker {
+impl Worker for RemoteWorker {
     fn pid(&self) -> Option<u32> {
         None
     }
@@ -145,7 +176,14 @@ impl ActorWorker for RemoteWorker {
         let opened = self.first.lock().unwrap_or_else(|p| p.into_inner()).take();
         let conn = match opened {
             Some(conn) => conn,
-            None => self.target.open().await.map_err(|e| LinkError(e.0))?,
+            None => self
+                .target
+                .open()
+                .await
+                .map_err(|source| LinkError::Remote {
+                    endpoint: self.target.endpoint.clone(),
+                    source,
+                })?,
         };
         Ok(link_of(conn))
     }

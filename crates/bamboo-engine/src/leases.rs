@@ -1,30 +1,31 @@
-//! The actor runner's worker side: hand a run a connected
-//! worker from the warm pool or a fresh spawn, and park or retire it after.
+//! Worker leases: hand a run a connected worker from the
+//! warm pool or a fresh launch, and park or retire it after.
 //!
 //! Parked workers keep their open connection, so a reused worker costs no
 //! handshake: the next `run` frame goes straight down the same socket.
+
 // Behaviours: E10, E11, E13.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bamboo_subagent::spec::{Placement, ProvisionSpec};
+use bamboo_subagent::spec::ProvisionSpec;
 use tokio::sync::Notify;
 
 use tokio_util::task::TaskTracker;
 
 use crate::fingerprint::Fingerprint;
-use crate::pool::{PoolLimits, Poolable, WarmPool};
-use crate::worker::{ActorWorker, LaunchError, Link, WorkerLauncher};
+use crate::launch::{Admission, LaunchError, Launcher, Link, PlacementLauncher, Worker};
+use crate::warm::{Parkable, WarmLimits, WarmPool};
 
 /// A parked worker with its open connection.
 #[derive(Debug)]
 pub(crate) struct Parked {
-    worker: Box<dyn ActorWorker>,
+    worker: Box<dyn Worker>,
     link: Option<Link>,
 }
 
-impl Poolable for Parked {
+impl Parkable for Parked {
     fn is_alive(&mut self) -> bool {
         self.worker.is_alive()
     }
@@ -33,35 +34,36 @@ impl Poolable for Parked {
 /// A worker leased to one run.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    pub worker: Box<dyn ActorWorker>,
+    pub worker: Box<dyn Worker>,
     pub link: Link,
     pub fingerprint: Fingerprint,
     pub reused: bool,
     /// The launcher's admission (a per-endpoint cap), held for the run.
-    pub admission: Option<crate::worker::Admission>,
+    pub admission: Option<Admission>,
 }
 
-/// What [`ActorRunner::launch_or_parked`] found.
+/// What [`WorkerLeases::launch_or_parked`] found.
 enum Launched {
-    New(Box<dyn ActorWorker>),
-    Parked(Box<dyn ActorWorker>, Link),
+    New(Box<dyn Worker>),
+    Parked(Box<dyn Worker>, Link),
 }
 
-/// Pool plus launcher.
+/// The warm pool plus the launch layer's router.
 #[derive(Debug)]
-pub(crate) struct ActorRunner {
-    launcher: Arc<dyn WorkerLauncher>,
+pub(crate) struct WorkerLeases {
+    /// Where new workers come from, by placement.
+    pub launcher: Arc<PlacementLauncher>,
     pool: Mutex<WarmPool<Fingerprint, Parked>>,
     started: AtomicUsize,
     closed: std::sync::atomic::AtomicBool,
     /// Background kills, awaited by `shutdown` so no process outlives it.
     retiring: TaskTracker,
-    /// Told whenever a worker is parked (see [`ActorRunner::acquire`]).
+    /// Told whenever a worker is parked (see [`WorkerLeases::acquire`]).
     parked: Notify,
 }
 
-impl ActorRunner {
-    pub fn new(launcher: Arc<dyn WorkerLauncher>, limits: PoolLimits) -> Self {
+impl WorkerLeases {
+    pub fn new(launcher: Arc<PlacementLauncher>, limits: WarmLimits) -> Self {
         Self {
             launcher,
             pool: Mutex::new(WarmPool::new(limits)),
@@ -145,7 +147,7 @@ impl ActorRunner {
             }),
             Err(e) => {
                 worker.kill().await;
-                Err(LaunchError(format!("new worker unreachable: {e}")))
+                Err(LaunchError::Connect(e))
             }
         }
     }
@@ -161,7 +163,7 @@ impl ActorRunner {
         spec: &ProvisionSpec,
         fingerprint: &Fingerprint,
     ) -> Result<Launched, LaunchError> {
-        if !matches!(spec.placement, Placement::Remote { .. }) {
+        if !PlacementLauncher::waits_for_capacity(spec) {
             return Ok(Launched::New(self.launcher.launch(spec).await?));
         }
         let parked = async {
@@ -241,7 +243,7 @@ impl ActorRunner {
     }
 
     /// Kills a worker in the background (kill waits for the reap).
-    fn retire(&self, mut worker: Box<dyn ActorWorker>) {
+    fn retire(&self, mut worker: Box<dyn Worker>) {
         self.retiring.spawn(async move { worker.kill().await });
     }
 

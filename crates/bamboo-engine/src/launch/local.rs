@@ -1,7 +1,8 @@
-//! The default [`WorkerLauncher`]: real worker processes through
+//! The launcher of `Placement::Local`: real worker processes through
 //! `bamboo_subagent::fleet`, connected over the WebSocket transport with the
 //! engine's link bounds and keepalive. A fresh worker whose handshake times
-//! out is replaced once.
+//! out is replaced once. An engine built with a NATS pool and no worker
+//! program has [`PoolOnly`] here instead.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,20 +12,19 @@ use bamboo_subagent::fleet::{spawn_worker, WorkerCommand, WorkerHandle};
 use bamboo_subagent::frames::{ChildFrame, ParentFrame};
 use bamboo_subagent::spec::ProvisionSpec;
 use bamboo_subagent::transport::client::{ClientOptions, Connection, FrameReceiver, FrameSender};
-use bamboo_subagent::transport::TransportError;
 
-use crate::config::Timeouts;
-use crate::worker::{ActorWorker, FrameRx, FrameTx, LaunchError, Link, LinkError, WorkerLauncher};
+use super::{FrameRx, FrameTx, LaunchError, Launcher, Link, LinkError, Unreachable, Worker};
+use crate::timeouts::Timeouts;
 
 /// Starts local worker processes with a fixed command line.
 #[derive(Debug, Clone)]
-pub struct FleetLauncher {
+pub struct LocalLauncher {
     command: WorkerCommand,
     register_timeout: Duration,
     link: ClientOptions,
 }
 
-impl FleetLauncher {
+impl LocalLauncher {
     /// A launcher for `command`, waiting up to `register_timeout` per worker,
     /// with the default link bounds and keepalive.
     pub fn new(command: WorkerCommand, register_timeout: Duration) -> Self {
@@ -47,28 +47,26 @@ impl FleetLauncher {
     }
 
     /// Spawns one worker and opens its first connection.
-    async fn start_one(&self, spec: &ProvisionSpec) -> Result<FleetWorker, Started> {
+    async fn start_one(&self, spec: &ProvisionSpec) -> Result<LocalWorker, Started> {
         let mut handle = spawn_worker(&self.command, spec, self.register_timeout)
             .await
-            .map_err(|e| {
-                Started::Failed(LaunchError(format!(
-                    "{e}; check the worker program path and its stderr"
-                )))
-            })?;
+            .map_err(|e| Started::Failed(LaunchError::Spawn(e)))?;
         match handle.connect_with(&self.link).await {
-            Ok(conn) => Ok(FleetWorker {
+            Ok(conn) => Ok(LocalWorker {
                 handle,
                 first: Mutex::new(Some(conn)),
                 link: self.link.clone(),
             }),
             Err(e) => {
-                let tail = handle.stderr_tail();
+                let failed = Unreachable {
+                    source: e,
+                    stderr: handle.stderr_tail().to_string(),
+                };
                 handle.kill().await;
-                Err(match e {
-                    TransportError::Timeout { .. } => Started::TimedOut(format!("{e}{tail}")),
-                    other => Started::Failed(LaunchError(format!(
-                        "new worker unreachable: {other}{tail}"
-                    ))),
+                Err(if failed.timed_out() {
+                    Started::TimedOut(failed)
+                } else {
+                    Started::Failed(LaunchError::Unreachable(failed))
                 })
             }
         }
@@ -78,17 +76,17 @@ impl FleetLauncher {
 /// Why one start attempt failed.
 enum Started {
     /// The handshake (or TCP connect) passed its bound: worth one fresh try.
-    TimedOut(String),
+    TimedOut(Unreachable),
     /// Anything else: final.
     Failed(LaunchError),
 }
 
 #[async_trait]
-impl WorkerLauncher for FleetLauncher {
+impl Launcher for LocalLauncher {
     /// Spawns a worker and connects to it. A worker whose connect or
     /// handshake times out is killed and replaced once by a fresh one; a
     /// second timeout fails with the bound and the endpoint.
-    async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn ActorWorker>, LaunchError> {
+    async fn launch(&self, spec: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
         let first = match self.start_one(spec).await {
             Ok(w) => return Ok(Box::new(w)),
             Err(Started::Failed(e)) => return Err(e),
@@ -98,9 +96,7 @@ impl WorkerLauncher for FleetLauncher {
         match self.start_one(spec).await {
             Ok(w) => Ok(Box::new(w)),
             Err(Started::Failed(e)) => Err(e),
-            Err(Started::TimedOut(why)) => Err(LaunchError(format!(
-                "{why}; a first fresh worker timed out the same way ({first})"
-            ))),
+            Err(Started::TimedOut(second)) => Err(LaunchError::TimedOutTwice { first, second }),
         }
     }
 }
@@ -108,14 +104,14 @@ impl WorkerLauncher for FleetLauncher {
 /// A worker process; its first connection, opened at launch, is handed out
 /// by the first `connect`.
 #[derive(Debug)]
-struct FleetWorker {
+struct LocalWorker {
     handle: WorkerHandle,
     first: Mutex<Option<Connection>>,
     link: ClientOptions,
 }
 
 #[async_trait]
-impl ActorWorker for FleetWorker {
+impl Worker for LocalWorker {
     fn pid(&self) -> Option<u32> {
         self.handle.pid()
     }
@@ -132,7 +128,7 @@ impl ActorWorker for FleetWorker {
                 .handle
                 .connect_with(&self.link)
                 .await
-                .map_err(|e| LinkError(e.to_string()))?,
+                .map_err(LinkError::Transport)?,
         };
         Ok(link_of(conn))
     }
@@ -155,10 +151,7 @@ struct Tx(FrameSender);
 #[async_trait]
 impl FrameTx for Tx {
     async fn send(&self, frame: ParentFrame) -> Result<(), LinkError> {
-        self.0
-            .send(frame)
-            .await
-            .map_err(|e| LinkError(e.to_string()))
+        Ok(self.0.send(frame).await?)
     }
 }
 
@@ -167,10 +160,7 @@ struct Rx(FrameReceiver);
 #[async_trait]
 impl FrameRx for Rx {
     async fn recv(&mut self) -> Option<Result<ChildFrame, LinkError>> {
-        self.0
-            .recv()
-            .await
-            .map(|r| r.map_err(|e| LinkError(e.to_string())))
+        self.0.recv().await.map(|r| r.map_err(LinkError::Transport))
     }
 
     fn try_recv(&mut self) -> Option<ChildFrame> {
@@ -179,5 +169,17 @@ impl FrameRx for Rx {
 
     fn is_closed(&mut self) -> bool {
         self.0.is_closed()
+    }
+}
+
+/// The local launcher of an engine built with a NATS pool and no worker
+/// program: local placements fail with a clear error.
+#[derive(Debug)]
+pub(crate) struct PoolOnly;
+
+#[async_trait]
+impl Launcher for PoolOnly {
+    async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
+        Err(LaunchError::PoolOnly)
     }
 }

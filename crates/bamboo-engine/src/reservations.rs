@@ -99,7 +99,7 @@ impl RunControl {
 
 /// Live reservations by child id.
 #[derive(Debug, Default)]
-pub(crate) struct RunRegistry {
+pub(crate) struct Reservations {
     runs: Arc<Mutex<HashMap<String, Arc<RunControl>>>>,
 }
 
@@ -143,7 +143,7 @@ impl Drop for Reservation {
     }
 }
 
-impl RunRegistry {
+impl Reservations {
     /// Reserves `child`; `None` when it already has a run. The run's token is a
     /// child of `parent_token` so engine shutdown cancels it.
     pub fn reserve(&self, child: &str, parent_token: &CancellationToken) -> Option<Reservation> {
@@ -200,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_reservation_per_child_and_waiters_wake_on_release() {
-        let reg = RunRegistry::default();
+        let reg = Reservations::default();
         let root = CancellationToken::new();
         let r = reg.reserve("c", &root).unwrap();
         assert!(reg.reserve("c", &root).is_none(), "second run refused");
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn engine_token_cancels_runs_and_first_reason_wins() {
-        let reg = RunRegistry::default();
+        let reg = Reservations::default();
         let root = CancellationToken::new();
         let r = reg.reserve("c", &root).unwrap();
         r.control.cancel("first");

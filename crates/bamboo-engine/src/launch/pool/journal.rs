@@ -1,4 +1,4 @@
-//! Pool runs in flight, on disk (`<data>/pool-runs/<child>.json`), so an
+//! The NATS pool's runs in flight, on disk (`<data>/pool-runs/<child>.json`), so an
 //! engine that restarts reattaches to them instead of losing them (issue 12):
 //! a pool run lives on a remote worker, not in the engine's process.
 //!

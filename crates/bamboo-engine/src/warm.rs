@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::time::Instant;
 
 /// What the pool needs to know about a worker.
-pub trait Poolable {
+pub trait Parkable {
     /// Non-blocking liveness check.
     // Behaviours: F3.
     fn is_alive(&mut self) -> bool;
@@ -16,14 +16,14 @@ pub trait Poolable {
 
 /// Limits of the warm pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolLimits {
+pub struct WarmLimits {
     /// Idle workers kept per fingerprint (reference: 4).
     pub max_idle_per_key: usize,
     /// Idle workers kept in total across fingerprints.
     pub max_idle_total: usize,
 }
 
-impl Default for PoolLimits {
+impl Default for WarmLimits {
     fn default() -> Self {
         Self {
             max_idle_per_key: 4,
@@ -46,13 +46,13 @@ pub struct Checkout<W> {
 #[derive(Debug)]
 pub struct WarmPool<K, W> {
     idle: HashMap<K, Vec<(W, Instant)>>,
-    limits: PoolLimits,
+    limits: WarmLimits,
     total: usize,
 }
 
-impl<K: Eq + Hash + Clone, W: Poolable> WarmPool<K, W> {
+impl<K: Eq + Hash + Clone, W: Parkable> WarmPool<K, W> {
     /// An empty pool.
-    pub fn new(limits: PoolLimits) -> Self {
+    pub fn new(limits: WarmLimits) -> Self {
         Self {
             idle: HashMap::new(),
             limits,
@@ -141,7 +141,7 @@ mod tests {
         alive: bool,
     }
 
-    impl Poolable for Fake {
+    impl Parkable for Fake {
         fn is_alive(&mut self) -> bool {
             self.alive
         }
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn empty_pool_misses_and_parked_worker_is_reused() {
-        let mut p = WarmPool::new(PoolLimits::default());
+        let mut p = WarmPool::new(WarmLimits::default());
         let c = p.checkout(&"a");
         assert!(c.worker.is_none() && c.dead.is_empty());
         assert!(p.checkin("a", w(1)).is_none());
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn dead_workers_are_reaped_and_a_live_one_returned() {
-        let mut p = WarmPool::new(PoolLimits::default());
+        let mut p = WarmPool::new(WarmLimits::default());
         p.checkin("a", w(1));
         p.checkin(
             "a",
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn extras_beyond_the_per_key_and_total_caps_are_handed_back() {
-        let mut p = WarmPool::new(PoolLimits {
+        let mut p = WarmPool::new(WarmLimits {
             max_idle_per_key: 2,
             max_idle_total: 3,
         });
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn workers_parked_too_long_are_evicted_and_recent_ones_kept() {
-        let mut p = WarmPool::new(PoolLimits::default());
+        let mut p = WarmPool::new(WarmLimits::default());
         let t0 = Instant::now();
         let at = |ms| t0 + std::time::Duration::from_millis(ms);
         p.checkin_at("a", w(1), at(0));
