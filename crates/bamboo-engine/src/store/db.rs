@@ -303,6 +303,16 @@ pub(super) fn summaries(c: &Connection, q: &Query) -> rusqlite::Result<Vec<Summa
     })
 }
 
+/// How many sessions `q` selects, its limit and order aside.
+pub(super) fn count(c: &Connection, q: &Query) -> rusqlite::Result<u64> {
+    let all = Query {
+        limit: None,
+        ..q.clone()
+    };
+    let n: Vec<i64> = select(c, "count(*)", &all, |r| r.get(0))?;
+    Ok(n.first().copied().unwrap_or(0).max(0) as u64)
+}
+
 /// Runs `SELECT cols` for `q`, mapping each row with `map`.
 fn select<T>(
     c: &Connection,

@@ -206,6 +206,10 @@ impl SessionStore for Deferred {
         Ok(found)
     }
 
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        self.inner.count(query).await
+    }
+
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let deleted = self.inner.delete(id).await?;
         self.pending().remove(id);

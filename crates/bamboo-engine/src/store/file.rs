@@ -173,6 +173,23 @@ impl FileStore {
         db::summaries(&c, query).map_err(|e| db::err(&path, e))
     }
 
+    /// How many sessions of `data_dir` `query` selects (its limit aside),
+    /// read like [`FileStore::peek`]. Blocking.
+    pub fn peek_count(data_dir: impl AsRef<Path>, query: &Query) -> Result<u64, StoreError> {
+        let path = data_dir.as_ref().join("sessions").join(db::FILE);
+        if !path.exists() {
+            let all = Query {
+                limit: None,
+                ..query.clone()
+            };
+            return Ok(Self::peek_query(data_dir, &all)?.len() as u64);
+        }
+        let c = db::open_reader(&path)?.ok_or_else(|| {
+            StoreError::from_io(&path, std::io::ErrorKind::NotFound.into())
+        })?;
+        db::count(&c, query).map_err(|e| db::err(&path, e))
+    }
+
     /// Runs `f` on a reading connection, off the async threads.
     async fn read<T: Send + 'static>(
         &self,
@@ -372,6 +389,11 @@ impl SessionStore for FileStore {
     async fn query(&self, query: &Query) -> Result<Vec<Summary>, StoreError> {
         let q = query.clone();
         self.read(move |c| db::summaries(c, &q)).await
+    }
+
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        let q = query.clone();
+        self.read(move |c| db::count(c, &q)).await
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {

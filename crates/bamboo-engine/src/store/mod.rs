@@ -165,6 +165,14 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         query.arrange(&mut out);
         Ok(out)
     }
+    /// How many sessions `query` selects, its limit aside.
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        let all = Query {
+            limit: None,
+            ..query.clone()
+        };
+        Ok(self.query(&all).await?.len() as u64)
+    }
 }
 
 /// Checks that `id` can safely name a file.
