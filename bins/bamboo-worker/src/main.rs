@@ -796,7 +796,8 @@ fn sessions(a: SessionsArgs) -> ExitCode {
             pager: !a.no_pager,
             show: match &a.command {
                 Some(SessionsCommand::Show { id, .. }) => Some(id.clone()),
-                Some(SessionsCommand::List { .. } | SessionsCommand::RemoveWorktree { .. }) | None => None,
+                Some(SessionsCommand::List { .. } | SessionsCommand::RemoveWorktree { .. })
+                | None => None,
             },
             limit: match a.command {
                 Some(SessionsCommand::List { limit }) => limit.map(|n| n as usize),

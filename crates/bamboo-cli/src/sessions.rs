@@ -284,7 +284,10 @@ impl Opened {
             order(kids);
         }
         fn build(s: &Summary, children: &HashMap<&str, Vec<&Summary>>) -> Node {
-            let kids = children.get(s.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let kids = children
+                .get(s.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             Node::of(s, kids.iter().map(|k| build(k, children)).collect())
         }
         roots.into_iter().map(|r| build(r, &children)).collect()
@@ -391,7 +394,10 @@ async fn list_limited(options: &SessionsOptions, limit: usize) -> anyhow::Result
             nodes.push(l.node);
             unlisted.extend(l.unlisted);
         }
-        let older = source.count(&roots_q).await?.saturating_sub(roots.len() as u64);
+        let older = source
+            .count(&roots_q)
+            .await?
+            .saturating_sub(roots.len() as u64);
         anyhow::Ok((nodes, unlisted, older))
     }
     .await;

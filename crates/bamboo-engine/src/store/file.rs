@@ -184,9 +184,8 @@ impl FileStore {
             };
             return Ok(Self::peek_query(data_dir, &all)?.len() as u64);
         }
-        let c = db::open_reader(&path)?.ok_or_else(|| {
-            StoreError::from_io(&path, std::io::ErrorKind::NotFound.into())
-        })?;
+        let c = db::open_reader(&path)?
+            .ok_or_else(|| StoreError::from_io(&path, std::io::ErrorKind::NotFound.into()))?;
         db::count(&c, query).map_err(|e| db::err(&path, e))
     }
 
