@@ -451,7 +451,7 @@ async fn s5_sessions_are_listed_by_project_also_after_a_reopen() {
 /// Listings by parent, project key, status and time come from the
 /// store's indices, a page at a time, in either order.
 #[tokio::test]
-async fn queries_select_by_parent_project_status_and_time_a_page_at_a_time() {
+async fn s11_queries_select_by_parent_project_status_and_time_a_page_at_a_time() {
     use bamboo_domain::ChildStatus;
     let (_d, s) = store().await;
     let mut root = Session::new_root("p");

@@ -48,7 +48,7 @@ fn with_message(s: &Session, text: &str) -> Session {
 }
 
 #[tokio::test]
-async fn a_directory_of_session_logs_is_moved_into_the_store_with_its_last_whole_versions() {
+async fn s10_a_directory_of_session_logs_is_moved_into_the_store_with_its_last_whole_versions() {
     let (dir, sessions) = legacy_dir();
     let root = Session::new_root("p");
     let kid = Session::new_child(&root, ChildInfo::new("r", "a"));
