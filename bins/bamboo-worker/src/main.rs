@@ -164,7 +164,12 @@ struct SessionsArgs {
 #[derive(Debug, Subcommand)]
 enum SessionsCommand {
     /// Every root session and its children, as a tree (the default).
-    List,
+    List {
+        /// Only the N most recent roots, each with its N oldest children
+        /// (and theirs); the rest is counted, not listed.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+    },
     /// One session: its messages, status and logged events.
     Show {
         /// The session id (a root or a child), as `sessions` lists it, or a
@@ -791,7 +796,12 @@ fn sessions(a: SessionsArgs) -> ExitCode {
             pager: !a.no_pager,
             show: match &a.command {
                 Some(SessionsCommand::Show { id, .. }) => Some(id.clone()),
-                Some(SessionsCommand::List | SessionsCommand::RemoveWorktree { .. }) | None => None,
+                Some(SessionsCommand::List { .. } | SessionsCommand::RemoveWorktree { .. })
+                | None => None,
+            },
+            limit: match a.command {
+                Some(SessionsCommand::List { limit }) => limit.map(|n| n as usize),
+                _ => None,
             },
             remove_worktree: match a.command {
                 Some(SessionsCommand::RemoveWorktree { id }) => Some(id),

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use bamboo_domain::{ChildStatus, Session};
-use bamboo_engine::store::FileStore;
+use bamboo_domain::ChildStatus;
+use bamboo_engine::store::{FileStore, Query, Summary};
 use bamboo_engine::{LogTail, LoggedEvent};
 
 use super::sessions::concerns;
@@ -106,14 +106,10 @@ fn render<'a>(
 /// Whether session `id` or a descendant runs (or, when `held`, `id` waits
 /// to run).
 fn live(dir: &Path, id: &str, held: bool) -> anyhow::Result<bool> {
-    let mut sessions: Vec<Session> = Vec::new();
-    for sid in FileStore::peek_ids(dir).context("cannot list the sessions")? {
-        if let Ok(Some(s)) = FileStore::peek(dir, &sid) {
-            sessions.push(s);
-        }
-    }
-    let by_id: HashMap<&str, &Session> = sessions.iter().map(|s| (s.id.as_str(), s)).collect();
-    let within = |s: &Session| {
+    // Summaries only (parent and status), from the store's index.
+    let sessions = FileStore::peek_query(dir, &Query::all()).context("cannot list the sessions")?;
+    let by_id: HashMap<&str, &Summary> = sessions.iter().map(|s| (s.id.as_str(), s)).collect();
+    let within = |s: &Summary| {
         // Walk up to the followed session (ids are unique; depth is small).
         let mut at = Some(s);
         while let Some(cur) = at {
@@ -125,7 +121,7 @@ fn live(dir: &Path, id: &str, held: bool) -> anyhow::Result<bool> {
         false
     };
     Ok(sessions.iter().any(|s| {
-        let status = s.status();
+        let status = s.status;
         let waiting = held && s.id == id && status == Some(ChildStatus::Pending);
         (status == Some(ChildStatus::Running) || waiting) && within(s)
     }))

@@ -47,20 +47,11 @@ pub fn resolve<'a>(
     }
 }
 
-/// The session ids stored in the data directory `dir` (read from its
-/// `sessions/` folder: no lock, no write).
+/// The session ids stored in the data directory `dir` (read from its store:
+/// no lock, no write).
 pub fn stored(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let sessions = dir.join("sessions");
-    let entries = std::fs::read_dir(&sessions)
-        .with_context(|| format!("cannot read {}", sessions.display()))?;
-    Ok(entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id = name.strip_suffix(".jsonl")?;
-            (!id.starts_with('.')).then(|| id.to_owned())
-        })
-        .collect())
+    bamboo_engine::store::FileStore::peek_ids(dir)
+        .with_context(|| format!("cannot list the sessions in {}", dir.display()))
 }
 
 #[cfg(test)]

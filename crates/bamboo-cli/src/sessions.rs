@@ -2,17 +2,19 @@
 //! root sessions with their children as a tree, or shows one session's
 //! transcript, status and logged events.
 //!
-//! A directory no engine holds is opened through an engine (with the file
-//! store handed to it, so the listing can read every session id), which
+//! Listings come from the store's indices: a summary row per session (no
+//! transcript is read), `--limit` a few indexed queries. A directory no
+//! engine holds is opened through an engine (with the store handed to it,
+//! for the one write `remove-worktree` makes), which
 //! takes the directory's lock and marks children orphaned by a dead engine
 //! as `error`, so the listing shows what a resume would find; on a full disk
 //! that mark is shown, flagged as not stored yet, and written by a later
 //! opening with room (reading needs no free space).
 //!
 //! While a `run` holds the directory, it is read read-only instead: the
-//! session files and event logs directly, with no lock and no write (each
-//! session file is replaced or appended whole-line, and a log line still
-//! being written is left for later), so a running child shows as running.
+//! session database and event logs directly, with no lock and no write (a
+//! log line still being written is left for later), so a running child
+//! shows as running.
 //! `show --follow` then tails the logs until the session's runs end.
 
 use std::collections::HashMap;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use bamboo_domain::{AgentEvent, ChildStatus, Session};
-use bamboo_engine::store::{FileStore, SessionStore, StoreError};
+use bamboo_engine::store::{FileStore, Parent, Query, SessionStore, StoreError, Summary};
 use bamboo_engine::{Engine, LogTail};
 
 use super::follow::ReadTo;
@@ -50,12 +52,17 @@ pub struct SessionsOptions {
     pub pager: bool,
     /// Remove the kept git worktree of this child instead.
     pub remove_worktree: Option<String>,
+    /// List only the most recent roots, each with this many children.
+    pub limit: Option<usize>,
 }
 
 /// Runs `sessions`: prints the listing or one session to stdout.
 pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
     if options.follow && options.json {
         bail!("--follow prints text as it is logged: leave out --json (the event log itself, <data>/events/<id>.ndjson, is NDJSON)");
+    }
+    if let (Some(limit), None, None) = (options.limit, &options.show, &options.remove_worktree) {
+        return list_limited(&options, limit).await;
     }
     let mut opened = Opened::open(&options.data_dir).await?;
     if let Some(id) = &options.remove_worktree {
@@ -72,10 +79,7 @@ pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(project) = &options.project {
-        if let Err(e) = opened.keep_project(project).await {
-            opened.close().await;
-            return Err(e);
-        }
+        opened.keep_project(project);
     }
     let shown = match &options.show {
         None => list(&opened, options.json).await.map(|t| (t, None)),
@@ -118,7 +122,7 @@ pub fn emit(text: &str) {
 }
 
 /// The data directory, read through an engine or read-only, and the
-/// sessions it holds.
+/// summaries of the sessions it holds.
 struct Opened {
     /// `None` when a run holds the directory: it is read read-only.
     engine: Option<Engine>,
@@ -126,58 +130,65 @@ struct Opened {
     /// (recording a removed worktree); `None` with the engine.
     store: Option<Arc<FileStore>>,
     dir: PathBuf,
-    /// Every readable session, by id.
-    sessions: HashMap<String, Session>,
+    /// Every readable session's summary, by id.
+    sessions: HashMap<String, Summary>,
+}
+
+/// Refuses a directory that is not a data directory: opening would create
+/// the store's folders there (a typo, a home directory).
+fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "no data directory at {}: give the --data-dir a `run --data-dir DIR` used",
+            dir.display()
+        );
+    }
+    if !dir.join("sessions").is_dir() {
+        bail!(
+            "{} holds no sessions (it has no sessions/ folder): give the --data-dir a `run --data-dir DIR` used",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the store of `dir` and an engine on it; `None` when a run holds
+/// the directory.
+async fn open_engine(dir: &Path) -> anyhow::Result<Option<(Engine, Arc<FileStore>)>> {
+    let store = match FileStore::open(dir).await {
+        Ok(s) => Arc::new(s),
+        Err(StoreError::InUse(_)) => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot open the sessions in {}", dir.display()))
+        }
+    };
+    // No worker is ever started: the program only satisfies the builder.
+    let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bamboo-worker"));
+    let engine = Engine::builder()
+        .data_dir(dir)
+        .worker_program(program)
+        .store(store.clone())
+        .build()
+        .await
+        .with_context(|| format!("cannot open the engine on {}", dir.display()))?;
+    Ok(Some((engine, store)))
 }
 
 impl Opened {
     async fn open(dir: &Path) -> anyhow::Result<Self> {
-        if !dir.is_dir() {
-            bail!(
-                "no data directory at {}: give the --data-dir a `run --data-dir DIR` used",
-                dir.display()
-            );
-        }
-        // Opening would create the store's folders: never in a directory
-        // that is not a data directory (a typo, a home directory).
-        if !dir.join("sessions").is_dir() {
-            bail!(
-                "{} holds no sessions (it has no sessions/ folder): give the --data-dir a `run --data-dir DIR` used",
-                dir.display()
-            );
-        }
-        let store = match FileStore::open(dir).await {
-            Ok(s) => Arc::new(s),
-            Err(StoreError::InUse(_)) => return Self::read_only(dir),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot open the sessions in {}", dir.display()))
-            }
+        check_data_dir(dir)?;
+        let Some((engine, store)) = open_engine(dir).await? else {
+            return Self::read_only(dir);
         };
-        // No worker is ever started: the program only satisfies the builder.
-        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("bamboo-worker"));
-        let engine = Engine::builder()
-            .data_dir(dir)
-            .worker_program(program)
-            .store(store.clone())
-            .build()
+        // Through the engine: a child's ending that a full disk refused
+        // shows as the engine reported it, marked as not stored yet.
+        let sessions = engine
+            .query_sessions(&Query::all())
             .await
-            .with_context(|| format!("cannot open the engine on {}", dir.display()))?;
-        let mut sessions = HashMap::new();
-        let ids = store.list_ids().await.context("cannot list the sessions")?;
-        for id in ids {
-            // Through the engine: a child's ending that a full disk refused
-            // shows as the engine reported it, marked as not stored yet.
-            match engine.session(&id).await {
-                Ok(Some(s)) => {
-                    sessions.insert(id, s);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "skipping an unreadable session")
-                }
-            }
-        }
+            .context("cannot list the sessions")?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
         Ok(Self {
             engine: Some(engine),
             store: Some(store),
@@ -189,21 +200,11 @@ impl Opened {
     /// The directory as it is stored now, with no lock and no write: a run
     /// holds it, so its running children show as running.
     fn read_only(dir: &Path) -> anyhow::Result<Self> {
-        let ids = FileStore::peek_ids(dir)
-            .with_context(|| format!("cannot list the sessions in {}", dir.display()))?;
-        let mut sessions = HashMap::new();
-        for id in ids {
-            match FileStore::peek(dir, &id) {
-                Ok(Some(s)) => {
-                    sessions.insert(id, s);
-                }
-                // Deleted since the listing.
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "skipping an unreadable session")
-                }
-            }
-        }
+        let sessions = FileStore::peek_query(dir, &Query::all())
+            .with_context(|| format!("cannot list the sessions in {}", dir.display()))?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
         Ok(Self {
             engine: None,
             store: None,
@@ -218,6 +219,26 @@ impl Opened {
         }
     }
 
+    /// Session `id` whole, as the engine shows it (or as stored, read-only).
+    async fn load(&self, id: &str) -> anyhow::Result<Option<Session>> {
+        let loaded = match &self.engine {
+            Some(engine) => engine.session(id).await.map_err(anyhow::Error::from),
+            None => FileStore::peek(&self.dir, id).map_err(anyhow::Error::from),
+        };
+        loaded.with_context(|| format!("cannot read session {id}"))
+    }
+
+    /// The children of `id`, whole.
+    async fn load_children(&self, id: &str) -> anyhow::Result<Vec<Session>> {
+        let mut out = Vec::new();
+        for kid in self.children_of(id) {
+            if let Some(s) = self.load(&kid.id).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
     /// Session id → title, to name children in events.
     fn titles(&self) -> HashMap<String, String> {
         self.sessions
@@ -228,71 +249,185 @@ impl Opened {
 
     /// Keeps only the sessions of `project` (S5): an existing directory
     /// names the project its canonical path keys, anything else is the key.
-    async fn keep_project(&mut self, project: &str) -> anyhow::Result<()> {
-        let key = if Path::new(project).is_dir() {
-            bamboo_engine::project::key_of(project)
-        } else {
-            project.to_owned()
-        };
-        let Some(engine) = &self.engine else {
-            // Read-only: the stored sessions carry their project key.
-            self.sessions
-                .retain(|_, s| s.project_key.as_deref() == Some(key.as_str()));
-            return Ok(());
-        };
-        let ids: std::collections::HashSet<String> = engine
-            .list_project(&key)
-            .await
-            .with_context(|| format!("cannot list the sessions of project {key}"))?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        self.sessions.retain(|id, _| ids.contains(id));
-        Ok(())
+    fn keep_project(&mut self, project: &str) {
+        let key = project_key(project);
+        self.sessions
+            .retain(|_, s| s.project_key.as_deref() == Some(key.as_str()));
     }
 
     /// The children of `id` among the loaded sessions, oldest first.
-    fn children_of(&self, id: &str) -> Vec<&Session> {
-        let mut kids: Vec<&Session> = self
+    fn children_of(&self, id: &str) -> Vec<&Summary> {
+        let mut kids: Vec<&Summary> = self
             .sessions
             .values()
             .filter(|s| s.parent_id.as_deref() == Some(id))
             .collect();
-        kids.sort_by_key(|s| (s.created_at, s.id.clone()));
+        kids.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         kids
     }
 
-    /// Sessions with no parent, and those whose parent is gone, oldest first.
-    fn roots(&self) -> Vec<&Session> {
-        let mut roots: Vec<&Session> = self
-            .sessions
-            .values()
-            .filter(|s| {
-                s.parent_id
-                    .as_deref()
-                    .is_none_or(|p| !self.sessions.contains_key(p))
-            })
-            .collect();
-        roots.sort_by_key(|s| (s.created_at, s.id.clone()));
-        roots
+    /// Every root (sessions with no parent, and those whose parent is
+    /// gone) as a tree, oldest first.
+    fn tree(&self) -> Vec<Node> {
+        let mut children: HashMap<&str, Vec<&Summary>> = HashMap::new();
+        let mut roots = Vec::new();
+        for s in self.sessions.values() {
+            match s.parent_id.as_deref() {
+                Some(p) if self.sessions.contains_key(p) => children.entry(p).or_default().push(s),
+                _ => roots.push(s),
+            }
+        }
+        let order = |v: &mut Vec<&Summary>| {
+            v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        };
+        order(&mut roots);
+        for kids in children.values_mut() {
+            order(kids);
+        }
+        fn build(s: &Summary, children: &HashMap<&str, Vec<&Summary>>) -> Node {
+            let kids = children
+                .get(s.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            Node::of(s, kids.iter().map(|k| build(k, children)).collect())
+        }
+        roots.into_iter().map(|r| build(r, &children)).collect()
     }
+}
 
-    fn node(&self, s: &Session) -> Node {
-        Node {
-            id: s.id.clone(),
-            parent_id: s.parent_id.clone(),
-            title: s.title.clone(),
-            status: s.status(),
-            last_error: s.child.as_ref().and_then(|c| c.last_error.clone()),
-            created_at: s.created_at.format(TIME).to_string(),
-            updated_at: s.updated_at.format(TIME).to_string(),
-            children: self
-                .children_of(&s.id)
-                .into_iter()
-                .map(|k| self.node(k))
-                .collect(),
+/// The project key `project` names: an existing directory's canonical
+/// path, else the text itself.
+fn project_key(project: &str) -> String {
+    if Path::new(project).is_dir() {
+        bamboo_engine::project::key_of(project)
+    } else {
+        project.to_owned()
+    }
+}
+
+/// Where `--limit` reads from: the engine, or the stored files read-only.
+enum Source<'a> {
+    Engine(&'a Engine),
+    ReadOnly(&'a Path),
+}
+
+impl Source<'_> {
+    async fn query(&self, q: &Query) -> anyhow::Result<Vec<Summary>> {
+        match self {
+            Self::Engine(e) => Ok(e.query_sessions(q).await?),
+            Self::ReadOnly(dir) => Ok(FileStore::peek_query(dir, q)?),
         }
     }
+
+    async fn count(&self, q: &Query) -> anyhow::Result<u64> {
+        match self {
+            Self::Engine(e) => Ok(e.count_sessions(q).await?),
+            Self::ReadOnly(dir) => Ok(FileStore::peek_count(dir, q)?),
+        }
+    }
+
+    /// `s` with at most `limit` of its children, and theirs, oldest first.
+    async fn node(&self, s: &Summary, limit: usize, depth: usize) -> anyhow::Result<Limited> {
+        let q = Query {
+            limit: Some(limit),
+            ..Query::children_of(&s.id)
+        };
+        let kids = self.query(&q).await?;
+        let total = if kids.len() < limit {
+            kids.len() as u64
+        } else {
+            self.count(&q).await?
+        };
+        let mut children = Vec::new();
+        let mut more = Vec::new();
+        // Nesting is shallow (spawn depth is capped); each level a query.
+        if depth < 8 {
+            for k in &kids {
+                let Limited { node, unlisted } = Box::pin(self.node(k, limit, depth + 1)).await?;
+                children.push(node);
+                more.extend(unlisted);
+            }
+        } else {
+            children = kids.iter().map(|k| Node::of(k, Vec::new())).collect();
+        }
+        let shown = children.len() as u64;
+        if total > shown {
+            more.push((s.id.clone(), total - shown));
+        }
+        Ok(Limited {
+            node: Node::of(s, children),
+            unlisted: more,
+        })
+    }
+}
+
+/// A node of a `--limit` listing, and the children it leaves out:
+/// (parent id, how many).
+struct Limited {
+    node: Node,
+    unlisted: Vec<(String, u64)>,
+}
+
+/// `sessions list --limit N`: the N most recent roots (shown oldest
+/// first), each with its N oldest children, from indexed queries only.
+async fn list_limited(options: &SessionsOptions, limit: usize) -> anyhow::Result<()> {
+    let dir = &options.data_dir;
+    check_data_dir(dir)?;
+    let opened = open_engine(dir).await?;
+    let source = match &opened {
+        Some((engine, _)) => Source::Engine(engine),
+        None => Source::ReadOnly(dir),
+    };
+    let listed = async {
+        let roots_q = Query {
+            parent: Parent::None,
+            project: options.project.as_deref().map(project_key),
+            limit: Some(limit),
+            newest_first: true,
+            ..Query::default()
+        };
+        let mut roots = source.query(&roots_q).await?;
+        roots.reverse();
+        let mut nodes = Vec::new();
+        let mut unlisted = Vec::new();
+        for r in &roots {
+            let l = source.node(r, limit, 1).await?;
+            nodes.push(l.node);
+            unlisted.extend(l.unlisted);
+        }
+        let older = source
+            .count(&roots_q)
+            .await?
+            .saturating_sub(roots.len() as u64);
+        anyhow::Ok((nodes, unlisted, older))
+    }
+    .await;
+    if let Some((engine, _)) = opened {
+        engine.shutdown().await;
+    }
+    let (nodes, unlisted, older) = listed?;
+    if options.json {
+        let mut text = serde_json::to_string_pretty(&nodes).context("cannot encode the listing")?;
+        text.push('\n');
+        emit(&text);
+        return Ok(());
+    }
+    let mut text = if nodes.is_empty() {
+        "no sessions in this data directory\n".to_owned()
+    } else {
+        render_tree(&nodes)
+    };
+    for (parent, n) in unlisted {
+        let _ = writeln!(
+            text,
+            "… {n} more children of {parent} (`sessions show {parent}` or a larger --limit)"
+        );
+    }
+    if older > 0 {
+        let _ = writeln!(text, "… {older} older roots (a larger --limit lists them)");
+    }
+    emit(&text);
+    Ok(())
 }
 
 /// One session of the listing, with its children.
@@ -319,8 +454,23 @@ pub struct Node {
     pub children: Vec<Node>,
 }
 
+impl Node {
+    fn of(s: &Summary, children: Vec<Node>) -> Self {
+        Self {
+            id: s.id.clone(),
+            parent_id: s.parent_id.clone(),
+            title: s.title.clone(),
+            status: s.status,
+            last_error: s.last_error.clone(),
+            created_at: s.created_at.format(TIME).to_string(),
+            updated_at: s.updated_at.format(TIME).to_string(),
+            children,
+        }
+    }
+}
+
 async fn list(opened: &Opened, json: bool) -> anyhow::Result<String> {
-    let roots: Vec<Node> = opened.roots().into_iter().map(|r| opened.node(r)).collect();
+    let roots = opened.tree();
     if json {
         let mut text = serde_json::to_string_pretty(&roots).context("cannot encode the listing")?;
         text.push('\n');
@@ -400,10 +550,10 @@ fn shown_title(n: &Node) -> String {
 /// `sessions remove-worktree ID`: removes the child's kept worktree and
 /// records that it is gone.
 async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
-    let Some(session) = opened.sessions.get(id) else {
+    let Some(session) = opened.load(id).await? else {
         bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
     };
-    let Some(wt) = bamboo_engine::worktree::of(session) else {
+    let Some(wt) = bamboo_engine::worktree::of(&session) else {
         bail!("session {id} has no worktree: only children of `run --worktree` have one");
     };
     let Some(store) = &opened.store else {
@@ -446,9 +596,10 @@ async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
 }
 
 async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<(String, ReadTo)> {
-    let Some(session) = opened.sessions.get(id) else {
+    let Some(session) = opened.load(id).await? else {
         bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
     };
+    let session = &session;
     let logs = Logs::read(&opened.dir, session)?;
     let read_to = logs.read_to;
     if json {
@@ -465,9 +616,9 @@ async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<(String, 
     if session.parent_id.is_none() {
         // The root's total: what its children used, when any reported it.
         let used: Vec<bamboo_domain::TokenUsage> = opened
-            .sessions
-            .values()
-            .filter(|c| c.parent_id.as_deref() == Some(id))
+            .load_children(id)
+            .await?
+            .iter()
             .filter(|c| c.metadata.contains_key(bamboo_engine::usage::USAGE_KEY))
             .map(bamboo_engine::usage::totals)
             .collect();

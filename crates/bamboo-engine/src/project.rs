@@ -10,7 +10,7 @@ use bamboo_domain::{ModelRef, Session, TaskList, TokenBudget};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::store::SessionStore;
+use crate::store::{Query, SessionStore, Summary};
 
 /// The project key of the workspace at `path`: its canonical path, or the
 /// path as given (made absolute) when it cannot be resolved, e.g. because it
@@ -93,6 +93,18 @@ impl Engine {
     // Behaviours: S5.
     pub async fn list_project(&self, key: &str) -> Result<Vec<Session>, EngineError> {
         Ok(self.inner.store.list_project(key).await?)
+    }
+
+    /// The sessions `query` selects, as listings show them, in its order; a
+    /// child's ending the disk refused shows as reported, marked as not
+    /// stored yet.
+    pub async fn query_sessions(&self, query: &Query) -> Result<Vec<Summary>, EngineError> {
+        Ok(self.inner.store.query(query).await?)
+    }
+
+    /// How many sessions `query` selects (its limit aside).
+    pub async fn count_sessions(&self, query: &Query) -> Result<u64, EngineError> {
+        Ok(self.inner.store.count(query).await?)
     }
 }
 

@@ -10,7 +10,7 @@ use bamboo_domain::{ChildStatus, Message, Session};
 use std::collections::HashSet;
 
 use crate::launch::{PlacementLauncher, Resumable};
-use crate::store::{Deferred, Ending, SessionStore, StoreError};
+use crate::store::{Deferred, Ending, Query, SessionStore, StoreError};
 
 /// The reason recorded on an orphaned child.
 pub const ORPHAN_REASON: &str =
@@ -24,16 +24,13 @@ pub(crate) async fn mark_orphans(
     keep: &HashSet<String>,
 ) -> Result<usize, StoreError> {
     let mut marked = 0;
-    for id in store.list_ids().await? {
-        let session = match store.load(&id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "skipping unreadable session during recovery");
-                continue;
-            }
-        };
-        if session.status() != Some(ChildStatus::Running) || keep.contains(&id) {
+    // Only the running children, from the store's status index: opening
+    // reads no other session.
+    let running = store
+        .query(&Query::with_status(ChildStatus::Running))
+        .await?;
+    for id in running.into_iter().map(|s| s.id) {
+        if keep.contains(&id) {
             continue;
         }
         let marked_now = store

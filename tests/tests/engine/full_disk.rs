@@ -80,11 +80,12 @@ fn worker(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// The session stored in `<data>/sessions/<id>.jsonl`: its last whole line.
+/// Session `id` as stored now, read past the engine (no lock, no write).
 fn stored(data: &Path, id: &str) -> Value {
-    let text = std::fs::read_to_string(data.join("sessions").join(format!("{id}.jsonl"))).unwrap();
-    let last = text.lines().rfind(|l| l.ends_with('}')).unwrap();
-    serde_json::from_str(last).unwrap()
+    let session = bamboo_engine::store::FileStore::peek(data, id)
+        .unwrap()
+        .unwrap();
+    serde_json::to_value(session).unwrap()
 }
 
 fn stored_status(session: &Value) -> &str {

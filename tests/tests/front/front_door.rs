@@ -602,21 +602,14 @@ fn a_50_column_terminal_keeps_no_copy_of_the_status_area() {
     }
 }
 
-/// The statuses of the child sessions stored under `data`, read from their
-/// files (the run holds the directory's lock).
+/// The statuses of the child sessions stored under `data`, read past the
+/// engine (the run holds the directory's lock).
 fn stored_child_statuses(data: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(data.join("sessions")) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|text| {
-            let last = text.lines().rfind(|l| l.ends_with('}'))?;
-            let doc: serde_json::Value = serde_json::from_str(last).ok()?;
-            doc["child"]["status"].as_str().map(str::to_owned)
-        })
+    let all = bamboo_engine::store::Query::all();
+    bamboo_engine::store::FileStore::peek_query(data, &all)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| s.status.map(|st| st.as_str().to_owned()))
         .collect()
 }
 

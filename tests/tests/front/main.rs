@@ -9,3 +9,4 @@ mod front_door;
 mod no_token_in_logs;
 mod parallel_flags;
 mod sessions;
+mod store_crash;

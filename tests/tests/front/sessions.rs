@@ -179,14 +179,15 @@ async fn sessions_reads_a_directory_an_engine_has_open_without_writing() {
 }
 
 /// Every file under `dir` and its bytes, to see that a reader wrote nothing.
-/// The store's spare files are left out: the engine holding the directory
-/// makes them in the background whenever it likes.
+/// The store's shared-memory file (`store.db-shm`) is left out: it holds no
+/// session, only the index of its WAL and the marks readers take while they
+/// read.
 fn tree_bytes(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with(".spare-") {
+        if name.ends_with("-shm") {
             continue;
         }
         if path.is_dir() {
@@ -448,17 +449,13 @@ fn resume_after_sigkill_completes_the_orphaned_and_the_queued_child() {
 /// Waits until `dir` holds `n` sessions, one of them a running child.
 fn wait_for_sessions(dir: &Path, n: usize) {
     let deadline = Instant::now() + SOON;
-    let sessions = dir.join("sessions");
+    let all = bamboo_engine::store::Query::all();
     loop {
-        let texts: Vec<String> = std::fs::read_dir(&sessions)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect();
-        let running = texts.iter().any(|t| t.contains(r#""status":"running""#));
-        if texts.len() == n && running {
+        let stored = bamboo_engine::store::FileStore::peek_query(dir, &all).unwrap_or_default();
+        let running = stored
+            .iter()
+            .any(|s| s.status == Some(bamboo_domain::ChildStatus::Running));
+        if stored.len() == n && running {
             return;
         }
         assert!(

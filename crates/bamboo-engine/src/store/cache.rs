@@ -1,9 +1,9 @@
-//! Sessions the file store has written, or read while holding the session's
-//! lock, kept in memory so that most reads skip the file and its parsing (an
-//! engine reads a child's session a few times per run).
+//! Sessions the store has written, or read while holding the session's
+//! lock, kept in memory so that most reads skip the database and the parsing
+//! (an engine reads a child's session a few times per run).
 //!
 //! Sound because the store holds the data directory's lock (no other process
-//! writes these files) and only holders of a session's lock fill its entry
+//! writes the database) and only holders of a session's lock fill its entry
 //! (a lock-free read could otherwise cache a version older than a concurrent
 //! write's), so the cache cannot go stale. Bounded by
 //! count ([`CAPACITY`]) and by size ([`BUDGET`] bytes of JSON): past either,
@@ -15,7 +15,12 @@ use std::sync::Mutex;
 
 use bamboo_domain::Session;
 
-use super::log::Newest;
+/// A cached session and the length of its JSON (its measure in memory).
+#[derive(Debug, Clone)]
+pub(super) struct Cached {
+    pub(super) doc: Session,
+    pub(super) doc_len: u64,
+}
 
 /// Sessions kept at most.
 pub(super) const CAPACITY: usize = 1024;
@@ -29,7 +34,7 @@ pub(super) struct SessionCache(Mutex<Entries>);
 
 #[derive(Debug, Default)]
 struct Entries {
-    map: HashMap<String, Newest<Session>>,
+    map: HashMap<String, Cached>,
     /// Sum of the cached `doc_len`s.
     bytes: u64,
 }
@@ -47,13 +52,13 @@ impl SessionCache {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the cached session and its log length, if cached.
-    pub(super) fn get(&self, id: &str) -> Option<Newest<Session>> {
-        self.entries().map.get(id).cloned()
+    /// A copy of the cached session, if cached.
+    pub(super) fn get(&self, id: &str) -> Option<Session> {
+        self.entries().map.get(id).map(|c| c.doc.clone())
     }
 
     /// Remembers `id` as stored now.
-    pub(super) fn put(&self, id: &str, stored: Newest<Session>) {
+    pub(super) fn put(&self, id: &str, stored: Cached) {
         let mut e = self.entries();
         e.remove(id);
         if stored.doc_len > LARGEST {
@@ -79,10 +84,9 @@ impl SessionCache {
 mod tests {
     use super::*;
 
-    fn stored(doc_len: u64) -> Newest<Session> {
-        Newest {
+    fn stored(doc_len: u64) -> Cached {
+        Cached {
             doc: Session::new_root("t"),
-            intact_len: doc_len,
             doc_len,
         }
     }

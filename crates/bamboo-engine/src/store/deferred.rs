@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bamboo_domain::{ChildStatus, Message, Session};
 use chrono::{DateTime, Utc};
 
-use super::{Mutator, SessionStore, StoreError};
+use super::{Mutator, Query, SessionStore, StoreError, Summary};
 
 /// A child's ending that its stored session still lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +61,15 @@ impl Ending {
 
     /// `s` as a reader should see it until the ending is stored.
     fn show(&self, s: &mut Session) {
-        let shown = format!(
+        self.apply(s, self.shown());
+    }
+
+    /// The error a reader sees until the ending is stored.
+    fn shown(&self) -> String {
+        format!(
             "{} [not stored yet: {}; it is written when the disk has room]",
             self.error, self.refused
-        );
-        self.apply(s, shown);
+        )
     }
 }
 
@@ -182,6 +186,30 @@ impl SessionStore for Deferred {
         Ok(sessions.into_iter().map(|s| self.overlay(s)).collect())
     }
 
+    async fn query(&self, query: &Query) -> Result<Vec<Summary>, StoreError> {
+        let mut found = self.inner.query(query).await?;
+        let pending = self.pending().clone();
+        if pending.is_empty() {
+            return Ok(found);
+        }
+        for s in &mut found {
+            if let (Some(ending), Some(_)) = (pending.get(&s.id), s.status) {
+                s.status = Some(ending.status);
+                s.last_error = Some(ending.shown());
+            }
+        }
+        // Selected by the stored status, shown by the reported one: keep
+        // only what the reported one selects.
+        if let Some(status) = query.status {
+            found.retain(|s| s.status == Some(status));
+        }
+        Ok(found)
+    }
+
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        self.inner.count(query).await
+    }
+
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let deleted = self.inner.delete(id).await?;
         self.pending().remove(id);
@@ -289,6 +317,16 @@ mod tests {
         assert!(shown.starts_with("result not stored [not stored yet: the disk is full"));
         let listed = store.list_children("root").await.unwrap();
         assert_eq!(listed[0].status(), Some(ChildStatus::Error));
+        let summed = store.query(&Query::children_of("root")).await.unwrap();
+        assert_eq!(summed[0].status, Some(ChildStatus::Error));
+        assert!(summed[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("not stored yet"));
+        // Selected by what readers are shown, not by what is stored.
+        let running = Query::with_status(ChildStatus::Running);
+        assert!(store.query(&running).await.unwrap().is_empty());
         // The disk itself still says running.
         let raw = disk.load("c1").await.unwrap().unwrap();
         assert_eq!(raw.status(), Some(ChildStatus::Running));

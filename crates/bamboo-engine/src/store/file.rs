@@ -1,46 +1,51 @@
-//! The default store: one file per session under `<data>/sessions`, a short
-//! log of whole JSON documents whose last complete line is the session (see
-//! `log`), created on a spare file made ahead of need (see `spares`) or
-//! else as a new file whose data and name are synced, and updated by a
-//! synced append; plus a per-parent child index, kept in memory and built
-//! from the sessions when the store opens (see `index`).
+//! The default store: every session in one SQLite database under
+//! `<data>/sessions/` (see `db`), written by one thread that commits many
+//! writes at once (see `writer`), read through a few reading connections
+//! beside it, with recently written sessions kept in memory (see `cache`).
+//! A data directory of an earlier version is moved into the database when
+//! it opens (see `legacy`).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 
 use async_trait::async_trait;
 use bamboo_domain::Session;
+use rusqlite::Connection;
 use tokio::sync::Mutex;
 
-use super::cache::SessionCache;
-use super::index::{self, ChildIndex, Children};
-use super::log::{self, LogError};
+use super::cache::{Cached, SessionCache};
+use super::db::{self, Row, Sharing};
+use super::legacy;
 use super::private;
-use super::spares::{self, Filled, Spares};
+use super::query::{Query, Summary};
+use super::writer::{Done, Op, Writer};
 use super::{check_id, Mutator, SessionStore, StoreError};
 
-/// File-backed [`SessionStore`].
+/// Connections that read beside the writing one.
+const READERS: usize = 2;
+
+/// The default [`SessionStore`], in the data directory's files.
 #[derive(Debug)]
 pub struct FileStore {
     /// An exclusive lock on `<data>/engine.lock`, held while the store lives:
     /// two engines on one directory would mark each other's runs orphaned and
     /// interleave their writes.
     _lock: std::fs::File,
-    sessions: PathBuf,
+    db: PathBuf,
     cache: SessionCache,
-    index: ChildIndex,
     locks: LockMap,
-    /// Session files made ahead of need, so a create syncs only its data.
-    spares: Arc<Spares>,
+    writer: Writer,
+    readers: Vec<Arc<SyncMutex<Connection>>>,
+    next_reader: AtomicUsize,
 }
 
 impl Drop for FileStore {
     fn drop(&mut self) {
-        // A refill in flight must not outlive the store by more than a step:
-        // the next store on this directory settles whatever it left.
-        self.spares.close();
+        // The writes in flight finish and the database closes before the
+        // directory's lock goes.
+        self.writer.close();
     }
 }
 
@@ -61,9 +66,9 @@ impl LockMap {
 }
 
 impl FileStore {
-    /// Opens (creating if needed) a store under `data_dir`, migrating
-    /// sessions of the earlier one-document layout and building the child
-    /// index from the session files. Opening reads every session once.
+    /// Opens (creating if needed) a store under `data_dir`, moving the
+    /// sessions of an earlier version's layout into it. Opening reads no
+    /// session, whatever the directory holds.
     ///
     /// Fails with [`StoreError::InUse`] while another store has `data_dir`
     /// open, in this process or another.
@@ -71,290 +76,216 @@ impl FileStore {
         let data = data_dir.as_ref().to_path_buf();
         let sessions = data.join("sessions");
         let d = data.clone();
-        blocking(&data, move || private::claim_data_dir(&d)).await?;
+        blocking(&data, move || {
+            private::claim_data_dir(&d).map_err(|e| StoreError::from_io(&d, e))
+        })
+        .await?;
         let s = sessions.clone();
-        blocking(&sessions, move || private::create_private_dir_all(&s)).await?;
+        blocking(&sessions, move || {
+            private::create_private_dir_all(&s).map_err(|e| StoreError::from_io(&s, e))
+        })
+        .await?;
         let lock = lock_dir(&data)?;
-        let d = data.clone();
-        blocking(&data.join("children"), move || index::remove_legacy(&d)).await?;
-        let s = sessions.clone();
-        let spares = blocking(&sessions, move || Spares::recover(&s)).await?;
-        let store = Self {
+        let path = sessions.join(db::FILE);
+        let p = path.clone();
+        let (conn, sharing) = blocking(&path, move || db::open_writer(&p)).await?;
+        let conn = Arc::new(SyncMutex::new(conn));
+        let (d, s, p, c) = (data.clone(), sessions, path.clone(), conn.clone());
+        blocking(&path, move || migrate(&d, &s, &p, &c)).await?;
+        let mut readers = Vec::new();
+        if sharing == Sharing::Shared {
+            for _ in 0..READERS {
+                let p = path.clone();
+                match blocking(&path, move || db::open_reader(&p)).await? {
+                    Some(c) => readers.push(Arc::new(SyncMutex::new(c))),
+                    None => break,
+                }
+            }
+        }
+        if readers.is_empty() {
+            // Exclusive: the one connection also reads.
+            readers.push(conn.clone());
+        }
+        let writer =
+            Writer::start(conn, path.clone()).map_err(|e| StoreError::from_io(&path, e))?;
+        Ok(Self {
             _lock: lock,
-            sessions,
+            db: path,
             cache: SessionCache::default(),
-            index: ChildIndex::default(),
             locks: LockMap::default(),
-            spares: Arc::new(spares),
-        };
-        store.migrate_documents().await?;
-        store.rebuild_index().await?;
-        Ok(store)
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
     }
 
     /// Reads session `id` of the data directory `data_dir` without opening
     /// the store: no lock is taken and nothing is written, so it works while
     /// an engine holds the directory, and on a full or read-only disk. It
     /// reads what is stored now (an engine may change it right after).
-    /// Blocking: one small file read.
+    /// Blocking: one small read.
     pub fn peek(data_dir: impl AsRef<Path>, id: &str) -> Result<Option<Session>, StoreError> {
         check_id(id)?;
-        let path = data_dir.as_ref().join("sessions").join(file_name(id));
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, e)),
+        let sessions = data_dir.as_ref().join("sessions");
+        let path = sessions.join(db::FILE);
+        let Some(c) = db::open_reader(&path)? else {
+            return legacy::peek(&sessions, id);
         };
-        match log::newest(&bytes) {
-            Ok(newest) => Ok(Some(newest.doc)),
-            Err(LogError::Empty) => Ok(None),
-            Err(LogError::BadLine(reason)) => Err(StoreError::Corrupt {
-                path: path.display().to_string(),
-                reason,
-            }),
+        match db::doc(&c, id).map_err(|e| db::err(&path, e))? {
+            Some(doc) => db::parse(&path, id, &doc).map(Some),
+            None => Ok(None),
         }
     }
 
-    /// The ids of the sessions stored in `data_dir`, read like
+    /// The ids of the sessions stored in `data_dir`, sorted, read like
     /// [`FileStore::peek`]: no lock, no write, so it works while an engine
-    /// holds the directory. A directory with no `sessions/` folder holds none.
-    /// Blocking: one directory read.
+    /// holds the directory. A directory with no `sessions/` folder holds
+    /// none. Blocking.
     pub fn peek_ids(data_dir: impl AsRef<Path>) -> Result<Vec<String>, StoreError> {
-        let dir = data_dir.as_ref().join("sessions");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir, e)),
+        let sessions = data_dir.as_ref().join("sessions");
+        let path = sessions.join(db::FILE);
+        let Some(c) = db::open_reader(&path)? else {
+            return legacy::peek_ids(&sessions);
         };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err(&dir, e))?;
-            let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
-                continue;
+        db::ids(&c).map_err(|e| db::err(&path, e))
+    }
+
+    /// The sessions of `data_dir` that `query` selects, read like
+    /// [`FileStore::peek`]: no lock, no write. Blocking.
+    pub fn peek_query(
+        data_dir: impl AsRef<Path>,
+        query: &Query,
+    ) -> Result<Vec<Summary>, StoreError> {
+        let sessions = data_dir.as_ref().join("sessions");
+        let path = sessions.join(db::FILE);
+        let Some(c) = db::open_reader(&path)? else {
+            let mut out = Vec::new();
+            for id in legacy::peek_ids(&sessions)? {
+                if let Some(s) = legacy::peek(&sessions, &id)? {
+                    if query.selects(&s) {
+                        out.push(Summary::of(&s));
+                    }
+                }
+            }
+            query.arrange(&mut out);
+            return Ok(out);
+        };
+        db::summaries(&c, query).map_err(|e| db::err(&path, e))
+    }
+
+    /// How many sessions of `data_dir` `query` selects (its limit aside),
+    /// read like [`FileStore::peek`]. Blocking.
+    pub fn peek_count(data_dir: impl AsRef<Path>, query: &Query) -> Result<u64, StoreError> {
+        let path = data_dir.as_ref().join("sessions").join(db::FILE);
+        if !path.exists() {
+            let all = Query {
+                limit: None,
+                ..query.clone()
             };
-            if check_id(id).is_ok() {
-                ids.push(id.to_owned());
-            }
+            return Ok(Self::peek_query(data_dir, &all)?.len() as u64);
         }
-        ids.sort();
-        Ok(ids)
+        let c = db::open_reader(&path)?
+            .ok_or_else(|| StoreError::from_io(&path, std::io::ErrorKind::NotFound.into()))?;
+        db::count(&c, query).map_err(|e| db::err(&path, e))
     }
 
-    /// Builds the child index anew from the session files (the sessions are
-    /// the source of truth). A session that cannot be read is left out, with
-    /// a warning.
-    pub async fn rebuild_index(&self) -> Result<(), StoreError> {
-        let mut expected = Children::new();
-        let mut projects = Children::new();
-        for id in self.list_ids().await? {
-            match self.read(&id, Fill::Unlocked).await {
-                Ok(Some(stored)) => {
-                    if let Some(key) = stored.doc.project_key {
-                        projects.entry(key).or_default().insert(id.clone());
-                    }
-                    if let Some(parent) = stored.doc.parent_id {
-                        expected.entry(parent).or_default().insert(id);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(session = %id, error = %e, "session left out of the child index")
-                }
-            }
-        }
-        self.index.set(expected, projects);
-        Ok(())
+    /// Runs `f` on a reading connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = Arc::clone(&self.readers[i]);
+        let path = self.db.clone();
+        blocking(&self.db, move || {
+            let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&c).map_err(|e| db::err(&path, e))
+        })
+        .await
     }
 
-    fn path(&self, id: &str) -> PathBuf {
-        self.sessions.join(file_name(id))
-    }
-
-    /// The stored session and the length of its log's intact part. Only a
-    /// caller holding `id`'s lock may fill the cache from the file: an
-    /// unlocked read can race a write and would cache an older version.
-    async fn read(&self, id: &str, fill: Fill) -> Result<Option<log::Newest<Session>>, StoreError> {
+    /// The stored session `id`. Only a caller holding `id`'s lock may fill
+    /// the cache: an unlocked read can race a write and would cache an
+    /// older version.
+    async fn get(&self, id: &str, fill: Fill) -> Result<Option<Session>, StoreError> {
         if let Some(cached) = self.cache.get(id) {
             return Ok(Some(cached));
         }
-        let path = self.path(id);
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, e)),
+        let key = id.to_owned();
+        let Some(doc) = self.read(move |c| db::doc(c, &key)).await? else {
+            return Ok(None);
         };
-        match log::newest(&bytes) {
-            Ok(newest) => {
-                if fill == Fill::Locked {
-                    self.cache.put(id, newest.clone());
-                }
-                Ok(Some(newest))
-            }
-            // A create cut short by a crash: the session never existed.
-            Err(LogError::Empty) => {
-                tracing::debug!(file = %path.display(), "ignoring a session file with no complete line");
-                Ok(None)
-            }
-            Err(LogError::BadLine(reason)) => Err(StoreError::Corrupt {
-                path: path.display().to_string(),
-                reason,
-            }),
+        let session = db::parse(&self.db, id, &doc)?;
+        if fill == Fill::Locked {
+            self.remember(&session, doc.len());
         }
+        Ok(Some(session))
     }
 
-    /// Persists `session` over a log whose intact part is `intact_len` bytes
-    /// long: a synced append, or an atomic rewrite when the log has grown.
-    async fn write(&self, session: &Session, intact_len: u64) -> Result<(), StoreError> {
-        let line = self.line(session)?;
-        let line_len = line.len() as u64;
-        let new_len = if log::should_compact(intact_len, line_len) {
-            self.stage(session.id.as_str(), line)
-                .await?
-                .commit()
-                .await?;
-            line_len
-        } else {
-            let path = self.path(&session.id);
-            blocking(&path.clone(), move || log::append(&path, intact_len, &line)).await?;
-            intact_len + line_len
-        };
-        self.remember(session, new_len, line_len);
-        Ok(())
-    }
-
-    /// Caches `session` as now stored in a log of `intact_len` bytes whose
-    /// last line is `doc_len` bytes long.
-    fn remember(&self, session: &Session, intact_len: u64, doc_len: u64) {
-        let stored = log::Newest {
+    /// Caches `session` as now stored, its JSON `len` bytes long.
+    fn remember(&self, session: &Session, len: usize) {
+        let cached = Cached {
             doc: session.clone(),
-            intact_len,
-            doc_len,
+            doc_len: len as u64,
         };
-        self.cache.put(&session.id, stored);
+        self.cache.put(&session.id, cached);
     }
 
-    /// `session` as one log line: compact JSON and a newline.
-    fn line(&self, session: &Session) -> Result<Vec<u8>, StoreError> {
-        let mut line = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt {
-            path: self.path(&session.id).display().to_string(),
+    fn row(&self, session: &Session) -> Result<Row, StoreError> {
+        Row::of(session).map_err(|e| StoreError::Corrupt {
+            path: format!("{} (session {})", self.db.display(), session.id),
             reason: format!("cannot serialise: {e}"),
-        })?;
-        line.push(b'\n');
-        Ok(line)
+        })
     }
 
-    /// The durable temp file of a one-line log, not yet visible.
-    async fn stage(&self, id: &str, line: Vec<u8>) -> Result<Staged, StoreError> {
-        Staged::write(&self.sessions, &file_name(id), line).await
-    }
-
-    /// Creates `session` on the free `spare` (see `spares`): one data sync.
-    /// `false` when the session's name exists already or the file system has
-    /// no hard links: nothing was written, and [`FileStore::create_new`]
-    /// decides.
-    async fn create_on_spare(
-        &self,
-        session: &Session,
-        spare: PathBuf,
-        line: Vec<u8>,
-    ) -> Result<bool, StoreError> {
-        let path = self.path(&session.id);
-        let (p, s) = (path.clone(), spare.clone());
-        match blocking(&path, move || spares::fill(&s, &p, &line)).await? {
-            Filled::Written => {}
-            Filled::NameTaken => {
-                self.spares.put_back(spare);
-                return Ok(false);
-            }
-            Filled::NoLink(e) => {
-                tracing::debug!(dir = %self.sessions.display(), error = %e,
-                    "no hard links here: sessions are created without spares");
-                self.spares.close();
-                return Ok(false);
-            }
-        }
-        self.spares.retire(&session.id, spare);
-        Ok(true)
-    }
-
-    /// Creates `session`'s file the usual way: the data and the new name are
-    /// synced side by side.
-    async fn create_new(&self, session: &Session, line: Vec<u8>) -> Result<(), StoreError> {
-        let (path, dir) = (self.path(&session.id), self.sessions.clone());
-        let created = blocking(&path.clone(), move || log::create(&path, &dir, &line)).await?;
-        if created == log::Created::AlreadyThere {
-            return Err(StoreError::AlreadyExists(session.id.clone()));
-        }
+    /// Writes `session` whole and caches it.
+    async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        let row = self.row(session)?;
+        let len = row.doc.len();
+        self.writer.write(Op::Put(row)).await?;
+        self.remember(session, len);
         Ok(())
     }
 
-    /// Runs a refill of the spares to its end (tests).
-    #[cfg(test)]
-    pub(super) async fn refill_spares(&self) {
-        let spares = Arc::clone(&self.spares);
-        tokio::task::spawn_blocking(move || spares.refill())
-            .await
-            .unwrap();
+    /// Sessions `query` selects, whole, in its order.
+    async fn sessions(&self, query: Query) -> Result<Vec<Session>, StoreError> {
+        let docs = self.read(move |c| db::docs(c, &query)).await?;
+        docs.iter()
+            .map(|(id, doc)| db::parse(&self.db, id, doc))
+            .collect()
     }
+}
 
-    /// How many spares are free (tests).
-    #[cfg(test)]
-    pub(super) fn free_spares(&self) -> usize {
-        self.spares.free()
+/// Moves what an earlier version left in `sessions/` into the database
+/// through `conn` (blocking).
+fn migrate(
+    data: &Path,
+    sessions: &Path,
+    path: &Path,
+    conn: &SyncMutex<Connection>,
+) -> Result<(), StoreError> {
+    let found = legacy::scan(sessions).map_err(|e| StoreError::from_io(sessions, e))?;
+    if found.is_empty() && !data.join("children").exists() {
+        return Ok(());
     }
-
-    /// Turns each `<id>.json` of the earlier one-document layout into a
-    /// one-line log. A document that does not parse is left where it is, with
-    /// a warning, for an operator to look at.
-    async fn migrate_documents(&self) -> Result<(), StoreError> {
-        for (id, path) in self.entries(LEGACY_SUFFIX).await? {
-            let parsed = match tokio::fs::read(&path).await {
-                Ok(bytes) => serde_json::from_slice::<Session>(&bytes).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let session = match parsed {
-                Ok(s) if s.id == id => Ok(s),
-                Ok(_) => Err("its id differs from its file name".to_owned()),
-                Err(why) => Err(why),
-            };
-            let session = match session {
-                Ok(s) => s,
-                Err(why) => {
-                    tracing::warn!(file = %path.display(), why, "session not migrated");
-                    continue;
-                }
-            };
-            let line = self.line(&session)?;
-            self.stage(&id, line).await?.commit().await?;
-            tokio::fs::remove_file(&path)
-                .await
-                .map_err(|e| io_err(&path, e))?;
+    let c = conn.lock().unwrap_or_else(|p| p.into_inner());
+    let moved = (|| {
+        c.execute_batch("BEGIN IMMEDIATE")?;
+        for s in &found.sessions {
+            let row = Row::of(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            db::import(&c, &row)?;
         }
-        sync_dir(self.sessions.clone()).await
-    }
-
-    /// `(id, path)` of every visible file in `sessions/` named `<id><suffix>`.
-    async fn entries(&self, suffix: &str) -> Result<Vec<(String, PathBuf)>, StoreError> {
-        let mut dir = tokio::fs::read_dir(&self.sessions)
-            .await
-            .map_err(|e| io_err(&self.sessions, e))?;
-        let mut out = Vec::new();
-        while let Some(entry) = dir
-            .next_entry()
-            .await
-            .map_err(|e| io_err(&self.sessions, e))?
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_suffix(suffix) {
-                if !name.starts_with('.') {
-                    out.push((id.to_owned(), entry.path()));
-                }
-            }
+        c.execute_batch("COMMIT")
+    })();
+    if let Err(e) = moved {
+        if !c.is_autocommit() {
+            let _ = c.execute_batch("ROLLBACK");
         }
-        out.sort();
-        Ok(out)
+        return Err(db::err(path, e));
     }
+    tracing::info!(sessions = found.sessions.len(), db = %path.display(),
+        "moved the session files of an earlier version into the store");
+    legacy::remove(data, sessions, &found.done).map_err(|e| StoreError::from_io(sessions, e))
 }
 
 /// Takes the exclusive lock of the data directory `dir`. The OS drops it when
@@ -377,146 +308,102 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
-/// Whether a read holds the session's lock (see `FileStore::read`).
+/// Whether a read holds the session's lock (see `FileStore::get`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fill {
     Locked,
     Unlocked,
 }
 
-const SUFFIX: &str = ".jsonl";
-const LEGACY_SUFFIX: &str = ".json";
-
-pub(super) fn file_name(id: &str) -> String {
-    format!("{id}{SUFFIX}")
-}
-
 #[async_trait]
 impl SessionStore for FileStore {
     async fn create(&self, session: &Session) -> Result<(), StoreError> {
         check_id(&session.id)?;
+        if let Some(parent) = &session.parent_id {
+            check_id(parent)?;
+        }
         let lock = self.locks.get(&session.id);
         let _held = lock.lock().await;
         if self.cache.get(&session.id).is_some() {
             return Err(StoreError::AlreadyExists(session.id.clone()));
         }
-        let line = self.line(session)?;
-        let line_len = line.len() as u64;
-        if let Some(parent) = &session.parent_id {
-            check_id(parent)?;
+        let row = self.row(session)?;
+        let len = row.doc.len();
+        match self.writer.write(Op::Create(row)).await? {
+            Done::Exists => Err(StoreError::AlreadyExists(session.id.clone())),
+            _ => {
+                self.remember(session, len);
+                Ok(())
+            }
         }
-        let on_spare = match self.spares.take() {
-            Some(spare) => self.create_on_spare(session, spare, line.clone()).await?,
-            None => false,
-        };
-        if !on_spare {
-            self.create_new(session, line).await?;
-        }
-        self.index.note(session);
-        self.remember(session, line_len, line_len);
-        Ok(())
     }
 
     async fn save(&self, session: &Session) -> Result<(), StoreError> {
         check_id(&session.id)?;
-        let lock = self.locks.get(&session.id);
-        let _held = lock.lock().await;
         if let Some(parent) = &session.parent_id {
             check_id(parent)?;
         }
-        match self.read(&session.id, Fill::Locked).await {
-            Ok(Some(stored)) => self.write(session, stored.intact_len).await?,
-            // Nothing (or nothing usable) stored: a fresh one-line log.
-            Ok(None) | Err(StoreError::Corrupt { .. }) => {
-                let line = self.line(session)?;
-                let line_len = line.len() as u64;
-                self.stage(&session.id, line).await?.commit().await?;
-                self.remember(session, line_len, line_len);
-            }
-            Err(e) => return Err(e),
-        }
-        self.index.note(session);
-        Ok(())
+        let lock = self.locks.get(&session.id);
+        let _held = lock.lock().await;
+        self.put(session).await
     }
 
     async fn load(&self, id: &str) -> Result<Option<Session>, StoreError> {
         check_id(id)?;
-        Ok(self.read(id, Fill::Unlocked).await?.map(|n| n.doc))
+        self.get(id, Fill::Unlocked).await
     }
 
     async fn update(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError> {
         check_id(id)?;
         let lock = self.locks.get(id);
         let _held = lock.lock().await;
-        let stored = self
-            .read(id, Fill::Locked)
+        let mut session = self
+            .get(id, Fill::Locked)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        let mut session = stored.doc;
         if mutate(&mut session) {
             session.updated_at = chrono::Utc::now();
-            self.write(&session, stored.intact_len).await?;
+            self.put(&session).await?;
         }
         Ok(session)
     }
 
     async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError> {
         check_id(parent_id)?;
-        let mut out = Vec::new();
-        for id in self.index.read(parent_id) {
-            // An entry whose session is gone, or changed parent, is skipped.
-            match self.read(&id, Fill::Unlocked).await?.map(|n| n.doc) {
-                Some(s) if s.parent_id.as_deref() == Some(parent_id) => out.push(s),
-                _ => {}
-            }
-        }
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+        self.sessions(Query::children_of(parent_id)).await
     }
 
     async fn list_project(&self, key: &str) -> Result<Vec<Session>, StoreError> {
-        let mut out = Vec::new();
-        for id in self.index.read_project(key) {
-            // An entry whose session is gone, or changed project, is skipped.
-            match self.read(&id, Fill::Unlocked).await?.map(|n| n.doc) {
-                Some(s) if s.project_key.as_deref() == Some(key) => out.push(s),
-                _ => {}
-            }
-        }
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+        self.sessions(Query {
+            project: Some(key.to_owned()),
+            ..Query::default()
+        })
+        .await
     }
 
     async fn list_ids(&self) -> Result<Vec<String>, StoreError> {
-        let entries = self.entries(SUFFIX).await?;
-        Ok(entries.into_iter().map(|(id, _)| id).collect())
+        self.read(db::ids).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Summary>, StoreError> {
+        let q = query.clone();
+        self.read(move |c| db::summaries(c, &q)).await
+    }
+
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        let q = query.clone();
+        self.read(move |c| db::count(c, &q)).await
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         check_id(id)?;
         let lock = self.locks.get(id);
         let held = lock.lock().await;
-        let Some(session) = self.read(id, Fill::Locked).await?.map(|n| n.doc) else {
-            return Ok(false);
-        };
-        let path = self.path(id);
+        let done = self.writer.write(Op::Delete(id.to_owned())).await?;
         self.cache.forget(id);
-        tokio::fs::remove_file(&path)
-            .await
-            .map_err(|e| io_err(&path, e))?;
-        // Its spare's name too, or the next open would bring it back.
-        if let Some(spare) = self.spares.forget(id) {
-            match tokio::fs::remove_file(&spare).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&spare, e)),
-            }
-        }
-        sync_dir(self.sessions.clone()).await?;
-        self.index.forget(&session);
         drop(held);
         self.locks.forget(id);
-        Ok(true)
+        Ok(done == Done::Written)
     }
 }
 
@@ -524,64 +411,14 @@ pub(super) fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::from_io(path, source)
 }
 
-/// A session file written to a unique temp name and synced, not yet renamed
-/// into place. Committing is rename + fsync of the directory, so a crash leaves
-/// either the old or the new file, never a torn one.
-#[derive(Debug)]
-pub(super) struct Staged {
-    dir: PathBuf,
-    tmp: PathBuf,
-    target: PathBuf,
-}
-
-impl Staged {
-    pub(super) async fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<Self, StoreError> {
-        let staged = Self {
-            dir: dir.to_path_buf(),
-            tmp: dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple())),
-            target: dir.join(name),
-        };
-        let tmp = staged.tmp.clone();
-        let written = blocking(&staged.target, move || {
-            let r = (|| {
-                let mut f = private::create_private_file(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()
-            })();
-            if r.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            r
-        })
-        .await;
-        written.map(|()| staged)
-    }
-
-    pub(super) async fn commit(self) -> Result<(), StoreError> {
-        let target = self.target.clone();
-        blocking(&target, move || {
-            let r = std::fs::rename(&self.tmp, &self.target)
-                .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
-            if r.is_err() {
-                let _ = std::fs::remove_file(&self.tmp);
-            }
-            r
-        })
-        .await
-    }
-}
-
-/// Runs blocking file work `f` off the async threads; a failure names `path`.
-pub(super) async fn blocking<T: Send + 'static>(
+/// Runs blocking work `f` off the async threads; a panic or a cancelled
+/// task names `path`.
+async fn blocking<T: Send + 'static>(
     path: &Path,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| io_err(path, e)),
+        Ok(r) => r,
         Err(join) => Err(io_err(path, std::io::Error::other(join.to_string()))),
     }
-}
-
-pub(super) async fn sync_dir(dir: PathBuf) -> Result<(), StoreError> {
-    blocking(&dir.clone(), move || std::fs::File::open(&dir)?.sync_all()).await
 }

@@ -1,20 +1,34 @@
-//! Session store (S3): save, load, list children, delete, behind a trait so an
-//! application can bring its own. [`FileStore`] is the default.
+//! Session store (S3): save, load, list children, delete, query, behind a
+//! trait so an application can bring its own. [`FileStore`] is the default.
 //!
 //! Concurrency contract: every mutation of an existing session goes through
 //! [`SessionStore::update`], a read-modify-write that the store serialises per
 //! session, so two concurrent updates never lose one another.
+//!
+//! The default store keeps every session in one SQLite database in WAL mode,
+//! `<data>/sessions/store.db` (see `file`): a row per session holding the
+//! whole session as JSON beside the columns listings ask by (parent,
+//! project key, status, title, times), each indexed, so a listing reads only
+//! what it shows. Writes go through one thread that commits whatever waits
+//! in one transaction (`writer`): many creates and status writes share one
+//! `fsync`, and each caller gets its answer only once its write is durable.
+//! Directories written by earlier versions (one file per session,
+//! `sessions/<id>.jsonl`) are moved into the database when the store opens
+//! (`legacy`).
 
 mod cache;
+mod db;
 mod deferred;
 mod file;
-mod index;
+mod legacy;
 mod log;
 pub(crate) mod private;
-mod spares;
+mod query;
+mod writer;
 
 pub(crate) use deferred::{Deferred, Ending};
 pub use file::FileStore;
+pub use query::{Parent, Query, Summary};
 
 use async_trait::async_trait;
 use bamboo_domain::Session;
@@ -133,6 +147,32 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Removes a session; `false` when it did not exist.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// The sessions that `query` selects, as listings show them (no
+    /// transcript), in its order. This default reads every session and
+    /// leaves out, with a warning, those it cannot read; a store with
+    /// indices answers from them.
+    async fn query(&self, query: &Query) -> Result<Vec<Summary>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.list_ids().await? {
+            match self.load(&id).await {
+                Ok(Some(s)) if query.selects(&s) => out.push(Summary::of(&s)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "an unreadable session left out of a listing")
+                }
+            }
+        }
+        query.arrange(&mut out);
+        Ok(out)
+    }
+    /// How many sessions `query` selects, its limit aside.
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        let all = Query {
+            limit: None,
+            ..query.clone()
+        };
+        Ok(self.query(&all).await?.len() as u64)
+    }
 }
 
 /// Checks that `id` can safely name a file.
@@ -151,4 +191,4 @@ pub(crate) fn check_id(id: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_spares;
+mod tests_legacy;

@@ -1,4 +1,4 @@
-//! Tests of the file session store on real files in temporary directories (S3).
+//! Tests of the default session store on real files in temporary directories (S3).
 
 use super::*;
 use bamboo_domain::{ChildInfo, Message};
@@ -141,12 +141,25 @@ async fn an_on_disk_index_of_an_earlier_version_is_removed_and_ignored() {
     );
 }
 
+/// Writes `doc` as session `id`'s stored JSON behind the store's back.
+fn overwrite(dir: &std::path::Path, id: &str, doc: &str) {
+    let c = rusqlite::Connection::open(dir.join("sessions").join(super::db::FILE)).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let n = c
+        .execute("UPDATE sessions SET doc = ?1 WHERE id = ?2", [doc, id])
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
 #[tokio::test]
-async fn corrupt_file_and_bad_ids_give_clear_errors() {
-    let (dir, s) = store().await;
-    std::fs::write(dir.path().join("sessions/bad.jsonl"), b"{torn\n").unwrap();
-    let err = s.load("bad").await.unwrap_err();
+async fn s7_a_damaged_session_and_bad_ids_give_clear_errors() {
+    let (dir, parent, _) = stored_family(0).await;
+    overwrite(dir.path(), &parent.id, "{torn");
+    let s = FileStore::open(dir.path()).await.unwrap();
+    let err = s.load(&parent.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("corrupt"), "{err}");
+    assert!(err.to_string().contains(&parent.id), "{err}");
     assert!(matches!(
         s.load("../etc").await,
         Err(StoreError::InvalidId(_))
@@ -183,29 +196,7 @@ pub(super) fn push(text: &str) -> Mutator<'static> {
 }
 
 #[tokio::test]
-async fn a_torn_last_write_yields_the_previous_version_and_is_cut_away() {
-    let (dir, s) = store().await;
-    let root = Session::new_root("p");
-    s.create(&root).await.unwrap();
-    s.update(&root.id, push("kept")).await.unwrap();
-    // A crash mid-append: half a line at the end of the log.
-    let path = dir.path().join(format!("sessions/{}.jsonl", root.id));
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes.extend_from_slice(b"{\"id\":\"half");
-    std::fs::write(&path, &bytes).unwrap();
-    let back = s.load(&root.id).await.unwrap().unwrap();
-    assert_eq!(back.messages.len(), 1, "the last durable version is served");
-    s.update(&root.id, push("next")).await.unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        !text.contains("half"),
-        "the torn tail is cut before appending"
-    );
-    assert_eq!(s.load(&root.id).await.unwrap().unwrap().messages.len(), 2);
-}
-
-#[tokio::test]
-async fn many_updates_keep_the_log_to_a_few_copies_of_the_session() {
+async fn many_updates_keep_the_database_to_a_few_copies_of_the_session() {
     let (dir, s) = store().await;
     let root = Session::new_root("p");
     s.create(&root).await.unwrap();
@@ -217,11 +208,12 @@ async fn many_updates_keep_the_log_to_a_few_copies_of_the_session() {
     let back = s.load(&root.id).await.unwrap().unwrap();
     assert_eq!(back.messages.len(), 300);
     let one = serde_json::to_vec(&back).unwrap().len() as u64;
-    let path = dir.path().join(format!("sessions/{}.jsonl", root.id));
+    drop(s);
+    let path = dir.path().join("sessions").join(super::db::FILE);
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(
-        size <= (64 * 1024).max(5 * one),
-        "log is {size} bytes for a {one}-byte session"
+        size <= (128 * 1024).max(5 * one),
+        "the database is {size} bytes for a {one}-byte session"
     );
 }
 
@@ -246,18 +238,6 @@ async fn sessions_of_the_one_document_layout_are_migrated_on_open() {
         sessions.join("broken.json").exists(),
         "an unreadable document is left for the operator"
     );
-}
-
-#[tokio::test]
-async fn a_create_cut_short_by_a_crash_leaves_no_session() {
-    let (dir, s) = store().await;
-    let root = Session::new_root("p");
-    // What a crash before the create's sync can leave: no complete line.
-    let path = dir.path().join(format!("sessions/{}.jsonl", root.id));
-    std::fs::write(&path, b"{\"id\":\"half").unwrap();
-    assert_eq!(s.load(&root.id).await.unwrap(), None);
-    s.create(&root).await.unwrap();
-    assert_eq!(s.load(&root.id).await.unwrap(), Some(root));
 }
 
 #[tokio::test]
@@ -294,10 +274,11 @@ async fn a_session_stored_by_an_earlier_engine_cannot_be_created_again() {
 }
 
 /// A load that misses the cache must not fill it: it holds no lock, so it can
-/// read the file just before an update appends and cache the older version
-/// after the update cached its own; the next update would then start from
-/// the old version and drop the one before. Shown here by changing the file
-/// after a load: the next load must see the change, not a pinned copy.
+/// read the database just before an update writes and cache the older
+/// version after the update cached its own; the next update would then start
+/// from the old version and drop the one before. Shown here by changing the
+/// stored session after a load: the next load must see the change, not a
+/// pinned copy.
 #[tokio::test]
 async fn a_load_never_pins_an_older_version_in_the_cache() {
     let (dir, parent, _) = stored_family(0).await;
@@ -311,11 +292,11 @@ async fn a_load_never_pins_an_older_version_in_the_cache() {
         .is_empty());
     let mut newer = parent.clone();
     newer.messages.push(Message::user("written in between"));
-    let path = dir.path().join(format!("sessions/{}.jsonl", parent.id));
-    let mut log = std::fs::read(&path).unwrap();
-    log.extend(serde_json::to_vec(&newer).unwrap());
-    log.push(b'\n');
-    std::fs::write(&path, log).unwrap();
+    overwrite(
+        dir.path(),
+        &parent.id,
+        &serde_json::to_string(&newer).unwrap(),
+    );
     let back = s.load(&parent.id).await.unwrap().unwrap();
     assert_eq!(
         back.messages.len(),
@@ -355,7 +336,6 @@ async fn everything_the_store_creates_is_owner_only_under_umask_022() {
     let kid = Session::new_child(&root, ChildInfo::new("r", "a"));
     s.create(&kid).await.unwrap();
     s.save(&kid).await.unwrap();
-    // Enough growth to compact the log through a temp file and a rename.
     let big = "x".repeat(40 * 1024);
     for _ in 0..4 {
         s.update(&root.id, push(&big)).await.unwrap();
@@ -364,9 +344,10 @@ async fn everything_the_store_creates_is_owner_only_under_umask_022() {
     let s = FileStore::open(&data).await.unwrap();
     assert_eq!(child_ids(&s, &root.id).await, vec![kid.id.clone()]);
 
+    // While open: the database, its WAL and shared-memory files, the lock.
     let mut all = Vec::new();
     walk(&top.path().join("nested"), &mut all);
-    assert!(all.len() >= 8, "{all:?}");
+    assert!(all.len() >= 7, "{all:?}");
     for path in &all {
         let want = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode(path), want, "{} is {:o}", path.display(), mode(path));
@@ -374,14 +355,13 @@ async fn everything_the_store_creates_is_owner_only_under_umask_022() {
 }
 
 /// A data directory left by an earlier version, with group- and
-/// world-readable subdirectories and session files, is narrowed: the
-/// subdirectories at open, a session file when it is next written.
+/// world-readable subdirectories and files, is narrowed at open.
 #[tokio::test]
 async fn wider_modes_left_by_an_earlier_version_are_narrowed() {
     use std::os::unix::fs::PermissionsExt;
     let (dir, parent, _) = stored_family(1).await;
     let sessions = dir.path().join("sessions");
-    let file = sessions.join(format!("{}.jsonl", parent.id));
+    let file = sessions.join(super::db::FILE);
     let wide = |p: &std::path::Path, m: u32| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
     };
@@ -393,6 +373,8 @@ async fn wider_modes_left_by_an_earlier_version_are_narrowed() {
     assert_eq!(mode(&sessions), 0o700);
     s.update(&parent.id, push("again")).await.unwrap();
     assert_eq!(mode(&file), 0o600);
+    let wal = sessions.join(format!("{}-wal", super::db::FILE));
+    assert_eq!(mode(&wal), 0o600);
 }
 
 /// A data directory made for the engine (empty, like the front door's
@@ -464,6 +446,91 @@ async fn s5_sessions_are_listed_by_project_also_after_a_reopen() {
         [q.id.clone(), qc.id.clone()]
     );
     assert!(s.list_project("/src/none").await.unwrap().is_empty());
+}
+
+/// Listings by parent, project key, status and time come from the
+/// store's indices, a page at a time, in either order.
+#[tokio::test]
+async fn s11_queries_select_by_parent_project_status_and_time_a_page_at_a_time() {
+    use bamboo_domain::ChildStatus;
+    let (_d, s) = store().await;
+    let mut root = Session::new_root("p");
+    root.project_key = Some("/src/p".into());
+    s.create(&root).await.unwrap();
+    let other = Session::new_root("q");
+    s.create(&other).await.unwrap();
+    let mut kids = Vec::new();
+    for i in 0..10 {
+        let mut k = Session::new_child(&root, ChildInfo::new("r", format!("a{i}")));
+        k.created_at = root.created_at + chrono::Duration::seconds(i + 1);
+        if i % 3 == 0 {
+            k.child.as_mut().unwrap().status = ChildStatus::Running;
+        }
+        s.create(&k).await.unwrap();
+        kids.push(k);
+    }
+    let ids = |v: Vec<Summary>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let kid_ids = |f: &dyn Fn(usize) -> bool| {
+        (0..10)
+            .filter(|i| f(*i))
+            .map(|i| kids[i].id.clone())
+            .collect::<Vec<_>>()
+    };
+    let roots = Query {
+        parent: Parent::None,
+        ..Query::default()
+    };
+    assert_eq!(
+        ids(s.query(&roots).await.unwrap()),
+        [root.id.clone(), other.id.clone()]
+    );
+    assert_eq!(
+        ids(s.query(&Query::children_of(&root.id)).await.unwrap()),
+        kid_ids(&|_| true)
+    );
+    assert_eq!(
+        ids(s
+            .query(&Query::with_status(ChildStatus::Running))
+            .await
+            .unwrap()),
+        kid_ids(&|i| i % 3 == 0)
+    );
+    let project = Query {
+        project: Some("/src/p".into()),
+        ..Query::default()
+    };
+    // A child is of its parent's project.
+    let mut of_project = vec![root.id.clone()];
+    of_project.extend(kid_ids(&|_| true));
+    assert_eq!(ids(s.query(&project).await.unwrap()), of_project);
+    let window = Query {
+        since: Some(kids[2].created_at),
+        until: Some(kids[5].created_at),
+        ..Query::children_of(&root.id)
+    };
+    assert_eq!(
+        ids(s.query(&window).await.unwrap()),
+        kid_ids(&|i| (2..5).contains(&i))
+    );
+    // Newest first, four at a time, each page after the last one's end.
+    let mut page = Query {
+        newest_first: true,
+        limit: Some(4),
+        ..Query::children_of(&root.id)
+    };
+    let mut seen = Vec::new();
+    loop {
+        let got = s.query(&page).await.unwrap();
+        let Some(last) = got.last() else { break };
+        page.after = Some((last.created_at, last.id.clone()));
+        seen.extend(ids(got));
+    }
+    let mut newest_first = kid_ids(&|_| true);
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // The summary carries what a listing shows.
+    let one = &s.query(&Query::children_of(&root.id)).await.unwrap()[0];
+    assert_eq!(one, &Summary::of(&kids[0]));
 }
 
 #[tokio::test]
