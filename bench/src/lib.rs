@@ -9,6 +9,7 @@ mod fleet;
 pub mod hotpath;
 mod pool;
 mod remote;
+mod scale;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,7 +36,7 @@ pub fn report(name: &str, value: String, target: &str, ok: bool) {
 
 /// The groups [`run`] knows, in the order it runs them. `cargo xtask bench`
 /// checks names against its own copy of this list before building anything.
-pub const GROUPS: [&str; 5] = ["fleet", "engine", "executors", "remote", "pool"];
+pub const GROUPS: [&str; 6] = ["fleet", "engine", "executors", "remote", "pool", "scale"];
 
 /// The worker binary to benchmark, from `BAMBOO_WORKER_BIN`.
 pub fn worker_bin() -> Result<PathBuf> {
@@ -64,6 +65,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         if want("pool") {
             pool::run().await?;
+        }
+        if want("scale") {
+            scale::run().await?;
         }
         anyhow::Ok(())
     })

@@ -7,7 +7,7 @@ use crate::process::{cargo, command, output, step, target_dir};
 
 /// The bench groups, as `bamboo_bench::GROUPS` names them; checked here so a
 /// wrong name fails before two release builds (a test keeps the lists equal).
-pub const GROUPS: [&str; 5] = ["fleet", "engine", "executors", "remote", "pool"];
+pub const GROUPS: [&str; 6] = ["fleet", "engine", "executors", "remote", "pool", "scale"];
 
 /// Builds, then runs `groups` (all when empty). The worker is the deployment
 /// build: release, fat LTO, statically linked and not position-independent
