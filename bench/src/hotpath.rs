@@ -13,10 +13,10 @@ use bamboo_subagent::spec::ProvisionSpec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use bamboo_executors::cli::CliExecutor;
+use bamboo_executors::llm::client::RetryPolicy;
+use bamboo_executors::llm::LlmExecutor;
 use bamboo_testkit::{Reply, ScriptedServer};
-use bamboo_worker::executors::cli::CliExecutor;
-use bamboo_worker::executors::llm::client::RetryPolicy;
-use bamboo_worker::executors::llm::LlmExecutor;
 
 /// One measured run.
 #[derive(Debug, Clone)]

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use bamboo_cli::resume::children_to_resume;
 use bamboo_domain::ChildStatus;
 use bamboo_engine::{CreateChild, Engine};
 use bamboo_subagent::spec::ExecutorSpec;
-use bamboo_worker::front::resume::children_to_resume;
 use serde_json::Value;
 
 /// Generous bound for anything that should happen "soon".

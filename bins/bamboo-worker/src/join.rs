@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bamboo_executors::choice::ExecutorChoice;
 use bamboo_pool::worker::{join, ExecutorFactory, JoinOptions};
 use bamboo_pool::{NatsOptions, PoolName, PoolSettings};
 use bamboo_subagent::spec::ProvisionSpec;
-use bamboo_worker::front::ExecutorChoice;
 use tokio_util::sync::CancellationToken;
 
-use bamboo_worker::executor_flags::{passed_env, self_spec, ExecutorArgs};
+use bamboo_executors::flags::{passed_env, self_spec, ExecutorArgs};
 
 /// Flags of `join`.
 #[derive(Debug, clap::Args)]
@@ -154,6 +154,6 @@ fn factory(exec: &ExecutorArgs, choice: &ExecutorChoice) -> anyhow::Result<Execu
     let workspace = exec.workspace()?;
     let pass_env = passed_env(&exec.pass_env)?;
     let spec = self_spec(choice, &workspace, pass_env, "pool");
-    let executor = bamboo_worker::executors::build(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let executor = bamboo_executors::build(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Arc::new(move |_: &ProvisionSpec| Ok(executor.clone())))
 }

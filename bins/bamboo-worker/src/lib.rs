@@ -1,10 +1,7 @@
-//! The Bamboo fleet worker as a library: the real executors and the pieces of the
-//! `bamboo-worker` binary, so tests and benchmarks can reach them.
+//! The worker side of the `bamboo-worker` binary as a library (worker mode,
+//! `serve`), so tests and benchmarks can reach it. It depends on the
+//! executors and the protocol, never on the engine or the front door.
 
-pub mod executor_flags;
-pub mod executors;
-pub mod front;
-pub mod mcp;
 pub mod memory;
 pub mod resident;
 pub mod resident_pki;

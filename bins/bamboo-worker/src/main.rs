@@ -10,10 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bamboo_cli::{self as front, mcp};
+use bamboo_cli::{ApproveMode, Fallback};
+use bamboo_executors::flags::{passed_env, ExecutorArgs};
 use bamboo_subagent::spec::ExecutorKind;
-use bamboo_worker::executor_flags::{passed_env, ExecutorArgs};
-use bamboo_worker::front::{ApproveMode, Fallback};
-use bamboo_worker::{front, mcp, resident, serve};
+use bamboo_worker::{resident, serve};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -709,7 +710,7 @@ fn remote_target(a: &RunArgs) -> anyhow::Result<Option<front::RemoteTarget>> {
     };
     Ok(Some(front::RemoteTarget {
         endpoint: endpoint.clone(),
-        token: resident::read_token(token_file)?,
+        token: bamboo_subagent::token_file::read_token_file(token_file)?,
         ca_certs,
         max_connections: a.remote_max as usize,
     }))

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bamboo_subagent::resident::{serve_resident, tls, Drained, ResidentConfig};
+use bamboo_subagent::token_file::read_token_file;
 use bamboo_subagent::transport::Keepalive;
-use bamboo_subagent::Secret;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor_flags::{passed_env, self_spec, ExecutorArgs};
-use crate::executors;
-use crate::executors::proc::tree::kill_all_descendants;
 use crate::resident_pki::{self, SelfSigned};
+use bamboo_executors as executors;
+use bamboo_executors::flags::{passed_env, self_spec, ExecutorArgs};
+use bamboo_executors::proc::tree::kill_all_descendants;
 
 /// Flags of `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -158,37 +158,12 @@ fn config(args: &ServeArgs, made: Option<&SelfSigned>) -> anyhow::Result<Residen
         interval: Duration::from_millis(args.keepalive_ms.max(1)),
         timeout: Duration::from_millis(args.keepalive_timeout_ms.max(1)),
     };
-    let mut config = ResidentConfig::new(read_token(&args.token_file)?);
+    let mut config = ResidentConfig::new(read_token_file(&args.token_file)?);
     config.tls = tls;
     config.max_runs = args.max_runs;
     config.grace = Duration::from_secs(args.grace_secs);
     config.keepalive = Some(keepalive);
     Ok(config)
-}
-
-/// Reads the token file, refusing one that group or others may read.
-pub fn read_token(path: &Path) -> anyhow::Result<Secret> {
-    let shown = path.display();
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read the token file {shown}"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            bail!(
-                "the token file {shown} is readable by group or others (mode {mode:03o}): run chmod 600 {shown}"
-            );
-        }
-    }
-    let _ = meta;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {shown}"))?;
-    let token = text.trim();
-    if token.is_empty() {
-        bail!("the token file {shown} is empty: put a long random token in it (e.g. openssl rand -hex 32)");
-    }
-    Ok(Secret::new(token))
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

@@ -11,10 +11,10 @@ use bamboo_subagent::idle::IdleHook;
 use bamboo_subagent::worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::executors;
-use crate::executors::proc::tree::kill_all_descendants;
 use crate::memory;
 use crate::stdin_spec::read_spec;
+use bamboo_executors as executors;
+use bamboo_executors::proc::tree::kill_all_descendants;
 
 pub use parent::Parent;
 

@@ -14,6 +14,7 @@ pub mod record;
 pub mod resident;
 pub mod secret;
 pub mod spec;
+pub mod token_file;
 
 pub use secret::Secret;
 pub mod fabric;

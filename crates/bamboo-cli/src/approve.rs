@@ -160,7 +160,7 @@ impl NamedProgram {
     /// One more assignment the program runs on (a resumed child's).
     pub fn add_assignment(&self, assignment: &str) {
         if let Some((command, args)) = &self.program {
-            let line = crate::executors::cli::command_line_for(command, args, assignment);
+            let line = bamboo_executors::cli::command_line_for(command, args, assignment);
             self.lines
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

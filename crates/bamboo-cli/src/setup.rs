@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use bamboo_engine::credentials::CredentialResolver;
 use bamboo_engine::{ApprovalPolicy, Engine, Placement, RemoteEndpoint};
-use bamboo_subagent::spec::{ExecutorSpec, ProviderCredential};
+use bamboo_subagent::spec::ProviderCredential;
 
-use super::{ExecutorChoice, RunOptions};
+use super::RunOptions;
 
 /// Starts the engine with data under `data_dir`.
 pub async fn build_engine(
@@ -32,22 +32,9 @@ pub async fn build_engine(
     for (name, value) in &options.pass_env {
         builder = builder.pass_env(name, value.clone());
     }
-    builder = match &options.executor {
-        ExecutorChoice::Echo => builder.executor(ExecutorSpec::Echo),
-        ExecutorChoice::Cli { command, args, .. } => builder.executor(ExecutorSpec::CliAdapter {
-            command: command.clone(),
-            args: args.clone(),
-        }),
-        ExecutorChoice::Llm { .. } => builder.executor(ExecutorSpec::BambooRuntime),
-        ExecutorChoice::Agent { spec, .. } => builder.executor(spec.clone()),
-    };
+    builder = builder.executor(options.executor.spec());
     if let Some(p) = options.executor.provider() {
-        builder = builder.credentials(Arc::new(OneCredential(ProviderCredential {
-            provider: p.model.provider.clone(),
-            api_key: p.api_key.clone(),
-            base_url: p.base_url.clone(),
-            provider_type: Some("openai".into()),
-        })));
+        builder = builder.credentials(Arc::new(OneCredential(p.credential())));
     }
     if let Some(r) = &options.remote {
         let mut remote = RemoteEndpoint::new(r.token.clone());

@@ -37,7 +37,7 @@ pub async fn serve(shared: Arc<Shared>, args: &McpArgs) -> anyhow::Result<()> {
     let Some(token_file) = &args.token_file else {
         bail!("--listen needs --token-file FILE: a file (mode 600) holding the bearer token clients must present");
     };
-    let token = crate::resident::read_token(token_file)?;
+    let token = bamboo_subagent::token_file::read_token_file(token_file)?;
     let tls = tls_acceptor(args)?;
     if tls.is_none() && !listen.ip().is_loopback() && !args.insecure_no_tls {
         bail!(

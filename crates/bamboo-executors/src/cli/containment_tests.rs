@@ -8,7 +8,7 @@ use bamboo_subagent::executor::{Executor, RunRequest};
 use bamboo_subagent::spec::ProvisionSpec;
 
 use super::{CliExecutor, OUTPUT_DRAIN};
-use crate::executors::testkit::{cancel_and_wait, events_until, test_run};
+use crate::testkit::{cancel_and_wait, events_until, test_run};
 
 const LIMIT: Duration = Duration::from_secs(20);
 

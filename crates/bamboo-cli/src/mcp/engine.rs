@@ -10,9 +10,9 @@ use bamboo_engine::Engine;
 use bamboo_subagent::spec::ProviderCredential;
 
 use super::args::{McpArgs, Settings};
-use crate::executor_flags::self_spec;
-use crate::front::approve::{FrontPolicy, NamedProgram};
-use crate::front::{ApproveMode, Fallback};
+use crate::approve::{FrontPolicy, NamedProgram};
+use crate::{ApproveMode, Fallback};
+use bamboo_executors::flags::self_spec;
 
 /// What every connection of this process shares.
 #[derive(Debug, Clone)]

@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::CodexExecutor;
-use crate::executors::host::{ask_host, Approval};
-use crate::executors::proc::tree::RunMark;
-use crate::executors::proc::KILL_GRACE;
+use crate::host::{ask_host, Approval};
+use crate::proc::tree::RunMark;
+use crate::proc::KILL_GRACE;
 
 /// Request ids of the calls this client makes.
 const INITIALIZE: u64 = 1;
@@ -52,12 +52,10 @@ pub async fn run(exec: &CodexExecutor, request: RunRequest, ctx: RunContext) -> 
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return RunOutcome::error("codex app-server: its stdin/stdout were not captured");
     };
-    let stderr = child.stderr.take().map(|e| {
-        tokio::spawn(crate::executors::proc::read_tail(
-            e,
-            super::STDERR_TAIL_BYTES,
-        ))
-    });
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| tokio::spawn(crate::proc::read_tail(e, super::STDERR_TAIL_BYTES)));
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
     let writer = tokio::spawn(async move {
         while let Some(v) = rx.recv().await {

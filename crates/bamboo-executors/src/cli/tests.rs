@@ -8,9 +8,7 @@ use bamboo_subagent::executor::{Executor, HostBridge, RunRequest};
 use bamboo_subagent::spec::ProvisionSpec;
 
 use super::CliExecutor;
-use crate::executors::testkit::{
-    cancel_and_wait, drain, events_until, test_run, tokens, ScriptedHost,
-};
+use crate::testkit::{cancel_and_wait, drain, events_until, test_run, tokens, ScriptedHost};
 
 const LIMIT: Duration = Duration::from_secs(20);
 

@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use tokio::process::Command;
 
 use super::workspace::Workspace;
-use crate::executors::env::child_env;
-use crate::executors::host::{ask_approval, Approval};
-use crate::executors::proc::{read_tail, ProcessGroup};
+use crate::env::child_env;
+use crate::host::{ask_approval, Approval};
+use crate::proc::{read_tail, ProcessGroup};
 
 /// Most bytes `read_file` returns; longer files are cut with a note.
 pub const MAX_READ_BYTES: usize = 256 * 1024;

@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use bamboo_domain::ModelRef;
 use bamboo_subagent::spec::{
-    Capabilities, ClaudeCodeSpec, CodexSpec, ExecutorKind, ExecutorSpec, ProviderCredential,
-    ProvisionSpec,
+    Capabilities, ClaudeCodeSpec, CodexSpec, ExecutorKind, ExecutorSpec, ProvisionSpec,
 };
 use bamboo_subagent::Secret;
 
-use crate::executors::env::provider_key_var;
-use crate::executors::registry::ExecutorFlag;
-use crate::front::{ExecutorChoice, Provider};
+use crate::choice::{ExecutorChoice, Provider};
+use crate::env::provider_key_var;
+use crate::registry::ExecutorFlag;
 
 /// Executor flags, shared by `run` and `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -314,27 +313,14 @@ pub fn self_spec(
     pass_env: Vec<(String, Secret)>,
     name: &str,
 ) -> ProvisionSpec {
-    let executor = match choice {
-        ExecutorChoice::Echo => ExecutorSpec::Echo,
-        ExecutorChoice::Cli { command, args, .. } => ExecutorSpec::CliAdapter {
-            command: command.clone(),
-            args: args.clone(),
-        },
-        ExecutorChoice::Llm { .. } => ExecutorSpec::BambooRuntime,
-        ExecutorChoice::Agent { spec, .. } => spec.clone(),
-    };
+    let executor = choice.spec();
     let provider = choice.provider();
     let mut spec = ProvisionSpec::new(name, executor, "");
     spec.workspace = Some(workspace.to_string_lossy().into_owned());
     spec.reusable = true;
     if let Some(p) = provider {
         spec.model = Some(p.model.clone());
-        spec.secrets.provider_credentials = vec![ProviderCredential {
-            provider: p.model.provider.clone(),
-            api_key: p.api_key.clone(),
-            base_url: p.base_url.clone(),
-            provider_type: Some("openai".into()),
-        }];
+        spec.secrets.provider_credentials = vec![p.credential()];
     }
     spec.secrets.pass_env = pass_env.into_iter().collect();
     spec.capabilities = Capabilities {

@@ -12,18 +12,18 @@
 //!   the tail of stderr ([`STDERR_TAIL_BYTES`]).
 //! - The program runs in its own process group, with a unique
 //!   [`RUN_MARK_VAR`] in its environment, under a worker that adopts orphans
-//!   (see [`crate::executors::proc::tree`]), and in a cgroup v2 leaf of its
+//!   (see [`crate::proc::tree`]), and in a cgroup v2 leaf of its
 //!   own where the worker may create one
-//!   ([`crate::executors::proc::cgroup`]). Cancel, a run timeout or a
+//!   ([`crate::proc::cgroup`]). Cancel, a run timeout or a
 //!   dropped run stop the group and every descendant (the whole leaf, else
 //!   every marked one), `setsid` ones included (SIGTERM, then SIGKILL after
-//!   [`crate::executors::proc::KILL_GRACE`]). The run ends when the program
+//!   [`crate::proc::KILL_GRACE`]). The run ends when the program
 //!   exits: what it left running is killed, and the rest of stdout is read
 //!   while it flows (no line for [`OUTPUT_DRAIN`] ends it, [`DRAIN_CAP`] at
 //!   most), so a descendant holding it open cannot hold the run and a slow
 //!   parent loses no line. A worker killed outright takes its program along (PR_SET_PDEATHSIG).
 //! - The environment is the worker's minus secrets, plus only the child
-//!   provider's key (see [`crate::executors::env`]).
+//!   provider's key (see [`crate::env`]).
 
 #[cfg(test)]
 mod containment_tests;

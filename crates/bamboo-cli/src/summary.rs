@@ -172,7 +172,7 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::front::children::Children;
+    use crate::children::Children;
 
     #[test]
     fn durations_read_well() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use bamboo_subagent::Secret;
 
-use crate::executor_flags::{passed_env, ExecutorArgs};
-use crate::front::{self, ApproveMode, ExecutorChoice};
+use crate::{units, ApproveMode, ExecutorChoice};
+use bamboo_executors::flags::{passed_env, ExecutorArgs};
 
 /// Flags of `mcp`.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,7 +61,7 @@ pub struct McpArgs {
     pub approve_tools: Vec<String>,
     /// How long a request waits for an answer before it is denied:
     /// seconds, or 90s, 15m.
-    #[arg(help_heading = "Approvals", long, default_value = "300", value_name = "DURATION", value_parser = front::units::parse_duration)]
+    #[arg(help_heading = "Approvals", long, default_value = "300", value_name = "DURATION", value_parser = units::parse_duration)]
     pub approval_timeout: Duration,
 
     /// At most this many children run at once.

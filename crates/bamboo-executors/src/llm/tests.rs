@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::client::RetryPolicy;
 use super::LlmExecutor;
-use crate::executors::testkit::{
+use crate::testkit::{
     cancel_and_wait, drain, events_until, test_run, tokens, Received, Reply, ScriptedHost,
     ScriptedServer,
 };

@@ -1,13 +1,15 @@
-//! `bamboo-worker run`: the command-line front door. Builds an engine, creates
-//! one named child per assignment under a root session, prints the root's
-//! event log as it grows (for people, or as NDJSON with `--json`), answers or
-//! asks about approvals, and ends with a summary.
+//! The front doors of Bamboo fleet, which the `bamboo-worker` binary
+//! dispatches to: `run` (the command line: builds an engine, creates one
+//! named child per assignment under a root session, prints the root's event
+//! log as it grows, for people or as NDJSON with `--json`, answers or asks
+//! about approvals, and ends with a summary), `sessions` ([`sessions`]) and
+//! the MCP server ([`mcp`]).
 //!
-//! Modules: [`names`] (child names), [`units`] (durations), [`children`]
-//! (per-child state), [`render`] and [`style`] (human output), [`json`]
-//! (NDJSON), [`status`] (live status area), [`summary`] (final table),
-//! [`approve`] and [`prompt`] (approvals), [`signals`], [`reaper`] (temp
-//! dir), [`out`] (stdout that survives a closed pipe), `feed` (engine
+//! Modules of `run`: [`names`] (child names), [`units`] (durations),
+//! [`children`] (per-child state), [`render`] and [`style`] (human output),
+//! [`json`] (NDJSON), [`status`] (live status area), [`summary`] (final
+//! table), [`approve`] and [`prompt`] (approvals), [`signals`], [`reaper`]
+//! (temp dir), [`out`] (stdout that survives a closed pipe), `feed` (engine
 //! streams), `setup` (engine), `drive` (the loop). Like GNU parallel:
 //! [`parallel`] (the flags), [`retry`], [`halt`], [`joblog`], [`results`],
 //! [`group`], [`progress`].
@@ -22,6 +24,7 @@ pub mod halt;
 pub mod ids;
 pub mod joblog;
 pub mod json;
+pub mod mcp;
 pub mod names;
 pub mod out;
 pub mod pager;
@@ -49,62 +52,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bamboo_domain::ModelRef;
 use bamboo_subagent::Secret;
 
 pub use approve::{ApproveMode, Fallback};
-
-/// Which executor the children run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecutorChoice {
-    /// Echo the assignment back.
-    Echo,
-    /// Run a command-line agent.
-    Cli {
-        /// The program.
-        command: String,
-        /// Its arguments (`{assignment}` is replaced).
-        args: Vec<String>,
-        /// The provider whose key the program gets in its environment
-        /// (its usual variable, e.g. `ANTHROPIC_API_KEY`); none: no key.
-        provider: Option<Provider>,
-    },
-    /// The agent loop over an OpenAI-compatible endpoint.
-    Llm {
-        /// The model and its key.
-        provider: Provider,
-    },
-    /// A coding agent (Claude Code, Codex) as the child's engine.
-    Agent {
-        /// Its `claude_code` or `codex` spec.
-        spec: bamboo_subagent::spec::ExecutorSpec,
-        /// The key (and base URL) it gets in its own environment; none: the
-        /// agent's own login.
-        provider: Option<Provider>,
-    },
-}
-
-/// A model and the credential of its provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provider {
-    /// `provider/model`.
-    pub model: ModelRef,
-    /// API base URL, when not the provider's default.
-    pub base_url: Option<String>,
-    /// The API key, read from the environment of `run`.
-    pub api_key: Secret,
-}
-
-impl ExecutorChoice {
-    /// The model and credential the children get, if any.
-    pub fn provider(&self) -> Option<&Provider> {
-        match self {
-            Self::Echo => None,
-            Self::Cli { provider, .. } | Self::Agent { provider, .. } => provider.as_ref(),
-            Self::Llm { provider } => Some(provider),
-        }
-    }
-}
+pub use bamboo_executors::choice::{ExecutorChoice, Provider};
 
 /// How gated actions are answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +221,6 @@ pub async fn run(options: RunOptions, data_dir: PathBuf) -> anyhow::Result<Outco
         let _ = tokio::time::timeout(Duration::from_secs(10), engine.shutdown()).await;
     }
     // What a worker killed outright left in its cgroup leaf (F12).
-    crate::executors::proc::cgroup::sweep_stale_leaves().await;
+    bamboo_executors::proc::cgroup::sweep_stale_leaves().await;
     outcome
 }

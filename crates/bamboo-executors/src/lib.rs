@@ -1,10 +1,14 @@
 //! Executors the worker can run, chosen by the spec's `executor.kind`
-//! through the [`registry`].
+//! through the [`registry`]; and the executor flags ([`flags`]) that front
+//! ends and resident workers turn into an [`choice::ExecutorChoice`] and a
+//! worker spec.
 
+pub mod choice;
 pub mod claude;
 pub mod cli;
 pub mod codex;
 pub mod env;
+pub mod flags;
 pub mod host;
 pub mod llm;
 pub mod proc;
