@@ -68,7 +68,10 @@ async fn front_door(args: &[&str], stdout: Stdio) -> Result<Measured> {
     let wall = started.elapsed();
     if !status.success() {
         let tail = tail.await.unwrap_or_default();
-        bail!("bamboo-worker run {} failed ({status}): {tail}", args.join(" "));
+        bail!(
+            "bamboo-worker run {} failed ({status}): {tail}",
+            args.join(" ")
+        );
     }
     Ok(Measured { wall, peak_kib })
 }
@@ -261,7 +264,11 @@ async fn our_worker_after(assignment: &str) -> Result<u64> {
     use bamboo_subagent::frames::{ChildFrame, ParentFrame, RunRequest};
     use bamboo_subagent::spec::{ExecutorSpec, ProvisionSpec};
     let fabric = tempfile::tempdir()?;
-    let mut spec = ProvisionSpec::new("scale-ours", ExecutorSpec::Echo, fabric.path().to_string_lossy());
+    let mut spec = ProvisionSpec::new(
+        "scale-ours",
+        ExecutorSpec::Echo,
+        fabric.path().to_string_lossy(),
+    );
     spec.identity.role = "bench".into();
     spec.identity.depth = 1;
     spec.reusable = true;

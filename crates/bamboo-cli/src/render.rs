@@ -24,8 +24,9 @@ pub struct Human {
     tails: HashMap<usize, String>,
     /// Lines start with `[name]` (`--no-tag` turns it off).
     tag: bool,
-    /// Lines start with this time (`--timestamps`): the current event's.
-    stamp: Option<String>,
+    /// Lines start with this time (`--timestamps`): the current event's,
+    /// formatted only when a line is printed (most tokens print none).
+    stamp: Option<chrono::DateTime<chrono::Utc>>,
     timestamps: bool,
 }
 
@@ -53,7 +54,7 @@ impl Human {
     /// The time of the event being rendered, for `--timestamps`.
     pub fn at(&mut self, time: chrono::DateTime<chrono::Utc>) {
         if self.timestamps {
-            self.stamp = Some(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            self.stamp = Some(time);
         }
     }
 
@@ -304,7 +305,7 @@ impl Human {
 
     fn line(&self, out: &mut Out, who: &Who, text: &str) -> Result<(), Closed> {
         if let Some(stamp) = &self.stamp {
-            out.write(stamp)?;
+            out.write(&stamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
             out.write(" ")?;
         }
         // Quiet results of a single child go untagged, as before.
