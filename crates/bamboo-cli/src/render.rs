@@ -451,6 +451,31 @@ mod tests {
     }
 
     #[test]
+    fn a_token_extends_the_waiting_line_in_place() {
+        // A line rebuilt per token would move to a new allocation each time;
+        // grown in place it moves only when its capacity doubles.
+        let c = who("c", true);
+        let mut out = Out::new(Box::new(Buf::default()));
+        let style = Style {
+            colour: false,
+            sanitize: true,
+        };
+        let mut human = Human::new(style, false, 1);
+        let token = wrapped(AgentEvent::token("w "));
+        let (mut moves, mut at) = (0, std::ptr::null());
+        for _ in 0..20_000 {
+            human.event(&mut out, &c, &token).unwrap();
+            let now = human.partial["c"].as_ptr();
+            if now != at {
+                moves += 1;
+                at = now;
+            }
+        }
+        assert_eq!(human.partial["c"].len(), 40_000);
+        assert!(moves <= 24, "the line moved {moves} times");
+    }
+
+    #[test]
     fn a_result_already_streamed_is_recognised_even_truncated() {
         assert!(already_streamed("a\nb\n", "a\nb\n"));
         assert!(already_streamed(

@@ -205,6 +205,82 @@ fn dir_name(name: &str) -> String {
 mod tests {
     use super::*;
 
+    fn child(name: &str) -> Child {
+        Child {
+            id: "id".into(),
+            name: name.into(),
+            phase: super::super::children::Phase::Done(bamboo_domain::CompletionStatus::Completed),
+            started: None,
+            ended: None,
+            tokens: 0,
+            error: None,
+            result: Some("done".into()),
+            assignment: None,
+            worker: None,
+            usage: None,
+            worktree: None,
+        }
+    }
+
+    fn status(name: &str) -> Status<'_> {
+        Status {
+            name,
+            child_id: "id",
+            status: "completed".into(),
+            tries: 1,
+            exit_code: None,
+            started_at: None,
+            ended_at: None,
+            duration_ms: 0,
+            error: None,
+            assignment: None,
+            worker: "local",
+        }
+    }
+
+    fn own(event: AgentEvent) -> AgentEvent {
+        AgentEvent::SubAgentEvent {
+            parent_session_id: "root".into(),
+            child_session_id: "id".into(),
+            event: Box::new(event),
+        }
+    }
+
+    #[test]
+    fn a_tries_text_is_on_disk_as_it_comes_and_complete_when_it_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = Results::create(tmp.path()).unwrap();
+        let d = tmp.path().join("job");
+        for _ in 0..10_000 {
+            r.event(0, "job", true, &own(AgentEvent::token("ab")), "{}");
+        }
+        r.event(
+            0,
+            "job",
+            true,
+            &own(AgentEvent::Stderr {
+                line: "warn".into(),
+            }),
+            "{}",
+        );
+        // Streamed, not kept: past the writer's buffer it is in the file.
+        let part = std::fs::read_to_string(d.join(STDOUT_PART)).unwrap();
+        assert!(part.len() >= 10_000, "{} bytes on disk so far", part.len());
+        r.try_ended(0, &child("job"), &status("job")).unwrap();
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(read("stdout"), "ab".repeat(10_000));
+        assert_eq!(read("stderr"), "warn\n");
+        assert_eq!(read("result"), "done");
+        assert_eq!(read("events.ndjson").lines().count(), 10_001);
+        assert!(!d.join(STDOUT_PART).exists() && !d.join(STDERR_PART).exists());
+        // A second try replaces the text and adds to the events.
+        r.event(0, "job", true, &own(AgentEvent::token("again")), "{}");
+        r.try_ended(0, &child("job"), &status("job")).unwrap();
+        assert_eq!(read("stdout"), "again");
+        assert_eq!(read("stderr"), "");
+        assert_eq!(read("events.ndjson").lines().count(), 10_002);
+    }
+
     #[test]
     fn names_cannot_leave_the_directory() {
         assert_eq!(dir_name("fix-it"), "fix-it");

@@ -128,3 +128,122 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bamboo_domain::AgentEvent;
+    use futures::StreamExt;
+
+    use crate::worker::{ActorWorker, LaunchError, WorkerLauncher};
+    use crate::{CreateChild, Engine, EngineError, Since};
+
+    /// Every run fails to get a worker: enough to see that each ran.
+    #[derive(Debug)]
+    struct NoWorkers;
+
+    #[async_trait::async_trait]
+    impl WorkerLauncher for NoWorkers {
+        async fn launch(
+            &self,
+            _: &bamboo_subagent::spec::ProvisionSpec,
+        ) -> Result<Box<dyn ActorWorker>, LaunchError> {
+            Err(LaunchError("no workers in this test".into()))
+        }
+    }
+
+    async fn engine(dir: &std::path::Path, max_running: usize) -> Engine {
+        Engine::builder(dir)
+            .launcher(Arc::new(NoWorkers))
+            .max_running(max_running)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn named(parent: &str, assignment: &str, title: &str) -> CreateChild {
+        let mut c = CreateChild::new(parent, assignment);
+        c.title = Some(title.into());
+        c
+    }
+
+    #[tokio::test]
+    async fn each_input_gets_its_result_in_order_and_a_refused_one_stops_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), 2).await;
+        let root = engine.create_root("root", None).await.unwrap().id;
+        let results = engine
+            .create_children(vec![
+                named(&root, "first", "a"),
+                named(&root, "  ", "blank"),
+                named(&root, "second", "b"),
+                named("no-such-parent", "third", "c"),
+                named(&root, "fourth", "d"),
+            ])
+            .await;
+        assert_eq!(results.len(), 5);
+        let titles: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().map(|c| c.title.clone()).ok())
+            .collect();
+        assert_eq!(
+            titles,
+            vec![
+                Some("a".into()),
+                None,
+                Some("b".into()),
+                None,
+                Some("d".into())
+            ]
+        );
+        assert!(matches!(results[1], Err(EngineError::InvalidInput(_))));
+        assert!(matches!(results[3], Err(EngineError::NotFound(_))));
+        let mut stored: Vec<String> = engine
+            .list_children(&root)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.title)
+            .collect();
+        stored.sort();
+        assert_eq!(stored, vec!["a", "b", "d"], "exactly the accepted ones");
+        engine.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn auto_run_children_beyond_the_free_slots_run_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), 2).await;
+        let root = engine.create_root("root", None).await.unwrap().id;
+        let mut events = engine.events(&root, Since::Start);
+        let inputs: Vec<CreateChild> = (0..6)
+            .map(|i| {
+                let mut c = named(&root, "go", &format!("c{i}"));
+                c.auto_run = true;
+                c
+            })
+            .collect();
+        let created: Vec<String> = engine
+            .create_children(inputs)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().id)
+            .collect();
+        let mut ended = std::collections::HashSet::new();
+        while ended.len() < created.len() {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(20), events.next())
+                .await
+                .expect("every child's run ends")
+                .expect("the log stays open");
+            if let AgentEvent::SubAgentCompleted {
+                child_session_id, ..
+            } = &*e.event
+            {
+                ended.insert(child_session_id.clone());
+            }
+        }
+        assert!(created.iter().all(|id| ended.contains(id)));
+        engine.shutdown().await;
+    }
+}
