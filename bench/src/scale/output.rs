@@ -109,23 +109,13 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// A file of one assignment: [`LINE_TOKENS`] one-letter words, which the
-/// echo child streams as that many tokens on one line.
-fn line_file(dir: &Path) -> Result<std::path::PathBuf> {
-    let path = dir.join("one-line.txt");
-    let mut line = "w ".repeat(LINE_TOKENS);
-    line.pop();
-    line.push('\n');
-    std::fs::write(&path, line)?;
-    Ok(path)
-}
-
 /// 1M tokens on one line, each output mode against `--json`, runs
 /// interleaved so machine noise hits every mode alike; and the front door's
 /// peak memory while that one child streams.
 async fn long_line(dir: &Path) -> Result<()> {
-    let from = line_file(dir)?;
-    let from = from.to_str().context("temp path is not UTF-8")?;
+    // A short assignment whose echo child streams LINE_TOKENS tokens of
+    // "w " with no newline: one line, as a model writing a minified file.
+    let assignment = format!("__repeat:{LINE_TOKENS}:w");
     let results = dir.join("results");
     let results = results.to_str().context("temp path is not UTF-8")?;
     let modes: [(&str, Vec<&str>); 6] = [
@@ -141,8 +131,8 @@ async fn long_line(dir: &Path) -> Result<()> {
     for _ in 0..LINE_RUNS {
         for (i, (_, flags)) in modes.iter().enumerate() {
             let out = dir.join("out");
-            let mut args = vec!["--from", from];
-            args.extend(flags);
+            let mut args: Vec<&str> = flags.clone();
+            args.push(&assignment);
             let m = front_door(&args, Stdio::from(std::fs::File::create(&out)?)).await?;
             std::fs::remove_file(&out)?;
             let _ = std::fs::remove_dir_all(dir.join("results"));
