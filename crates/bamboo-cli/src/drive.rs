@@ -498,9 +498,9 @@ impl<'a> Front<'a> {
         }
         self.human.at(logged.time);
         if let (Some(r), Some(w)) = (&mut self.results, &who) {
-            if w.top != usize::MAX {
+            if let Some(child) = self.children.get(w.top) {
                 let line = json::event_line(logged.seq, logged.time, Some(w), &logged.event);
-                r.event(w.top, w.is_top, &logged.event, &line);
+                r.event(w.top, &child.name, w.is_top, &logged.event, &line);
             }
         }
         let printed = self.print(&logged, who.as_ref());

@@ -24,8 +24,9 @@ pub struct Human {
     tails: HashMap<usize, String>,
     /// Lines start with `[name]` (`--no-tag` turns it off).
     tag: bool,
-    /// Lines start with this time (`--timestamps`): the current event's.
-    stamp: Option<String>,
+    /// Lines start with this time (`--timestamps`): the current event's,
+    /// formatted only when a line is printed (most tokens print none).
+    stamp: Option<chrono::DateTime<chrono::Utc>>,
     timestamps: bool,
 }
 
@@ -53,7 +54,7 @@ impl Human {
     /// The time of the event being rendered, for `--timestamps`.
     pub fn at(&mut self, time: chrono::DateTime<chrono::Utc>) {
         if self.timestamps {
-            self.stamp = Some(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            self.stamp = Some(time);
         }
     }
 
@@ -304,7 +305,7 @@ impl Human {
 
     fn line(&self, out: &mut Out, who: &Who, text: &str) -> Result<(), Closed> {
         if let Some(stamp) = &self.stamp {
-            out.write(stamp)?;
+            out.write(&stamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
             out.write(" ")?;
         }
         // Quiet results of a single child go untagged, as before.
@@ -447,6 +448,31 @@ mod tests {
             text,
             "[c] x\n[c] error: program failed\n[c]   stderr line\n"
         );
+    }
+
+    #[test]
+    fn a_token_extends_the_waiting_line_in_place() {
+        // A line rebuilt per token would move to a new allocation each time;
+        // grown in place it moves only when its capacity doubles.
+        let c = who("c", true);
+        let mut out = Out::new(Box::new(Buf::default()));
+        let style = Style {
+            colour: false,
+            sanitize: true,
+        };
+        let mut human = Human::new(style, false, 1);
+        let token = wrapped(AgentEvent::token("w "));
+        let (mut moves, mut at) = (0, std::ptr::null());
+        for _ in 0..20_000 {
+            human.event(&mut out, &c, &token).unwrap();
+            let now = human.partial["c"].as_ptr();
+            if now != at {
+                moves += 1;
+                at = now;
+            }
+        }
+        assert_eq!(human.partial["c"].len(), 40_000);
+        assert!(moves <= 24, "the line moved {moves} times");
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! streamed text), `stderr` (its `stderr` events' lines), `result` (its final
 //! answer, when it completed), `events.ndjson` (every logged event about it
 //! and its nested sessions, as `--json` prints them) and `status.json`.
-//! What a try produces is kept in memory and written when the try ends:
-//! `stdout`, `stderr`, `result` and `status.json` then hold the latest try,
-//! `events.ndjson` every try.
+//! `stdout`, `stderr`, `result` and `status.json` hold the latest try,
+//! `events.ndjson` every try. A try's output goes to the files as it comes
+//! (its text to `stdout.part` and `stderr.part`, renamed when the try ends),
+//! so a long stream costs no memory here.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -20,15 +22,49 @@ use super::children::Child;
 #[derive(Debug)]
 pub struct Results {
     dir: PathBuf,
-    open: HashMap<usize, Buffers>,
+    open: HashMap<usize, Open>,
 }
 
-#[derive(Debug, Default)]
-struct Buffers {
-    stdout: String,
-    stderr: String,
-    events: String,
+/// One child's try in progress: its files, or why they could not be
+/// written (said once, when the try ends).
+#[derive(Debug)]
+struct Open {
+    dir: PathBuf,
+    files: Result<Files, String>,
 }
+
+#[derive(Debug)]
+struct Files {
+    stdout: BufWriter<File>,
+    stderr: BufWriter<File>,
+    events: BufWriter<File>,
+}
+
+impl Files {
+    fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let events = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("events.ndjson"))?;
+        Ok(Self {
+            stdout: BufWriter::new(File::create(dir.join(STDOUT_PART))?),
+            stderr: BufWriter::new(File::create(dir.join(STDERR_PART))?),
+            events: BufWriter::new(events),
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stdout.flush()?;
+        self.stderr.flush()?;
+        self.events.flush()
+    }
+}
+
+/// Where a try's text goes until the try ends.
+const STDOUT_PART: &str = "stdout.part";
+/// Where a try's `stderr` lines go until the try ends.
+const STDERR_PART: &str = "stderr.part";
 
 /// `status.json`.
 #[derive(Debug, Serialize)]
@@ -77,54 +113,80 @@ impl Results {
         })
     }
 
-    /// Keeps one event about child `top`: its NDJSON line (`json_line`,
-    /// without newline), and its text when it is the child's own.
-    pub fn event(&mut self, top: usize, is_top: bool, event: &AgentEvent, json_line: &str) {
-        let b = self.open.entry(top).or_default();
-        b.events.push_str(json_line);
-        b.events.push('\n');
-        let AgentEvent::SubAgentEvent { event, .. } = event else {
+    /// Writes one event about child `top` (named `name`): its NDJSON line
+    /// (`json_line`, without newline), and its text when it is the child's
+    /// own.
+    pub fn event(
+        &mut self,
+        top: usize,
+        name: &str,
+        is_top: bool,
+        event: &AgentEvent,
+        json_line: &str,
+    ) {
+        let root = &self.dir;
+        let open = self.open.entry(top).or_insert_with(|| {
+            let dir = root.join(dir_name(name));
+            let files = Files::open(&dir).map_err(|e| e.to_string());
+            Open { dir, files }
+        });
+        let Ok(files) = &mut open.files else {
             return;
         };
-        match &**event {
-            AgentEvent::Token { content } if is_top => b.stdout.push_str(content),
-            AgentEvent::Stderr { line } if is_top => {
-                b.stderr.push_str(line);
-                b.stderr.push('\n');
-            }
-            _ => {}
+        let mut wrote = files
+            .events
+            .write_all(json_line.as_bytes())
+            .and_then(|_| files.events.write_all(b"\n"));
+        if let AgentEvent::SubAgentEvent { event, .. } = event {
+            wrote = wrote.and_then(|_| match &**event {
+                AgentEvent::Token { content } if is_top => {
+                    files.stdout.write_all(content.as_bytes())
+                }
+                AgentEvent::Stderr { line } if is_top => files
+                    .stderr
+                    .write_all(line.as_bytes())
+                    .and_then(|_| files.stderr.write_all(b"\n")),
+                _ => Ok(()),
+            });
+        }
+        if let Err(e) = wrote {
+            open.files = Err(e.to_string());
         }
     }
 
-    /// Writes child `top`'s files at the end of a try.
+    /// Finishes child `top`'s files at the end of a try.
     pub fn try_ended(
         &mut self,
         top: usize,
         child: &Child,
         status: &Status<'_>,
     ) -> Result<(), String> {
-        let b = self.open.remove(&top).unwrap_or_default();
-        let dir = self.dir.join(dir_name(&child.name));
-        let what = |e: std::io::Error| {
+        let (dir, files) = match self.open.remove(&top) {
+            Some(open) => (open.dir, open.files),
+            // A try with no event (it never started): empty text files.
+            None => {
+                let dir = self.dir.join(dir_name(&child.name));
+                let files = Files::open(&dir).map_err(|e| e.to_string());
+                (dir, files)
+            }
+        };
+        let what = |e: String| {
             format!(
                 "cannot write the --results files of [{}] in {}: {e}",
                 child.name,
                 dir.display()
             )
         };
-        std::fs::create_dir_all(&dir).map_err(what)?;
-        std::fs::write(dir.join("stdout"), &b.stdout).map_err(what)?;
-        std::fs::write(dir.join("stderr"), &b.stderr).map_err(what)?;
-        std::fs::write(dir.join("result"), child.result.as_deref().unwrap_or("")).map_err(what)?;
-        let mut events = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("events.ndjson"))
-            .map_err(what)?;
-        events.write_all(b.events.as_bytes()).map_err(what)?;
+        let mut files = files.map_err(what)?;
+        let io = |e: std::io::Error| what(e.to_string());
+        files.flush().map_err(io)?;
+        drop(files);
+        std::fs::rename(dir.join(STDOUT_PART), dir.join("stdout")).map_err(io)?;
+        std::fs::rename(dir.join(STDERR_PART), dir.join("stderr")).map_err(io)?;
+        std::fs::write(dir.join("result"), child.result.as_deref().unwrap_or("")).map_err(io)?;
         let mut json = serde_json::to_string_pretty(status).unwrap_or_default();
         json.push('\n');
-        std::fs::write(dir.join("status.json"), json).map_err(what)?;
+        std::fs::write(dir.join("status.json"), json).map_err(io)?;
         Ok(())
     }
 }
@@ -142,6 +204,82 @@ fn dir_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn child(name: &str) -> Child {
+        Child {
+            id: "id".into(),
+            name: name.into(),
+            phase: super::super::children::Phase::Done(bamboo_domain::CompletionStatus::Completed),
+            started: None,
+            ended: None,
+            tokens: 0,
+            error: None,
+            result: Some("done".into()),
+            assignment: None,
+            worker: None,
+            usage: None,
+            worktree: None,
+        }
+    }
+
+    fn status(name: &str) -> Status<'_> {
+        Status {
+            name,
+            child_id: "id",
+            status: "completed".into(),
+            tries: 1,
+            exit_code: None,
+            started_at: None,
+            ended_at: None,
+            duration_ms: 0,
+            error: None,
+            assignment: None,
+            worker: "local",
+        }
+    }
+
+    fn own(event: AgentEvent) -> AgentEvent {
+        AgentEvent::SubAgentEvent {
+            parent_session_id: "root".into(),
+            child_session_id: "id".into(),
+            event: Box::new(event),
+        }
+    }
+
+    #[test]
+    fn a_tries_text_is_on_disk_as_it_comes_and_complete_when_it_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = Results::create(tmp.path()).unwrap();
+        let d = tmp.path().join("job");
+        for _ in 0..10_000 {
+            r.event(0, "job", true, &own(AgentEvent::token("ab")), "{}");
+        }
+        r.event(
+            0,
+            "job",
+            true,
+            &own(AgentEvent::Stderr {
+                line: "warn".into(),
+            }),
+            "{}",
+        );
+        // Streamed, not kept: past the writer's buffer it is in the file.
+        let part = std::fs::read_to_string(d.join(STDOUT_PART)).unwrap();
+        assert!(part.len() >= 10_000, "{} bytes on disk so far", part.len());
+        r.try_ended(0, &child("job"), &status("job")).unwrap();
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(read("stdout"), "ab".repeat(10_000));
+        assert_eq!(read("stderr"), "warn\n");
+        assert_eq!(read("result"), "done");
+        assert_eq!(read("events.ndjson").lines().count(), 10_001);
+        assert!(!d.join(STDOUT_PART).exists() && !d.join(STDERR_PART).exists());
+        // A second try replaces the text and adds to the events.
+        r.event(0, "job", true, &own(AgentEvent::token("again")), "{}");
+        r.try_ended(0, &child("job"), &status("job")).unwrap();
+        assert_eq!(read("stdout"), "again");
+        assert_eq!(read("stderr"), "");
+        assert_eq!(read("events.ndjson").lines().count(), 10_002);
+    }
 
     #[test]
     fn names_cannot_leave_the_directory() {

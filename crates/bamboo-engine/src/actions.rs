@@ -37,6 +37,39 @@ impl Engine {
     /// and queues a run when `auto_run`.
     // Behaviours: C1.
     pub async fn create_child(&self, input: CreateChild) -> Result<ChildDetail, EngineError> {
+        self.check_create(&input)?;
+        let parent = self.parent_for_create(&input.parent_id).await?;
+        let mut child = self.new_child_session(&parent, &input);
+        if input.isolation == Some(crate::worktree::Isolation::Worktree) {
+            self.isolate(&mut child).await?;
+        }
+        // With a slot free now, the child is created already running: one
+        // durable write instead of two (create, then mark running).
+        let ready = input
+            .auto_run
+            .then(|| spawn::try_start_now(&self.inner, &child.id))
+            .flatten();
+        if ready.is_some() {
+            spawn::set_running(&mut child);
+        }
+        let id = child.id.clone();
+        match ready {
+            // Stored while its run starts (see `creation`); answered once durable.
+            Some(ready) => spawn::launch(&self.inner, &parent.id, ready, child)
+                .await
+                .map_err(|_| EngineError::ShuttingDown)??,
+            None => {
+                self.inner.store.create(&child).await?;
+                if input.auto_run {
+                    drop(enqueue(&self.inner, &parent.id, &id)?);
+                }
+            }
+        }
+        self.get_child(&parent.id, &id).await
+    }
+
+    /// C1's checks of the input alone (before any session is read).
+    pub(crate) fn check_create(&self, input: &CreateChild) -> Result<(), EngineError> {
         if input.assignment.trim().is_empty() {
             return Err(EngineError::InvalidInput(
                 "assignment is empty: say what the child should do".into(),
@@ -78,12 +111,18 @@ impl Engine {
                 .check(p)
                 .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         }
+        Ok(())
+    }
+
+    /// The parent a new child goes under, checked to have room below it
+    /// (the depth cap).
+    pub(crate) async fn parent_for_create(&self, parent_id: &str) -> Result<Session, EngineError> {
         let parent = self
             .inner
             .store
-            .load(&input.parent_id)
+            .load(parent_id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(input.parent_id.clone()))?;
+            .ok_or_else(|| EngineError::NotFound(parent_id.to_owned()))?;
         let cap = self.inner.cfg.max_spawn_depth;
         if parent.spawn_depth >= cap {
             return Err(EngineError::DepthCap {
@@ -92,38 +131,12 @@ impl Engine {
                 cap,
             });
         }
-        let mut child = self.new_child_session(&parent, &input);
-        if input.isolation == Some(crate::worktree::Isolation::Worktree) {
-            self.isolate(&mut child).await?;
-        }
-        // With a slot free now, the child is created already running: one
-        // durable write instead of two (create, then mark running).
-        let ready = input
-            .auto_run
-            .then(|| spawn::try_start_now(&self.inner, &child.id))
-            .flatten();
-        if ready.is_some() {
-            spawn::set_running(&mut child);
-        }
-        let id = child.id.clone();
-        match ready {
-            // Stored while its run starts (see `creation`); answered once durable.
-            Some(ready) => spawn::launch(&self.inner, &parent.id, ready, child)
-                .await
-                .map_err(|_| EngineError::ShuttingDown)??,
-            None => {
-                self.inner.store.create(&child).await?;
-                if input.auto_run {
-                    drop(enqueue(&self.inner, &parent.id, &id)?);
-                }
-            }
-        }
-        self.get_child(&parent.id, &id).await
+        Ok(parent)
     }
 
     /// Gives a new child a git worktree of its own (see [`crate::worktree`]);
     /// its workspace becomes the same place inside the worktree.
-    async fn isolate(&self, child: &mut Session) -> Result<(), EngineError> {
+    pub(crate) async fn isolate(&self, child: &mut Session) -> Result<(), EngineError> {
         let Some(ws) = child.workspace.clone() else {
             return Err(EngineError::InvalidInput(
                 "isolation worktree needs a workspace in a git repository: give the child (or its parent) a workspace".into(),
@@ -142,7 +155,7 @@ impl Engine {
         Ok(())
     }
 
-    fn new_child_session(&self, parent: &Session, input: &CreateChild) -> Session {
+    pub(crate) fn new_child_session(&self, parent: &Session, input: &CreateChild) -> Session {
         let mut info = ChildInfo::new(input.role.clone(), input.assignment.clone());
         info.responsibility = input.responsibility.clone();
         info.run_timeout_secs = input.run_timeout_secs;

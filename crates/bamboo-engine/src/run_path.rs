@@ -41,6 +41,10 @@ pub(crate) struct RunPath {
     pub tasks: TaskTracker,
     /// Where a child's nested spawn request goes (the facade, injected).
     pub nested: Arc<dyn NestedSpawner>,
+    /// Each session's parent as read before (it never changes), so a run
+    /// finds its ancestry without reading them again: a root with many
+    /// children is large, and every run of a child would read it.
+    parents: crate::parents::Parents,
 }
 
 impl RunPath {
@@ -62,6 +66,7 @@ impl RunPath {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             nested: nested(weak.clone()),
+            parents: crate::parents::Parents::default(),
             store,
             cfg,
         });
@@ -111,10 +116,17 @@ impl RunPath {
         let mut chain = vec![parent_id.to_owned()];
         while chain.len() <= 64 {
             let Some(last) = chain.last() else { break };
-            let Ok(Some(s)) = self.store.load(last).await else {
-                break;
+            let parent = match self.parents.get(last) {
+                Some(known) => known,
+                None => {
+                    let Ok(Some(s)) = self.store.load(last).await else {
+                        break;
+                    };
+                    self.parents.put(&s.id, s.parent_id.clone());
+                    s.parent_id
+                }
             };
-            match s.parent_id {
+            match parent {
                 Some(p) if !chain.contains(&p) => chain.push(p),
                 _ => break,
             }

@@ -12,6 +12,8 @@
 //!   assignment; echoes `spawned:<result>` or `spawn-failed:<reason>`.
 //! - `__fail:<text>`: end with status error and `<text>`.
 //! - `__suspend`: end with status suspended (the run pauses itself).
+//! - `__repeat:<n>:<word>`: as if `<word>` stood there `n` times (n tokens,
+//!   n words of the result), so a short assignment streams a long line.
 //!
 //! Given a transcript (`messages`), the outcome carries the transcript after
 //! the run: the messages, the assignment's user message (unless they end with
@@ -61,6 +63,25 @@ impl Executor for EchoExecutor {
             if word == "__suspend" {
                 suspend = true;
                 break;
+            }
+            if let Some((n, text)) = repeat(word) {
+                let token = format!("{text} ");
+                for _ in 0..n {
+                    if ctx.cancel.is_cancelled()
+                        || ctx
+                            .events
+                            .emit(AgentEvent::Token {
+                                content: token.clone(),
+                            })
+                            .await
+                            .is_err()
+                    {
+                        return RunOutcome::cancelled();
+                    }
+                    result.push(' ');
+                    result.push_str(text);
+                }
+                continue;
             }
             let text = match directive(word, &mut ctx).await {
                 Step::Continue(Some(text)) => text,
@@ -124,6 +145,14 @@ fn transcript(
     t.extend(steered.iter().map(|s| Message::user(s.clone())));
     t.extend(result.map(Message::assistant));
     Some(t)
+}
+
+/// `__repeat:<n>:<word>` as `(n, word)`; a count that does not parse, or
+/// an empty word, makes it a plain word.
+fn repeat(word: &str) -> Option<(u64, &str)> {
+    let (n, text) = word.strip_prefix("__repeat:")?.split_once(':')?;
+    let n = n.parse().ok()?;
+    (!text.is_empty()).then_some((n, text))
 }
 
 /// Interprets one word: plain words echo as themselves.
@@ -254,6 +283,20 @@ mod tests {
         assert_eq!(evs.len(), 4);
         assert_eq!(evs[0], AgentEvent::token("hello "));
         assert_eq!(evs[3], AgentEvent::Complete { usage: None });
+    }
+
+    #[tokio::test]
+    async fn repeat_directive_streams_the_word_n_times() {
+        let (c, mut rx, _s) = ctx(None);
+        let out = EchoExecutor
+            .run(RunRequest::new("a __repeat:3:w b __repeat:x:w"), c)
+            .await;
+        assert_eq!(out, RunOutcome::completed("echo: a w w w b __repeat:x:w"));
+        let evs = drain(&mut rx);
+        assert_eq!(evs.len(), 7);
+        assert_eq!(evs[1], AgentEvent::token("w "));
+        assert_eq!(evs[3], AgentEvent::token("w "));
+        assert_eq!(evs[4], AgentEvent::token("b "));
     }
 
     #[tokio::test]
