@@ -402,6 +402,7 @@ impl Engine {
         let msg = InboxMessage::new(InboxKind::Message, parent_id, text);
         inbox.deliver(&msg)?;
         let (taker, id) = (inbox.clone(), msg.id.clone());
+        let msg_id = msg.id.clone();
         let s = self
             .inner
             .store
@@ -427,7 +428,7 @@ impl Engine {
             inbox.ack(&msg.id)?;
             return Ok(SendOutcome::JoinedQueuedRun);
         }
-        let in_band = self.inner.steering.steer(child_id, text).await;
+        let in_band = self.inner.steering.steer(child_id, &msg_id, text).await;
         Ok(SendOutcome::Steered { in_band })
     }
 

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use bamboo_domain::{AgentEvent, ChildStatus, CompletionStatus, Message, Session};
-use bamboo_subagent::frames::ParentFrame;
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -407,7 +406,7 @@ impl Started<'_> {
             stored: Some(creation),
             placed: PlacementLauncher::placed(&spec.placement, lease.worker.pid()),
         };
-        let result = steered(env, &mut lease.link, opening, Vec::new()).await;
+        let result = steered(env, &mut lease.link, opening).await;
         inner.leases.release(lease, result.clean);
         result
     }
@@ -454,8 +453,7 @@ async fn run_reattached(
     let clock = Arc::new(ActivityClock::new());
     let _ = control.clock.set(clock.clone());
     let env = pump_env(inner, parent_id, res, out, &slot, &clock, &session);
-    let waiting = steering_in_inbox(inner, child_id);
-    let result = steered(env, &mut link, Opening::default(), waiting).await;
+    let result = steered(env, &mut link, Opening::default()).await;
     drop(link);
     worker.kill().await;
     slot.close();
@@ -489,26 +487,24 @@ fn pump_env<'a>(
 /// Drives the run on `link` with the child's steering registered to it;
 /// `waiting` steering messages go first.
 // Behaviours: E16.
-async fn steered(
-    env: PumpEnv<'_>,
-    link: &mut Link,
-    opening: Opening<'_>,
-    waiting: Vec<String>,
-) -> PumpResult {
-    let steer = env.inner.steering.register(env.child_id, link.tx.clone());
-    for text in waiting {
-        let _ = link.tx.send(ParentFrame::Message { text }).await;
-    }
+async fn steered(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_>) -> PumpResult {
+    let steering = &env.inner.steering;
+    let steer = steering.register(env.child_id, link.tx.clone());
+    // Messages sent once the child was running but before this registration
+    // (or while no engine carried a reattached run) wait in its inbox.
+    steering
+        .catch_up(env.child_id, steering_in_inbox(env.inner, env.child_id))
+        .await;
     let result = drive(env, link, opening).await;
     drop(steer);
     result
 }
 
-/// Steering messages sent while no engine carried the run (they wait in the
-/// child's inbox): a reattached run passes them on in-band. Their durable
-/// copies stay until the run's end, as for any steering.
+/// Steering messages waiting in the child's inbox (id and text): sent while
+/// the run was starting, or while no engine carried it. Their durable copies
+/// stay until the run's end, as for any steering.
 // Behaviours: C6.
-fn steering_in_inbox(inner: &RunPath, child_id: &str) -> Vec<String> {
+fn steering_in_inbox(inner: &RunPath, child_id: &str) -> Vec<(String, String)> {
     let Ok(inbox) = inner.inbox(child_id) else {
         return Vec::new();
     };
@@ -517,7 +513,7 @@ fn steering_in_inbox(inner: &RunPath, child_id: &str) -> Vec<String> {
         .unwrap_or_default()
         .into_iter()
         .filter(|m| m.kind == crate::inbox::InboxKind::Message)
-        .map(|m| m.body)
+        .map(|m| (m.id, m.body))
         .collect()
 }
 

@@ -4,7 +4,7 @@
 //! durable path instead of vanishing.
 // Behaviours: E16.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +12,11 @@ use bamboo_subagent::frames::ParentFrame;
 
 use crate::launch::FrameTx;
 
-type Entries = HashMap<String, (u64, Arc<dyn FrameTx>)>;
+/// A live run: its registration number, its sender, and the ids of the
+/// messages already sent to it (each goes in-band once, whichever of
+/// `steer` and `catch_up` gets to it first).
+type Entry = (u64, Arc<dyn FrameTx>, HashSet<String>);
+type Entries = HashMap<String, Entry>;
 
 /// Child id → sender of its live run.
 #[derive(Default)]
@@ -48,7 +52,10 @@ impl Drop for SteerGuard {
     fn drop(&mut self) {
         let mut live = lock(&self.live);
         // Only remove our own registration, never a newer run's.
-        if live.get(&self.child).is_some_and(|(s, _)| *s == self.seq) {
+        if live
+            .get(&self.child)
+            .is_some_and(|(s, _, _)| *s == self.seq)
+        {
             live.remove(&self.child);
         }
     }
@@ -62,7 +69,7 @@ impl SteeringRegistry {
     /// Registers the live run of `child`.
     pub fn register(&self, child: &str, tx: Arc<dyn FrameTx>) -> SteerGuard {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.live).insert(child.to_owned(), (seq, tx));
+        lock(&self.live).insert(child.to_owned(), (seq, tx, HashSet::new()));
         SteerGuard {
             child: child.to_owned(),
             seq,
@@ -70,18 +77,33 @@ impl SteeringRegistry {
         }
     }
 
-    /// Sends `text` in-band to `child`'s live run. `false` when it has none or
-    /// the send failed (the caller keeps the durable copy either way).
-    pub async fn steer(&self, child: &str, text: &str) -> bool {
-        let tx = lock(&self.live).get(child).map(|(_, tx)| tx.clone());
-        match tx {
-            Some(tx) => tx
-                .send(ParentFrame::Message {
-                    text: text.to_owned(),
-                })
-                .await
-                .is_ok(),
-            None => false,
+    /// Sends message `id` (`text`) in-band to `child`'s live run. `false`
+    /// when it has none or the send failed (the caller keeps the durable
+    /// copy either way); `true` without sending when this run had it already.
+    pub async fn steer(&self, child: &str, id: &str, text: &str) -> bool {
+        let tx = {
+            let mut live = lock(&self.live);
+            let Some((_, tx, sent)) = live.get_mut(child) else {
+                return false;
+            };
+            if !sent.insert(id.to_owned()) {
+                return true;
+            }
+            tx.clone()
+        };
+        tx.send(ParentFrame::Message {
+            text: text.to_owned(),
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Sends the live run of `child` the messages that reached its inbox
+    /// before the run could take them in-band (sent while it was starting,
+    /// or while no engine carried it), each once.
+    pub async fn catch_up(&self, child: &str, waiting: Vec<(String, String)>) {
+        for (id, text) in waiting {
+            self.steer(child, &id, &text).await;
         }
     }
 
@@ -114,11 +136,14 @@ mod tests {
         let reg = SteeringRegistry::default();
         let rec = Arc::new(Recorder::default());
         let guard = reg.register("c", rec.clone());
-        assert!(reg.steer("c", "left").await);
+        assert!(reg.steer("c", "m1", "left").await);
         assert_eq!(rec.0.lock().unwrap().len(), 1);
         drop(guard);
         assert!(!reg.is_live("c"));
-        assert!(!reg.steer("c", "right").await, "no live run: durable path");
+        assert!(
+            !reg.steer("c", "m2", "right").await,
+            "no live run: durable path"
+        );
     }
 
     #[tokio::test]
@@ -128,5 +153,30 @@ mod tests {
         let _new = reg.register("c", Arc::new(Recorder::default()));
         drop(old);
         assert!(reg.is_live("c"));
+    }
+
+    #[tokio::test]
+    async fn a_message_waiting_before_the_run_registered_reaches_it_once() {
+        // Sent while the child was starting: in its inbox, not in-band.
+        let reg = SteeringRegistry::default();
+        assert!(!reg.steer("c", "early", "hello").await);
+        let rec = Arc::new(Recorder::default());
+        let _guard = reg.register("c", rec.clone());
+        let waiting = vec![("early".to_owned(), "hello".to_owned())];
+        reg.catch_up("c", waiting.clone()).await;
+        // A second look at the inbox, or the sender retrying, sends nothing new.
+        reg.catch_up("c", waiting).await;
+        assert!(reg.steer("c", "early", "hello").await);
+        let texts: Vec<_> = rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| match f {
+                ParentFrame::Message { text } => text.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, ["hello"]);
     }
 }
