@@ -55,27 +55,31 @@ pub async fn open_pool(
     settings: PoolSettings,
 ) -> Result<PoolHandles, PoolError> {
     let js = jetstream::new(client.clone());
-    let work = js
-        .get_or_create_stream(stream::Config {
+    let work = stream_of(
+        &js,
+        stream::Config {
             name: name.work_stream(),
             subjects: vec![name.work_subject()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             max_age: settings.work_max_age,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| PoolError::js(format!("opening the work queue of pool {name}"), e))?;
-    let runs = js
-        .get_or_create_stream(stream::Config {
+        },
+    )
+    .await
+    .map_err(|e| PoolError::js(format!("opening the work queue of pool {name}"), e))?;
+    let runs = stream_of(
+        &js,
+        stream::Config {
             name: name.runs_stream(),
             subjects: vec![name.runs_wildcard()],
             storage: stream::StorageType::File,
             max_age: settings.runs_max_age,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| PoolError::js(format!("opening the runs stream of pool {name}"), e))?;
+        },
+    )
+    .await
+    .map_err(|e| PoolError::js(format!("opening the runs stream of pool {name}"), e))?;
     let bucket = name.lease_bucket();
     let leases = match js.get_key_value(&bucket).await {
         Ok(store) => store,
@@ -101,22 +105,40 @@ pub async fn open_pool(
 /// age). Done by hand because the client's own bucket creation first asks
 /// for account limits in a shape nats-server 2.9 does not answer with.
 async fn create_lease_bucket(js: &Context, bucket: &str, ttl: Duration) -> Result<(), PoolError> {
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_age: ttl,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: 1,
-        ..Default::default()
-    })
+    stream_of(
+        js,
+        stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        },
+    )
     .await
     .map_err(|e| PoolError::js(format!("creating the lease bucket {bucket}"), e))?;
     Ok(())
+}
+
+/// Opens the stream `config` names, creating it when missing. An engine and
+/// a worker (or two of either) opening a new pool at the same moment race
+/// to create it, and the server may refuse the loser ("subjects overlap
+/// with an existing stream"): the stream the winner made is then used.
+async fn stream_of(
+    js: &Context,
+    config: stream::Config,
+) -> Result<stream::Stream, jetstream::context::CreateStreamError> {
+    let name = config.name.clone();
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        Err(e) => js.get_stream(&name).await.map_err(|_| e),
+    }
 }
 
 impl PoolHandles {
