@@ -136,22 +136,8 @@ mod tests {
     use bamboo_domain::AgentEvent;
     use futures::StreamExt;
 
-    use crate::launch::{LaunchError, Launcher, Worker};
+    use crate::launch::NoWorkers;
     use crate::{CreateChild, Engine, EngineError, Since};
-
-    /// Every run fails to get a worker: enough to see that each ran.
-    #[derive(Debug)]
-    struct NoWorkers;
-
-    #[async_trait::async_trait]
-    impl Launcher for NoWorkers {
-        async fn launch(
-            &self,
-            _: &bamboo_subagent::spec::ProvisionSpec,
-        ) -> Result<Box<dyn Worker>, LaunchError> {
-            Err(LaunchError::Other("no workers in this test".into()))
-        }
-    }
 
     async fn engine(dir: &std::path::Path, max_running: usize) -> Engine {
         Engine::builder()

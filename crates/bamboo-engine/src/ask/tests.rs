@@ -3,22 +3,8 @@
 use std::sync::Arc;
 
 use super::serve;
-use crate::launch::{LaunchError, Launcher, Worker};
+use crate::launch::NoWorkers;
 use crate::{CreateChild, Engine};
-
-/// No run happens in these tests: a launcher is still required.
-#[derive(Debug)]
-struct NoWorkers;
-
-#[async_trait::async_trait]
-impl Launcher for NoWorkers {
-    async fn launch(
-        &self,
-        _: &bamboo_subagent::spec::ProvisionSpec,
-    ) -> Result<Box<dyn Worker>, LaunchError> {
-        Err(LaunchError::Other("no workers in this test".into()))
-    }
-}
 
 async fn family(dir: &std::path::Path) -> (Engine, String, String, String) {
     let engine = Engine::builder()

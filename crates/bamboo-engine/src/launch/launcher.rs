@@ -195,3 +195,17 @@ pub trait Launcher: Send + Sync + fmt::Debug {
 
 /// A run's admission under a placement's cap; dropping it gives it back.
 pub(crate) type Admission = Box<dyn std::any::Any + Send + Sync>;
+
+/// A launcher that never has a worker, for unit tests where no run happens
+/// (or every run must fail to start).
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct NoWorkers;
+
+#[cfg(test)]
+#[async_trait::async_trait]
+impl Launcher for NoWorkers {
+    async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
+        Err(LaunchError::Other("no workers in this test".into()))
+    }
+}

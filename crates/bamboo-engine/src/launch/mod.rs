@@ -33,6 +33,8 @@ mod pool;
 mod remote;
 
 pub(crate) use launcher::Admission;
+#[cfg(test)]
+pub(crate) use launcher::NoWorkers;
 pub use launcher::{
     Checkpoint, FrameRx, FrameTx, LaunchError, Launcher, Link, LinkError, Unreachable, Worker,
 };
