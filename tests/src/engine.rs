@@ -198,3 +198,34 @@ pub fn token_text(ev: &AgentEvent) -> Option<&str> {
         _ => None,
     }
 }
+
+/// Runs a child that waits for one steering message (`wait __steer`), sends
+/// it `text` once its first token shows the run is live on its worker,
+/// checks the message went in-band and the run completed, and returns the
+/// child's stored session.
+pub async fn steer_a_live_child(engine: &Engine, text: &str) -> bamboo_domain::Session {
+    let (root, child) = root_and_child(engine, "wait __steer").await;
+    let mut events = engine.events(&root, bamboo_engine::Since::Now);
+    engine
+        .run_child(&root, &child, true)
+        .await
+        .expect("the run is queued");
+    first_event(&mut events, "first token", |e| {
+        token_text(e) == Some("wait ")
+    })
+    .await;
+    let out = engine
+        .send_message(&root, &child, bamboo_engine::SendMessage::new(text))
+        .await
+        .expect("the message is sent");
+    assert_eq!(out, bamboo_engine::SendOutcome::Steered { in_band: true });
+    assert_eq!(
+        completion(&mut events, &child).await.0,
+        CompletionStatus::Completed
+    );
+    engine
+        .session(&child)
+        .await
+        .expect("the child is readable")
+        .expect("the child is stored")
+}

@@ -13,23 +13,7 @@ use serde_json::json;
 async fn c6_a_message_taken_in_band_is_not_queued_again() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), 2).await;
-    let (root, child) = root_and_child(&engine, "wait __steer").await;
-    let mut events = engine.events(&root, Since::Now);
-    engine.run_child(&root, &child, true).await.unwrap();
-    first_event(&mut events, "first token", |e| {
-        token_text(e) == Some("wait ")
-    })
-    .await;
-    let out = engine
-        .send_message(&root, &child, SendMessage::new("turn-left"))
-        .await
-        .unwrap();
-    assert_eq!(out, SendOutcome::Steered { in_band: true });
-    assert_eq!(
-        completion(&mut events, &child).await.0,
-        CompletionStatus::Completed
-    );
-    let s = engine.session(&child).await.unwrap().unwrap();
+    let s = steer_a_live_child(&engine, "turn-left").await;
     let copies = s
         .messages
         .iter()
