@@ -105,6 +105,22 @@ impl StopCause {
     }
 }
 
+/// Steering messages waiting in the child's inbox (id and text). Their
+/// durable copies stay until the run's end, as for any steering.
+// Behaviours: C6.
+fn steering_in_inbox(inner: &RunPath, child_id: &str) -> Vec<(String, String)> {
+    let Ok(inbox) = inner.inbox(child_id) else {
+        return Vec::new();
+    };
+    inbox
+        .peek()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.kind == crate::inbox::InboxKind::Message)
+        .map(|m| (m.id, m.body))
+        .collect()
+}
+
 /// Records a run's position through `checkpoint` when one is due (`quiet`:
 /// the run has been waiting), writing the events up to it to the log files
 /// first.
@@ -142,6 +158,17 @@ pub(crate) async fn drive(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_
             return failed(format!("could not send the run to the worker: {e}"));
         }
     }
+    // Steering goes in-band only once the worker has the run: a worker drops
+    // a message that reaches it before the run does. Until the run's end the
+    // guard keeps the registration; messages that arrived before it (while
+    // the worker was leased, or while no engine carried a reattached run)
+    // wait in the inbox and go first.
+    // Behaviours: E16.
+    let steering = &env.inner.steering;
+    let _steer = steering.register(env.child_id, tx.clone());
+    steering
+        .catch_up(env.child_id, steering_in_inbox(env.inner, env.child_id))
+        .await;
     if let Some(creation) = opening.stored {
         if let Err(why) = creation.wait(&env.out.fanout).await {
             // Not one frame of a child that was never stored is read.

@@ -287,8 +287,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_run_and_its_nested_spawn_need_no_facade() {
+    /// A run path on loopback echo workers, its store, and the data dir.
+    async fn loopback_run_path() -> (
+        Arc<RunPath>,
+        Arc<crate::store::FileStore>,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = EngineConfig::new(dir.path().to_path_buf());
         cfg.enforce_permissions = false;
@@ -301,6 +305,40 @@ mod tests {
             Arc::new(crate::launch::PoolJournal::new(dir.path())),
         ));
         let rt = RunPath::new(cfg, deferred, launcher, |_| Arc::new(Canned));
+        (rt, store, dir)
+    }
+
+    #[tokio::test]
+    async fn a_message_that_waited_while_the_worker_was_leased_reaches_the_run() {
+        // E16: steering sent once the child was running but before its run
+        // was on the worker waits in the inbox; it must reach the worker
+        // after the run does (a worker drops a message that comes first).
+        let (rt, store, _dir) = loopback_run_path().await;
+        let root = Session::new_root("p");
+        let mut child = Session::new_child(&root, ChildInfo::new("r", "__steer"));
+        child.messages.push(Message::user("__steer"));
+        store.create(&root).await.unwrap();
+        store.create(&child).await.unwrap();
+        let early = crate::inbox::InboxMessage::new(
+            crate::inbox::InboxKind::Message,
+            root.id.clone(),
+            "early-word",
+        );
+        rt.inbox(&child.id).unwrap().deliver(&early).unwrap();
+        let ticket = crate::spawn::enqueue(&rt, &root.id, &child.id).unwrap();
+        // A hang guard only: the run ends at once when the message arrives.
+        let report = tokio::time::timeout(Duration::from_secs(60), ticket)
+            .await
+            .expect("the run never got the message that waited in its inbox")
+            .unwrap();
+        assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+        assert_eq!(report.result.as_deref(), Some("echo: early-word"));
+        rt.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_run_and_its_nested_spawn_need_no_facade() {
+        let (rt, store, _dir) = loopback_run_path().await;
         let root = Session::new_root("p");
         let mut child = Session::new_child(&root, ChildInfo::new("r", "__spawn:sub"));
         child.messages.push(Message::user("__spawn:sub"));

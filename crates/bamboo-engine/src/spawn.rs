@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::creation::{Creation, Stored};
 use crate::error::EngineError;
 use crate::events::{Fanout, RunLogs};
-use crate::launch::{LaunchError, Link, PlacementLauncher, Resumable};
+use crate::launch::{LaunchError, PlacementLauncher, Resumable};
 use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, Opening, PumpEnv, PumpResult};
 use crate::reservations::{Reservation, RunControl};
@@ -406,7 +406,7 @@ impl Started<'_> {
             stored: Some(creation),
             placed: PlacementLauncher::placed(&spec.placement, lease.worker.pid()),
         };
-        let result = steered(env, &mut lease.link, opening).await;
+        let result = drive(env, &mut lease.link, opening).await;
         inner.leases.release(lease, result.clean);
         result
     }
@@ -453,7 +453,7 @@ async fn run_reattached(
     let clock = Arc::new(ActivityClock::new());
     let _ = control.clock.set(clock.clone());
     let env = pump_env(inner, parent_id, res, out, &slot, &clock, &session);
-    let result = steered(env, &mut link, Opening::default()).await;
+    let result = drive(env, &mut link, Opening::default()).await;
     drop(link);
     worker.kill().await;
     slot.close();
@@ -482,39 +482,6 @@ fn pump_env<'a>(
         run_limit,
         idle_limit,
     }
-}
-
-/// Drives the run on `link` with the child's steering registered to it;
-/// `waiting` steering messages go first.
-// Behaviours: E16.
-async fn steered(env: PumpEnv<'_>, link: &mut Link, opening: Opening<'_>) -> PumpResult {
-    let steering = &env.inner.steering;
-    let steer = steering.register(env.child_id, link.tx.clone());
-    // Messages sent once the child was running but before this registration
-    // (or while no engine carried a reattached run) wait in its inbox.
-    steering
-        .catch_up(env.child_id, steering_in_inbox(env.inner, env.child_id))
-        .await;
-    let result = drive(env, link, opening).await;
-    drop(steer);
-    result
-}
-
-/// Steering messages waiting in the child's inbox (id and text): sent while
-/// the run was starting, or while no engine carried it. Their durable copies
-/// stay until the run's end, as for any steering.
-// Behaviours: C6.
-fn steering_in_inbox(inner: &RunPath, child_id: &str) -> Vec<(String, String)> {
-    let Ok(inbox) = inner.inbox(child_id) else {
-        return Vec::new();
-    };
-    inbox
-        .peek()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.kind == crate::inbox::InboxKind::Message)
-        .map(|m| (m.id, m.body))
-        .collect()
 }
 
 /// Watchdog caps: the child's overrides, else the engine's.
