@@ -15,6 +15,7 @@ use bamboo_cli::{ApproveMode, Fallback};
 use bamboo_executors::flags::{passed_env, ExecutorArgs};
 use bamboo_subagent::spec::ExecutorKind;
 use bamboo_worker::{resident, serve};
+use clap::builder::TypedValueParser as _;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -101,6 +102,7 @@ enum Command {
     ///   bamboo-worker sessions --data-dir ./runs
     ///   bamboo-worker sessions --data-dir ./runs show 5f0c2d1e-...
     ///   bamboo-worker sessions --data-dir ./runs --json
+    ///   bamboo-worker sessions --data-dir ./runs list --status error --since 1d
     #[command(verbatim_doc_comment)]
     Sessions(SessionsArgs),
     /// Serve as a resident worker that engines reach over the network (F11).
@@ -164,11 +166,52 @@ struct SessionsArgs {
 #[derive(Debug, Subcommand)]
 enum SessionsCommand {
     /// Every root session and its children, as a tree (the default).
+    ///
+    /// With --status, --parent, --since or --until: only the sessions they
+    /// select (all must hold, with --project too), one line each, oldest
+    /// first: title, status, id, parent (first 8 characters of its id; `-`
+    /// for a root), creation time (UTC) and the first line of the last
+    /// error. They are read from the store's indices a page at a time.
+    ///
+    /// Examples:
+    ///   bamboo-worker sessions --data-dir ./runs list --status error
+    ///   bamboo-worker sessions --data-dir ./runs list --parent 5f0c2d1e --status completed
+    ///   bamboo-worker sessions --data-dir ./runs list --since 2h --limit 20
+    ///   bamboo-worker sessions --data-dir ./runs list --since 2026-12-06 --until 2026-12-06 --json
+    #[command(verbatim_doc_comment)]
     List {
         /// Only the N most recent roots, each with its N oldest children
-        /// (and theirs); the rest is counted, not listed.
+        /// (and theirs); the rest is counted, not listed. With a filter:
+        /// the N most recent sessions it selects, and how many older ones
+        /// match.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
+        /// Only children whose run status is STATUS (roots have none), e.g.
+        /// `--status error`.
+        #[arg(
+            long,
+            value_name = "STATUS",
+            value_parser = clap::builder::PossibleValuesParser::new(
+                bamboo_domain::ChildStatus::ALL.iter().map(|s| s.as_str())
+            )
+            .try_map(|s| s.parse::<bamboo_domain::ChildStatus>())
+        )]
+        status: Option<bamboo_domain::ChildStatus>,
+        /// Only the children of session ID (its direct children), given as
+        /// the listing shows it or a unique start of it, e.g.
+        /// `--parent 5f0c2d1e`. An unknown id is refused (exit 2).
+        #[arg(long, value_name = "ID")]
+        parent: Option<String>,
+        /// Only sessions created at TIME or later. TIME is an RFC 3339 time
+        /// (`2026-12-06T10:00:00Z`; no offset means UTC), a date
+        /// (`2026-12-06`: from its start, UTC) or an age (`30m`, `2h`,
+        /// `7d`, `1w`, `1h30m`: that long ago), e.g. `--since 2h`.
+        #[arg(long, value_name = "TIME", value_parser = front::when::parse)]
+        since: Option<front::when::When>,
+        /// Only sessions created before TIME (same forms as --since; a date
+        /// includes the whole day), e.g. `--until 2026-12-06T12:00:00Z`.
+        #[arg(long, value_name = "TIME", value_parser = front::when::parse)]
+        until: Option<front::when::When>,
     },
     /// One session: its messages, status and logged events.
     Show {
@@ -799,9 +842,24 @@ fn sessions(a: SessionsArgs) -> ExitCode {
                 Some(SessionsCommand::List { .. } | SessionsCommand::RemoveWorktree { .. })
                 | None => None,
             },
-            limit: match a.command {
-                Some(SessionsCommand::List { limit }) => limit.map(|n| n as usize),
+            limit: match &a.command {
+                Some(SessionsCommand::List { limit, .. }) => limit.map(|n| n as usize),
                 _ => None,
+            },
+            filter: match &a.command {
+                Some(SessionsCommand::List {
+                    status,
+                    parent,
+                    since,
+                    until,
+                    ..
+                }) => front::sessions::Filter {
+                    status: *status,
+                    parent: parent.clone(),
+                    since: *since,
+                    until: *until,
+                },
+                _ => front::sessions::Filter::default(),
             },
             remove_worktree: match a.command {
                 Some(SessionsCommand::RemoveWorktree { id }) => Some(id),

@@ -6,6 +6,7 @@
 //! the MCP server ([`mcp`]).
 //!
 //! Modules of `run`: [`names`] (child names), [`units`] (durations),
+//! [`when`] (times for `sessions list --since/--until`),
 //! [`children`] (per-child state), [`render`] and [`style`] (human output),
 //! [`json`] (NDJSON), [`status`] (live status area), [`summary`] (final
 //! table), [`approve`] and [`prompt`] (approvals), [`signals`], [`reaper`]
@@ -46,6 +47,7 @@ pub mod style;
 pub mod summary;
 pub mod transcript;
 pub mod units;
+pub mod when;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

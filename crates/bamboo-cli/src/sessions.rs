@@ -30,6 +30,9 @@ use bamboo_engine::{Engine, LogTail};
 
 use super::follow::ReadTo;
 use super::transcript::Transcript;
+use super::when::When;
+
+mod filtered;
 use serde::Serialize;
 
 /// How times are printed: UTC, to the second.
@@ -52,14 +55,41 @@ pub struct SessionsOptions {
     pub pager: bool,
     /// Remove the kept git worktree of this child instead.
     pub remove_worktree: Option<String>,
-    /// List only the most recent roots, each with this many children.
+    /// List only the most recent roots, each with this many children; with
+    /// a filter, only the most recent sessions it selects.
     pub limit: Option<usize>,
+    /// List only the sessions these conditions select, flat.
+    pub filter: Filter,
+}
+
+/// What `sessions list` selects by status, parent and creation time; any
+/// condition given makes the listing a flat one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only children with this run status.
+    pub status: Option<ChildStatus>,
+    /// Only the children of this session: an id or a unique start of one.
+    pub parent: Option<String>,
+    /// Only sessions created at or after this time.
+    pub since: Option<When>,
+    /// Only sessions created before this time (a date: up to its end).
+    pub until: Option<When>,
+}
+
+impl Filter {
+    /// Whether no condition is given.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Runs `sessions`: prints the listing or one session to stdout.
 pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
     if options.follow && options.json {
         bail!("--follow prints text as it is logged: leave out --json (the event log itself, <data>/events/<id>.ndjson, is NDJSON)");
+    }
+    if options.show.is_none() && options.remove_worktree.is_none() && !options.filter.is_empty() {
+        return filtered::list(&options).await;
     }
     if let (Some(limit), None, None) = (options.limit, &options.show, &options.remove_worktree) {
         return list_limited(&options, limit).await;
@@ -533,7 +563,12 @@ fn render_children(out: &mut String, kids: &[Node], depth: usize) {
 
 /// A title fit for one column: its first line, at most 40 characters.
 fn shown_title(n: &Node) -> String {
-    let first = n.title.lines().next().unwrap_or_default();
+    column_title(&n.title)
+}
+
+/// `title` fit for one column: its first line, at most 40 characters.
+fn column_title(title: &str) -> String {
+    let first = title.lines().next().unwrap_or_default();
     let title = if first.is_empty() {
         "(untitled)"
     } else {

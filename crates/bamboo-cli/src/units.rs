@@ -17,6 +17,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return positive(secs).ok_or_else(bad);
     }
+    sum_units(text, &[('s', 1), ('m', 60), ('h', 3600)])
+        .and_then(positive)
+        .ok_or_else(bad)
+}
+
+/// Seconds in `text`, number-unit pairs (`1h30m`) with each unit's seconds
+/// in `scales`; `None` for anything else or on overflow.
+pub fn sum_units(text: &str, scales: &[(char, u64)]) -> Option<u64> {
     let mut total: u64 = 0;
     let mut number = String::new();
     for c in text.chars() {
@@ -24,23 +32,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             number.push(c);
             continue;
         }
-        let scale = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
+        let scale = scales.iter().find(|(u, _)| *u == c)?.1;
+        let n: u64 = number.parse().ok()?;
         number.clear();
-        total = n
-            .checked_mul(scale)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+        total = n.checked_mul(scale).and_then(|v| total.checked_add(v))?;
     }
-    if !number.is_empty() {
-        return Err(bad());
-    }
-    positive(total).ok_or_else(bad)
+    number.is_empty().then_some(total)
 }
 
 fn positive(secs: u64) -> Option<Duration> {

@@ -25,6 +25,9 @@ macro_rules! wire_enum {
         }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
             /// The exact wire string.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $wire),+ }
@@ -158,5 +161,26 @@ mod tests {
         assert!("RUNNING".parse::<ChildStatus>().is_err());
         assert!(ChildStatus::Skipped.is_terminal());
         assert!(!ChildStatus::Running.is_terminal());
+    }
+
+    #[test]
+    fn all_lists_every_status_once_and_each_parses_back() {
+        let wire: Vec<&str> = ChildStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            wire,
+            [
+                "pending",
+                "running",
+                "completed",
+                "cancelled",
+                "error",
+                "skipped",
+                "timeout",
+                "suspended"
+            ]
+        );
+        for s in ChildStatus::ALL {
+            assert_eq!(s.as_str().parse::<ChildStatus>(), Ok(*s));
+        }
     }
 }
