@@ -823,3 +823,201 @@ fn a_successful_cli_childs_stderr_is_shown_and_kept() {
         text(&shown)
     );
 }
+
+/// `sessions list --data-dir D ARGS...`.
+fn list_with(dir: &str, args: &[&str]) -> Output {
+    let mut all = vec!["sessions", "list", "--data-dir", dir];
+    all.extend_from_slice(args);
+    worker(&all)
+}
+
+/// `list_with(.., ARGS --json)`, as (title, status or `-`) pairs, in order.
+fn flat(dir: &str, args: &[&str]) -> Vec<(String, String)> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = list_with(dir, &all);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array()
+        .unwrap_or_else(|| panic!("an array: {rows}"))
+        .iter()
+        .map(|r| {
+            assert!(r.get("children").is_none(), "flat: {r}");
+            (
+                r["title"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(of: &[(&str, &str)]) -> Vec<(String, String)> {
+    of.iter()
+        .map(|(t, s)| ((*t).to_owned(), (*s).to_owned()))
+        .collect()
+}
+
+/// S11: `sessions list` answers by status, parent and creation time (with
+/// --project and --limit too) as a flat list, from two real runs.
+#[test]
+fn s11_sessions_list_selects_by_status_parent_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let first = worker(&["run", "--data-dir", d, "alpha one", "__fail:boom broke"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    // Between the two runs' sessions, to the nanosecond.
+    let mid = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let second = worker(&["run", "--data-dir", d, "gamma three"]);
+    assert!(second.status.success(), "{}", text(&second));
+    let json = listing(dir.path());
+    let root1 = json[0]["id"].as_str().unwrap().to_owned();
+    let root2 = json[1]["id"].as_str().unwrap().to_owned();
+
+    // The tree is unchanged without a filter.
+    let tree = list_with(d, &[]);
+    assert!(stdout(&tree).starts_with("alpha one  "), "{}", text(&tree));
+
+    // By status: the failed child alone, with its parent and error.
+    assert_eq!(
+        flat(d, &["--status", "error"]),
+        pairs(&[("broke", "error")])
+    );
+    let out = list_with(d, &["--status", "error"]);
+    let said = stdout(&out);
+    let row = said
+        .lines()
+        .find(|l| l.starts_with("broke"))
+        .unwrap_or_default();
+    for part in ["error", &root1[..8], "boom"] {
+        assert!(row.contains(part), "{part} in: {said}");
+    }
+    assert!(!said.contains("alpha"), "{said}");
+    let out = list_with(d, &["--status", "error", "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["parent_id"], root1.as_str());
+    assert_eq!(rows[0]["last_error"], "boom");
+
+    // By parent, by id or a start of it, with a status too.
+    let kids = pairs(&[("alpha-one", "completed"), ("broke", "error")]);
+    assert_eq!(flat(d, &["--parent", &root1]), kids);
+    assert_eq!(flat(d, &["--parent", &root1[..8]]), kids);
+    assert_eq!(
+        flat(d, &["--parent", &root1, "--status", "completed"]),
+        pairs(&[("alpha-one", "completed")])
+    );
+    assert_eq!(
+        flat(d, &["--parent", &root2]),
+        pairs(&[("gamma-three", "completed")])
+    );
+
+    // By creation time: RFC 3339, ages and dates.
+    assert_eq!(
+        flat(d, &["--until", &mid]),
+        pairs(&[
+            ("alpha one", "-"),
+            ("alpha-one", "completed"),
+            ("broke", "error")
+        ])
+    );
+    assert_eq!(
+        flat(d, &["--since", &mid]),
+        pairs(&[("gamma three", "-"), ("gamma-three", "completed")])
+    );
+    assert_eq!(
+        flat(d, &["--since", &mid, "--status", "completed"]),
+        pairs(&[("gamma-three", "completed")])
+    );
+    assert_eq!(flat(d, &["--since", "1h"]).len(), 5);
+    assert_eq!(flat(d, &["--until", "2000-01-01"]), vec![]);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let day = flat(
+        d,
+        &[
+            "--since",
+            &today,
+            "--until",
+            &today,
+            "--status",
+            "completed",
+        ],
+    );
+    // Unless the runs straddled midnight UTC, both completed children.
+    assert!(!day.is_empty() && day.len() <= 2, "{day:?}");
+
+    // --limit: the most recent matches, and a count of the older ones.
+    let out = list_with(d, &["--status", "completed", "--limit", "1"]);
+    let said = stdout(&out);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        said.contains("gamma-three") && !said.contains("alpha-one"),
+        "{said}"
+    );
+    assert!(said.contains("… 1 older sessions match"), "{said}");
+    // --project narrows the same query.
+    assert_eq!(
+        flat(d, &["--status", "error", "--project", "/no/such/project"]),
+        vec![]
+    );
+    let none = list_with(d, &["--status", "cancelled"]);
+    assert!(
+        stdout(&none).starts_with("no sessions match"),
+        "{}",
+        text(&none)
+    );
+
+    // Bad values exit 2 naming the flag and what it takes.
+    for (args, says) in [
+        (
+            vec!["--status", "failed"],
+            vec!["--status", "error", "completed"],
+        ),
+        (
+            vec!["--since", "yesterday"],
+            vec!["--since", "2026-12-06", "2h"],
+        ),
+        (vec!["--until", "5x"], vec!["--until", "RFC 3339"]),
+        (
+            vec!["--parent", "zzzz"],
+            vec!["--parent zzzz", "no session zzzz"],
+        ),
+        (
+            vec!["--since", "2026-12-07", "--until", "2026-12-06"],
+            vec!["--since", "not before --until"],
+        ),
+    ] {
+        let out = list_with(d, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for s in says {
+            assert!(err.contains(s), "{args:?}: {s:?} in {err}");
+        }
+    }
+}
+
+/// S11: while a `run` holds the directory, the filters read it read-only:
+/// its running child is found by status and by parent.
+#[test]
+fn s11_sessions_list_filters_a_directory_a_run_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut run = Command::new(bamboo_e2e::worker_bin())
+        .args(["run", "--data-dir", d, "__sleep_ms:3000 slow child"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_sessions(dir.path(), 2);
+    let out = list_with(d, &["--status", "running", "--json"]);
+    assert!(out.status.success(), "read-only while held: {}", text(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    let root = rows[0]["parent_id"].as_str().unwrap().to_owned();
+    assert_eq!(flat(d, &["--parent", &root]).len(), 1);
+    assert_eq!(flat(d, &["--status", "completed"]), vec![]);
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run held the directory throughout"
+    );
+    assert!(run.wait().unwrap().success());
+    assert_eq!(flat(d, &["--status", "completed"]).len(), 1);
+}
