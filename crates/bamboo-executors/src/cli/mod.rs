@@ -69,8 +69,10 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 /// The longest the rest of stdout is read after the program exited, however
 /// steadily it comes (an escaped process writing without end).
 pub const DRAIN_CAP: Duration = Duration::from_secs(30);
-/// Capacity of the stdout reader: large, so a chatty program costs few reads.
-const STDOUT_BUFFER: usize = 256 * 1024;
+/// Capacity of the stdout reader: a pipe's default capacity, so a chatty
+/// program costs one read per pipeful; no larger, as the buffer is zeroed
+/// for every run (a larger one cost a short run more than its program).
+const STDOUT_BUFFER: usize = 64 * 1024;
 
 /// Why a `cli_adapter` spec cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
