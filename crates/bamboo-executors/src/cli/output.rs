@@ -157,6 +157,7 @@ fn take_line(avail: &[u8], out: &mut Vec<u8>, max: usize) -> (usize, bool) {
 /// Lines of a stream, read into a buffer that is allocated but never
 /// zeroed (a `BufReader` zeroes its whole buffer for every run, which cost
 /// a short run more than the reading did).
+#[derive(Debug)]
 pub struct LineReader<R> {
     source: R,
     buf: bytes::BytesMut,
