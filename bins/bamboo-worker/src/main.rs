@@ -91,10 +91,11 @@ enum Command {
     Run(Box<RunArgs>),
     /// List the sessions kept in a data directory, or show one.
     ///
-    /// Opens the data directory a `run --data-dir DIR` used (it must not be
-    /// in use by a running engine) and prints each root session with its
+    /// Opens the data directory a `run --data-dir DIR` used (read-only while
+    /// a run still holds it) and prints each root session with its
     /// children (title, status, id, first line of the last error), nested
-    /// children indented. `show ID` prints one session's transcript, status
+    /// children indented; `list --status/--parent/--since/--until` print the
+    /// sessions they select as a flat list. `show ID` prints one session's transcript, status
     /// and logged events. Exits 0, or 2 when the directory or session cannot
     /// be read.
     ///
@@ -105,7 +106,7 @@ enum Command {
     ///   bamboo-worker sessions --data-dir ./runs list --status error --since 1d
     #[command(verbatim_doc_comment)]
     Sessions(SessionsArgs),
-    /// Serve as a resident worker that engines reach over the network (F11).
+    /// Serve as a resident worker that engines reach over the network.
     ///
     /// Example:
     ///   bamboo-worker serve --listen 0.0.0.0:7300 --token-file /etc/bamboo/token \

@@ -277,8 +277,9 @@ impl Opened {
             .collect()
     }
 
-    /// Keeps only the sessions of `project` (S5): an existing directory
+    /// Keeps only the sessions of `project`: an existing directory
     /// names the project its canonical path keys, anything else is the key.
+    // Behaviours: S5.
     fn keep_project(&mut self, project: &str) {
         let key = project_key(project);
         self.sessions
