@@ -49,6 +49,9 @@ pub fn run(settings: ServeSettings) -> i32 {
     // First, before anything that takes time: a parent that dies after this
     // is noticed (F12).
     let parent = Parent::at_start();
+    // Its last act (below) removes them: a run's emptied cgroup leaf can
+    // serve the next run instead of being created and removed each time.
+    executors::proc::cgroup::keep_emptied_leaves();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

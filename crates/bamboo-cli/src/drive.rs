@@ -112,9 +112,16 @@ pub async fn drive(
                 .as_ref()
                 .map(|w| w.to_string_lossy().into_owned());
             new_root.project_key = options.project.clone();
-            new_root.metadata = super::resume::plan(&options.assignments, &options.names);
-            options.executor_record.to_metadata(&mut new_root.metadata);
-            match engine.create_root_with(new_root).await {
+            let plan = super::resume::plan(data_dir, &options.assignments, &options.names);
+            let created = match plan {
+                Ok(metadata) => {
+                    new_root.metadata = metadata;
+                    options.executor_record.to_metadata(&mut new_root.metadata);
+                    engine.create_root_with(new_root).await
+                }
+                Err(e) => Err(e),
+            };
+            match created {
                 Ok(root) => {
                     super::out::to_stderr(&root_line(&root.id, options.data_dir.as_deref()));
                     (root.id, Since::Start)

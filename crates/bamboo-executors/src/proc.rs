@@ -124,7 +124,8 @@ impl RunProcesses {
     }
 
     /// The program exited by itself: ends whatever it left behind (unless
-    /// [`RunProcesses::kill_leftovers`] did), removes the run's leaf once
+    /// [`RunProcesses::kill_leftovers`] did), keeps the run's leaf for the
+    /// worker's next run when it emptied cleanly, else removes it once
     /// empty (at most [`cgroup::EMPTY_WITHIN`]), and reaps, in the
     /// background, what is re-parented to the worker.
     pub async fn finish(mut self) {
@@ -157,13 +158,14 @@ impl RunProcesses {
         self.end().await;
     }
 
-    /// Removes the killed run's leaf before the run ends (a one-shot worker
-    /// may be killed right after), and reaps in the background.
+    /// Keeps or removes the killed run's leaf before the run ends (a
+    /// one-shot worker may be killed right after; a kept leaf is removed
+    /// by the worker's last act), and reaps in the background.
     async fn end(&mut self) {
         let leaf = self.leaf.take();
         self.reap_later();
         if let Some(leaf) = leaf {
-            leaf.remove_when_empty().await;
+            leaf.release().await;
         }
     }
 
@@ -238,7 +240,8 @@ pub fn spawn_agent(
 }
 
 /// Spawns the command `make` builds (in its own process group, with its
-/// run mark) in a fresh cgroup leaf when the worker can have one. A program
+/// run mark) in a cgroup leaf of its own (fresh, or emptied by an earlier
+/// run of this worker) when the worker can have one. A program
 /// that could not enter its leaf never ran: it is started again without one,
 /// and the run falls back to the mark and subreaper path.
 pub fn spawn_contained(
@@ -254,7 +257,7 @@ pub fn spawn_contained(
         }
         cmd
     };
-    if let Some(mut leaf) = cgroup::Leaf::create() {
+    if let Some(mut leaf) = cgroup::Leaf::take() {
         let mut cmd = make();
         leaf.enter_on_spawn(&mut cmd);
         match cmd.spawn() {

@@ -272,3 +272,56 @@ fn in_a_cgroup_the_next_run_ends_what_a_killed_worker_left() {
         leaf.exists()
     );
 }
+
+/// A worker's cli runs one after another, each noting its cgroup: a leaf
+/// its program left as fresh serves the worker's next run (issue 23: no
+/// cgroup created and removed per run), each run is still in a leaf, and
+/// the kept leaf ends with the worker (F12).
+#[test]
+fn in_a_cgroup_a_workers_runs_reuse_its_emptied_leaf_which_ends_with_it() {
+    let Some(Some(mount)) = can_run(Mode::Cgroup, "in_a_cgroup_a_workers_runs_reuse_...") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let noted = data.path().join("cgroups");
+    let script = format!("grep '^0::' /proc/self/cgroup >> '{}'", noted.display());
+    let mut run = Command::new(worker_bin())
+        .args(["run", "--executor", "cli", "--approve", "all", "-j", "1"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["one", "two", "three", "--", "sh", "-c", &script])
+        .env_remove("BAMBOO_CGROUP")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_within(&mut run, PATIENCE);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the run failed: {status:?}"
+    );
+    let text = std::fs::read_to_string(&noted).unwrap_or_default();
+    let leaves: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("0::"))
+        .collect();
+    assert_eq!(leaves.len(), 3, "one line per run: {text:?}");
+    assert!(
+        leaves.iter().all(|l| l.contains("/bamboo-run-")),
+        "a run outside a leaf: {leaves:?}"
+    );
+    let distinct: std::collections::BTreeSet<&str> = leaves.iter().copied().collect();
+    assert!(
+        distinct.len() < leaves.len(),
+        "every run had a leaf of its own, none was reused: {leaves:?}"
+    );
+    for leaf in distinct {
+        let dir = mount.join(leaf.trim_start_matches('/'));
+        assert!(
+            within(Duration::from_secs(10), || !dir.exists()),
+            "the kept leaf {} outlived its worker",
+            dir.display()
+        );
+    }
+}

@@ -55,7 +55,7 @@ use super::proc::tree::RunMark;
 use super::proc::{die_with_worker, spawn_contained, RunProcesses};
 
 pub use super::proc::tree::RUN_MARK_VAR;
-use output::{read_line_bounded, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
+use output::{read_line_bounded, LineReader, OutputCollector, MAX_LINE_BYTES, MAX_RESULT_BYTES};
 
 /// The placeholder an argument may contain to receive the assignment.
 pub const ASSIGNMENT_PLACEHOLDER: &str = "{assignment}";
@@ -69,7 +69,8 @@ pub const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 /// The longest the rest of stdout is read after the program exited, however
 /// steadily it comes (an escaped process writing without end).
 pub const DRAIN_CAP: Duration = Duration::from_secs(30);
-/// Capacity of the stdout reader: large, so a chatty program costs few reads.
+/// Capacity of the stdout reader: large, so a chatty program costs few
+/// reads (never zeroed, so a short run does not pay for it).
 const STDOUT_BUFFER: usize = 256 * 1024;
 
 /// Why a `cli_adapter` spec cannot be used.
@@ -482,11 +483,11 @@ async fn pump_stdout(
     abort: &CancellationToken,
     lines: &std::sync::atomic::AtomicU64,
 ) {
-    let mut reader = BufReader::with_capacity(STDOUT_BUFFER, stdout);
+    let mut reader = LineReader::new(stdout, STDOUT_BUFFER);
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
-        match read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES).await {
+        match reader.next_line(&mut line, MAX_LINE_BYTES).await {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {

@@ -130,18 +130,69 @@ pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
         if avail.is_empty() {
             return Ok(out.len());
         }
-        let room = max.saturating_sub(out.len());
-        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) if i < room => (i + 1, true),
-            _ => {
-                let take = avail.len().min(room);
-                (take, out.len() + take >= max)
-            }
-        };
-        out.extend_from_slice(&avail[..take]);
+        let (take, done) = take_line(avail, out, max);
         reader.consume(take);
         if done {
             return Ok(out.len());
+        }
+    }
+}
+
+/// Moves the start of `avail` into `out`, up to and including a newline
+/// and at most up to `max` bytes in `out`: how much it took, and whether
+/// the line is complete (a newline, or `max` reached).
+fn take_line(avail: &[u8], out: &mut Vec<u8>, max: usize) -> (usize, bool) {
+    let room = max.saturating_sub(out.len());
+    let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+        Some(i) if i < room => (i + 1, true),
+        _ => {
+            let take = avail.len().min(room);
+            (take, out.len() + take >= max)
+        }
+    };
+    out.extend_from_slice(&avail[..take]);
+    (take, done)
+}
+
+/// Lines of a stream, read into a buffer that is allocated but never
+/// zeroed (a `BufReader` zeroes its whole buffer for every run, which cost
+/// a short run more than the reading did).
+#[derive(Debug)]
+pub struct LineReader<R> {
+    source: R,
+    buf: bytes::BytesMut,
+    capacity: usize,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
+    /// Reads `source` up to `capacity` bytes at a time.
+    pub fn new(source: R, capacity: usize) -> Self {
+        Self {
+            source,
+            buf: bytes::BytesMut::new(),
+            capacity,
+        }
+    }
+
+    /// Reads one line into `out` (cleared by the caller), at most `max`
+    /// bytes; returns the number of bytes read, 0 at end of stream. As
+    /// [`read_line_bounded`].
+    pub async fn next_line(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        use bytes::Buf;
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buf.is_empty() {
+                // Reuses the allocation once everything was consumed.
+                self.buf.reserve(self.capacity);
+                if self.source.read_buf(&mut self.buf).await? == 0 {
+                    return Ok(out.len());
+                }
+            }
+            let (take, done) = take_line(&self.buf, out, max);
+            self.buf.advance(take);
+            if done {
+                return Ok(out.len());
+            }
         }
     }
 }
@@ -205,6 +256,32 @@ mod tests {
         assert_eq!(
             read_line_bounded(&mut r, &mut out, 10).await.expect("read"),
             0
+        );
+    }
+    // A line reader with a 4-byte buffer: lines that span reads are joined,
+    // long ones split at the bound, and the end of the stream is 0.
+    #[tokio::test]
+    async fn the_line_reader_joins_lines_across_reads_and_splits_long_ones() {
+        let data = b"ab\ncdefgh\n0123456789abcdefghijklmno\nlast";
+        let mut r = LineReader::new(&data[..], 4);
+        let mut lines = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            if r.next_line(&mut out, 10).await.expect("read") == 0 {
+                break;
+            }
+            lines.push(String::from_utf8(out).expect("utf-8"));
+        }
+        assert_eq!(
+            lines,
+            [
+                "ab\n",
+                "cdefgh\n",
+                "0123456789",
+                "abcdefghij",
+                "klmno\n",
+                "last"
+            ]
         );
     }
 }

@@ -3,7 +3,10 @@
 //! everything it ever starts is in it, however it escapes (a `setsid`
 //! daemon, a cleared environment); at run end the leaf is killed whole
 //! (`cgroup.kill`, else a freeze and a SIGKILL per member), then removed
-//! once empty.
+//! once empty; or, in a worker, when it emptied cleanly (no process, no
+//! cgroup below it, not frozen), kept for the worker's next run
+//! ([`Leaf::take`], [`keep_emptied_leaves`]), which saves each run the
+//! cgroup's creation and removal.
 //!
 //! No controller is enabled anywhere (the v2 "no internal processes" rule
 //! stays satisfied): a leaf is only a membership. Leaves are named
@@ -38,6 +41,9 @@ const KILL_PASSES: usize = 8;
 /// How often a killed leaf is checked for emptiness.
 const EMPTY_POLL: Duration = Duration::from_millis(10);
 
+/// Emptied leaves a worker keeps for its next runs; more are removed.
+const MAX_SPARE: usize = 4;
+
 /// One run's cgroup. Dropping it kills what is in it and removes it (in the
 /// background) unless [`Leaf::remove_when_empty`] already did.
 #[derive(Debug)]
@@ -50,6 +56,30 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// A leaf for a run: one an earlier run of this worker left empty
+    /// ([`Leaf::release`]) when there is one, else a fresh one
+    /// ([`Leaf::create`]); `None` when cgroups are unavailable.
+    pub fn take() -> Option<Self> {
+        loop {
+            let Some(dir) = spares().pop() else {
+                return Self::create();
+            };
+            match open_procs(&dir) {
+                Ok(procs) => {
+                    return Some(Self {
+                        dir,
+                        procs: Some(procs),
+                        done: false,
+                    })
+                }
+                Err(e) => {
+                    tracing::debug!(leaf = %dir.display(), error = %e, "cannot reuse a kept run cgroup; removing it");
+                    remove_or_keep(&dir);
+                }
+            }
+        }
+    }
+
     /// A fresh leaf below the worker's own cgroup, after removing leaves of
     /// dead workers there; `None` when cgroups are unavailable (a debug line
     /// says why).
@@ -61,10 +91,7 @@ impl Leaf {
             tracing::debug!(leaf = %dir.display(), error = %e, "cannot create a cgroup for the run; using the subreaper path");
             return None;
         }
-        let procs = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"));
-        match procs {
+        match open_procs(&dir) {
             Ok(procs) => {
                 live().insert(dir.clone());
                 Some(Self {
@@ -118,6 +145,70 @@ impl Leaf {
         self.done = true;
         remove_when_empty(self.dir.clone()).await;
     }
+
+    /// The run is over and the leaf killed: in a process that keeps
+    /// emptied leaves ([`keep_emptied_leaves`]), a leaf left exactly as a
+    /// fresh one (no process, no cgroup below it, no controller enabled for
+    /// one, not frozen) is kept for its next run ([`Leaf::take`]); any
+    /// other is removed once empty, as [`Leaf::remove_when_empty`] does.
+    pub async fn release(mut self) {
+        self.done = true;
+        if KEEP_EMPTIED.load(Ordering::Relaxed) && reusable(&self.dir) {
+            let mut spares = spares();
+            if spares.len() < MAX_SPARE {
+                spares.push(self.dir.clone());
+                return;
+            }
+        }
+        remove_when_empty(self.dir.clone()).await;
+    }
+}
+
+/// Whether emptied leaves are kept for the next runs ([`keep_emptied_leaves`]).
+static KEEP_EMPTIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, leaves that empty cleanly are kept for this process's next
+/// runs instead of being removed ([`Leaf::release`]). Only for a process
+/// whose last act is [`kill_all_leaves`] (the worker's), which removes the
+/// kept ones: elsewhere they would outlive it until the next stale sweep.
+pub fn keep_emptied_leaves() {
+    KEEP_EMPTIED.store(true, Ordering::Relaxed);
+}
+
+/// Opens `dir`'s `cgroup.procs` for the spawned program to write itself in.
+fn open_procs(dir: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+}
+
+/// The emptied leaves kept for the next runs (all in [`live`], so the
+/// worker's last act removes them too).
+fn spares() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static SPARES: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
+    SPARES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether the leaf `dir` is as a fresh one would be, for the next program
+/// to enter: nothing in it or below it, not frozen, no cgroup below it
+/// (`cgroup.stat`), no controller enabled for children (which would refuse
+/// the next program its entry).
+fn reusable(dir: &Path) -> bool {
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let Some(events) = read("cgroup.events") else {
+        return false;
+    };
+    let has = |line: &str| events.lines().any(|l| l.trim() == line);
+    // No `frozen` line: a kernel without the freezer, so not frozen.
+    if !has("populated 0") || has("frozen 1") {
+        return false;
+    }
+    let no_descendants = read("cgroup.stat")
+        .is_some_and(|stat| stat.lines().any(|l| l.trim() == "nr_descendants 0"));
+    no_descendants && read("cgroup.subtree_control").is_some_and(|c| c.trim().is_empty())
 }
 
 impl Drop for Leaf {
@@ -164,6 +255,7 @@ fn enter_before_exec(cmd: &mut tokio::process::Command, procs: std::os::fd::RawF
 /// nothing its runs started outlives it. Returns how many processes the
 /// leaves held.
 pub fn kill_all_leaves() -> usize {
+    spares().clear();
     let leaves: Vec<PathBuf> = live().iter().cloned().collect();
     let killed: usize = leaves.iter().map(|l| kill_cgroup(l).len()).sum();
     let deadline = Instant::now() + EMPTY_WITHIN;
@@ -347,6 +439,11 @@ fn signal_pid(pid: i32, signal: Signal) {
 /// (Linux 5.14 and later) does it atomically; without it, a freeze and a
 /// SIGKILL per member. Returns the pids it held.
 fn kill_cgroup(dir: &Path) -> HashSet<i32> {
+    // Empty (the common end of a run): nothing in it can fork, nothing
+    // can enter it, so there is nothing to kill.
+    if !populated(dir) {
+        return HashSet::new();
+    }
     let held = members(dir);
     match std::fs::write(dir.join("cgroup.kill"), "1") {
         Ok(()) => held,

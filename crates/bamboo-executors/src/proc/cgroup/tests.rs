@@ -199,3 +199,49 @@ async fn a_dropped_leaf_kills_its_processes_and_is_removed() {
     let _ = nix::sys::wait::waitpid(Pid::from_raw(escapee), None);
     assert!(!alive(escapee));
 }
+
+/// Spawns `true` in `leaf` and waits for it.
+async fn run_true_in(leaf: &mut Leaf) {
+    let mut cmd = tokio::process::Command::new("true");
+    leaf.enter_on_spawn(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn true in the leaf");
+    leaf.spawned();
+    assert!(child.wait().await.expect("wait").success());
+}
+
+// F12 (issue 23): a worker keeps a run's emptied leaf for its next run only
+// when the leaf is exactly as a fresh one; anything a program changed that
+// would reach the next run (a cgroup below it, a freeze) gets it removed.
+#[tokio::test]
+async fn only_a_leaf_left_as_fresh_is_fit_for_the_next_run() {
+    if own_or_skip("only_a_leaf_left_as_fresh_is_fit_for_the_next_run").is_none() {
+        return;
+    }
+    let mut leaf = Leaf::create().expect("a leaf where the hierarchy is writable");
+    let dir = leaf.dir().to_path_buf();
+    run_true_in(&mut leaf).await;
+    assert!(leaf.kill().is_empty(), "nothing is left to kill");
+    assert!(reusable(&dir), "a leaf its program left empty");
+
+    let below = dir.join("made-by-the-program");
+    std::fs::create_dir(&below).expect("a cgroup below the leaf");
+    assert!(!reusable(&dir), "a leaf with a cgroup below it");
+    std::fs::remove_dir(&below).expect("remove the cgroup below");
+    assert!(reusable(&dir));
+
+    if std::fs::write(dir.join("cgroup.freeze"), "1").is_ok() {
+        assert!(!reusable(&dir), "a frozen leaf");
+        std::fs::write(dir.join("cgroup.freeze"), "0").expect("thaw");
+    }
+
+    let (busy, mut child, escapee) = escapee_in_leaf().await;
+    assert!(!reusable(busy.dir()), "a leaf with processes in it");
+    busy.kill();
+    let _ = child.wait().await;
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(escapee), None);
+    busy.remove_when_empty().await;
+
+    // Outside a worker (no keep_emptied_leaves), a leaf is removed at the end.
+    leaf.release().await;
+    assert!(!dir.exists(), "the leaf {} is removed", dir.display());
+}
