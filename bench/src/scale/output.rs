@@ -21,6 +21,9 @@ const LINE_RUNS: usize = 3;
 const STREAM_EVENTS: usize = 200_000;
 /// `-j` of the fan-out runs (and `-P` of xargs).
 const JOBS: usize = 8;
+/// The front door's peak resident memory while one child streams 1M
+/// events, at most (issue 23): 40 MiB.
+const PEAK_TARGET_KIB: u64 = 40 * 1024;
 
 pub async fn run() -> Result<()> {
     println!("== scale: output, fan-out and memory (release build, medians) ==");
@@ -159,11 +162,12 @@ async fn long_line(dir: &Path) -> Result<()> {
         let mut p = peaks[i].clone();
         p.sort_unstable();
         let peak = p[p.len() / 2];
+        let ratio = peak as f64 / PEAK_TARGET_KIB as f64;
         report(
             &format!("front door peak RSS, 1M events, {name}"),
-            format!("{:.1} MiB", mib(peak)),
-            "<= 40 MiB",
-            peak <= 40 * 1024,
+            format!("{ratio:.2}x ({:.1} MiB)", mib(peak)),
+            "<= 1x of 40 MiB",
+            peak <= PEAK_TARGET_KIB,
         );
     }
     Ok(())

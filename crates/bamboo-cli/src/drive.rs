@@ -40,6 +40,9 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(150);
 /// Most events printed between two flushes of stdout.
 const BATCH: usize = 256;
+/// Children created per call to the engine: their creates share one read
+/// of the root and their durable writes go out together.
+const CREATE_BATCH: usize = 128;
 
 /// Why the loop stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,72 +377,96 @@ impl<'a> Front<'a> {
         Ok(())
     }
 
-    /// Creates one child per `(assignment, name)`; an interrupt stops
-    /// creating, and so does the first create the engine refuses (a full
-    /// disk): the rest are listed as never created, and the children
-    /// already created run on to their end.
+    /// Creates one child per `(assignment, name)`, [`CREATE_BATCH`] at a
+    /// time (one read of the root and shared syncs per batch); an interrupt
+    /// stops creating after the batch in flight, and so does the first
+    /// create the engine refuses (a full disk): the rest are listed as never
+    /// created, and the children already created run on to their end.
     async fn create_children(&mut self, planned: &[(String, String)], interrupts: &mut Interrupts) {
-        let workspace = self
+        let total = planned.len();
+        let mut done = 0;
+        for batch in planned.chunks(CREATE_BATCH) {
+            if self.refused.is_some() {
+                for (assignment, name) in batch {
+                    self.children.add_uncreated(
+                        name.clone(),
+                        assignment.clone(),
+                        "not created: an earlier create was refused".into(),
+                    );
+                }
+                continue;
+            }
+            let inputs: Vec<CreateChild> = batch
+                .iter()
+                .map(|(assignment, name)| self.create_input(assignment, name))
+                .collect();
+            let auto_run = self.options.parallel.halt.is_none();
+            let creating = self.engine.create_children(inputs);
+            tokio::pin!(creating);
+            // A batch in flight is seen through: its children may be
+            // running already, and must be followed.
+            let (created, interrupted) = tokio::select! {
+                biased;
+                sig = interrupts.next() => (creating.await, Some(sig)),
+                c = &mut creating => (c, None),
+            };
+            for ((assignment, name), child) in batch.iter().zip(created) {
+                match child {
+                    Ok(child) => {
+                        self.children
+                            .add(child.id, name.clone(), Some(assignment.clone()));
+                        if !auto_run {
+                            self.unstarted.push_back(self.children.all().len() - 1);
+                        }
+                    }
+                    Err(e) => {
+                        if self.refused.is_none() {
+                            self.note(&format!(
+                                "cannot create child {} ({name}): {e}; no further children are created, those running go on",
+                                done + 1
+                            ));
+                        }
+                        self.children.add_uncreated(
+                            name.clone(),
+                            assignment.clone(),
+                            format!("not created: {e}"),
+                        );
+                        self.refused.get_or_insert(e);
+                    }
+                }
+                done += 1;
+            }
+            if let Some(sig) = interrupted {
+                self.note(&format!(
+                    "{sig}: stopped after creating {done} of {total} children"
+                ));
+                self.stop_early(Stop::Interrupted);
+                return;
+            }
+        }
+    }
+
+    /// What the engine is asked to create for one planned child.
+    fn create_input(&self, assignment: &str, name: &str) -> CreateChild {
+        let mut input = CreateChild::new(&self.root, assignment);
+        input.title = Some(name.to_owned());
+        input.role = "cli".into();
+        input.workspace = self
             .options
             .workspace
             .as_ref()
             .map(|w| w.to_string_lossy().into_owned());
-        let total = planned.len();
-        for (i, (assignment, name)) in planned.iter().enumerate() {
-            if self.refused.is_some() {
-                self.children.add_uncreated(
-                    name.clone(),
-                    assignment.clone(),
-                    "not created: an earlier create was refused".into(),
-                );
-                continue;
-            }
-            let mut input = CreateChild::new(&self.root, assignment);
-            input.title = Some(name.clone());
-            input.role = "cli".into();
-            input.workspace = workspace.clone();
-            input.auto_run = self.options.parallel.halt.is_none();
-            input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
-            input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
-            input.max_rounds = self.options.max_rounds;
-            input.read_only = self.options.read_only;
-            input.max_tokens = self.options.max_tokens;
-            input.max_cost_usd = self.options.max_cost_usd;
-            if self.options.worktree {
-                input.isolation = Some(bamboo_engine::worktree::Isolation::Worktree);
-            }
-            let input_auto_run = input.auto_run;
-            let child = tokio::select! {
-                biased;
-                sig = interrupts.next() => {
-                    self.note(&format!("{sig}: stopped after creating {i} of {total} children"));
-                    self.stop_early(Stop::Interrupted);
-                    return;
-                }
-                c = self.engine.create_child(input) => c,
-            };
-            match child {
-                Ok(child) => {
-                    self.children
-                        .add(child.id, name.clone(), Some(assignment.clone()));
-                    if !input_auto_run {
-                        self.unstarted.push_back(self.children.all().len() - 1);
-                    }
-                }
-                Err(e) => {
-                    self.note(&format!(
-                        "cannot create child {} ({name}): {e}; no further children are created, those running go on",
-                        i + 1
-                    ));
-                    self.children.add_uncreated(
-                        name.clone(),
-                        assignment.clone(),
-                        format!("not created: {e}"),
-                    );
-                    self.refused = Some(e);
-                }
-            }
+        input.auto_run = self.options.parallel.halt.is_none();
+        input.run_timeout_secs = self.options.run_timeout.map(|d| d.as_secs());
+        input.idle_timeout_secs = self.options.idle_timeout.map(|d| d.as_secs());
+        input.max_rounds = self.options.max_rounds;
+        input.read_only = self.options.read_only;
+        input.max_tokens = self.options.max_tokens;
+        input.max_cost_usd = self.options.max_cost_usd;
+        if self.options.worktree {
+            input.isolation = Some(bamboo_engine::worktree::Isolation::Worktree);
         }
+        input
     }
 
     /// The first interrupt starts the graceful stop; a second one returns

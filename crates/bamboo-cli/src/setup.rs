@@ -11,6 +11,13 @@ use bamboo_subagent::spec::ProviderCredential;
 
 use super::RunOptions;
 
+/// Events of the root's log `run` keeps in memory. `run` is the log's one
+/// reader and keeps up, so a short ring serves it; were it to fall behind it
+/// reads on from the log file. The engine's default (tens of thousands of
+/// events, several hundred bytes each) held most of the front door's memory
+/// while a child streamed.
+const RING_EVENTS: usize = 8192;
+
 /// Starts the engine with data under `data_dir`.
 pub async fn build_engine(
     options: &RunOptions,
@@ -28,6 +35,7 @@ pub async fn build_engine(
         .worker_program(program)
         .worker_args(options.worker_args.clone())
         .max_running(options.max_running)
+        .event_capacity(RING_EVENTS)
         .approval_policy(policy)
         .enforce_permissions(true);
     for (name, value) in &options.pass_env {

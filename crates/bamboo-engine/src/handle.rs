@@ -130,8 +130,8 @@ impl ChildHandle {
     /// Waits for the followed run to end and returns how it ended. A
     /// pending child is awaited until it runs and ends. Fails only when no
     /// end can come: the child was deleted, or the engine shut down first.
-    /// (Should the parent's event log lose the completion to its size cap,
-    /// this waits until shutdown: read [`detail`](Self::detail) instead.)
+    /// A parent's event log that loses events (its size cap, a full disk)
+    /// still keeps the completion, so the end is seen.
     pub async fn wait(&self) -> Result<ChildOutcome, EngineError> {
         let mut events = self.events();
         while let Some(logged) = events.next().await {

@@ -113,6 +113,10 @@ fn fill(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// Children the front-door run asks for.
+const CHILDREN: usize = 600;
+
+// Behaviours: S6
 #[test]
 fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go_on() {
     let Some(fs) = Tmpfs::mount("3m") else { return };
@@ -120,7 +124,10 @@ fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go
     let plain = tempfile::tempdir().unwrap();
     let tasks = plain.path().join("tasks.txt");
     let body = words(200);
-    let lines: Vec<String> = (1..=300).map(|i| format!("fd{i} {body}")).collect();
+    // More children than their creates alone can store on 3 MiB, so the
+    // disk fills before the last create however fast the creates go (they
+    // are made in batches).
+    let lines: Vec<String> = (1..=CHILDREN).map(|i| format!("fd{i} {body}")).collect();
     std::fs::write(&tasks, lines.join("\n") + "\n").unwrap();
     let d = data.to_str().unwrap();
 
@@ -143,7 +150,7 @@ fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go
     let summary = lines.last().unwrap();
     assert_eq!(summary["kind"], "summary");
     let children = summary["children"].as_array().unwrap();
-    assert_eq!(children.len(), 300);
+    assert_eq!(children.len(), CHILDREN);
     let not_created = children
         .iter()
         .filter(|c| c["status"] == "not_created")
@@ -244,8 +251,10 @@ fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go
         .iter()
         .filter(|e| e["event"]["type"] != "events_truncated")
         .count();
+    // (The disk may fill before the root's log writes its first line; then
+    // there is nothing to show, and the loss is said if a marker fitted.)
     assert!(
-        logged > 0 && listed >= logged,
+        listed >= logged,
         "every whole line is shown: {listed} of {logged}"
     );
     if log.contains("gap_to") {
@@ -270,7 +279,7 @@ fn the_front_door_on_a_full_disk_reports_only_what_was_stored_and_says_how_to_go
         .unwrap()["children"]
         .as_array()
         .unwrap();
-    assert_eq!(kids.len(), 300);
+    assert_eq!(kids.len(), CHILDREN);
     assert!(kids.iter().all(|c| c["status"] == "completed"));
 }
 

@@ -5,6 +5,13 @@
 //! not yet synced) or inside the explicit gap (`gap_from`). Eviction from the
 //! ring writes the buffer first when it must, so a reader that falls behind
 //! the ring always finds its next event in the file or learns it is lost.
+//!
+//! A gap never takes a run's start, end or approval request: those leave the
+//! ring for a side list (`kept`) rather than for nowhere, and a reader in the
+//! gap gets them between the `events_truncated` events that stand for the
+//! rest. Readers that count runs (the front door, a handle's `wait`) would
+//! otherwise wait for an end they can never see. The list grows by a few
+//! events per run, and only while the log has a gap.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -30,8 +37,9 @@ const IDLE_TAIL: usize = 128;
 /// What a reader at position `next` should do now.
 #[derive(Debug)]
 pub(crate) enum Plan {
-    /// Events from memory, added to the reader's queue.
-    Ring,
+    /// Events from memory (the ring, or kept from a gap), added to the
+    /// reader's queue.
+    Memory,
     /// Read the file from `offset` for events `next..limit`.
     Disk { offset: u64, limit: u64 },
     /// Events `first..=last` are lost (the cap, or a failed write).
@@ -78,6 +86,9 @@ struct State {
     /// The newest events: `next_seq - ring.len() .. next_seq`. Readers get
     /// clones (the event itself is shared).
     ring: VecDeque<LoggedEvent>,
+    /// Events older than the ring, inside the gap, that say a run started
+    /// or ended or asks for approval (see [`kept_in_a_gap`]), in order.
+    kept: VecDeque<LoggedEvent>,
     /// The last event time converted, and its microseconds: the events of
     /// one burst share one reading of the clock, so one conversion.
     last_time: (i64, chrono::DateTime<chrono::Utc>),
@@ -130,6 +141,7 @@ impl SessionLog {
             state: Mutex::new(State {
                 next_seq,
                 ring: VecDeque::new(),
+                kept: VecDeque::new(),
                 file: None,
                 buf: Vec::new(),
                 file_len,
@@ -237,11 +249,16 @@ impl SessionLog {
         // gap). It almost always is already: the ring holds several write
         // batches, so this writes only when the buffer is that far behind.
         let oldest = st.ring.front().map_or(0, |e| e.seq);
-        let in_gap = st.gap_from.is_some_and(|g| oldest >= g);
-        if oldest > st.written_through && !in_gap {
+        let in_gap = |st: &State| st.gap_from.is_some_and(|g| oldest >= g);
+        if oldest > st.written_through && !in_gap(st) {
             self.write_out(st);
         }
-        st.ring.pop_front()
+        let evicted = st.ring.pop_front()?;
+        // Checked after the write: a failed one starts the gap here.
+        if in_gap(st) && kept_in_a_gap(&evicted.event) {
+            st.kept.push_back(evicted.clone());
+        }
+        Some(evicted)
     }
 
     /// Writes the buffer to the file. A failed write turns the rest of the
@@ -285,7 +302,7 @@ impl SessionLog {
     }
 
     /// What a reader at `next` (and stopping before `until`, if given)
-    /// should do; registers `waker` when it must wait. For [`Plan::Ring`],
+    /// should do; registers `waker` when it must wait. For [`Plan::Memory`],
     /// up to `max` events are appended to `out`.
     pub fn plan(
         &self,
@@ -314,12 +331,33 @@ impl SessionLog {
             let from = (next - ring_start) as usize;
             let n = ((end - next) as usize).min(max);
             out.extend(st.ring.range(from..from + n).cloned());
-            return Plan::Ring;
+            return Plan::Memory;
         }
+        // The first event kept from the gap at or after `next`: no stretch
+        // reported lost and no file read goes past it.
+        let first_kept = st.kept.partition_point(|e| e.seq < next);
+        let kept_at = st.kept.get(first_kept).map(|e| e.seq);
         if st.gap_from.is_some_and(|g| next >= g) {
-            return Plan::Gap {
-                first: next,
-                last: ring_start - 1,
+            return match kept_at {
+                Some(seq) if seq == next => {
+                    let run = st
+                        .kept
+                        .range(first_kept..)
+                        .zip(next..end)
+                        .take(max)
+                        .take_while(|(e, seq)| e.seq == *seq)
+                        .map(|(e, _)| e.clone());
+                    out.extend(run);
+                    Plan::Memory
+                }
+                Some(seq) => Plan::Gap {
+                    first: next,
+                    last: seq - 1,
+                },
+                None => Plan::Gap {
+                    first: next,
+                    last: ring_start - 1,
+                },
             };
         }
         let offset = st
@@ -330,7 +368,7 @@ impl SessionLog {
             .map_or(0, |(_, off)| *off);
         Plan::Disk {
             offset,
-            limit: ring_start,
+            limit: kept_at.map_or(ring_start, |seq| seq.min(ring_start)),
         }
     }
 
@@ -458,6 +496,7 @@ impl SessionLog {
         st.deleted = true;
         st.closed = true;
         st.ring.clear();
+        st.kept.clear();
         st.buf.clear();
         st.file = None;
         for w in st.waiters.drain(..) {
@@ -469,6 +508,18 @@ impl SessionLog {
             }
         }
     }
+}
+
+/// Whether `event` leaves the ring for the kept list when it falls into a
+/// gap: a run's start and end and an approval request, which readers
+/// count on (a child's tokens they can do without).
+fn kept_in_a_gap(event: &AgentEvent) -> bool {
+    matches!(
+        event,
+        AgentEvent::SubAgentStarted { .. }
+            | AgentEvent::SubAgentCompleted { .. }
+            | AgentEvent::ChildApprovalRequested { .. }
+    )
 }
 
 /// Opens the log file for appending, creating it (0600) and its directory

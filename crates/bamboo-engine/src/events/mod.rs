@@ -19,7 +19,11 @@
 //! for all the runs that end in it: group commit) and at shutdown. The file
 //! is capped (`EngineBuilder::event_log_cap`, default 1 GiB); past it, new
 //! events live only in the ring, and a reader that misses them gets an
-//! `events_truncated` event naming the lost numbers. A log no run writes to
+//! `events_truncated` event naming the lost numbers; the same goes for events
+//! a failed write (a full disk) lost. A lost stretch never takes a run's
+//! start, end or approval request: those are kept in memory and read in
+//! their place between the losses, so a reader that counts runs sees each
+//! one end. A log no run writes to
 //! keeps only its newest 128 events in memory. The log is deleted with its
 //! session.
 //!

@@ -151,7 +151,7 @@ impl Stream for EventStream {
             }
             let until = this.until;
             match log.plan(this.next, until, RING_BATCH, cx.waker(), &mut this.queue) {
-                Plan::Ring => {
+                Plan::Memory => {
                     if let Some(last) = this.queue.back() {
                         this.next = last.seq + 1;
                     }

@@ -419,3 +419,124 @@ async fn an_id_that_cannot_be_a_session_has_no_log() {
     let s = l.subscribe("../escape", Since::Start, false);
     assert_eq!(s.collect::<Vec<_>>().await.len(), 0);
 }
+
+fn started(child: u64) -> AgentEvent {
+    AgentEvent::SubAgentStarted {
+        parent_session_id: "p".into(),
+        child_session_id: format!("c{child}"),
+        title: None,
+    }
+}
+
+fn completed(child: u64) -> AgentEvent {
+    AgentEvent::SubAgentCompleted {
+        parent_session_id: "p".into(),
+        child_session_id: format!("c{child}"),
+        status: bamboo_domain::CompletionStatus::Completed,
+        error: None,
+        result: Some(format!("done {child}")),
+        usage: None,
+        worktree: None,
+    }
+}
+
+/// Publishes `children` runs to `p`'s log, one after another: each starts,
+/// streams `tokens` tokens and ends. Returns how many events that was.
+fn publish_runs(l: &EventLogs, children: u64, tokens: u64) -> u64 {
+    let out = Fanout::new(l, &["p".to_owned()]);
+    out.start_run();
+    for c in 0..children {
+        out.publish(started(c));
+        for i in 0..tokens {
+            out.publish(tok(i));
+        }
+        out.publish(completed(c));
+    }
+    out.finish_run();
+    children * (tokens + 2)
+}
+
+/// Reads `p`'s log from its start until event `n` is accounted for: the
+/// runs started and ended, in order, and the lost stretches. Every number
+/// is accounted for once. Fails (rather than hangs) when the reader stops
+/// getting events.
+async fn runs_seen(l: &EventLogs, n: u64) -> (Vec<String>, Vec<(u64, u64)>) {
+    let mut reader = l.subscribe("p", Since::Start, false);
+    let (mut runs, mut gaps, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+    while seqs.last() != Some(&n) {
+        let e = take(&mut reader, 1).await.remove(0);
+        match &*e.event {
+            AgentEvent::EventsTruncated {
+                first_seq,
+                last_seq,
+                ..
+            } => {
+                assert_eq!(e.seq, *last_seq);
+                gaps.push((*first_seq, *last_seq));
+                seqs.extend(*first_seq..=*last_seq);
+            }
+            AgentEvent::SubAgentStarted {
+                child_session_id, ..
+            } => {
+                runs.push(format!("started {child_session_id}"));
+                seqs.push(e.seq);
+            }
+            AgentEvent::SubAgentCompleted {
+                child_session_id,
+                result,
+                ..
+            } => {
+                let result = result.as_deref().unwrap_or_default();
+                runs.push(format!("completed {child_session_id}: {result}"));
+                seqs.push(e.seq);
+            }
+            _ => seqs.push(e.seq),
+        }
+    }
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    (runs, gaps)
+}
+
+fn every_run(children: u64) -> Vec<String> {
+    (0..children)
+        .flat_map(|c| [format!("started c{c}"), format!("completed c{c}: done {c}")])
+        .collect()
+}
+
+// Behaviours: S6, E2
+#[tokio::test]
+async fn a_reader_behind_a_small_ring_sees_every_run_start_and_end_through_the_caps_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    // A ring of 16 events and room in the file for a few dozen lines: the
+    // reader, which reads only once every run is over, is far behind both.
+    let l = logs(dir.path(), 16, 2_000);
+    let n = publish_runs(&l, 5, 100);
+    let (runs, gaps) = runs_seen(&l, n).await;
+    assert_eq!(runs, every_run(5), "no run's start or end is lost");
+    assert!(gaps.len() > 1, "the tokens between them are: {gaps:?}");
+    // A reader that stops at what was logged when it subscribed ends.
+    let until: Vec<_> = l.subscribe("p", Since::Start, true).collect().await;
+    assert_eq!(until.last().map(|e| e.seq), Some(n));
+}
+
+// Behaviours: S6, E2
+#[tokio::test]
+async fn a_reader_of_a_log_that_cannot_be_written_sees_every_run_start_and_end() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file cannot be created (as on a disk full before the first
+    // write): the log lives in its 16-event ring alone.
+    std::fs::write(dir.path().join("events"), b"not a directory").unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    let n = publish_runs(&l, 4, 50);
+    let (runs, gaps) = runs_seen(&l, n).await;
+    assert_eq!(runs, every_run(4));
+    assert_eq!(
+        gaps.first().map(|g| g.0),
+        Some(2),
+        "all but the first start is lost: {gaps:?}"
+    );
+}
