@@ -542,21 +542,19 @@ impl<'a> Front<'a> {
         self.note_worker(&who, &logged.event).await;
         let ended = self.children.apply(&who, &logged.event, logged.time);
         if ended {
-            self.fetch_result(&who).await;
-            let printed =
-                printed.and_then(
-                    |_| match (self.options.output, self.children.get(who.top)) {
-                        (OutputMode::Json, _) | (_, None) => Ok(()),
-                        (_, Some(child)) => {
-                            let child = child.clone();
-                            let out = match &mut self.group {
-                                Some(g) => g.out(who.top),
-                                None => &mut self.out,
-                            };
-                            self.human.finished(out, &who, &child)
-                        }
-                    },
-                );
+            self.keep_result(&who, &logged.event);
+            let printed = printed.and_then(|_| {
+                // Borrowed, not cloned: its result may be large.
+                let child = match (self.options.output, self.children.get(who.top)) {
+                    (OutputMode::Json, _) | (_, None) => return Ok(()),
+                    (_, Some(child)) => child,
+                };
+                let out = match &mut self.group {
+                    Some(g) => g.out(who.top),
+                    None => &mut self.out,
+                };
+                self.human.finished(out, &who, child)
+            });
             self.closed_if(printed);
             self.try_ended(&who);
         } else {
@@ -610,22 +608,20 @@ impl<'a> Front<'a> {
         }
     }
 
-    /// A completed child's answer, for its result line and the JSON summary.
-    async fn fetch_result(&mut self, who: &Who) {
-        let completed = self
-            .children
-            .get(who.top)
-            .is_some_and(|c| c.phase == super::children::Phase::Done(CompletionStatus::Completed));
-        if !completed {
+    /// A completed child's answer, for its result line and the JSON summary:
+    /// the one its completion carries (reading the child's session for it
+    /// would copy its whole transcript, a large answer twice over).
+    fn keep_result(&mut self, who: &Who, event: &AgentEvent) {
+        let AgentEvent::SubAgentCompleted {
+            status: CompletionStatus::Completed,
+            result,
+            ..
+        } = event
+        else {
             return;
-        }
-        match self.engine.get_child(&self.root, &who.session_id).await {
-            Ok(detail) => {
-                if let Some(c) = self.children.get_mut(who.top) {
-                    c.result = detail.last_result;
-                }
-            }
-            Err(e) => self.note(&format!("cannot read the result of [{}]: {e}", who.label)),
+        };
+        if let Some(c) = self.children.get_mut(who.top) {
+            c.result.clone_from(result);
         }
     }
 
