@@ -20,6 +20,19 @@ pub(crate) struct Fanout {
 /// every event is plain JSON), so a log line is never malformed.
 const UNSERIALIZABLE: &str = r#"{"type":"error","message":"an event could not be serialized"}"#;
 
+/// About how long `event`'s JSON is: a completion with a long answer is
+/// written into room made for it once, not into a buffer that doubles
+/// (twice the answer, and a copy, at the moment it is largest).
+fn size_hint(event: &AgentEvent) -> usize {
+    const FIELDS: usize = 512;
+    match event {
+        AgentEvent::SubAgentCompleted { result, error, .. } => {
+            FIELDS + result.as_ref().map_or(0, String::len) + error.as_ref().map_or(0, String::len)
+        }
+        _ => FIELDS,
+    }
+}
+
 impl Fanout {
     /// The logs of `sessions` (ids that cannot be sessions are skipped).
     pub fn new(logs: &EventLogs, sessions: &[String]) -> Self {
@@ -33,7 +46,10 @@ impl Fanout {
         if self.logs.is_empty() {
             return;
         }
-        let json = serde_json::to_vec(&event).unwrap_or_else(|_| UNSERIALIZABLE.into());
+        let mut json = Vec::with_capacity(size_hint(&event));
+        if serde_json::to_writer(&mut json, &event).is_err() {
+            json = UNSERIALIZABLE.into();
+        }
         self.append(Arc::new(event), &json);
     }
 

@@ -238,6 +238,11 @@ impl SessionLog {
             let at = st.file_len + st.buf.len() as u64;
             st.index.push((seq, at));
         }
+        if line_len > WRITE_BATCH as u64 {
+            // A large event (a long final answer): room for it alone, not
+            // the doubling a growing buffer would take.
+            st.buf.reserve_exact(line_len as usize);
+        }
         line::write_event(&mut st.buf, seq, micros, json);
         if st.buf.len() >= WRITE_BATCH {
             self.write_out(st);
@@ -299,6 +304,10 @@ impl SessionLog {
             }
         }
         st.buf.clear();
+        if st.buf.capacity() > 2 * WRITE_BATCH {
+            // Grown for one large event: not kept for the log's lifetime.
+            st.buf = Vec::with_capacity(WRITE_BATCH);
+        }
     }
 
     /// What a reader at `next` (and stopping before `until`, if given)
@@ -370,6 +379,12 @@ impl SessionLog {
             offset,
             limit: kept_at.map_or(ring_start, |seq| seq.min(ring_start)),
         }
+    }
+
+    /// The write buffer's capacity, for the tests of its memory.
+    #[cfg(test)]
+    pub(super) fn buffer_capacity(&self) -> usize {
+        lock(&self.state).buf.capacity()
     }
 
     /// Writes the buffered lines to the file now, without syncing: a pool

@@ -103,6 +103,35 @@ async fn a_reader_just_behind_a_finished_run_reads_from_memory() {
     );
 }
 
+#[tokio::test]
+async fn a_long_answer_is_logged_whole_and_its_room_is_not_kept() {
+    // The front door's memory must not keep the size of a child's largest
+    // answer for the rest of the run.
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 4096, u64::MAX);
+    let out = Fanout::new(&l, &["p".to_owned()]);
+    let answer = "y".repeat(3 * 1024 * 1024);
+    out.publish(AgentEvent::SubAgentCompleted {
+        parent_session_id: "p".into(),
+        child_session_id: "c".into(),
+        status: bamboo_domain::CompletionStatus::Completed,
+        error: None,
+        result: Some(answer.clone()),
+        usage: None,
+        worktree: None,
+    });
+    let log = l.log("p").unwrap();
+    log.sync().await;
+    assert!(
+        log.buffer_capacity() <= 1024 * 1024,
+        "the buffer kept {} bytes",
+        log.buffer_capacity()
+    );
+    let text = std::fs::read_to_string(dir.path().join("events").join("p.ndjson")).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains(&answer), "the answer is in the file whole");
+}
+
 #[tokio::test(start_paused = true)]
 async fn runs_ending_within_the_sync_window_share_one_sync() {
     let dir = tempfile::tempdir().unwrap();
