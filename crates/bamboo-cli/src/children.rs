@@ -117,6 +117,9 @@ pub struct Children {
     /// Runs go to a NATS pool: a started run waits in its queue until a
     /// worker takes it.
     pooled: bool,
+    /// Children the run will create that are not created yet: counted as
+    /// queued, so the status area and progress speak of the whole run.
+    planned: usize,
 }
 
 impl Children {
@@ -173,6 +176,16 @@ impl Children {
             .iter()
             .filter(|c| c.phase == Phase::InPool)
             .count()
+    }
+
+    /// Says that `n` more children are planned but not created yet.
+    pub fn set_planned(&mut self, n: usize) {
+        self.planned = n;
+    }
+
+    /// Every child of the run: created, never created, or still planned.
+    pub fn total(&self) -> usize {
+        self.list.len() + self.planned
     }
 
     /// How many children were never created.
@@ -351,7 +364,7 @@ impl Children {
 
     /// Counts per phase: (queued, running, awaiting, completed, not completed).
     pub fn counts(&self) -> [usize; 5] {
-        let mut c = [0; 5];
+        let mut c = [self.planned, 0, 0, 0, 0];
         for child in &self.list {
             let i = match child.phase {
                 Phase::Queued | Phase::InPool => 0,

@@ -87,6 +87,10 @@ struct Front<'a> {
     /// `-j` at once, so a halt starts none after it (the engine's own queue
     /// would start the next one before the failure is seen here).
     unstarted: VecDeque<usize>,
+    /// Children planned and not created yet: created a batch at a time
+    /// while fewer than [`Front::window`] are open, so a run of 100,000
+    /// holds a window of them in the engine, not all.
+    plan: VecDeque<(String, String)>,
 }
 
 /// Runs the children and prints them; see the module docs.
@@ -173,14 +177,20 @@ pub async fn drive(
             front.create_children(&uncreated, &mut interrupts).await;
         }
     }
-    front
-        .create_children(&planned(options), &mut interrupts)
-        .await;
+    if options.parallel.halt.is_some() {
+        // Created idle, all at once: the halt policy starts them.
+        front
+            .create_children(&planned(options), &mut interrupts)
+            .await;
+    } else {
+        front.plan_children(planned(options));
+    }
     let mut tick = tokio::time::interval(TICK);
     let mut resizes = Resizes::install();
     let mut deadline: Option<tokio::time::Instant> = None;
     // A child waiting to be retried is not open, but the run is not over.
-    while front.children.open() > 0 || front.tries.waiting() > 0 {
+    while front.children.open() > 0 || front.tries.waiting() > 0 || !front.plan.is_empty() {
+        front.create_more(&mut interrupts).await;
         front.start_more().await;
         front.release_notes();
         if front.out.flush().is_err() {
@@ -191,6 +201,7 @@ pub async fn drive(
             front.cancel_all();
             front.failures += front.tries.drop_waiting().len();
             front.close_unstarted("not started: the run was stopped");
+            front.drop_plan("not created: the run was stopped");
         }
         tokio::select! {
             biased;
@@ -346,6 +357,7 @@ impl<'a> Front<'a> {
             failures: 0,
             workers: HashMap::new(),
             unstarted: VecDeque::new(),
+            plan: VecDeque::new(),
         }
     }
 
@@ -437,13 +449,51 @@ impl<'a> Front<'a> {
                 done += 1;
             }
             if let Some(sig) = interrupted {
+                let (made, left) = (self.children.all().len(), total - done + self.plan.len());
                 self.note(&format!(
-                    "{sig}: stopped after creating {done} of {total} children"
+                    "{sig}: stopped after creating {made} of {} children",
+                    made + left
                 ));
                 self.stop_early(Stop::Interrupted);
                 return;
             }
         }
+    }
+
+    /// How many children may be open (created and not ended) before the
+    /// next batch is created: enough that no slot waits for a create.
+    fn window(&self) -> usize {
+        (4 * CREATE_BATCH).max(4 * self.options.max_running)
+    }
+
+    /// Plans `planned` to be created as room opens (see [`Self::create_more`]).
+    fn plan_children(&mut self, planned: Vec<(String, String)>) {
+        self.plan.extend(planned);
+        self.children.set_planned(self.plan.len());
+    }
+
+    /// Creates planned children, a batch at a time, while fewer than
+    /// [`Self::window`] are open; once a create was refused, the rest are
+    /// recorded as never created.
+    async fn create_more(&mut self, interrupts: &mut Interrupts) {
+        while !self.plan.is_empty()
+            && self.stop.is_none()
+            && (self.refused.is_some() || self.children.open() < self.window())
+        {
+            let n = CREATE_BATCH.min(self.plan.len());
+            let batch: Vec<_> = self.plan.drain(..n).collect();
+            self.children.set_planned(self.plan.len());
+            self.create_children(&batch, interrupts).await;
+        }
+    }
+
+    /// Records every planned child as never created, for `why`.
+    fn drop_plan(&mut self, why: &str) {
+        for (assignment, name) in std::mem::take(&mut self.plan) {
+            self.children
+                .add_uncreated(name, assignment, why.to_owned());
+        }
+        self.children.set_planned(0);
     }
 
     /// What the engine is asked to create for one planned child.
@@ -871,7 +921,7 @@ impl Front<'_> {
         if self.options.parallel.progress && self.status.is_none() {
             let [_, _, _, done, failed] = self.children.counts();
             let ended = (done + failed).saturating_sub(self.tries.waiting());
-            let text = progress::text(ended, self.children.all().len(), self.started.elapsed());
+            let text = progress::text(ended, self.children.total(), self.started.elapsed());
             self.note(&format!("progress: {text}"));
         }
         self.check_halt();

@@ -95,7 +95,7 @@ impl StatusArea {
             counts.push(format!("{failed} failed"));
         }
         let elapsed = now.saturating_duration_since(self.started);
-        let progress = super::progress::text(done + failed, children.all().len(), elapsed);
+        let progress = super::progress::text(done + failed, children.total(), elapsed);
         let used = children
             .total_usage()
             .map(|u| format!(" · {}", super::children::usage_text(&u)))

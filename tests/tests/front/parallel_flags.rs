@@ -348,3 +348,48 @@ fn group_no_tag_and_timestamps_shape_the_lines() {
         assert!(rest.starts_with("[hello-there] "), "{l:?}");
     }
 }
+
+/// A run of more children than the front door creates ahead of the running
+/// ones (a window of 512 at `-j 8`): they are created a batch at a time as
+/// earlier ones end, every one runs, and progress counts the whole run from
+/// the first end on, planned children included.
+#[test]
+fn a_run_larger_than_the_creation_window_runs_every_child_and_progress_counts_them_all() {
+    const N: usize = 700;
+    let tmp = tempfile::tempdir().unwrap();
+    let tasks = tmp.path().join("tasks.txt");
+    let lines: String = (0..N).map(|i| format!("task {i}\n")).collect();
+    std::fs::write(&tasks, lines).unwrap();
+    let out = run(
+        tmp.path(),
+        &[
+            "--executor",
+            "echo",
+            "--json",
+            "-j",
+            "8",
+            "--progress",
+            "--from",
+            tasks.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let children = summary_children(&out);
+    assert_eq!(children.len(), N);
+    assert!(
+        children.iter().all(|(_, status)| status == "completed"),
+        "{children:?}"
+    );
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("progress: "))
+        .collect();
+    assert_eq!(progress.len(), N, "one progress line per end: {stderr}");
+    assert!(
+        progress.iter().all(|l| l.contains(&format!("/{N} ended"))),
+        "every progress line counts all {N}: {:?}",
+        &progress[..3]
+    );
+    assert!(progress[N - 1].contains(&format!("{N}/{N} ended")));
+}
