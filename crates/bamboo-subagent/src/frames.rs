@@ -96,8 +96,9 @@ pub enum ChildFrame {
 }
 
 impl ChildFrame {
-    /// Parses one frame's text. Same result as `serde_json::from_str`, with a
-    /// fast path for the hot case, an `event` frame as our worker writes it
+    /// Parses one frame's text. Same result as `serde_json::from_str`, with
+    /// fast paths for a `terminal` frame and for the hot case, an `event`
+    /// frame as our worker writes it
     /// (`{"kind":"event","event":...}`, and inside it a plain `token`): the
     /// derived parser buffers each tagged layer before choosing the variant,
     /// which is most of the engine's per-event cost. Anything else, or
@@ -109,6 +110,14 @@ impl ChildFrame {
             .and_then(fast_event)
         {
             return Ok(Self::Event { event });
+        }
+        // A terminal frame carries the final answer and the transcript, often
+        // the largest text of the run: read straight into its fields, not
+        // through the copy the tagged parser buffers first.
+        if text.starts_with(r#"{"kind":"terminal","#) {
+            if let Ok(terminal) = serde_json::from_str::<Terminal>(text) {
+                return Ok(Self::Terminal(terminal));
+            }
         }
         serde_json::from_str(text)
     }
@@ -287,6 +296,9 @@ mod tests {
             r#"{"kind":"event","event":{"type":"tool_start","tool_call_id":"1","tool_name":"t"}}"#,
             r#"{"kind":"event","event":{"type":"new_thing","n":1}}"#,
             r#"{"kind":"terminal","status":"completed","result":"r"}"#,
+            r#"{"kind":"terminal","status":"error","error":"e","later":{"x":[1]}}"#,
+            r#"{"kind":"terminal","status":"completed","result":"a \"b\"","transcript":[{"role":"user","content":"hi","created_at":"2026-01-01T00:00:00Z"},{"role":"assistant","content":"a \"b\"","created_at":"2026-01-01T00:00:01Z"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"status":"completed","kind":"terminal","result":"r"}"#,
             r#"{"kind":"event","event":{"type":"token","content":"x"} }"#,
             r#"{"kind":"event","event":{"type":"token","content":""}}"#,
             r#"{"kind":"event","event":{"type":"token","content":"é 😀 plain"}}"#,
@@ -302,6 +314,8 @@ mod tests {
             r#"{"kind":"event","event":}"#,
             "{\"kind\":\"event\",\"event\":{\"type\":\"token\",\"content\":\"raw\ttab\"}}",
             r#"{"kind":"event","event":{"type":"token","content":"a"b"}}"#,
+            r#"{"kind":"terminal","status":"weird"}"#,
+            r#"{"kind":"terminal","status":"completed""#,
         ] {
             assert!(ChildFrame::from_text(bad).is_err(), "{bad}");
             assert!(serde_json::from_str::<ChildFrame>(bad).is_err(), "{bad}");
