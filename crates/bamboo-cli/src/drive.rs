@@ -116,8 +116,8 @@ pub async fn drive(
                 .as_ref()
                 .map(|w| w.to_string_lossy().into_owned());
             new_root.project_key = options.project.clone();
-            let plan = super::resume::plan(data_dir, &options.assignments, &options.names);
-            let created = match plan {
+            let created = match super::resume::plan(data_dir, &options.assignments, &options.names)
+            {
                 Ok(metadata) => {
                     new_root.metadata = metadata;
                     options.executor_record.to_metadata(&mut new_root.metadata);
@@ -433,9 +433,10 @@ impl<'a> Front<'a> {
                     }
                     Err(e) => {
                         if self.refused.is_none() {
+                            // Its number in the whole run, not in this batch.
                             self.note(&format!(
                                 "cannot create child {} ({name}): {e}; no further children are created, those running go on",
-                                done + 1
+                                self.children.all().len() + 1
                             ));
                         }
                         self.children.add_uncreated(

@@ -308,17 +308,23 @@ mod tests {
         (rt, store, dir)
     }
 
+    /// A root and its child whose assignment is `prompt`, both stored.
+    async fn stored_child(store: &crate::store::FileStore, prompt: &str) -> (Session, Session) {
+        let root = Session::new_root("p");
+        let mut child = Session::new_child(&root, ChildInfo::new("r", prompt));
+        child.messages.push(Message::user(prompt));
+        store.create(&root).await.unwrap();
+        store.create(&child).await.unwrap();
+        (root, child)
+    }
+
     #[tokio::test]
     async fn a_message_that_waited_while_the_worker_was_leased_reaches_the_run() {
         // E16: steering sent once the child was running but before its run
         // was on the worker waits in the inbox; it must reach the worker
         // after the run does (a worker drops a message that comes first).
         let (rt, store, _dir) = loopback_run_path().await;
-        let root = Session::new_root("p");
-        let mut child = Session::new_child(&root, ChildInfo::new("r", "__steer"));
-        child.messages.push(Message::user("__steer"));
-        store.create(&root).await.unwrap();
-        store.create(&child).await.unwrap();
+        let (root, child) = stored_child(&store, "__steer").await;
         let early = crate::inbox::InboxMessage::new(
             crate::inbox::InboxKind::Message,
             root.id.clone(),
@@ -339,11 +345,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_and_its_nested_spawn_need_no_facade() {
         let (rt, store, _dir) = loopback_run_path().await;
-        let root = Session::new_root("p");
-        let mut child = Session::new_child(&root, ChildInfo::new("r", "__spawn:sub"));
-        child.messages.push(Message::user("__spawn:sub"));
-        store.create(&root).await.unwrap();
-        store.create(&child).await.unwrap();
+        let (root, child) = stored_child(&store, "__spawn:sub").await;
         let ticket = crate::spawn::enqueue(&rt, &root.id, &child.id).unwrap();
         let report = ticket.await.unwrap();
         assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
