@@ -454,6 +454,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => worker_mode(&cli.worker),
         Some(Command::Run(args)) => {
+            bamboo_worker::memory::tune_allocator();
             let given = matches
                 .subcommand_matches("run")
                 .map(given_flags)

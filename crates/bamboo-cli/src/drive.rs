@@ -584,8 +584,10 @@ impl<'a> Front<'a> {
         self.human.at(logged.time);
         if let (Some(r), Some(w)) = (&mut self.results, &who) {
             if let Some(child) = self.children.get(w.top) {
-                let line = json::event_line(logged.seq, logged.time, Some(w), &logged.event);
-                r.event(w.top, &child.name, w.is_top, &logged.event, &line);
+                let line = |f: &mut std::io::BufWriter<std::fs::File>| {
+                    json::write_event_line(f, logged.seq, logged.time, Some(w), &logged.event)
+                };
+                r.event(w.top, &child.name, w.is_top, &logged.event, line);
             }
         }
         let printed = self.print(&logged, who.as_ref());
@@ -849,7 +851,14 @@ impl Front<'_> {
     /// count it, print its grouped lines, show progress, maybe halt.
     fn try_ended(&mut self, who: &Who) {
         let top = who.top;
-        let Some(child) = self.children.get(top).cloned() else {
+        // A copy without its result, which may be long: the result is
+        // borrowed where it is needed.
+        let Some(child) = self.children.get_mut(top).map(|c| {
+            let result = c.result.take();
+            let copy = c.clone();
+            c.result = result;
+            copy
+        }) else {
             return;
         };
         let Phase::Done(status) = child.phase else {
@@ -892,7 +901,8 @@ impl Front<'_> {
                 assignment: child.assignment.as_deref(),
                 worker: &worker,
             };
-            problems.extend(r.try_ended(top, &child, &s).err());
+            let result = self.children.get(top).and_then(|c| c.result.as_deref());
+            problems.extend(r.try_ended(top, &child, result, &s).err());
         }
         if let Some(g) = &mut self.group {
             let r = g.release(top, &mut self.out);

@@ -84,13 +84,14 @@ pub fn event(
     write_line(out, &line)
 }
 
-/// One event line as text, without its newline (for `--results`).
-pub fn event_line(
+/// Writes one event line, with its newline, to `w` (for `--results`).
+pub fn write_event_line(
+    w: &mut impl std::io::Write,
     seq: u64,
     time: chrono::DateTime<chrono::Utc>,
     who: Option<&Who>,
     event: &bamboo_domain::AgentEvent,
-) -> String {
+) -> std::io::Result<()> {
     let line = EventLine {
         kind: "event",
         seq,
@@ -99,7 +100,8 @@ pub fn event_line(
         name: who.map(|w| w.label.as_str()),
         event,
     };
-    serde_json::to_string(&line).unwrap_or_default()
+    serde_json::to_writer(&mut *w, &line)?;
+    w.write_all(b"\n")
 }
 
 /// Writes the summary line.
@@ -166,11 +168,20 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Serializes `value` straight into the output: a line holding a long
+/// answer is not built in memory first.
 fn write_line(out: &mut Out, value: &impl Serialize) -> Result<(), Closed> {
-    // Our own structs always serialise; a failure would be a bug, not input.
-    let text = serde_json::to_string(value).unwrap_or_else(|e| {
-        format!(r#"{{"kind":"error","message":"cannot serialise a line: {e}"}}"#)
-    });
-    out.write(&text)?;
+    match serde_json::to_writer(out.writer(), value) {
+        Ok(()) => {}
+        Err(e) if e.is_io() => return Err(Closed),
+        // Our own structs always serialise; a failure would be a bug, not
+        // input. What was written of the line is ended, and said.
+        Err(e) => {
+            out.write("\n")?;
+            out.write(&format!(
+                r#"{{"kind":"error","message":"cannot serialise a line: {e}"}}"#
+            ))?;
+        }
+    }
     out.write("\n")
 }

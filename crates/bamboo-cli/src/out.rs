@@ -74,15 +74,28 @@ impl Out {
 
     /// Writes `text` as is (or keeps it while output is held).
     pub fn write(&mut self, text: &str) -> Result<(), Closed> {
+        self.write_bytes(text.as_bytes())
+    }
+
+    /// [`Out::write`] for text that arrives in pieces (a serializer's
+    /// output: it is UTF-8 once whole).
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), Closed> {
         if self.closed {
             return Err(Closed);
         }
-        if self.hold.is_held() && self.held.len() + text.len() <= HOLD_MAX {
-            self.held.extend_from_slice(text.as_bytes());
+        if self.hold.is_held() && self.held.len() + bytes.len() <= HOLD_MAX {
+            self.held.extend_from_slice(bytes);
             return Ok(());
         }
         self.write_held()?;
-        self.w.write_all(text.as_bytes()).map_err(|_| self.close())
+        self.w.write_all(bytes).map_err(|_| self.close())
+    }
+
+    /// This output as an [`std::io::Write`], for a serializer to write into
+    /// directly rather than through a string (a long answer is not copied
+    /// once more). A closed stdout is an error of kind `BrokenPipe`.
+    pub fn writer(&mut self) -> impl Write + '_ {
+        Writer(self)
     }
 
     /// Sends buffered output on (none while held).
@@ -108,6 +121,23 @@ impl Out {
     fn close(&mut self) -> Closed {
         self.closed = true;
         Closed
+    }
+}
+
+/// See [`Out::writer`].
+struct Writer<'a>(&'a mut Out);
+
+impl Write for Writer<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.write_all(b).map(|()| b.len())
+    }
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.0
+            .write_bytes(b)
+            .map_err(|Closed| std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -13,6 +13,15 @@ use super::style::{first_line, Style};
 /// Streamed text kept per child to tell whether its result was already shown.
 const TAIL_KEEP: usize = 1536 * 1024;
 
+/// A top-level child's streamed text, kept once both to print its lines and
+/// to tell whether its result was already shown.
+#[derive(Debug, Default)]
+struct Tail {
+    text: String,
+    /// Where the unfinished line starts in `text`.
+    line: usize,
+}
+
 /// Renders events for people.
 #[derive(Debug)]
 pub struct Human {
@@ -20,8 +29,11 @@ pub struct Human {
     quiet: bool,
     /// More than one child: quiet results are tagged with the child's name.
     tag_results: bool,
+    /// The unfinished line of each nested session (by session id).
     partial: HashMap<String, String>,
-    tails: HashMap<usize, String>,
+    /// Each top-level child's streamed text: its newest part, which ends
+    /// in its unfinished line (kept whole, however long).
+    tails: HashMap<usize, Tail>,
     /// Lines start with `[name]` (`--no-tag` turns it off).
     tag: bool,
     /// Lines start with this time (`--timestamps`): the current event's,
@@ -89,9 +101,6 @@ impl Human {
 
     fn inner(&mut self, out: &mut Out, who: &Who, event: &AgentEvent) -> Result<(), Closed> {
         if let AgentEvent::Token { content } = event {
-            if who.is_top {
-                self.keep_tail(who.top, content);
-            }
             return self.token(out, who, content);
         }
         if self.quiet {
@@ -172,6 +181,9 @@ impl Human {
         if self.quiet {
             return Ok(());
         }
+        if who.is_top {
+            return self.top_token(out, who, content);
+        }
         if !content.contains('\n') {
             match self.partial.get_mut(&who.session_id) {
                 Some(buf) => buf.push_str(content),
@@ -199,7 +211,49 @@ impl Human {
         Ok(())
     }
 
+    /// [`Human::token`] for a top-level child: its lines are printed from its
+    /// tail, where the text is kept anyway.
+    fn top_token(&mut self, out: &mut Out, who: &Who, content: &str) -> Result<(), Closed> {
+        let mut tail = self.tails.remove(&who.top).unwrap_or_default();
+        tail.text.push_str(content);
+        let mut printed = Ok(());
+        if let Some(last) = content.rfind('\n') {
+            let end = tail.text.len() - content.len() + last;
+            for line in tail.text[tail.line..end].split('\n') {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                printed = self.line(out, who, &self.style.clean(line));
+                if printed.is_err() {
+                    break;
+                }
+            }
+            tail.line = end + 1;
+        }
+        if tail.text.len() > 2 * TAIL_KEEP {
+            // The unfinished line stays whole: it is yet to be printed.
+            let mut cut = (tail.text.len() - TAIL_KEEP).min(tail.line);
+            while !tail.text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            tail.text.drain(..cut);
+            tail.line -= cut;
+        }
+        self.tails.insert(who.top, tail);
+        printed
+    }
+
     fn flush_partial(&mut self, out: &mut Out, who: &Who) -> Result<(), Closed> {
+        if who.is_top {
+            let Some(tail) = self.tails.get_mut(&who.top) else {
+                return Ok(());
+            };
+            let start = std::mem::replace(&mut tail.line, tail.text.len());
+            let tail = &self.tails[&who.top];
+            let rest = tail.text[start..].trim_end();
+            if self.quiet || rest.is_empty() {
+                return Ok(());
+            }
+            return self.line(out, who, &self.style.clean(rest));
+        }
         match self.partial.remove(&who.session_id) {
             // The unterminated rest of the text: trailing blanks say nothing.
             Some(rest) if !self.quiet && !rest.trim_end().is_empty() => {
@@ -210,22 +264,10 @@ impl Human {
         }
     }
 
-    fn keep_tail(&mut self, top: usize, content: &str) {
-        let tail = self.tails.entry(top).or_default();
-        tail.push_str(content);
-        if tail.len() > 2 * TAIL_KEEP {
-            let mut cut = tail.len() - TAIL_KEEP;
-            while !tail.is_char_boundary(cut) {
-                cut += 1;
-            }
-            tail.drain(..cut);
-        }
-    }
-
     /// Reports a top-level child's end: its result once (not again when its
     /// streamed text already showed it), or its status and error.
     pub fn finished(&mut self, out: &mut Out, who: &Who, child: &Child) -> Result<(), Closed> {
-        let tail = self.tails.remove(&who.top).unwrap_or_default();
+        let tail = self.tails.remove(&who.top).unwrap_or_default().text;
         let Phase::Done(status) = child.phase else {
             return Ok(());
         };
@@ -465,14 +507,41 @@ mod tests {
         let (mut moves, mut at) = (0, std::ptr::null());
         for _ in 0..20_000 {
             human.event(&mut out, &c, &token).unwrap();
-            let now = human.partial["c"].as_ptr();
+            let now = human.tails[&0].text.as_ptr();
             if now != at {
                 moves += 1;
                 at = now;
             }
         }
-        assert_eq!(human.partial["c"].len(), 40_000);
+        assert_eq!(human.tails[&0].text.len(), 40_000);
         assert!(moves <= 24, "the line moved {moves} times");
+    }
+
+    #[test]
+    fn a_top_childs_text_is_kept_once_for_its_lines_and_its_result() {
+        // Its unfinished line is the end of the text kept to recognise its
+        // result: one copy, however long the line.
+        let c = who("c", true);
+        let long = "w ".repeat(2 * TAIL_KEEP);
+        let mut events: Vec<(Who, AgentEvent)> =
+            vec![(c.clone(), wrapped(AgentEvent::token("a\nb")))];
+        events.push((c.clone(), wrapped(AgentEvent::token(long.as_str()))));
+        events.push((c.clone(), wrapped(AgentEvent::token("x\ny"))));
+        let completed = AgentEvent::SubAgentCompleted {
+            parent_session_id: "root".into(),
+            child_session_id: "c".into(),
+            status: CompletionStatus::Completed,
+            result: None,
+            error: None,
+            usage: None,
+            worktree: None,
+        };
+        events.push((c.clone(), completed));
+        let text = render(
+            &events,
+            Some(done(CompletionStatus::Completed, Some("y"), None)),
+        );
+        assert_eq!(text, format!("[c] a\n[c] b{long}x\n[c] y\n[c] completed\n"));
     }
 
     #[test]

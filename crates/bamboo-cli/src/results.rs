@@ -114,15 +114,15 @@ impl Results {
     }
 
     /// Writes one event about child `top` (named `name`): its NDJSON line
-    /// (`json_line`, without newline), and its text when it is the child's
-    /// own.
+    /// (`json_line` writes it, with its newline, straight into the file),
+    /// and its text when it is the child's own.
     pub fn event(
         &mut self,
         top: usize,
         name: &str,
         is_top: bool,
         event: &AgentEvent,
-        json_line: &str,
+        json_line: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
     ) {
         let root = &self.dir;
         let open = self.open.entry(top).or_insert_with(|| {
@@ -133,10 +133,7 @@ impl Results {
         let Ok(files) = &mut open.files else {
             return;
         };
-        let mut wrote = files
-            .events
-            .write_all(json_line.as_bytes())
-            .and_then(|_| files.events.write_all(b"\n"));
+        let mut wrote = json_line(&mut files.events);
         if let AgentEvent::SubAgentEvent { event, .. } = event {
             wrote = wrote.and_then(|_| match &**event {
                 AgentEvent::Token { content } if is_top => {
@@ -154,11 +151,13 @@ impl Results {
         }
     }
 
-    /// Finishes child `top`'s files at the end of a try.
+    /// Finishes child `top`'s files at the end of a try; `result` is its
+    /// final answer.
     pub fn try_ended(
         &mut self,
         top: usize,
         child: &Child,
+        result: Option<&str>,
         status: &Status<'_>,
     ) -> Result<(), String> {
         let (dir, files) = match self.open.remove(&top) {
@@ -183,7 +182,7 @@ impl Results {
         drop(files);
         std::fs::rename(dir.join(STDOUT_PART), dir.join("stdout")).map_err(io)?;
         std::fs::rename(dir.join(STDERR_PART), dir.join("stderr")).map_err(io)?;
-        std::fs::write(dir.join("result"), child.result.as_deref().unwrap_or("")).map_err(io)?;
+        std::fs::write(dir.join("result"), result.unwrap_or("")).map_err(io)?;
         let mut json = serde_json::to_string_pretty(status).unwrap_or_default();
         json.push('\n');
         std::fs::write(dir.join("status.json"), json).map_err(io)?;
@@ -246,13 +245,18 @@ mod tests {
         }
     }
 
+    /// An event's NDJSON line, as the front door writes it.
+    fn line(f: &mut BufWriter<File>) -> std::io::Result<()> {
+        f.write_all(b"{}\n")
+    }
+
     #[test]
     fn a_tries_text_is_on_disk_as_it_comes_and_complete_when_it_ends() {
         let tmp = tempfile::tempdir().unwrap();
         let mut r = Results::create(tmp.path()).unwrap();
         let d = tmp.path().join("job");
         for _ in 0..10_000 {
-            r.event(0, "job", true, &own(AgentEvent::token("ab")), "{}");
+            r.event(0, "job", true, &own(AgentEvent::token("ab")), line);
         }
         r.event(
             0,
@@ -261,12 +265,13 @@ mod tests {
             &own(AgentEvent::Stderr {
                 line: "warn".into(),
             }),
-            "{}",
+            line,
         );
         // Streamed, not kept: past the writer's buffer it is in the file.
         let part = std::fs::read_to_string(d.join(STDOUT_PART)).unwrap();
         assert!(part.len() >= 10_000, "{} bytes on disk so far", part.len());
-        r.try_ended(0, &child("job"), &status("job")).unwrap();
+        r.try_ended(0, &child("job"), Some("done"), &status("job"))
+            .unwrap();
         let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
         assert_eq!(read("stdout"), "ab".repeat(10_000));
         assert_eq!(read("stderr"), "warn\n");
@@ -274,8 +279,9 @@ mod tests {
         assert_eq!(read("events.ndjson").lines().count(), 10_001);
         assert!(!d.join(STDOUT_PART).exists() && !d.join(STDERR_PART).exists());
         // A second try replaces the text and adds to the events.
-        r.event(0, "job", true, &own(AgentEvent::token("again")), "{}");
-        r.try_ended(0, &child("job"), &status("job")).unwrap();
+        r.event(0, "job", true, &own(AgentEvent::token("again")), line);
+        r.try_ended(0, &child("job"), Some("done"), &status("job"))
+            .unwrap();
         assert_eq!(read("stdout"), "again");
         assert_eq!(read("stderr"), "");
         assert_eq!(read("events.ndjson").lines().count(), 10_002);

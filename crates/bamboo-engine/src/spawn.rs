@@ -633,8 +633,12 @@ async fn finish(
     let last_event = ran.map(|(clock, _)| clock.last_wall());
     let last_tool = ran.and_then(|(_, control)| control.last_tool());
     let task_list = ran.and_then(|(_, control)| control.task_list());
-    let (status, result, error) = (r.status, r.result.clone(), r.error.clone());
-    let (suspended, transcript) = (r.suspended, r.transcript.clone());
+    // The transcript moves into the session and the result is borrowed:
+    // either may be the run's longest text, not worth a copy.
+    let mut r = r;
+    let transcript = r.transcript.take();
+    let (status, result, error) = (r.status, r.result.as_deref(), r.error.clone());
+    let suspended = r.suspended;
     let (usage, agent_session) = (r.usage, r.agent_session_id.clone());
     // Set by the store update when the child's totals passed a budget.
     let over_budget = Arc::new(std::sync::Mutex::new(None::<String>));

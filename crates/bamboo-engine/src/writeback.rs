@@ -12,6 +12,26 @@ use bamboo_domain::{Message, Role, Session};
 // Behaviours: E15.
 pub(crate) const MAX_WRITE_BACK_BYTES: usize = 8 << 20;
 
+/// Whether `t`'s JSON stays within [`MAX_WRITE_BACK_BYTES`]: counted as it
+/// is written, not built (a long answer would be copied once more).
+fn fits(t: &Vec<Message>) -> bool {
+    /// Counts bytes; fails once past the bound, which ends the count early.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            if self.0 > MAX_WRITE_BACK_BYTES {
+                return Err(std::io::Error::other("over the bound"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Count(0), t).is_ok()
+}
+
 /// Adopts the run's transcript (keeping our system prompt when the
 /// worker's has none), or appends the result when there is no usable
 /// transcript. Returns the user texts the run added, i.e. the steering
@@ -20,13 +40,11 @@ pub(crate) const MAX_WRITE_BACK_BYTES: usize = 8 << 20;
 pub(crate) fn write_back(
     s: &mut Session,
     transcript: Option<Vec<Message>>,
-    result: Option<String>,
+    result: Option<&str>,
 ) -> Vec<String> {
-    let fits =
-        |t: &Vec<Message>| serde_json::to_vec(t).is_ok_and(|b| b.len() <= MAX_WRITE_BACK_BYTES);
     let Some(mut t) = transcript.filter(|t| !t.is_empty() && fits(t)) else {
         if let Some(text) = result {
-            s.messages.push(Message::assistant(text));
+            s.messages.push(Message::assistant(text.to_owned()));
         }
         return Vec::new();
     };
@@ -98,7 +116,7 @@ mod tests {
             result,
             Message::assistant("done"),
         ];
-        let added = write_back(&mut s, Some(t), Some("done".into()));
+        let added = write_back(&mut s, Some(t), Some("done"));
         assert!(added.is_empty());
         let roles: Vec<Role> = s.messages.iter().map(|m| m.role).collect();
         assert_eq!(
@@ -116,7 +134,7 @@ mod tests {
     #[test]
     fn e15_without_a_transcript_the_result_is_appended() {
         let mut s = child(vec![Message::user("go")]);
-        write_back(&mut s, None, Some("echo: go".into()));
+        write_back(&mut s, None, Some("echo: go"));
         assert_eq!(s.messages.last().unwrap().content, "echo: go");
     }
 
@@ -127,7 +145,7 @@ mod tests {
             Message::user("go"),
             Message::assistant("x".repeat(MAX_WRITE_BACK_BYTES + 1)),
         ];
-        write_back(&mut s, Some(big), Some("short".into()));
+        write_back(&mut s, Some(big), Some("short"));
         assert_eq!(s.messages.len(), 2);
         assert_eq!(s.messages[1].content, "short");
     }
@@ -140,7 +158,7 @@ mod tests {
             Message::user("left"),
             Message::assistant("ok"),
         ];
-        let taken = write_back(&mut s, Some(t), Some("ok".into()));
+        let taken = write_back(&mut s, Some(t), Some("ok"));
         assert_eq!(taken, ["left"]);
         let pending = vec!["left".to_owned(), "right".to_owned()];
         assert_eq!(untaken(pending, taken), ["right"]);

@@ -36,15 +36,23 @@ struct Raw {
 
 /// Appends an event line; `event_json` is the event already serialized.
 pub(crate) fn write_event(buf: &mut Vec<u8>, seq: u64, micros: i64, event_json: &[u8]) {
+    write_event_head(buf, seq, micros);
+    buf.extend_from_slice(event_json);
+    buf.extend_from_slice(EVENT_END);
+}
+
+/// Appends what comes before the event's JSON in its line.
+pub(crate) fn write_event_head(buf: &mut Vec<u8>, seq: u64, micros: i64) {
     let mut n = itoa::Buffer::new();
     buf.extend_from_slice(br#"{"seq":"#);
     buf.extend_from_slice(n.format(seq).as_bytes());
     buf.extend_from_slice(br#","t":"#);
     buf.extend_from_slice(n.format(micros).as_bytes());
     buf.extend_from_slice(br#","event":"#);
-    buf.extend_from_slice(event_json);
-    buf.extend_from_slice(b"}\n");
 }
+
+/// What ends an event line after the event's JSON.
+pub(crate) const EVENT_END: &[u8] = b"}\n";
 
 /// Appends a `gap_from` line.
 pub(crate) fn write_gap_from(buf: &mut Vec<u8>, seq: u64) {

@@ -239,9 +239,15 @@ impl SessionLog {
             st.index.push((seq, at));
         }
         if line_len > WRITE_BATCH as u64 {
-            // A large event (a long final answer): room for it alone, not
-            // the doubling a growing buffer would take.
-            st.buf.reserve_exact(line_len as usize);
+            // A large event (a long final answer) goes straight to the file
+            // behind what is buffered, never copied into the buffer.
+            self.write_out(st);
+            if st.gap_from.is_none() {
+                let mut head = Vec::with_capacity(64);
+                line::write_event_head(&mut head, seq, micros);
+                self.write_parts(st, &[&head, json, line::EVENT_END]);
+            }
+            return;
         }
         line::write_event(&mut st.buf, seq, micros, json);
         if st.buf.len() >= WRITE_BATCH {
@@ -272,20 +278,40 @@ impl SessionLog {
         if st.buf.is_empty() {
             return;
         }
-        if std::mem::take(&mut st.torn) {
-            st.buf.insert(0, b'\n');
+        let buf = std::mem::take(&mut st.buf);
+        self.write_parts(st, &[&buf]);
+        st.buf = buf;
+        st.buf.clear();
+        if st.buf.capacity() > 2 * WRITE_BATCH {
+            // Grown for one large event: not kept for the log's lifetime.
+            st.buf = Vec::with_capacity(WRITE_BATCH);
         }
+    }
+
+    /// Writes `parts` (whole lines, everything up to the newest event) to
+    /// the file, in order, as [`SessionLog::write_out`] does the buffer.
+    fn write_parts(&self, st: &mut State, parts: &[&[u8]]) {
+        let torn: &[u8] = if std::mem::take(&mut st.torn) {
+            b"\n"
+        } else {
+            b""
+        };
+        let write = |mut f: &File| -> std::io::Result<()> {
+            f.write_all(torn)?;
+            parts.iter().try_for_each(|p| f.write_all(p))
+        };
         let result = match &st.file {
-            Some(f) => (&**f).write_all(&st.buf),
+            Some(f) => write(f),
             None => open_for_append(&self.path).and_then(|f| {
                 let f = Arc::new(f);
                 st.file = Some(f.clone());
-                (&*f).write_all(&st.buf)
+                write(&f)
             }),
         };
+        let len = (torn.len() + parts.iter().map(|p| p.len()).sum::<usize>()) as u64;
         match result {
             Ok(()) => {
-                st.file_len += st.buf.len() as u64;
+                st.file_len += len;
                 st.written_through = st.next_seq - 1;
                 st.dirty = true;
             }
@@ -302,11 +328,6 @@ impl SessionLog {
                 let from = st.gap_from.unwrap_or(first_unwritten).min(first_unwritten);
                 st.gap_from = Some(from);
             }
-        }
-        st.buf.clear();
-        if st.buf.capacity() > 2 * WRITE_BATCH {
-            // Grown for one large event: not kept for the log's lifetime.
-            st.buf = Vec::with_capacity(WRITE_BATCH);
         }
     }
 

@@ -132,6 +132,49 @@ async fn a_long_answer_is_logged_whole_and_its_room_is_not_kept() {
     assert!(text.contains(&answer), "the answer is in the file whole");
 }
 
+#[tokio::test]
+async fn a_long_answer_goes_to_the_file_in_its_place_among_buffered_events() {
+    // It is written straight to the file, behind the events still buffered
+    // and before the next: a reader far behind (a ring of 16) reads the
+    // file back in order, the answer whole.
+    let dir = tempfile::tempdir().unwrap();
+    let l = logs(dir.path(), 16, u64::MAX);
+    let out = Fanout::new(&l, &["p".to_owned()]);
+    let answer = "z".repeat(3 * 1024 * 1024);
+    for i in 0..40 {
+        out.publish(tok(i));
+    }
+    let completed = AgentEvent::SubAgentCompleted {
+        parent_session_id: "p".into(),
+        child_session_id: "c".into(),
+        status: bamboo_domain::CompletionStatus::Completed,
+        error: None,
+        result: Some(answer.clone()),
+        usage: None,
+        worktree: None,
+    };
+    out.publish(completed.clone());
+    for i in 40..80 {
+        out.publish(tok(i));
+    }
+    let mut all = l.subscribe("p", Since::Start, false);
+    let got = take(&mut all, 81).await;
+    let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=81).collect::<Vec<_>>());
+    for e in &got {
+        match e.seq {
+            41 => assert_eq!(*e.event, completed),
+            s if s < 41 => assert_eq!(*e.event, tok(s - 1)),
+            s => assert_eq!(*e.event, tok(s - 2)),
+        }
+    }
+    l.close().await;
+    let text = std::fs::read_to_string(dir.path().join("events").join("p.ndjson")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 81);
+    assert!(lines[40].starts_with(r#"{"seq":41,"#) && lines[40].contains(&answer));
+}
+
 #[tokio::test(start_paused = true)]
 async fn runs_ending_within_the_sync_window_share_one_sync() {
     let dir = tempfile::tempdir().unwrap();
