@@ -282,12 +282,12 @@ impl Human {
             let text = self.style.dim("completed");
             return self.line(out, who, &text);
         }
+        // Written in pieces: the result may be long, and is not copied.
         let mut lines = result.trim_end().lines();
-        let first = self.style.clean(lines.next().unwrap_or("")).into_owned();
-        self.line(out, who, &format!("completed: {first}"))?;
+        let first = self.style.clean(lines.next().unwrap_or(""));
+        self.line_after(out, who, "completed: ", &first)?;
         for more in lines {
-            let more = self.style.clean(more).into_owned();
-            self.line(out, who, &format!("  {more}"))?;
+            self.line_after(out, who, "  ", &self.style.clean(more))?;
         }
         Ok(())
     }
@@ -346,6 +346,11 @@ impl Human {
     }
 
     fn line(&self, out: &mut Out, who: &Who, text: &str) -> Result<(), Closed> {
+        self.line_after(out, who, "", text)
+    }
+
+    /// [`Human::line`] of `lead` followed by `text`.
+    fn line_after(&self, out: &mut Out, who: &Who, lead: &str, text: &str) -> Result<(), Closed> {
         if let Some(stamp) = &self.stamp {
             out.write(&stamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
             out.write(" ")?;
@@ -355,6 +360,7 @@ impl Human {
             out.write(&self.style.tag(who.top, &who.label))?;
             out.write(" ")?;
         }
+        out.write(lead)?;
         out.write(text)?;
         out.write("\n")
     }

@@ -209,12 +209,9 @@ impl WorkerLeases {
             self.retire(lease.worker);
             return;
         }
-        // A connection grown for a large frame is closed now, not kept
-        // idle that large; the worker's next run connects afresh.
-        let link = (!lease.link.rx.holds_large_buffer()).then_some(lease.link);
         let parked = Parked {
             worker: lease.worker,
-            link,
+            link: Some(lease.link),
         };
         if let Some(extra) = self.pool().checkin(lease.fingerprint, parked) {
             self.retire(extra.worker);

@@ -133,14 +133,6 @@ pub trait FrameRx: Send {
         false
     }
 
-    /// Whether the connection keeps a read buffer grown for a large frame
-    /// (a long final answer): an idle worker's connection is then dropped
-    /// rather than kept, and opened afresh when the worker is next used.
-    /// The default: `false`.
-    fn holds_large_buffer(&self) -> bool {
-        false
-    }
-
     /// Where the pump records how far it has read, for a run that outlives
     /// the engine (a pool run: a restarted engine continues from there).
     /// The default has none: nothing is recorded.

@@ -170,10 +170,6 @@ impl FrameRx for Rx {
     fn is_closed(&mut self) -> bool {
         self.0.is_closed()
     }
-
-    fn holds_large_buffer(&self) -> bool {
-        self.0.holds_large_buffer()
-    }
 }
 
 /// The local launcher of an engine built with a NATS pool and no worker

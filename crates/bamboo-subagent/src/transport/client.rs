@@ -68,14 +68,7 @@ pub struct FrameReceiver {
     /// How the link ended, found by [`FrameReceiver::try_recv`] and reported
     /// by the next [`FrameReceiver::recv`].
     held: Option<Option<Result<ChildFrame, TransportError>>>,
-    /// A frame past [`LARGE_FRAME_BYTES`] arrived (see
-    /// [`FrameReceiver::holds_large_buffer`]).
-    large: bool,
 }
-
-/// A frame longer than this leaves the connection's read buffer that large
-/// for as long as the connection lives.
-pub const LARGE_FRAME_BYTES: usize = 1 << 20;
 
 /// What one WebSocket message means to the reader.
 enum Step {
@@ -147,13 +140,10 @@ impl FrameReceiver {
     }
 
     /// What the stream's next item (`None`: it ended) means.
-    fn step(&mut self, msg: Option<Result<Message, WsError>>) -> Step {
+    fn step(&self, msg: Option<Result<Message, WsError>>) -> Step {
         let Some(msg) = msg else {
             return Step::End(None);
         };
-        if let Ok(Message::Text(text)) = &msg {
-            self.large |= text.len() > LARGE_FRAME_BYTES;
-        }
         match msg {
             Ok(Message::Text(text)) => match ChildFrame::from_text(&text) {
                 Ok(frame) => Step::Frame(frame),
@@ -170,14 +160,6 @@ impl FrameReceiver {
                 source: Box::new(e),
             }))),
         }
-    }
-
-    /// Whether a frame past [`LARGE_FRAME_BYTES`] arrived: the connection
-    /// then holds a read buffer of that frame's size until it is dropped
-    /// (the WebSocket reader never shrinks it), so it is better closed than
-    /// kept idle; a new connection starts small.
-    pub fn holds_large_buffer(&self) -> bool {
-        self.large
     }
 
     /// Whether the worker has closed the connection (or it broke), checked
@@ -311,7 +293,6 @@ pub async fn connect_with(
             silence: Silence::new(keepalive.map(|k| k.timeout)),
             ended: false,
             held: None,
-            large: false,
         },
     })
 }
@@ -517,34 +498,6 @@ mod tests {
             conn.receiver.recv().await.is_none(),
             "the close is reported once drained"
         );
-    }
-
-    #[tokio::test]
-    async fn a_frame_past_the_large_size_is_read_whole_and_marks_the_connection() {
-        use futures::SinkExt;
-        let answer = "w ".repeat(LARGE_FRAME_BYTES);
-        let sent = answer.clone();
-        let endpoint = one_connection(|mut ws| async move {
-            let small = ChildFrame::Event {
-                event: bamboo_domain::AgentEvent::token("hi"),
-            };
-            ws.send(Message::text(small.to_text())).await.unwrap();
-            let large = ChildFrame::Event {
-                event: bamboo_domain::AgentEvent::token(sent),
-            };
-            ws.send(Message::text(large.to_text())).await.unwrap();
-            ws.close(None).await.unwrap();
-        })
-        .await;
-        let mut conn = connect(&endpoint, None).await.unwrap();
-        conn.receiver.recv().await.unwrap().unwrap();
-        assert!(!conn.receiver.holds_large_buffer(), "a small frame");
-        let got = conn.receiver.recv().await.unwrap().unwrap();
-        let want = ChildFrame::Event {
-            event: bamboo_domain::AgentEvent::token(answer),
-        };
-        assert_eq!(got, want);
-        assert!(conn.receiver.holds_large_buffer());
     }
 
     #[tokio::test]
