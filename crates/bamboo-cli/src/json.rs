@@ -171,12 +171,14 @@ fn millis(d: std::time::Duration) -> u64 {
 /// Serializes `value` straight into the output: a line holding a long
 /// answer is not built in memory first.
 fn write_line(out: &mut Out, value: &impl Serialize) -> Result<(), Closed> {
-    match serde_json::to_writer(out.writer(), value) {
-        Ok(()) => {}
+    let mut w = out.chunked();
+    match serde_json::to_writer(&mut w, value) {
+        Ok(()) => w.finish()?,
         Err(e) if e.is_io() => return Err(Closed),
         // Our own structs always serialise; a failure would be a bug, not
         // input. What was written of the line is ended, and said.
         Err(e) => {
+            w.finish()?;
             out.write("\n")?;
             out.write(&format!(
                 r#"{{"kind":"error","message":"cannot serialise a line: {e}"}}"#

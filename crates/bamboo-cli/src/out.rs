@@ -42,6 +42,8 @@ pub struct Out {
     hold: Hold,
     /// Output written while held, in order.
     held: Vec<u8>,
+    /// [`Chunked`]'s buffer between lines.
+    chunk: Vec<u8>,
 }
 
 impl std::fmt::Debug for Out {
@@ -64,6 +66,7 @@ impl Out {
             closed: false,
             hold: Hold::default(),
             held: Vec::new(),
+            chunk: Vec::new(),
         }
     }
 
@@ -93,9 +96,12 @@ impl Out {
 
     /// This output as an [`std::io::Write`], for a serializer to write into
     /// directly rather than through a string (a long answer is not copied
-    /// once more). A closed stdout is an error of kind `BrokenPipe`.
-    pub fn writer(&mut self) -> impl Write + '_ {
-        Writer(self)
+    /// once more). Its many small writes are gathered into pieces of up to
+    /// [`CHUNK`] bytes; [`Chunked::finish`] writes the last. A closed stdout
+    /// is an error of kind `BrokenPipe`.
+    pub fn chunked(&mut self) -> Chunked<'_> {
+        let buf = std::mem::take(&mut self.chunk);
+        Chunked { out: self, buf }
     }
 
     /// Sends buffered output on (none while held).
@@ -124,17 +130,54 @@ impl Out {
     }
 }
 
-/// See [`Out::writer`].
-struct Writer<'a>(&'a mut Out);
+/// Most bytes [`Chunked`] gathers before passing them on.
+const CHUNK: usize = 16 * 1024;
 
-impl Write for Writer<'_> {
+/// See [`Out::chunked`].
+#[derive(Debug)]
+pub struct Chunked<'a> {
+    out: &'a mut Out,
+    buf: Vec<u8>,
+}
+
+impl Chunked<'_> {
+    /// Passes on what is gathered.
+    pub fn finish(mut self) -> Result<(), Closed> {
+        self.pass_on()
+    }
+
+    fn pass_on(&mut self) -> Result<(), Closed> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.out.write_bytes(&self.buf);
+        self.buf.clear();
+        r
+    }
+}
+
+impl Drop for Chunked<'_> {
+    fn drop(&mut self) {
+        // The buffer goes back for the next line.
+        self.buf.clear();
+        self.out.chunk = std::mem::take(&mut self.buf);
+    }
+}
+
+impl Write for Chunked<'_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.write_all(b).map(|()| b.len())
     }
     fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.0
-            .write_bytes(b)
-            .map_err(|Closed| std::io::ErrorKind::BrokenPipe.into())
+        let closed = |Closed| std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        if self.buf.len() + b.len() > CHUNK {
+            self.pass_on().map_err(closed)?;
+        }
+        if b.len() > CHUNK {
+            return self.out.write_bytes(b).map_err(closed);
+        }
+        self.buf.extend_from_slice(b);
+        Ok(())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -181,6 +224,29 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_line_written_in_pieces_comes_out_whole_and_in_order() {
+        let sink = Shared::default();
+        let mut out = Out::new(Box::new(sink.clone()));
+        let long = "y".repeat(3 * CHUNK);
+        out.write("before ").unwrap();
+        let mut w = out.chunked();
+        for i in 0..5000 {
+            write!(w, "{i},").unwrap();
+        }
+        w.write_all(long.as_bytes()).unwrap();
+        w.write_all(b" end").unwrap();
+        w.finish().unwrap();
+        out.write("\n").unwrap();
+        out.flush().unwrap();
+        let numbers: String = (0..5000).map(|i| format!("{i},")).collect();
+        let seen = sink.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            String::from_utf8(seen).unwrap(),
+            format!("before {numbers}{long} end\n")
+        );
     }
 
     #[test]
