@@ -32,8 +32,8 @@ use super::when::When;
 
 mod filtered;
 mod show;
-pub use show::concerns;
 use serde::Serialize;
+pub use show::concerns;
 
 /// How times are printed: UTC, to the second.
 const TIME: &str = "%Y-%m-%dT%H:%M:%SZ";

@@ -358,7 +358,10 @@ mod tests {
     /// One log line: event `event` at `seq`.
     fn line(seq: u64, event: &AgentEvent) -> String {
         let json = serde_json::to_string(event).unwrap();
-        format!(r#"{{"seq":{seq},"t":{},"event":{json}}}"#, 1_700_000_000_000_000 + seq)
+        format!(
+            r#"{{"seq":{seq},"t":{},"event":{json}}}"#,
+            1_700_000_000_000_000 + seq
+        )
     }
 
     fn of(parent: &Session, child: &Session, event: AgentEvent) -> AgentEvent {
@@ -473,7 +476,11 @@ mod tests {
             .collect();
         assert_eq!(events.len(), 2, "{events:#?}");
         assert!(events[0].contains("w1 w2 w3 "), "{}", events[0]);
-        assert!(events[0].trim_end().ends_with("w2999 w3000"), "{}", &events[0][events[0].len() - 40..]);
+        assert!(
+            events[0].trim_end().ends_with("w2999 w3000"),
+            "{}",
+            &events[0][events[0].len() - 40..]
+        );
         assert_eq!(events[1], "(3000 events)");
         assert!(
             text.ends_with("events of its children and below, from its own log:\n(0 events)\n"),
