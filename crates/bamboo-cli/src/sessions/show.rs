@@ -460,7 +460,7 @@ mod tests {
         let root = Session::new_root("run");
         let child = Session::new_child(&root, ChildInfo::new("r", "say hi"));
         let parent_log = (1..=3000)
-            .map(|i| line(i, &of(&root, &child, AgentEvent::token(&format!("w{i} ")))))
+            .map(|i| line(i, &of(&root, &child, AgentEvent::token(format!("w{i} ")))))
             .collect();
         let dir = logs(&[(root.id.as_str(), parent_log)]);
         let record = Record {
