@@ -414,10 +414,11 @@ impl Started<'_> {
     }
 }
 
-/// What the policy approves for `request` of `session` before it runs
-/// (E17): nothing when permissions are not enforced (nothing asks), with
-/// no policy, or when a bypassed level below the root could answer a
-/// request first (its reviewer must keep that say).
+/// What the policy approves for `request` of `session` before it runs:
+/// nothing when permissions are not enforced (nothing asks), with no
+/// policy, or when a bypassed level below the root could answer a request
+/// first (its reviewer must keep that say).
+// Behaviours: E17.
 fn approved_ahead(
     inner: &RunPath,
     ancestry: &[String],
