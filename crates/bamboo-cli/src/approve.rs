@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bamboo_engine::{async_trait, ApprovalPolicy, ApprovalRequest};
+use bamboo_engine::{async_trait, ApprovalPolicy, ApprovalRequest, Approved};
 
 /// The `--approve` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -127,6 +127,26 @@ impl ApprovalPolicy for FrontPolicy {
     async fn decide(&self, request: &ApprovalRequest) -> Option<bool> {
         self.answer(request)
     }
+
+    /// The named program on `assignment`, when `answer` would approve its
+    /// request at once (`--approve all`, or one of this run's assignments):
+    /// its run then starts without a round trip to ask.
+    fn approved_ahead(&self, _child_session_id: &str, assignment: &str) -> Vec<Approved> {
+        if self.all == Some(false) {
+            return Vec::new();
+        }
+        let Some(line) = self.named_program.line_for(assignment) else {
+            return Vec::new();
+        };
+        if self.all == Some(true) || self.named_program.matches(&line) {
+            vec![Approved {
+                tool_name: "cli_adapter".into(),
+                resource: line,
+            }]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 /// The program the user named after `--`: naming it approves it. A
@@ -159,13 +179,21 @@ impl NamedProgram {
 
     /// One more assignment the program runs on (a resumed child's).
     pub fn add_assignment(&self, assignment: &str) {
-        if let Some((command, args)) = &self.program {
-            let line = bamboo_executors::cli::command_line_for(command, args, assignment);
+        if let Some(line) = self.line_for(assignment) {
             self.lines
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(line);
         }
+    }
+
+    /// The exact command line the program runs for `assignment`, as its
+    /// approval request names it.
+    fn line_for(&self, assignment: &str) -> Option<String> {
+        let (command, args) = self.program.as_ref()?;
+        Some(bamboo_executors::cli::command_line_for(
+            command, args, assignment,
+        ))
     }
 
     fn matches(&self, resource: &str) -> bool {
@@ -260,5 +288,33 @@ mod tests {
             .unwrap()
             .insert("write_file".into(), true);
         assert_eq!(p.answer(&request("write_file", "a")), Some(true));
+    }
+
+    #[test]
+    fn the_named_program_on_a_planned_assignment_is_approved_ahead_exactly_as_answered() {
+        let resources = |p: &FrontPolicy, assignment: &str| -> Vec<String> {
+            p.approved_ahead("c", assignment)
+                .into_iter()
+                .map(|a| {
+                    assert_eq!(a.tool_name, "cli_adapter");
+                    a.resource
+                })
+                .collect()
+        };
+        let (p, _rx) = policy(None, &[], Fallback::Ask);
+        assert_eq!(resources(&p, "x y"), vec![r#"sh -c "echo hi x y""#]);
+        assert!(resources(&p, "z").is_empty(), "not one of this run's");
+        let (p, _rx) = policy(Some(false), &[], Fallback::Ask);
+        assert!(resources(&p, "x y").is_empty(), "--approve none");
+        let (p, _rx) = policy(Some(true), &[], Fallback::Ask);
+        assert_eq!(resources(&p, "z"), vec![r#"sh -c "echo hi z""#]);
+        let unnamed = FrontPolicy::new(
+            NamedProgram::none(),
+            Some(true),
+            HashSet::new(),
+            Fallback::Ask,
+            tokio::sync::mpsc::unbounded_channel().0,
+        );
+        assert!(resources(&unnamed, "x y").is_empty(), "no cli program");
     }
 }

@@ -24,16 +24,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use bamboo_domain::{AgentEvent, ChildStatus, Session};
+use bamboo_domain::{ChildStatus, Session};
 use bamboo_engine::store::{FileStore, Parent, Query, SessionStore, StoreError, Summary};
-use bamboo_engine::{Engine, LogTail};
+use bamboo_engine::Engine;
 
-use super::follow::ReadTo;
-use super::transcript::Transcript;
 use super::when::When;
 
 mod filtered;
+mod show;
 use serde::Serialize;
+pub use show::concerns;
 
 /// How times are printed: UTC, to the second.
 const TIME: &str = "%Y-%m-%dT%H:%M:%SZ";
@@ -111,38 +111,67 @@ pub async fn run(options: SessionsOptions) -> anyhow::Result<()> {
     if let Some(project) = &options.project {
         opened.keep_project(project);
     }
-    let shown = match &options.show {
-        None => list(&opened, options.json).await.map(|t| (t, None)),
-        Some(id) => match super::ids::resolve(
-            id,
-            opened.sessions.keys().map(String::as_str),
-            &options.data_dir,
-        ) {
-            Ok(id) => show(&opened, &id, options.json)
-                .await
-                .map(|(t, read_to)| (t, Some((id, read_to)))),
-            Err(e) => Err(e),
-        },
+    if let Some(id) = &options.show {
+        return show(opened, id, &options).await;
+    }
+    let listed = list(&opened, options.json).await;
+    opened.close().await;
+    let listed = listed?;
+    if options.pager && !options.json {
+        super::pager::page(&listed);
+    } else {
+        emit(&listed);
+    }
+    Ok(())
+}
+
+/// `sessions show ID`: the session's record, read while the directory is
+/// open; its logs, read from their files once it is closed again (a pager
+/// left open must not keep a `run` out of the directory); then, with
+/// `--follow`, what is logged next.
+async fn show(opened: Opened, id: &str, options: &SessionsOptions) -> anyhow::Result<()> {
+    let id = super::ids::resolve(
+        id,
+        opened.sessions.keys().map(String::as_str),
+        &options.data_dir,
+    );
+    let record = match &id {
+        Ok(id) => show::Record::load(&opened, id).await,
+        Err(_) => Ok(None),
     };
     let titles = opened.titles();
     // Held by a run: a child still pending may yet start, so --follow waits.
     let held = opened.engine.is_none();
     opened.close().await;
-    let (text, id) = shown?;
-    match id {
-        Some((id, read_to)) if options.follow => {
-            emit(&text);
-            super::follow::follow(&options.data_dir, &id, titles, read_to, held).await
+    let id = id?;
+    let Some(record) = record? else {
+        bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
+    };
+    let mut out = super::pager::Paged::start(options.pager && !options.json && !options.follow);
+    let written = show::write(
+        &record,
+        &options.data_dir,
+        options.json,
+        titles.clone(),
+        out.out(),
+    );
+    let read_to = match written {
+        Ok(read_to) => read_to,
+        Err(e) if e.downcast_ref().is_some_and(super::pager::quits_early) => {
+            // The reader went away (`q`, `| head`): nothing more to show.
+            let _ = out.finish();
+            return Ok(());
         }
-        _ if options.pager && !options.json => {
-            super::pager::page(&text);
-            Ok(())
+        Err(e) => {
+            let _ = out.finish();
+            return Err(e);
         }
-        _ => {
-            emit(&text);
-            Ok(())
-        }
+    };
+    out.finish().context("cannot write the session to stdout")?;
+    if options.follow {
+        super::follow::follow(&options.data_dir, &id, titles, read_to, held).await?;
     }
+    Ok(())
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
@@ -256,17 +285,6 @@ impl Opened {
             None => FileStore::peek(&self.dir, id).map_err(anyhow::Error::from),
         };
         loaded.with_context(|| format!("cannot read session {id}"))
-    }
-
-    /// The children of `id`, whole.
-    async fn load_children(&self, id: &str) -> anyhow::Result<Vec<Session>> {
-        let mut out = Vec::new();
-        for kid in self.children_of(id) {
-            if let Some(s) = self.load(&kid.id).await? {
-                out.push(s);
-            }
-        }
-        Ok(out)
     }
 
     /// Session id → title, to name children in events.
@@ -631,209 +649,6 @@ async fn remove_worktree(opened: &Opened, id: &str) -> anyhow::Result<String> {
     ))
 }
 
-async fn show(opened: &Opened, id: &str, json: bool) -> anyhow::Result<(String, ReadTo)> {
-    let Some(session) = opened.load(id).await? else {
-        bail!("no session {id} in this data directory: `bamboo-worker sessions --data-dir DIR` lists the ids");
-    };
-    let session = &session;
-    let logs = Logs::read(&opened.dir, session)?;
-    let read_to = logs.read_to;
-    if json {
-        let doc = ShowJson {
-            session,
-            own_events: &logs.own,
-            descendant_events: &logs.descendants,
-        };
-        let mut text = serde_json::to_string_pretty(&doc).context("cannot encode the session")?;
-        text.push('\n');
-        return Ok((text, read_to));
-    }
-    let mut text = render_session(session, &logs, opened.titles());
-    if session.parent_id.is_none() {
-        // The root's total: what its children used, when any reported it.
-        let used: Vec<bamboo_domain::TokenUsage> = opened
-            .load_children(id)
-            .await?
-            .iter()
-            .filter(|c| c.metadata.contains_key(bamboo_engine::usage::USAGE_KEY))
-            .map(bamboo_engine::usage::totals)
-            .collect();
-        if !used.is_empty() {
-            let mut total = bamboo_domain::TokenUsage::default();
-            for u in &used {
-                total.add(u);
-            }
-            text = text.replacen(
-                "kind     root\n",
-                &format!(
-                    "kind     root\nusage    {} (its children)\n",
-                    usage_line(&total)
-                ),
-                1,
-            );
-        }
-    }
-    Ok((text, read_to))
-}
-
-/// `1234 tokens, $0.0123, 3 turns, 2 tool calls`.
-fn usage_line(u: &bamboo_domain::TokenUsage) -> String {
-    let cost = u.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
-    format!(
-        "{} tokens{cost}, {} turns, {} tool calls",
-        u.total_tokens, u.turns, u.tool_calls
-    )
-}
-
-#[derive(Serialize)]
-struct ShowJson<'a> {
-    session: &'a Session,
-    /// Events about this session, from its parent's log (children only).
-    own_events: &'a [bamboo_engine::LoggedEvent],
-    /// This session's own log: the events of its children and below.
-    descendant_events: &'a [bamboo_engine::LoggedEvent],
-}
-
-/// The logged events that concern one session.
-#[derive(Debug, Default)]
-pub struct Logs {
-    /// From the parent's log, the events whose `child_session_id` is this
-    /// session (a child's own stream). Empty for a root.
-    pub own: Vec<bamboo_engine::LoggedEvent>,
-    /// The session's own log: every event of its descendants.
-    pub descendants: Vec<bamboo_engine::LoggedEvent>,
-    /// How far each log was read (`--follow` continues there).
-    pub read_to: ReadTo,
-}
-
-impl Logs {
-    /// Reads the log files directly (no engine needed, so the same with a
-    /// run holding the directory). Blocking: reads the files.
-    fn read(dir: &Path, session: &Session) -> anyhow::Result<Self> {
-        let mut own = Vec::new();
-        let mut read_to = ReadTo::default();
-        if let Some(parent) = &session.parent_id {
-            own = LogTail::new(dir, parent)
-                .read_new()
-                .with_context(|| format!("cannot read the event log of session {parent}"))?;
-            read_to.parent = own.last().map_or(0, |e| e.seq);
-            own.retain(|e| concerns(&e.event, &session.id));
-        }
-        let descendants = LogTail::new(dir, &session.id)
-            .read_new()
-            .with_context(|| format!("cannot read the event log of session {}", session.id))?;
-        read_to.own = descendants.last().map_or(0, |e| e.seq);
-        Ok(Self {
-            own,
-            descendants,
-            read_to,
-        })
-    }
-}
-
-/// Whether a parent-log event is about child `id`.
-pub fn concerns(event: &AgentEvent, id: &str) -> bool {
-    if let Some(child) = event.child_session_id() {
-        return child == id;
-    }
-    match event {
-        // Lost events may have been this child's: keep the note.
-        AgentEvent::EventsTruncated { .. } => true,
-        _ => false,
-    }
-}
-
-/// The human view of one session.
-pub fn render_session(s: &Session, logs: &Logs, titles: HashMap<String, String>) -> String {
-    let mut transcript = Transcript::new(titles);
-    let mut out = String::new();
-    let _ = writeln!(out, "session  {}", s.id);
-    let _ = writeln!(out, "title    {}", s.title);
-    match (&s.parent_id, &s.child) {
-        (Some(p), Some(c)) => {
-            let _ = writeln!(out, "parent   {p}");
-            let _ = writeln!(out, "status   {}", c.status);
-            if let Some(e) = &c.last_error {
-                let _ = writeln!(out, "error    {}", indent_rest(e, "         "));
-            }
-            if s.metadata.contains_key(bamboo_engine::usage::USAGE_KEY) {
-                let _ = writeln!(
-                    out,
-                    "usage    {}",
-                    usage_line(&bamboo_engine::usage::totals(s))
-                );
-            }
-            if let Some(w) = bamboo_engine::worktree::of(s) {
-                let files = if w.files.is_empty() {
-                    "no files".to_owned()
-                } else {
-                    w.files.join(", ")
-                };
-                let _ = match (&w.commit, w.removed) {
-                    (Some(c), false) => writeln!(
-                        out,
-                        "worktree {} on branch {} at {c} ({files})",
-                        w.path, w.branch
-                    ),
-                    (Some(c), true) => writeln!(
-                        out,
-                        "worktree removed; branch {} at {c} ({files})",
-                        w.branch
-                    ),
-                    (None, false) => writeln!(
-                        out,
-                        "worktree {} on branch {} (nothing committed yet)",
-                        w.path, w.branch
-                    ),
-                    (None, true) => writeln!(out, "worktree none kept: the child changed nothing"),
-                };
-            }
-        }
-        _ => {
-            let _ = writeln!(out, "kind     root");
-        }
-    }
-    let _ = writeln!(out, "created  {}", s.created_at.format(TIME));
-    let _ = writeln!(out, "\nmessages ({}):", s.messages.len());
-    for m in &s.messages {
-        let role = serde_json::to_value(m.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let _ = writeln!(out, "  {role}: {}", indent_rest(&m.content, "    "));
-    }
-    if s.parent_id.is_some() {
-        let _ = writeln!(
-            out,
-            "\nevents of this child ({}, from its parent's log):",
-            logs.own.len()
-        );
-        render_events(&mut out, &logs.own, &mut transcript);
-    }
-    let _ = writeln!(
-        out,
-        "\nevents of its children and below ({}, its own log):",
-        logs.descendants.len()
-    );
-    render_events(&mut out, &logs.descendants, &mut transcript);
-    out
-}
-
-fn render_events(
-    out: &mut String,
-    events: &[bamboo_engine::LoggedEvent],
-    transcript: &mut Transcript,
-) {
-    for e in events {
-        transcript.push(out, e);
-    }
-    transcript.finish(out);
-}
-
-/// `text` with every line after the first indented by `pad`.
-fn indent_rest(text: &str, pad: &str) -> String {
-    text.replace('\n', &format!("\n{pad}"))
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,23 +692,5 @@ mod tests {
         assert_eq!(shown_title(&long).chars().count(), 40);
         assert_eq!(shown_title(&node("x", "", None, vec![])), "(untitled)");
         assert_eq!(shown_title(&node("x", "one\ntwo", None, vec![])), "one");
-    }
-
-    #[test]
-    fn a_parent_log_event_concerns_only_its_child() {
-        let ev = |child: &str| AgentEvent::SubAgentEvent {
-            parent_session_id: "p".into(),
-            child_session_id: child.into(),
-            event: Box::new(AgentEvent::token("hi ")),
-        };
-        assert!(concerns(&ev("c1"), "c1"));
-        assert!(!concerns(&ev("c2"), "c1"));
-        let lost = AgentEvent::EventsTruncated {
-            session_id: "p".into(),
-            first_seq: 3,
-            last_seq: 9,
-            reason: "cap".into(),
-        };
-        assert!(concerns(&lost, "c1"), "a loss is shown to every child");
     }
 }

@@ -88,7 +88,21 @@ impl PendingApproval {
 pub trait ApprovalPolicy: Send + Sync + fmt::Debug {
     /// Decides at once, or defers with `None`.
     async fn decide(&self, request: &ApprovalRequest) -> Option<bool>;
+
+    /// Gated actions a run of `child_session_id` on `assignment` may take
+    /// without asking: the run carries them to its worker, which then sends
+    /// no request for exactly these (one round trip less per run). Only
+    /// what [`ApprovalPolicy::decide`] would approve at once belongs here.
+    /// Default: none, every gated action asks.
+    fn approved_ahead(&self, child_session_id: &str, assignment: &str) -> Vec<Approved> {
+        let _ = (child_session_id, assignment);
+        Vec::new()
+    }
 }
+
+/// A gated action approved before its run (see
+/// [`ApprovalPolicy::approved_ahead`]).
+pub use bamboo_subagent::frames::Approved;
 
 /// Who decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

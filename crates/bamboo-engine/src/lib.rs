@@ -102,7 +102,7 @@ mod writeback;
 
 pub use approval::ChildApprovalReviewer;
 pub use approval::{
-    ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, DecidedBy, Decision,
+    ApprovalError, ApprovalPolicy, ApprovalRequest, ApprovalStream, Approved, DecidedBy, Decision,
     PendingApproval,
 };
 /// Re-exported so applications can implement [`ApprovalPolicy`] and

@@ -106,6 +106,7 @@ pub(crate) fn run_request(child: &Session) -> RunRequest {
         token_budget: child.token_budget,
         task_list: child.task_list.clone(),
         agent_session_id: crate::usage::agent_session(child),
+        approved: Vec::new(),
     }
 }
 

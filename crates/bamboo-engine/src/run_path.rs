@@ -219,10 +219,12 @@ fn spawn_deferred_writes(rt: &Arc<RunPath>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::approval::{ApprovalPolicy, ApprovalRequest, Approved};
     use crate::launch::{LaunchError, Launcher, Link, LinkError, RemoteLauncher, Worker};
     use async_trait::async_trait;
     use bamboo_domain::{ChildInfo, CompletionStatus, Message};
     use bamboo_subagent::executor::echo::EchoExecutor;
+    use bamboo_subagent::executor::{Executor, RunContext, RunOutcome, RunRequest};
     use bamboo_subagent::spec::ProvisionSpec;
     use bamboo_subagent::transport::client::{connect, Connection};
     use bamboo_subagent::transport::server::{serve_connection, ServerConfig};
@@ -230,9 +232,15 @@ mod tests {
     use futures::FutureExt;
     use std::sync::Mutex;
 
-    /// An echo worker served in this process over a loopback socket.
-    #[derive(Debug)]
-    struct Loopback;
+    /// A worker running `.0` (echo, by default) served in this process
+    /// over a loopback socket.
+    struct Loopback(Arc<dyn Executor>);
+
+    impl std::fmt::Debug for Loopback {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Loopback")
+        }
+    }
 
     #[derive(Debug)]
     struct LoopWorker(Mutex<Option<Connection>>);
@@ -242,10 +250,10 @@ mod tests {
         async fn launch(&self, _: &ProvisionSpec) -> Result<Box<dyn Worker>, LaunchError> {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let endpoint = format!("ws://{}", listener.local_addr().unwrap());
+            let executor = self.0.clone();
             tokio::spawn(async move {
                 let (stream, _) = listener.accept().await.unwrap();
-                let _ = serve_connection(stream, Arc::new(EchoExecutor), &ServerConfig::default())
-                    .await;
+                let _ = serve_connection(stream, executor, &ServerConfig::default()).await;
             });
             let conn = connect(&endpoint, None).await.unwrap();
             Ok(Box::new(LoopWorker(Mutex::new(Some(conn)))))
@@ -293,13 +301,29 @@ mod tests {
         Arc<crate::store::FileStore>,
         tempfile::TempDir,
     ) {
+        loopback_with(Arc::new(EchoExecutor), |cfg| {
+            cfg.enforce_permissions = false
+        })
+        .await
+    }
+
+    /// A run path on loopback workers running `executor`, configured by
+    /// `configure`.
+    async fn loopback_with(
+        executor: Arc<dyn Executor>,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> (
+        Arc<RunPath>,
+        Arc<crate::store::FileStore>,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = EngineConfig::new(dir.path().to_path_buf());
-        cfg.enforce_permissions = false;
+        configure(&mut cfg);
         let store = Arc::new(crate::store::FileStore::open(dir.path()).await.unwrap());
         let deferred = Arc::new(crate::store::Deferred::new(store.clone()));
         let launcher = Arc::new(PlacementLauncher::new(
-            Arc::new(Loopback),
+            Arc::new(Loopback(executor)),
             RemoteLauncher::default(),
             None,
             Arc::new(crate::launch::PoolJournal::new(dir.path())),
@@ -354,6 +378,74 @@ mod tests {
             result.contains(&format!("spawned:{} asked for \"sub\"", child.id)),
             "{result}"
         );
+        rt.shutdown().await;
+    }
+
+    /// Completes each run with the gated actions it came approved for.
+    #[derive(Debug)]
+    struct ShowsApproved;
+
+    #[async_trait]
+    impl Executor for ShowsApproved {
+        async fn run(&self, request: RunRequest, _: RunContext) -> RunOutcome {
+            let shown: Vec<String> = request
+                .approved
+                .iter()
+                .map(|a| format!("{}={}", a.tool_name, a.resource))
+                .collect();
+            RunOutcome::completed(shown.join(","))
+        }
+    }
+
+    /// Approves one action ahead per run, named after the run.
+    #[derive(Debug)]
+    struct Ahead;
+
+    #[async_trait]
+    impl ApprovalPolicy for Ahead {
+        async fn decide(&self, _: &ApprovalRequest) -> Option<bool> {
+            Some(true)
+        }
+        fn approved_ahead(&self, child: &str, assignment: &str) -> Vec<Approved> {
+            vec![Approved {
+                tool_name: "tool".into(),
+                resource: format!("{assignment} by {child}"),
+            }]
+        }
+    }
+
+    /// The result of one run of a new child on `assignment` on `rt`.
+    async fn one_run(
+        rt: &Arc<RunPath>,
+        store: &crate::store::FileStore,
+        assignment: &str,
+    ) -> String {
+        let (root, child) = stored_child(store, assignment).await;
+        let ticket = crate::spawn::enqueue(rt, &root.id, &child.id).unwrap();
+        let report = ticket.await.unwrap();
+        assert_eq!(report.status, CompletionStatus::Completed, "{report:?}");
+        let result = report.result.unwrap_or_default();
+        result.replace(&child.id, "CHILD")
+    }
+
+    #[tokio::test]
+    async fn the_run_carries_what_the_policy_approves_ahead_when_permissions_are_enforced() {
+        // E17: the policy's advance approvals travel with the run, so the
+        // worker need not ask for them.
+        let policy = |cfg: &mut EngineConfig| {
+            cfg.approvals.policy = Some(Arc::new(Ahead));
+        };
+        let (rt, store, _dir) = loopback_with(Arc::new(ShowsApproved), policy).await;
+        assert_eq!(one_run(&rt, &store, "go").await, "tool=go by CHILD");
+        rt.shutdown().await;
+
+        // Nothing asks when permissions are not enforced: nothing to carry.
+        let unenforced = |cfg: &mut EngineConfig| {
+            cfg.approvals.policy = Some(Arc::new(Ahead));
+            cfg.enforce_permissions = false;
+        };
+        let (rt, store, _dir) = loopback_with(Arc::new(ShowsApproved), unenforced).await;
+        assert_eq!(one_run(&rt, &store, "go").await, "");
         rt.shutdown().await;
     }
 }

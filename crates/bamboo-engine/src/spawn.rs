@@ -401,8 +401,10 @@ impl Started<'_> {
             self.clock,
             self.session,
         );
+        let mut request = run_request(self.session);
+        request.approved = approved_ahead(inner, &self.out.ancestry, self.session, &request);
         let opening = Opening {
-            request: Some(run_request(self.session)),
+            request: Some(request),
             stored: Some(creation),
             placed: PlacementLauncher::placed(&spec.placement, lease.worker.pid()),
         };
@@ -410,6 +412,28 @@ impl Started<'_> {
         inner.leases.release(lease, result.clean);
         result
     }
+}
+
+/// What the policy approves for `request` of `session` before it runs:
+/// nothing when permissions are not enforced (nothing asks), with no
+/// policy, or when a bypassed level below the root could answer a request
+/// first (its reviewer must keep that say).
+// Behaviours: E17.
+fn approved_ahead(
+    inner: &RunPath,
+    ancestry: &[String],
+    session: &Session,
+    request: &bamboo_subagent::frames::RunRequest,
+) -> Vec<crate::approval::Approved> {
+    let approvals = &inner.cfg.approvals;
+    let Some(policy) = approvals.policy.as_ref() else {
+        return Vec::new();
+    };
+    let reviewed = approvals.reviewer.is_some() && ancestry.len() > 1;
+    if !inner.cfg.enforce_permissions || reviewed {
+        return Vec::new();
+    }
+    policy.approved_ahead(&session.id, &request.assignment)
 }
 
 /// A reattached run: waits for a slot (it counts against the running limit
@@ -589,12 +613,17 @@ async fn reopen_worktree(inner: &RunPath, child_id: &str) -> Result<(), EngineEr
     Ok(())
 }
 
-/// Persists `running` and returns the session as stored, including any
-/// message appended while the run was queued.
+/// Records `running` and returns the session as stored, including any
+/// message appended while the run was queued. The run does not wait for
+/// the disk: its ending is written (and waited for) after this mark, and
+/// the sync of that write covers it. A crash of the machine before that may
+/// lose the mark; the child then reads as it was before the run, its
+/// message still waiting (a new child: `pending`, which `run --resume`
+/// reruns like an orphaned one).
 async fn mark_running(inner: &RunPath, child_id: &str) -> Result<Session, EngineError> {
     let session = inner
         .store
-        .update(
+        .update_soon(
             child_id,
             Box::new(|s: &mut Session| {
                 set_running(s);

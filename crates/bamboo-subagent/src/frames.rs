@@ -56,6 +56,12 @@ pub struct RunRequest {
     /// omitted when there is none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_session_id: Option<String>,
+    /// Gated actions the parent approved before sending the run
+    /// (extension; omitted when none): an executor about to ask for one of
+    /// exactly these goes on without asking, as if the parent had answered
+    /// yes. A worker that does not know the field asks as usual.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved: Vec<Approved>,
 }
 
 impl RunRequest {
@@ -66,6 +72,24 @@ impl RunRequest {
             ..Self::default()
         }
     }
+
+    /// Whether the parent approved `body` ahead of the run: its tool and
+    /// resource are exactly those of an entry of [`RunRequest::approved`].
+    pub fn approves(&self, body: &ApprovalBody) -> bool {
+        self.approved
+            .iter()
+            .any(|a| a.tool_name == body.tool_name && a.resource == body.resource)
+    }
+}
+
+/// A gated action approved before the run: the `tool_name` and `resource`
+/// its approval request would carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approved {
+    /// The tool that acts.
+    pub tool_name: String,
+    /// What it touches, exactly as the request would name it.
+    pub resource: String,
 }
 
 /// Child-to-parent frames, tagged by `kind`.

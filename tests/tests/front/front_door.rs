@@ -461,6 +461,37 @@ fn without_a_terminal_denials_say_how_to_allow_and_approve_tool_allows() {
     assert!(stdout.contains("approved:write_file"), "{stdout}");
 }
 
+/// Issue 23, E17: the program named after `--` is approved ahead with each
+/// run, so its worker asks nothing (the engine logs every approval it
+/// decides); with `--approve none` it asks, and is denied.
+#[test]
+fn the_named_program_runs_without_asking_for_approval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cli_run = |extra: &[&str]| {
+        run_in(tmp.path())
+            .env("RUST_LOG", "bamboo_engine=info")
+            .args(["--executor", "cli", "-q"])
+            .args(extra)
+            .args(["one", "two", "--", "sh", "-c", "cat"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ran = cli_run(&[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr),
+    );
+    assert_eq!(ran.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("one") && stdout.contains("two"), "{stdout}");
+    assert!(!stderr.contains("approval decided"), "{stderr}");
+
+    let refused = cli_run(&["--approve", "none"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("approval decided").count(), 2, "{stderr}");
+}
+
 /// Issue 9, E9: `--run-timeout` caps each child's run (humane units accepted);
 /// a bad value is a usage error (exit 2) naming the accepted forms.
 #[test]

@@ -64,3 +64,23 @@ async fn the_reference_parent_gets_a_terminal_for_messages_with_unknown_roles_an
     let _ = client.close().await;
     worker.kill().await;
 }
+
+/// Our engine's `run` frame with the approved-ahead extension (E17) is a
+/// `run` the reference's worker reads: the field is ignored, the assignment
+/// and transcript arrive.
+#[test]
+fn the_reference_reads_a_run_frame_that_carries_approvals_ahead() {
+    let ours = bamboo_subagent::frames::ParentFrame::Run(bamboo_subagent::frames::RunRequest {
+        approved: vec![bamboo_subagent::frames::Approved {
+            tool_name: "cli_adapter".into(),
+            resource: "sh -c cat (assignment on stdin)".into(),
+        }],
+        ..bamboo_subagent::frames::RunRequest::new("do it")
+    });
+    let text = serde_json::to_string(&ours).unwrap();
+    assert!(text.contains(r#""approved":[{"#), "{text}");
+    match serde_json::from_str::<ParentFrame>(&text).unwrap() {
+        ParentFrame::Run(RunSpec { assignment, .. }) => assert_eq!(assignment, "do it"),
+        other => panic!("not a run: {other:?}"),
+    }
+}

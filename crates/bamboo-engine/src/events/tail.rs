@@ -43,36 +43,57 @@ impl LogTail {
     /// # Errors
     /// The file exists but cannot be read.
     pub fn read_new(&mut self) -> std::io::Result<Vec<LoggedEvent>> {
+        let mut out = Vec::new();
+        self.read_each(|e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// As [`LogTail::read_new`], but hands each event to `each` as it is
+    /// read instead of collecting them: a log of millions of events is
+    /// shown in constant memory. An error from `each` ends the read and is
+    /// returned (for a reader whose output went away, say).
+    ///
+    /// # Errors
+    /// The file exists but cannot be read, or `each` failed.
+    pub fn read_each(
+        &mut self,
+        mut each: impl FnMut(LoggedEvent) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         use std::io::{BufRead, BufReader, Seek, SeekFrom};
         let mut file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         file.seek(SeekFrom::Start(self.offset))?;
         let mut reader = BufReader::with_capacity(64 * 1024, file);
-        let mut out = Vec::new();
         let mut text = Vec::new();
         loop {
             text.clear();
             let n = reader.read_until(b'\n', &mut text)?;
             // A line still being written (no newline yet) waits for the next read.
             if n == 0 || text.last() != Some(&b'\n') {
-                return Ok(out);
+                return Ok(());
             }
             self.offset += n as u64;
             match line::parse(&text[..n - 1]) {
                 Some(Line::Event(e)) if e.seq >= self.next => {
                     if e.seq > self.next {
-                        out.push(self.gap(self.next, e.seq - 1));
+                        let gap = self.gap(self.next, e.seq - 1);
+                        self.next = e.seq;
+                        each(gap)?;
                     }
                     self.next = e.seq + 1;
-                    out.push(e);
+                    each(e)?;
                 }
                 // The numbering reached `m`: the events up to it are lost.
                 Some(Line::GapTo(m)) if m >= self.next => {
-                    out.push(self.gap(self.next, m));
+                    let gap = self.gap(self.next, m);
                     self.next = m + 1;
+                    each(gap)?;
                 }
                 // Older events (a rewritten tail), gap starts, damaged lines.
                 _ => {}

@@ -172,6 +172,14 @@ impl SessionStore for Deferred {
         Ok(stored)
     }
 
+    async fn update_soon(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError> {
+        if self.pending().contains_key(id) {
+            // A waiting ending is written with this change, and waited for.
+            return self.update(id, mutate).await;
+        }
+        self.inner.update_soon(id, mutate).await
+    }
+
     async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError> {
         let children = self.inner.list_children(parent_id).await?;
         Ok(children.into_iter().map(|s| self.overlay(s)).collect())

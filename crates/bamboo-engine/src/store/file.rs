@@ -20,7 +20,7 @@ use super::db::{self, Row, Sharing};
 use super::legacy;
 use super::private;
 use super::query::{Query, Summary};
-use super::writer::{Done, Op, Writer};
+use super::writer::{Done, Op, Sync, Writer};
 use super::{check_id, Mutator, SessionStore, StoreError};
 
 /// Connections that read beside the writing one.
@@ -39,6 +39,9 @@ pub struct FileStore {
     writer: Writer,
     readers: Vec<Arc<SyncMutex<Connection>>>,
     next_reader: AtomicUsize,
+    /// The writing thread's connection: a test holds it to stop commits.
+    #[cfg(test)]
+    writing: Arc<SyncMutex<Connection>>,
 }
 
 impl Drop for FileStore {
@@ -106,6 +109,8 @@ impl FileStore {
             // Exclusive: the one connection also reads.
             readers.push(conn.clone());
         }
+        #[cfg(test)]
+        let writing = conn.clone();
         let writer =
             Writer::start(conn, path.clone()).map_err(|e| StoreError::from_io(&path, e))?;
         Ok(Self {
@@ -116,7 +121,25 @@ impl FileStore {
             writer,
             readers,
             next_reader: AtomicUsize::new(0),
+            #[cfg(test)]
+            writing,
         })
+    }
+
+    /// Holds the writing connection (on a thread of its own): no write
+    /// commits until the returned sender is dropped.
+    #[cfg(test)]
+    pub(super) fn stall_writes(&self) -> std::sync::mpsc::Sender<()> {
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let conn = self.writing.clone();
+        std::thread::spawn(move || {
+            let _held = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = locked.send(());
+            let _ = released.recv();
+        });
+        let _ = is_locked.recv();
+        release
     }
 
     /// Reads session `id` of the data directory `data_dir` without opening
@@ -365,6 +388,40 @@ impl SessionStore for FileStore {
             session.updated_at = chrono::Utc::now();
             self.put(&session).await?;
         }
+        Ok(session)
+    }
+
+    async fn update_soon(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError> {
+        check_id(id)?;
+        let held = self.locks.get(id).lock_owned().await;
+        let mut session = self
+            .get(id, Fill::Locked)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        if !mutate(&mut session) {
+            return Ok(session);
+        }
+        session.updated_at = chrono::Utc::now();
+        let row = self.row(&session)?;
+        let len = row.doc.len();
+        let answered = self.writer.send(Op::Put(row), Sync::Later)?;
+        self.remember(&session, len);
+        // The session stays locked until the write is in the database: the
+        // cache may drop it meanwhile, and the next update must then read
+        // this version, not the one before.
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let _held = held;
+            match answered.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(session = %id, error = %e, "a change not waited for could not be stored; the session's next write stores it")
+                }
+                Err(_) => {
+                    tracing::warn!(session = %id, "the store closed before a change not waited for was written")
+                }
+            }
+        });
         Ok(session)
     }
 

@@ -11,7 +11,9 @@
 //! project key, status, title, times), each indexed, so a listing reads only
 //! what it shows. Writes go through one thread that commits whatever waits
 //! in one transaction (`writer`): many creates and status writes share one
-//! `fsync`, and each caller gets its answer only once its write is durable.
+//! `fsync`, and each caller gets its answer only once its write is durable
+//! (but for [`SessionStore::update_soon`], which does not wait, and whose
+//! write syncs with the next one that does).
 //! Directories written by earlier versions (one file per session,
 //! `sessions/<id>.jsonl`) are moved into the database when the store opens
 //! (`legacy`).
@@ -126,6 +128,15 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Atomic read-modify-write of one session, serialised per session. Returns
     /// the session as stored afterwards.
     async fn update(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError>;
+    /// [`SessionStore::update`] for a change a crash may lose (a child's
+    /// `running` mark: a child that reads as not started is run again): the
+    /// store may answer before the change is on disk. Every later read and
+    /// update through this store sees it. A write that then fails is
+    /// logged; the session's next update writes the change again. This
+    /// default is [`SessionStore::update`].
+    async fn update_soon(&self, id: &str, mutate: Mutator<'_>) -> Result<Session, StoreError> {
+        self.update(id, mutate).await
+    }
     /// The children of `parent_id`, oldest first.
     async fn list_children(&self, parent_id: &str) -> Result<Vec<Session>, StoreError>;
     /// Every stored session id (used by start-up recovery).

@@ -56,6 +56,54 @@ async fn save_load_list_delete_round_trip() {
 }
 
 #[tokio::test]
+async fn a_change_not_waited_for_is_seen_at_once_and_stored_before_the_next_write() {
+    let (dir, parent, kids) = stored_family(1).await;
+    let id = kids[0].id.clone();
+    let s = FileStore::open(dir.path()).await.unwrap();
+    let stalled = s.stall_writes();
+    // Nothing can commit, yet the change is answered and read back.
+    let marked = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        s.update_soon(
+            &id,
+            Box::new(|c: &mut Session| {
+                c.title = "marked".into();
+                true
+            }),
+        ),
+    )
+    .await
+    .expect("update_soon waited for the disk")
+    .unwrap();
+    assert_eq!(marked.title, "marked");
+    assert_eq!(s.load(&id).await.unwrap().unwrap().title, "marked");
+    // A waited-for write of the session goes after it, on top of it.
+    let stored = {
+        let later = s.update(
+            &id,
+            Box::new(|c: &mut Session| {
+                c.metadata.insert("after".into(), true.into());
+                true
+            }),
+        );
+        tokio::pin!(later);
+        assert!(
+            futures::poll!(&mut later).is_pending(),
+            "stored while nothing could commit"
+        );
+        drop(stalled);
+        later.await.unwrap()
+    };
+    assert_eq!(stored.title, "marked");
+    drop(s);
+    let reopened = FileStore::open(dir.path()).await.unwrap();
+    let read = reopened.load(&id).await.unwrap().unwrap();
+    assert_eq!(read.title, "marked");
+    assert_eq!(read.metadata.get("after"), Some(&true.into()));
+    assert_eq!(child_ids(&reopened, &parent.id).await, vec![id]);
+}
+
+#[tokio::test]
 async fn concurrent_updates_of_one_session_lose_nothing() {
     let (_d, s) = store().await;
     let root = Session::new_root("p");

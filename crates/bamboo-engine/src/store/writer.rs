@@ -6,7 +6,12 @@
 //!
 //! Each caller is answered only after the commit holding its write
 //! returned: what the store says is stored survives a crash or a power
-//! cut (S3, S6). A commit that fails (a full disk) fails every write in it;
+//! cut (S3, S6). A write sent with [`Sync::Later`] is the exception, for
+//! what a crash may lose (a child's `running` mark): a batch of only such
+//! writes commits without the sync (`synchronous=NORMAL`), so it is in the
+//! WAL, safe from a crash of the process, and made durable by the next
+//! synced commit (the WAL is one file, synced whole, and read back only up
+//! to its first torn frame). A commit that fails (a full disk) fails every write in it;
 //! a write that fails on its own (never expected) makes the batch retry one
 //! write per transaction, so it fails alone.
 
@@ -46,7 +51,23 @@ pub(super) enum Done {
     Absent,
 }
 
-type Request = (Op, oneshot::Sender<Result<Done, StoreError>>);
+/// Whether a write's commit must reach the disk before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sync {
+    /// Synced before the answer (every write but a few).
+    Now,
+    /// Synced with the next synced commit; a crash of the machine may lose it.
+    Later,
+}
+
+/// The answer to one write.
+pub(super) type Answer = oneshot::Receiver<Result<Done, StoreError>>;
+
+struct Request {
+    op: Op,
+    sync: Sync,
+    answer: oneshot::Sender<Result<Done, StoreError>>,
+}
 
 /// The writing thread and the way to it.
 #[derive(Debug)]
@@ -73,20 +94,27 @@ impl Writer {
 
     /// Writes `op`; answers once it is durable.
     pub(super) async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        let answered = self.send(op, Sync::Now)?;
+        answered.await.unwrap_or_else(|_| Err(self.closed()))
+    }
+
+    /// Queues `op` behind every write sent before it, and returns where
+    /// its answer comes (after its commit, synced as `sync` says).
+    pub(super) fn send(&self, op: Op, sync: Sync) -> Result<Answer, StoreError> {
         let (answer, answered) = oneshot::channel();
         let sent = self
             .tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|tx| tx.send((op, answer)).is_ok());
+            .map(|tx| tx.send(Request { op, sync, answer }).is_ok());
         if sent != Some(true) {
             return Err(self.closed());
         }
-        answered.await.unwrap_or_else(|_| Err(self.closed()))
+        Ok(answered)
     }
 
-    fn closed(&self) -> StoreError {
+    pub(super) fn closed(&self) -> StoreError {
         StoreError::from_io(
             &self.path,
             std::io::Error::other("the session store is closed"),
@@ -113,25 +141,26 @@ fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, path: &std::path:
             }
         }
         let c = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let ops: Vec<&Op> = batch.iter().map(|(op, _)| op).collect();
-        match commit(&c, &ops) {
+        let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
+        let unsynced = batch.iter().all(|r| r.sync == Sync::Later);
+        match commit(&c, &ops, unsynced) {
             Ok(done) => {
-                for ((_, answer), done) in batch.into_iter().zip(done) {
-                    let _ = answer.send(Ok(done));
+                for (r, done) in batch.into_iter().zip(done) {
+                    let _ = r.answer.send(Ok(done));
                 }
             }
             Err(e) if batch.len() == 1 || is_commit_failure(&e) => {
-                for (_, answer) in batch {
-                    let _ = answer.send(Err(db::err(path, clone_err(&e))));
+                for r in batch {
+                    let _ = r.answer.send(Err(db::err(path, clone_err(&e))));
                 }
             }
             // One write failed on its own: each alone, so only it fails.
             Err(_) => {
-                for (op, answer) in batch {
-                    let one = commit(&c, &[&op])
+                for r in batch {
+                    let one = commit(&c, &[&r.op], r.sync == Sync::Later)
                         .map(|mut d| d.pop().unwrap_or(Done::Written))
                         .map_err(|e| db::err(path, e));
-                    let _ = answer.send(one);
+                    let _ = r.answer.send(one);
                 }
             }
         }
@@ -161,8 +190,15 @@ fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
-/// Applies `ops` in one transaction and commits it (one WAL sync).
-fn commit(c: &Connection, ops: &[&Op]) -> rusqlite::Result<Vec<Done>> {
+/// Applies `ops` in one transaction and commits it (one WAL sync, none
+/// when `unsynced`). The setting is made before every commit, so a synced
+/// one never runs unsynced.
+fn commit(c: &Connection, ops: &[&Op], unsynced: bool) -> rusqlite::Result<Vec<Done>> {
+    c.execute_batch(if unsynced {
+        "PRAGMA synchronous = NORMAL"
+    } else {
+        "PRAGMA synchronous = FULL"
+    })?;
     c.execute_batch("BEGIN IMMEDIATE")?;
     let applied = ops.iter().map(|op| apply(c, op)).collect();
     let done = match applied {

@@ -205,12 +205,18 @@ impl CliExecutor {
         cmd
     }
 
-    /// With enforced permissions, asks the host first; `Some` ends the run.
-    async fn approve(&self, ctx: &RunContext, assignment: &str) -> Option<RunOutcome> {
+    /// With enforced permissions, asks the host first, unless the run
+    /// came approved for this exact command; `Some` ends the run.
+    async fn approve(&self, ctx: &RunContext, request: &RunRequest) -> Option<RunOutcome> {
         if !self.ask_first {
             return None;
         }
+        let assignment = request.assignment.as_str();
         let body = self.approval_body(assignment);
+        // Approved ahead by the parent: no round trip per run.
+        if request.approves(&body) {
+            return None;
+        }
         match ask_approval(ctx, body).await {
             Approval::Granted => None,
             Approval::Cancelled => Some(RunOutcome::cancelled()),
@@ -238,7 +244,7 @@ impl CliExecutor {
         ctx: &RunContext,
         deadline: Option<Instant>,
     ) -> RunOutcome {
-        if let Some(refused) = self.approve(ctx, &request.assignment).await {
+        if let Some(refused) = self.approve(ctx, &request).await {
             return refused;
         }
         let mark = RunMark::fresh();

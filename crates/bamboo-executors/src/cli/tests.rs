@@ -326,3 +326,44 @@ async fn enforce_permissions_asks_first_and_denial_stops_the_run() {
     assert_eq!(out.status, TerminalStatus::Completed);
     assert!(ws.path().join("ran").exists());
 }
+
+#[tokio::test]
+async fn a_command_approved_ahead_runs_without_asking_and_no_other_one_does() {
+    let ws = tempfile::tempdir().expect("tempdir");
+    let extra =
+        serde_json::json!({"workspace": ws.path(), "capabilities": {"enforce_permissions": true}});
+    let exec = sh("touch ran-$1", &["{assignment}"], extra);
+    let ahead = |line: String| RunRequest {
+        approved: vec![bamboo_subagent::frames::Approved {
+            tool_name: "cli_adapter".into(),
+            resource: line,
+        }],
+        ..RunRequest::new("a")
+    };
+
+    // The exact command of this run, approved ahead: it runs, nobody asked.
+    let host = ScriptedHost::new(false);
+    let out = exec
+        .run(
+            ahead(exec.command_line_for("a")),
+            test_run(Some(host.clone() as Arc<dyn HostBridge>)).ctx,
+        )
+        .await;
+    assert_eq!(out.status, TerminalStatus::Completed, "{out:?}");
+    assert!(ws.path().join("ran-a").exists());
+    let asked = host.approvals.lock().map(|v| v.clone()).unwrap_or_default();
+    assert!(asked.is_empty(), "asked anyway: {asked:?}");
+
+    // Another command line approved ahead: this run still asks (and the
+    // host's no stops it).
+    let host = ScriptedHost::new(false);
+    let out = exec
+        .run(
+            ahead(exec.command_line_for("b")),
+            test_run(Some(host.clone() as Arc<dyn HostBridge>)).ctx,
+        )
+        .await;
+    assert_eq!(out.status, TerminalStatus::Error, "{out:?}");
+    let asked = host.approvals.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(asked.len(), 1);
+}
