@@ -312,8 +312,8 @@ impl Children {
                 usage,
                 ..
             } if who.is_top => {
-                if worktree.is_some() {
-                    child.worktree.clone_from(worktree);
+                if let Some(w) = worktree {
+                    child.worktree = Some(bamboo_domain::WorktreeOutcome::clone(w));
                 }
                 if let Some(u) = usage {
                     child.usage.get_or_insert_with(TokenUsage::default).add(u);

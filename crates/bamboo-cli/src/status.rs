@@ -233,7 +233,7 @@ mod tests {
             status: CompletionStatus::Completed,
             error: None,
             result: None,
-            usage: Some(run),
+            usage: Some(Box::new(run)),
             worktree: None,
         };
         c.apply(&top, &done, chrono::Utc::now());

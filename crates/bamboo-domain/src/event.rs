@@ -208,11 +208,11 @@ pub enum AgentEvent {
         result: Option<String>,
         /// What the run used, when its executor counted it (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        usage: Option<TokenUsage>,
+        usage: Option<Box<TokenUsage>>,
         /// The child's git worktree after the run, when it has one
         /// (extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        worktree: Option<WorktreeOutcome>,
+        worktree: Option<Box<WorktreeOutcome>>,
     },
     /// Parent side: a child asks for approval of a gated action.
     ChildApprovalRequested {
@@ -448,10 +448,10 @@ mod tests {
             status: CompletionStatus::Completed,
             error: None,
             result: Some("42".into()),
-            usage: Some(TokenUsage {
+            usage: Some(Box::new(TokenUsage {
                 total_tokens: 7,
                 ..TokenUsage::default()
-            }),
+            })),
             worktree: None,
         };
         let json = serde_json::to_value(&with).unwrap();
@@ -532,5 +532,18 @@ mod tests {
         let ev: AgentEvent =
             serde_json::from_str(r#"{"type":"token","content":"a","seq":9}"#).unwrap();
         assert_eq!(ev, AgentEvent::token("a"));
+    }
+
+    #[test]
+    fn an_event_stays_small_to_move() {
+        // Every event is moved into a Box and an Arc and through channels on
+        // the publishing path: at 256 bytes (usage and worktree inline in
+        // sub_agent_completed) a live subscriber got about 25% fewer events
+        // a second. Large, rare payloads go behind a Box.
+        assert!(
+            std::mem::size_of::<AgentEvent>() <= 128,
+            "AgentEvent is {} bytes",
+            std::mem::size_of::<AgentEvent>()
+        );
     }
 }

@@ -149,8 +149,8 @@ impl ChildHandle {
                     status: *status,
                     result: result.clone(),
                     error: error.clone(),
-                    usage: *usage,
-                    worktree: worktree.clone(),
+                    usage: usage.as_deref().copied(),
+                    worktree: worktree.as_deref().cloned(),
                 });
             }
         }

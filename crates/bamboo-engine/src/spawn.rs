@@ -208,16 +208,15 @@ async fn run_child(
         status: report.status,
         error: report.error.clone(),
         result: report.result.clone(),
-        usage: report.usage,
-        worktree: report
-            .worktree
-            .as_ref()
-            .map(|w| bamboo_domain::WorktreeOutcome {
+        usage: report.usage.map(Box::new),
+        worktree: report.worktree.as_ref().map(|w| {
+            Box::new(bamboo_domain::WorktreeOutcome {
                 branch: w.branch.clone(),
                 commit: w.commit.clone(),
                 files: w.files.clone(),
                 kept: !w.removed,
-            }),
+            })
+        }),
     };
     reservation.complete(|| out.fanout.publish(completed));
     // The end of a run is when its events become durable (coalesced, off
