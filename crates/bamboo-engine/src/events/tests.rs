@@ -103,6 +103,19 @@ async fn a_reader_just_behind_a_finished_run_reads_from_memory() {
     );
 }
 
+/// Child `c` of `p` completed with `answer`.
+fn completed_with(answer: &str) -> AgentEvent {
+    AgentEvent::SubAgentCompleted {
+        parent_session_id: "p".into(),
+        child_session_id: "c".into(),
+        status: bamboo_domain::CompletionStatus::Completed,
+        error: None,
+        result: Some(answer.to_owned()),
+        usage: None,
+        worktree: None,
+    }
+}
+
 #[tokio::test]
 async fn a_long_answer_is_logged_whole_and_its_room_is_not_kept() {
     // The front door's memory must not keep the size of a child's largest
@@ -111,15 +124,7 @@ async fn a_long_answer_is_logged_whole_and_its_room_is_not_kept() {
     let l = logs(dir.path(), 4096, u64::MAX);
     let out = Fanout::new(&l, &["p".to_owned()]);
     let answer = "y".repeat(3 * 1024 * 1024);
-    out.publish(AgentEvent::SubAgentCompleted {
-        parent_session_id: "p".into(),
-        child_session_id: "c".into(),
-        status: bamboo_domain::CompletionStatus::Completed,
-        error: None,
-        result: Some(answer.clone()),
-        usage: None,
-        worktree: None,
-    });
+    out.publish(completed_with(&answer));
     let log = l.log("p").unwrap();
     log.sync().await;
     assert!(
@@ -144,15 +149,7 @@ async fn a_long_answer_goes_to_the_file_in_its_place_among_buffered_events() {
     for i in 0..40 {
         out.publish(tok(i));
     }
-    let completed = AgentEvent::SubAgentCompleted {
-        parent_session_id: "p".into(),
-        child_session_id: "c".into(),
-        status: bamboo_domain::CompletionStatus::Completed,
-        error: None,
-        result: Some(answer.clone()),
-        usage: None,
-        worktree: None,
-    };
+    let completed = completed_with(&answer);
     out.publish(completed.clone());
     for i in 40..80 {
         out.publish(tok(i));
