@@ -7,13 +7,19 @@
 //! (a lock-free read could otherwise cache a version older than a concurrent
 //! write's), so the cache cannot go stale. Bounded by
 //! count ([`CAPACITY`]) and by size ([`BUDGET`] bytes of JSON): past either,
-//! arbitrary sessions are dropped and re-read on demand. A session larger
-//! than [`LARGEST`] is never cached.
+//! the least recently used sessions are dropped and re-read on demand. A
+//! session larger than [`LARGEST`] is never cached.
+//!
+//! Least recently used, not arbitrary: a run of many children keeps a few
+//! hundred of them open and reads each a few times, while the finished ones
+//! pile up behind. Dropping arbitrary entries dropped open children too, and
+//! each of their reads then went to the database, more of them the longer
+//! the run (about 4 per child at 10,000 children).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bamboo_domain::Session;
+use hashlink::LinkedHashMap;
 
 /// A cached session and the length of its JSON (its measure in memory).
 #[derive(Debug, Clone)]
@@ -34,7 +40,8 @@ pub(super) struct SessionCache(Mutex<Entries>);
 
 #[derive(Debug, Default)]
 struct Entries {
-    map: HashMap<String, Cached>,
+    /// Least recently used first.
+    map: LinkedHashMap<String, Cached>,
     /// Sum of the cached `doc_len`s.
     bytes: u64,
 }
@@ -52,12 +59,18 @@ impl SessionCache {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the cached session, if cached.
+    /// A copy of the cached session, if cached; it becomes the most
+    /// recently used.
     pub(super) fn get(&self, id: &str) -> Option<Session> {
-        self.entries().map.get(id).map(|c| c.doc.clone())
+        self.entries().map.to_back(id).map(|c| c.doc.clone())
     }
 
-    /// Remembers `id` as stored now.
+    /// Whether `id` is cached (its recency unchanged).
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.entries().map.contains_key(id)
+    }
+
+    /// Remembers `id` as stored now, the most recently used.
     pub(super) fn put(&self, id: &str, stored: Cached) {
         let mut e = self.entries();
         e.remove(id);
@@ -65,10 +78,10 @@ impl SessionCache {
             return;
         }
         while e.map.len() >= CAPACITY || e.bytes + stored.doc_len > BUDGET {
-            let Some(victim) = e.map.keys().next().cloned() else {
+            let Some((_, victim)) = e.map.pop_front() else {
                 break;
             };
-            e.remove(&victim);
+            e.bytes -= victim.doc_len;
         }
         e.bytes += stored.doc_len;
         e.map.insert(id.to_owned(), stored);
@@ -119,5 +132,28 @@ mod tests {
         // Replacing an entry does not count it twice.
         cache.put("s19", stored(LARGEST));
         assert!(cache.entries().bytes <= BUDGET);
+    }
+
+    #[test]
+    fn drops_the_least_recently_used_first() {
+        let cache = SessionCache::default();
+        for i in 0..CAPACITY {
+            cache.put(&format!("s{i}"), stored(100));
+        }
+        // s0 is read, s1 written again: both outlive s2.., the oldest left.
+        assert!(cache.get("s0").is_some());
+        cache.put("s1", stored(100));
+        for i in 0..CAPACITY - 2 {
+            cache.put(&format!("new{i}"), stored(100));
+        }
+        assert!(cache.contains("s0"), "a session just read was dropped");
+        assert!(cache.contains("s1"), "a session just written was dropped");
+        for i in 2..CAPACITY {
+            assert!(
+                !cache.contains(&format!("s{i}")),
+                "s{i} outlived newer sessions"
+            );
+        }
+        assert_eq!(cache.entries().map.len(), CAPACITY);
     }
 }

@@ -347,7 +347,7 @@ impl SessionStore for FileStore {
         }
         let lock = self.locks.get(&session.id);
         let _held = lock.lock().await;
-        if self.cache.get(&session.id).is_some() {
+        if self.cache.contains(&session.id) {
             return Err(StoreError::AlreadyExists(session.id.clone()));
         }
         let row = self.row(session)?;
