@@ -11,7 +11,7 @@
 //!   50` and the whole `sessions list` on it.
 //!
 //! `BAMBOO_SCALE_MAX` caps the sizes (e.g. 10000 for a quick run);
-//! `BAMBOO_SCALE_REPS` sets the repetitions of every size (3); each figure
+//! `BAMBOO_SCALE_REPS` sets the repetitions of every size (5); each figure
 //! is the median over them.
 
 use std::io::{BufRead, BufReader};
@@ -28,7 +28,7 @@ const JOBS: &str = "64";
 
 pub async fn run() -> Result<()> {
     let max: usize = env_num("BAMBOO_SCALE_MAX").unwrap_or(100_000);
-    let reps: usize = env_num("BAMBOO_SCALE_REPS").unwrap_or(3).max(1);
+    let reps: usize = env_num("BAMBOO_SCALE_REPS").unwrap_or(5).max(1);
     let disk_root = std::env::var_os("BAMBOO_SCALE_DISK")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
@@ -47,8 +47,17 @@ pub async fn run() -> Result<()> {
         }
         // Each run's last-10%-to-first-10% ratio, before the runs are
         // reduced to the one of median wall time.
+        // Each run's ratio swings by about a tenth on a shared machine, so
+        // every run's is shown beside their median.
+        let each = |runs: &[Fanout]| -> String {
+            let ratios: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.flat())).collect();
+            ratios.join(" ")
+        };
         let flat = |runs: &[Fanout]| median_f(runs.iter().map(Fanout::flat).collect());
-        let flats = [("disk", flat(&disk)), ("tmpfs", flat(&tmpfs))];
+        let flats = [
+            ("disk", flat(&disk), each(&disk)),
+            ("tmpfs", flat(&tmpfs), each(&tmpfs)),
+        ];
         let (d, t) = (Fanout::median(disk), Fanout::median(tmpfs));
         let ratio = secs(d.wall) / secs(t.wall);
         report(
@@ -63,7 +72,7 @@ pub async fn run() -> Result<()> {
             secs(t.wall),
             secs(d.wall) * 1000.0 / n as f64
         );
-        for ((place, flat), f) in flats.into_iter().zip([&d, &t]) {
+        for ((place, flat, each), f) in flats.into_iter().zip([&d, &t]) {
             report(
                 &format!("{n} children, {place}: last 10% vs first 10%"),
                 format!("{flat:.2}x"),
@@ -71,7 +80,7 @@ pub async fn run() -> Result<()> {
                 flat <= 1.0,
             );
             println!(
-                "  (median of {runs}; per child in the run of median wall time: first 10% {:.3} ms, last 10% {:.3} ms; front door peak RSS {:.1} MiB)",
+                "  (median of {runs}: {each}; per child in the run of median wall time: first 10% {:.3} ms, last 10% {:.3} ms; front door peak RSS {:.1} MiB)",
                 ms(f.first_per_child),
                 ms(f.last_per_child),
                 f.peak_rss_kib as f64 / 1024.0
