@@ -247,21 +247,22 @@ impl Human {
                 return Ok(());
             };
             let start = std::mem::replace(&mut tail.line, tail.text.len());
-            let tail = &self.tails[&who.top];
-            let rest = tail.text[start..].trim_end();
-            if self.quiet || rest.is_empty() {
-                return Ok(());
-            }
-            return self.line(out, who, &self.style.clean(rest));
+            return self.print_rest(out, who, &self.tails[&who.top].text[start..]);
         }
         match self.partial.remove(&who.session_id) {
-            // The unterminated rest of the text: trailing blanks say nothing.
-            Some(rest) if !self.quiet && !rest.trim_end().is_empty() => {
-                let text = self.style.clean(rest.trim_end()).into_owned();
-                self.line(out, who, &text)
-            }
-            _ => Ok(()),
+            Some(rest) => self.print_rest(out, who, &rest),
+            None => Ok(()),
         }
+    }
+
+    /// Prints the unterminated rest of a text as a line: trailing blanks say
+    /// nothing.
+    fn print_rest(&self, out: &mut Out, who: &Who, rest: &str) -> Result<(), Closed> {
+        let rest = rest.trim_end();
+        if self.quiet || rest.is_empty() {
+            return Ok(());
+        }
+        self.line(out, who, &self.style.clean(rest))
     }
 
     /// Reports a top-level child's end: its result once (not again when its
