@@ -6,10 +6,13 @@
 //! parent, the grandchildren would wait forever (a limit of 1 deadlocked).
 // Behaviours: E12, E18.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// The limiter.
 #[derive(Debug)]
@@ -48,6 +51,26 @@ impl RunSlots {
         Some(self.held(permit))
     }
 
+    /// A place in the queue for a slot, taken now: places are served in the
+    /// order they were taken, whatever order the tasks that wait on them
+    /// start in (runs queued one after another start in that order, as
+    /// `--max-running 1` users expect).
+    pub fn queue(&self) -> Place {
+        // Polled once here, which puts it in the semaphore's queue (served
+        // first come, first served); the task's polls then wait on it.
+        let mut permit: PermitFuture =
+            Box::pin(tokio::task::unconstrained(self.sem.clone().acquire_owned()));
+        let waker = futures::task::noop_waker();
+        if let Poll::Ready(got) = permit.as_mut().poll(&mut Context::from_waker(&waker)) {
+            permit = Box::pin(std::future::ready(got));
+        }
+        Place {
+            permit,
+            running: self.running.clone(),
+            peak: self.peak.clone(),
+        }
+    }
+
     /// A slot if one is free now (and no run is queued for one).
     pub fn try_acquire(&self) -> Option<Slot> {
         let permit = self.sem.clone().try_acquire_owned().ok()?;
@@ -55,12 +78,7 @@ impl RunSlots {
     }
 
     fn held(&self, permit: OwnedSemaphorePermit) -> Slot {
-        let now = self.running.fetch_add(1, Ordering::AcqRel) + 1;
-        self.peak.fetch_max(now, Ordering::AcqRel);
-        Slot {
-            _permit: permit,
-            running: self.running.clone(),
-        }
+        held(permit, &self.running, &self.peak)
     }
 
     /// Refuses every waiting and future `acquire`.
@@ -76,6 +94,40 @@ impl RunSlots {
     /// Most slots ever held at once.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Acquire)
+    }
+}
+
+fn held(permit: OwnedSemaphorePermit, running: &Arc<AtomicUsize>, peak: &AtomicUsize) -> Slot {
+    let now = running.fetch_add(1, Ordering::AcqRel) + 1;
+    peak.fetch_max(now, Ordering::AcqRel);
+    Slot {
+        _permit: permit,
+        running: running.clone(),
+    }
+}
+
+type PermitFuture =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// A place in the queue for a slot (see [`RunSlots::queue`]); dropped, it
+/// leaves the queue.
+pub struct Place {
+    permit: PermitFuture,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Place").finish_non_exhaustive()
+    }
+}
+
+impl Place {
+    /// Waits for this place's slot; `None` once the limiter is closed.
+    pub async fn wait(self) -> Option<Slot> {
+        let permit = self.permit.await.ok()?;
+        Some(held(permit, &self.running, &self.peak))
     }
 }
 
@@ -205,5 +257,48 @@ mod tests {
         slots.close();
         assert!(slots.acquire().await.is_none());
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn places_are_served_in_the_order_taken_not_the_order_waited_on() {
+        let slots = RunSlots::new(1);
+        let held = slots.acquire().await.unwrap();
+        let places: Vec<Place> = (0..3).map(|_| slots.queue()).collect();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // The last place starts waiting first.
+        for (i, place) in places.into_iter().enumerate().rev() {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let slot = place.wait().await.unwrap();
+                tx.send(i).unwrap();
+                drop(slot);
+            });
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut served = Vec::new();
+        for _ in 0..3 {
+            served.push(rx.recv().await.unwrap());
+        }
+        assert_eq!(served, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_place_given_up_leaves_the_queue() {
+        let slots = RunSlots::new(1);
+        let held = slots.acquire().await.unwrap();
+        let (first, second) = (slots.queue(), slots.queue());
+        drop(first);
+        drop(held);
+        let slot = tokio::time::timeout(std::time::Duration::from_secs(10), second.wait())
+            .await
+            .expect("the second place was served")
+            .unwrap();
+        assert_eq!(slots.running(), 1);
+        drop(slot);
+        assert!(
+            slots.queue().wait().await.is_some(),
+            "a free slot is served at once"
+        );
     }
 }

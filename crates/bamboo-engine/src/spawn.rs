@@ -24,7 +24,7 @@ use crate::provision::{run_request, spec_for};
 use crate::pump::{drive, Opening, PumpEnv, PumpResult};
 use crate::reservations::{Reservation, RunControl};
 use crate::run_path::RunPath;
-use crate::slots::{LendableSlot, Slot};
+use crate::slots::{LendableSlot, Place, Slot};
 use crate::store::SessionStore;
 use crate::watchdog::ActivityClock;
 use crate::writeback::{untaken, write_back};
@@ -70,13 +70,20 @@ pub(crate) fn enqueue(
         .reservations
         .reserve(child_id, &inner.shutdown)
         .ok_or_else(|| EngineError::AlreadyRunning(child_id.to_owned()))?;
-    Ok(spawn_run(inner, parent_id, reservation, Start::Queued))
+    let place = inner.slots.queue();
+    Ok(spawn_run(
+        inner,
+        parent_id,
+        reservation,
+        Start::Queued(place),
+    ))
 }
 
 /// How a reserved run begins.
 enum Start {
-    /// Queued: wait for a slot, then run.
-    Queued,
+    /// Queued: wait for a slot (its place in the queue taken when queued),
+    /// then run.
+    Queued(Place),
     /// Started by [`launch`]: holding its slot, the child being stored
     /// `running` by `creation`.
     Now(Slot, Box<Session>, Creation),
@@ -186,7 +193,7 @@ async fn run_child(
                 )
                 .await
             }
-            Start::Queued => run_queued(&inner, &parent_id, &reservation, &out).await,
+            Start::Queued(place) => run_queued(&inner, &parent_id, &reservation, place, &out).await,
             Start::Reattach(run) => {
                 run_reattached(&inner, &parent_id, &reservation, &out, run).await
             }
@@ -266,6 +273,7 @@ async fn run_queued(
     inner: &Arc<RunPath>,
     parent_id: &str,
     res: &Reservation,
+    place: Place,
     out: &RunLogs,
 ) -> RunReport {
     let (child_id, control) = (res.child.as_str(), &res.control);
@@ -287,7 +295,7 @@ async fn run_queued(
         Ok(true) => {}
     }
     let slot = tokio::select! {
-        s = inner.slots.acquire() => s,
+        s = place.wait() => s,
         _ = control.cancel.cancelled() => None,
     };
     let Some(slot) = slot else {
